@@ -1,0 +1,440 @@
+/**
+ * Admin command set (NVMe 1.4, section 5): one handler per command, each
+ * returning an NVMe status (or HELD when it completes later).
+ */
+import type { NvmeController, CommandEntry } from './controller.js';
+import { HELD, INVALID_FIELD, INVALID_NAMESPACE } from './controller.js';
+import type { Request } from './queues.js';
+import { CompletionQueue, SubmissionQueue } from './queues.js';
+import { AdminOpcode } from '../spec/opcodes.js';
+import { CommandSpecificStatus, GenericStatus, makeStatus, Sct } from '../spec/status.js';
+import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
+import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
+import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/queues.js';
+import { FeatureId, FeatureSelect, FeatureCapability, GetFeaturesCdw10, SetFeaturesCdw10, NumberOfQueuesDw, VolatileWriteCacheDw, TemperatureThresholdDw } from '../spec/features.js';
+import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE } from '../spec/log-pages.js';
+import { Cc, Regs } from '../spec/registers.js';
+import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
+
+const cs = (sc: number): number => makeStatus(Sct.COMMAND_SPECIFIC, sc, true);
+const INVALID_QUEUE_IDENTIFIER = cs(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER);
+const INVALID_QUEUE_SIZE = cs(CommandSpecificStatus.INVALID_QUEUE_SIZE);
+const COMPLETION_QUEUE_INVALID = cs(CommandSpecificStatus.COMPLETION_QUEUE_INVALID);
+const INVALID_INTERRUPT_VECTOR = cs(CommandSpecificStatus.INVALID_INTERRUPT_VECTOR);
+const INVALID_QUEUE_DELETION = cs(CommandSpecificStatus.INVALID_QUEUE_DELETION);
+const INVALID_LOG_PAGE = cs(CommandSpecificStatus.INVALID_LOG_PAGE);
+const AER_LIMIT_EXCEEDED = cs(CommandSpecificStatus.ASYNC_EVENT_LIMIT_EXCEEDED);
+const FEATURE_NOT_SAVEABLE = cs(CommandSpecificStatus.FEATURE_NOT_SAVEABLE);
+const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);
+const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR, true);
+const COMMAND_SEQUENCE_ERROR = makeStatus(Sct.GENERIC, GenericStatus.COMMAND_SEQUENCE_ERROR, true);
+const ABORT_REQUESTED = makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED);
+const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
+
+export function adminCommands(): Map<number, CommandEntry> {
+  const t = new Map<number, CommandEntry>();
+  const add = (opcode: number, handler: CommandEntry['handler'], effects = 0): void => {
+    t.set(opcode, { opcode, handler, effects });
+  };
+  add(AdminOpcode.DELETE_IO_SQ, executeDeleteIoSq, CommandEffect.CCC);
+  add(AdminOpcode.CREATE_IO_SQ, executeCreateIoSq, CommandEffect.CCC);
+  add(AdminOpcode.GET_LOG_PAGE, executeGetLogPage);
+  add(AdminOpcode.DELETE_IO_CQ, executeDeleteIoCq, CommandEffect.CCC);
+  add(AdminOpcode.CREATE_IO_CQ, executeCreateIoCq, CommandEffect.CCC);
+  add(AdminOpcode.IDENTIFY, executeIdentify);
+  add(AdminOpcode.ABORT, executeAbort);
+  add(AdminOpcode.SET_FEATURES, executeSetFeatures, CommandEffect.CCC);
+  add(AdminOpcode.GET_FEATURES, executeGetFeatures);
+  add(AdminOpcode.ASYNC_EVENT_REQUEST, executeAsyncEventRequest);
+  return t;
+}
+
+// ------------------------------------------------------------------ Identify
+
+function executeIdentify(c: NvmeController, req: Request): number {
+  const cns = bitsOf(req.cmd.cdw10, IdentifyCdw10.CNS);
+  const nsid = req.cmd.nsid;
+  switch (cns) {
+    case Cns.CONTROLLER:
+      return c.sendToHost(req, identifyController(c));
+    case Cns.NAMESPACE: {
+      if (nsid === 0 || nsid === NSID_BROADCAST || nsid > c.maxNsid) return INVALID_NAMESPACE;
+      const ns = c.namespaces.get(nsid);
+      // An inactive NSID returns a zero-filled structure (5.15.2.1).
+      return c.sendToHost(req, ns ? identifyNamespace(c, nsid) : new Uint8Array(IDENTIFY_DATA_SIZE));
+    }
+    case Cns.ACTIVE_NAMESPACE_LIST: {
+      if (nsid >= 0xfffffffe) return INVALID_NAMESPACE;
+      const out = new Uint8Array(IDENTIFY_DATA_SIZE);
+      const dv = new DataView(out.buffer);
+      const ids = [...c.namespaces.keys()].filter((id) => id > nsid).sort((a, b) => a - b).slice(0, ACTIVE_NS_LIST_ENTRIES);
+      ids.forEach((id, i) => dv.setUint32(i * 4, id, true));
+      return c.sendToHost(req, out);
+    }
+    default:
+      return INVALID_FIELD;
+  }
+}
+
+function identifyController(c: NvmeController): Uint8Array {
+  const out = new Uint8Array(IDENTIFY_DATA_SIZE);
+  const dv = new DataView(out.buffer);
+  writeField(dv, 0, IdCtrl.VID, 0x1b36);
+  writeField(dv, 0, IdCtrl.SSVID, 0x1af4);
+  writeAscii(dv, 0, IdCtrl.SN, c.identity.serial);
+  writeAscii(dv, 0, IdCtrl.MN, c.identity.model);
+  writeAscii(dv, 0, IdCtrl.FR, c.identity.firmware);
+  writeField(dv, 0, IdCtrl.RAB, 6);
+  writeField(dv, 0, IdCtrl.MDTS, c.mdts);
+  writeField(dv, 0, IdCtrl.CNTLID, 1);
+  writeField(dv, 0, IdCtrl.VER, c.regs.getUint32(Regs.VS.offset, true));
+  writeField(dv, 0, IdCtrl.CNTRLTYPE, 1);
+  writeField(dv, 0, IdCtrl.ACL, c.acl);
+  writeField(dv, 0, IdCtrl.AERL, c.aerl);
+  writeField(dv, 0, IdCtrl.FRMW, 0x02);
+  // Commands Supported and Effects log page supported.
+  writeField(dv, 0, IdCtrl.LPA, 0x02);
+  writeField(dv, 0, IdCtrl.ELPE, c.errorLogEntries - 1);
+  writeField(dv, 0, IdCtrl.WCTEMP, 343);
+  writeField(dv, 0, IdCtrl.CCTEMP, 373);
+  writeField(dv, 0, IdCtrl.SQES, (SQE_SIZE_LOG2 << 4) | SQE_SIZE_LOG2);
+  writeField(dv, 0, IdCtrl.CQES, (CQE_SIZE_LOG2 << 4) | CQE_SIZE_LOG2);
+  writeField(dv, 0, IdCtrl.MAXCMD, c.mqes + 1 > 0xffff ? 0xffff : c.mqes + 1);
+  writeField(dv, 0, IdCtrl.NN, c.maxNsid);
+  // ONCS: Dataset Management (bit 2), Write Zeroes (bit 3), Select in Get Features (bit 4).
+  writeField(dv, 0, IdCtrl.ONCS, (1 << 2) | (1 << 3) | (1 << 4));
+  // VWC: present (bit 0); Flush with NSID FFFFFFFFh applies to all namespaces (bits 2:1 = 11b).
+  writeField(dv, 0, IdCtrl.VWC, 0x07);
+  writeAscii(dv, 0, IdCtrl.SUBNQN, `nqn.2026-11.io.nvmq:${c.identity.serial}`);
+  // Power state 0: maximum power 25.00 W (centiwatts).
+  dv.setUint16(IdCtrl.PSD0.offset, 2500, true);
+  return out;
+}
+
+function identifyNamespace(c: NvmeController, nsid: number): Uint8Array {
+  const ns = c.namespaces.get(nsid)!;
+  const out = new Uint8Array(IDENTIFY_DATA_SIZE);
+  const dv = new DataView(out.buffer);
+  writeField(dv, 0, IdNs.NSZE, ns.blocks);
+  writeField(dv, 0, IdNs.NCAP, ns.blocks);
+  writeField(dv, 0, IdNs.NUSE, ns.blocks);
+  writeField(dv, 0, IdNs.NLBAF, 0);
+  writeField(dv, 0, IdNs.FLBAS, 0);
+  // Deallocated blocks read as zeroes (001b); Write Zeroes may deallocate (bit 3).
+  writeField(dv, 0, IdNs.DLFEAT, 0x09);
+  writeField(dv, IdNs.LBAF0.offset, LbaFormat.LBADS, ns.lbaShift);
+  writeField(dv, IdNs.LBAF0.offset, LbaFormat.MS, 0);
+  writeField(dv, IdNs.LBAF0.offset, LbaFormat.RP, 0);
+  // NGUID / EUI64: stable per controller serial and NSID.
+  const id = hash32(`${c.identity.serial}/${nsid}`);
+  dv.setUint32(IdNs.NGUID.offset, 0x6e766d71, false);
+  dv.setUint32(IdNs.NGUID.offset + 12, id, false);
+  dv.setUint32(IdNs.EUI64.offset, 0x6e766d71, false);
+  dv.setUint32(IdNs.EUI64.offset + 4, id, false);
+  return out;
+}
+
+function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+// ------------------------------------------------------------------ queues
+
+function ccEntrySize(c: NvmeController, field: typeof Cc.IOSQES): number {
+  return readField(c.regs, Regs.CC.offset, field);
+}
+
+/** Checks shared by both Create commands on the queue's base address (PRP1, contiguous). */
+function checkQueueMemory(c: NvmeController, base: number, bytes: number): number {
+  if (base === 0 || base % c.pageSize !== 0) return PRP_OFFSET_INVALID;
+  if (c.arena.translate(base, bytes) < 0) return DATA_TRANSFER_ERROR;
+  return 0;
+}
+
+function executeCreateIoCq(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const d11 = req.cmd.cdw11;
+  const qid = bitsOf(d10, CreateCqCdw10.QID);
+  const size = bitsOf(d10, CreateCqCdw10.QSIZE) + 1;
+  const pc = bitsOf(d11, CreateCqCdw11.PC);
+  const ien = bitsOf(d11, CreateCqCdw11.IEN);
+  const iv = bitsOf(d11, CreateCqCdw11.IV);
+  if (qid === 0 || qid > c.grantedCqs || c.cqs[qid]) return INVALID_QUEUE_IDENTIFIER;
+  if (size < 2 || size > c.mqes + 1) return INVALID_QUEUE_SIZE;
+  // CAP.CQR = 1: only physically contiguous queues.
+  if (!pc) return INVALID_FIELD;
+  if (iv >= c.interruptVectors) return INVALID_INTERRUPT_VECTOR;
+  if (ccEntrySize(c, Cc.IOCQES) !== CQE_SIZE_LOG2) return INVALID_FIELD;
+  const mem = checkQueueMemory(c, req.cmd.prp1, size * CQE_SIZE);
+  if (mem) return mem;
+  c.cqs[qid] = new CompletionQueue(qid, req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * CQE_SIZE), size, ien === 1, iv);
+  c.ioQueuesCreated = true;
+  return 0;
+}
+
+function executeCreateIoSq(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const d11 = req.cmd.cdw11;
+  const qid = bitsOf(d10, CreateSqCdw10.QID);
+  const size = bitsOf(d10, CreateSqCdw10.QSIZE) + 1;
+  const pc = bitsOf(d11, CreateSqCdw11.PC);
+  const cqid = bitsOf(d11, CreateSqCdw11.CQID);
+  if (qid === 0 || qid > c.grantedSqs || c.sqs[qid]) return INVALID_QUEUE_IDENTIFIER;
+  const cq = cqid === 0 ? undefined : c.cqs[cqid];
+  if (!cq) return COMPLETION_QUEUE_INVALID;
+  if (size < 2 || size > c.mqes + 1) return INVALID_QUEUE_SIZE;
+  if (!pc) return INVALID_FIELD;
+  if (ccEntrySize(c, Cc.IOSQES) !== SQE_SIZE_LOG2) return INVALID_FIELD;
+  const mem = checkQueueMemory(c, req.cmd.prp1, size * SQE_SIZE);
+  if (mem) return mem;
+  const sq = new SubmissionQueue(qid, req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * SQE_SIZE), size, cq, bitsOf(d11, CreateSqCdw11.QPRIO));
+  c.sqs[qid] = sq;
+  cq.sqs.add(qid);
+  c.ioQueuesCreated = true;
+  return 0;
+}
+
+/**
+ * Delete I/O SQ (5.6): commands still executing are aborted with "Command
+ * Aborted due to SQ Deletion" and posted before this command completes. Their
+ * backend operations are waited for, so none writes host memory afterwards.
+ */
+function executeDeleteIoSq(c: NvmeController, req: Request): number {
+  const qid = bitsOf(req.cmd.cdw10, DeleteQueueCdw10.QID);
+  const sq = qid === 0 ? undefined : c.sqs[qid];
+  if (!sq || sq.deleting) return INVALID_QUEUE_IDENTIFIER;
+  sq.deleting = true;
+  const remove = (): void => {
+    if (c.sqs[qid] === sq) {
+      c.sqs[qid] = undefined;
+      sq.cq.sqs.delete(qid);
+    }
+  };
+  if (sq.inflight.size === 0) {
+    remove();
+    return 0;
+  }
+  let left = sq.inflight.size;
+  for (const r of sq.inflight) {
+    r.forced = ABORTED_SQ_DELETION;
+    r.onFinish = () => {
+      if (--left === 0) {
+        remove();
+        c.release(req, 0);
+      }
+    };
+  }
+  return HELD;
+}
+
+function executeDeleteIoCq(c: NvmeController, req: Request): number {
+  const qid = bitsOf(req.cmd.cdw10, DeleteQueueCdw10.QID);
+  const cq = qid === 0 ? undefined : c.cqs[qid];
+  if (!cq) return INVALID_QUEUE_IDENTIFIER;
+  if (cq.sqs.size > 0) return INVALID_QUEUE_DELETION;
+  c.cqs[qid] = undefined;
+  return 0;
+}
+
+// ------------------------------------------------------------------ features
+
+interface FeatureDef {
+  get(c: NvmeController): number;
+  default(c: NvmeController): number;
+  /** Returns a status; may set the completion's DW0. */
+  set(c: NvmeController, cdw11: number, req: Request): number;
+}
+
+const featureTable = new Map<number, FeatureDef>([
+  [
+    FeatureId.ARBITRATION,
+    {
+      get: (c) => c.features.arbitration,
+      default: () => 0,
+      set: (c, v) => {
+        // Bits 7:3 are reserved.
+        c.features.arbitration = (v & 0xffffff07) >>> 0;
+        return 0;
+      },
+    },
+  ],
+  [
+    FeatureId.TEMPERATURE_THRESHOLD,
+    {
+      get: (c) => c.features.temperatureThreshold,
+      default: () => 343,
+      set: (c, v) => {
+        const d = v;
+        // One sensor (composite, TMPSEL 0) and the over-temperature threshold (THSEL 0).
+        if (bitsOf(d, TemperatureThresholdDw.TMPSEL) !== 0 || bitsOf(d, TemperatureThresholdDw.THSEL) !== 0) return INVALID_FIELD;
+        c.features.temperatureThreshold = bitsOf(d, TemperatureThresholdDw.TMPTH);
+        return 0;
+      },
+    },
+  ],
+  [
+    FeatureId.VOLATILE_WRITE_CACHE,
+    {
+      get: (c) => c.features.volatileWriteCache,
+      default: () => 1,
+      set: (c, v) => {
+        c.features.volatileWriteCache = bitsOf(v, VolatileWriteCacheDw.WCE);
+        return 0;
+      },
+    },
+  ],
+  [
+    FeatureId.NUMBER_OF_QUEUES,
+    {
+      get: (c) => c.features.numberOfQueues,
+      default: (c) => (((c.maxIoQueues - 1) << 16) | (c.maxIoQueues - 1)) >>> 0,
+      set: (c, v, req) => {
+        const nsq = bitsOf(v, NumberOfQueuesDw.NSQ);
+        const ncq = bitsOf(v, NumberOfQueuesDw.NCQ);
+        if (nsq === 0xffff || ncq === 0xffff) return INVALID_FIELD;
+        // Only before any I/O queue exists (5.21.1.7).
+        if (c.ioQueuesCreated) return COMMAND_SEQUENCE_ERROR;
+        const nsqa = Math.min(nsq, c.maxIoQueues - 1);
+        const ncqa = Math.min(ncq, c.maxIoQueues - 1);
+        c.grantedSqs = nsqa + 1;
+        c.grantedCqs = ncqa + 1;
+        c.features.numberOfQueues = ((ncqa << 16) | nsqa) >>> 0;
+        req.dw0 = c.features.numberOfQueues;
+        return 0;
+      },
+    },
+  ],
+  [
+    FeatureId.ASYNC_EVENT_CONFIG,
+    {
+      get: (c) => c.features.asyncEventConfig,
+      default: () => 0,
+      set: (c, v) => {
+        c.features.asyncEventConfig = v & 0x3ff;
+        return 0;
+      },
+    },
+  ],
+]);
+
+function executeSetFeatures(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const fid = bitsOf(d10, SetFeaturesCdw10.FID);
+  const def = featureTable.get(fid);
+  if (!def) return INVALID_FIELD;
+  if (bitsOf(d10, SetFeaturesCdw10.SV)) return FEATURE_NOT_SAVEABLE;
+  return def.set(c, req.cmd.cdw11, req);
+}
+
+function executeGetFeatures(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const fid = bitsOf(d10, GetFeaturesCdw10.FID);
+  const def = featureTable.get(fid);
+  if (!def) return INVALID_FIELD;
+  switch (bitsOf(d10, GetFeaturesCdw10.SEL)) {
+    case FeatureSelect.CURRENT:
+      req.dw0 = def.get(c);
+      return 0;
+    case FeatureSelect.DEFAULT:
+    case FeatureSelect.SAVED:
+      // Nothing is saveable, so the saved value is the default (5.21.1).
+      req.dw0 = def.default(c);
+      return 0;
+    case FeatureSelect.SUPPORTED_CAPABILITIES:
+      req.dw0 = FeatureCapability.CHANGEABLE;
+      return 0;
+    default:
+      return INVALID_FIELD;
+  }
+}
+
+// ------------------------------------------------------------------ log pages
+
+function executeGetLogPage(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const lid = bitsOf(d10, GetLogPageCdw10.LID);
+  const rae = bitsOf(d10, GetLogPageCdw10.RAE);
+  const numd = (bitsOf(req.cmd.cdw11, GetLogPageCdw11.NUMDU) * 0x10000 + bitsOf(d10, GetLogPageCdw10.NUMDL)) + 1;
+  const length = numd * 4;
+  const offset = req.cmd.cdw12 + req.cmd.cdw13 * 0x1_0000_0000;
+  let log: Uint8Array;
+  let eventType = -1;
+  switch (lid) {
+    case LogPageId.ERROR_INFORMATION:
+      log = c.errorLog.encode();
+      eventType = 0;
+      break;
+    case LogPageId.SMART_HEALTH:
+      // No per-namespace SMART data (LPA bit 0 clear): only the controller-wide page.
+      if (req.cmd.nsid !== 0 && req.cmd.nsid !== NSID_BROADCAST) return INVALID_FIELD;
+      log = c.health.encodeSmartLog(c.temperatureKelvin);
+      eventType = 1;
+      break;
+    case LogPageId.COMMANDS_SUPPORTED_EFFECTS:
+      log = commandsEffectsLog(c);
+      break;
+    default:
+      return INVALID_LOG_PAGE;
+  }
+  // The offset is in bytes and dword aligned; it must fall inside the page (5.14.1).
+  if (offset % 4 !== 0 || offset >= log.length) return INVALID_FIELD;
+  const st = c.sendToHost(req, log.subarray(offset, offset + length), length);
+  if (st === 0 && eventType >= 0 && !rae && c.aerMasked.delete(eventType)) c.deliverAsyncEvents();
+  return st;
+}
+
+function commandsEffectsLog(c: NvmeController): Uint8Array {
+  const out = new Uint8Array(COMMANDS_EFFECTS_LOG_SIZE);
+  const dv = new DataView(out.buffer);
+  for (const e of c.commandTable(true).values()) dv.setUint32(e.opcode * 4, CommandEffect.CSUPP | e.effects, true);
+  for (const e of c.commandTable(false).values()) dv.setUint32(1024 + e.opcode * 4, CommandEffect.CSUPP | e.effects, true);
+  return out;
+}
+
+// ------------------------------------------------------------------ Abort, AER
+
+/**
+ * Abort (5.1): best effort. A command still executing completes with Command
+ * Abort Requested once its backend work stops; a held AER completes at once.
+ * DW0 bit 0 is set when nothing was aborted.
+ */
+function executeAbort(c: NvmeController, req: Request): number {
+  const d10 = req.cmd.cdw10;
+  const sqid = bitsOf(d10, AbortCdw10.SQID);
+  const cid = bitsOf(d10, AbortCdw10.CID);
+  req.dw0 = 1;
+  if (sqid === 0) {
+    const i = c.aerWaiting.findIndex((r) => r.cmd.cid === cid);
+    if (i >= 0) {
+      const aer = c.aerWaiting.splice(i, 1)[0]!;
+      c.postCompletion(aer.sq, aer.cmd.cid, ABORT_REQUESTED, 0);
+      req.dw0 = 0;
+      return 0;
+    }
+  }
+  const sq = c.sqs[sqid];
+  if (!sq) return 0;
+  for (const r of sq.inflight) {
+    if (r !== req && r.cmd.cid === cid && !r.done) {
+      r.forced ||= ABORT_REQUESTED;
+      req.dw0 = 0;
+      break;
+    }
+  }
+  return 0;
+}
+
+function executeAsyncEventRequest(c: NvmeController, req: Request): number {
+  if (c.aerWaiting.length > c.aerl) return AER_LIMIT_EXCEEDED;
+  c.detach(req);
+  c.aerWaiting.push(req);
+  c.deliverAsyncEvents();
+  return HELD;
+}
+
+// ------------------------------------------------------------------ helpers
+
+
+

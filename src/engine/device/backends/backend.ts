@@ -1,0 +1,48 @@
+/**
+ * What a namespace stores its blocks in. The controller speaks to a backend in
+ * byte offsets and scatter lists of views on the DMA arena (zero copy); a
+ * backend completes each operation exactly once through `done`, synchronously
+ * (memory) or later (file). Errors carry what failed so the controller can pick
+ * the NVMe status (read → Unrecovered Read Error, write → Write Fault).
+ */
+
+export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'internal';
+
+export class BackendError extends Error {
+  readonly kind: BackendErrorKind;
+  readonly errno: string | undefined;
+  constructor(kind: BackendErrorKind, message: string, errno?: string) {
+    super(message);
+    this.name = 'BackendError';
+    this.kind = kind;
+    this.errno = errno;
+  }
+}
+
+export type IoDone = (err: BackendError | null) => void;
+
+export interface Backend {
+  readonly kind: 'memory' | 'file';
+  /** Capacity in bytes. */
+  readonly size: number;
+  /** For logs and `nvmq` output: "memory 64 MiB", "file ./nvmq-data/default.img". */
+  readonly description: string;
+  readonly readOnly: boolean;
+  /** Reads `pos ..` into the segments, in order. */
+  read(pos: number, segments: readonly Uint8Array[], done: IoDone): void;
+  /** Writes the segments at `pos`; with `fua` the data is durable before `done`. */
+  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void;
+  /** Makes every completed write durable. */
+  flush(done: IoDone): void;
+  /** Zeroes [pos, pos + length); with `deallocate` the blocks may be unmapped. Reads of them return zeroes either way. */
+  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void;
+  /** Deallocates [pos, pos + length); reads of deallocated blocks return zeroes (DLFEAT 001b). */
+  deallocate(pos: number, length: number, done: IoDone): void;
+  close(): Promise<void>;
+}
+
+/** Error from a Node.js system call as a backend error of the given kind. */
+export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {
+  const k: BackendErrorKind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : kind;
+  return new BackendError(k, `${kind} failed: ${err.message}`, err.code);
+}

@@ -1,0 +1,652 @@
+/**
+ * The NVMe controller: a register file in a SharedArrayBuffer "BAR", the admin
+ * and NVM command sets, and namespaces over backends.
+ *
+ * It has no thread of its own. A register or doorbell write runs the
+ * controller's reaction in the writing thread, as QEMU handles a trapped MMIO
+ * write: enabling, resetting, or fetching and executing the commands a new SQ
+ * tail exposes. Memory namespaces complete inside that call; file namespaces
+ * complete later from their backend's callback. Either way the completion is
+ * posted to the CQ in the DMA arena and the CQ's interrupt vector is raised
+ * through `onInterrupt`.
+ */
+import { debuglog } from 'node:util';
+import type { DmaArena } from '../dma-arena.js';
+import { Aqa, Cap, Cc, Csts, Regs, ShutdownStatus, Vs, DOORBELL_BASE, NSSR_RESET_VALUE, CAP_CSS_NVM, CC_CSS_NVM, pageSizeOf } from '../spec/registers.js';
+import { readField, writeField } from '../spec/layout.js';
+import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommand, encodeCompletion } from '../spec/command.js';
+import { GenericStatus, MediaStatus, makeStatus, Sct, statusCode, formatStatus } from '../spec/status.js';
+import { opcodeName } from '../spec/opcodes.js';
+import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js';
+import { CompletionQueue, SubmissionQueue, type Request } from './queues.js';
+import { Namespace, type NamespaceConfig } from './namespace.js';
+import { ErrorLog, HealthCounter, HealthCounters } from './health.js';
+import { mapPrps, gather, scatter } from './prp.js';
+import { adminCommands } from './admin.js';
+import { nvmCommands } from './nvm.js';
+import type { BackendError } from './backends/backend.js';
+
+const trace = debuglog('nvmq');
+
+export const INVALID_OPCODE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_OPCODE, true);
+export const INVALID_FIELD = makeStatus(Sct.GENERIC, GenericStatus.INVALID_FIELD, true);
+export const INTERNAL_ERROR = makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR);
+export const INVALID_NAMESPACE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_NAMESPACE, true);
+
+/** A handler's answer when the command completes later (held AER, Delete SQ draining). */
+export const HELD = -1;
+
+export type CommandHandler = (c: NvmeController, req: Request) => number;
+
+export interface CommandEntry {
+  readonly opcode: number;
+  readonly handler: CommandHandler;
+  /** Commands Supported and Effects bits beyond CSUPP (Figure 206). */
+  readonly effects: number;
+}
+
+export interface ControllerIdentity {
+  serial: string;
+  model: string;
+  firmware: string;
+}
+
+export interface ControllerOptions {
+  arena: DmaArena;
+  namespaces: Array<NamespaceConfig & { nsid?: number }>;
+  /** I/O queue pairs the controller supports (Number of Queues maximum), default 64. */
+  maxIoQueues?: number;
+  /** CAP.MQES, 0's based largest queue size, default 4095. */
+  mqes?: number;
+  /** Identify MDTS: transfers up to 2^MDTS minimum-size pages; 0 = no limit. Default 7 (512 KiB). */
+  mdts?: number;
+  /** CAP.DSTRD, default 0 (doorbells 4 bytes apart). */
+  dstrd?: number;
+  /** CAP.TO in 500 ms units, default 10 (5 s). */
+  timeout?: number;
+  /** How long the controller takes to report CSTS.RDY after CC.EN (emulates real bring-up); default 0. */
+  readyDelayMs?: number;
+  /** Interrupt vectors (MSI-X table size), default maxIoQueues + 1. */
+  interruptVectors?: number;
+  identity?: Partial<ControllerIdentity>;
+}
+
+/** Controller states; CSTS reflects them. */
+export type ControllerState = 'disabled' | 'enabling' | 'ready' | 'failed' | 'resetting';
+
+export class NvmeController {
+  readonly bar: SharedArrayBuffer;
+  readonly regs: DataView;
+  readonly arena: DmaArena;
+  readonly namespaces = new Map<number, Namespace>();
+  /** Identify NN: the largest NSID. */
+  readonly maxNsid: number;
+  readonly maxIoQueues: number;
+  readonly mqes: number;
+  readonly mdts: number;
+  readonly dstrd: number;
+  readonly interruptVectors: number;
+  readonly identity: ControllerIdentity;
+  readonly health = new HealthCounters();
+  readonly errorLog: ErrorLog;
+  /** Identify ELPE + 1. */
+  readonly errorLogEntries = 64;
+  /** Identify AERL (0's based): outstanding Asynchronous Event Requests allowed, minus one. */
+  readonly aerl = 3;
+  /** Identify ACL (0's based). */
+  readonly acl = 3;
+  readonly temperatureKelvin = 313;
+
+  /** Raised for a CQ with interrupts enabled: (vector). Set by the transport. */
+  onInterrupt: (vector: number) => void = () => {};
+
+  state: ControllerState = 'disabled';
+  /** Bumped by every reset: completions of commands fetched before it are dropped. */
+  epoch = 0;
+  /** Host memory page size from CC.MPS, fixed while enabled. */
+  pageSize = 4096;
+  readonly sqs: Array<SubmissionQueue | undefined> = [];
+  readonly cqs: Array<CompletionQueue | undefined> = [];
+  /** Number of Queues granted (1's based counts). */
+  grantedSqs: number;
+  grantedCqs: number;
+  /** Set once an I/O queue exists; Number of Queues may not change after that. */
+  ioQueuesCreated = false;
+  readonly features: FeatureValues;
+  /** Held Asynchronous Event Requests and events waiting for one. */
+  readonly aerWaiting: Request[] = [];
+  readonly aerPending: number[] = [];
+  /** Event types reported and not yet cleared by reading their log page. */
+  readonly aerMasked = new Set<number>();
+
+  private readonly commandTables: [Map<number, CommandEntry>, Map<number, CommandEntry>];
+  private readonly readyDelayMs: number;
+  private inflight = 0;
+  private drainWaiters: Array<() => void> = [];
+  private intMask = 0;
+  private intPending = 0;
+  private processing = false;
+  private readonly runnable = new Set<SubmissionQueue>();
+
+  constructor(opts: ControllerOptions) {
+    this.arena = opts.arena;
+    this.maxIoQueues = opts.maxIoQueues ?? 64;
+    this.mqes = opts.mqes ?? 4095;
+    this.mdts = opts.mdts ?? 7;
+    this.dstrd = opts.dstrd ?? 0;
+    this.readyDelayMs = opts.readyDelayMs ?? 0;
+    this.interruptVectors = opts.interruptVectors ?? this.maxIoQueues + 1;
+    if (!Number.isInteger(this.maxIoQueues) || this.maxIoQueues < 1 || this.maxIoQueues > 65534) throw new RangeError(`maxIoQueues must be 1..65534, got ${this.maxIoQueues}`);
+    if (!Number.isInteger(this.mqes) || this.mqes < 1 || this.mqes > 65535) throw new RangeError(`mqes must be 1..65535, got ${this.mqes}`);
+    if (!Number.isInteger(this.mdts) || this.mdts < 0 || this.mdts > 15) throw new RangeError(`mdts must be 0..15, got ${this.mdts}`);
+    if (!Number.isInteger(this.dstrd) || this.dstrd < 0 || this.dstrd > 15) throw new RangeError(`dstrd must be 0..15, got ${this.dstrd}`);
+    this.identity = {
+      serial: opts.identity?.serial ?? 'NVMQ0001',
+      model: opts.identity?.model ?? 'nvmq virtual controller',
+      firmware: opts.identity?.firmware ?? '0.1.0',
+    };
+    this.errorLog = new ErrorLog(this.errorLogEntries, this.health);
+    this.health.add(HealthCounter.POWER_CYCLES, 1);
+
+    let next = 1;
+    for (const cfg of opts.namespaces) {
+      const nsid = cfg.nsid ?? next;
+      if (!Number.isInteger(nsid) || nsid < 1 || nsid >= 0xfffffff0) throw new RangeError(`invalid NSID ${nsid}`);
+      if (this.namespaces.has(nsid)) throw new RangeError(`NSID ${nsid} is used twice`);
+      this.namespaces.set(nsid, new Namespace(nsid, cfg));
+      next = nsid + 1;
+    }
+    this.maxNsid = Math.max(0, ...this.namespaces.keys());
+
+    this.bar = new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
+    this.regs = new DataView(this.bar);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.MQES, this.mqes);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.CQR, 1);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.AMS, 0);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.TO, opts.timeout ?? 10);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.DSTRD, this.dstrd);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.NSSRS, 1);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.CSS, CAP_CSS_NVM);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.MPSMIN, 0);
+    writeField(this.regs, Regs.CAP_LO.offset, Cap.MPSMAX, 4);
+    writeField(this.regs, Regs.VS.offset, Vs.MJR, 1);
+    writeField(this.regs, Regs.VS.offset, Vs.MNR, 4);
+
+    this.features = defaultFeatures(this.maxIoQueues);
+    this.grantedSqs = this.maxIoQueues;
+    this.grantedCqs = this.maxIoQueues;
+    this.commandTables = [adminCommands(), nvmCommands()];
+  }
+
+  /** The command table for admin (qid 0) or I/O queues; also the source of the Commands Supported and Effects log. */
+  commandTable(admin: boolean): ReadonlyMap<number, CommandEntry> {
+    return this.commandTables[admin ? 0 : 1];
+  }
+
+  // ---------------------------------------------------------------- registers
+
+  private get cc(): number {
+    return this.regs.getUint32(Regs.CC.offset, true);
+  }
+
+  private setCsts(field: typeof Csts.RDY, value: number): void {
+    writeField(this.regs, Regs.CSTS.offset, field, value);
+  }
+
+  mmioRead32(offset: number): number {
+    if (offset === Regs.INTMS.offset || offset === Regs.INTMC.offset) return this.intMask >>> 0;
+    if (offset < 0 || offset + 4 > this.bar.byteLength || offset % 4 !== 0) return 0xffffffff;
+    return this.regs.getUint32(offset, true);
+  }
+
+  mmioRead64(offset: number): number {
+    return this.mmioRead32(offset) + this.mmioRead32(offset + 4) * 0x1_0000_0000;
+  }
+
+  mmioWrite64(offset: number, value: number): void {
+    if (offset === Regs.ASQ.offset || offset === Regs.ACQ.offset || offset === Regs.CAP.offset) {
+      this.mmioWrite32(offset, value % 0x1_0000_0000);
+      this.mmioWrite32(offset + 4, Math.floor(value / 0x1_0000_0000));
+      return;
+    }
+    trace('host broke the spec: 64-bit write to 0x%s', offset.toString(16));
+  }
+
+  mmioWrite32(offset: number, value: number): void {
+    value >>>= 0;
+    if (offset >= DOORBELL_BASE) return this.writeDoorbell(offset, value);
+    switch (offset) {
+      case Regs.INTMS.offset:
+        this.intMask = (this.intMask | value) >>> 0;
+        return;
+      case Regs.INTMC.offset: {
+        this.intMask = (this.intMask & ~value) >>> 0;
+        const fire = this.intPending & value;
+        this.intPending &= ~value;
+        for (let v = 0; v < 32; v++) if (fire & (1 << v)) this.onInterrupt(v);
+        return;
+      }
+      case Regs.CC.offset:
+        return this.writeCc(value);
+      case Regs.CSTS.offset:
+        // NSSRO is write-1-to-clear; the rest is read-only.
+        if (value & (1 << Csts.NSSRO.shift)) this.setCsts(Csts.NSSRO, 0);
+        return;
+      case Regs.NSSR.offset:
+        if (value === NSSR_RESET_VALUE) this.subsystemReset();
+        return;
+      case Regs.AQA.offset:
+      case Regs.ASQ.offset:
+      case Regs.ASQ.offset + 4:
+      case Regs.ACQ.offset:
+      case Regs.ACQ.offset + 4:
+        this.regs.setUint32(offset, value, true);
+        return;
+      default:
+        trace('host broke the spec: write of 0x%s to read-only or reserved register 0x%s', value.toString(16), offset.toString(16));
+    }
+  }
+
+  private writeCc(value: number): void {
+    const old = this.cc;
+    const wasEn = readField(this.regs, Regs.CC.offset, Cc.EN);
+    const oldShn = readField(this.regs, Regs.CC.offset, Cc.SHN);
+    this.regs.setUint32(Regs.CC.offset, value, true);
+    const en = value & 1;
+    const shn = readField(this.regs, Regs.CC.offset, Cc.SHN);
+    if (!wasEn && en) this.enable();
+    else if (wasEn && !en) this.reset();
+    else if (wasEn && en && (old & ~((3 << Cc.SHN.shift) | (0xff << Cc.IOSQES.shift))) !== (value & ~((3 << Cc.SHN.shift) | (0xff << Cc.IOSQES.shift)))) {
+      trace('host broke the spec: CC.CSS / MPS / AMS changed while enabled');
+    }
+    if (en && shn !== 0 && oldShn === 0) this.shutdown();
+  }
+
+  /** Why CC.EN 0 → 1 cannot bring the controller up, or undefined when it can (3.1.5, 7.6.1). */
+  private enableProblem(): string | undefined {
+    const cc = Regs.CC.offset;
+    const mps = readField(this.regs, cc, Cc.MPS);
+    const mpsMin = readField(this.regs, Regs.CAP_LO.offset, Cap.MPSMIN);
+    const mpsMax = readField(this.regs, Regs.CAP_LO.offset, Cap.MPSMAX);
+    if (mps < mpsMin || mps > mpsMax) return `CC.MPS ${mps} outside CAP.MPSMIN..MPSMAX (${mpsMin}..${mpsMax})`;
+    if (readField(this.regs, cc, Cc.CSS) !== CC_CSS_NVM) return `CC.CSS ${readField(this.regs, cc, Cc.CSS)} names a command set this controller lacks`;
+    if (readField(this.regs, cc, Cc.AMS) !== 0) return `CC.AMS ${readField(this.regs, cc, Cc.AMS)} is not supported (CAP.AMS = 0)`;
+    const iosqes = readField(this.regs, cc, Cc.IOSQES);
+    const iocqes = readField(this.regs, cc, Cc.IOCQES);
+    if (iosqes !== 0 && iosqes !== SQE_SIZE_LOG2) return `CC.IOSQES ${iosqes} is not ${SQE_SIZE_LOG2}`;
+    if (iocqes !== 0 && iocqes !== CQE_SIZE_LOG2) return `CC.IOCQES ${iocqes} is not ${CQE_SIZE_LOG2}`;
+    const asqs = readField(this.regs, Regs.AQA.offset, Aqa.ASQS);
+    const acqs = readField(this.regs, Regs.AQA.offset, Aqa.ACQS);
+    if (asqs === 0 || acqs === 0) return `AQA.ASQS ${asqs} / ACQS ${acqs}: an admin queue needs at least 2 entries`;
+    if (asqs > this.mqes || acqs > this.mqes) return `AQA sizes exceed CAP.MQES ${this.mqes}`;
+    const ps = pageSizeOf(mps);
+    const asq = this.regs.getUint32(Regs.ASQ.offset, true) + this.regs.getUint32(Regs.ASQ.offset + 4, true) * 0x1_0000_0000;
+    const acq = this.regs.getUint32(Regs.ACQ.offset, true) + this.regs.getUint32(Regs.ACQ.offset + 4, true) * 0x1_0000_0000;
+    if (asq === 0 || asq % ps !== 0) return `ASQ 0x${asq.toString(16)} is not a non-zero page-aligned address`;
+    if (acq === 0 || acq % ps !== 0) return `ACQ 0x${acq.toString(16)} is not a non-zero page-aligned address`;
+    if (this.arena.translate(asq, (asqs + 1) * SQE_SIZE) < 0) return `admin SQ at 0x${asq.toString(16)} lies outside host memory`;
+    if (this.arena.translate(acq, (acqs + 1) * CQE_SIZE) < 0) return `admin CQ at 0x${acq.toString(16)} lies outside host memory`;
+    return undefined;
+  }
+
+  private enable(): void {
+    if (this.state === 'resetting') {
+      trace('host broke the spec: CC.EN set before CSTS.RDY cleared');
+    }
+    this.setCsts(Csts.SHST, ShutdownStatus.NORMAL);
+    const problem = this.enableProblem();
+    if (problem) {
+      // A configuration the controller cannot run is a controller fatal status (3.1.6).
+      trace('enable refused: %s', problem);
+      this.state = 'failed';
+      this.setCsts(Csts.CFS, 1);
+      return;
+    }
+    this.pageSize = pageSizeOf(readField(this.regs, Regs.CC.offset, Cc.MPS));
+    const asqs = readField(this.regs, Regs.AQA.offset, Aqa.ASQS) + 1;
+    const acqs = readField(this.regs, Regs.AQA.offset, Aqa.ACQS) + 1;
+    const asq = this.regs.getUint32(Regs.ASQ.offset, true) + this.regs.getUint32(Regs.ASQ.offset + 4, true) * 0x1_0000_0000;
+    const acq = this.regs.getUint32(Regs.ACQ.offset, true) + this.regs.getUint32(Regs.ACQ.offset + 4, true) * 0x1_0000_0000;
+    const cq = new CompletionQueue(0, acq, this.arena.translate(acq, acqs * CQE_SIZE), acqs, true, 0);
+    this.cqs[0] = cq;
+    this.sqs[0] = new SubmissionQueue(0, asq, this.arena.translate(asq, asqs * SQE_SIZE), asqs, cq, 0);
+    cq.sqs.add(0);
+    this.state = 'enabling';
+    const ready = (): void => {
+      if (this.state !== 'enabling') return;
+      this.state = 'ready';
+      this.setCsts(Csts.RDY, 1);
+    };
+    if (this.readyDelayMs > 0) setTimeout(ready, this.readyDelayMs).unref();
+    else ready();
+  }
+
+  /**
+   * Controller reset (CC.EN 1 → 0, 7.3.2): every I/O queue is deleted, commands
+   * in flight are dropped without completions, held AERs are discarded, features
+   * return to their defaults. CSTS.RDY clears once backend operations already
+   * started have finished, so no late completion can touch host memory.
+   */
+  private reset(): void {
+    this.epoch++;
+    this.state = 'resetting';
+    this.aerWaiting.length = 0;
+    this.aerPending.length = 0;
+    this.aerMasked.clear();
+    for (const sq of this.sqs) if (sq) sq.deleting = true;
+    this.sqs.length = 0;
+    this.cqs.length = 0;
+    Object.assign(this.features, defaultFeatures(this.maxIoQueues));
+    this.grantedSqs = this.maxIoQueues;
+    this.grantedCqs = this.maxIoQueues;
+    this.ioQueuesCreated = false;
+    this.intMask = 0;
+    this.intPending = 0;
+    this.setCsts(Csts.CFS, 0);
+    this.whenDrained(() => {
+      if (this.state !== 'resetting') return;
+      this.state = 'disabled';
+      this.setCsts(Csts.RDY, 0);
+    });
+  }
+
+  private subsystemReset(): void {
+    if (!readField(this.regs, Regs.CAP_LO.offset, Cap.NSSRS)) return;
+    this.regs.setUint32(Regs.CC.offset, 0, true);
+    this.reset();
+    this.setCsts(Csts.NSSRO, 1);
+  }
+
+  /** Orderly shutdown (CC.SHN, 7.6.2): finish what is in flight, flush every namespace, report SHST complete. */
+  private shutdown(): void {
+    this.setCsts(Csts.SHST, ShutdownStatus.PROCESSING);
+    const epoch = this.epoch;
+    this.whenDrained(() => {
+      let left = this.namespaces.size;
+      const one = (err: BackendError | null): void => {
+        if (err) trace('shutdown flush failed: %s', err.message);
+        if (--left === 0 && this.epoch === epoch) this.setCsts(Csts.SHST, ShutdownStatus.COMPLETE);
+      };
+      if (left === 0) return this.setCsts(Csts.SHST, ShutdownStatus.COMPLETE);
+      for (const ns of this.namespaces.values()) ns.backend.flush(one);
+    });
+  }
+
+  /** Runs `fn` once no command is executing (at once when none is). */
+  whenDrained(fn: () => void): void {
+    if (this.inflight === 0) fn();
+    else this.drainWaiters.push(fn);
+  }
+
+  // ---------------------------------------------------------------- doorbells
+
+  private writeDoorbell(offset: number, value: number): void {
+    const stride = 4 << this.dstrd;
+    const rel = offset - DOORBELL_BASE;
+    if (rel % stride !== 0 || offset + 4 > this.bar.byteLength) {
+      return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `write to 0x${offset.toString(16)}, not a doorbell`);
+    }
+    this.regs.setUint32(offset, value, true);
+    if (this.state !== 'ready') {
+      trace('host broke the spec: doorbell 0x%s written while the controller is not ready', offset.toString(16));
+      return;
+    }
+    const index = rel / stride;
+    const qid = index >> 1;
+    if (index & 1) this.writeCqHead(qid, value);
+    else this.writeSqTail(qid, value);
+  }
+
+  private invalidDoorbell(info: number, why: string): void {
+    trace('host broke the spec: %s', why);
+    this.raiseAsyncEvent(AsyncEventType.ERROR, info, LogPageId.ERROR_INFORMATION);
+  }
+
+  private writeSqTail(qid: number, tail: number): void {
+    const sq = this.sqs[qid];
+    if (!sq || sq.deleting) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `SQ ${qid} tail doorbell, but SQ ${qid} does not exist`);
+    if (tail >= sq.size) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `SQ ${qid} tail ${tail} >= size ${sq.size}`);
+    sq.tail = tail;
+    this.processSq(sq);
+  }
+
+  private writeCqHead(qid: number, head: number): void {
+    const cq = this.cqs[qid];
+    if (!cq) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `CQ ${qid} head doorbell, but CQ ${qid} does not exist`);
+    const posted = (cq.tail - cq.head + cq.size) % cq.size;
+    const consumed = (head - cq.head + cq.size) % cq.size;
+    if (head >= cq.size || consumed > posted) {
+      return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `CQ ${qid} head ${head} past the ${posted} posted entries`);
+    }
+    cq.head = head;
+    while (cq.overflow.length > 0 && !cq.isFull()) {
+      const e = cq.overflow.shift()!;
+      this.writeCqe(cq, e.sqid, e.cid, e.status, e.dw0);
+    }
+  }
+
+  /** Fetches and executes the commands between the SQ's head and tail. */
+  private processSq(sq: SubmissionQueue): void {
+    // Re-entry (a doorbell rung from inside a completion path) queues the SQ for the walker already running.
+    this.runnable.add(sq);
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      for (const q of this.runnable) {
+        this.runnable.delete(q);
+        while (q.head !== q.tail && !q.deleting && this.state === 'ready') {
+          const cmd = decodeCommand(this.arena.view, q.offset + q.head * SQE_SIZE);
+          q.head = (q.head + 1) % q.size;
+          this.execute(q, cmd);
+        }
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- execution
+
+  private execute(sq: SubmissionQueue, cmd: ReturnType<typeof decodeCommand>): void {
+    const io = sq.qid !== 0;
+    const req: Request = { sq, cmd, epoch: this.epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
+    sq.inflight.add(req);
+    this.inflight++;
+    if (io) this.health.ioStarted();
+    let status: number;
+    try {
+      if (cmd.fuse !== 0 || cmd.psdt !== 0) {
+        // Fused operations and SGLs are not supported (Identify FUSES = 0, SGLS = 0).
+        status = INVALID_FIELD;
+      } else {
+        const entry = this.commandTables[io ? 1 : 0].get(cmd.opcode);
+        status = entry ? entry.handler(this, req) : INVALID_OPCODE;
+      }
+    } catch (e) {
+      trace('internal error in %s: %s', opcodeName(cmd.opcode, !io), (e as Error).stack);
+      status = INTERNAL_ERROR;
+    }
+    if (status === HELD) return;
+    this.release(req, status);
+  }
+
+  /** Starts one backend operation of `req`; the returned callback ends it. */
+  beginOp(req: Request, errorStatus: (err: BackendError) => number): (err: BackendError | null) => void {
+    req.pending++;
+    let called = false;
+    return (err) => {
+      if (called) return;
+      called = true;
+      this.release(req, err ? errorStatus(err) : 0);
+    };
+  }
+
+  /** Drops one hold on `req`, recording its status; posts the completion when the last hold goes. */
+  release(req: Request, status: number): void {
+    if (status !== 0 && (req.status === 0 || statusCode(status) === statusCode(INTERNAL_ERROR))) req.status = status;
+    if (--req.pending === 0) this.finish(req);
+  }
+
+  /** Takes `req` out of the in-flight accounting without completing it (a held AER). */
+  detach(req: Request): void {
+    req.sq.inflight.delete(req);
+    this.inflight--;
+    this.checkDrained();
+  }
+
+  private finish(req: Request): void {
+    if (req.done) return;
+    req.done = true;
+    const sq = req.sq;
+    sq.inflight.delete(req);
+    this.inflight--;
+    const status = req.forced || req.status;
+    if (req.io) {
+      this.health.ioFinished();
+      this.countIo(req, status);
+    }
+    if (req.epoch === this.epoch && this.cqs[sq.cq.qid] === sq.cq) {
+      if (status !== 0) trace('%s qid %d cid %d: %s', opcodeName(req.cmd.opcode, !req.io), sq.qid, req.cmd.cid, formatStatus(status));
+      this.postCompletion(sq, req.cmd.cid, status, req.dw0, req.cmd.nsid, req.lba);
+    }
+    req.onFinish?.();
+    this.checkDrained();
+  }
+
+  private checkDrained(): void {
+    if (this.inflight !== 0 || this.drainWaiters.length === 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private countIo(req: Request, status: number): void {
+    const op = req.cmd.opcode;
+    if (status === 0) {
+      if (op === 0x02) {
+        this.health.add(HealthCounter.HOST_READ_COMMANDS, 1);
+        this.health.add(HealthCounter.UNITS_READ, req.bytes / 512);
+      } else if (op === 0x01) {
+        this.health.add(HealthCounter.HOST_WRITE_COMMANDS, 1);
+        this.health.add(HealthCounter.UNITS_WRITTEN, req.bytes / 512);
+      }
+    } else if (statusCode(status) === statusCode(makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR)) ||
+      statusCode(status) === statusCode(makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT))) {
+      this.health.add(HealthCounter.MEDIA_ERRORS, 1);
+    }
+  }
+
+  /** Posts a CQE for a command of `sq` (or queues it while the CQ is full) and records failures in the error log. */
+  postCompletion(sq: SubmissionQueue, cid: number, status: number, dw0: number, nsid = 0, lba = 0): void {
+    const cq = sq.cq;
+    if (status !== 0) {
+      this.errorLog.record({ sqid: sq.qid, cid, status, phase: cq.phase, nsid, lba, paramErrorLocation: 0xffff });
+    }
+    if (cq.isFull() || cq.overflow.length > 0) {
+      cq.overflow.push({ sqid: sq.qid, cid, status, dw0 });
+      return;
+    }
+    this.writeCqe(cq, sq.qid, cid, status, dw0);
+  }
+
+  private writeCqe(cq: CompletionQueue, sqid: number, cid: number, status: number, dw0: number): void {
+    const sq = this.sqs[sqid];
+    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, {
+      dw0,
+      dw1: 0,
+      sqhd: sq ? sq.head : 0,
+      sqid,
+      cid,
+      status,
+      phase: cq.phase,
+    });
+    cq.tail++;
+    if (cq.tail === cq.size) {
+      cq.tail = 0;
+      cq.phase ^= 1;
+    }
+    if (cq.interruptsEnabled) this.raiseInterrupt(cq.vector);
+  }
+
+  private raiseInterrupt(vector: number): void {
+    if (vector < 32 && this.intMask & (1 << vector)) {
+      this.intPending |= 1 << vector;
+      return;
+    }
+    this.onInterrupt(vector);
+  }
+
+  // ---------------------------------------------------------------- async events
+
+  /** Queues an asynchronous event (5.2) and completes a held AER with it when one is outstanding. */
+  raiseAsyncEvent(type: number, info: number, lid: number): void {
+    this.aerPending.push((type & 0x7) | ((info & 0xff) << 8) | ((lid & 0xff) << 16));
+    this.deliverAsyncEvents();
+  }
+
+  deliverAsyncEvents(): void {
+    while (this.aerWaiting.length > 0) {
+      const i = this.aerPending.findIndex((dw0) => !this.aerMasked.has(dw0 & 0x7));
+      if (i < 0) return;
+      const dw0 = this.aerPending.splice(i, 1)[0]!;
+      // An event type stays masked until the host reads its log page (5.2).
+      this.aerMasked.add(dw0 & 0x7);
+      const req = this.aerWaiting.shift()!;
+      if (req.epoch === this.epoch) this.postCompletion(req.sq, req.cmd.cid, 0, dw0);
+    }
+  }
+
+  // ---------------------------------------------------------------- data transfer helpers
+
+  /** MDTS in bytes, or Infinity. */
+  get maxTransfer(): number {
+    return this.mdts === 0 ? Infinity : (1 << this.mdts) * pageSizeOf(readField(this.regs, Regs.CAP_LO.offset, Cap.MPSMIN));
+  }
+
+  /** Maps the command's PRPs for `length` bytes. */
+  mapData(req: Request, length: number): { status: number; segments: Uint8Array[] } {
+    if (length > this.maxTransfer) return { status: INVALID_FIELD, segments: [] };
+    return mapPrps(this.arena, req.cmd.prp1, req.cmd.prp2, length, this.pageSize);
+  }
+
+  /** Controller → host copy of a small structure (Identify, log pages); bytes past `data` are zero. */
+  sendToHost(req: Request, data: Uint8Array, length = data.length): number {
+    const m = this.mapData(req, length);
+    if (m.status) return m.status;
+    scatter(m.segments, data);
+    return 0;
+  }
+
+  /** Host → controller copy of a small structure (DSM ranges). */
+  receiveFromHost(req: Request, length: number): { status: number; data: Uint8Array } {
+    const m = this.mapData(req, length);
+    if (m.status) return { status: m.status, data: new Uint8Array(0) };
+    return { status: 0, data: gather(m.segments, length) };
+  }
+
+  /** Closes every backend; call after the host has shut the controller down. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.whenDrained(resolve));
+    for (const ns of this.namespaces.values()) await ns.backend.close();
+  }
+}
+
+export interface FeatureValues {
+  arbitration: number;
+  temperatureThreshold: number;
+  volatileWriteCache: number;
+  asyncEventConfig: number;
+  /** Number of Queues as returned in DW0: NCQA << 16 | NSQA, 0's based. */
+  numberOfQueues: number;
+}
+
+export function defaultFeatures(maxIoQueues: number): FeatureValues {
+  return {
+    arbitration: 0,
+    // Over-temperature threshold of the composite sensor: 343 K (70 °C).
+    temperatureThreshold: 343,
+    volatileWriteCache: 1,
+    asyncEventConfig: 0,
+    numberOfQueues: (((maxIoQueues - 1) << 16) | (maxIoQueues - 1)) >>> 0,
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * What the controller remembers about its own health: the SMART / Health
+ * counters and the Error Information log.
+ *
+ * Counters live in a SharedArrayBuffer (BigInt64Array, updated with Atomics)
+ * so that any thread executing a queue can count what it completes.
+ */
+import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
+import { writeField } from '../spec/layout.js';
+
+export const HealthCounter = {
+  /** 512-byte units read / written by Read / Write commands. */
+  UNITS_READ: 0,
+  UNITS_WRITTEN: 1,
+  HOST_READ_COMMANDS: 2,
+  HOST_WRITE_COMMANDS: 3,
+  MEDIA_ERRORS: 4,
+  ERROR_LOG_ENTRIES: 5,
+  /** Nanoseconds with at least one I/O command outstanding. */
+  BUSY_NS: 6,
+  POWER_CYCLES: 7,
+  UNSAFE_SHUTDOWNS: 8,
+} as const;
+const COUNTERS = 9;
+
+export class HealthCounters {
+  readonly buffer: SharedArrayBuffer;
+  private readonly c: BigInt64Array;
+  private readonly bornAt = Date.now();
+  private outstanding = 0;
+  private busySince = 0;
+
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(COUNTERS * 8);
+    this.c = new BigInt64Array(this.buffer);
+  }
+
+  add(counter: number, n: number): void {
+    Atomics.add(this.c, counter, BigInt(n));
+  }
+
+  get(counter: number): number {
+    return Number(Atomics.load(this.c, counter));
+  }
+
+  /** Marks an I/O command started / finished, for Controller Busy Time. */
+  ioStarted(): void {
+    if (this.outstanding++ === 0) this.busySince = performance.now();
+  }
+  ioFinished(): void {
+    if (--this.outstanding === 0) this.add(HealthCounter.BUSY_NS, Math.round((performance.now() - this.busySince) * 1e6));
+  }
+
+  /** The 512-byte SMART / Health Information log page. */
+  encodeSmartLog(temperatureKelvin: number): Uint8Array {
+    const out = new Uint8Array(SMART_LOG_SIZE);
+    const dv = new DataView(out.buffer);
+    writeField(dv, 0, SmartLog.COMPOSITE_TEMPERATURE, temperatureKelvin);
+    writeField(dv, 0, SmartLog.AVAILABLE_SPARE, 100);
+    writeField(dv, 0, SmartLog.AVAILABLE_SPARE_THRESHOLD, 10);
+    // Data units are thousands of 512-byte units, rounded up (Figure 196).
+    writeField(dv, 0, SmartLog.DATA_UNITS_READ, Math.ceil(this.get(HealthCounter.UNITS_READ) / 1000));
+    writeField(dv, 0, SmartLog.DATA_UNITS_WRITTEN, Math.ceil(this.get(HealthCounter.UNITS_WRITTEN) / 1000));
+    writeField(dv, 0, SmartLog.HOST_READ_COMMANDS, this.get(HealthCounter.HOST_READ_COMMANDS));
+    writeField(dv, 0, SmartLog.HOST_WRITE_COMMANDS, this.get(HealthCounter.HOST_WRITE_COMMANDS));
+    let busyNs = this.get(HealthCounter.BUSY_NS);
+    if (this.outstanding > 0) busyNs += (performance.now() - this.busySince) * 1e6;
+    writeField(dv, 0, SmartLog.CONTROLLER_BUSY_TIME, Math.floor(busyNs / 60e9));
+    writeField(dv, 0, SmartLog.POWER_CYCLES, this.get(HealthCounter.POWER_CYCLES));
+    writeField(dv, 0, SmartLog.POWER_ON_HOURS, Math.floor((Date.now() - this.bornAt) / 3_600_000));
+    writeField(dv, 0, SmartLog.UNSAFE_SHUTDOWNS, this.get(HealthCounter.UNSAFE_SHUTDOWNS));
+    writeField(dv, 0, SmartLog.MEDIA_ERRORS, this.get(HealthCounter.MEDIA_ERRORS));
+    writeField(dv, 0, SmartLog.NUM_ERROR_LOG_ENTRIES, this.get(HealthCounter.ERROR_LOG_ENTRIES));
+    writeField(dv, 0, SmartLog.TEMP_SENSOR_1, temperatureKelvin);
+    return out;
+  }
+}
+
+export interface ErrorRecord {
+  sqid: number;
+  cid: number;
+  status: number;
+  phase: number;
+  nsid: number;
+  lba: number;
+  /** Byte and bit of the command field in error, 0xffff when not known. */
+  paramErrorLocation: number;
+}
+
+/** The Error Information log: the newest ELPE + 1 entries, newest first. */
+export class ErrorLog {
+  private readonly entries: Array<ErrorRecord & { count: number }> = [];
+  private count = 0;
+
+  constructor(
+    readonly capacity: number,
+    private readonly counters: HealthCounters,
+  ) {}
+
+  record(e: ErrorRecord): void {
+    this.count++;
+    this.counters.add(HealthCounter.ERROR_LOG_ENTRIES, 1);
+    this.entries.unshift({ ...e, count: this.count });
+    if (this.entries.length > this.capacity) this.entries.pop();
+  }
+
+  encode(): Uint8Array {
+    const out = new Uint8Array(this.capacity * ERROR_LOG_ENTRY_SIZE);
+    const dv = new DataView(out.buffer);
+    this.entries.forEach((e, i) => {
+      const base = i * ERROR_LOG_ENTRY_SIZE;
+      writeField(dv, base, ErrorLogEntry.ERROR_COUNT, e.count);
+      writeField(dv, base, ErrorLogEntry.SQID, e.sqid);
+      writeField(dv, base, ErrorLogEntry.CID, e.cid);
+      writeField(dv, base, ErrorLogEntry.STATUS, ((e.status << 1) | e.phase) & 0xffff);
+      writeField(dv, base, ErrorLogEntry.PARAM_ERROR_LOCATION, e.paramErrorLocation);
+      writeField(dv, base, ErrorLogEntry.LBA, e.lba);
+      writeField(dv, base, ErrorLogEntry.NSID, e.nsid);
+    });
+    return out;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * NVM command set (NVMe 1.4, section 6): Flush, Write, Read, Write Zeroes and
+ * Dataset Management. Every check runs before any data moves, so a rejected
+ * command touches neither host memory nor media; an accepted one touches only
+ * the LBAs it addresses.
+ */
+import type { NvmeController, CommandEntry } from './controller.js';
+import { INVALID_FIELD, INVALID_NAMESPACE } from './controller.js';
+import type { Request } from './queues.js';
+import type { Namespace } from './namespace.js';
+import type { BackendError } from './backends/backend.js';
+import { NvmOpcode } from '../spec/opcodes.js';
+import { GenericStatus, MediaStatus, makeStatus, Sct } from '../spec/status.js';
+import { bitsOf, readU64 } from '../spec/layout.js';
+import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/queues.js';
+import { NSID_BROADCAST } from '../spec/identify.js';
+import { CommandEffect } from '../spec/log-pages.js';
+
+const LBA_OUT_OF_RANGE = makeStatus(Sct.GENERIC, GenericStatus.LBA_OUT_OF_RANGE, true);
+const WRITE_PROTECTED = makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_WRITE_PROTECTED, true);
+const CAPACITY_EXCEEDED = makeStatus(Sct.GENERIC, GenericStatus.CAPACITY_EXCEEDED, true);
+const INTERNAL_ERROR = makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR);
+const WRITE_FAULT = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT);
+const UNRECOVERED_READ_ERROR = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR);
+
+export function nvmCommands(): Map<number, CommandEntry> {
+  const t = new Map<number, CommandEntry>();
+  const add = (opcode: number, handler: CommandEntry['handler'], effects = 0): void => {
+    t.set(opcode, { opcode, handler, effects });
+  };
+  add(NvmOpcode.FLUSH, executeFlush);
+  add(NvmOpcode.WRITE, executeWrite, CommandEffect.LBCC);
+  add(NvmOpcode.READ, executeRead);
+  add(NvmOpcode.WRITE_ZEROES, executeWriteZeroes, CommandEffect.LBCC);
+  add(NvmOpcode.DATASET_MANAGEMENT, executeDatasetManagement, CommandEffect.LBCC);
+  return t;
+}
+
+/** NVMe status for a failed backend operation. */
+export function backendStatus(err: BackendError): number {
+  switch (err.kind) {
+    case 'read':
+      return UNRECOVERED_READ_ERROR;
+    case 'write':
+      return WRITE_FAULT;
+    case 'no-space':
+      return CAPACITY_EXCEEDED;
+    default:
+      return INTERNAL_ERROR;
+  }
+}
+
+function namespaceOf(c: NvmeController, req: Request): Namespace | undefined {
+  return c.namespaces.get(req.cmd.nsid);
+}
+
+/** SLBA from CDW10 (low) and CDW11 (high). */
+function slbaOf(req: Request): number {
+  return req.cmd.cdw10 + req.cmd.cdw11 * 0x1_0000_0000;
+}
+
+function inRange(ns: Namespace, slba: number, nlb: number): boolean {
+  return slba + nlb <= ns.blocks;
+}
+
+function executeRead(c: NvmeController, req: Request): number {
+  return readWrite(c, req, false);
+}
+
+function executeWrite(c: NvmeController, req: Request): number {
+  return readWrite(c, req, true);
+}
+
+function readWrite(c: NvmeController, req: Request, write: boolean): number {
+  const ns = namespaceOf(c, req);
+  if (!ns) return INVALID_NAMESPACE;
+  const d12 = req.cmd.cdw12;
+  const nlb = (d12 & 0xffff) + 1;
+  const slba = slbaOf(req);
+  req.lba = slba;
+  const length = nlb * ns.lbaSize;
+  if (length > c.maxTransfer) return INVALID_FIELD;
+  if (!inRange(ns, slba, nlb)) return LBA_OUT_OF_RANGE;
+  if (write && ns.backend.readOnly) return WRITE_PROTECTED;
+  const m = c.mapData(req, length);
+  if (m.status) return m.status;
+  req.bytes = length;
+  const pos = slba * ns.lbaSize;
+  const done = c.beginOp(req, backendStatus);
+  if (write) {
+    // With the volatile write cache disabled every write is made durable before it completes.
+    const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
+    ns.backend.write(pos, m.segments, fua, done);
+  } else {
+    ns.backend.read(pos, m.segments, done);
+  }
+  return 0;
+}
+
+function executeFlush(c: NvmeController, req: Request): number {
+  if (req.cmd.nsid === NSID_BROADCAST) {
+    for (const ns of c.namespaces.values()) ns.backend.flush(c.beginOp(req, backendStatus));
+    return 0;
+  }
+  const ns = namespaceOf(c, req);
+  if (!ns) return INVALID_NAMESPACE;
+  ns.backend.flush(c.beginOp(req, backendStatus));
+  return 0;
+}
+
+function executeWriteZeroes(c: NvmeController, req: Request): number {
+  const ns = namespaceOf(c, req);
+  if (!ns) return INVALID_NAMESPACE;
+  const d12 = req.cmd.cdw12;
+  const nlb = bitsOf(d12, RwCdw12.NLB) + 1;
+  const slba = slbaOf(req);
+  req.lba = slba;
+  if (!inRange(ns, slba, nlb)) return LBA_OUT_OF_RANGE;
+  if (ns.backend.readOnly) return WRITE_PROTECTED;
+  const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
+  const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
+  const done = c.beginOp(req, backendStatus);
+  ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, fua ? (err) => (err ? done(err) : ns.backend.flush(done)) : done);
+  return 0;
+}
+
+/**
+ * Dataset Management (6.7): only the Deallocate attribute does anything; the
+ * integral-read/write hints are accepted and ignored. Every range is checked
+ * before the first one is deallocated, and each range is its own backend
+ * operation: the command completes when all have.
+ */
+function executeDatasetManagement(c: NvmeController, req: Request): number {
+  const ns = namespaceOf(c, req);
+  if (!ns) return INVALID_NAMESPACE;
+  const nr = bitsOf(req.cmd.cdw10, DsmCdw10.NR) + 1;
+  const ad = bitsOf(req.cmd.cdw11, DsmCdw11.AD) === 1;
+  const { status, data } = c.receiveFromHost(req, nr * DSM_RANGE_SIZE);
+  if (status) return status;
+  if (!ad) return 0;
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const ranges: Array<[number, number]> = [];
+  for (let i = 0; i < nr; i++) {
+    const base = i * DSM_RANGE_SIZE;
+    const nlb = dv.getUint32(base + DsmRange.NLB.offset, true);
+    const slba = readU64(dv, base + DsmRange.SLBA.offset);
+    if (nlb === 0) continue;
+    if (!inRange(ns, slba, nlb)) {
+      req.lba = slba;
+      return LBA_OUT_OF_RANGE;
+    }
+    ranges.push([slba, nlb]);
+  }
+  if (ranges.length > 0 && ns.backend.readOnly) return WRITE_PROTECTED;
+  for (const [slba, nlb] of ranges) ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, c.beginOp(req, backendStatus));
+  return 0;
+}
+

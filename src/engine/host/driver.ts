@@ -1,0 +1,391 @@
+/**
+ * The host driver: brings a controller up through its registers (NVMe 1.4,
+ * section 7.6.1), runs the admin queue, identifies the controller and its
+ * namespaces, negotiates features, creates and deletes I/O queue pairs, and
+ * shuts the controller down (7.6.2).
+ */
+import { debuglog } from 'node:util';
+import type { Transport } from './transport.js';
+import { QueuePair, type CommandFields, type DataSpec } from './queue-pair.js';
+import { IoQueuePair } from './io-queue-pair.js';
+import { NvmqError } from './errors.js';
+import { parseErrorLog, parseIdentifyController, parseIdentifyNamespace, parseSmartLog, type ControllerInfo, type ErrorLogRecord, type NamespaceInfo, type SmartHealth } from './identify.js';
+import { Aqa, Cap, Cc, Csts, Regs, ShutdownNotification, ShutdownStatus, CAP_TO_UNIT_MS, pageSizeOf } from '../spec/registers.js';
+import { bitsOf, withBits } from '../spec/layout.js';
+import { SQE_SIZE_LOG2, CQE_SIZE_LOG2, type Completion } from '../spec/command.js';
+import { AdminOpcode } from '../spec/opcodes.js';
+import { Cns, IDENTIFY_DATA_SIZE, ACTIVE_NS_LIST_ENTRIES } from '../spec/identify.js';
+import { FeatureId, NumberOfQueuesDw } from '../spec/features.js';
+import { LogPageId, SMART_LOG_SIZE, AsyncEventDw0 } from '../spec/log-pages.js';
+import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/queues.js';
+import { GenericStatus, statusCode, makeStatus, Sct } from '../spec/status.js';
+
+const trace = debuglog('nvmq');
+
+export interface DriverOptions {
+  /** Admin queue entries (default 32, capped by CAP.MQES). */
+  adminQueueEntries?: number;
+  /** I/O queue pairs to ask for with Set Features Number of Queues (default 1). */
+  ioQueues?: number;
+  /** Enable or disable the volatile write cache; left as the controller has it when undefined. */
+  volatileWriteCache?: boolean;
+  /** Keep an Asynchronous Event Request outstanding and report events here. */
+  onAsyncEvent?: (event: AsyncEvent) => void;
+  /** Largest transfer, in bytes, when the controller reports no MDTS limit (default 2 MiB). */
+  maxTransferFallback?: number;
+}
+
+export interface AsyncEvent {
+  type: number;
+  info: number;
+  logPage: number;
+}
+
+export interface IoQueuePairOptions {
+  /** Entries per ring (default 256, capped by CAP.MQES + 1). */
+  entries?: number;
+  /** QID; the lowest free one by default. */
+  qid?: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class NvmeDriver {
+  readonly transport: Transport;
+  /** CAP fields read at bring-up. */
+  readonly cap: { mqes: number; timeoutMs: number; dstrd: number; mpsMin: number; mpsMax: number; cqr: boolean };
+  controller!: ControllerInfo;
+  readonly namespaces = new Map<number, NamespaceInfo>();
+  /** I/O queues granted by Number of Queues. */
+  grantedIoQueues = 0;
+  private admin!: QueuePair;
+  private readonly ioQueues = new Map<number, IoQueuePair>();
+  private readonly opts: DriverOptions;
+  private readonly pageSize = 4096;
+  private state: 'down' | 'up' | 'closed' = 'down';
+
+  private constructor(transport: Transport, opts: DriverOptions) {
+    this.transport = transport;
+    this.opts = opts;
+    const lo = transport.read32(Regs.CAP_LO.offset);
+    const hi = transport.read32(Regs.CAP_HI.offset);
+    this.cap = {
+      mqes: bitsOf(lo, Cap.MQES),
+      timeoutMs: Math.max(1, bitsOf(lo, Cap.TO)) * CAP_TO_UNIT_MS,
+      dstrd: bitsOf(hi, Cap.DSTRD),
+      mpsMin: bitsOf(hi, Cap.MPSMIN),
+      mpsMax: bitsOf(hi, Cap.MPSMAX),
+      cqr: bitsOf(lo, Cap.CQR) === 1,
+    };
+  }
+
+  /** Brings the controller up and identifies it: the spec's initialization sequence. */
+  static async attach(transport: Transport, opts: DriverOptions = {}): Promise<NvmeDriver> {
+    const d = new NvmeDriver(transport, opts);
+    await d.initialize();
+    return d;
+  }
+
+  private async initialize(): Promise<void> {
+    const t = this.transport;
+    if (pageSizeOf(this.cap.mpsMin) > this.pageSize || pageSizeOf(this.cap.mpsMax) < this.pageSize) {
+      throw new NvmqError('NVMQ_UNSUPPORTED_CONTROLLER', `controller page sizes ${pageSizeOf(this.cap.mpsMin)}..${pageSizeOf(this.cap.mpsMax)} exclude ${this.pageSize}`);
+    }
+    // 1. Reset: clear CC.EN and wait for CSTS.RDY to follow.
+    if (bitsOf(t.read32(Regs.CC.offset), Cc.EN) || bitsOf(t.read32(Regs.CSTS.offset), Csts.RDY)) {
+      t.write32(Regs.CC.offset, 0);
+    }
+    await this.waitReady(0);
+
+    // 2. Admin queue.
+    const entries = Math.min(this.opts.adminQueueEntries ?? 32, this.cap.mqes + 1, 4096);
+    this.admin = new QueuePair({ transport: t, qid: 0, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: 64 * 1024 });
+    t.write32(Regs.AQA.offset, withBits(withBits(0, Aqa.ASQS, entries - 1), Aqa.ACQS, entries - 1));
+    t.write64(Regs.ASQ.offset, this.admin.sq.iova);
+    t.write64(Regs.ACQ.offset, this.admin.cq.iova);
+    t.setInterruptHandler(0, () => this.admin.onInterrupt());
+
+    // 3. Enable with the NVM command set, 4 KiB pages, round robin, 64/16-byte entries.
+    let cc = withBits(0, Cc.EN, 1);
+    cc = withBits(cc, Cc.MPS, Math.log2(this.pageSize) - 12);
+    cc = withBits(cc, Cc.IOSQES, SQE_SIZE_LOG2);
+    cc = withBits(cc, Cc.IOCQES, CQE_SIZE_LOG2);
+    t.write32(Regs.CC.offset, cc);
+    await this.waitReady(1);
+    this.state = 'up';
+
+    // 4. Identify, queues, features.
+    const idc = await this.identify(Cns.CONTROLLER, 0);
+    this.controller = parseIdentifyController(idc, this.cap.mpsMin);
+    await this.scanNamespaces();
+    if (this.opts.ioQueues !== undefined) await this.setNumberOfQueues(this.opts.ioQueues);
+    else this.grantedIoQueues = await this.getNumberOfQueues();
+    if (this.opts.volatileWriteCache !== undefined) await this.setVolatileWriteCache(this.opts.volatileWriteCache);
+    if (this.opts.onAsyncEvent) this.armAsyncEvent();
+  }
+
+  /** Waits for CSTS.RDY to equal `want`, within CAP.TO; CSTS.CFS ends the wait with an error. */
+  private async waitReady(want: 0 | 1): Promise<void> {
+    const deadline = Date.now() + this.cap.timeoutMs;
+    let delay = 0;
+    for (;;) {
+      const csts = this.transport.read32(Regs.CSTS.offset);
+      if (csts === 0xffffffff) throw new NvmqError('NVMQ_CONTROLLER_GONE', 'CSTS reads all ones: the controller is gone');
+      if (want === 1 && bitsOf(csts, Csts.CFS)) throw new NvmqError('NVMQ_CONTROLLER_FATAL', 'controller reported a fatal status (CSTS.CFS) during enable');
+      if (bitsOf(csts, Csts.RDY) === want) return;
+      if (Date.now() > deadline) {
+        throw new NvmqError('NVMQ_TIMEOUT', `CSTS.RDY did not become ${want} within CAP.TO (${this.cap.timeoutMs} ms)`);
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2 + 1, 50);
+    }
+  }
+
+  private checkUp(): void {
+    if (this.state !== 'up') throw new NvmqError('NVMQ_CONTROLLER_DOWN', `the controller is ${this.state === 'closed' ? 'shut down' : 'not ready'}`);
+  }
+
+  // ---------------------------------------------------------------- admin commands
+
+  /** Raw admin command (as `nvme admin-passthru`): the whole completion, whatever its status. */
+  adminPassthru(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+    this.checkUp();
+    return this.admin.submitRaw(cmd, data);
+  }
+
+  /** An admin command that throws the completion's status as a typed error. */
+  adminCommand(cmd: CommandFields, data?: DataSpec): Promise<Completion> {
+    this.checkUp();
+    return this.admin.submit(cmd, data);
+  }
+
+  async identify(cns: number, nsid: number): Promise<Uint8Array> {
+    const buffer = new Uint8Array(IDENTIFY_DATA_SIZE);
+    await this.adminCommand({ opcode: AdminOpcode.IDENTIFY, nsid, cdw10: cns }, { buffer, direction: 'from-device' });
+    return buffer;
+  }
+
+  async identifyNamespace(nsid: number): Promise<NamespaceInfo> {
+    return parseIdentifyNamespace(nsid, await this.identify(Cns.NAMESPACE, nsid));
+  }
+
+  /** Active NSIDs, following the list past 1024 entries. */
+  async activeNamespaceIds(): Promise<number[]> {
+    const ids: number[] = [];
+    let after = 0;
+    for (;;) {
+      const data = await this.identify(Cns.ACTIVE_NAMESPACE_LIST, after);
+      const dv = new DataView(data.buffer);
+      let n = 0;
+      for (; n < ACTIVE_NS_LIST_ENTRIES; n++) {
+        const id = dv.getUint32(n * 4, true);
+        if (id === 0) break;
+        ids.push(id);
+      }
+      if (n < ACTIVE_NS_LIST_ENTRIES) return ids;
+      after = ids[ids.length - 1]!;
+    }
+  }
+
+  private async scanNamespaces(): Promise<void> {
+    this.namespaces.clear();
+    for (const nsid of await this.activeNamespaceIds()) this.namespaces.set(nsid, await this.identifyNamespace(nsid));
+  }
+
+  async getFeature(fid: number, select = 0, cdw11 = 0): Promise<number> {
+    const c = await this.adminCommand({ opcode: AdminOpcode.GET_FEATURES, cdw10: fid | (select << 8), cdw11 });
+    return c.dw0;
+  }
+
+  async setFeature(fid: number, cdw11: number): Promise<number> {
+    const c = await this.adminCommand({ opcode: AdminOpcode.SET_FEATURES, cdw10: fid, cdw11 });
+    return c.dw0;
+  }
+
+  /** Asks for `n` I/O queue pairs; returns how many the controller granted. */
+  async setNumberOfQueues(n: number): Promise<number> {
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `number of queues must be 1..65535, got ${n}`);
+    const dw0 = await this.setFeature(FeatureId.NUMBER_OF_QUEUES, withBits(withBits(0, NumberOfQueuesDw.NSQ, n - 1), NumberOfQueuesDw.NCQ, n - 1));
+    this.grantedIoQueues = Math.min(bitsOf(dw0, NumberOfQueuesDw.NSQ), bitsOf(dw0, NumberOfQueuesDw.NCQ)) + 1;
+    return this.grantedIoQueues;
+  }
+
+  private async getNumberOfQueues(): Promise<number> {
+    const dw0 = await this.getFeature(FeatureId.NUMBER_OF_QUEUES);
+    return Math.min(bitsOf(dw0, NumberOfQueuesDw.NSQ), bitsOf(dw0, NumberOfQueuesDw.NCQ)) + 1;
+  }
+
+  async setVolatileWriteCache(enabled: boolean): Promise<void> {
+    if (!(this.controller.vwc & 1)) {
+      if (enabled) throw new NvmqError('NVMQ_UNSUPPORTED', 'the controller has no volatile write cache');
+      return;
+    }
+    await this.setFeature(FeatureId.VOLATILE_WRITE_CACHE, enabled ? 1 : 0);
+  }
+
+  async getLogPage(lid: number, length: number, opts: { nsid?: number; offset?: number; retainAsyncEvent?: boolean } = {}): Promise<Uint8Array> {
+    if (length <= 0 || length % 4 !== 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `log page length must be a positive multiple of 4, got ${length}`);
+    const numd = length / 4 - 1;
+    const offset = opts.offset ?? 0;
+    const buffer = new Uint8Array(length);
+    await this.adminCommand(
+      {
+        opcode: AdminOpcode.GET_LOG_PAGE,
+        nsid: opts.nsid ?? 0xffffffff,
+        cdw10: (lid | (opts.retainAsyncEvent ? 1 << 15 : 0) | ((numd & 0xffff) << 16)) >>> 0,
+        cdw11: numd >>> 16,
+        cdw12: offset % 0x1_0000_0000,
+        cdw13: Math.floor(offset / 0x1_0000_0000),
+      },
+      { buffer, direction: 'from-device' },
+    );
+    return buffer;
+  }
+
+  async smartLog(): Promise<SmartHealth> {
+    return parseSmartLog(await this.getLogPage(LogPageId.SMART_HEALTH, SMART_LOG_SIZE));
+  }
+
+  async errorLog(): Promise<ErrorLogRecord[]> {
+    return parseErrorLog(await this.getLogPage(LogPageId.ERROR_INFORMATION, (this.controller.elpe + 1) * 64));
+  }
+
+  /** Keeps one AER outstanding; each completion is reported, then the next one is posted. */
+  private armAsyncEvent(): void {
+    const report = this.opts.onAsyncEvent;
+    if (!report || this.state !== 'up') return;
+    this.admin.submitRaw({ opcode: AdminOpcode.ASYNC_EVENT_REQUEST }).then(
+      (c) => {
+        if (c.status !== 0) return;
+        report({ type: bitsOf(c.dw0, AsyncEventDw0.TYPE), info: bitsOf(c.dw0, AsyncEventDw0.INFO), logPage: bitsOf(c.dw0, AsyncEventDw0.LID) });
+        this.armAsyncEvent();
+      },
+      (e: Error) => trace('AER ended: %s', e.message),
+    );
+  }
+
+  // ---------------------------------------------------------------- I/O queues
+
+  /** Creates an I/O CQ and SQ (in that order) and returns the host side of the pair. */
+  async createIoQueuePair(opts: IoQueuePairOptions = {}): Promise<IoQueuePair> {
+    this.checkUp();
+    const entries = opts.entries ?? 256;
+    if (!Number.isInteger(entries) || entries < 2 || entries > this.cap.mqes + 1) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queue entries must be 2..${this.cap.mqes + 1} (CAP.MQES + 1), got ${entries}`);
+    }
+    let qid = opts.qid;
+    if (qid === undefined) {
+      qid = 1;
+      while (this.ioQueues.has(qid)) qid++;
+    }
+    if (qid < 1 || qid > this.grantedIoQueues || this.ioQueues.has(qid)) {
+      throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size} in use`);
+    }
+    const maxTransfer = Number.isFinite(this.controller.maxTransferBytes) ? this.controller.maxTransferBytes : (this.opts.maxTransferFallback ?? 2 * 1024 * 1024);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer }, this.namespaces);
+    const vector = qid;
+    try {
+      await this.adminCommand({
+        opcode: AdminOpcode.CREATE_IO_CQ,
+        prp1: qp.cq.iova,
+        cdw10: withBits(withBits(0, CreateCqCdw10.QID, qid), CreateCqCdw10.QSIZE, entries - 1),
+        cdw11: withBits(withBits(withBits(0, CreateCqCdw11.PC, 1), CreateCqCdw11.IEN, 1), CreateCqCdw11.IV, vector),
+      });
+      try {
+        await this.adminCommand({
+          opcode: AdminOpcode.CREATE_IO_SQ,
+          prp1: qp.sq.iova,
+          cdw10: withBits(withBits(0, CreateSqCdw10.QID, qid), CreateSqCdw10.QSIZE, entries - 1),
+          cdw11: withBits(withBits(0, CreateSqCdw11.PC, 1), CreateSqCdw11.CQID, qid),
+        });
+      } catch (e) {
+        await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid });
+        throw e;
+      }
+    } catch (e) {
+      qp.releaseMemory();
+      throw e;
+    }
+    this.transport.setInterruptHandler(vector, () => qp.onInterrupt());
+    this.ioQueues.set(qid, qp);
+    return qp;
+  }
+
+  /**
+   * Deletes the SQ (its outstanding commands complete with Command Aborted due
+   * to SQ Deletion), reaps them, then deletes the CQ.
+   */
+  async deleteIoQueuePair(qp: IoQueuePair): Promise<void> {
+    if (this.ioQueues.get(qp.qid) !== qp) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `I/O queue ${qp.qid} does not belong to this driver`);
+    this.ioQueues.delete(qp.qid);
+    if (this.state === 'up') {
+      await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_SQ, cdw10: qp.qid });
+      qp.processCompletions();
+      await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qp.qid });
+    }
+    this.transport.setInterruptHandler(qp.qid, undefined);
+    qp.fail(new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${qp.qid} was deleted`));
+    qp.releaseMemory();
+  }
+
+  get ioQueuePairs(): readonly IoQueuePair[] {
+    return [...this.ioQueues.values()];
+  }
+
+  // ---------------------------------------------------------------- reset and shutdown
+
+  /** Disables the controller (CC.EN = 0) and waits for CSTS.RDY = 0; every queue and outstanding command is failed. */
+  private async disable(reason: NvmqError): Promise<void> {
+    this.state = 'down';
+    this.transport.write32(Regs.CC.offset, withBits(this.transport.read32(Regs.CC.offset), Cc.EN, 0));
+    await this.waitReady(0);
+    for (const qp of this.ioQueues.values()) {
+      this.transport.setInterruptHandler(qp.qid, undefined);
+      qp.fail(reason);
+      qp.releaseMemory();
+    }
+    this.ioQueues.clear();
+    this.admin.fail(reason);
+    this.admin.releaseMemory();
+  }
+
+  /** Controller reset and a fresh bring-up; I/O queue pairs must be created again. */
+  async reset(): Promise<void> {
+    if (this.state === 'closed') throw new NvmqError('NVMQ_CONTROLLER_DOWN', 'the controller is shut down');
+    await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
+    await this.initialize();
+  }
+
+  /**
+   * Orderly shutdown: deletes the I/O queues, sets CC.SHN = normal, waits for
+   * CSTS.SHST = complete (every namespace flushed), then disables.
+   */
+  async shutdown(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'up') {
+      for (const qp of [...this.ioQueues.values()]) await this.deleteIoQueuePair(qp);
+      const t = this.transport;
+      t.write32(Regs.CC.offset, withBits(t.read32(Regs.CC.offset), Cc.SHN, ShutdownNotification.NORMAL));
+      const deadline = Date.now() + Math.max(this.cap.timeoutMs, 10_000);
+      let delay = 0;
+      while (bitsOf(t.read32(Regs.CSTS.offset), Csts.SHST) !== ShutdownStatus.COMPLETE) {
+        if (Date.now() > deadline) throw new NvmqError('NVMQ_TIMEOUT', 'shutdown did not complete (CSTS.SHST) in time');
+        await sleep(delay);
+        delay = Math.min(delay * 2 + 1, 20);
+      }
+    }
+    await this.disable(new NvmqError('NVMQ_CONTROLLER_SHUTDOWN', 'the controller was shut down'));
+    this.state = 'closed';
+  }
+
+  /** Shuts down and closes the transport (and with it the namespaces' backends). */
+  async close(): Promise<void> {
+    await this.shutdown();
+    await this.transport.close();
+  }
+}
+
+/** True for the status of a command aborted by SQ deletion, which callers often treat as a cancellation. */
+export function isAbortedBySqDeletion(status: number): boolean {
+  return statusCode(status) === statusCode(makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION));
+}

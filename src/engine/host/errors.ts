@@ -1,0 +1,63 @@
+/**
+ * The public error vocabulary. NVMe status travels between host and
+ * controller; callers get errors with a stable `code`, made from a status by
+ * exactly one function, `statusToError()`.
+ */
+import { describeStatus, formatStatus } from '../spec/status.js';
+import { opcodeName } from '../spec/opcodes.js';
+
+export class NvmqError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NvmqError';
+    this.code = code;
+  }
+}
+
+/** A command completed with a non-zero status. */
+export class NvmeStatusError extends NvmqError {
+  /** Status field without the phase tag. */
+  readonly status: number;
+  readonly sct: number;
+  readonly sc: number;
+  readonly dnr: boolean;
+  readonly more: boolean;
+  readonly statusName: string;
+  readonly opcode: number;
+  readonly command: string;
+  readonly qid: number;
+  readonly cid: number;
+  constructor(code: string, message: string, fields: { status: number; sct: number; sc: number; dnr: boolean; more: boolean; statusName: string; opcode: number; command: string; qid: number; cid: number }) {
+    super(code, message);
+    this.name = 'NvmeStatusError';
+    this.status = fields.status;
+    this.sct = fields.sct;
+    this.sc = fields.sc;
+    this.dnr = fields.dnr;
+    this.more = fields.more;
+    this.statusName = fields.statusName;
+    this.opcode = fields.opcode;
+    this.command = fields.command;
+    this.qid = fields.qid;
+    this.cid = fields.cid;
+  }
+}
+
+/** "Write (0x01) failed: LBA Out of Range (SCT 0, SC 0x80), DNR" as an error with code NVMQ_LBA_OUT_OF_RANGE. */
+export function statusToError(status: number, ctx: { opcode: number; qid: number; cid: number }): NvmeStatusError {
+  const d = describeStatus(status);
+  const command = opcodeName(ctx.opcode, ctx.qid === 0);
+  return new NvmeStatusError(d.code, `${command} failed: ${formatStatus(status)}`, {
+    status,
+    sct: d.sct,
+    sc: d.sc,
+    dnr: d.dnr,
+    more: d.more,
+    statusName: d.name,
+    opcode: ctx.opcode,
+    command,
+    qid: ctx.qid,
+    cid: ctx.cid,
+  });
+}

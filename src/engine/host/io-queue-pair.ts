@@ -1,0 +1,111 @@
+/**
+ * An I/O queue pair: the NVM command set on top of a QueuePair, in logical
+ * blocks of the namespaces the driver identified.
+ */
+import { QueuePair, type QueuePairOptions, type CommandFields, type DataSpec } from './queue-pair.js';
+import type { NamespaceInfo } from './identify.js';
+import { NvmOpcode } from '../spec/opcodes.js';
+import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';
+import { withBits, writeU64 } from '../spec/layout.js';
+import type { Completion } from '../spec/command.js';
+import { NvmqError } from './errors.js';
+
+export interface WriteOptions {
+  /** Force Unit Access: durable before completion. */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
+  /** Let the controller deallocate the blocks (DEAC). */
+  deallocate?: boolean;
+}
+
+export interface LbaRange {
+  slba: number;
+  nlb: number;
+}
+
+const MAX_NLB = 0x10000;
+
+export class IoQueuePair extends QueuePair {
+  constructor(
+    opts: QueuePairOptions,
+    private readonly namespaces: ReadonlyMap<number, NamespaceInfo>,
+  ) {
+    super(opts);
+  }
+
+  private ns(nsid: number): NamespaceInfo {
+    const ns = this.namespaces.get(nsid);
+    if (!ns) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `namespace ${nsid} is not active (active: ${[...this.namespaces.keys()].join(', ') || 'none'})`);
+    return ns;
+  }
+
+  private rw(nsid: number, slba: number, nlb: number, buffer: Uint8Array, fua: boolean): { cmd: CommandFields; ns: NamespaceInfo } {
+    const ns = this.ns(nsid);
+    checkBlocks(slba, nlb);
+    if (buffer.length !== nlb * ns.lbaSize) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `buffer of ${buffer.length} bytes does not hold ${nlb} blocks of ${ns.lbaSize} bytes`);
+    }
+    let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
+    if (fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
+    return { cmd: { opcode: 0, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, ns };
+  }
+
+  /** Reads `nlb` blocks from `slba` into `buffer` (zero copy when it lies in the DMA arena). */
+  async read(nsid: number, slba: number, nlb: number, buffer: Uint8Array): Promise<void> {
+    const { cmd } = this.rw(nsid, slba, nlb, buffer, false);
+    await this.submit({ ...cmd, opcode: NvmOpcode.READ }, { buffer, direction: 'from-device' });
+  }
+
+  async write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts: WriteOptions = {}): Promise<void> {
+    const { cmd } = this.rw(nsid, slba, nlb, buffer, opts.fua ?? false);
+    await this.submit({ ...cmd, opcode: NvmOpcode.WRITE }, { buffer, direction: 'to-device' });
+  }
+
+  /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */
+  async flush(nsid: number): Promise<void> {
+    if (nsid !== 0xffffffff) this.ns(nsid);
+    await this.submit({ opcode: NvmOpcode.FLUSH, nsid });
+  }
+
+  async writeZeroes(nsid: number, slba: number, nlb: number, opts: WriteZeroesOptions = {}): Promise<void> {
+    this.ns(nsid);
+    checkBlocks(slba, nlb);
+    let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
+    if (opts.deallocate) cdw12 = withBits(cdw12, RwCdw12.DEAC, 1);
+    if (opts.fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
+    await this.submit({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 });
+  }
+
+  /** Dataset Management with the Deallocate attribute over up to 256 ranges. */
+  async deallocate(nsid: number, ranges: readonly LbaRange[]): Promise<void> {
+    this.ns(nsid);
+    if (ranges.length === 0 || ranges.length > DSM_MAX_RANGES) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `deallocate takes 1 to ${DSM_MAX_RANGES} ranges, got ${ranges.length}`);
+    }
+    const data = new Uint8Array(ranges.length * DSM_RANGE_SIZE);
+    const dv = new DataView(data.buffer);
+    ranges.forEach((r, i) => {
+      if (!Number.isSafeInteger(r.slba) || r.slba < 0 || !Number.isInteger(r.nlb) || r.nlb < 1 || r.nlb > 0xffffffff) {
+        throw new NvmqError('NVMQ_INVALID_ARGUMENT', `range ${i}: slba ${r.slba}, nlb ${r.nlb} is not a valid range`);
+      }
+      dv.setUint32(i * DSM_RANGE_SIZE + DsmRange.NLB.offset, r.nlb, true);
+      writeU64(dv, i * DSM_RANGE_SIZE + DsmRange.SLBA.offset, r.slba);
+    });
+    await this.submit(
+      { opcode: NvmOpcode.DATASET_MANAGEMENT, nsid, cdw10: ranges.length - 1, cdw11: withBits(0, DsmCdw11.AD, 1) },
+      { buffer: data, direction: 'to-device' },
+    );
+  }
+
+  /** Raw I/O command (as `nvme io-passthru`): the whole completion, whatever its status. */
+  passthru(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+    return this.submitRaw(cmd, data);
+  }
+}
+
+function checkBlocks(slba: number, nlb: number): void {
+  if (!Number.isSafeInteger(slba) || slba < 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `slba must be a non-negative integer, got ${slba}`);
+  if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `nlb must be 1..${MAX_NLB}, got ${nlb}`);
+}

@@ -1,0 +1,21 @@
+/**
+ * How the host driver reaches a controller: 32/64-bit register accesses to
+ * BAR0, DMA memory both sides can address, and interrupt vectors. The driver
+ * uses nothing else, so another transport (NVMe/TCP, VFIO) is a new
+ * implementation of this interface, not a rewrite of the driver.
+ */
+import type { DmaArena } from '../dma-arena.js';
+
+export interface Transport {
+  /** Host memory the controller can reach (PRPs and queue rings point into it). */
+  readonly arena: DmaArena;
+  /** A short name for logs ("local"). */
+  readonly name: string;
+  read32(offset: number): number;
+  read64(offset: number): number;
+  write32(offset: number, value: number): void;
+  write64(offset: number, value: number): void;
+  /** Installs (or removes) the handler run when the controller raises `vector`. */
+  setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
+  close(): Promise<void>;
+}

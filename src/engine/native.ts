@@ -1,0 +1,95 @@
+/**
+ * Loader for nvmq's optional native addon (build/Release/nvmq_native.node,
+ * built from native/ by the package's install script).
+ *
+ * The addon is optional: when it is missing, fails to load, or is disabled
+ * with NVMQ_DISABLE_NATIVE=1, loadNative() returns null and callers use the
+ * portable (pure JS) path. nativeStatus() says which path is active and why.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** What the native addon exports. */
+export interface NativeBinding {
+  /**
+   * fallocate(2). Returns 0 on success or a negative errno (e.g. -9 EBADF,
+   * -95 EOPNOTSUPP); kernel errors never throw. Throws TypeError for
+   * non-number arguments and RangeError for non-integers / out-of-range values
+   * (fd and mode must fit in int32; offset and length must be safe integers).
+   */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /** FALLOC_FL_KEEP_SIZE from the platform's <linux/falloc.h>. */
+  readonly FALLOC_FL_KEEP_SIZE: number;
+  /** FALLOC_FL_PUNCH_HOLE from the platform's <linux/falloc.h>. */
+  readonly FALLOC_FL_PUNCH_HOLE: number;
+  /** FALLOC_FL_ZERO_RANGE from the platform's <linux/falloc.h>. */
+  readonly FALLOC_FL_ZERO_RANGE: number;
+}
+
+export interface NativeStatus {
+  loaded: boolean;
+  /** Why the native path is not active; absent when loaded. */
+  reason?: string;
+}
+
+// src/engine/native.ts and dist/engine/native.js are both two levels below
+// the package root, so this resolves to <root>/build/Release/ in both cases.
+const ADDON_PATH = fileURLToPath(new URL('../../build/Release/nvmq_native.node', import.meta.url));
+
+interface LoadResult {
+  binding: NativeBinding | null;
+  reason?: string;
+}
+
+let cached: LoadResult | undefined;
+
+function isNativeBinding(x: unknown): x is NativeBinding {
+  if (typeof x !== 'object' || x === null) return false;
+  const o = x as Record<string, unknown>;
+  return (
+    typeof o.fallocate === 'function' &&
+    typeof o.FALLOC_FL_KEEP_SIZE === 'number' &&
+    typeof o.FALLOC_FL_PUNCH_HOLE === 'number' &&
+    typeof o.FALLOC_FL_ZERO_RANGE === 'number'
+  );
+}
+
+function tryLoad(): LoadResult {
+  if (!existsSync(ADDON_PATH)) {
+    return { binding: null, reason: `native addon not built (${ADDON_PATH} is missing)` };
+  }
+  try {
+    const mod: unknown = createRequire(import.meta.url)(ADDON_PATH);
+    if (!isNativeBinding(mod)) {
+      return { binding: null, reason: `native addon at ${ADDON_PATH} has unexpected exports` };
+    }
+    return { binding: mod };
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    return { binding: null, reason: `native addon failed to load: ${msg}` };
+  }
+}
+
+function isDisabled(): boolean {
+  return process.env.NVMQ_DISABLE_NATIVE === '1';
+}
+
+function resolve(): LoadResult {
+  // The env switch is read on every call (cheap) so it can be flipped at run
+  // time; the load attempt itself happens once and is cached.
+  if (isDisabled()) return { binding: null, reason: 'disabled by NVMQ_DISABLE_NATIVE=1' };
+  cached ??= tryLoad();
+  return cached;
+}
+
+/** The native addon, or null when it is unavailable or disabled. */
+export function loadNative(): NativeBinding | null {
+  return resolve().binding;
+}
+
+/** Whether the native path is active, and if not, why. */
+export function nativeStatus(): NativeStatus {
+  const r = resolve();
+  return r.binding !== null ? { loaded: true } : { loaded: false, reason: r.reason ?? 'unknown' };
+}

@@ -1,0 +1,149 @@
+/**
+ * Submission and completion queue entries (NVMe 1.4, sections 4.2 and 4.6).
+ */
+import { struct } from './layout.js';
+
+export const SQE_SIZE = 64;
+export const CQE_SIZE = 16;
+/** CC.IOSQES / IOCQES and Identify SQES / CQES use log2 of the entry size. */
+export const SQE_SIZE_LOG2 = 6;
+export const CQE_SIZE_LOG2 = 4;
+
+/** Common command format (Figure 105/106). */
+export const Sqe = struct('SQE', SQE_SIZE, {
+  CDW0: [0, 4],
+  OPC: [0, 1],
+  FUSE: [1, 1, 0, 2],
+  PSDT: [1, 1, 6, 2],
+  CID: [2, 2],
+  NSID: [4, 4],
+  CDW2: [8, 4],
+  CDW3: [12, 4],
+  MPTR: [16, 8],
+  PRP1: [24, 8],
+  PRP2: [32, 8],
+  CDW10: [40, 4],
+  CDW11: [44, 4],
+  CDW12: [48, 4],
+  CDW13: [52, 4],
+  CDW14: [56, 4],
+  CDW15: [60, 4],
+});
+
+/** Common completion queue entry (Figure 124). */
+export const Cqe = struct('CQE', CQE_SIZE, {
+  DW0: [0, 4],
+  DW1: [4, 4],
+  SQHD: [8, 2],
+  SQID: [10, 2],
+  CID: [12, 2],
+  /** Phase tag (bit 0) and status field (bits 15:1). */
+  STATUS: [14, 2],
+  P: [14, 2, 0, 1],
+  SF: [14, 2, 1, 15],
+});
+
+/** A command's dwords, decoded once from the 64-byte SQE. */
+export interface Command {
+  opcode: number;
+  fuse: number;
+  psdt: number;
+  cid: number;
+  nsid: number;
+  cdw2: number;
+  cdw3: number;
+  mptr: number;
+  prp1: number;
+  prp2: number;
+  cdw10: number;
+  cdw11: number;
+  cdw12: number;
+  cdw13: number;
+  cdw14: number;
+  cdw15: number;
+}
+
+/** A posted completion, as the host reads it. */
+export interface Completion {
+  dw0: number;
+  dw1: number;
+  sqhd: number;
+  sqid: number;
+  cid: number;
+  /** Status field without the phase tag: DNR(14) M(13) CRD(12:11) SCT(10:8) SC(7:0). */
+  status: number;
+  phase: number;
+}
+
+const TWO32 = 0x1_0000_0000;
+
+export function decodeCommand(dv: DataView, at: number): Command {
+  const cdw0 = dv.getUint32(at, true);
+  return {
+    opcode: cdw0 & 0xff,
+    fuse: (cdw0 >>> 8) & 0x3,
+    psdt: (cdw0 >>> 14) & 0x3,
+    cid: cdw0 >>> 16,
+    nsid: dv.getUint32(at + Sqe.NSID.offset, true),
+    cdw2: dv.getUint32(at + Sqe.CDW2.offset, true),
+    cdw3: dv.getUint32(at + Sqe.CDW3.offset, true),
+    mptr: dv.getUint32(at + Sqe.MPTR.offset, true) + dv.getUint32(at + Sqe.MPTR.offset + 4, true) * TWO32,
+    prp1: dv.getUint32(at + Sqe.PRP1.offset, true) + dv.getUint32(at + Sqe.PRP1.offset + 4, true) * TWO32,
+    prp2: dv.getUint32(at + Sqe.PRP2.offset, true) + dv.getUint32(at + Sqe.PRP2.offset + 4, true) * TWO32,
+    cdw10: dv.getUint32(at + Sqe.CDW10.offset, true),
+    cdw11: dv.getUint32(at + Sqe.CDW11.offset, true),
+    cdw12: dv.getUint32(at + Sqe.CDW12.offset, true),
+    cdw13: dv.getUint32(at + Sqe.CDW13.offset, true),
+    cdw14: dv.getUint32(at + Sqe.CDW14.offset, true),
+    cdw15: dv.getUint32(at + Sqe.CDW15.offset, true),
+  };
+}
+
+export function encodeCommand(dv: DataView, at: number, c: Partial<Command> & { opcode: number; cid: number }): void {
+  dv.setUint32(at, ((c.opcode & 0xff) | ((c.fuse ?? 0) << 8) | ((c.psdt ?? 0) << 14) | (c.cid << 16)) >>> 0, true);
+  dv.setUint32(at + Sqe.NSID.offset, (c.nsid ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW2.offset, (c.cdw2 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW3.offset, (c.cdw3 ?? 0) >>> 0, true);
+  setU64(dv, at + Sqe.MPTR.offset, c.mptr ?? 0);
+  setU64(dv, at + Sqe.PRP1.offset, c.prp1 ?? 0);
+  setU64(dv, at + Sqe.PRP2.offset, c.prp2 ?? 0);
+  dv.setUint32(at + Sqe.CDW10.offset, (c.cdw10 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW11.offset, (c.cdw11 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW12.offset, (c.cdw12 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW13.offset, (c.cdw13 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW14.offset, (c.cdw14 ?? 0) >>> 0, true);
+  dv.setUint32(at + Sqe.CDW15.offset, (c.cdw15 ?? 0) >>> 0, true);
+}
+
+function setU64(dv: DataView, at: number, v: number): void {
+  dv.setUint32(at, v % TWO32, true);
+  dv.setUint32(at + 4, Math.floor(v / TWO32), true);
+}
+
+export function encodeCompletion(dv: DataView, at: number, c: Completion): void {
+  dv.setUint32(at + Cqe.DW0.offset, c.dw0 >>> 0, true);
+  dv.setUint32(at + Cqe.DW1.offset, c.dw1 >>> 0, true);
+  dv.setUint16(at + Cqe.SQHD.offset, c.sqhd, true);
+  dv.setUint16(at + Cqe.SQID.offset, c.sqid, true);
+  dv.setUint16(at + Cqe.CID.offset, c.cid, true);
+  // The status word goes last: a host polling the phase tag must not see it before the rest.
+  dv.setUint16(at + Cqe.STATUS.offset, ((c.status << 1) | (c.phase & 1)) & 0xffff, true);
+}
+
+export function decodeCompletion(dv: DataView, at: number): Completion {
+  const st = dv.getUint16(at + Cqe.STATUS.offset, true);
+  return {
+    dw0: dv.getUint32(at + Cqe.DW0.offset, true),
+    dw1: dv.getUint32(at + Cqe.DW1.offset, true),
+    sqhd: dv.getUint16(at + Cqe.SQHD.offset, true),
+    sqid: dv.getUint16(at + Cqe.SQID.offset, true),
+    cid: dv.getUint16(at + Cqe.CID.offset, true),
+    status: st >>> 1,
+    phase: st & 1,
+  };
+}
+
+/** PSDT values: only PRPs are supported by this controller. */
+export const Psdt = { PRP: 0, SGL_MPTR_CONTIG: 1, SGL_MPTR_SGL: 2 } as const;
+/** FUSE values. */
+export const Fuse = { NORMAL: 0, FIRST: 1, SECOND: 2 } as const;

@@ -1,0 +1,15 @@
+export { DmaArena, ARENA_PAGE_SIZE, type DmaBuffer, type DmaArenaHandle } from './engine/dma-arena.js';
+export { NvmeController, type ControllerOptions } from './engine/device/controller.js';
+export { MemoryBackend } from './engine/device/backends/memory.js';
+export { FileBackend, type FileBackendOptions } from './engine/device/backends/file.js';
+export { BackendError, type Backend } from './engine/device/backends/backend.js';
+export { openImage, isNvmqImage, ImageError, type ImageOptions } from './engine/device/backends/image.js';
+export { LocalTransport } from './engine/transport/local.js';
+export type { Transport } from './engine/host/transport.js';
+export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
+export { QueuePair, type CommandFields, type DataSpec } from './engine/host/queue-pair.js';
+export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
+export { NvmqError, NvmeStatusError, statusToError } from './engine/host/errors.js';
+export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
+export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local.js';
+export * as spec from './engine/spec/index.js';

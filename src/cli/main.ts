@@ -24,7 +24,7 @@ interface Option {
 
 const OPTIONS: Record<string, Option> = {
   filename: { type: 'string', default: DEFAULT_IMAGE, description: 'namespace image or block device' },
-  size: { type: 'string', default: '1G', description: 'image size when nvmq creates it (K, M, G suffixes)' },
+  size: { type: 'string', description: 'image size when nvmq creates it, checked against an existing one (K, M, G suffixes; default 1G)' },
   bs: { type: 'string', default: '4k', description: 'block size of the check job (a multiple of the LBA size)' },
   count: { type: 'string', default: '2048', description: 'blocks the check job writes and reads back' },
   force: { type: 'boolean', default: false, description: 'write to a file or device nvmq did not create' },
@@ -39,7 +39,7 @@ const USAGE = `usage: nvmq [check | identify | smart-log] [options]
 
 options:
 ${Object.entries(OPTIONS)
-  .map(([k, o]) => `  --${k.padEnd(10)} ${o.description}${o.type === 'string' ? ` (default ${String(o.default)})` : ''}`)
+  .map(([k, o]) => `  --${k.padEnd(10)} ${o.description}${o.default !== undefined && o.type === 'string' ? ` (default ${String(o.default)})` : ''}`)
   .join('\n')}`;
 
 class UsageError extends Error {}
@@ -54,10 +54,9 @@ export function parseSize(text: string, name: string): number {
 }
 
 async function open(values: Record<string, string | boolean | undefined>): Promise<NvmeDriver> {
-  const size = parseSize(String(values.size), 'size');
-  const file = String(values.filename);
+  const size = values.size === undefined ? undefined : parseSize(String(values.size), 'size');
   return openController({
-    namespaces: [{ backend: 'file', path: file, size: file === DEFAULT_IMAGE && size === DEFAULT_SIZE ? DEFAULT_SIZE : size, force: values.force === true }],
+    namespaces: [{ backend: 'file', path: String(values.filename), size, defaultSize: DEFAULT_SIZE, force: values.force === true }],
   });
 }
 

@@ -14,7 +14,7 @@ import { NvmqError } from './host/errors.js';
 
 export type NamespaceSpec =
   | { backend: 'memory'; size: number; lbaSize?: LbaSize; nsid?: number }
-  | { backend: 'file'; path: string; size?: number; create?: boolean; force?: boolean; readOnly?: boolean; direct?: boolean; lbaSize?: LbaSize; nsid?: number };
+  | { backend: 'file'; path: string; size?: number; defaultSize?: number; create?: boolean; force?: boolean; readOnly?: boolean; direct?: boolean; lbaSize?: LbaSize; nsid?: number };
 
 export interface OpenControllerOptions extends DriverOptions {
   namespaces: NamespaceSpec[];

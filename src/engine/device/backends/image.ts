@@ -15,8 +15,10 @@ const SIDECAR_FORMAT = 'nvmq-image';
 
 export interface ImageOptions {
   path: string;
-  /** Size in bytes when the image has to be created; checked against an existing image. */
+  /** Size in bytes: used when the image has to be created, and checked against an existing one. */
   size?: number | undefined;
+  /** Size in bytes for a new image when `size` is not given; never checked against an existing one. */
+  defaultSize?: number | undefined;
   /** Create the image when it does not exist (default true). */
   create?: boolean | undefined;
   /** Write to a file or device nvmq did not create. */
@@ -78,7 +80,7 @@ export function openImage(opts: ImageOptions): OpenedImage {
 
   if (!st) {
     if (opts.create === false || readOnly) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist`);
-    const size = opts.size;
+    const size = opts.size ?? opts.defaultSize;
     if (size === undefined || !Number.isSafeInteger(size) || size <= 0) {
       throw new ImageError('NVMQ_INVALID_ARGUMENT', `creating ${p} needs a positive size in bytes, got ${String(size)}`);
     }

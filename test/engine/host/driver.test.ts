@@ -1,0 +1,199 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { bringUp, memoryNamespace, pattern, tempDir, tick, type Harness } from '../../helpers/harness.js';
+import { FileBackend } from '../../../src/engine/device/backends/file.js';
+import { NvmeStatusError, NvmqError } from '../../../src/engine/host/errors.js';
+import { Regs, Csts, Cc } from '../../../src/engine/spec/registers.js';
+import { bitsOf } from '../../../src/engine/spec/layout.js';
+import { openController } from '../../../src/engine/local.js';
+
+let h: Harness | undefined;
+const cleanups: Array<() => void> = [];
+afterEach(async () => {
+  await h?.close().catch(() => {});
+  h = undefined;
+  for (const c of cleanups.splice(0)) c();
+});
+
+describe('bring-up', () => {
+  it('follows the initialization sequence and identifies controller and namespaces', async () => {
+    h = await bringUp({ namespaces: [memoryNamespace(8 << 20, 4096), memoryNamespace(4 << 20, 512)] });
+    const { driver, transport } = h;
+    const csts = transport.read32(Regs.CSTS.offset);
+    expect(bitsOf(csts, Csts.RDY)).toBe(1);
+    expect(bitsOf(csts, Csts.CFS)).toBe(0);
+    const cc = transport.read32(Regs.CC.offset);
+    expect(bitsOf(cc, Cc.EN)).toBe(1);
+    expect(bitsOf(cc, Cc.IOSQES)).toBe(6);
+    expect(bitsOf(cc, Cc.IOCQES)).toBe(4);
+    expect(driver.controller.version).toBe('1.4.0');
+    expect(driver.controller.nn).toBe(2);
+    expect(driver.controller.maxTransferBytes).toBe(512 * 1024);
+    expect([...driver.namespaces.keys()]).toEqual([1, 2]);
+    expect(driver.namespaces.get(1)).toMatchObject({ lbaSize: 4096, blocks: 2048 });
+    expect(driver.namespaces.get(2)).toMatchObject({ lbaSize: 512, blocks: 8192 });
+  });
+
+  it('brings up a controller that was left enabled (reset first)', async () => {
+    h = await bringUp();
+    const again = await (await import('../../../src/engine/host/driver.js')).NvmeDriver.attach(h.transport);
+    expect(again.namespaces.size).toBe(1);
+    // The first driver's queues died with the reset the second one did.
+    h = { ...h, driver: again, close: () => again.close() };
+  });
+
+  it('asks for the requested number of I/O queues and is granted at most the maximum', async () => {
+    h = await bringUp({ controller: { maxIoQueues: 4 }, driver: { ioQueues: 16 } });
+    expect(h.driver.grantedIoQueues).toBe(4);
+    const qs = [];
+    for (let i = 0; i < 4; i++) qs.push(await h.driver.createIoQueuePair({ entries: 8 }));
+    expect(qs.map((q) => q.qid)).toEqual([1, 2, 3, 4]);
+    await expect(h.driver.createIoQueuePair()).rejects.toMatchObject({ code: 'NVMQ_NO_QUEUE' });
+  });
+
+  it('sets the volatile write cache feature', async () => {
+    h = await bringUp({ driver: { volatileWriteCache: false } });
+    expect(await h.driver.getFeature(0x06)).toBe(0);
+    await h.driver.setVolatileWriteCache(true);
+    expect(await h.driver.getFeature(0x06)).toBe(1);
+  });
+});
+
+describe('I/O queue pairs', () => {
+  it('moves data without a copy for arena buffers and through a bounce buffer otherwise', async () => {
+    h = await bringUp();
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    const inArena = h.arena.alloc(3 * 4096);
+    inArena.bytes.set(pattern(3 * 4096, 7));
+    const free0 = h.arena.freePages();
+    await q.write(1, 5, 3, inArena.bytes);
+    expect(h.arena.freePages()).toBe(free0);
+    const plain = new Uint8Array(3 * 4096);
+    await q.read(1, 5, 3, plain);
+    expect(plain).toEqual(inArena.bytes);
+    expect(h.arena.freePages()).toBe(free0);
+  });
+
+  it('batches submissions behind one doorbell with plug / unplug', async () => {
+    h = await bringUp();
+    const q = await h.driver.createIoQueuePair({ entries: 64 });
+    const before = q.stats.sqDoorbells;
+    q.plug();
+    const writes = Array.from({ length: 20 }, (_, i) => q.write(1, i, 1, pattern(4096, i)));
+    expect(q.stats.sqDoorbells).toBe(before);
+    q.unplug();
+    await Promise.all(writes);
+    expect(q.stats.sqDoorbells).toBe(before + 1);
+    for (let i = 0; i < 20; i++) {
+      const b = new Uint8Array(4096);
+      await q.read(1, i, 1, b);
+      expect(b).toEqual(pattern(4096, i));
+    }
+  });
+
+  it('queues submitters when every slot is taken and loses none', async () => {
+    h = await bringUp({ namespaces: [{ backend: new FileBackend({ path: path.join(mk(), 'q.img'), size: 4 << 20 }), lbaSize: 4096 }] });
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    expect(q.slots).toBe(3);
+    const ops = Array.from({ length: 40 }, (_, i) => q.write(1, i, 1, pattern(4096, 100 + i)));
+    await Promise.all(ops);
+    expect(q.outstanding).toBe(0);
+    const b = new Uint8Array(4096);
+    for (let i = 0; i < 40; i++) {
+      await q.read(1, i, 1, b);
+      expect(b).toEqual(pattern(4096, 100 + i));
+    }
+  });
+
+  it('throws typed errors with stable codes for failed commands', async () => {
+    h = await bringUp({ namespaces: [memoryNamespace(1 << 20)] });
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    const err = await q.read(1, 256, 1, new Uint8Array(4096)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NvmeStatusError);
+    expect(err).toMatchObject({ code: 'NVMQ_LBA_OUT_OF_RANGE', sct: 0, sc: 0x80, dnr: true, statusName: 'LBA Out of Range', qid: 1 });
+    expect((err as Error).message).toBe('Read (0x02) failed: LBA Out of Range (SCT 0, SC 0x80), DNR');
+    await expect(q.read(7, 0, 1, new Uint8Array(4096))).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
+    await expect(q.read(1, 0, 2, new Uint8Array(4096))).rejects.toBeInstanceOf(NvmqError);
+  });
+
+  it('counts a completion for a CID that is not outstanding as spurious and delivers nothing', async () => {
+    h = await bringUp();
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    await q.flush(1);
+    // Forge a CQE the controller never posted, with the phase the host expects next.
+    const at = q.cq.offset + 1 * 16;
+    const dv = h.arena.view;
+    dv.setUint16(at + 12, 5, true);
+    dv.setUint16(at + 14, 1, true);
+    expect(q.processCompletions()).toBe(1);
+    expect(q.stats.spurious).toBe(1);
+  });
+});
+
+describe('reset and shutdown', () => {
+  it('reset with I/O in flight fails every request and needs no completion', async () => {
+    const dir = mk();
+    h = await bringUp({ namespaces: [{ backend: new FileBackend({ path: path.join(dir, 'r.img'), size: 8 << 20 }), lbaSize: 4096 }] });
+    const q = await h.driver.createIoQueuePair({ entries: 32 });
+    const inflight = Array.from({ length: 24 }, (_, i) => q.write(1, i * 8, 8, pattern(8 * 4096, i)).then(() => 'done', (e: NvmqError) => e.code));
+    await h.driver.reset();
+    const results = await Promise.all(inflight);
+    // All 24 were handed to libuv before the reset, so none can have completed.
+    expect(results).toEqual(Array(24).fill('NVMQ_CONTROLLER_RESET'));
+    expect(bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.RDY)).toBe(1);
+    // The old queue is dead, a new one works.
+    await expect(q.flush(1)).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_RESET' });
+    const q2 = await h.driver.createIoQueuePair({ entries: 8 });
+    await q2.write(1, 0, 1, pattern(4096, 1));
+  });
+
+  it('shutdown flushes, reports SHST complete and leaves data on disk', async () => {
+    const dir = mk();
+    const file = path.join(dir, 's.img');
+    h = await bringUp({ namespaces: [{ backend: new FileBackend({ path: file, size: 4 << 20 }), lbaSize: 512 }] });
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    await q.write(1, 3, 8, pattern(4096, 9));
+    await h.driver.shutdown();
+    expect(bitsOf(h.transport.read32(Regs.CC.offset), Cc.SHN)).toBe(1);
+    expect(bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.RDY)).toBe(0);
+    await expect(h.driver.smartLog()).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_DOWN' });
+    await h.transport.close();
+    h = undefined;
+    expect(new Uint8Array(fs.readFileSync(file).subarray(3 * 512, 3 * 512 + 4096))).toEqual(pattern(4096, 9));
+  });
+
+  it('reports async events to onAsyncEvent', async () => {
+    const events: unknown[] = [];
+    h = await bringUp({ driver: { onAsyncEvent: (e) => events.push(e) } });
+    // SQ 9 does not exist: a write to an invalid doorbell register.
+    h.transport.write32(0x1000 + 2 * 9 * 4, 1);
+    await tick();
+    expect(events).toEqual([{ type: 0, info: 0, logPage: 1 }]);
+  });
+});
+
+describe('openController', () => {
+  it('creates a file namespace, refuses a foreign file without force, and opens it with force', async () => {
+    const dir = mk();
+    const foreign = path.join(dir, 'foreign.img');
+    fs.writeFileSync(foreign, Buffer.alloc(1 << 20, 0x5a));
+    await expect(openController({ namespaces: [{ backend: 'file', path: foreign }] })).rejects.toMatchObject({ code: 'NVMQ_REFUSING_TO_OVERWRITE' });
+    expect(fs.readFileSync(foreign).every((b) => b === 0x5a)).toBe(true);
+    const d = await openController({ namespaces: [{ backend: 'file', path: foreign, force: true }] });
+    expect(d.namespaces.get(1)!.blocks).toBe(256);
+    await d.close();
+    const mine = path.join(dir, 'mine.img');
+    const d2 = await openController({ namespaces: [{ backend: 'file', path: mine, size: 1 << 20 }] });
+    await d2.close();
+    expect(fs.existsSync(mine + '.nvmq.json')).toBe(true);
+    const d3 = await openController({ namespaces: [{ backend: 'file', path: mine }] });
+    await d3.close();
+  });
+});
+
+function mk(): string {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  return t.dir;
+}

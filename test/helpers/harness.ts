@@ -73,3 +73,17 @@ export function pattern(n: number, seed: number): Uint8Array {
 export function tick(ms = 0): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Fast byte comparison for large buffers; on a mismatch the message names the first differing offset. */
+export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
+  if (actual.length !== expected.length) return `length ${actual.length} != ${expected.length}`;
+  if (Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.length), Buffer.from(expected.buffer, expected.byteOffset, expected.length)) === 0) return 'equal';
+  let i = 0;
+  while (actual[i] === expected[i]) i++;
+  return `differ first at byte ${i}: ${actual[i]} != ${expected[i]}`;
+}
+
+/** True when every byte of `b` is `value`. */
+export function allBytes(b: Uint8Array, value: number): boolean {
+  return b.every((x) => x === value);
+}

@@ -68,7 +68,7 @@ export class DmaArena {
    */
   translate(iova: number, length: number): number {
     const off = iova - this.base;
-    if (!(off >= 0) || length < 0 || off + length > this.size || !Number.isSafeInteger(iova)) return -1;
+    if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || off < 0 || length < 0 || off + length > this.size) return -1;
     return off;
   }
 
@@ -104,6 +104,7 @@ export class DmaArena {
   }
 
   release(buf: DmaBuffer): void {
+    if (!this.contains(buf.bytes)) throw new Error('release of a buffer from another arena');
     const start = buf.offset / ARENA_PAGE_SIZE;
     const pages = this.owned.get(start);
     if (pages === undefined) throw new Error(`release of a buffer this arena did not allocate (offset ${buf.offset})`);

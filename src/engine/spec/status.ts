@@ -217,7 +217,7 @@ export function describeStatus(status: number): StatusDescription {
     sc,
     dnr: statusDnr(status),
     more: statusMore(status),
-    name: info?.name ?? `Unknown status (SCT ${sct}, SC 0x${sc.toString(16).padStart(2, '0')})`,
+    name: info?.name ?? 'Unknown status',
     code: info?.code ?? 'NVMQ_UNKNOWN_STATUS',
     sctName: SCT_NAMES[sct] ?? 'Reserved',
   };

@@ -1,0 +1,705 @@
+/**
+ * Layout tests for every field table in src/engine/spec.
+ *
+ * The expectations below were written from the NVMe Base Specification 1.4
+ * (section numbers and figure titles are given next to each group), in the
+ * spec's own notation: byte ranges "hi:lo" and bit ranges "hi:lo" inside a
+ * named register / dword. They are not derived from the source tables.
+ *
+ * A bit field is checked by behaviour, not by comparing the source's
+ * (offset, shift) pair: all-ones is written through `writeField()` into a
+ * zeroed structure, and exactly the spec's bits of the spec's register must
+ * come out set (and the reverse with all-zeroes into an all-ones structure).
+ */
+import { describe, it, expect } from 'vitest';
+import * as spec from '../../../src/engine/spec/index.js';
+import {
+  checkLayout,
+  readField,
+  struct,
+  writeField,
+  type Field,
+  Regs,
+  Cap,
+  Vs,
+  Cc,
+  Csts,
+  Aqa,
+  Sqe,
+  Cqe,
+  IdCtrl,
+  IdNs,
+  LbaFormat,
+  IdentifyCdw10,
+  SetFeaturesCdw10,
+  GetFeaturesCdw10,
+  ArbitrationDw,
+  TemperatureThresholdDw,
+  VolatileWriteCacheDw,
+  NumberOfQueuesDw,
+  AsyncEventConfigDw,
+  GetLogPageCdw10,
+  GetLogPageCdw11,
+  ErrorLogEntry,
+  SmartLog,
+  CommandsEffectsLog,
+  AsyncEventDw0,
+  CreateCqCdw10,
+  CreateCqCdw11,
+  CreateSqCdw10,
+  CreateSqCdw11,
+  DeleteQueueCdw10,
+  AbortCdw10,
+  RwCdw12,
+  DsmCdw10,
+  DsmCdw11,
+  DsmRange,
+  sqTailDoorbell,
+  cqHeadDoorbell,
+  pageSizeOf,
+} from '../../../src/engine/spec/index.js';
+
+type AnyStruct = { readonly $name: string; readonly $size: number; readonly $fields: readonly Field[] };
+
+function isStruct(v: unknown): v is AnyStruct {
+  return typeof v === 'object' && v !== null && '$fields' in v && '$size' in v && '$name' in v;
+}
+
+// ---------------------------------------------------------------------------
+// Sizes, from the spec.
+// ---------------------------------------------------------------------------
+
+/** Export name -> size in bytes the NVMe 1.4 spec gives the structure. */
+const EXPECTED_SIZES: Record<string, number> = {
+  // 3.1: controller registers 00h..FFFh, doorbells start at 1000h.
+  Regs: 0x1000,
+  Cap: 8, // 3.1.1, 64-bit register
+  Vs: 4, // 3.1.2
+  Cc: 4, // 3.1.5
+  Csts: 4, // 3.1.6
+  Aqa: 4, // 3.1.8
+  Sqe: 64, // 4.2, 64-byte submission queue entry
+  Cqe: 16, // 4.6, 16-byte completion queue entry
+  IdCtrl: 4096, // 5.15.2.2, Identify data structures are 4 KiB
+  IdNs: 4096,
+  LbaFormat: 4, // LBA Format Data Structure, one dword
+  IdentifyCdw10: 4,
+  SetFeaturesCdw10: 4,
+  GetFeaturesCdw10: 4,
+  ArbitrationDw: 4,
+  TemperatureThresholdDw: 4,
+  VolatileWriteCacheDw: 4,
+  NumberOfQueuesDw: 4,
+  AsyncEventConfigDw: 4,
+  GetLogPageCdw10: 4,
+  GetLogPageCdw11: 4,
+  ErrorLogEntry: 64, // 5.14.1.1, 64 bytes per entry
+  SmartLog: 512, // 5.14.1.2, 512 bytes
+  CommandsEffectsLog: 4096, // 5.14.1.5, 4096 bytes
+  AsyncEventDw0: 4,
+  CreateCqCdw10: 4,
+  CreateCqCdw11: 4,
+  CreateSqCdw10: 4,
+  CreateSqCdw11: 4,
+  DeleteQueueCdw10: 4,
+  AbortCdw10: 4,
+  RwCdw12: 4,
+  DsmCdw10: 4,
+  DsmCdw11: 4,
+  DsmRange: 16, // 6.7, each range is 16 bytes
+};
+
+const exportedStructs: Array<[string, AnyStruct]> = (Object.entries(spec) as Array<[string, unknown]>).filter((e): e is [string, AnyStruct] => isStruct(e[1]));
+
+describe('every exported structure', () => {
+  it('is one this test knows the spec size of', () => {
+    expect(exportedStructs.map(([k]) => k).sort()).toEqual(Object.keys(EXPECTED_SIZES).sort());
+  });
+
+  for (const [key, s] of exportedStructs) {
+    it(`${key}: checkLayout() finds no problems`, () => {
+      expect(checkLayout(s)).toEqual([]);
+    });
+    it(`${key}: $size is ${EXPECTED_SIZES[key]} bytes`, () => {
+      expect(s.$size).toBe(EXPECTED_SIZES[key]);
+    });
+    it(`${key}: no two bit fields of the same word share a bit`, () => {
+      const byWord = new Map<string, Field[]>();
+      for (const f of s.$fields) {
+        if (f.bits === 0) continue;
+        const k = `${f.offset}/${f.size}`;
+        byWord.set(k, [...(byWord.get(k) ?? []), f]);
+      }
+      for (const fields of byWord.values()) {
+        let used = 0n;
+        for (const f of fields) {
+          const mask = ((1n << BigInt(f.bits)) - 1n) << BigInt(f.shift);
+          expect(used & mask, `${s.$name}.${f.name}`).toBe(0n);
+          used |= mask;
+        }
+      }
+    });
+    it(`${key}: every field's name matches its key`, () => {
+      for (const f of s.$fields) expect((s as unknown as Record<string, Field>)[f.name]).toBe(f);
+    });
+  }
+});
+
+describe('checkLayout() detects broken tables', () => {
+  it('a field past the end', () => {
+    const s = struct('T', 8, { A: [0, 4], B: [6, 4] });
+    expect(checkLayout(s)).toHaveLength(1);
+    expect(checkLayout(s)[0]).toContain('T.B');
+  });
+  it('a negative offset', () => {
+    expect(checkLayout(struct('T', 8, { A: [-1, 2] }))).toHaveLength(1);
+  });
+  it('partially overlapping byte fields', () => {
+    const p = checkLayout(struct('T', 8, { A: [0, 4], B: [2, 4] }));
+    expect(p).toHaveLength(1);
+    expect(p[0]).toContain('overlaps');
+  });
+  it('a bit field that does not fit its word', () => {
+    expect(checkLayout(struct('T', 4, { A: [0, 2, 10, 8] }))).toHaveLength(1);
+    expect(checkLayout(struct('T', 4, { A: [0, 4, 30, 3] }))).toHaveLength(1);
+  });
+  it('accepts contained fields and adjacent ones', () => {
+    expect(checkLayout(struct('T', 8, { W: [0, 4], LO: [0, 2], HI: [2, 2], X: [4, 4], F: [4, 4, 31, 1] }))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The independent table.
+// ---------------------------------------------------------------------------
+
+interface ByteRow {
+  kind: 'bytes';
+  s: AnyStruct;
+  f: Field;
+  hi: number;
+  lo: number;
+}
+interface BitRow {
+  kind: 'bits';
+  s: AnyStruct;
+  f: Field;
+  /** Byte offset and width of the register / dword the spec names. */
+  reg: number;
+  regBytes: number;
+  hi: number;
+  lo: number;
+}
+type Row = ByteRow | BitRow;
+
+/** Spec "Bytes hi:lo" (inclusive). */
+const B = (s: AnyStruct, f: Field, hi: number, lo: number = hi): ByteRow => ({ kind: 'bytes', s, f, hi, lo });
+/** Spec "bits hi:lo" of the `regBytes`-byte register / dword starting at byte `reg`. */
+const b = (s: AnyStruct, f: Field, reg: number, regBytes: number, hi: number, lo: number = hi): BitRow => ({ kind: 'bits', s, f, reg, regBytes, hi, lo });
+/** Bits of the one dword that forms a CDWn / DW0 structure. */
+const d = (s: AnyStruct, f: Field, hi: number, lo: number = hi): BitRow => b(s, f, 0, 4, hi, lo);
+
+const ROWS: Row[] = [
+  // 3.1 Register definition (Figure 68 "Controller Registers").
+  B(Regs, Regs.CAP, 0x07, 0x00),
+  B(Regs, Regs.CAP_LO, 0x03, 0x00),
+  B(Regs, Regs.CAP_HI, 0x07, 0x04),
+  B(Regs, Regs.VS, 0x0b, 0x08),
+  B(Regs, Regs.INTMS, 0x0f, 0x0c),
+  B(Regs, Regs.INTMC, 0x13, 0x10),
+  B(Regs, Regs.CC, 0x17, 0x14),
+  // 18h..1Bh is reserved.
+  B(Regs, Regs.CSTS, 0x1f, 0x1c),
+  B(Regs, Regs.NSSR, 0x23, 0x20),
+  B(Regs, Regs.AQA, 0x27, 0x24),
+  B(Regs, Regs.ASQ, 0x2f, 0x28),
+  B(Regs, Regs.ACQ, 0x37, 0x30),
+
+  // 3.1.1 Offset 0h: CAP - Controller Capabilities (64 bits).
+  b(Cap, Cap.MQES, 0, 8, 15, 0),
+  b(Cap, Cap.CQR, 0, 8, 16),
+  b(Cap, Cap.AMS, 0, 8, 18, 17),
+  b(Cap, Cap.TO, 0, 8, 31, 24),
+  b(Cap, Cap.DSTRD, 0, 8, 35, 32),
+  b(Cap, Cap.NSSRS, 0, 8, 36),
+  b(Cap, Cap.CSS, 0, 8, 44, 37),
+  b(Cap, Cap.BPS, 0, 8, 45),
+  b(Cap, Cap.MPSMIN, 0, 8, 51, 48),
+  b(Cap, Cap.MPSMAX, 0, 8, 55, 52),
+
+  // 3.1.2 Offset 8h: VS - Version.
+  d(Vs, Vs.TER, 7, 0),
+  d(Vs, Vs.MNR, 15, 8),
+  d(Vs, Vs.MJR, 31, 16),
+
+  // 3.1.5 Offset 14h: CC - Controller Configuration.
+  d(Cc, Cc.EN, 0),
+  d(Cc, Cc.CSS, 6, 4),
+  d(Cc, Cc.MPS, 10, 7),
+  d(Cc, Cc.AMS, 13, 11),
+  d(Cc, Cc.SHN, 15, 14),
+  d(Cc, Cc.IOSQES, 19, 16),
+  d(Cc, Cc.IOCQES, 23, 20),
+
+  // 3.1.6 Offset 1Ch: CSTS - Controller Status.
+  d(Csts, Csts.RDY, 0),
+  d(Csts, Csts.CFS, 1),
+  d(Csts, Csts.SHST, 3, 2),
+  d(Csts, Csts.NSSRO, 4),
+  d(Csts, Csts.PP, 5),
+
+  // 3.1.8 Offset 24h: AQA - Admin Queue Attributes.
+  d(Aqa, Aqa.ASQS, 11, 0),
+  d(Aqa, Aqa.ACQS, 27, 16),
+
+  // 4.2 Submission Queue Entry - Command Format (Figure 105 / 106, CDW0 Figure 104).
+  B(Sqe, Sqe.CDW0, 3, 0),
+  b(Sqe, Sqe.OPC, 0, 4, 7, 0),
+  b(Sqe, Sqe.FUSE, 0, 4, 9, 8),
+  b(Sqe, Sqe.PSDT, 0, 4, 15, 14),
+  b(Sqe, Sqe.CID, 0, 4, 31, 16),
+  B(Sqe, Sqe.OPC, 0, 0),
+  B(Sqe, Sqe.CID, 3, 2),
+  B(Sqe, Sqe.NSID, 7, 4),
+  B(Sqe, Sqe.CDW2, 11, 8),
+  B(Sqe, Sqe.CDW3, 15, 12),
+  B(Sqe, Sqe.MPTR, 23, 16),
+  // DPTR 39:24: PRP entry 1 is 31:24, PRP entry 2 is 39:32.
+  B(Sqe, Sqe.PRP1, 31, 24),
+  B(Sqe, Sqe.PRP2, 39, 32),
+  B(Sqe, Sqe.CDW10, 43, 40),
+  B(Sqe, Sqe.CDW11, 47, 44),
+  B(Sqe, Sqe.CDW12, 51, 48),
+  B(Sqe, Sqe.CDW13, 55, 52),
+  B(Sqe, Sqe.CDW14, 59, 56),
+  B(Sqe, Sqe.CDW15, 63, 60),
+
+  // 4.6 Completion Queue Entry (Figures 121 - 125): DW0, DW1, DW2 = SQID:SQHD, DW3 = Status:P:CID.
+  B(Cqe, Cqe.DW0, 3, 0),
+  B(Cqe, Cqe.DW1, 7, 4),
+  b(Cqe, Cqe.SQHD, 8, 4, 15, 0),
+  b(Cqe, Cqe.SQID, 8, 4, 31, 16),
+  B(Cqe, Cqe.SQHD, 9, 8),
+  B(Cqe, Cqe.SQID, 11, 10),
+  b(Cqe, Cqe.CID, 12, 4, 15, 0),
+  B(Cqe, Cqe.CID, 13, 12),
+  b(Cqe, Cqe.STATUS, 12, 4, 31, 16),
+  B(Cqe, Cqe.STATUS, 15, 14),
+  b(Cqe, Cqe.P, 12, 4, 16),
+  b(Cqe, Cqe.SF, 12, 4, 31, 17),
+
+  // 5.15.2.2 Identify Controller Data Structure (Figure 247).
+  B(IdCtrl, IdCtrl.VID, 1, 0),
+  B(IdCtrl, IdCtrl.SSVID, 3, 2),
+  B(IdCtrl, IdCtrl.SN, 23, 4),
+  B(IdCtrl, IdCtrl.MN, 63, 24),
+  B(IdCtrl, IdCtrl.FR, 71, 64),
+  B(IdCtrl, IdCtrl.RAB, 72),
+  B(IdCtrl, IdCtrl.IEEE, 75, 73),
+  B(IdCtrl, IdCtrl.CMIC, 76),
+  B(IdCtrl, IdCtrl.MDTS, 77),
+  B(IdCtrl, IdCtrl.CNTLID, 79, 78),
+  B(IdCtrl, IdCtrl.VER, 83, 80),
+  B(IdCtrl, IdCtrl.RTD3R, 87, 84),
+  B(IdCtrl, IdCtrl.RTD3E, 91, 88),
+  B(IdCtrl, IdCtrl.OAES, 95, 92),
+  B(IdCtrl, IdCtrl.CTRATT, 99, 96),
+  B(IdCtrl, IdCtrl.RRLS, 101, 100),
+  B(IdCtrl, IdCtrl.CNTRLTYPE, 111),
+  B(IdCtrl, IdCtrl.FGUID, 127, 112),
+  B(IdCtrl, IdCtrl.OACS, 257, 256),
+  B(IdCtrl, IdCtrl.ACL, 258),
+  B(IdCtrl, IdCtrl.AERL, 259),
+  B(IdCtrl, IdCtrl.FRMW, 260),
+  B(IdCtrl, IdCtrl.LPA, 261),
+  B(IdCtrl, IdCtrl.ELPE, 262),
+  B(IdCtrl, IdCtrl.NPSS, 263),
+  B(IdCtrl, IdCtrl.AVSCC, 264),
+  B(IdCtrl, IdCtrl.APSTA, 265),
+  B(IdCtrl, IdCtrl.WCTEMP, 267, 266),
+  B(IdCtrl, IdCtrl.CCTEMP, 269, 268),
+  B(IdCtrl, IdCtrl.MTFA, 271, 270),
+  B(IdCtrl, IdCtrl.HMPRE, 275, 272),
+  B(IdCtrl, IdCtrl.HMMIN, 279, 276),
+  B(IdCtrl, IdCtrl.TNVMCAP, 295, 280),
+  B(IdCtrl, IdCtrl.UNVMCAP, 311, 296),
+  B(IdCtrl, IdCtrl.RPMBS, 315, 312),
+  B(IdCtrl, IdCtrl.EDSTT, 317, 316),
+  B(IdCtrl, IdCtrl.DSTO, 318),
+  B(IdCtrl, IdCtrl.FWUG, 319),
+  B(IdCtrl, IdCtrl.KAS, 321, 320),
+  B(IdCtrl, IdCtrl.HCTMA, 323, 322),
+  B(IdCtrl, IdCtrl.MNTMT, 325, 324),
+  B(IdCtrl, IdCtrl.MXTMT, 327, 326),
+  B(IdCtrl, IdCtrl.SANICAP, 331, 328),
+  B(IdCtrl, IdCtrl.SQES, 512),
+  B(IdCtrl, IdCtrl.CQES, 513),
+  B(IdCtrl, IdCtrl.MAXCMD, 515, 514),
+  B(IdCtrl, IdCtrl.NN, 519, 516),
+  B(IdCtrl, IdCtrl.ONCS, 521, 520),
+  B(IdCtrl, IdCtrl.FUSES, 523, 522),
+  B(IdCtrl, IdCtrl.FNA, 524),
+  B(IdCtrl, IdCtrl.VWC, 525),
+  B(IdCtrl, IdCtrl.AWUN, 527, 526),
+  B(IdCtrl, IdCtrl.AWUPF, 529, 528),
+  B(IdCtrl, IdCtrl.NVSCC, 530),
+  B(IdCtrl, IdCtrl.NWPC, 531),
+  B(IdCtrl, IdCtrl.ACWU, 533, 532),
+  // 535:534 reserved.
+  B(IdCtrl, IdCtrl.SGLS, 539, 536),
+  B(IdCtrl, IdCtrl.MNAN, 543, 540),
+  B(IdCtrl, IdCtrl.SUBNQN, 1023, 768),
+  // Power State 0 Descriptor, 32 bytes.
+  B(IdCtrl, IdCtrl.PSD0, 2079, 2048),
+
+  // 5.15.2.1 Identify Namespace Data Structure, NVM Command Set Specific (Figure 245).
+  B(IdNs, IdNs.NSZE, 7, 0),
+  B(IdNs, IdNs.NCAP, 15, 8),
+  B(IdNs, IdNs.NUSE, 23, 16),
+  B(IdNs, IdNs.NSFEAT, 24),
+  B(IdNs, IdNs.NLBAF, 25),
+  B(IdNs, IdNs.FLBAS, 26),
+  B(IdNs, IdNs.MC, 27),
+  B(IdNs, IdNs.DPC, 28),
+  B(IdNs, IdNs.DPS, 29),
+  B(IdNs, IdNs.NMIC, 30),
+  B(IdNs, IdNs.RESCAP, 31),
+  B(IdNs, IdNs.FPI, 32),
+  B(IdNs, IdNs.DLFEAT, 33),
+  B(IdNs, IdNs.NAWUN, 35, 34),
+  B(IdNs, IdNs.NAWUPF, 37, 36),
+  B(IdNs, IdNs.NACWU, 39, 38),
+  B(IdNs, IdNs.NABSN, 41, 40),
+  B(IdNs, IdNs.NABO, 43, 42),
+  B(IdNs, IdNs.NABSPF, 45, 44),
+  B(IdNs, IdNs.NOIOB, 47, 46),
+  B(IdNs, IdNs.NVMCAP, 63, 48),
+  B(IdNs, IdNs.NPWG, 65, 64),
+  B(IdNs, IdNs.NPWA, 67, 66),
+  B(IdNs, IdNs.NPDG, 69, 68),
+  B(IdNs, IdNs.NPDA, 71, 70),
+  B(IdNs, IdNs.NOWS, 73, 72),
+  B(IdNs, IdNs.ANAGRPID, 95, 92),
+  B(IdNs, IdNs.NSATTR, 99),
+  B(IdNs, IdNs.NVMSETID, 101, 100),
+  B(IdNs, IdNs.ENDGID, 103, 102),
+  B(IdNs, IdNs.NGUID, 119, 104),
+  B(IdNs, IdNs.EUI64, 127, 120),
+  B(IdNs, IdNs.LBAF0, 131, 128),
+
+  // LBA Format Data Structure, NVM Command Set Specific (Figure 246).
+  d(LbaFormat, LbaFormat.MS, 15, 0),
+  d(LbaFormat, LbaFormat.LBADS, 23, 16),
+  d(LbaFormat, LbaFormat.RP, 25, 24),
+
+  // 5.15.1 Identify command CDW10.
+  d(IdentifyCdw10, IdentifyCdw10.CNS, 7, 0),
+  d(IdentifyCdw10, IdentifyCdw10.CNTID, 31, 16),
+
+  // 5.21 Set Features CDW10 / 5.9 Get Features CDW10.
+  d(SetFeaturesCdw10, SetFeaturesCdw10.FID, 7, 0),
+  d(SetFeaturesCdw10, SetFeaturesCdw10.SV, 31),
+  d(GetFeaturesCdw10, GetFeaturesCdw10.FID, 7, 0),
+  d(GetFeaturesCdw10, GetFeaturesCdw10.SEL, 10, 8),
+  // 5.21.1.1 Arbitration.
+  d(ArbitrationDw, ArbitrationDw.AB, 2, 0),
+  d(ArbitrationDw, ArbitrationDw.LPW, 15, 8),
+  d(ArbitrationDw, ArbitrationDw.MPW, 23, 16),
+  d(ArbitrationDw, ArbitrationDw.HPW, 31, 24),
+  // 5.21.1.4 Temperature Threshold.
+  d(TemperatureThresholdDw, TemperatureThresholdDw.TMPTH, 15, 0),
+  d(TemperatureThresholdDw, TemperatureThresholdDw.TMPSEL, 19, 16),
+  d(TemperatureThresholdDw, TemperatureThresholdDw.THSEL, 21, 20),
+  // 5.21.1.6 Volatile Write Cache.
+  d(VolatileWriteCacheDw, VolatileWriteCacheDw.WCE, 0),
+  // 5.21.1.7 Number of Queues (NSQR / NCQR, and NSQA / NCQA in DW0).
+  d(NumberOfQueuesDw, NumberOfQueuesDw.NSQ, 15, 0),
+  d(NumberOfQueuesDw, NumberOfQueuesDw.NCQ, 31, 16),
+  // 5.21.1.11 Asynchronous Event Configuration.
+  d(AsyncEventConfigDw, AsyncEventConfigDw.SMART_WARNINGS, 7, 0),
+  d(AsyncEventConfigDw, AsyncEventConfigDw.NS_ATTR_NOTICES, 8),
+  d(AsyncEventConfigDw, AsyncEventConfigDw.FW_ACTIVATION_NOTICES, 9),
+
+  // 5.14 Get Log Page CDW10 / CDW11.
+  d(GetLogPageCdw10, GetLogPageCdw10.LID, 7, 0),
+  d(GetLogPageCdw10, GetLogPageCdw10.LSP, 11, 8),
+  d(GetLogPageCdw10, GetLogPageCdw10.RAE, 15),
+  d(GetLogPageCdw10, GetLogPageCdw10.NUMDL, 31, 16),
+  d(GetLogPageCdw11, GetLogPageCdw11.NUMDU, 15, 0),
+  d(GetLogPageCdw11, GetLogPageCdw11.LSI, 31, 16),
+
+  // 5.14.1.1 Error Information log entry.
+  B(ErrorLogEntry, ErrorLogEntry.ERROR_COUNT, 7, 0),
+  B(ErrorLogEntry, ErrorLogEntry.SQID, 9, 8),
+  B(ErrorLogEntry, ErrorLogEntry.CID, 11, 10),
+  B(ErrorLogEntry, ErrorLogEntry.STATUS, 13, 12),
+  B(ErrorLogEntry, ErrorLogEntry.PARAM_ERROR_LOCATION, 15, 14),
+  B(ErrorLogEntry, ErrorLogEntry.LBA, 23, 16),
+  B(ErrorLogEntry, ErrorLogEntry.NSID, 27, 24),
+  B(ErrorLogEntry, ErrorLogEntry.VS, 28),
+  B(ErrorLogEntry, ErrorLogEntry.TRTYPE, 29),
+  B(ErrorLogEntry, ErrorLogEntry.CSI, 39, 32),
+  B(ErrorLogEntry, ErrorLogEntry.TRTYPE_SPECIFIC, 41, 40),
+
+  // 5.14.1.2 SMART / Health Information.
+  B(SmartLog, SmartLog.CRITICAL_WARNING, 0),
+  B(SmartLog, SmartLog.COMPOSITE_TEMPERATURE, 2, 1),
+  B(SmartLog, SmartLog.AVAILABLE_SPARE, 3),
+  B(SmartLog, SmartLog.AVAILABLE_SPARE_THRESHOLD, 4),
+  B(SmartLog, SmartLog.PERCENTAGE_USED, 5),
+  B(SmartLog, SmartLog.ENDURANCE_GROUP_CRITICAL_WARNING, 6),
+  B(SmartLog, SmartLog.DATA_UNITS_READ, 47, 32),
+  B(SmartLog, SmartLog.DATA_UNITS_WRITTEN, 63, 48),
+  B(SmartLog, SmartLog.HOST_READ_COMMANDS, 79, 64),
+  B(SmartLog, SmartLog.HOST_WRITE_COMMANDS, 95, 80),
+  B(SmartLog, SmartLog.CONTROLLER_BUSY_TIME, 111, 96),
+  B(SmartLog, SmartLog.POWER_CYCLES, 127, 112),
+  B(SmartLog, SmartLog.POWER_ON_HOURS, 143, 128),
+  B(SmartLog, SmartLog.UNSAFE_SHUTDOWNS, 159, 144),
+  B(SmartLog, SmartLog.MEDIA_ERRORS, 175, 160),
+  B(SmartLog, SmartLog.NUM_ERROR_LOG_ENTRIES, 191, 176),
+  B(SmartLog, SmartLog.WARNING_TEMP_TIME, 195, 192),
+  B(SmartLog, SmartLog.CRITICAL_TEMP_TIME, 199, 196),
+  B(SmartLog, SmartLog.TEMP_SENSOR_1, 201, 200),
+
+  // 5.14.1.5 Commands Supported and Effects: ACS0 at 3:0, IOCS0 at 1027:1024.
+  B(CommandsEffectsLog, CommandsEffectsLog.ACS0, 3, 0),
+  B(CommandsEffectsLog, CommandsEffectsLog.IOCS0, 1027, 1024),
+
+  // 5.2 Asynchronous Event Request completion queue entry DW0.
+  d(AsyncEventDw0, AsyncEventDw0.TYPE, 2, 0),
+  d(AsyncEventDw0, AsyncEventDw0.INFO, 15, 8),
+  d(AsyncEventDw0, AsyncEventDw0.LID, 23, 16),
+
+  // 5.3 Create I/O Completion Queue CDW10 / CDW11.
+  d(CreateCqCdw10, CreateCqCdw10.QID, 15, 0),
+  d(CreateCqCdw10, CreateCqCdw10.QSIZE, 31, 16),
+  d(CreateCqCdw11, CreateCqCdw11.PC, 0),
+  d(CreateCqCdw11, CreateCqCdw11.IEN, 1),
+  d(CreateCqCdw11, CreateCqCdw11.IV, 31, 16),
+  // 5.4 Create I/O Submission Queue CDW10 / CDW11.
+  d(CreateSqCdw10, CreateSqCdw10.QID, 15, 0),
+  d(CreateSqCdw10, CreateSqCdw10.QSIZE, 31, 16),
+  d(CreateSqCdw11, CreateSqCdw11.PC, 0),
+  d(CreateSqCdw11, CreateSqCdw11.QPRIO, 2, 1),
+  d(CreateSqCdw11, CreateSqCdw11.CQID, 31, 16),
+  // 5.5 / 5.6 Delete I/O CQ / SQ CDW10.
+  d(DeleteQueueCdw10, DeleteQueueCdw10.QID, 15, 0),
+  // 5.1 Abort CDW10.
+  d(AbortCdw10, AbortCdw10.SQID, 15, 0),
+  d(AbortCdw10, AbortCdw10.CID, 31, 16),
+
+  // 6.9 Read / 6.15 Write / 6.16 Write Zeroes CDW12.
+  d(RwCdw12, RwCdw12.NLB, 15, 0),
+  d(RwCdw12, RwCdw12.DTYPE, 23, 20),
+  d(RwCdw12, RwCdw12.DEAC, 25),
+  d(RwCdw12, RwCdw12.PRINFO, 29, 26),
+  d(RwCdw12, RwCdw12.FUA, 30),
+  d(RwCdw12, RwCdw12.LR, 31),
+
+  // 6.7 Dataset Management CDW10 / CDW11 and Range (Figure 366).
+  d(DsmCdw10, DsmCdw10.NR, 7, 0),
+  d(DsmCdw11, DsmCdw11.IDR, 0),
+  d(DsmCdw11, DsmCdw11.IDW, 1),
+  d(DsmCdw11, DsmCdw11.AD, 2),
+  B(DsmRange, DsmRange.CONTEXT_ATTRIBUTES, 3, 0),
+  B(DsmRange, DsmRange.NLB, 7, 4),
+  B(DsmRange, DsmRange.SLBA, 15, 8),
+];
+
+function regValue(bytes: Uint8Array, at: number, n: number): bigint {
+  let v = 0n;
+  for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[at + i]!);
+  return v;
+}
+
+function label(r: Row): string {
+  return r.kind === 'bytes' ? `${r.s.$name}.${r.f.name} = bytes ${r.hi}:${r.lo}` : `${r.s.$name}.${r.f.name} = bits ${r.hi}:${r.lo} of the ${r.regBytes * 8}-bit word at byte ${r.reg}`;
+}
+
+/** A value with bits set in every byte lane, distinct per byte, truncated to `width` bits. */
+function pattern(width: number): bigint {
+  let v = 0n;
+  for (let i = 0; i < Math.ceil(width / 8); i++) v |= BigInt(0x81 + 0x13 * i) << BigInt(8 * i);
+  return v & ((1n << BigInt(width)) - 1n);
+}
+
+describe('field positions match the NVMe 1.4 specification', () => {
+  it('the table covers every field of every exported structure', () => {
+    const covered = new Set(ROWS.map((r) => r.f));
+    const missing: string[] = [];
+    for (const [, s] of exportedStructs) for (const f of s.$fields) if (!covered.has(f)) missing.push(`${s.$name}.${f.name}`);
+    expect(missing).toEqual([]);
+  });
+
+  for (const r of ROWS) {
+    if (r.kind === 'bytes') {
+      it(label(r), () => {
+        expect(r.f.bits, 'a whole field, not a bit field').toBe(0);
+        expect(r.f.offset).toBe(r.lo);
+        expect(r.f.size).toBe(r.hi - r.lo + 1);
+        // Numbers of 1, 2, 4 and 8 bytes are written little endian in exactly those bytes.
+        if ([1, 2, 4, 8].includes(r.f.size)) {
+          const buf = new Uint8Array(r.s.$size);
+          const dv = new DataView(buf.buffer);
+          const width = r.f.size * 8;
+          const v = r.f.size === 8 ? pattern(48) : pattern(width);
+          writeField(dv, 0, r.f, Number(v));
+          expect(regValue(buf, r.lo, r.hi - r.lo + 1)).toBe(v);
+          expect(buf.reduce((n, x) => n + x, 0)).toBe(buf.subarray(r.lo, r.hi + 1).reduce((n, x) => n + x, 0));
+          expect(readField(dv, 0, r.f)).toBe(Number(v));
+        }
+      });
+    } else {
+      it(label(r), () => {
+        const width = r.hi - r.lo + 1;
+        const ones = (1n << BigInt(width)) - 1n;
+        const mask = ones << BigInt(r.lo);
+        const allRegBits = (1n << BigInt(r.regBytes * 8)) - 1n;
+
+        // all ones into zeroes: exactly the spec's bits, nothing outside the register.
+        const buf = new Uint8Array(r.s.$size);
+        const dv = new DataView(buf.buffer);
+        writeField(dv, 0, r.f, Number(ones));
+        expect(regValue(buf, r.reg, r.regBytes)).toBe(mask);
+        const outside = [...buf.subarray(0, r.reg), ...buf.subarray(r.reg + r.regBytes)];
+        expect(outside.every((x) => x === 0)).toBe(true);
+        expect(readField(dv, 0, r.f)).toBe(Number(ones));
+
+        // all zeroes into ones: exactly the spec's bits cleared.
+        buf.fill(0xff);
+        writeField(dv, 0, r.f, 0);
+        expect(regValue(buf, r.reg, r.regBytes)).toBe(allRegBits ^ mask);
+        expect(readField(dv, 0, r.f)).toBe(0);
+
+        // a non-uniform value lands in bit order.
+        buf.fill(0);
+        const p = pattern(width);
+        writeField(dv, 0, r.f, Number(p));
+        expect(regValue(buf, r.reg, r.regBytes)).toBe(p << BigInt(r.lo));
+        expect(readField(dv, 0, r.f)).toBe(Number(p));
+      });
+    }
+  }
+});
+
+describe('doorbells (3.1.24, 3.1.25)', () => {
+  // SQyTDBL at 1000h + (2y * (4 << CAP.DSTRD)); CQyHDBL at 1000h + ((2y + 1) * (4 << CAP.DSTRD)).
+  const cases: Array<[dstrd: number, qid: number, sqTail: number, cqHead: number]> = [
+    [0, 0, 0x1000, 0x1004],
+    [0, 1, 0x1008, 0x100c],
+    [0, 2, 0x1010, 0x1014],
+    [0, 7, 0x1038, 0x103c],
+    [0, 65535, 0x1000 + 65535 * 8, 0x1000 + 65535 * 8 + 4],
+    [2, 0, 0x1000, 0x1010],
+    [2, 1, 0x1020, 0x1030],
+    [2, 2, 0x1040, 0x1050],
+    [2, 7, 0x10e0, 0x10f0],
+  ];
+  for (const [dstrd, qid, sq, cq] of cases) {
+    it(`DSTRD ${dstrd}, queue ${qid}: SQ tail 0x${sq.toString(16)}, CQ head 0x${cq.toString(16)}`, () => {
+      expect(sqTailDoorbell(qid, dstrd)).toBe(sq);
+      expect(cqHeadDoorbell(qid, dstrd)).toBe(cq);
+    });
+  }
+  it('the first doorbell follows the register file', () => {
+    expect(spec.DOORBELL_BASE).toBe(0x1000);
+    expect(sqTailDoorbell(0, 0)).toBe(Regs.$size);
+  });
+});
+
+describe('register constants', () => {
+  it('CC.SHN and CSTS.SHST encodings (3.1.5, 3.1.6)', () => {
+    expect(spec.ShutdownNotification).toEqual({ NONE: 0b00, NORMAL: 0b01, ABRUPT: 0b10 });
+    expect(spec.ShutdownStatus).toEqual({ NORMAL: 0b00, PROCESSING: 0b01, COMPLETE: 0b10 });
+  });
+  it('NSSR reset value is "NVMe" (3.1.7)', () => {
+    const dv = new DataView(new ArrayBuffer(4));
+    dv.setUint32(0, spec.NSSR_RESET_VALUE, false);
+    expect(String.fromCharCode(...new Uint8Array(dv.buffer))).toBe('NVMe');
+    expect(spec.NSSR_RESET_VALUE).toBe(0x4e564d65);
+  });
+  it('NVM command set: CC.CSS 000b, CAP.CSS bit 0', () => {
+    expect(spec.CC_CSS_NVM).toBe(0);
+    expect(spec.CAP_CSS_NVM).toBe(1 << 0);
+  });
+  it('memory page size is 2 ^ (12 + MPS)', () => {
+    expect(pageSizeOf(0)).toBe(4096);
+    expect(pageSizeOf(1)).toBe(8192);
+    expect(pageSizeOf(4)).toBe(65536);
+    expect(pageSizeOf(15)).toBe(2 ** 27);
+  });
+  it('CAP.TO unit is 500 ms', () => {
+    expect(spec.CAP_TO_UNIT_MS).toBe(500);
+  });
+});
+
+describe('other spec constants', () => {
+  it('queue entry sizes (4.2, 4.6) and their log2 for CC.IOSQES / IOCQES', () => {
+    expect(spec.SQE_SIZE).toBe(64);
+    expect(spec.CQE_SIZE).toBe(16);
+    expect(2 ** spec.SQE_SIZE_LOG2).toBe(64);
+    expect(2 ** spec.CQE_SIZE_LOG2).toBe(16);
+  });
+  it('identify (5.15)', () => {
+    expect(spec.IDENTIFY_DATA_SIZE).toBe(4096);
+    expect(spec.Cns).toEqual({ NAMESPACE: 0x00, CONTROLLER: 0x01, ACTIVE_NAMESPACE_LIST: 0x02 });
+    expect(spec.LBAF_ENTRY_SIZE).toBe(4);
+    expect(spec.MAX_LBA_FORMATS).toBe(16);
+    // LBAF15 is the last format and ends at byte 191.
+    expect(IdNs.LBAF0.offset + spec.MAX_LBA_FORMATS * spec.LBAF_ENTRY_SIZE - 1).toBe(191);
+    expect(spec.ACTIVE_NS_LIST_ENTRIES * 4).toBe(4096);
+    expect(spec.NSID_BROADCAST).toBe(0xffffffff);
+  });
+  it('feature identifiers (5.21.1, Figure 271)', () => {
+    expect(spec.FeatureId).toEqual({
+      ARBITRATION: 0x01,
+      POWER_MANAGEMENT: 0x02,
+      LBA_RANGE_TYPE: 0x03,
+      TEMPERATURE_THRESHOLD: 0x04,
+      ERROR_RECOVERY: 0x05,
+      VOLATILE_WRITE_CACHE: 0x06,
+      NUMBER_OF_QUEUES: 0x07,
+      INTERRUPT_COALESCING: 0x08,
+      INTERRUPT_VECTOR_CONFIG: 0x09,
+      WRITE_ATOMICITY: 0x0a,
+      ASYNC_EVENT_CONFIG: 0x0b,
+    });
+    expect(spec.featureName(0x07)).toBe('Number of Queues (0x07)');
+    expect(spec.featureName(0xc0)).toBe('Unknown feature (0xc0)');
+  });
+  it('Get Features select values and capability bits (5.9)', () => {
+    expect(spec.FeatureSelect).toEqual({ CURRENT: 0b000, DEFAULT: 0b001, SAVED: 0b010, SUPPORTED_CAPABILITIES: 0b011 });
+    expect(spec.FeatureCapability).toEqual({ SAVEABLE: 1 << 0, NAMESPACE_SPECIFIC: 1 << 1, CHANGEABLE: 1 << 2 });
+  });
+  it('log page identifiers (5.14)', () => {
+    expect(spec.LogPageId).toEqual({
+      ERROR_INFORMATION: 0x01,
+      SMART_HEALTH: 0x02,
+      FIRMWARE_SLOT: 0x03,
+      CHANGED_NAMESPACES: 0x04,
+      COMMANDS_SUPPORTED_EFFECTS: 0x05,
+    });
+    expect(spec.ERROR_LOG_ENTRY_SIZE).toBe(64);
+    expect(spec.SMART_LOG_SIZE).toBe(512);
+    expect(spec.COMMANDS_EFFECTS_LOG_SIZE).toBe(4096);
+  });
+  it('commands supported and effects bits (5.14.1.5)', () => {
+    expect(spec.CommandEffect).toEqual({ CSUPP: 1 << 0, LBCC: 1 << 1, NCC: 1 << 2, NIC: 1 << 3, CCC: 1 << 4 });
+  });
+  it('asynchronous event types and error information (5.2)', () => {
+    expect(spec.AsyncEventType).toEqual({ ERROR: 0b000, SMART_HEALTH: 0b001, NOTICE: 0b010, IO_COMMAND_SET: 0b110, VENDOR: 0b111 });
+    expect(spec.AsyncErrorInfo).toEqual({
+      INVALID_DOORBELL_REGISTER: 0x00,
+      INVALID_DOORBELL_VALUE: 0x01,
+      DIAGNOSTIC_FAILURE: 0x02,
+      PERSISTENT_INTERNAL_ERROR: 0x03,
+      TRANSIENT_INTERNAL_ERROR: 0x04,
+      FIRMWARE_IMAGE_LOAD_ERROR: 0x05,
+    });
+  });
+  it('dataset management limits (6.7) and PRP entry size (4.3)', () => {
+    expect(spec.DSM_RANGE_SIZE).toBe(16);
+    expect(spec.DSM_MAX_RANGES).toBe(256);
+    expect(spec.PRP_ENTRY_SIZE).toBe(8);
+  });
+});

@@ -3,7 +3,7 @@
  * returning an NVMe status (or HELD when it completes later).
  */
 import type { NvmeController, CommandEntry } from './controller.js';
-import { HELD, INVALID_FIELD, INVALID_NAMESPACE } from './controller.js';
+import { HELD, INVALID_FIELD, INVALID_NAMESPACE, defaultTemperatureThresholds } from './controller.js';
 import type { Request } from './queues.js';
 import { CompletionQueue, SubmissionQueue } from './queues.js';
 import { AdminOpcode } from '../spec/opcodes.js';
@@ -12,7 +12,7 @@ import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
 import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/queues.js';
 import { FeatureId, FeatureSelect, FeatureCapability, GetFeaturesCdw10, SetFeaturesCdw10, NumberOfQueuesDw, VolatileWriteCacheDw, TemperatureThresholdDw } from '../spec/features.js';
-import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE } from '../spec/log-pages.js';
+import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType } from '../spec/log-pages.js';
 import { Cc, Regs } from '../spec/registers.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
 
@@ -30,20 +30,24 @@ const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_
 const COMMAND_SEQUENCE_ERROR = makeStatus(Sct.GENERIC, GenericStatus.COMMAND_SEQUENCE_ERROR, true);
 const ABORT_REQUESTED = makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED);
 const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
+/** SMART Critical Warning bit 1 (Figure 196), also bit 1 of the Asynchronous Event Configuration (Figure 305). */
+const CRITICAL_WARNING_TEMPERATURE = 1 << 1;
+/** SMART / Health status asynchronous event information 01h: Temperature Threshold (Figure 148). */
+const SMART_EVENT_TEMPERATURE_THRESHOLD = 0x01;
 
 export function adminCommands(): Map<number, CommandEntry> {
   const t = new Map<number, CommandEntry>();
   const add = (opcode: number, handler: CommandEntry['handler'], effects = 0): void => {
     t.set(opcode, { opcode, handler, effects });
   };
-  add(AdminOpcode.DELETE_IO_SQ, executeDeleteIoSq, CommandEffect.CCC);
-  add(AdminOpcode.CREATE_IO_SQ, executeCreateIoSq, CommandEffect.CCC);
+  add(AdminOpcode.DELETE_IO_SQ, executeDeleteIoSq);
+  add(AdminOpcode.CREATE_IO_SQ, executeCreateIoSq);
   add(AdminOpcode.GET_LOG_PAGE, executeGetLogPage);
-  add(AdminOpcode.DELETE_IO_CQ, executeDeleteIoCq, CommandEffect.CCC);
-  add(AdminOpcode.CREATE_IO_CQ, executeCreateIoCq, CommandEffect.CCC);
+  add(AdminOpcode.DELETE_IO_CQ, executeDeleteIoCq);
+  add(AdminOpcode.CREATE_IO_CQ, executeCreateIoCq);
   add(AdminOpcode.IDENTIFY, executeIdentify);
   add(AdminOpcode.ABORT, executeAbort);
-  add(AdminOpcode.SET_FEATURES, executeSetFeatures, CommandEffect.CCC);
+  add(AdminOpcode.SET_FEATURES, executeSetFeatures);
   add(AdminOpcode.GET_FEATURES, executeGetFeatures);
   add(AdminOpcode.ASYNC_EVENT_REQUEST, executeAsyncEventRequest);
   return t;
@@ -105,7 +109,8 @@ function identifyController(c: NvmeController): Uint8Array {
   writeField(dv, 0, IdCtrl.ONCS, (1 << 2) | (1 << 3) | (1 << 4));
   // VWC: present (bit 0); Flush with NSID FFFFFFFFh applies to all namespaces (bits 2:1 = 11b).
   writeField(dv, 0, IdCtrl.VWC, 0x07);
-  writeAscii(dv, 0, IdCtrl.SUBNQN, `nqn.2026-11.io.nvmq:${c.identity.serial}`);
+  // SUBNQN is a null-terminated UTF-8 string (not space padded like SN / MN / FR); `out` is zero-filled.
+  out.set(new TextEncoder().encode(`nqn.2026-11.io.nvmq:${c.identity.serial}`).subarray(0, IdCtrl.SUBNQN.size - 1), IdCtrl.SUBNQN.offset);
   // Power state 0: maximum power 25.00 W (centiwatts).
   dv.setUint16(IdCtrl.PSD0.offset, 2500, true);
   return out;
@@ -241,10 +246,43 @@ function executeDeleteIoCq(c: NvmeController, req: Request): number {
 // ------------------------------------------------------------------ features
 
 interface FeatureDef {
-  get(c: NvmeController): number;
-  default(c: NvmeController): number;
+  get(c: NvmeController, cdw11: number): number;
+  default(c: NvmeController, cdw11: number): number;
+  /** Get Features: the status for a CDW11 that selects something the feature lacks (0 when fine). */
+  check?(cdw11: number): number;
   /** Returns a status; may set the completion's DW0. */
   set(c: NvmeController, cdw11: number, req: Request): number;
+}
+
+// Temperature thresholds (5.21.1.4): an over and an under threshold for the Composite Temperature
+// (WCTEMP is non-zero) and for Temperature Sensor 1 (the SMART log reports it), kept in
+// c.features.temperatureThresholds[sensor * 2 + THSEL] so a reset restores the defaults.
+const TMPSEL_ALL = 0xf;
+const THSEL_OVER = 0;
+const THSEL_UNDER = 1;
+const TEMP_SENSORS = [0, 1] as const;
+
+/** Over: WCTEMP for the composite, FFFFh for a sensor; under: 0h. */
+function thresholdDefault(tmpsel: number, thsel: number): number {
+  return defaultTemperatureThresholds()[tmpsel * 2 + thsel] ?? 0;
+}
+
+function threshold(c: NvmeController, tmpsel: number, thsel: number): number {
+  return c.features.temperatureThresholds[tmpsel * 2 + thsel]!;
+}
+
+function checkTemperatureSelect(cdw11: number, forSet: boolean): number {
+  const tmpsel = bitsOf(cdw11, TemperatureThresholdDw.TMPSEL);
+  const thsel = bitsOf(cdw11, TemperatureThresholdDw.THSEL);
+  if (thsel !== THSEL_OVER && thsel !== THSEL_UNDER) return INVALID_FIELD;
+  if (!(TEMP_SENSORS as readonly number[]).includes(tmpsel) && !(forSet && tmpsel === TMPSEL_ALL)) return INVALID_FIELD;
+  return 0;
+}
+
+/** SMART Critical Warning bit 1: a temperature at or above its over threshold, or at or below its under threshold. */
+function temperatureWarning(c: NvmeController): boolean {
+  // Both sensors report the controller's one temperature (health.ts).
+  return TEMP_SENSORS.some((s) => c.temperatureKelvin >= threshold(c, s, THSEL_OVER) || c.temperatureKelvin <= threshold(c, s, THSEL_UNDER));
 }
 
 const featureTable = new Map<number, FeatureDef>([
@@ -263,13 +301,21 @@ const featureTable = new Map<number, FeatureDef>([
   [
     FeatureId.TEMPERATURE_THRESHOLD,
     {
-      get: (c) => c.features.temperatureThreshold,
-      default: () => 343,
-      set: (c, v) => {
-        const d = v;
-        // One sensor (composite, TMPSEL 0) and the over-temperature threshold (THSEL 0).
-        if (bitsOf(d, TemperatureThresholdDw.TMPSEL) !== 0 || bitsOf(d, TemperatureThresholdDw.THSEL) !== 0) return INVALID_FIELD;
-        c.features.temperatureThreshold = bitsOf(d, TemperatureThresholdDw.TMPTH);
+      get: (c, d) => threshold(c, bitsOf(d, TemperatureThresholdDw.TMPSEL), bitsOf(d, TemperatureThresholdDw.THSEL)),
+      default: (_c, d) => thresholdDefault(bitsOf(d, TemperatureThresholdDw.TMPSEL), bitsOf(d, TemperatureThresholdDw.THSEL)),
+      check: (d) => checkTemperatureSelect(d, false),
+      set: (c, d) => {
+        const bad = checkTemperatureSelect(d, true);
+        if (bad) return bad;
+        const tmpsel = bitsOf(d, TemperatureThresholdDw.TMPSEL);
+        const thsel = bitsOf(d, TemperatureThresholdDw.THSEL);
+        for (const s of tmpsel === TMPSEL_ALL ? TEMP_SENSORS : [tmpsel]) c.features.temperatureThresholds[s * 2 + thsel] = bitsOf(d, TemperatureThresholdDw.TMPTH);
+        // Crossing a threshold raises a SMART / Health event, once, when enabled in Asynchronous Event Configuration.
+        const warning = temperatureWarning(c);
+        if (warning && !c.features.temperatureWarning && (c.features.asyncEventConfig & CRITICAL_WARNING_TEMPERATURE) !== 0) {
+          c.raiseAsyncEvent(AsyncEventType.SMART_HEALTH, SMART_EVENT_TEMPERATURE_THRESHOLD, LogPageId.SMART_HEALTH);
+        }
+        c.features.temperatureWarning = warning;
         return 0;
       },
     },
@@ -333,14 +379,17 @@ function executeGetFeatures(c: NvmeController, req: Request): number {
   const fid = bitsOf(d10, GetFeaturesCdw10.FID);
   const def = featureTable.get(fid);
   if (!def) return INVALID_FIELD;
+  const d11 = req.cmd.cdw11;
+  const bad = def.check?.(d11) ?? 0;
+  if (bad) return bad;
   switch (bitsOf(d10, GetFeaturesCdw10.SEL)) {
     case FeatureSelect.CURRENT:
-      req.dw0 = def.get(c);
+      req.dw0 = def.get(c, d11);
       return 0;
     case FeatureSelect.DEFAULT:
     case FeatureSelect.SAVED:
       // Nothing is saveable, so the saved value is the default (5.21.1).
-      req.dw0 = def.default(c);
+      req.dw0 = def.default(c, d11);
       return 0;
     case FeatureSelect.SUPPORTED_CAPABILITIES:
       req.dw0 = FeatureCapability.CHANGEABLE;
@@ -370,6 +419,7 @@ function executeGetLogPage(c: NvmeController, req: Request): number {
       // No per-namespace SMART data (LPA bit 0 clear): only the controller-wide page.
       if (req.cmd.nsid !== 0 && req.cmd.nsid !== NSID_BROADCAST) return INVALID_FIELD;
       log = c.health.encodeSmartLog(c.temperatureKelvin);
+      if (temperatureWarning(c)) log[SmartLog.CRITICAL_WARNING.offset]! |= CRITICAL_WARNING_TEMPERATURE;
       eventType = 1;
       break;
     case LogPageId.COMMANDS_SUPPORTED_EFFECTS:

@@ -633,7 +633,10 @@ export class NvmeController {
 
 export interface FeatureValues {
   arbitration: number;
-  temperatureThreshold: number;
+  /** Over / under thresholds (Kelvin) of the composite sensor and sensor 1: [sensor * 2 + THSEL]. */
+  temperatureThresholds: number[];
+  /** SMART Critical Warning bit 1 as of the last Set Features, so the event is raised once per crossing. */
+  temperatureWarning: boolean;
   volatileWriteCache: number;
   asyncEventConfig: number;
   /** Number of Queues as returned in DW0: NCQA << 16 | NSQA, 0's based. */
@@ -643,10 +646,15 @@ export interface FeatureValues {
 export function defaultFeatures(maxIoQueues: number): FeatureValues {
   return {
     arbitration: 0,
-    // Over-temperature threshold of the composite sensor: 343 K (70 °C).
-    temperatureThreshold: 343,
+    temperatureThresholds: defaultTemperatureThresholds(),
+    temperatureWarning: false,
     volatileWriteCache: 1,
     asyncEventConfig: 0,
     numberOfQueues: (((maxIoQueues - 1) << 16) | (maxIoQueues - 1)) >>> 0,
   };
+}
+
+/** Composite over threshold = WCTEMP (343 K, 70 °C), sensor over = FFFFh, under thresholds 0 (5.21.1.4). */
+export function defaultTemperatureThresholds(): number[] {
+  return [343, 0, 0xffff, 0];
 }

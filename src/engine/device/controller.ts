@@ -24,7 +24,7 @@ import { ErrorLog, HealthCounter, HealthCounters } from './health.js';
 import { mapPrps, gather, scatter } from './prp.js';
 import { adminCommands } from './admin.js';
 import { nvmCommands } from './nvm.js';
-import type { BackendError } from './backends/backend.js';
+import { BackendError, type IoDone } from './backends/backend.js';
 
 const trace = debuglog('nvmq');
 
@@ -368,7 +368,13 @@ export class NvmeController {
         if (--left === 0 && this.epoch === epoch) this.setCsts(Csts.SHST, ShutdownStatus.COMPLETE);
       };
       if (left === 0) return this.setCsts(Csts.SHST, ShutdownStatus.COMPLETE);
-      for (const ns of this.namespaces.values()) ns.backend.flush(one);
+      for (const ns of this.namespaces.values()) {
+        try {
+          ns.backend.flush(one);
+        } catch (e) {
+          one(new BackendError('internal', `backend threw: ${(e as Error).message}`));
+        }
+      }
     });
   }
 
@@ -470,15 +476,24 @@ export class NvmeController {
     this.release(req, status);
   }
 
-  /** Starts one backend operation of `req`; the returned callback ends it. */
-  beginOp(req: Request, errorStatus: (err: BackendError) => number): (err: BackendError | null) => void {
+  /**
+   * Runs one backend operation of `req`: the command holds until `done` is
+   * called, once. A backend that throws instead of calling back fails that
+   * operation with Internal Error rather than leaving the command to hang.
+   */
+  backendOp(req: Request, op: (done: IoDone) => void): void {
     req.pending++;
     let called = false;
-    return (err) => {
+    const done: IoDone = (err) => {
       if (called) return;
       called = true;
-      this.release(req, err ? errorStatus(err) : 0);
+      this.release(req, err ? backendStatus(err) : 0);
     };
+    try {
+      op(done);
+    } catch (e) {
+      done(new BackendError('internal', `backend threw: ${(e as Error).message}`));
+    }
   }
 
   /** Drops one hold on `req`, recording its status; posts the completion when the last hold goes. */
@@ -530,8 +545,7 @@ export class NvmeController {
         this.health.add(HealthCounter.HOST_WRITE_COMMANDS, 1);
         this.health.add(HealthCounter.UNITS_WRITTEN, req.bytes / 512);
       }
-    } else if (statusCode(status) === statusCode(makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR)) ||
-      statusCode(status) === statusCode(makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT))) {
+    } else if (statusCode(status) === statusCode(UNRECOVERED_READ_ERROR) || statusCode(status) === statusCode(WRITE_FAULT)) {
       this.health.add(HealthCounter.MEDIA_ERRORS, 1);
     }
   }
@@ -628,6 +642,24 @@ export class NvmeController {
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.whenDrained(resolve));
     for (const ns of this.namespaces.values()) await ns.backend.close();
+  }
+}
+
+const WRITE_FAULT = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT);
+const UNRECOVERED_READ_ERROR = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR);
+const CAPACITY_EXCEEDED = makeStatus(Sct.GENERIC, GenericStatus.CAPACITY_EXCEEDED, true);
+
+/** NVMe status for a failed backend operation: read → Unrecovered Read Error, write → Write Fault, no space → Capacity Exceeded. */
+export function backendStatus(err: BackendError): number {
+  switch (err.kind) {
+    case 'read':
+      return UNRECOVERED_READ_ERROR;
+    case 'write':
+      return WRITE_FAULT;
+    case 'no-space':
+      return CAPACITY_EXCEEDED;
+    default:
+      return INTERNAL_ERROR;
   }
 }
 

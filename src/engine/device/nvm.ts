@@ -8,9 +8,8 @@ import type { NvmeController, CommandEntry } from './controller.js';
 import { INVALID_FIELD, INVALID_NAMESPACE } from './controller.js';
 import type { Request } from './queues.js';
 import type { Namespace } from './namespace.js';
-import type { BackendError } from './backends/backend.js';
 import { NvmOpcode } from '../spec/opcodes.js';
-import { GenericStatus, MediaStatus, makeStatus, Sct } from '../spec/status.js';
+import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { bitsOf, readU64 } from '../spec/layout.js';
 import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/queues.js';
 import { NSID_BROADCAST } from '../spec/identify.js';
@@ -18,10 +17,6 @@ import { CommandEffect } from '../spec/log-pages.js';
 
 const LBA_OUT_OF_RANGE = makeStatus(Sct.GENERIC, GenericStatus.LBA_OUT_OF_RANGE, true);
 const WRITE_PROTECTED = makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_WRITE_PROTECTED, true);
-const CAPACITY_EXCEEDED = makeStatus(Sct.GENERIC, GenericStatus.CAPACITY_EXCEEDED, true);
-const INTERNAL_ERROR = makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR);
-const WRITE_FAULT = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT);
-const UNRECOVERED_READ_ERROR = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR);
 
 export function nvmCommands(): Map<number, CommandEntry> {
   const t = new Map<number, CommandEntry>();
@@ -34,20 +29,6 @@ export function nvmCommands(): Map<number, CommandEntry> {
   add(NvmOpcode.WRITE_ZEROES, executeWriteZeroes, CommandEffect.LBCC);
   add(NvmOpcode.DATASET_MANAGEMENT, executeDatasetManagement, CommandEffect.LBCC);
   return t;
-}
-
-/** NVMe status for a failed backend operation. */
-export function backendStatus(err: BackendError): number {
-  switch (err.kind) {
-    case 'read':
-      return UNRECOVERED_READ_ERROR;
-    case 'write':
-      return WRITE_FAULT;
-    case 'no-space':
-      return CAPACITY_EXCEEDED;
-    default:
-      return INTERNAL_ERROR;
-  }
 }
 
 function namespaceOf(c: NvmeController, req: Request): Namespace | undefined {
@@ -86,25 +67,24 @@ function readWrite(c: NvmeController, req: Request, write: boolean): number {
   if (m.status) return m.status;
   req.bytes = length;
   const pos = slba * ns.lbaSize;
-  const done = c.beginOp(req, backendStatus);
   if (write) {
     // With the volatile write cache disabled every write is made durable before it completes.
     const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
-    ns.backend.write(pos, m.segments, fua, done);
+    c.backendOp(req, (done) => ns.backend.write(pos, m.segments, fua, done));
   } else {
-    ns.backend.read(pos, m.segments, done);
+    c.backendOp(req, (done) => ns.backend.read(pos, m.segments, done));
   }
   return 0;
 }
 
 function executeFlush(c: NvmeController, req: Request): number {
   if (req.cmd.nsid === NSID_BROADCAST) {
-    for (const ns of c.namespaces.values()) ns.backend.flush(c.beginOp(req, backendStatus));
+    for (const ns of c.namespaces.values()) c.backendOp(req, (done) => ns.backend.flush(done));
     return 0;
   }
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
-  ns.backend.flush(c.beginOp(req, backendStatus));
+  c.backendOp(req, (done) => ns.backend.flush(done));
   return 0;
 }
 
@@ -119,8 +99,8 @@ function executeWriteZeroes(c: NvmeController, req: Request): number {
   if (ns.backend.readOnly) return WRITE_PROTECTED;
   const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
   const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
-  const done = c.beginOp(req, backendStatus);
-  ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, fua ? (err) => (err ? done(err) : ns.backend.flush(done)) : done);
+  // FUA: a flush after the zeroes have landed makes them durable.
+  c.backendOp(req, (done) => ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, fua ? (err) => (err ? done(err) : ns.backend.flush(done)) : done));
   return 0;
 }
 
@@ -152,7 +132,9 @@ function executeDatasetManagement(c: NvmeController, req: Request): number {
     ranges.push([slba, nlb]);
   }
   if (ranges.length > 0 && ns.backend.readOnly) return WRITE_PROTECTED;
-  for (const [slba, nlb] of ranges) ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, c.beginOp(req, backendStatus));
+  for (const [slba, nlb] of ranges) {
+    c.backendOp(req, (done) => ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done));
+  }
   return 0;
 }
 

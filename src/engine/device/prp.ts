@@ -66,7 +66,9 @@ export function mapPrps(arena: DmaArena, prp1: number, prp2: number, length: num
   let entries = (pageSize - (prp2 & mask)) / PRP_ENTRY_SIZE;
   // Bounded by the transfer: each pass either maps a page or follows a chain pointer to a fresh page of entries.
   while (remaining > 0) {
-    const listOff = arena.translate(list, entries * PRP_ENTRY_SIZE);
+    // Only the entries this transfer needs are read (and bounds-checked): the rest of the list page need not exist.
+    const needed = Math.min(entries, Math.ceil(remaining / pageSize));
+    const listOff = arena.translate(list, needed * PRP_ENTRY_SIZE);
     if (listOff < 0) return { status: DATA_TRANSFER_ERROR, segments: EMPTY };
     let chained = false;
     for (let i = 0; i < entries && remaining > 0; i++) {

@@ -11,6 +11,8 @@
  * returns.
  */
 
+import { waitAsyncAlive } from './wait.js';
+
 const UNLOCKED = 0;
 const LOCKED = 1;
 const CONTENDED = 2;
@@ -47,8 +49,7 @@ export class Mutex {
     if (c === UNLOCKED) return;
     if (c !== CONTENDED) c = Atomics.exchange(this.words, this.index, CONTENDED);
     while (c !== UNLOCKED) {
-      const r = Atomics.waitAsync(this.words, this.index, CONTENDED);
-      if (r.async) await r.value;
+      await waitAsyncAlive(this.words, this.index, CONTENDED);
       c = Atomics.exchange(this.words, this.index, CONTENDED);
     }
   }

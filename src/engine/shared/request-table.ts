@@ -39,6 +39,7 @@
  * `Atomics.load` or a wait on the state word) sees the status too.
  */
 import { Mutex } from './mutex.js';
+import { waitAsyncAlive } from './wait.js';
 
 const kLock = 0;
 const kFreeCount = 1;
@@ -165,12 +166,7 @@ export class RequestTable {
       if (r.cid >= 0) return r.cid;
       this.afterUnlock?.();
       const left = deadline - performance.now();
-      let res: string;
-      if (left <= 0) res = 'timed-out';
-      else {
-        const wa = Atomics.waitAsync(this.w, kFreeSeq, r.seq, left === Infinity ? undefined : left);
-        res = wa.async ? await wa.value : wa.value;
-      }
+      const res = left <= 0 ? 'timed-out' : await waitAsyncAlive(this.w, kFreeSeq, r.seq, left);
       this.unregister();
       if (res === 'timed-out') return -1;
     }
@@ -239,9 +235,7 @@ export class RequestTable {
   async waitCompleted(cid: number, timeoutMs?: number): Promise<boolean> {
     const i = this.slotBase + cid * SLOT_WORDS + F_STATE;
     while (Atomics.load(this.w, i) === SlotState.SUBMITTED) {
-      const wa = Atomics.waitAsync(this.w, i, SlotState.SUBMITTED, timeoutMs);
-      const res = wa.async ? await wa.value : wa.value;
-      if (res === 'timed-out') return false;
+      if ((await waitAsyncAlive(this.w, i, SlotState.SUBMITTED, timeoutMs)) === 'timed-out') return false;
     }
     return true;
   }

@@ -13,13 +13,15 @@ function run<T>(name: string, workerData: unknown): Promise<T> {
       void w.terminate();
     });
     w.once('error', reject);
+    // A worker that ends without answering (its event loop ran dry) is a failure, not a hang.
+    w.once('exit', (code) => reject(new Error(`${name} exited (code ${code}) without answering`)));
   });
 }
 
 describe('Mutex', () => {
   it('excludes four threads from each other: no increment is lost', async () => {
     const sab = new SharedArrayBuffer(8);
-    const iterations = 50_000;
+    const iterations = 10_000;
     await Promise.all([0, 1, 2, 3].map((i) => run('mutex-worker.mjs', { sab, iterations, useAsync: i % 2 === 1 })));
     expect(new Int32Array(sab)[1]).toBe(4 * iterations);
     expect(new Mutex(new Int32Array(sab), 0).isLocked()).toBe(false);

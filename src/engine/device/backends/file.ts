@@ -43,12 +43,21 @@ export class FileBackend implements Backend {
     return `file ${this.path}`;
   }
 
+  /** An error for calls after close(): backends report through `done`, never by throwing. */
+  private closed(kind: 'read' | 'write'): BackendError | undefined {
+    return this.fd < 0 ? new BackendError(kind, `${this.path} is closed`, 'EBADF') : undefined;
+  }
+
   read(pos: number, segments: readonly Uint8Array[], done: IoDone): void {
+    const closed = this.closed('read');
+    if (closed) return done(closed);
     readAll(this.fd, [...segments], pos, done);
   }
 
   write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
+    const closed = this.closed('write');
+    if (closed) return done(closed);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
       this.flush(done);
@@ -56,11 +65,15 @@ export class FileBackend implements Backend {
   }
 
   flush(done: IoDone): void {
+    const closed = this.closed('write');
+    if (closed) return done(closed);
     fs.fdatasync(this.fd, (err) => done(err ? fromSystemError('write', err) : null));
   }
 
   writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
+    const closed = this.closed('write');
+    if (closed) return done(closed);
     if (deallocate && this.tryPunch(pos, length)) return done(null);
     if (!this.zeroRangeUnsupported) {
       const n = loadNative();
@@ -76,6 +89,8 @@ export class FileBackend implements Backend {
 
   deallocate(pos: number, length: number, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
+    const closed = this.closed('write');
+    if (closed) return done(closed);
     if (this.tryPunch(pos, length)) return done(null);
     this.writeZeroBytes(pos, length, done);
   }

@@ -5,7 +5,7 @@
 import type { NvmeController, CommandEntry } from './controller.js';
 import { HELD, INVALID_FIELD, INVALID_NAMESPACE, defaultTemperatureThresholds } from './controller.js';
 import type { Request } from './queues.js';
-import { CompletionQueue, SubmissionQueue } from './queues.js';
+import { waitAsyncAlive } from '../shared/wait.js';
 import { AdminOpcode } from '../spec/opcodes.js';
 import { CommandSpecificStatus, GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
@@ -29,7 +29,6 @@ const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVA
 const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR, true);
 const COMMAND_SEQUENCE_ERROR = makeStatus(Sct.GENERIC, GenericStatus.COMMAND_SEQUENCE_ERROR, true);
 const ABORT_REQUESTED = makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED);
-const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
 /** SMART Critical Warning bit 1 (Figure 196), also bit 1 of the Asynchronous Event Configuration (Figure 305). */
 const CRITICAL_WARNING_TEMPERATURE = 1 << 1;
 /** SMART / Health status asynchronous event information 01h: Temperature Threshold (Figure 148). */
@@ -166,7 +165,7 @@ function executeCreateIoCq(c: NvmeController, req: Request): number {
   const pc = bitsOf(d11, CreateCqCdw11.PC);
   const ien = bitsOf(d11, CreateCqCdw11.IEN);
   const iv = bitsOf(d11, CreateCqCdw11.IV);
-  if (qid === 0 || qid > c.grantedCqs || c.cqs[qid]) return INVALID_QUEUE_IDENTIFIER;
+  if (qid === 0 || qid > c.grantedCqs || c.cq(qid)) return INVALID_QUEUE_IDENTIFIER;
   if (size < 2 || size > c.mqes + 1) return INVALID_QUEUE_SIZE;
   // CAP.CQR = 1: only physically contiguous queues.
   if (!pc) return INVALID_FIELD;
@@ -174,7 +173,7 @@ function executeCreateIoCq(c: NvmeController, req: Request): number {
   if (ccEntrySize(c, Cc.IOCQES) !== CQE_SIZE_LOG2) return INVALID_FIELD;
   const mem = checkQueueMemory(c, req.cmd.prp1, size * CQE_SIZE);
   if (mem) return mem;
-  c.cqs[qid] = new CompletionQueue(qid, req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * CQE_SIZE), size, ien === 1, iv);
+  c.cqSlot(qid).init(req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * CQE_SIZE), size, ien === 1, iv);
   c.ioQueuesCreated = true;
   return 0;
 }
@@ -186,17 +185,16 @@ function executeCreateIoSq(c: NvmeController, req: Request): number {
   const size = bitsOf(d10, CreateSqCdw10.QSIZE) + 1;
   const pc = bitsOf(d11, CreateSqCdw11.PC);
   const cqid = bitsOf(d11, CreateSqCdw11.CQID);
-  if (qid === 0 || qid > c.grantedSqs || c.sqs[qid]) return INVALID_QUEUE_IDENTIFIER;
-  const cq = cqid === 0 ? undefined : c.cqs[cqid];
+  if (qid === 0 || qid > c.grantedSqs || c.sq(qid)) return INVALID_QUEUE_IDENTIFIER;
+  const cq = cqid === 0 ? undefined : c.cq(cqid);
   if (!cq) return COMPLETION_QUEUE_INVALID;
   if (size < 2 || size > c.mqes + 1) return INVALID_QUEUE_SIZE;
   if (!pc) return INVALID_FIELD;
   if (ccEntrySize(c, Cc.IOSQES) !== SQE_SIZE_LOG2) return INVALID_FIELD;
   const mem = checkQueueMemory(c, req.cmd.prp1, size * SQE_SIZE);
   if (mem) return mem;
-  const sq = new SubmissionQueue(qid, req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * SQE_SIZE), size, cq, bitsOf(d11, CreateSqCdw11.QPRIO));
-  c.sqs[qid] = sq;
-  cq.sqs.add(qid);
+  c.sqSlot(qid).init(req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * SQE_SIZE), size, cqid, bitsOf(d11, CreateSqCdw11.QPRIO));
+  cq.addSq(1);
   c.ioQueuesCreated = true;
   return 0;
 }
@@ -208,38 +206,35 @@ function executeCreateIoSq(c: NvmeController, req: Request): number {
  */
 function executeDeleteIoSq(c: NvmeController, req: Request): number {
   const qid = bitsOf(req.cmd.cdw10, DeleteQueueCdw10.QID);
-  const sq = qid === 0 ? undefined : c.sqs[qid];
+  const sq = qid === 0 ? undefined : c.sq(qid);
   if (!sq || sq.deleting) return INVALID_QUEUE_IDENTIFIER;
+  // From here nothing more is fetched, and whatever finishes completes as aborted.
   sq.deleting = true;
   const remove = (): void => {
-    if (c.sqs[qid] === sq) {
-      c.sqs[qid] = undefined;
-      sq.cq.sqs.delete(qid);
-    }
+    sq.invalidate();
+    c.cq(sq.cqid)?.addSq(-1);
   };
-  if (sq.inflight.size === 0) {
+  if (sq.inflight === 0) {
     remove();
     return 0;
   }
-  let left = sq.inflight.size;
-  for (const r of sq.inflight) {
-    r.forced = ABORTED_SQ_DELETION;
-    r.onFinish = () => {
-      if (--left === 0) {
-        remove();
-        c.release(req, 0);
-      }
-    };
-  }
+  // Commands executing in any thread: wait for the last to post its completion.
+  const epoch = c.epoch;
+  void (async () => {
+    for (let n = sq.inflight; n > 0; n = sq.inflight) await waitAsyncAlive(sq.words, sq.inflightIndex, n);
+    if (c.epoch !== epoch) return;
+    remove();
+    c.release(req, 0);
+  })();
   return HELD;
 }
 
 function executeDeleteIoCq(c: NvmeController, req: Request): number {
   const qid = bitsOf(req.cmd.cdw10, DeleteQueueCdw10.QID);
-  const cq = qid === 0 ? undefined : c.cqs[qid];
+  const cq = qid === 0 ? undefined : c.cq(qid);
   if (!cq) return INVALID_QUEUE_IDENTIFIER;
-  if (cq.sqs.size > 0) return INVALID_QUEUE_DELETION;
-  c.cqs[qid] = undefined;
+  if (cq.sqCount > 0) return INVALID_QUEUE_DELETION;
+  cq.invalidate();
   return 0;
 }
 
@@ -326,7 +321,7 @@ const featureTable = new Map<number, FeatureDef>([
       get: (c) => c.features.volatileWriteCache,
       default: () => 1,
       set: (c, v) => {
-        c.features.volatileWriteCache = bitsOf(v, VolatileWriteCacheDw.WCE);
+        c.setWriteCacheEnabled(bitsOf(v, VolatileWriteCacheDw.WCE) === 1);
         return 0;
       },
     },
@@ -459,14 +454,13 @@ function executeAbort(c: NvmeController, req: Request): number {
     const i = c.aerWaiting.findIndex((r) => r.cmd.cid === cid);
     if (i >= 0) {
       const aer = c.aerWaiting.splice(i, 1)[0]!;
-      c.postCompletion(aer.sq, aer.cmd.cid, ABORT_REQUESTED, 0);
+      c.postCompletion(aer, ABORT_REQUESTED);
       req.dw0 = 0;
       return 0;
     }
   }
-  const sq = c.sqs[sqid];
-  if (!sq) return 0;
-  for (const r of sq.inflight) {
+  // Best effort: only commands this thread is executing can be found (those of other threads report "not aborted").
+  for (const r of c.requestsOf(sqid)) {
     if (r !== req && r.cmd.cid === cid && !r.done) {
       r.forced ||= ABORT_REQUESTED;
       req.dw0 = 0;

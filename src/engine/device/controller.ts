@@ -18,7 +18,8 @@ import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommand, encode
 import { GenericStatus, MediaStatus, makeStatus, Sct, statusCode, formatStatus } from '../spec/status.js';
 import { opcodeName } from '../spec/opcodes.js';
 import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js';
-import { CompletionQueue, SubmissionQueue, type Request } from './queues.js';
+import { CompletionQueue, QueueDirectory, SubmissionQueue, type Request } from './queues.js';
+import { waitAsyncAlive } from '../shared/wait.js';
 import { Namespace, type NamespaceConfig } from './namespace.js';
 import { ErrorLog, HealthCounter, HealthCounters } from './health.js';
 import { mapPrps, gather, scatter } from './prp.js';
@@ -35,6 +36,18 @@ export const INVALID_NAMESPACE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_N
 
 /** A handler's answer when the command completes later (held AER, Delete SQ draining). */
 export const HELD = -1;
+
+const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
+
+// Words of NvmeController.globals.
+const G_EPOCH = 0;
+const G_READY = 1;
+const G_PAGE_SIZE = 2;
+const G_VWC = 3;
+/** Commands fetched and not completed, across all threads (reset and shutdown wait for 0). */
+const G_INFLIGHT = 4;
+/** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
+const G_IRQ = 16;
 
 export type CommandHandler = (c: NvmeController, req: Request) => number;
 
@@ -77,6 +90,8 @@ export type ControllerState = 'disabled' | 'enabling' | 'ready' | 'failed' | 're
 export class NvmeController {
   readonly bar: SharedArrayBuffer;
   readonly regs: DataView;
+  /** The BAR as Int32 words, for atomic doorbell stores and loads. */
+  readonly barWords: Int32Array;
   readonly arena: DmaArena;
   readonly namespaces = new Map<number, Namespace>();
   /** Identify NN: the largest NSID. */
@@ -101,12 +116,14 @@ export class NvmeController {
   onInterrupt: (vector: number) => void = () => {};
 
   state: ControllerState = 'disabled';
-  /** Bumped by every reset: completions of commands fetched before it are dropped. */
-  epoch = 0;
-  /** Host memory page size from CC.MPS, fixed while enabled. */
-  pageSize = 4096;
-  readonly sqs: Array<SubmissionQueue | undefined> = [];
-  readonly cqs: Array<CompletionQueue | undefined> = [];
+  /** Queue state shared by every thread that executes this controller's queues. */
+  readonly queues: QueueDirectory;
+  /** Controller-wide words shared with I/O threads: epoch, readiness, page size, VWC, in-flight count, interrupts. */
+  readonly globals: Int32Array;
+  private readonly sqViews: SubmissionQueue[] = [];
+  private readonly cqViews: CompletionQueue[] = [];
+  /** Requests this thread has fetched and not completed, by QID. */
+  private readonly mine = new Map<number, Set<Request>>();
   /** Number of Queues granted (1's based counts). */
   grantedSqs: number;
   grantedCqs: number;
@@ -121,12 +138,8 @@ export class NvmeController {
 
   private readonly commandTables: [Map<number, CommandEntry>, Map<number, CommandEntry>];
   private readonly readyDelayMs: number;
-  private inflight = 0;
-  private drainWaiters: Array<() => void> = [];
   private intMask = 0;
   private intPending = 0;
-  private processing = false;
-  private readonly runnable = new Set<SubmissionQueue>();
 
   constructor(opts: ControllerOptions) {
     this.arena = opts.arena;
@@ -158,8 +171,13 @@ export class NvmeController {
     }
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
 
+    this.queues = new QueueDirectory(this.maxIoQueues);
+    this.globals = new Int32Array(new SharedArrayBuffer((G_IRQ + this.interruptVectors) * 4));
+    this.globals[G_PAGE_SIZE] = 4096;
+    this.globals[G_VWC] = 1;
     this.bar = new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
     this.regs = new DataView(this.bar);
+    this.barWords = new Int32Array(this.bar);
     writeField(this.regs, Regs.CAP_LO.offset, Cap.MQES, this.mqes);
     writeField(this.regs, Regs.CAP_LO.offset, Cap.CQR, 1);
     writeField(this.regs, Regs.CAP_LO.offset, Cap.AMS, 0);
@@ -181,6 +199,53 @@ export class NvmeController {
   /** The command table for admin (qid 0) or I/O queues; also the source of the Commands Supported and Effects log. */
   commandTable(admin: boolean): ReadonlyMap<number, CommandEntry> {
     return this.commandTables[admin ? 0 : 1];
+  }
+
+  /** Bumped by every reset: completions of commands fetched before it are dropped. */
+  get epoch(): number {
+    return Atomics.load(this.globals, G_EPOCH);
+  }
+
+  /** Host memory page size from CC.MPS, fixed while enabled. */
+  get pageSize(): number {
+    return this.globals[G_PAGE_SIZE]!;
+  }
+
+  /** Volatile Write Cache Enable, read on every write. */
+  get writeCacheEnabled(): boolean {
+    return Atomics.load(this.globals, G_VWC) === 1;
+  }
+
+  setWriteCacheEnabled(on: boolean): void {
+    this.features.volatileWriteCache = on ? 1 : 0;
+    Atomics.store(this.globals, G_VWC, on ? 1 : 0);
+  }
+
+  /** The SQ with this QID, or undefined when it does not exist. */
+  sq(qid: number): SubmissionQueue | undefined {
+    if (!Number.isInteger(qid) || qid < 0 || qid > this.queues.maxQid) return undefined;
+    const v = (this.sqViews[qid] ??= new SubmissionQueue(this.queues, qid));
+    return v.valid ? v : undefined;
+  }
+
+  cq(qid: number): CompletionQueue | undefined {
+    if (!Number.isInteger(qid) || qid < 0 || qid > this.queues.maxQid) return undefined;
+    const v = (this.cqViews[qid] ??= new CompletionQueue(this.queues, qid));
+    return v.valid ? v : undefined;
+  }
+
+  /** A view for creating a queue (Create I/O SQ / CQ). */
+  sqSlot(qid: number): SubmissionQueue {
+    return (this.sqViews[qid] ??= new SubmissionQueue(this.queues, qid));
+  }
+
+  cqSlot(qid: number): CompletionQueue {
+    return (this.cqViews[qid] ??= new CompletionQueue(this.queues, qid));
+  }
+
+  /** This thread's executing requests of an SQ (for Abort). */
+  requestsOf(qid: number): ReadonlySet<Request> {
+    return this.mine.get(qid) ?? new Set();
   }
 
   // ---------------------------------------------------------------- registers
@@ -302,19 +367,19 @@ export class NvmeController {
       this.setCsts(Csts.CFS, 1);
       return;
     }
-    this.pageSize = pageSizeOf(readField(this.regs, Regs.CC.offset, Cc.MPS));
+    this.globals[G_PAGE_SIZE] = pageSizeOf(readField(this.regs, Regs.CC.offset, Cc.MPS));
     const asqs = readField(this.regs, Regs.AQA.offset, Aqa.ASQS) + 1;
     const acqs = readField(this.regs, Regs.AQA.offset, Aqa.ACQS) + 1;
     const asq = this.regs.getUint32(Regs.ASQ.offset, true) + this.regs.getUint32(Regs.ASQ.offset + 4, true) * 0x1_0000_0000;
     const acq = this.regs.getUint32(Regs.ACQ.offset, true) + this.regs.getUint32(Regs.ACQ.offset + 4, true) * 0x1_0000_0000;
-    const cq = new CompletionQueue(0, acq, this.arena.translate(acq, acqs * CQE_SIZE), acqs, true, 0);
-    this.cqs[0] = cq;
-    this.sqs[0] = new SubmissionQueue(0, asq, this.arena.translate(asq, asqs * SQE_SIZE), asqs, cq, 0);
-    cq.sqs.add(0);
+    this.queues.clear();
+    this.cqSlot(0).init(acq, this.arena.translate(acq, acqs * CQE_SIZE), acqs, true, 0).addSq(1);
+    this.sqSlot(0).init(asq, this.arena.translate(asq, asqs * SQE_SIZE), asqs, 0, 0);
     this.state = 'enabling';
     const ready = (): void => {
       if (this.state !== 'enabling') return;
       this.state = 'ready';
+      Atomics.store(this.globals, G_READY, 1);
       this.setCsts(Csts.RDY, 1);
     };
     if (this.readyDelayMs > 0) setTimeout(ready, this.readyDelayMs).unref();
@@ -328,15 +393,19 @@ export class NvmeController {
    * started have finished, so no late completion can touch host memory.
    */
   private reset(): void {
-    this.epoch++;
+    Atomics.add(this.globals, G_EPOCH, 1);
+    Atomics.store(this.globals, G_READY, 0);
     this.state = 'resetting';
     this.aerWaiting.length = 0;
     this.aerPending.length = 0;
     this.aerMasked.clear();
-    for (const sq of this.sqs) if (sq) sq.deleting = true;
-    this.sqs.length = 0;
-    this.cqs.length = 0;
+    // Queues vanish at once; commands still executing see the new epoch and post nothing.
+    for (let qid = 0; qid <= this.queues.maxQid; qid++) {
+      this.sqSlot(qid).invalidate();
+      this.cqSlot(qid).invalidate();
+    }
     Object.assign(this.features, defaultFeatures(this.maxIoQueues));
+    Atomics.store(this.globals, G_VWC, 1);
     this.grantedSqs = this.maxIoQueues;
     this.grantedCqs = this.maxIoQueues;
     this.ioQueuesCreated = false;
@@ -378,10 +447,16 @@ export class NvmeController {
     });
   }
 
-  /** Runs `fn` once no command is executing (at once when none is). */
+  /** Runs `fn` once no command is executing in any thread (at once when none is). */
   whenDrained(fn: () => void): void {
-    if (this.inflight === 0) fn();
-    else this.drainWaiters.push(fn);
+    if (Atomics.load(this.globals, G_INFLIGHT) === 0) return fn();
+    void (async () => {
+      for (;;) {
+        const n = Atomics.load(this.globals, G_INFLIGHT);
+        if (n === 0) return fn();
+        await waitAsyncAlive(this.globals, G_INFLIGHT, n);
+      }
+    })();
   }
 
   // ---------------------------------------------------------------- doorbells
@@ -392,7 +467,7 @@ export class NvmeController {
     if (rel % stride !== 0 || offset + 4 > this.bar.byteLength) {
       return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `write to 0x${offset.toString(16)}, not a doorbell`);
     }
-    this.regs.setUint32(offset, value, true);
+    Atomics.store(this.barWords, offset >> 2, value | 0);
     if (this.state !== 'ready') {
       trace('host broke the spec: doorbell 0x%s written while the controller is not ready', offset.toString(16));
       return;
@@ -409,7 +484,7 @@ export class NvmeController {
   }
 
   private writeSqTail(qid: number, tail: number): void {
-    const sq = this.sqs[qid];
+    const sq = this.sq(qid);
     if (!sq || sq.deleting) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `SQ ${qid} tail doorbell, but SQ ${qid} does not exist`);
     if (tail >= sq.size) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `SQ ${qid} tail ${tail} >= size ${sq.size}`);
     sq.tail = tail;
@@ -417,47 +492,66 @@ export class NvmeController {
   }
 
   private writeCqHead(qid: number, head: number): void {
-    const cq = this.cqs[qid];
+    const cq = this.cq(qid);
     if (!cq) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `CQ ${qid} head doorbell, but CQ ${qid} does not exist`);
+    cq.lock.lock();
     const posted = (cq.tail - cq.head + cq.size) % cq.size;
     const consumed = (head - cq.head + cq.size) % cq.size;
-    if (head >= cq.size || consumed > posted) {
-      return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `CQ ${qid} head ${head} past the ${posted} posted entries`);
+    const bad = head >= cq.size || consumed > posted;
+    if (!bad) {
+      cq.head = head;
+      cq.used -= consumed;
     }
-    cq.head = head;
-    while (cq.overflow.length > 0 && !cq.isFull()) {
-      const e = cq.overflow.shift()!;
-      this.writeCqe(cq, e.sqid, e.cid, e.status, e.dw0);
+    cq.lock.unlock();
+    if (bad) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `CQ ${qid} head ${head} past the ${posted} posted entries`);
+    // Room again: fetch what the SQs posting here left waiting.
+    if (consumed > 0) {
+      for (let q = 0; q <= this.queues.maxQid; q++) {
+        const sq = this.sq(q);
+        if (sq && sq.cqid === qid) this.processSq(sq);
+      }
     }
   }
 
-  /** Fetches and executes the commands between the SQ's head and tail. */
+  /**
+   * Fetches and executes the commands between the SQ's head and tail, while
+   * its CQ has room for their completions. One thread fetches a queue at a
+   * time; a thread that finds another fetching leaves it a note to look again.
+   */
   private processSq(sq: SubmissionQueue): void {
-    // Re-entry (a doorbell rung from inside a completion path) queues the SQ for the walker already running.
-    this.runnable.add(sq);
-    if (this.processing) return;
-    this.processing = true;
-    try {
-      for (const q of this.runnable) {
-        this.runnable.delete(q);
-        while (q.head !== q.tail && !q.deleting && this.state === 'ready') {
-          const cmd = decodeCommand(this.arena.view, q.offset + q.head * SQE_SIZE);
-          q.head = (q.head + 1) % q.size;
-          this.execute(q, cmd);
-        }
+    const cq = this.cq(sq.cqid);
+    if (!cq) return;
+    do {
+      if (!sq.lock.tryLock()) {
+        sq.requestRerun();
+        // The holder may have checked for a rerun just before our note: try once more.
+        if (!sq.lock.tryLock()) return;
       }
-    } finally {
-      this.processing = false;
-    }
+      try {
+        sq.takeRerun();
+        while (Atomics.load(this.globals, G_READY) === 1 && sq.valid && !sq.deleting) {
+          if (sq.head === sq.tail || !cq.reserve()) break;
+          const head = sq.head;
+          sq.head = (head + 1) % sq.size;
+          const cmd = decodeCommand(this.arena.view, sq.offset + head * SQE_SIZE);
+          this.execute(sq, cq, cmd);
+        }
+      } finally {
+        sq.lock.unlock();
+      }
+    } while (sq.takeRerun());
   }
 
   // ---------------------------------------------------------------- execution
 
-  private execute(sq: SubmissionQueue, cmd: ReturnType<typeof decodeCommand>): void {
+  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cmd, epoch: this.epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
-    sq.inflight.add(req);
-    this.inflight++;
+    const req: Request = { sq, cq, cmd, epoch: this.epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
+    let mine = this.mine.get(sq.qid);
+    if (!mine) this.mine.set(sq.qid, (mine = new Set()));
+    mine.add(req);
+    sq.addInflight(1);
+    Atomics.add(this.globals, G_INFLIGHT, 1);
     if (io) this.health.ioStarted();
     let status: number;
     try {
@@ -502,37 +596,35 @@ export class NvmeController {
     if (--req.pending === 0) this.finish(req);
   }
 
-  /** Takes `req` out of the in-flight accounting without completing it (a held AER). */
+  /** Takes `req` out of the in-flight accounting without completing it (a held AER keeps its CQ reservation). */
   detach(req: Request): void {
-    req.sq.inflight.delete(req);
-    this.inflight--;
-    this.checkDrained();
+    this.mine.get(req.sq.qid)?.delete(req);
+    this.leave(req.sq);
+  }
+
+  /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
+  private leave(sq: SubmissionQueue): void {
+    if (sq.addInflight(-1) === 0) Atomics.notify(sq.words, sq.inflightIndex);
+    if (Atomics.sub(this.globals, G_INFLIGHT, 1) === 1) Atomics.notify(this.globals, G_INFLIGHT);
   }
 
   private finish(req: Request): void {
     if (req.done) return;
     req.done = true;
     const sq = req.sq;
-    sq.inflight.delete(req);
-    this.inflight--;
-    const status = req.forced || req.status;
+    this.mine.get(sq.qid)?.delete(req);
+    // A command still executing when its SQ was deleted completes as aborted (5.6).
+    const status = req.forced || (sq.deleting ? ABORTED_SQ_DELETION : 0) || req.status;
     if (req.io) {
       this.health.ioFinished();
       this.countIo(req, status);
     }
-    if (req.epoch === this.epoch && this.cqs[sq.cq.qid] === sq.cq) {
+    if (req.epoch === this.epoch && req.cq.valid) {
       if (status !== 0) trace('%s qid %d cid %d: %s', opcodeName(req.cmd.opcode, !req.io), sq.qid, req.cmd.cid, formatStatus(status));
-      this.postCompletion(sq, req.cmd.cid, status, req.dw0, req.cmd.nsid, req.lba);
+      this.postCompletion(req, status);
     }
     req.onFinish?.();
-    this.checkDrained();
-  }
-
-  private checkDrained(): void {
-    if (this.inflight !== 0 || this.drainWaiters.length === 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of waiters) w();
+    this.leave(sq);
   }
 
   private countIo(req: Request, status: number): void {
@@ -550,44 +642,49 @@ export class NvmeController {
     }
   }
 
-  /** Posts a CQE for a command of `sq` (or queues it while the CQ is full) and records failures in the error log. */
-  postCompletion(sq: SubmissionQueue, cid: number, status: number, dw0: number, nsid = 0, lba = 0): void {
-    const cq = sq.cq;
-    if (status !== 0) {
-      this.errorLog.record({ sqid: sq.qid, cid, status, phase: cq.phase, nsid, lba, paramErrorLocation: 0xffff });
-    }
-    if (cq.isFull() || cq.overflow.length > 0) {
-      cq.overflow.push({ sqid: sq.qid, cid, status, dw0 });
-      return;
-    }
-    this.writeCqe(cq, sq.qid, cid, status, dw0);
-  }
-
-  private writeCqe(cq: CompletionQueue, sqid: number, cid: number, status: number, dw0: number): void {
-    const sq = this.sqs[sqid];
-    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, {
-      dw0,
-      dw1: 0,
-      sqhd: sq ? sq.head : 0,
-      sqid,
-      cid,
-      status,
-      phase: cq.phase,
-    });
+  /**
+   * Posts the CQE of `req` into the room reserved when it was fetched, and
+   * records a failure in the error log.
+   */
+  postCompletion(req: Request, status: number): void {
+    const { sq, cq } = req;
+    const cid = req.cmd.cid;
+    cq.lock.lock();
+    const phase = cq.phase;
+    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, { dw0: req.dw0, dw1: 0, sqhd: sq.head, sqid: sq.qid, cid, status, phase });
     cq.tail++;
     if (cq.tail === cq.size) {
       cq.tail = 0;
       cq.phase ^= 1;
     }
+    cq.lock.unlock();
+    if (status !== 0) this.errorLog.record({ sqid: sq.qid, cid, status, phase, nsid: req.cmd.nsid, lba: req.lba, paramErrorLocation: 0xffff });
     if (cq.interruptsEnabled) this.raiseInterrupt(cq.vector);
   }
 
+  /**
+   * Raises a vector: in this thread through the transport's handler, and for
+   * a vector whose handler lives in another thread by bumping its shared word
+   * (the owner waits on it).
+   */
   private raiseInterrupt(vector: number): void {
     if (vector < 32 && this.intMask & (1 << vector)) {
       this.intPending |= 1 << vector;
       return;
     }
-    this.onInterrupt(vector);
+    if (this.localVectors.has(vector)) this.onInterrupt(vector);
+    else {
+      Atomics.add(this.globals, G_IRQ + vector, 1);
+      Atomics.notify(this.globals, G_IRQ + vector);
+    }
+  }
+
+  /** Vectors whose interrupt handler runs in this thread (set by the transport). */
+  readonly localVectors = new Set<number>();
+
+  /** The shared word a thread waits on for a vector raised elsewhere. */
+  interruptWord(vector: number): { words: Int32Array; index: number } {
+    return { words: this.globals, index: G_IRQ + vector };
   }
 
   // ---------------------------------------------------------------- async events
@@ -606,7 +703,8 @@ export class NvmeController {
       // An event type stays masked until the host reads its log page (5.2).
       this.aerMasked.add(dw0 & 0x7);
       const req = this.aerWaiting.shift()!;
-      if (req.epoch === this.epoch) this.postCompletion(req.sq, req.cmd.cid, 0, dw0);
+      req.dw0 = dw0;
+      if (req.epoch === this.epoch) this.postCompletion(req, 0);
     }
   }
 

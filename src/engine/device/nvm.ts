@@ -69,7 +69,7 @@ function readWrite(c: NvmeController, req: Request, write: boolean): number {
   const pos = slba * ns.lbaSize;
   if (write) {
     // With the volatile write cache disabled every write is made durable before it completes.
-    const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
+    const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
     c.backendOp(req, (done) => ns.backend.write(pos, m.segments, fua, done));
   } else {
     c.backendOp(req, (done) => ns.backend.read(pos, m.segments, done));
@@ -98,7 +98,7 @@ function executeWriteZeroes(c: NvmeController, req: Request): number {
   if (!inRange(ns, slba, nlb)) return LBA_OUT_OF_RANGE;
   if (ns.backend.readOnly) return WRITE_PROTECTED;
   const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
-  const fua = bitsOf(d12, RwCdw12.FUA) === 1 || c.features.volatileWriteCache === 0;
+  const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
   // FUA: a flush after the zeroes have landed makes them durable.
   c.backendOp(req, (done) => ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, fua ? (err) => (err ? done(err) : ns.backend.flush(done)) : done));
   return 0;

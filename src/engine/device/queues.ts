@@ -1,61 +1,276 @@
 /**
- * The controller's view of a submission or completion queue: where its ring
- * lives in the DMA arena and the pointers it owns (SQ head, CQ tail and phase)
- * or learns from doorbells (SQ tail, CQ head).
+ * The controller's view of its submission and completion queues.
+ *
+ * Queue state lives in one SharedArrayBuffer, the queue directory (the
+ * controller's "device memory"): a block of Int32 words per QID, so that any
+ * thread executing a queue's doorbell sees the same heads, tails and phase.
+ * `SubmissionQueue` and `CompletionQueue` are views on a QID's block.
+ *
+ * | word          | field                       | writer                                      |
+ * | ------------- | --------------------------- | ------------------------------------------- |
+ * | SQ_VALID      | SQ exists                   | Create / Delete I/O SQ (main thread)        |
+ * | SQ_DELETING   | Delete I/O SQ in progress   | Delete I/O SQ                               |
+ * | SQ_SIZE, SQ_CQID, SQ_OFFSET, SQ_PRIO, SQ_IOVA | config | Create I/O SQ, once                 |
+ * | SQ_HEAD       | next entry to fetch         | the thread fetching, under SQ_LOCK          |
+ * | SQ_TAIL       | last valid tail doorbell    | the thread handling the doorbell (Atomics)  |
+ * | SQ_INFLIGHT   | fetched, not yet completed  | Atomics.add / sub by executing threads      |
+ * | SQ_LOCK       | Mutex: one fetcher at a time| any thread                                  |
+ * | SQ_RERUN      | "the tail moved while you held the lock" | a thread that found SQ_LOCK taken |
+ * | CQ_VALID      | CQ exists                   | Create / Delete I/O CQ                      |
+ * | CQ_SIZE, CQ_OFFSET, CQ_IEN, CQ_IV, CQ_IOVA | config | Create I/O CQ, once                    |
+ * | CQ_TAIL, CQ_PHASE | where the next CQE goes | the posting thread, under CQ_LOCK          |
+ * | CQ_HEAD       | last head doorbell value    | the thread handling the doorbell, CQ_LOCK   |
+ * | CQ_USED       | entries posted and not consumed, plus ones reserved by fetched commands | CQ_LOCK |
+ * | CQ_SQS        | SQs posting here            | Create / Delete I/O SQ                      |
+ * | CQ_LOCK       | Mutex                       | any thread                                  |
+ *
+ * A command is fetched only when its CQ has room reserved for its completion
+ * (CQ_USED < size - 1), so a CQ can never overflow and no completion ever
+ * waits in a thread-local list; fetching resumes on the next CQ head doorbell.
  */
 import type { Command } from '../spec/command.js';
+import { Mutex } from '../shared/mutex.js';
+
+const SQ_VALID = 0;
+const SQ_DELETING = 1;
+const SQ_SIZE = 2;
+const SQ_CQID = 3;
+const SQ_OFFSET = 4;
+const SQ_HEAD = 5;
+const SQ_INFLIGHT = 6;
+const SQ_LOCK = 7;
+const SQ_PRIO = 8;
+const SQ_IOVA_LO = 9;
+const SQ_IOVA_HI = 10;
+const SQ_RERUN = 11;
+const SQ_TAIL = 12;
+const CQ_VALID = 16;
+const CQ_SIZE = 17;
+const CQ_OFFSET = 18;
+const CQ_TAIL = 19;
+const CQ_PHASE = 20;
+const CQ_HEAD = 21;
+const CQ_IEN = 22;
+const CQ_IV = 23;
+const CQ_LOCK = 24;
+const CQ_USED = 25;
+const CQ_SQS = 26;
+const CQ_IOVA_LO = 27;
+const CQ_IOVA_HI = 28;
+export const QUEUE_WORDS = 32;
+
+const TWO32 = 0x1_0000_0000;
+
+export class QueueDirectory {
+  readonly buffer: SharedArrayBuffer;
+  readonly words: Int32Array;
+  readonly maxQid: number;
+
+  constructor(maxQidOrBuffer: number | SharedArrayBuffer) {
+    this.buffer = typeof maxQidOrBuffer === 'number' ? new SharedArrayBuffer((maxQidOrBuffer + 1) * QUEUE_WORDS * 4) : maxQidOrBuffer;
+    this.words = new Int32Array(this.buffer);
+    this.maxQid = this.words.length / QUEUE_WORDS - 1;
+  }
+
+  /** Forgets every queue (controller reset). Only while no thread executes. */
+  clear(): void {
+    this.words.fill(0);
+  }
+}
 
 export class CompletionQueue {
-  head = 0;
-  tail = 0;
-  /** Phase tag the controller writes next; starts at 1 and flips on every wrap (4.6). */
-  phase = 1;
-  /** SQs posting here; a CQ with any cannot be deleted. */
-  readonly sqs = new Set<number>();
-  /** Completions waiting for room: the CQ was full ("one empty slot means full"). */
-  readonly overflow: Array<{ sqid: number; cid: number; status: number; dw0: number }> = [];
+  private readonly w: Int32Array;
+  private readonly b: number;
+  readonly lock: Mutex;
 
   constructor(
+    dir: QueueDirectory,
     readonly qid: number,
-    readonly iova: number,
-    /** Arena offset of entry 0. */
-    readonly offset: number,
-    /** Entries (1's based). */
-    readonly size: number,
-    readonly interruptsEnabled: boolean,
-    readonly vector: number,
-  ) {}
+  ) {
+    this.w = dir.words;
+    this.b = qid * QUEUE_WORDS;
+    this.lock = new Mutex(this.w, this.b + CQ_LOCK);
+  }
 
-  isFull(): boolean {
-    return (this.tail + 1) % this.size === this.head;
+  /** Writes the configuration of a new CQ (Create I/O CQ, or enable for the admin CQ). */
+  init(iova: number, offset: number, size: number, interruptsEnabled: boolean, vector: number): this {
+    const w = this.w;
+    const b = this.b;
+    w.fill(0, b + CQ_VALID, b + QUEUE_WORDS);
+    w[b + CQ_SIZE] = size;
+    w[b + CQ_OFFSET] = offset;
+    w[b + CQ_IEN] = interruptsEnabled ? 1 : 0;
+    w[b + CQ_IV] = vector;
+    w[b + CQ_IOVA_LO] = iova % TWO32 | 0;
+    w[b + CQ_IOVA_HI] = Math.floor(iova / TWO32);
+    // Phase starts at 1 and flips on every wrap (4.6).
+    w[b + CQ_PHASE] = 1;
+    Atomics.store(w, b + CQ_VALID, 1);
+    return this;
+  }
+
+  get valid(): boolean {
+    return Atomics.load(this.w, this.b + CQ_VALID) === 1;
+  }
+  invalidate(): void {
+    Atomics.store(this.w, this.b + CQ_VALID, 0);
+  }
+  get size(): number {
+    return this.w[this.b + CQ_SIZE]!;
+  }
+  get offset(): number {
+    return this.w[this.b + CQ_OFFSET]!;
+  }
+  get iova(): number {
+    return (this.w[this.b + CQ_IOVA_LO]! >>> 0) + this.w[this.b + CQ_IOVA_HI]! * TWO32;
+  }
+  get interruptsEnabled(): boolean {
+    return this.w[this.b + CQ_IEN] === 1;
+  }
+  get vector(): number {
+    return this.w[this.b + CQ_IV]!;
+  }
+  get head(): number {
+    return this.w[this.b + CQ_HEAD]!;
+  }
+  set head(v: number) {
+    this.w[this.b + CQ_HEAD] = v;
+  }
+  get tail(): number {
+    return this.w[this.b + CQ_TAIL]!;
+  }
+  set tail(v: number) {
+    this.w[this.b + CQ_TAIL] = v;
+  }
+  get phase(): number {
+    return this.w[this.b + CQ_PHASE]!;
+  }
+  set phase(v: number) {
+    this.w[this.b + CQ_PHASE] = v;
+  }
+  /** Entries posted and not consumed plus entries reserved for fetched commands. */
+  get used(): number {
+    return this.w[this.b + CQ_USED]!;
+  }
+  set used(v: number) {
+    this.w[this.b + CQ_USED] = v;
+  }
+  get sqCount(): number {
+    return Atomics.load(this.w, this.b + CQ_SQS);
+  }
+  addSq(delta: number): void {
+    Atomics.add(this.w, this.b + CQ_SQS, delta);
+  }
+
+  /** Reserves room for one more completion; false when the CQ has none ("one empty slot means full"). */
+  reserve(): boolean {
+    this.lock.lock();
+    const ok = this.used < this.size - 1;
+    if (ok) this.used++;
+    this.lock.unlock();
+    return ok;
   }
 }
 
 export class SubmissionQueue {
-  head = 0;
-  tail = 0;
-  /** Set by Delete I/O SQ: no more fetches; completes once in-flight commands drain. */
-  deleting = false;
-  /** Commands fetched but not yet completed. */
-  readonly inflight = new Set<Request>();
+  private readonly w: Int32Array;
+  private readonly b: number;
+  readonly lock: Mutex;
 
   constructor(
+    dir: QueueDirectory,
     readonly qid: number,
-    readonly iova: number,
-    readonly offset: number,
-    readonly size: number,
-    readonly cq: CompletionQueue,
-    readonly priority: number,
-  ) {}
+  ) {
+    this.w = dir.words;
+    this.b = qid * QUEUE_WORDS;
+    this.lock = new Mutex(this.w, this.b + SQ_LOCK);
+  }
+
+  init(iova: number, offset: number, size: number, cqid: number, priority: number): this {
+    const w = this.w;
+    const b = this.b;
+    w.fill(0, b, b + CQ_VALID);
+    w[b + SQ_SIZE] = size;
+    w[b + SQ_CQID] = cqid;
+    w[b + SQ_OFFSET] = offset;
+    w[b + SQ_PRIO] = priority;
+    w[b + SQ_IOVA_LO] = iova % TWO32 | 0;
+    w[b + SQ_IOVA_HI] = Math.floor(iova / TWO32);
+    Atomics.store(w, b + SQ_VALID, 1);
+    return this;
+  }
+
+  get valid(): boolean {
+    return Atomics.load(this.w, this.b + SQ_VALID) === 1;
+  }
+  invalidate(): void {
+    Atomics.store(this.w, this.b + SQ_VALID, 0);
+  }
+  get deleting(): boolean {
+    return Atomics.load(this.w, this.b + SQ_DELETING) === 1;
+  }
+  set deleting(v: boolean) {
+    Atomics.store(this.w, this.b + SQ_DELETING, v ? 1 : 0);
+  }
+  get size(): number {
+    return this.w[this.b + SQ_SIZE]!;
+  }
+  get cqid(): number {
+    return this.w[this.b + SQ_CQID]!;
+  }
+  get offset(): number {
+    return this.w[this.b + SQ_OFFSET]!;
+  }
+  get iova(): number {
+    return (this.w[this.b + SQ_IOVA_LO]! >>> 0) + this.w[this.b + SQ_IOVA_HI]! * TWO32;
+  }
+  get priority(): number {
+    return this.w[this.b + SQ_PRIO]!;
+  }
+  get head(): number {
+    return this.w[this.b + SQ_HEAD]!;
+  }
+  set head(v: number) {
+    this.w[this.b + SQ_HEAD] = v;
+  }
+  /** The tail from the last valid doorbell write (an invalid one never lands here). */
+  get tail(): number {
+    return Atomics.load(this.w, this.b + SQ_TAIL);
+  }
+  set tail(v: number) {
+    Atomics.store(this.w, this.b + SQ_TAIL, v);
+  }
+  /** Commands fetched and not yet completed, across all threads. */
+  get inflight(): number {
+    return Atomics.load(this.w, this.b + SQ_INFLIGHT);
+  }
+  addInflight(delta: number): number {
+    return Atomics.add(this.w, this.b + SQ_INFLIGHT, delta) + delta;
+  }
+  /** Word index of the in-flight counter, for waiting on it. */
+  get inflightIndex(): number {
+    return this.b + SQ_INFLIGHT;
+  }
+  get words(): Int32Array {
+    return this.w;
+  }
+  requestRerun(): void {
+    Atomics.store(this.w, this.b + SQ_RERUN, 1);
+  }
+  takeRerun(): boolean {
+    return Atomics.exchange(this.w, this.b + SQ_RERUN, 0) === 1;
+  }
 }
 
 /**
- * One command between fetch and completion. A command may fan out into several
- * backend operations; `pending` counts them (plus one held by the dispatcher)
- * and the completion is posted when it reaches zero.
+ * One command between fetch and completion, owned by the thread that fetched
+ * it. A command may fan out into several backend operations; `pending` counts
+ * them (plus one held by the dispatcher) and the completion is posted when it
+ * reaches zero.
  */
 export interface Request {
   readonly sq: SubmissionQueue;
+  readonly cq: CompletionQueue;
   readonly cmd: Command;
   /** Controller epoch at fetch; a reset bumps the epoch and the completion is dropped. */
   readonly epoch: number;

@@ -35,8 +35,35 @@ export class LocalTransport implements Transport {
   }
 
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
-    if (handler) this.handlers.set(vector, handler);
-    else this.handlers.delete(vector);
+    const had = this.handlers.has(vector);
+    if (handler) {
+      this.handlers.set(vector, handler);
+      this.controller.localVectors.add(vector);
+      if (!had) void this.watch(vector);
+    } else {
+      this.handlers.delete(vector);
+      this.controller.localVectors.delete(vector);
+      // Release the watcher's wait.
+      const { words, index } = this.controller.interruptWord(vector);
+      Atomics.add(words, index, 1);
+      Atomics.notify(words, index);
+    }
+  }
+
+  /**
+   * A vector raised by another thread (a completion posted there for a queue
+   * whose handler lives here) bumps a shared word; this waits on it. The wait
+   * holds no event-loop handle: an idle thread stays idle.
+   */
+  private async watch(vector: number): Promise<void> {
+    const { words, index } = this.controller.interruptWord(vector);
+    let seen = Atomics.load(words, index);
+    while (this.handlers.has(vector)) {
+      const r = Atomics.waitAsync(words, index, seen);
+      if (r.async) await r.value;
+      seen = Atomics.load(words, index);
+      this.raise(vector);
+    }
   }
 
   private raise(vector: number): void {
@@ -53,7 +80,7 @@ export class LocalTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.handlers.clear();
+    for (const v of [...this.handlers.keys()]) this.setInterruptHandler(v, undefined);
     await this.controller.close();
   }
 }

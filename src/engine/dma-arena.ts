@@ -27,6 +27,8 @@ export interface DmaBuffer {
 export interface DmaArenaHandle {
   buffer: SharedArrayBuffer;
   base: number;
+  /** The part of the arena this view may allocate from (a worker's buffer pool); the whole arena by default. */
+  range?: { offset: number; size: number };
 }
 
 export class DmaArena {
@@ -54,7 +56,16 @@ export class DmaArena {
     this.size = this.buffer.byteLength;
     this.bytes = new Uint8Array(this.buffer);
     this.view = new DataView(this.buffer);
-    this.free = [{ start: 0, pages: this.size / ARENA_PAGE_SIZE }];
+    const range = 'buffer' in opts ? opts.range : undefined;
+    this.free = range ? [{ start: range.offset / ARENA_PAGE_SIZE, pages: Math.floor(range.size / ARENA_PAGE_SIZE) }] : [{ start: 0, pages: this.size / ARENA_PAGE_SIZE }];
+    if (range && (range.offset % ARENA_PAGE_SIZE !== 0 || range.offset < 0 || range.offset + range.size > this.size)) {
+      throw new RangeError(`allocation range [${range.offset}, +${range.size}) is not page aligned inside the arena`);
+    }
+  }
+
+  /** A view of this arena for another thread that allocates only from `range` (a buffer pool carved out here). */
+  handleFor(range: { offset: number; size: number }): DmaArenaHandle {
+    return { buffer: this.buffer, base: this.base, range };
   }
 
   /** What another thread needs to map the same arena. */

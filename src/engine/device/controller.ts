@@ -11,7 +11,9 @@
  * through `onInterrupt`.
  */
 import { debuglog } from 'node:util';
-import type { DmaArena } from '../dma-arena.js';
+import { DmaArena, type DmaArenaHandle } from '../dma-arena.js';
+import { backendFromHandle, type BackendHandle } from './backends/handle.js';
+import type { LbaSize } from './namespace.js';
 import { Aqa, Cap, Cc, Csts, Regs, ShutdownStatus, Vs, DOORBELL_BASE, NSSR_RESET_VALUE, CAP_CSS_NVM, CC_CSS_NVM, pageSizeOf } from '../spec/registers.js';
 import { readField, writeField } from '../spec/layout.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommand, encodeCompletion } from '../spec/command.js';
@@ -58,6 +60,22 @@ export interface CommandEntry {
   readonly effects: number;
 }
 
+/** The shared memory behind a controller, for `NvmeController.attach` in another thread. */
+export interface SharedControllerMemory {
+  bar: SharedArrayBuffer;
+  queues: SharedArrayBuffer;
+  globals: SharedArrayBuffer;
+  health: SharedArrayBuffer;
+  errorLog: SharedArrayBuffer;
+}
+
+export interface ControllerHandle {
+  memory: SharedControllerMemory;
+  arena: DmaArenaHandle;
+  namespaces: Array<{ nsid: number; lbaSize: LbaSize; backend: BackendHandle }>;
+  options: { maxIoQueues: number; mqes: number; mdts: number; dstrd: number; interruptVectors: number; identity: ControllerIdentity };
+}
+
 export interface ControllerIdentity {
   serial: string;
   model: string;
@@ -102,7 +120,9 @@ export class NvmeController {
   readonly dstrd: number;
   readonly interruptVectors: number;
   readonly identity: ControllerIdentity;
-  readonly health = new HealthCounters();
+  readonly health: HealthCounters;
+  /** 'main' runs registers and the admin queue; 'io' (a worker's view) runs I/O queue doorbells only. */
+  readonly role: 'main' | 'io';
   readonly errorLog: ErrorLog;
   /** Identify ELPE + 1. */
   readonly errorLogEntries = 64;
@@ -141,7 +161,9 @@ export class NvmeController {
   private intMask = 0;
   private intPending = 0;
 
-  constructor(opts: ControllerOptions) {
+  constructor(opts: ControllerOptions, shared?: SharedControllerMemory) {
+    this.role = shared ? 'io' : 'main';
+    this.health = new HealthCounters(shared?.health);
     this.arena = opts.arena;
     this.maxIoQueues = opts.maxIoQueues ?? 64;
     this.mqes = opts.mqes ?? 4095;
@@ -158,8 +180,8 @@ export class NvmeController {
       model: opts.identity?.model ?? 'nvmq virtual controller',
       firmware: opts.identity?.firmware ?? '0.1.0',
     };
-    this.errorLog = new ErrorLog(this.errorLogEntries, this.health);
-    this.health.add(HealthCounter.POWER_CYCLES, 1);
+    this.errorLog = new ErrorLog(this.errorLogEntries, this.health, shared?.errorLog);
+    if (!shared) this.health.add(HealthCounter.POWER_CYCLES, 1);
 
     let next = 1;
     for (const cfg of opts.namespaces) {
@@ -171,13 +193,18 @@ export class NvmeController {
     }
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
 
-    this.queues = new QueueDirectory(this.maxIoQueues);
-    this.globals = new Int32Array(new SharedArrayBuffer((G_IRQ + this.interruptVectors) * 4));
-    this.globals[G_PAGE_SIZE] = 4096;
-    this.globals[G_VWC] = 1;
-    this.bar = new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
+    this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
+    this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((G_IRQ + this.interruptVectors) * 4));
+    this.bar = shared?.bar ?? new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
     this.regs = new DataView(this.bar);
     this.barWords = new Int32Array(this.bar);
+    this.features = defaultFeatures(this.maxIoQueues);
+    this.grantedSqs = this.maxIoQueues;
+    this.grantedCqs = this.maxIoQueues;
+    this.commandTables = [adminCommands(), nvmCommands()];
+    if (shared) return;
+    this.globals[G_PAGE_SIZE] = 4096;
+    this.globals[G_VWC] = 1;
     writeField(this.regs, Regs.CAP_LO.offset, Cap.MQES, this.mqes);
     writeField(this.regs, Regs.CAP_LO.offset, Cap.CQR, 1);
     writeField(this.regs, Regs.CAP_LO.offset, Cap.AMS, 0);
@@ -189,11 +216,28 @@ export class NvmeController {
     writeField(this.regs, Regs.CAP_LO.offset, Cap.MPSMAX, 4);
     writeField(this.regs, Regs.VS.offset, Vs.MJR, 1);
     writeField(this.regs, Regs.VS.offset, Vs.MNR, 4);
+  }
 
-    this.features = defaultFeatures(this.maxIoQueues);
-    this.grantedSqs = this.maxIoQueues;
-    this.grantedCqs = this.maxIoQueues;
-    this.commandTables = [adminCommands(), nvmCommands()];
+  /**
+   * Everything another thread needs to execute this controller's I/O queues
+   * (structured-cloneable: shared memory and file descriptors, no objects).
+   */
+  handle(): ControllerHandle {
+    if (this.role !== 'main') throw new Error('handle() is for the controller that owns the registers');
+    return {
+      memory: { bar: this.bar, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health: this.health.buffer, errorLog: this.errorLog.buffer },
+      arena: this.arena.handle(),
+      namespaces: [...this.namespaces.values()].map((ns) => ({ nsid: ns.nsid, lbaSize: ns.lbaSize as LbaSize, backend: ns.backend.handle() })),
+      options: { maxIoQueues: this.maxIoQueues, mqes: this.mqes, mdts: this.mdts, dstrd: this.dstrd, interruptVectors: this.interruptVectors, identity: this.identity },
+    };
+  }
+
+  /** This controller as seen from another thread: its doorbell writes execute I/O queues there. */
+  static attach(h: ControllerHandle): NvmeController {
+    return new NvmeController(
+      { ...h.options, arena: new DmaArena(h.arena), namespaces: h.namespaces.map((n) => ({ nsid: n.nsid, lbaSize: n.lbaSize, backend: backendFromHandle(n.backend) })) },
+      h.memory,
+    );
   }
 
   /** The command table for admin (qid 0) or I/O queues; also the source of the Commands Supported and Effects log. */
@@ -280,6 +324,10 @@ export class NvmeController {
   mmioWrite32(offset: number, value: number): void {
     value >>>= 0;
     if (offset >= DOORBELL_BASE) return this.writeDoorbell(offset, value);
+    if (this.role === 'io') {
+      trace('register 0x%s written from an I/O thread: only doorbells are executed there', offset.toString(16));
+      return;
+    }
     switch (offset) {
       case Regs.INTMS.offset:
         this.intMask = (this.intMask | value) >>> 0;
@@ -468,7 +516,7 @@ export class NvmeController {
       return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `write to 0x${offset.toString(16)}, not a doorbell`);
     }
     Atomics.store(this.barWords, offset >> 2, value | 0);
-    if (this.state !== 'ready') {
+    if (Atomics.load(this.globals, G_READY) !== 1 || (this.role === 'io' && offset < DOORBELL_BASE + 2 * stride)) {
       trace('host broke the spec: doorbell 0x%s written while the controller is not ready', offset.toString(16));
       return;
     }
@@ -480,6 +528,8 @@ export class NvmeController {
 
   private invalidDoorbell(info: number, why: string): void {
     trace('host broke the spec: %s', why);
+    // Asynchronous events belong to the admin queue's thread; an I/O thread only traces.
+    if (this.role === 'io') return;
     this.raiseAsyncEvent(AsyncEventType.ERROR, info, LogPageId.ERROR_INFORMATION);
   }
 

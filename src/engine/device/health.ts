@@ -7,6 +7,7 @@
  */
 import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
 import { writeField } from '../spec/layout.js';
+import { Mutex } from '../shared/mutex.js';
 
 export const HealthCounter = {
   /** 512-byte units read / written by Read / Write commands. */
@@ -87,36 +88,68 @@ export interface ErrorRecord {
   paramErrorLocation: number;
 }
 
-/** The Error Information log: the newest ELPE + 1 entries, newest first. */
+/**
+ * The Error Information log: the newest ELPE + 1 entries, newest first, in a
+ * SharedArrayBuffer ring under a Mutex so that any thread completing a command
+ * can record its failure.
+ *
+ * Words: 0 lock, 1 entries recorded so far; then per entry ENTRY_WORDS:
+ * error count, SQID, CID, status << 1 | phase, parameter error location,
+ * LBA low, LBA high, NSID.
+ */
+const ENTRY_WORDS = 8;
+const LOG_HEADER = 2;
+
 export class ErrorLog {
-  private readonly entries: Array<ErrorRecord & { count: number }> = [];
-  private count = 0;
+  readonly buffer: SharedArrayBuffer;
+  private readonly w: Int32Array;
+  private readonly mutex: Mutex;
 
   constructor(
     readonly capacity: number,
     private readonly counters: HealthCounters,
-  ) {}
+    buffer?: SharedArrayBuffer,
+  ) {
+    this.buffer = buffer ?? new SharedArrayBuffer((LOG_HEADER + capacity * ENTRY_WORDS) * 4);
+    this.w = new Int32Array(this.buffer);
+    this.mutex = new Mutex(this.w, 0);
+  }
 
   record(e: ErrorRecord): void {
-    this.count++;
     this.counters.add(HealthCounter.ERROR_LOG_ENTRIES, 1);
-    this.entries.unshift({ ...e, count: this.count });
-    if (this.entries.length > this.capacity) this.entries.pop();
+    this.mutex.lock();
+    const count = this.w[1]! + 1;
+    this.w[1] = count;
+    const b = LOG_HEADER + ((count - 1) % this.capacity) * ENTRY_WORDS;
+    this.w[b] = count;
+    this.w[b + 1] = e.sqid;
+    this.w[b + 2] = e.cid;
+    this.w[b + 3] = ((e.status << 1) | e.phase) & 0xffff;
+    this.w[b + 4] = e.paramErrorLocation;
+    this.w[b + 5] = e.lba % 0x1_0000_0000 | 0;
+    this.w[b + 6] = Math.floor(e.lba / 0x1_0000_0000);
+    this.w[b + 7] = e.nsid | 0;
+    this.mutex.unlock();
   }
 
   encode(): Uint8Array {
     const out = new Uint8Array(this.capacity * ERROR_LOG_ENTRY_SIZE);
     const dv = new DataView(out.buffer);
-    this.entries.forEach((e, i) => {
+    this.mutex.lock();
+    const count = this.w[1]!;
+    const n = Math.min(count, this.capacity);
+    for (let i = 0; i < n; i++) {
+      const b = LOG_HEADER + ((count - 1 - i) % this.capacity) * ENTRY_WORDS;
       const base = i * ERROR_LOG_ENTRY_SIZE;
-      writeField(dv, base, ErrorLogEntry.ERROR_COUNT, e.count);
-      writeField(dv, base, ErrorLogEntry.SQID, e.sqid);
-      writeField(dv, base, ErrorLogEntry.CID, e.cid);
-      writeField(dv, base, ErrorLogEntry.STATUS, ((e.status << 1) | e.phase) & 0xffff);
-      writeField(dv, base, ErrorLogEntry.PARAM_ERROR_LOCATION, e.paramErrorLocation);
-      writeField(dv, base, ErrorLogEntry.LBA, e.lba);
-      writeField(dv, base, ErrorLogEntry.NSID, e.nsid);
-    });
+      writeField(dv, base, ErrorLogEntry.ERROR_COUNT, this.w[b]! >>> 0);
+      writeField(dv, base, ErrorLogEntry.SQID, this.w[b + 1]!);
+      writeField(dv, base, ErrorLogEntry.CID, this.w[b + 2]!);
+      writeField(dv, base, ErrorLogEntry.STATUS, this.w[b + 3]!);
+      writeField(dv, base, ErrorLogEntry.PARAM_ERROR_LOCATION, this.w[b + 4]!);
+      writeField(dv, base, ErrorLogEntry.LBA, (this.w[b + 5]! >>> 0) + this.w[b + 6]! * 0x1_0000_0000);
+      writeField(dv, base, ErrorLogEntry.NSID, this.w[b + 7]! >>> 0);
+    }
+    this.mutex.unlock();
     return out;
   }
 }

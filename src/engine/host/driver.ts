@@ -46,6 +46,8 @@ export interface IoQueuePairOptions {
   entries?: number;
   /** QID; the lowest free one by default. */
   qid?: number;
+  /** Several threads will submit on the pair (see QueuePair). */
+  shared?: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -282,7 +284,7 @@ export class NvmeDriver {
       throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size} in use`);
     }
     const maxTransfer = Number.isFinite(this.controller.maxTransferBytes) ? this.controller.maxTransferBytes : (this.opts.maxTransferFallback ?? 2 * 1024 * 1024);
-    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer }, this.namespaces);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer, shared: opts.shared ?? false }, this.namespaces);
     const vector = qid;
     try {
       await this.adminCommand({

@@ -2,7 +2,8 @@
  * An I/O queue pair: the NVM command set on top of a QueuePair, in logical
  * blocks of the namespaces the driver identified.
  */
-import { QueuePair, type QueuePairOptions, type CommandFields, type DataSpec } from './queue-pair.js';
+import { QueuePair, type QueuePairOptions, type QueuePairHandle, type CommandFields, type DataSpec } from './queue-pair.js';
+import type { Transport } from './transport.js';
 import type { NamespaceInfo } from './identify.js';
 import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';
@@ -31,8 +32,14 @@ export class IoQueuePair extends QueuePair {
   constructor(
     opts: QueuePairOptions,
     private readonly namespaces: ReadonlyMap<number, NamespaceInfo>,
+    attach?: QueuePairHandle,
   ) {
-    super(opts);
+    super(opts, attach);
+  }
+
+  /** The same queue pair in another thread (a worker), over that thread's transport. */
+  static attach(transport: Transport, h: QueuePairHandle, namespaces: ReadonlyMap<number, NamespaceInfo>): IoQueuePair {
+    return new IoQueuePair({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer }, namespaces, h);
   }
 
   private ns(nsid: number): NamespaceInfo {

@@ -1,13 +1,34 @@
 /**
  * One queue pair on the host side: the SQ ring the host fills and the CQ ring
- * it drains, a request table (CID = slot index), PRP lists built into
- * per-slot pages, and the doorbells.
+ * it drains, a request table in shared memory (CID = slot index), PRP lists
+ * built into per-slot pages, and the doorbells.
  *
- * Submission writes the SQE and rings the SQ tail doorbell (or, while
- * plugged, leaves the doorbell for `unplug()` — one write for many commands).
- * Completions are reaped right after the doorbell write (a memory namespace
- * completes inside it) and from the CQ's interrupt; the phase tag tells new
- * entries from old ones, and the CQ head doorbell is written once per batch.
+ * Submission writes the SQE under the queue lock, then rings the SQ tail
+ * doorbell outside it (or, while plugged, leaves the doorbell for `unplug()`:
+ * one write for many commands). Completions are reaped right after a doorbell
+ * write (a memory namespace completes inside it) and from the CQ's interrupt;
+ * the phase tag tells new entries from old ones, and the CQ head doorbell is
+ * written once per batch.
+ *
+ * A queue pair may be shared by several threads (`attach()` in each). Then
+ * any thread may submit, whichever thread reaps writes each completion into
+ * its request slot, and the submitter, waiting on that slot, picks it up. When
+ * one thread owns the queue (the common case) completions resolve directly,
+ * without a shared-memory wait.
+ *
+ * Host words (Int32, shared by the threads using the pair):
+ *
+ * | word      | field                              | writer                          |
+ * | --------- | ---------------------------------- | ------------------------------- |
+ * | H_LOCK    | Mutex over SQ tail and CQ reaping  | any thread                      |
+ * | H_SQ_TAIL | next SQ entry to fill              | submitter, under H_LOCK         |
+ * | H_CQ_HEAD, H_CQ_PHASE | next CQE to read, its expected phase | reaper, under H_LOCK |
+ * | H_DB_LOCK | Mutex ordering doorbell writes     | the thread writing a doorbell   |
+ * | H_DEAD    | the pair was failed (reset, delete)| fail()                          |
+ *
+ * No doorbell write and no completion callback runs under H_LOCK. H_DB_LOCK
+ * only keeps doorbell values monotonic when threads race to write them (each
+ * writes the newest tail / head, read inside the lock).
  */
 import { debuglog } from 'node:util';
 import type { Transport } from './transport.js';
@@ -17,8 +38,18 @@ import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
+import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
+import { Mutex } from '../shared/mutex.js';
 
 const trace = debuglog('nvmq');
+
+const H_LOCK = 0;
+const H_SQ_TAIL = 1;
+const H_CQ_HEAD = 2;
+const H_CQ_PHASE = 3;
+const H_DB_LOCK = 4;
+const H_DEAD = 5;
+const HOST_WORDS = 8;
 
 /** Fields of a command; the queue pair assigns the CID and, when given data, the PRPs. */
 export type CommandFields = Partial<Omit<Command, 'cid'>> & { opcode: number };
@@ -41,14 +72,35 @@ export interface QueuePairOptions {
   maxTransfer: number;
   /** Request slots; at most entries - 1 (a full SQ keeps one slot empty). */
   slots?: number;
+  /** Several threads will submit on this pair. */
+  shared?: boolean;
 }
 
-interface Slot {
+/** Everything another thread needs to use the same queue pair (structured-cloneable). */
+export interface QueuePairHandle {
+  qid: number;
+  entries: number;
+  dstrd: number;
+  pageSize: number;
+  maxTransfer: number;
+  shared: boolean;
+  sq: { offset: number; size: number };
+  cq: { offset: number; size: number };
+  prpPages: number[];
+  prpPagesPerSlot: number;
+  table: RequestTableHandle;
+  host: SharedArrayBuffer;
+}
+
+interface LocalSlot {
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
-  opcode: number;
   bounce: DmaBuffer | undefined;
   readBack: Uint8Array | undefined;
+}
+
+function view(arena: DmaArena, offset: number, size: number): DmaBuffer {
+  return { iova: arena.iovaOf(offset), offset, size, bytes: new Uint8Array(arena.buffer, offset, size) };
 }
 
 export class QueuePair {
@@ -57,54 +109,90 @@ export class QueuePair {
   readonly slots: number;
   readonly sq: DmaBuffer;
   readonly cq: DmaBuffer;
-  /** Counters for tests and metrics: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
+  readonly shared: boolean;
+  /** This thread's counters: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
   readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
+  readonly maxTransfer: number;
+  readonly table: RequestTable;
 
   protected readonly transport: Transport;
   protected readonly arena: DmaArena;
   private readonly pageSize: number;
-  readonly maxTransfer: number;
+  private readonly dstrd: number;
   private readonly sqDoorbell: number;
   private readonly cqDoorbell: number;
-  private readonly table: Array<Slot | undefined>;
-  private readonly freeSlots: number[];
-  private readonly slotWaiters: Array<{ resolve: (cid: number) => void; reject: (e: Error) => void }> = [];
+  private readonly host: Int32Array;
+  private readonly lock: Mutex;
+  private readonly dbLock: Mutex;
+  private readonly local = new Map<number, LocalSlot>();
   private readonly prpPages: DmaBuffer[];
   private readonly prpPagesPerSlot: number;
-  private sqTail = 0;
-  private cqHead = 0;
-  private cqPhase = 1;
   private plugDepth = 0;
   private unrung = 0;
-  private dead: Error | undefined;
+  /** Whether this object allocated the rings (and so releases them). */
+  private readonly owner: boolean;
 
-  constructor(opts: QueuePairOptions) {
+  constructor(opts: QueuePairOptions, attach?: QueuePairHandle) {
     this.transport = opts.transport;
     this.arena = opts.transport.arena;
     this.qid = opts.qid;
     this.entries = opts.entries;
     this.pageSize = opts.pageSize;
+    this.dstrd = opts.dstrd;
     this.maxTransfer = opts.maxTransfer;
-    this.slots = Math.min(opts.slots ?? opts.entries - 1, opts.entries - 1, 0xffff);
-    if (this.slots < 1) throw new RangeError(`queue ${opts.qid}: needs at least 2 entries, got ${opts.entries}`);
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
-    this.sq = this.arena.alloc(opts.entries * SQE_SIZE);
-    this.cq = this.arena.alloc(opts.entries * CQE_SIZE);
-    this.table = new Array<Slot | undefined>(this.slots);
-    this.freeSlots = [];
-    for (let i = this.slots - 1; i >= 0; i--) this.freeSlots.push(i);
-    // Each list page holds pageSize/8 entries, the last of which chains to the next page.
-    const perPage = this.pageSize / PRP_ENTRY_SIZE;
-    const dataPages = Math.ceil(this.maxTransfer / this.pageSize) + 1;
-    this.prpPagesPerSlot = dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
-    this.prpPages = [];
-    for (let i = 0; i < this.slots * this.prpPagesPerSlot; i++) this.prpPages.push(this.arena.alloc(this.pageSize));
+    this.owner = !attach;
+    if (attach) {
+      this.shared = attach.shared;
+      this.sq = view(this.arena, attach.sq.offset, attach.sq.size);
+      this.cq = view(this.arena, attach.cq.offset, attach.cq.size);
+      this.table = new RequestTable(attach.table);
+      this.host = new Int32Array(attach.host);
+      this.prpPagesPerSlot = attach.prpPagesPerSlot;
+      this.prpPages = attach.prpPages.map((off) => view(this.arena, off, this.pageSize));
+    } else {
+      this.shared = opts.shared ?? false;
+      const slots = Math.min(opts.slots ?? opts.entries - 1, opts.entries - 1, 0xffff);
+      if (slots < 1) throw new RangeError(`queue ${opts.qid}: needs at least 2 entries, got ${opts.entries}`);
+      this.sq = this.arena.alloc(opts.entries * SQE_SIZE);
+      this.cq = this.arena.alloc(opts.entries * CQE_SIZE);
+      this.table = RequestTable.create(slots);
+      this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4));
+      this.host[H_CQ_PHASE] = 1;
+      // Each list page holds pageSize/8 entries, the last of which chains to the next page.
+      const perPage = this.pageSize / PRP_ENTRY_SIZE;
+      const dataPages = Math.ceil(this.maxTransfer / this.pageSize) + 1;
+      this.prpPagesPerSlot = dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
+      this.prpPages = [];
+      for (let i = 0; i < slots * this.prpPagesPerSlot; i++) this.prpPages.push(this.arena.alloc(this.pageSize));
+    }
+    this.slots = this.table.slots;
+    this.lock = new Mutex(this.host, H_LOCK);
+    this.dbLock = new Mutex(this.host, H_DB_LOCK);
   }
 
-  /** Commands submitted and not yet completed. */
+  /** What `attach()` in another thread needs. */
+  handle(): QueuePairHandle {
+    return {
+      qid: this.qid,
+      entries: this.entries,
+      dstrd: this.dstrd,
+      pageSize: this.pageSize,
+      maxTransfer: this.maxTransfer,
+      shared: this.shared,
+      sq: { offset: this.sq.offset, size: this.sq.size },
+      cq: { offset: this.cq.offset, size: this.cq.size },
+      prpPages: this.prpPages.map((p) => p.offset),
+      prpPagesPerSlot: this.prpPagesPerSlot,
+      table: this.table.handle,
+      host: this.host.buffer as SharedArrayBuffer,
+    };
+  }
+
+  /** Commands submitted and not yet completed, across every thread using the pair. */
   get outstanding(): number {
-    return this.slots - this.freeSlots.length;
+    return this.slots - this.table.freeCount();
   }
 
   /** Delays SQ doorbell writes until the matching `unplug()` (doorbell batching). */
@@ -117,19 +205,29 @@ export class QueuePair {
     if (--this.plugDepth === 0 && this.unrung > 0) this.ringSq();
   }
 
+  private deadError(): NvmqError | undefined {
+    const d = Atomics.load(this.host, H_DEAD);
+    if (d === 0) return undefined;
+    return d === 2 ? new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${this.qid} was deleted`) : new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset');
+  }
+
   /**
    * Submits one command and resolves with its completion, whatever its status
    * (passthrough semantics). `raw` writes a whole 64-byte SQE verbatim except
    * the CID, for tests that need malformed commands.
    */
   async submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
-    if (this.dead) throw this.dead;
-    const cid = this.freeSlots.pop() ?? (await this.waitForSlot());
+    const dead = this.deadError();
+    if (dead) throw dead;
+    let cid = this.table.tryAllocate();
+    if (cid < 0) cid = await this.table.allocateAsync();
     let bounce: DmaBuffer | undefined;
     let readBack: Uint8Array | undefined;
     let prp1 = 0;
     let prp2 = 0;
     try {
+      const late = this.deadError();
+      if (late) throw late;
       if (data && data.buffer.length > 0) {
         if (data.buffer.length > this.maxTransfer) {
           throw new NvmqError('NVMQ_INVALID_ARGUMENT', `transfer of ${data.buffer.length} bytes exceeds the queue's maximum of ${this.maxTransfer}`);
@@ -146,28 +244,30 @@ export class QueuePair {
       }
     } catch (e) {
       if (bounce) this.arena.release(bounce);
-      this.releaseSlot(cid);
+      this.table.release(cid);
       throw e;
     }
 
-    const at = this.sq.offset + this.sqTail * SQE_SIZE;
-    const dv = this.arena.view;
-    let opcode: number;
+    const opcode = 'raw' in cmd ? (cmd.raw[0] ?? 0) : cmd.opcode;
+    const nsid = 'raw' in cmd ? 0 : (cmd.nsid ?? 0);
+    this.table.describe(cid, opcode, nsid, 'raw' in cmd ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
+    const done = new Promise<Completion>((resolve, reject) => {
+      this.local.set(cid, { resolve, reject, bounce, readBack });
+    });
+    this.lock.lock();
+    const tail = this.host[H_SQ_TAIL]!;
+    const at = this.sq.offset + tail * SQE_SIZE;
     if ('raw' in cmd) {
       this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
-      dv.setUint16(at + Sqe.CID.offset, cid, true);
-      opcode = cmd.raw[0] ?? 0;
+      this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
     } else {
-      const fields = data && data.buffer.length > 0 ? { ...cmd, prp1, prp2 } : cmd;
-      encodeCommand(dv, at, { ...fields, cid });
-      opcode = cmd.opcode;
+      encodeCommand(this.arena.view, at, { ...(data && data.buffer.length > 0 ? { ...cmd, prp1, prp2 } : cmd), cid });
     }
-    this.sqTail = (this.sqTail + 1) % this.entries;
-    const done = new Promise<Completion>((resolve, reject) => {
-      this.table[cid] = { resolve, reject, opcode, bounce, readBack };
-    });
+    this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
+    this.lock.unlock();
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
+    if (this.shared) void this.awaitSlot(cid);
     return done;
   }
 
@@ -181,7 +281,9 @@ export class QueuePair {
   private ringSq(): void {
     this.unrung = 0;
     this.stats.sqDoorbells++;
-    this.transport.write32(this.sqDoorbell, this.sqTail);
+    this.dbLock.lock();
+    this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
+    this.dbLock.unlock();
     // Poll straight away: a memory namespace has already completed.
     this.stats.polled += this.processCompletions();
   }
@@ -191,50 +293,81 @@ export class QueuePair {
     this.stats.interrupted += this.processCompletions();
   }
 
-  /** Reaps every new CQE (phase tag matches), then writes the CQ head doorbell once. Returns how many. */
+  /**
+   * Reaps every new CQE (phase tag matches), then writes the CQ head doorbell
+   * once. Returns how many. Each completion lands in its request slot; the
+   * ones this thread submitted on an unshared pair are resolved here, after
+   * the lock is dropped.
+   */
   processCompletions(): number {
     const dv = this.arena.view;
+    const mine: Completion[] = [];
     let n = 0;
-    for (;;) {
-      const at = this.cq.offset + this.cqHead * CQE_SIZE;
-      if ((dv.getUint16(at + Cqe.STATUS.offset, true) & 1) !== this.cqPhase) break;
-      const c = decodeCompletion(dv, at);
-      if (++this.cqHead === this.entries) {
-        this.cqHead = 0;
-        this.cqPhase ^= 1;
+    this.lock.lock();
+    try {
+      let head = this.host[H_CQ_HEAD]!;
+      let phase = this.host[H_CQ_PHASE]!;
+      for (;;) {
+        const at = this.cq.offset + head * CQE_SIZE;
+        if ((dv.getUint16(at + Cqe.STATUS.offset, true) & 1) !== phase) break;
+        const c = decodeCompletion(dv, at);
+        if (++head === this.entries) {
+          head = 0;
+          phase ^= 1;
+        }
+        n++;
+        if (c.cid >= this.slots || this.table.state(c.cid) !== 1) {
+          // The controller broke the spec: a CID nobody has outstanding.
+          this.stats.spurious++;
+          trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);
+          continue;
+        }
+        if (this.shared) this.table.complete(c.cid, c.status, c.dw0);
+        else mine.push(c);
       }
-      n++;
-      const slot = c.cid < this.slots ? this.table[c.cid] : undefined;
-      if (!slot) {
-        // The controller broke the spec: a CID we have not submitted.
-        this.stats.spurious++;
-        trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);
-        continue;
-      }
-      this.table[c.cid] = undefined;
-      if (slot.bounce) {
-        if (slot.readBack && c.status === 0) slot.readBack.set(slot.bounce.bytes.subarray(0, slot.readBack.length));
-        this.arena.release(slot.bounce);
-      }
-      this.releaseSlot(c.cid);
-      slot.resolve(c);
+      this.host[H_CQ_HEAD] = head;
+      this.host[H_CQ_PHASE] = phase;
+    } finally {
+      this.lock.unlock();
     }
     if (n > 0) {
       this.stats.cqDoorbells++;
-      this.transport.write32(this.cqDoorbell, this.cqHead);
+      this.dbLock.lock();
+      this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
+      this.dbLock.unlock();
     }
+    for (const c of mine) this.finishLocal(c);
     return n;
   }
 
-  private waitForSlot(): Promise<number> {
-    return new Promise((resolve, reject) => this.slotWaiters.push({ resolve, reject }));
+  /** Shared pairs: the submitter waits on its slot, whichever thread reaped it. */
+  private async awaitSlot(cid: number): Promise<void> {
+    await this.table.waitCompleted(cid);
+    if (!this.local.has(cid)) return;
+    const dead = Atomics.load(this.host, H_DEAD) !== 0 && this.table.status(cid) === -1;
+    if (dead) return this.failLocal(cid, this.deadError()!);
+    this.finishLocal({ dw0: this.table.dw0(cid), dw1: 0, sqhd: 0, sqid: this.qid, cid, status: this.table.status(cid), phase: 0 });
   }
 
-  /** A freed slot goes straight to the oldest waiter, so nobody can take it in between. */
-  private releaseSlot(cid: number): void {
-    const w = this.slotWaiters.shift();
-    if (w) w.resolve(cid);
-    else this.freeSlots.push(cid);
+  private finishLocal(c: Completion): void {
+    const slot = this.local.get(c.cid);
+    if (!slot) return;
+    this.local.delete(c.cid);
+    if (slot.bounce) {
+      if (slot.readBack && c.status === 0) slot.readBack.set(slot.bounce.bytes.subarray(0, slot.readBack.length));
+      this.arena.release(slot.bounce);
+    }
+    this.table.release(c.cid);
+    slot.resolve(c);
+  }
+
+  private failLocal(cid: number, err: Error): void {
+    const slot = this.local.get(cid);
+    if (!slot) return;
+    this.local.delete(cid);
+    if (slot.bounce) this.arena.release(slot.bounce);
+    this.table.release(cid);
+    slot.reject(err);
   }
 
   /**
@@ -269,23 +402,21 @@ export class QueuePair {
   }
 
   /**
-   * Fails every outstanding command and waiter (controller reset, queue deleted); the queue is unusable afterwards.
-   * Call only once the controller can no longer write to this queue's buffers (CSTS.RDY clear, or the queue deleted).
+   * Fails every outstanding command (controller reset, queue deleted); the
+   * pair is unusable afterwards, in every thread. Call only once the
+   * controller can no longer write to the pair's buffers (CSTS.RDY clear, or
+   * the queue deleted).
    */
-  fail(err: Error): void {
-    this.dead = err;
-    for (let cid = 0; cid < this.slots; cid++) {
-      const slot = this.table[cid];
-      if (!slot) continue;
-      this.table[cid] = undefined;
-      if (slot.bounce) this.arena.release(slot.bounce);
-      slot.reject(err);
-    }
-    for (const w of this.slotWaiters.splice(0)) w.reject(err);
+  fail(err: NvmqError): void {
+    Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
+    for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
+    // Submitters in other threads wait on their slots: complete them with a marker they recognise.
+    for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);
   }
 
-  /** Returns ring and PRP memory to the arena. */
+  /** Returns ring and PRP memory to the arena (the thread that created the pair). */
   releaseMemory(): void {
+    if (!this.owner) return;
     this.arena.release(this.sq);
     this.arena.release(this.cq);
     for (const p of this.prpPages) this.arena.release(p);

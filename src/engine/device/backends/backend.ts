@@ -39,7 +39,13 @@ export interface Backend {
   /** Deallocates [pos, pos + length); reads of deallocated blocks return zeroes (DLFEAT 001b). */
   deallocate(pos: number, length: number, done: IoDone): void;
   close(): Promise<void>;
+  /** What another thread needs to reach the same blocks (shared memory or the same file descriptor). */
+  handle(): BackendHandle;
 }
+
+export type BackendHandle =
+  | { kind: 'memory'; buffer: SharedArrayBuffer }
+  | { kind: 'file'; fd: number; path: string; size: number; readOnly: boolean };
 
 /** Error from a Node.js system call as a backend error of the given kind. */
 export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {

@@ -6,7 +6,7 @@
  * supports the mode, and fall back to writing zeroes otherwise.
  */
 import * as fs from 'node:fs';
-import type { Backend, IoDone } from './backend.js';
+import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError, fromSystemError } from './backend.js';
 import { openImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
@@ -26,13 +26,22 @@ export class FileBackend implements Backend {
   readonly readOnly: boolean;
   readonly image: OpenedImage;
   private fd: number;
+  /** False for a view on another thread's descriptor: close() leaves it open. */
+  private readonly ownsFd: boolean;
   /** Set once the file system has refused a fallocate mode, so the zero-write path is used from then on. */
   private punchUnsupported = false;
   private zeroRangeUnsupported = false;
 
-  constructor(opts: FileBackendOptions) {
-    const extra = opts.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
-    this.image = openImage({ ...opts, extraFlags: extra });
+  constructor(opts: FileBackendOptions | { handle: Extract<BackendHandle, { kind: 'file' }> }) {
+    if ('handle' in opts) {
+      const h = opts.handle;
+      this.image = { fd: h.fd, path: h.path, size: h.size, created: false, blockDevice: false, readOnly: h.readOnly };
+      this.ownsFd = false;
+    } else {
+      const extra = opts.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
+      this.image = openImage({ ...opts, extraFlags: extra });
+      this.ownsFd = true;
+    }
     this.fd = this.image.fd;
     this.size = this.image.size;
     this.path = this.image.path;
@@ -117,10 +126,15 @@ export class FileBackend implements Backend {
     step(pos, length);
   }
 
+  handle(): BackendHandle {
+    return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly };
+  }
+
   async close(): Promise<void> {
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
+    if (!this.ownsFd) return;
     await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
   }
 }

@@ -2,7 +2,7 @@
  * A namespace in RAM: one SharedArrayBuffer, so worker threads can share it.
  * Every operation completes before it returns.
  */
-import type { Backend, IoDone } from './backend.js';
+import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError } from './backend.js';
 
 export class MemoryBackend implements Backend {
@@ -62,6 +62,10 @@ export class MemoryBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+
+  handle(): BackendHandle {
+    return { kind: 'memory', buffer: this.buffer };
+  }
 }
 
 export function formatBytes(n: number): string {

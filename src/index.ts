@@ -13,3 +13,6 @@ export { NvmqError, NvmeStatusError, statusToError } from './engine/host/errors.
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
 export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local.js';
 export * as spec from './engine/spec/index.js';
+export { Engine, type EngineOptions } from './engine/engine.js';
+export { RequestTable } from './engine/shared/request-table.js';
+export { Mutex } from './engine/shared/mutex.js';

@@ -287,6 +287,22 @@ export class NvmeController {
     return (this.cqViews[qid] ??= new CompletionQueue(this.queues, qid));
   }
 
+  /**
+   * Forgets the commands of an SQ whose executing thread died: their backend
+   * callbacks will never run, so nothing else would ever drain them and a
+   * Delete I/O SQ would wait forever.
+   */
+  abandonInflight(qid: number): number {
+    const sq = this.sq(qid);
+    if (!sq) return 0;
+    const n = sq.inflight;
+    if (n <= 0) return 0;
+    sq.addInflight(-n);
+    Atomics.notify(sq.words, sq.inflightIndex);
+    if (Atomics.sub(this.globals, G_INFLIGHT, n) === n) Atomics.notify(this.globals, G_INFLIGHT);
+    return n;
+  }
+
   /** This thread's executing requests of an SQ (for Abort). */
   requestsOf(qid: number): ReadonlySet<Request> {
     return this.mine.get(qid) ?? new Set();

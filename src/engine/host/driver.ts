@@ -48,6 +48,12 @@ export interface IoQueuePairOptions {
   qid?: number;
   /** Several threads will submit on the pair (see QueuePair). */
   shared?: boolean;
+  /**
+   * Whether this thread reaps the pair's completions (default true). False for
+   * a pair handed to worker threads: they install its interrupt handler, and
+   * this thread must never consume its CQEs.
+   */
+  reapHere?: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -62,6 +68,8 @@ export class NvmeDriver {
   grantedIoQueues = 0;
   private admin!: QueuePair;
   private readonly ioQueues = new Map<number, IoQueuePair>();
+  /** QIDs whose completions other threads reap. */
+  private readonly remoteReaped = new Set<number>();
   private readonly opts: DriverOptions;
   private readonly pageSize = 4096;
   private state: 'down' | 'up' | 'closed' = 'down';
@@ -308,7 +316,8 @@ export class NvmeDriver {
       qp.releaseMemory();
       throw e;
     }
-    this.transport.setInterruptHandler(vector, () => qp.onInterrupt());
+    if (opts.reapHere !== false) this.transport.setInterruptHandler(vector, () => qp.onInterrupt());
+    else this.remoteReaped.add(qid);
     this.ioQueues.set(qid, qp);
     return qp;
   }
@@ -322,9 +331,11 @@ export class NvmeDriver {
     this.ioQueues.delete(qp.qid);
     if (this.state === 'up') {
       await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_SQ, cdw10: qp.qid });
-      qp.processCompletions();
+      // The aborted commands' completions are in the CQ now: reap them before the CQ goes.
+      if (!this.remoteReaped.has(qp.qid)) qp.processCompletions();
       await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qp.qid });
     }
+    this.remoteReaped.delete(qp.qid);
     this.transport.setInterruptHandler(qp.qid, undefined);
     qp.fail(new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${qp.qid} was deleted`));
     qp.releaseMemory();

@@ -106,6 +106,19 @@ export class IoQueuePair extends QueuePair {
     );
   }
 
+  /**
+   * A buffer in the DMA arena (this thread's pool in a worker): reads and
+   * writes through it move no bytes on the host side. Give it back with
+   * `releaseBuffer()`.
+   */
+  allocBuffer(bytes: number): Uint8Array {
+    return this.arena.alloc(bytes).bytes.subarray(0, bytes);
+  }
+
+  releaseBuffer(buffer: Uint8Array): void {
+    this.arena.release({ iova: this.arena.iovaOf(buffer.byteOffset), offset: buffer.byteOffset, size: buffer.length, bytes: buffer });
+  }
+
   /** Raw I/O command (as `nvme io-passthru`): the whole completion, whatever its status. */
   passthru(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
     return this.submitRaw(cmd, data);

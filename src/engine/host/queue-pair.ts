@@ -74,6 +74,8 @@ export interface QueuePairOptions {
   slots?: number;
   /** Several threads will submit on this pair. */
   shared?: boolean;
+  /** Wait for a free request slot with Atomics.wait (blocking the thread) instead of Atomics.waitAsync. */
+  blockingWait?: boolean;
 }
 
 /** Everything another thread needs to use the same queue pair (structured-cloneable). */
@@ -131,6 +133,8 @@ export class QueuePair {
   private unrung = 0;
   /** Whether this object allocated the rings (and so releases them). */
   private readonly owner: boolean;
+  /** See QueuePairOptions.blockingWait. */
+  blockingWait: boolean;
 
   constructor(opts: QueuePairOptions, attach?: QueuePairHandle) {
     this.transport = opts.transport;
@@ -143,6 +147,7 @@ export class QueuePair {
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
+    this.blockingWait = opts.blockingWait ?? false;
     if (attach) {
       this.shared = attach.shared;
       this.sq = view(this.arena, attach.sq.offset, attach.sq.size);
@@ -220,7 +225,7 @@ export class QueuePair {
     const dead = this.deadError();
     if (dead) throw dead;
     let cid = this.table.tryAllocate();
-    if (cid < 0) cid = await this.table.allocateAsync();
+    if (cid < 0) cid = this.blockingWait ? this.table.allocateBlocking() : await this.table.allocateAsync();
     let bounce: DmaBuffer | undefined;
     let readBack: Uint8Array | undefined;
     let prp1 = 0;

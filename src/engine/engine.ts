@@ -1,0 +1,272 @@
+/**
+ * The embedding API: one controller, brought up on the main thread, and a
+ * fixed pool of worker threads (piscina), each with its own I/O queue pair —
+ * so the data path takes no contended lock and never waits on another thread.
+ *
+ * A worker asks for its queue when it starts (over a BroadcastChannel): the
+ * main thread creates the CQ / SQ with admin commands and answers with the
+ * pair's shared-memory handle and a buffer pool carved from the DMA arena.
+ * When threads outnumber queues (`queues` below the worker count, or the
+ * controller grants fewer), threads share queues round robin. A worker that
+ * dies has its queue pair deleted; its replacement gets a fresh one.
+ */
+import { availableParallelism } from 'node:os';
+import { BroadcastChannel } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { debuglog } from 'node:util';
+import { Piscina } from 'piscina';
+import { DmaArena, type DmaBuffer } from './dma-arena.js';
+import { NvmeController, type ControllerHandle, type ControllerOptions } from './device/controller.js';
+import type { Backend } from './device/backends/backend.js';
+import { LocalTransport } from './transport/local.js';
+import { NvmeDriver } from './host/driver.js';
+import type { IoQueuePair } from './host/io-queue-pair.js';
+import type { QueuePairHandle } from './host/queue-pair.js';
+import type { NamespaceInfo } from './host/identify.js';
+import { NvmqError } from './host/errors.js';
+import { makeBackend, type NamespaceSpec } from './local.js';
+
+const trace = debuglog('nvmq');
+
+export interface EngineOptions {
+  namespaces: NamespaceSpec[];
+  /** Worker threads (default: the machine's available parallelism). */
+  workers?: number;
+  /** At most this many I/O queue pairs (default: one per worker); fewer queues than workers are shared. */
+  queues?: number;
+  /** Entries per I/O queue ring (default 128). */
+  queueDepth?: number;
+  /** Bytes of DMA buffer pool per worker (default 8 MiB). */
+  poolSize?: number;
+  /** Controller tuning (MDTS, MQES, identity, ...). */
+  controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
+}
+
+/** What a worker receives when it starts. */
+export interface WorkerBoot {
+  channel: string;
+  controller: ControllerHandle;
+  namespaces: NamespaceInfo[];
+}
+
+/** The main thread's answer to a worker asking for its queue. */
+export interface QueueGrant {
+  threadId: number;
+  queue: QueuePairHandle;
+  vector: number;
+  pool: { offset: number; size: number };
+}
+
+interface Assignment {
+  qp: IoQueuePair;
+  pool: DmaBuffer;
+  shared: boolean;
+}
+
+function workerFile(): string {
+  const here = fileURLToPath(import.meta.url);
+  // Run from TypeScript sources (tests): workers still need the compiled engine.
+  const file = here.endsWith('.ts') ? fileURLToPath(new URL('../../dist/workers/worker.js', import.meta.url)) : fileURLToPath(new URL('../workers/worker.js', import.meta.url));
+  if (!existsSync(file)) throw new NvmqError('NVMQ_NOT_BUILT', `${file} is missing: run npm run build`);
+  return file;
+}
+
+let engines = 0;
+
+export class Engine {
+  readonly driver: NvmeDriver;
+  readonly controller: NvmeController;
+  readonly workers: number;
+  private readonly pool: Piscina;
+  private readonly channel: BroadcastChannel;
+  private readonly assignments = new Map<number, Assignment>();
+  private readonly sharedQueues: Assignment[] = [];
+  private readonly opts: Required<Pick<EngineOptions, 'queueDepth' | 'poolSize'>> & { queues: number };
+  private closing = false;
+  private grants: Promise<void> = Promise.resolve();
+
+  private constructor(driver: NvmeDriver, controller: NvmeController, workers: number, queues: number, opts: EngineOptions) {
+    this.driver = driver;
+    this.controller = controller;
+    this.workers = workers;
+    this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues };
+    const name = `nvmq-engine-${process.pid}-${++engines}-${Date.now()}`;
+    this.channel = new BroadcastChannel(name);
+    this.channel.unref();
+    this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as { type: string; threadId: number });
+    const boot: WorkerBoot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
+    this.pool = new Piscina({
+      filename: workerFile(),
+      minThreads: workers,
+      maxThreads: workers,
+      idleTimeout: Infinity,
+      // 'async': an idle worker keeps its event loop free, so completions and interrupts still run there.
+      atomics: 'async',
+      workerData: boot,
+    });
+    this.pool.on('workerDestroy', (w: { id: number }) => {
+      if (!this.closing) void this.recycle(w.id);
+    });
+    this.pool.on('error', (e: unknown) => trace('worker pool error: %s', e instanceof Error ? e.message : String(e)));
+  }
+
+  /** Brings the controller up, asks for the queues, and starts the workers. */
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const workers = opts.workers ?? availableParallelism();
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workers must be 1..256, got ${String(opts.workers)}`);
+    const wanted = opts.queues ?? workers;
+    if (!Number.isInteger(wanted) || wanted < 1) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queues must be a positive integer, got ${String(opts.queues)}`);
+    const depth = opts.queueDepth ?? 128;
+    const poolSize = opts.poolSize ?? 8 << 20;
+    if (!Number.isInteger(poolSize) || poolSize < 1 << 20) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be at least 1 MiB, got ${String(opts.poolSize)}`);
+    // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
+    const perQueue = depth * (64 + 16) + depth * 4096 * 2;
+    const arenaSize = Math.ceil((workers * 2 * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096;
+    const arena = new DmaArena({ sizeBytes: arenaSize });
+    const backends: Backend[] = [];
+    try {
+      for (const ns of opts.namespaces) backends.push(makeBackend(ns));
+      const controller = new NvmeController({
+        maxIoQueues: Math.max(64, workers * 2),
+        ...opts.controller,
+        arena,
+        namespaces: backends.map((backend, i) => ({ backend, lbaSize: opts.namespaces[i]!.lbaSize, nsid: opts.namespaces[i]!.nsid })),
+      });
+      const driver = await NvmeDriver.attach(new LocalTransport(controller), { ioQueues: Math.max(wanted, workers * 2) });
+      const queues = Math.min(wanted, driver.grantedIoQueues);
+      const engine = new Engine(driver, controller, workers, queues, opts);
+      await engine.ready();
+      return engine;
+    } catch (e) {
+      await Promise.all(backends.map((b) => b.close()));
+      throw e;
+    }
+  }
+
+  /** Resolves once every worker has its queue pair. */
+  private async ready(): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (this.assignments.size < this.workers) {
+      if (Date.now() > deadline) throw new NvmqError('NVMQ_TIMEOUT', `only ${this.assignments.size} of ${this.workers} workers attached to a queue`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.grants;
+  }
+
+  /** Threads share queues when there are fewer queues than workers. */
+  get sharing(): boolean {
+    return this.opts.queues < this.workers;
+  }
+
+  private onWorkerMessage(msg: { type: string; threadId: number }): void {
+    if (msg.type !== 'attach' || this.closing) return;
+    // One grant at a time: admin commands for queue creation are sequential.
+    this.grants = this.grants.then(() => this.grant(msg.threadId)).catch((e: unknown) => {
+      trace('queue for thread %d failed: %s', msg.threadId, e instanceof Error ? e.message : String(e));
+      this.channel.postMessage({ type: 'refused', threadId: msg.threadId, message: e instanceof Error ? e.message : String(e) });
+    });
+  }
+
+  private async grant(threadId: number): Promise<void> {
+    let a: Assignment;
+    if (this.sharing) {
+      const i = this.assignments.size % this.opts.queues;
+      a = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.newQueue(true));
+    } else {
+      a = await this.newQueue(false);
+    }
+    this.assignments.set(threadId, a);
+    const pool = this.sharing ? this.driver.transport.arena.alloc(this.opts.poolSize) : a.pool;
+    const grant: QueueGrant = { threadId, queue: a.qp.handle(), vector: a.qp.qid, pool: { offset: pool.offset, size: pool.size } };
+    this.channel.postMessage({ type: 'grant', ...grant });
+  }
+
+  private async newQueue(shared: boolean): Promise<Assignment> {
+    const qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared, reapHere: false });
+    const pool = this.driver.transport.arena.alloc(this.opts.poolSize);
+    return { qp, pool, shared };
+  }
+
+  /**
+   * A worker died: its commands will never complete in its thread, so the
+   * controller forgets them, the queue pair is deleted, and the replacement
+   * piscina starts will ask for a fresh one. Other workers are not involved.
+   */
+  private async recycle(threadId: number): Promise<void> {
+    const a = this.assignments.get(threadId);
+    this.assignments.delete(threadId);
+    if (!a || a.shared) return;
+    this.controller.abandonInflight(a.qp.qid);
+    try {
+      await this.driver.deleteIoQueuePair(a.qp);
+    } catch (e) {
+      trace('deleting the queue of dead thread %d: %s', threadId, (e as Error).message);
+    }
+    // Its pool may still be written by a read the dead thread had started in libuv: give that a moment.
+    setTimeout(() => this.driver.transport.arena.release(a.pool), 1000).unref();
+  }
+
+  /** Queue pairs in use, by worker thread id (for tests and metrics). */
+  queueOf(threadId: number): number | undefined {
+    return this.assignments.get(threadId)?.qp.qid;
+  }
+
+  get threadIds(): number[] {
+    return this.pool.threads.map((t) => t.threadId);
+  }
+
+  /**
+   * Runs `default export (queue, args)` of the module at `taskModuleUrl` in a
+   * worker, with that worker's I/O queue pair. Resolves with what it returns.
+   */
+  run<T = unknown>(taskModuleUrl: string | URL, args?: unknown): Promise<T> {
+    if (this.closing) return Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));
+    return this.pool.run({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>;
+  }
+
+  /** Reads blocks through a worker (a convenience for the main thread, not the fast path). */
+  async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
+    return (await this.pool.run({ kind: 'io', op: 'read', nsid, slba, nlb })) as Uint8Array;
+  }
+
+  async write(nsid: number, slba: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<void> {
+    const ns = this.namespace(nsid);
+    if (data.length === 0 || data.length % ns.lbaSize !== 0) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write of ${data.length} bytes is not a whole number of ${ns.lbaSize}-byte blocks`);
+    }
+    await this.pool.run({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false });
+  }
+
+  async flush(nsid = 0xffffffff): Promise<void> {
+    await this.pool.run({ kind: 'io', op: 'flush', nsid });
+  }
+
+  namespace(nsid: number): NamespaceInfo {
+    const ns = this.driver.namespaces.get(nsid);
+    if (!ns) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `namespace ${nsid} is not active`);
+    return ns;
+  }
+
+  /**
+   * Waits for running tasks, stops the workers, deletes every queue pair,
+   * and shuts the controller down (CC.SHN: every namespace flushed).
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.pool.close();
+    await this.pool.destroy();
+    this.channel.close();
+    await this.grants.catch(() => {});
+    const done = new Set<IoQueuePair>();
+    for (const a of [...this.assignments.values(), ...this.sharedQueues]) {
+      if (done.has(a.qp)) continue;
+      done.add(a.qp);
+      // Workers are gone: anything they left executing will not complete in their threads.
+      this.controller.abandonInflight(a.qp.qid);
+      await this.driver.deleteIoQueuePair(a.qp);
+    }
+    await this.driver.close();
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * A worker thread of the engine's pool. On start it asks the main thread for
+ * its I/O queue pair, then attaches: the controller's I/O path (doorbell
+ * writes run the controller here, in this thread), the host side of the
+ * queue pair, and its interrupt handler. Tasks run with that queue.
+ */
+import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
+import { NvmeController } from '../engine/device/controller.js';
+import { LocalTransport } from '../engine/transport/local.js';
+import { IoQueuePair } from '../engine/host/io-queue-pair.js';
+import type { QueueGrant, WorkerBoot } from '../engine/engine.js';
+import type { NamespaceInfo } from '../engine/host/identify.js';
+
+const boot = workerData as WorkerBoot;
+const namespaces = new Map<number, NamespaceInfo>(boot.namespaces.map((n) => [n.nsid, n]));
+
+async function attach(): Promise<IoQueuePair> {
+  const channel = new BroadcastChannel(boot.channel);
+  try {
+    const grant = await new Promise<QueueGrant>((resolve, reject) => {
+      channel.onmessage = (ev) => {
+        const m = (ev as MessageEvent).data as QueueGrant & { type: string; message?: string };
+        if (m.threadId !== threadId) return;
+        if (m.type === 'grant') resolve(m);
+        else if (m.type === 'refused') reject(new Error(`no I/O queue for this worker: ${m.message ?? ''}`));
+      };
+      channel.postMessage({ type: 'attach', threadId });
+    });
+    const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } });
+    const transport = new LocalTransport(controller);
+    const queue = IoQueuePair.attach(transport, grant.queue, namespaces);
+    transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
+    return queue;
+  } finally {
+    channel.close();
+  }
+}
+
+/** This worker's queue pair (the argument of every task). */
+export const queue = await attach();
+
+export type IoTask =
+  | { kind: 'run'; module: string; args: unknown }
+  | { kind: 'io'; op: 'read'; nsid: number; slba: number; nlb: number }
+  | { kind: 'io'; op: 'write'; nsid: number; slba: number; data: Uint8Array; fua: boolean }
+  | { kind: 'io'; op: 'flush'; nsid: number };
+
+export default async function task(t: IoTask): Promise<unknown> {
+  if (t.kind === 'run') {
+    const mod = (await import(t.module)) as { default?: (q: IoQueuePair, args: unknown) => unknown };
+    if (typeof mod.default !== 'function') throw new TypeError(`${t.module} has no default export function (queue, args)`);
+    return mod.default(queue, t.args);
+  }
+  switch (t.op) {
+    case 'read': {
+      const ns = namespaces.get(t.nsid);
+      const out = new Uint8Array(t.nlb * (ns?.lbaSize ?? 0));
+      await queue.read(t.nsid, t.slba, t.nlb, out);
+      return out;
+    }
+    case 'write': {
+      const ns = namespaces.get(t.nsid);
+      await queue.write(t.nsid, t.slba, t.data.length / (ns?.lbaSize ?? 1), t.data, { fua: t.fua });
+      return undefined;
+    }
+    case 'flush':
+      await queue.flush(t.nsid);
+      return undefined;
+  }
+}

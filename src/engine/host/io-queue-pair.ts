@@ -48,7 +48,8 @@ export class IoQueuePair extends QueuePair {
     return ns;
   }
 
-  private rw(nsid: number, slba: number, nlb: number, buffer: Uint8Array, fua: boolean): { cmd: CommandFields; ns: NamespaceInfo } {
+  /** The Read / Write command for `nlb` blocks at `slba` moving `buffer`, after checking them. */
+  private rw(opcode: number, nsid: number, slba: number, nlb: number, buffer: Uint8Array, fua: boolean): CommandFields {
     const ns = this.ns(nsid);
     checkBlocks(slba, nlb);
     if (buffer.length !== nlb * ns.lbaSize) {
@@ -56,18 +57,16 @@ export class IoQueuePair extends QueuePair {
     }
     let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
     if (fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
-    return { cmd: { opcode: 0, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, ns };
+    return { opcode, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 };
   }
 
   /** Reads `nlb` blocks from `slba` into `buffer` (zero copy when it lies in the DMA arena). */
   async read(nsid: number, slba: number, nlb: number, buffer: Uint8Array): Promise<void> {
-    const { cmd } = this.rw(nsid, slba, nlb, buffer, false);
-    await this.submit({ ...cmd, opcode: NvmOpcode.READ }, { buffer, direction: 'from-device' });
+    await this.submit(this.rw(NvmOpcode.READ, nsid, slba, nlb, buffer, false), { buffer, direction: 'from-device' });
   }
 
   async write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts: WriteOptions = {}): Promise<void> {
-    const { cmd } = this.rw(nsid, slba, nlb, buffer, opts.fua ?? false);
-    await this.submit({ ...cmd, opcode: NvmOpcode.WRITE }, { buffer, direction: 'to-device' });
+    await this.submit(this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, opts.fua ?? false), { buffer, direction: 'to-device' });
   }
 
   /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */

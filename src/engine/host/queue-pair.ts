@@ -266,7 +266,8 @@ export class QueuePair {
       this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
       this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
     } else {
-      encodeCommand(this.arena.view, at, { ...(data && data.buffer.length > 0 ? { ...cmd, prp1, prp2 } : cmd), cid });
+      const withData = data !== undefined && data.buffer.length > 0;
+      encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
     }
     this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
     this.lock.unlock();

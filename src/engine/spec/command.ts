@@ -99,14 +99,18 @@ export function decodeCommand(dv: DataView, at: number): Command {
   };
 }
 
-export function encodeCommand(dv: DataView, at: number, c: Partial<Command> & { opcode: number; cid: number }): void {
-  dv.setUint32(at, ((c.opcode & 0xff) | ((c.fuse ?? 0) << 8) | ((c.psdt ?? 0) << 14) | (c.cid << 16)) >>> 0, true);
+/**
+ * Writes an SQE. `cid`, `prp1` and `prp2`, when given, replace the command's
+ * own fields (the host's hot path passes them without building a new object).
+ */
+export function encodeCommand(dv: DataView, at: number, c: Partial<Command> & { opcode: number }, cid = c.cid ?? 0, prp1 = c.prp1 ?? 0, prp2 = c.prp2 ?? 0): void {
+  dv.setUint32(at, ((c.opcode & 0xff) | ((c.fuse ?? 0) << 8) | ((c.psdt ?? 0) << 14) | (cid << 16)) >>> 0, true);
   dv.setUint32(at + Sqe.NSID.offset, (c.nsid ?? 0) >>> 0, true);
   dv.setUint32(at + Sqe.CDW2.offset, (c.cdw2 ?? 0) >>> 0, true);
   dv.setUint32(at + Sqe.CDW3.offset, (c.cdw3 ?? 0) >>> 0, true);
   setU64(dv, at + Sqe.MPTR.offset, c.mptr ?? 0);
-  setU64(dv, at + Sqe.PRP1.offset, c.prp1 ?? 0);
-  setU64(dv, at + Sqe.PRP2.offset, c.prp2 ?? 0);
+  setU64(dv, at + Sqe.PRP1.offset, prp1);
+  setU64(dv, at + Sqe.PRP2.offset, prp2);
   dv.setUint32(at + Sqe.CDW10.offset, (c.cdw10 ?? 0) >>> 0, true);
   dv.setUint32(at + Sqe.CDW11.offset, (c.cdw11 ?? 0) >>> 0, true);
   dv.setUint32(at + Sqe.CDW12.offset, (c.cdw12 ?? 0) >>> 0, true);

@@ -78,8 +78,9 @@ export class Engine {
   readonly driver: NvmeDriver;
   readonly controller: NvmeController;
   readonly workers: number;
-  private readonly pool: Piscina;
+  private pool: Piscina;
   private readonly channel: BroadcastChannel;
+  private readonly boot: WorkerBoot;
   private readonly assignments = new Map<number, Assignment>();
   private readonly sharedQueues: Assignment[] = [];
   private readonly opts: Required<Pick<EngineOptions, 'queueDepth' | 'poolSize'>> & { queues: number };
@@ -95,20 +96,25 @@ export class Engine {
     this.channel = new BroadcastChannel(name);
     this.channel.unref();
     this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as { type: string; threadId: number });
-    const boot: WorkerBoot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
-    this.pool = new Piscina({
+    this.boot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
+    this.pool = this.startPool();
+  }
+
+  private startPool(): Piscina {
+    const pool = new Piscina({
       filename: workerFile(),
-      minThreads: workers,
-      maxThreads: workers,
+      minThreads: this.workers,
+      maxThreads: this.workers,
       idleTimeout: Infinity,
       // 'async': an idle worker keeps its event loop free, so completions and interrupts still run there.
       atomics: 'async',
-      workerData: boot,
+      workerData: this.boot,
     });
-    this.pool.on('workerDestroy', (w: { id: number }) => {
-      if (!this.closing) void this.recycle(w.id);
+    pool.on('workerDestroy', (w: { id: number }) => {
+      if (!this.closing && this.pool === pool) void this.recycle(w.id);
     });
-    this.pool.on('error', (e: unknown) => trace('worker pool error: %s', e instanceof Error ? e.message : String(e)));
+    pool.on('error', (e: unknown) => trace('worker pool error: %s', e instanceof Error ? e.message : String(e)));
+    return pool;
   }
 
   /** Brings the controller up, asks for the queues, and starts the workers. */
@@ -246,6 +252,30 @@ export class Engine {
     const ns = this.driver.namespaces.get(nsid);
     if (!ns) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `namespace ${nsid} is not active`);
     return ns;
+  }
+
+  /**
+   * Controller reset with I/O in flight: every outstanding command fails
+   * with NVMQ_CONTROLLER_RESET (none is left waiting), the controller comes
+   * back up, and a fresh pool of workers gets fresh queue pairs. Tasks that
+   * were running are ended with the old workers.
+   */
+  async reset(): Promise<void> {
+    if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
+    const old = this.pool;
+    const pools = new Set([...this.assignments.values(), ...this.sharedQueues].map((a) => a.pool));
+    this.assignments.clear();
+    this.sharedQueues.length = 0;
+    // Fails every queue pair, in every thread, once the controller has drained.
+    await this.driver.reset();
+    // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
+    await Promise.race([old.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await old.destroy();
+    // The old workers are gone: nothing can touch their rings and pools any more.
+    this.driver.releaseOrphans();
+    for (const p of pools) this.driver.transport.arena.release(p);
+    this.pool = this.startPool();
+    await this.ready();
   }
 
   /**

@@ -90,6 +90,21 @@ describe('Engine', () => {
     for (const a of again) expect(a.bad).toEqual([]);
   }, 30_000);
 
+  it('a controller reset with I/O in flight fails every request in the workers; fresh queue pairs work after it', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'r.img'), size: 16 << 20 }], workers: 2 });
+    const before = engine.threadIds.map((t) => engine!.queueOf(t));
+    const probes = Promise.allSettled([0, 1].map(() => engine!.run<Record<string, number>>(fixture('reset-probe-task.mjs'), { nsid: 1, depth: 8 })));
+    await new Promise((r) => setTimeout(r, 100));
+    await engine.reset();
+    const ended = await probes;
+    // Each task saw its in-flight reads fail with the reset, and then ended on its own.
+    for (const e of ended) expect(e.status === 'fulfilled' ? Object.keys(e.value) : String(e.reason)).toEqual(['NVMQ_CONTROLLER_RESET']);
+    expect(engine.threadIds.map((t) => engine!.queueOf(t)).every((q) => q !== undefined)).toBe(true);
+    expect(before.every((q) => q !== undefined)).toBe(true);
+    const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: k * 500, count: 200, passes: 1, depth: 8, seed: 11, lbaSize: 4096 })));
+    for (const a of again) expect(a.bad).toEqual([]);
+  }, 30_000);
+
   it('close() with I/O in flight completes or aborts everything and nothing hangs', async () => {
     engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'c.img'), size: 16 << 20 }], workers: 2 });
     const running = [0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: k * 1000, count: 400, passes: 1, depth: 16, seed: 3, lbaSize: 4096 }));

@@ -70,6 +70,13 @@ export class NvmeDriver {
   private readonly ioQueues = new Map<number, IoQueuePair>();
   /** QIDs whose completions other threads reap. */
   private readonly remoteReaped = new Set<number>();
+  /** Pairs used by other threads, failed by a reset, whose memory is released once those threads are gone. */
+  private readonly orphans: IoQueuePair[] = [];
+
+  /** Releases the memory of pairs other threads used before a reset (call when those threads have stopped). */
+  releaseOrphans(): void {
+    for (const qp of this.orphans.splice(0)) qp.releaseMemory();
+  }
   private readonly opts: DriverOptions;
   private readonly pageSize = 4096;
   private state: 'down' | 'up' | 'closed' = 'down';
@@ -355,9 +362,12 @@ export class NvmeDriver {
     for (const qp of this.ioQueues.values()) {
       this.transport.setInterruptHandler(qp.qid, undefined);
       qp.fail(reason);
-      qp.releaseMemory();
+      // Other threads may still touch a pair they use until they see it failed: its memory waits for releaseOrphans().
+      if (this.remoteReaped.has(qp.qid)) this.orphans.push(qp);
+      else qp.releaseMemory();
     }
     this.ioQueues.clear();
+    this.remoteReaped.clear();
     this.admin.fail(reason);
     this.admin.releaseMemory();
   }

@@ -175,6 +175,21 @@ export class QueuePair {
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
+    if (attach) void this.watchDead();
+  }
+
+  /**
+   * In a thread that attached to the pair: when the creating thread fails it
+   * (reset, deletion), fail this thread's outstanding commands too. The wait
+   * holds no event-loop handle.
+   */
+  private async watchDead(): Promise<void> {
+    while (Atomics.load(this.host, H_DEAD) === 0) {
+      const r = Atomics.waitAsync(this.host, H_DEAD, 0);
+      if (r.async) await r.value;
+    }
+    const err = this.deadError()!;
+    for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
   }
 
   /** What `attach()` in another thread needs. */
@@ -415,6 +430,7 @@ export class QueuePair {
    */
   fail(err: NvmqError): void {
     Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
+    Atomics.notify(this.host, H_DEAD);
     for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);

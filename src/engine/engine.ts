@@ -85,6 +85,8 @@ export class Engine {
   private readonly sharedQueues: Assignment[] = [];
   private readonly opts: Required<Pick<EngineOptions, 'queueDepth' | 'poolSize'>> & { queues: number };
   private closing = false;
+  /** Tasks submitted and not settled. */
+  private readonly running = new Set<Promise<unknown>>();
   private grants: Promise<void> = Promise.resolve();
 
   private constructor(driver: NvmeDriver, controller: NvmeController, workers: number, queues: number, opts: EngineOptions) {
@@ -228,12 +230,21 @@ export class Engine {
    */
   run<T = unknown>(taskModuleUrl: string | URL, args?: unknown): Promise<T> {
     if (this.closing) return Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));
-    return this.pool.run({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>;
+    return this.track(this.pool.run({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    const forget = (): void => {
+      this.running.delete(p);
+    };
+    p.then(forget, forget);
+    return p;
   }
 
   /** Reads blocks through a worker (a convenience for the main thread, not the fast path). */
   async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
-    return (await this.pool.run({ kind: 'io', op: 'read', nsid, slba, nlb })) as Uint8Array;
+    return (await this.track(this.pool.run({ kind: 'io', op: 'read', nsid, slba, nlb }))) as Uint8Array;
   }
 
   async write(nsid: number, slba: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<void> {
@@ -241,11 +252,11 @@ export class Engine {
     if (data.length === 0 || data.length % ns.lbaSize !== 0) {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write of ${data.length} bytes is not a whole number of ${ns.lbaSize}-byte blocks`);
     }
-    await this.pool.run({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false });
+    await this.track(this.pool.run({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false }));
   }
 
   async flush(nsid = 0xffffffff): Promise<void> {
-    await this.pool.run({ kind: 'io', op: 'flush', nsid });
+    await this.track(this.pool.run({ kind: 'io', op: 'flush', nsid }));
   }
 
   namespace(nsid: number): NamespaceInfo {
@@ -269,7 +280,7 @@ export class Engine {
     // Fails every queue pair, in every thread, once the controller has drained.
     await this.driver.reset();
     // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
-    await Promise.race([old.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 2000).unref())]);
     await old.destroy();
     // The old workers are gone: nothing can touch their rings and pools any more.
     this.driver.releaseOrphans();
@@ -285,7 +296,9 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await this.pool.close();
+    // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
+    // never ends is cut off after a grace period rather than holding close() forever.
+    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await this.pool.destroy();
     this.channel.close();
     await this.grants.catch(() => {});

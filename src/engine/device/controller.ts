@@ -48,6 +48,8 @@ const G_PAGE_SIZE = 2;
 const G_VWC = 3;
 /** Commands fetched and not completed, across all threads (reset and shutdown wait for 0). */
 const G_INFLIGHT = 4;
+/** Threads waiting for G_INFLIGHT to reach 0: completers notify only when there are any. */
+const G_DRAINING = 5;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
 const G_IRQ = 16;
 
@@ -160,6 +162,7 @@ export class NvmeController {
   private readonly readyDelayMs: number;
   private intMask = 0;
   private intPending = 0;
+  private clock: number | undefined;
 
   constructor(opts: ControllerOptions, shared?: SharedControllerMemory) {
     this.role = shared ? 'io' : 'main';
@@ -514,11 +517,17 @@ export class NvmeController {
   /** Runs `fn` once no command is executing in any thread (at once when none is). */
   whenDrained(fn: () => void): void {
     if (Atomics.load(this.globals, G_INFLIGHT) === 0) return fn();
+    Atomics.add(this.globals, G_DRAINING, 1);
     void (async () => {
-      for (;;) {
-        const n = Atomics.load(this.globals, G_INFLIGHT);
-        if (n === 0) return fn();
-        await waitAsyncAlive(this.globals, G_INFLIGHT, n);
+      try {
+        for (;;) {
+          const n = Atomics.load(this.globals, G_INFLIGHT);
+          if (n === 0) return;
+          await waitAsyncAlive(this.globals, G_INFLIGHT, n);
+        }
+      } finally {
+        Atomics.sub(this.globals, G_DRAINING, 1);
+        fn();
       }
     })();
   }
@@ -587,6 +596,22 @@ export class NvmeController {
   private processSq(sq: SubmissionQueue): void {
     const cq = this.cq(sq.cqid);
     if (!cq) return;
+    // One clock reading serves every command this doorbell runs to completion.
+    const outer = this.clock === undefined;
+    if (outer) this.clock = performance.now();
+    try {
+      this.fetchAll(sq, cq);
+    } finally {
+      if (outer) this.clock = undefined;
+    }
+  }
+
+  /** Time for busy-time accounting: the doorbell's clock while one runs, else now. */
+  private now(): number {
+    return this.clock ?? performance.now();
+  }
+
+  private fetchAll(sq: SubmissionQueue, cq: CompletionQueue): void {
     do {
       if (!sq.lock.tryLock()) {
         sq.requestRerun();
@@ -618,7 +643,7 @@ export class NvmeController {
     mine.add(req);
     sq.addInflight(1);
     Atomics.add(this.globals, G_INFLIGHT, 1);
-    if (io) this.health.ioStarted();
+    if (io) this.health.ioStarted(this.now());
     let status: number;
     try {
       if (cmd.fuse !== 0 || cmd.psdt !== 0) {
@@ -670,8 +695,9 @@ export class NvmeController {
 
   /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
   private leave(sq: SubmissionQueue): void {
-    if (sq.addInflight(-1) === 0) Atomics.notify(sq.words, sq.inflightIndex);
-    if (Atomics.sub(this.globals, G_INFLIGHT, 1) === 1) Atomics.notify(this.globals, G_INFLIGHT);
+    // Only Delete I/O SQ waits on an SQ's count, and only a drain (reset, shutdown, close) on the global one.
+    if (sq.addInflight(-1) === 0 && sq.deleting) Atomics.notify(sq.words, sq.inflightIndex);
+    if (Atomics.sub(this.globals, G_INFLIGHT, 1) === 1 && Atomics.load(this.globals, G_DRAINING) > 0) Atomics.notify(this.globals, G_INFLIGHT);
   }
 
   private finish(req: Request): void {
@@ -682,7 +708,7 @@ export class NvmeController {
     // A command still executing when its SQ was deleted completes as aborted (5.6).
     const status = req.forced || (sq.deleting ? ABORTED_SQ_DELETION : 0) || req.status;
     if (req.io) {
-      this.health.ioFinished();
+      this.health.ioFinished(this.now());
       this.countIo(req, status);
     }
     if (req.epoch === this.epoch && req.cq.valid) {

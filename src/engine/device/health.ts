@@ -44,12 +44,16 @@ export class HealthCounters {
     return Number(Atomics.load(this.c, counter));
   }
 
-  /** Marks an I/O command started / finished, for Controller Busy Time. */
-  ioStarted(): void {
-    if (this.outstanding++ === 0) this.busySince = performance.now();
+  /**
+   * Marks an I/O command started / finished at `now` (ms), for Controller Busy
+   * Time: this thread's time with at least one command outstanding, added up
+   * over threads.
+   */
+  ioStarted(now: number): void {
+    if (this.outstanding++ === 0) this.busySince = now;
   }
-  ioFinished(): void {
-    if (--this.outstanding === 0) this.add(HealthCounter.BUSY_NS, Math.round((performance.now() - this.busySince) * 1e6));
+  ioFinished(now: number): void {
+    if (--this.outstanding === 0) this.add(HealthCounter.BUSY_NS, Math.round((now - this.busySince) * 1e6));
   }
 
   /** The 512-byte SMART / Health Information log page. */

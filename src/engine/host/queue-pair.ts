@@ -28,7 +28,8 @@
  *
  * No doorbell write and no completion callback runs under H_LOCK. H_DB_LOCK
  * only keeps doorbell values monotonic when threads race to write them (each
- * writes the newest tail / head, read inside the lock).
+ * writes the newest tail / head, read inside the lock). An unshared pair has
+ * one thread on it, so it skips both locks and the request table's.
  */
 import { debuglog } from 'node:util';
 import type { Transport } from './transport.js';
@@ -176,6 +177,8 @@ export class QueuePair {
     this.lock = new Mutex(this.host, H_LOCK);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
     if (attach) void this.watchDead();
+    // One thread on the pair: its locks would never be contended, so they are skipped.
+    this.table.exclusive = !this.shared;
   }
 
   /**
@@ -274,7 +277,7 @@ export class QueuePair {
     const done = new Promise<Completion>((resolve, reject) => {
       this.local.set(cid, { resolve, reject, bounce, readBack });
     });
-    this.lock.lock();
+    if (this.shared) this.lock.lock();
     const tail = this.host[H_SQ_TAIL]!;
     const at = this.sq.offset + tail * SQE_SIZE;
     if ('raw' in cmd) {
@@ -285,7 +288,7 @@ export class QueuePair {
       encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
     }
     this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
-    this.lock.unlock();
+    if (this.shared) this.lock.unlock();
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
     if (this.shared) void this.awaitSlot(cid);
@@ -302,9 +305,9 @@ export class QueuePair {
   private ringSq(): void {
     this.unrung = 0;
     this.stats.sqDoorbells++;
-    this.dbLock.lock();
+    if (this.shared) this.dbLock.lock();
     this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
-    this.dbLock.unlock();
+    if (this.shared) this.dbLock.unlock();
     // Poll straight away: a memory namespace has already completed.
     this.stats.polled += this.processCompletions();
   }
@@ -324,7 +327,7 @@ export class QueuePair {
     const dv = this.arena.view;
     const mine: Completion[] = [];
     let n = 0;
-    this.lock.lock();
+    if (this.shared) this.lock.lock();
     try {
       let head = this.host[H_CQ_HEAD]!;
       let phase = this.host[H_CQ_PHASE]!;
@@ -349,13 +352,13 @@ export class QueuePair {
       this.host[H_CQ_HEAD] = head;
       this.host[H_CQ_PHASE] = phase;
     } finally {
-      this.lock.unlock();
+      if (this.shared) this.lock.unlock();
     }
     if (n > 0) {
       this.stats.cqDoorbells++;
-      this.dbLock.lock();
+      if (this.shared) this.dbLock.lock();
       this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
-      this.dbLock.unlock();
+      if (this.shared) this.dbLock.unlock();
     }
     for (const c of mine) this.finishLocal(c);
     return n;

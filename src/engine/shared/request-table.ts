@@ -78,6 +78,12 @@ export class RequestTable {
   private readonly slotBase: number;
   /** For tests: see AfterUnlockHook. */
   afterUnlock: AfterUnlockHook | undefined;
+  /**
+   * Set by the only thread that allocates and releases on this table (an
+   * unshared queue pair): the mutex is skipped. Never set it when another
+   * thread may allocate too.
+   */
+  exclusive = false;
 
   static create(slots: number): RequestTable {
     if (!Number.isInteger(slots) || slots < 1 || slots > 65535) throw new RangeError(`request table slots must be 1..65535, got ${slots}`);
@@ -104,6 +110,7 @@ export class RequestTable {
 
   /** A free CID, or -1 when every slot is in use. */
   tryAllocate(): number {
+    if (this.exclusive) return this.popLocked();
     this.mutex.lock();
     const cid = this.popLocked();
     this.mutex.unlock();
@@ -175,6 +182,7 @@ export class RequestTable {
   /** Returns a CID to the free stack and wakes one waiter if any. */
   release(cid: number): void {
     this.checkCid(cid);
+    if (this.exclusive) return this.releaseExclusive(cid);
     this.mutex.lock();
     const s = this.slotBase + cid * SLOT_WORDS;
     if (this.w[s + F_STATE] === SlotState.FREE) {
@@ -189,6 +197,16 @@ export class RequestTable {
     this.mutex.unlock();
     // Outside the lock: the woken thread's first step is to take it.
     if (waiters > 0) Atomics.notify(this.w, kFreeSeq, 1);
+  }
+
+  private releaseExclusive(cid: number): void {
+    const s = this.slotBase + cid * SLOT_WORDS;
+    if (this.w[s + F_STATE] === SlotState.FREE) throw new Error(`CID ${cid} released twice`);
+    this.w[s + F_STATE] = SlotState.FREE;
+    this.w[this.stackBase + this.w[kFreeCount]!] = cid;
+    this.w[kFreeCount]!++;
+    Atomics.add(this.w, kFreeSeq, 1);
+    if (this.w[kWaiters]! > 0) Atomics.notify(this.w, kFreeSeq, 1);
   }
 
   /** Records what a submitter put in slot `cid` (before its SQE is written). */

@@ -61,12 +61,25 @@ export class IoQueuePair extends QueuePair {
   }
 
   /** Reads `nlb` blocks from `slba` into `buffer` (zero copy when it lies in the DMA arena). */
-  async read(nsid: number, slba: number, nlb: number, buffer: Uint8Array): Promise<void> {
-    await this.submit(this.rw(NvmOpcode.READ, nsid, slba, nlb, buffer, false), { buffer, direction: 'from-device' });
+  // read / write are not async functions: argument errors become rejections by hand, so a command costs one Promise.
+  read(nsid: number, slba: number, nlb: number, buffer: Uint8Array): Promise<Completion> {
+    let cmd: CommandFields;
+    try {
+      cmd = this.rw(NvmOpcode.READ, nsid, slba, nlb, buffer, false);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.submit(cmd, { buffer, direction: 'from-device' });
   }
 
-  async write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts: WriteOptions = {}): Promise<void> {
-    await this.submit(this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, opts.fua ?? false), { buffer, direction: 'to-device' });
+  write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts: WriteOptions = {}): Promise<Completion> {
+    let cmd: CommandFields;
+    try {
+      cmd = this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, opts.fua ?? false);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.submit(cmd, { buffer, direction: 'to-device' });
   }
 
   /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */

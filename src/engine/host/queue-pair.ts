@@ -98,6 +98,8 @@ export interface QueuePairHandle {
 interface LocalSlot {
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
+  /** The opcode when a failed status should reject as a typed error; -1 to resolve with any status. */
+  opcode: number;
   bounce: DmaBuffer | undefined;
   readBack: Uint8Array | undefined;
 }
@@ -239,11 +241,32 @@ export class QueuePair {
    * (passthrough semantics). `raw` writes a whole 64-byte SQE verbatim except
    * the CID, for tests that need malformed commands.
    */
-  async submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+  submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+    return this.enqueue(cmd, data, false);
+  }
+
+  /** Submits and rejects with the status as a typed error when it is not success. */
+  submit(cmd: CommandFields, data?: DataSpec): Promise<Completion> {
+    return this.enqueue(cmd, data, true);
+  }
+
+  /**
+   * The submission path. With a free slot it runs to the doorbell without an
+   * await, and the command costs one Promise; only a full table waits.
+   */
+  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean): Promise<Completion> {
     const dead = this.deadError();
-    if (dead) throw dead;
-    let cid = this.table.tryAllocate();
-    if (cid < 0) cid = this.blockingWait ? this.table.allocateBlocking() : await this.table.allocateAsync();
+    if (dead) return Promise.reject(dead);
+    const cid = this.table.tryAllocate();
+    if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError);
+    if (this.blockingWait) {
+      const got = this.table.allocateBlocking();
+      return this.enqueueWithSlot(got, cmd, data, throwOnError);
+    }
+    return this.table.allocateAsync().then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError));
+  }
+
+  private enqueueWithSlot(cid: number, cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean): Promise<Completion> {
     let bounce: DmaBuffer | undefined;
     let readBack: Uint8Array | undefined;
     let prp1 = 0;
@@ -268,19 +291,19 @@ export class QueuePair {
     } catch (e) {
       if (bounce) this.arena.release(bounce);
       this.table.release(cid);
-      throw e;
+      return Promise.reject(e as Error);
     }
 
-    const opcode = 'raw' in cmd ? (cmd.raw[0] ?? 0) : cmd.opcode;
-    const nsid = 'raw' in cmd ? 0 : (cmd.nsid ?? 0);
-    this.table.describe(cid, opcode, nsid, 'raw' in cmd ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
+    const raw = 'raw' in cmd;
+    const opcode = raw ? (cmd.raw[0] ?? 0) : cmd.opcode;
+    this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
     const done = new Promise<Completion>((resolve, reject) => {
-      this.local.set(cid, { resolve, reject, bounce, readBack });
+      this.local.set(cid, { resolve, reject, bounce, readBack, opcode: throwOnError ? opcode : -1 });
     });
     if (this.shared) this.lock.lock();
     const tail = this.host[H_SQ_TAIL]!;
     const at = this.sq.offset + tail * SQE_SIZE;
-    if ('raw' in cmd) {
+    if (raw) {
       this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
       this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
     } else {
@@ -293,13 +316,6 @@ export class QueuePair {
     if (this.plugDepth === 0) this.ringSq();
     if (this.shared) void this.awaitSlot(cid);
     return done;
-  }
-
-  /** Submits and throws the status as a typed error when it is not success. */
-  async submit(cmd: CommandFields, data?: DataSpec): Promise<Completion> {
-    const c = await this.submitRaw(cmd, data);
-    if (c.status !== 0) throw statusToError(c.status, { opcode: cmd.opcode, qid: this.qid, cid: c.cid });
-    return c;
   }
 
   private ringSq(): void {
@@ -382,7 +398,8 @@ export class QueuePair {
       this.arena.release(slot.bounce);
     }
     this.table.release(c.cid);
-    slot.resolve(c);
+    if (slot.opcode >= 0 && c.status !== 0) slot.reject(statusToError(c.status, { opcode: slot.opcode, qid: this.qid, cid: c.cid }));
+    else slot.resolve(c);
   }
 
   private failLocal(cid: number, err: Error): void {

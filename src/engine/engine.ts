@@ -53,15 +53,19 @@ export interface WorkerBoot {
 /** The main thread's answer to a worker asking for its queue. */
 export interface QueueGrant {
   threadId: number;
+  /** Where the worker counts the commands it executes (so a death can be accounted for). */
+  threadSlot: number;
   queue: QueuePairHandle;
   vector: number;
   pool: { offset: number; size: number };
 }
 
+/** A worker's grant: its queue pair (its own, or one it shares), its buffer pool and its counting slot. */
 interface Assignment {
   qp: IoQueuePair;
   pool: DmaBuffer;
   shared: boolean;
+  threadSlot: number;
 }
 
 function workerFile(): string {
@@ -73,6 +77,8 @@ function workerFile(): string {
 }
 
 let engines = 0;
+/** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
+const RESET_GRACE_MS = 5000;
 
 export class Engine {
   readonly driver: NvmeDriver;
@@ -82,7 +88,10 @@ export class Engine {
   private readonly channel: BroadcastChannel;
   private readonly boot: WorkerBoot;
   private readonly assignments = new Map<number, Assignment>();
-  private readonly sharedQueues: Assignment[] = [];
+  private readonly sharedQueues: IoQueuePair[] = [];
+  /** Serializes reset() and close(). */
+  private lifecycle: Promise<void> = Promise.resolve();
+  private resetting = false;
   private readonly opts: Required<Pick<EngineOptions, 'queueDepth' | 'poolSize'>> & { queues: number };
   private closing = false;
   /** Tasks submitted and not settled. */
@@ -112,8 +121,14 @@ export class Engine {
       atomics: 'async',
       workerData: this.boot,
     });
-    pool.on('workerDestroy', (w: { id: number }) => {
-      if (!this.closing && this.pool === pool) void this.recycle(w.id);
+    // A worker's threadId reads -1 once it has exited (and piscina's destroy event carries no other
+    // identity), so watch each thread's own 'exit' from the moment it is created.
+    pool.on('workerCreate', (w: { id: number }) => {
+      const id = w.id;
+      const thread = pool.threads.find((t) => t.threadId === id);
+      thread?.once('exit', () => {
+        if (!this.closing && this.pool === pool) void this.recycle(id);
+      });
     });
     pool.on('error', (e: unknown) => trace('worker pool error: %s', e instanceof Error ? e.message : String(e)));
     return pool;
@@ -177,34 +192,39 @@ export class Engine {
   }
 
   private async grant(threadId: number): Promise<void> {
-    let a: Assignment;
+    let qp: IoQueuePair;
     if (this.sharing) {
       const i = this.assignments.size % this.opts.queues;
-      a = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.newQueue(true));
+      qp = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: true, reapHere: false }));
     } else {
-      a = await this.newQueue(false);
+      qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: false, reapHere: false });
     }
-    this.assignments.set(threadId, a);
-    const pool = this.sharing ? this.driver.transport.arena.alloc(this.opts.poolSize) : a.pool;
-    const grant: QueueGrant = { threadId, queue: a.qp.handle(), vector: a.qp.qid, pool: { offset: pool.offset, size: pool.size } };
+    const pool = this.driver.transport.arena.alloc(this.opts.poolSize);
+    let threadSlot = 1;
+    const used = new Set([...this.assignments.values()].map((a) => a.threadSlot));
+    while (used.has(threadSlot)) threadSlot++;
+    this.assignments.set(threadId, { qp, pool, shared: this.sharing, threadSlot });
+    const grant: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
     this.channel.postMessage({ type: 'grant', ...grant });
   }
 
-  private async newQueue(shared: boolean): Promise<Assignment> {
-    const qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared, reapHere: false });
-    const pool = this.driver.transport.arena.alloc(this.opts.poolSize);
-    return { qp, pool, shared };
-  }
-
   /**
-   * A worker died: its commands will never complete in its thread, so the
-   * controller forgets them, the queue pair is deleted, and the replacement
-   * piscina starts will ask for a fresh one. Other workers are not involved.
+   * A worker died: the commands it was executing will never complete in its
+   * thread, so the controller forgets them. An unshared pair is deleted and the
+   * replacement piscina starts asks for a fresh one; the other workers are not
+   * involved. A shared pair may hold other threads' commands that the dead
+   * thread had fetched, which nothing would complete: the engine resets.
    */
   private async recycle(threadId: number): Promise<void> {
     const a = this.assignments.get(threadId);
+    if (!a) return;
+    this.controller.abandonThread(a.threadSlot);
+    if (this.resetting) return; // the reset deletes every pair and pool
     this.assignments.delete(threadId);
-    if (!a || a.shared) return;
+    if (a.shared) {
+      this.reset().catch((e: unknown) => trace('reset after the death of thread %d failed: %s', threadId, e instanceof Error ? e.message : String(e)));
+      return;
+    }
     this.controller.abandonInflight(a.qp.qid);
     try {
       await this.driver.deleteIoQueuePair(a.qp);
@@ -271,20 +291,36 @@ export class Engine {
    * back up, and a fresh pool of workers gets fresh queue pairs. Tasks that
    * were running are ended with the old workers.
    */
-  async reset(): Promise<void> {
-    if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
+  reset(): Promise<void> {
+    if (this.closing) return Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));
+    const run = this.lifecycle.then(() => this.doReset());
+    this.lifecycle = run.catch(() => {});
+    return run;
+  }
+
+  private async doReset(): Promise<void> {
+    // A close() requested meanwhile wins: it tears everything down anyway.
+    if (this.closing) return;
+    this.resetting = true;
     const old = this.pool;
-    const pools = new Set([...this.assignments.values(), ...this.sharedQueues].map((a) => a.pool));
-    this.assignments.clear();
-    this.sharedQueues.length = 0;
-    // Fails every queue pair, in every thread, once the controller has drained.
-    await this.driver.reset();
-    // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
-    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 2000).unref())]);
-    await old.destroy();
-    // The old workers are gone: nothing can touch their rings and pools any more.
-    this.driver.releaseOrphans();
-    for (const p of pools) this.driver.transport.arena.release(p);
+    try {
+      // Fails every queue pair, in every thread, once the controller has drained.
+      await this.driver.reset();
+      // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
+      await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, RESET_GRACE_MS).unref())]);
+      await old.destroy();
+      // The old workers are gone: nothing can touch their rings and pools any more.
+      this.driver.releaseOrphans();
+      for (const a of this.assignments.values()) {
+        this.controller.abandonThread(a.threadSlot);
+        this.driver.transport.arena.release(a.pool);
+      }
+      this.assignments.clear();
+      this.sharedQueues.length = 0;
+    } finally {
+      this.resetting = false;
+    }
+    if (this.closing) return;
     this.pool = this.startPool();
     await this.ready();
   }
@@ -293,22 +329,29 @@ export class Engine {
    * Waits for running tasks, stops the workers, deletes every queue pair,
    * and shuts the controller down (CC.SHN: every namespace flushed).
    */
-  async close(): Promise<void> {
-    if (this.closing) return;
+  close(): Promise<void> {
+    if (this.closing) return this.lifecycle;
     this.closing = true;
+    this.lifecycle = this.lifecycle.then(() => this.doClose());
+    return this.lifecycle;
+  }
+
+  private async doClose(): Promise<void> {
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
     await this.pool.destroy();
     this.channel.close();
     await this.grants.catch(() => {});
-    const done = new Set<IoQueuePair>();
-    for (const a of [...this.assignments.values(), ...this.sharedQueues]) {
-      if (done.has(a.qp)) continue;
-      done.add(a.qp);
-      // Workers are gone: anything they left executing will not complete in their threads.
-      this.controller.abandonInflight(a.qp.qid);
-      await this.driver.deleteIoQueuePair(a.qp);
+    // Workers are gone: whatever they left executing will not complete in their threads.
+    const pairs = new Set<IoQueuePair>();
+    for (const a of this.assignments.values()) {
+      this.controller.abandonThread(a.threadSlot);
+      pairs.add(a.qp);
+    }
+    for (const qp of pairs) {
+      this.controller.abandonInflight(qp.qid);
+      await this.driver.deleteIoQueuePair(qp);
     }
     await this.driver.close();
   }

@@ -26,7 +26,7 @@ async function attach(): Promise<IoQueuePair> {
       };
       channel.postMessage({ type: 'attach', threadId });
     });
-    const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } });
+    const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
     const transport = new LocalTransport(controller);
     const queue = IoQueuePair.attach(transport, grant.queue, namespaces);
     transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());

@@ -77,6 +77,7 @@ describe('Engine', () => {
   it('a worker that dies loses its queue pair; its replacement gets a fresh one and the others never notice', async () => {
     engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'd.img'), size: 16 << 20 }], workers: 2 });
     const long = engine.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 0, count: 2000, passes: 2, depth: 8, seed: 5, lbaSize: 4096 });
+    const threadsBefore = engine.threadIds;
     await expect(engine.run(fixture('die-task.mjs'), { nsid: 1 })).rejects.toThrow();
     const r = await long;
     expect(r.bad).toEqual([]);
@@ -86,6 +87,10 @@ describe('Engine', () => {
     const qids = engine.threadIds.map((t) => engine!.queueOf(t));
     expect(qids.every((q) => q !== undefined)).toBe(true);
     expect(new Set(qids).size).toBe(2);
+    // The dead worker's grant was taken back (its pair deleted): it no longer holds a queue.
+    const gone = threadsBefore.filter((t) => !engine!.threadIds.includes(t));
+    expect(gone).toHaveLength(1);
+    expect(engine.queueOf(gone[0]!)).toBeUndefined();
     const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 3000 + k * 100, count: 100, passes: 1, depth: 4, seed: 7, lbaSize: 4096 })));
     for (const a of again) expect(a.bad).toEqual([]);
   }, 30_000);
@@ -103,6 +108,29 @@ describe('Engine', () => {
     expect(before.every((q) => q !== undefined)).toBe(true);
     const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: k * 500, count: 200, passes: 1, depth: 8, seed: 11, lbaSize: 4096 })));
     for (const a of again) expect(a.bad).toEqual([]);
+  }, 30_000);
+
+  it('a worker that dies on a shared queue pair resets the engine: nothing hangs, fresh pairs work', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 's.img'), size: 16 << 20 }], workers: 2, queues: 1, queueDepth: 5 });
+    const survivor = Promise.allSettled([engine.run<Record<string, number>>(fixture('reset-probe-task.mjs'), { nsid: 1, depth: 4 })]);
+    await expect(engine.run(fixture('die-task.mjs'), { nsid: 1 })).rejects.toThrow();
+    const [s] = await survivor;
+    // The survivor did not hang: its in-flight reads failed with the reset, or (on a heavily loaded
+    // machine, past the reset's grace period) the task ended with its worker.
+    if (s!.status === 'fulfilled') expect(Object.keys(s!.value)).toEqual(['NVMQ_CONTROLLER_RESET']);
+    else expect(String(s!.reason)).toMatch(/Terminating worker thread/);
+    for (let i = 0; i < 200 && engine.threadIds.filter((t) => engine!.queueOf(t) !== undefined).length < 2; i++) await new Promise((res) => setTimeout(res, 25));
+    const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: k * 500, count: 100, passes: 1, depth: 4, seed: 13, lbaSize: 4096 })));
+    for (const a of again) expect(a.bad).toEqual([]);
+  }, 30_000);
+
+  it('a reset and a close issued together run one after the other', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 2 });
+    const r = engine.reset();
+    const c = engine.close();
+    await r;
+    await c;
+    engine = undefined;
   }, 30_000);
 
   it('close() with I/O in flight completes or aborts everything and nothing hangs', async () => {

@@ -222,8 +222,9 @@ function executeDeleteIoSq(c: NvmeController, req: Request): number {
   const epoch = c.epoch;
   void (async () => {
     for (let n = sq.inflight; n > 0; n = sq.inflight) await waitAsyncAlive(sq.words, sq.inflightIndex, n);
-    if (c.epoch !== epoch) return;
-    remove();
+    // After a reset the queue is gone already and nothing is posted (finish() checks the epoch), but this
+    // command must still leave the in-flight count, or the reset's drain would wait for it forever.
+    if (c.epoch === epoch) remove();
     c.release(req, 0);
   })();
   return HELD;

@@ -50,6 +50,8 @@ const G_VWC = 3;
 const G_INFLIGHT = 4;
 /** Threads waiting for G_INFLIGHT to reach 0: completers notify only when there are any. */
 const G_DRAINING = 5;
+/** Threads that can execute queues, each with an in-flight count after the interrupt words (slot 0 is the main thread). */
+export const MAX_THREAD_SLOTS = 1024;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
 const G_IRQ = 16;
 
@@ -163,8 +165,13 @@ export class NvmeController {
   private intMask = 0;
   private intPending = 0;
   private clock: number | undefined;
+  /** This thread's in-flight count among the globals (slot 0: the main thread). */
+  private readonly threadWord: number;
 
-  constructor(opts: ControllerOptions, shared?: SharedControllerMemory) {
+  constructor(opts: ControllerOptions, shared?: SharedControllerMemory, threadSlot?: number) {
+    if (threadSlot !== undefined && (!Number.isInteger(threadSlot) || threadSlot < 1 || threadSlot >= MAX_THREAD_SLOTS)) {
+      throw new RangeError(`thread slot must be 1..${MAX_THREAD_SLOTS - 1}, got ${threadSlot}`);
+    }
     this.role = shared ? 'io' : 'main';
     this.health = new HealthCounters(shared?.health);
     this.arena = opts.arena;
@@ -197,7 +204,8 @@ export class NvmeController {
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
-    this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((G_IRQ + this.interruptVectors) * 4));
+    this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((G_IRQ + this.interruptVectors + MAX_THREAD_SLOTS) * 4));
+    this.threadWord = G_IRQ + this.interruptVectors + (threadSlot ?? 0);
     this.bar = shared?.bar ?? new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
     this.regs = new DataView(this.bar);
     this.barWords = new Int32Array(this.bar);
@@ -236,11 +244,24 @@ export class NvmeController {
   }
 
   /** This controller as seen from another thread: its doorbell writes execute I/O queues there. */
-  static attach(h: ControllerHandle): NvmeController {
+  static attach(h: ControllerHandle, threadSlot: number): NvmeController {
     return new NvmeController(
       { ...h.options, arena: new DmaArena(h.arena), namespaces: h.namespaces.map((n) => ({ nsid: n.nsid, lbaSize: n.lbaSize, backend: backendFromHandle(n.backend) })) },
       h.memory,
+      threadSlot,
     );
+  }
+
+  /**
+   * Forgets the commands a dead thread was executing, whatever queue they
+   * came from (its slot's count is subtracted from the global one), so a
+   * reset's drain does not wait for callbacks that will never run.
+   */
+  abandonThread(threadSlot: number): number {
+    const word = G_IRQ + this.interruptVectors + threadSlot;
+    const n = Atomics.exchange(this.globals, word, 0);
+    if (n > 0 && Atomics.sub(this.globals, G_INFLIGHT, n) === n) Atomics.notify(this.globals, G_INFLIGHT);
+    return n;
   }
 
   /** The command table for admin (qid 0) or I/O queues; also the source of the Commands Supported and Effects log. */
@@ -291,18 +312,15 @@ export class NvmeController {
   }
 
   /**
-   * Forgets the commands of an SQ whose executing thread died: their backend
-   * callbacks will never run, so nothing else would ever drain them and a
-   * Delete I/O SQ would wait forever.
+   * Forgets the commands of an SQ whose only executing thread died: their
+   * backend callbacks will never run, so a Delete I/O SQ would wait for them
+   * forever. (The controller-wide count is the thread's: `abandonThread`.)
    */
   abandonInflight(qid: number): number {
     const sq = this.sq(qid);
     if (!sq) return 0;
-    const n = sq.inflight;
-    if (n <= 0) return 0;
-    sq.addInflight(-n);
-    Atomics.notify(sq.words, sq.inflightIndex);
-    if (Atomics.sub(this.globals, G_INFLIGHT, n) === n) Atomics.notify(this.globals, G_INFLIGHT);
+    const n = Atomics.exchange(sq.words, sq.inflightIndex, 0);
+    if (n > 0) Atomics.notify(sq.words, sq.inflightIndex);
     return n;
   }
 
@@ -620,12 +638,22 @@ export class NvmeController {
       }
       try {
         sq.takeRerun();
-        while (Atomics.load(this.globals, G_READY) === 1 && sq.valid && !sq.deleting) {
-          if (sq.head === sq.tail || !cq.reserve()) break;
+        for (;;) {
+          if (sq.head === sq.tail) break;
+          // Count the command in flight before the last checks: a Delete I/O SQ or a reset that reads the
+          // counts after this either sees it or finds the queue / controller state that stops the fetch.
+          const epoch = this.epoch;
+          sq.addInflight(1);
+          Atomics.add(this.globals, G_INFLIGHT, 1);
+          Atomics.add(this.globals, this.threadWord, 1);
+          if (Atomics.load(this.globals, G_READY) !== 1 || !sq.valid || sq.deleting || this.epoch !== epoch || !cq.reserve()) {
+            this.leave(sq);
+            break;
+          }
           const head = sq.head;
           sq.head = (head + 1) % sq.size;
           const cmd = decodeCommand(this.arena.view, sq.offset + head * SQE_SIZE);
-          this.execute(sq, cq, cmd);
+          this.execute(sq, cq, cmd, epoch);
         }
       } finally {
         sq.lock.unlock();
@@ -635,14 +663,13 @@ export class NvmeController {
 
   // ---------------------------------------------------------------- execution
 
-  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>): void {
+  /** Runs a fetched command; the fetch has already counted it in flight. */
+  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>, epoch: number): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cq, cmd, epoch: this.epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
+    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
     let mine = this.mine.get(sq.qid);
     if (!mine) this.mine.set(sq.qid, (mine = new Set()));
     mine.add(req);
-    sq.addInflight(1);
-    Atomics.add(this.globals, G_INFLIGHT, 1);
     if (io) this.health.ioStarted(this.now());
     let status: number;
     try {
@@ -695,6 +722,7 @@ export class NvmeController {
 
   /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
   private leave(sq: SubmissionQueue): void {
+    Atomics.sub(this.globals, this.threadWord, 1);
     // Only Delete I/O SQ waits on an SQ's count, and only a drain (reset, shutdown, close) on the global one.
     if (sq.addInflight(-1) === 0 && sq.deleting) Atomics.notify(sq.words, sq.inflightIndex);
     if (Atomics.sub(this.globals, G_INFLIGHT, 1) === 1 && Atomics.load(this.globals, G_DRAINING) > 0) Atomics.notify(this.globals, G_INFLIGHT);

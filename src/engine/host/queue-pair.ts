@@ -51,6 +51,8 @@ const H_CQ_PHASE = 3;
 const H_DB_LOCK = 4;
 const H_DEAD = 5;
 const HOST_WORDS = 8;
+/** Longest a blocking free-slot wait blocks its thread before it waits asynchronously. */
+const BLOCKING_WAIT_MS = 5;
 
 /** Fields of a command; the queue pair assigns the CID and, when given data, the PRPs. */
 export type CommandFields = Partial<Omit<Command, 'cid'>> & { opcode: number };
@@ -75,7 +77,11 @@ export interface QueuePairOptions {
   slots?: number;
   /** Several threads will submit on this pair. */
   shared?: boolean;
-  /** Wait for a free request slot with Atomics.wait (blocking the thread) instead of Atomics.waitAsync. */
+  /**
+   * Wait for a free request slot by reaping and then, on a shared pair, with
+   * Atomics.wait for a few milliseconds (blocking the thread) before waiting
+   * asynchronously.
+   */
   blockingWait?: boolean;
 }
 
@@ -260,8 +266,16 @@ export class QueuePair {
     const cid = this.table.tryAllocate();
     if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError);
     if (this.blockingWait) {
-      const got = this.table.allocateBlocking();
-      return this.enqueueWithSlot(got, cmd, data, throwOnError);
+      // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
+      // A blocked thread cannot run its own completion callbacks, so the blocking wait is short and the
+      // rest of the wait is asynchronous: blocking never deadlocks the thread on itself.
+      this.processCompletions();
+      const got = this.table.tryAllocate();
+      if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError);
+      if (this.shared) {
+        const shared = this.table.allocateBlocking(BLOCKING_WAIT_MS);
+        if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError);
+      }
     }
     return this.table.allocateAsync().then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError));
   }
@@ -296,22 +310,31 @@ export class QueuePair {
 
     const raw = 'raw' in cmd;
     const opcode = raw ? (cmd.raw[0] ?? 0) : cmd.opcode;
-    this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
+    if (this.shared) this.lock.lock();
+    try {
+      const tail = this.host[H_SQ_TAIL]!;
+      const at = this.sq.offset + tail * SQE_SIZE;
+      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
+      if (raw) {
+        this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
+        this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
+      } else {
+        const withData = data !== undefined && data.buffer.length > 0;
+        encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
+      }
+      // The tail moves only once the whole SQE is in place.
+      this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
+    } catch (e) {
+      // A malformed field (a BigInt, say): nothing was queued.
+      if (bounce) this.arena.release(bounce);
+      this.table.release(cid);
+      return Promise.reject(e as Error);
+    } finally {
+      if (this.shared) this.lock.unlock();
+    }
     const done = new Promise<Completion>((resolve, reject) => {
       this.local.set(cid, { resolve, reject, bounce, readBack, opcode: throwOnError ? opcode : -1 });
     });
-    if (this.shared) this.lock.lock();
-    const tail = this.host[H_SQ_TAIL]!;
-    const at = this.sq.offset + tail * SQE_SIZE;
-    if (raw) {
-      this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
-      this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
-    } else {
-      const withData = data !== undefined && data.buffer.length > 0;
-      encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
-    }
-    this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
-    if (this.shared) this.lock.unlock();
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
     if (this.shared) void this.awaitSlot(cid);
@@ -322,8 +345,11 @@ export class QueuePair {
     this.unrung = 0;
     this.stats.sqDoorbells++;
     if (this.shared) this.dbLock.lock();
-    this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
-    if (this.shared) this.dbLock.unlock();
+    try {
+      this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
+    } finally {
+      if (this.shared) this.dbLock.unlock();
+    }
     // Poll straight away: a memory namespace has already completed.
     this.stats.polled += this.processCompletions();
   }
@@ -373,8 +399,11 @@ export class QueuePair {
     if (n > 0) {
       this.stats.cqDoorbells++;
       if (this.shared) this.dbLock.lock();
-      this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
-      if (this.shared) this.dbLock.unlock();
+      try {
+        this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
+      } finally {
+        if (this.shared) this.dbLock.unlock();
+      }
     }
     for (const c of mine) this.finishLocal(c);
     return n;

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bringUp, memoryNamespace, pattern, tempDir, tick, type Harness } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, pattern, sameBytes, tempDir, tick, type Harness } from '../../helpers/harness.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { NvmeStatusError, NvmqError } from '../../../src/engine/host/errors.js';
 import { Regs, Csts, Cc } from '../../../src/engine/spec/registers.js';
@@ -104,6 +104,26 @@ describe('I/O queue pairs', () => {
       await q.read(1, i, 1, b);
       expect(b).toEqual(pattern(4096, 100 + i));
     }
+  });
+
+  it('blockingWait on a full table never blocks the thread on its own completions', async () => {
+    h = await bringUp({ namespaces: [{ backend: new FileBackend({ path: path.join(mk(), 'b.img'), size: 4 << 20 }), lbaSize: 4096 }] });
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    q.blockingWait = true;
+    // 40 writes on 3 slots: the file completions arrive through this thread's event loop, which must stay free.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => q.write(1, i, 1, pattern(4096, 500 + i))));
+    const b = new Uint8Array(4096);
+    await q.read(1, 39, 1, b);
+    expect(sameBytes(b, pattern(4096, 539))).toBe('equal');
+    expect(q.outstanding).toBe(0);
+  });
+
+  it('a malformed command field fails that submission only: no slot leaks and the queue keeps working', async () => {
+    h = await bringUp();
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    await expect(q.passthru({ opcode: 0x02, nsid: 1, cdw12: 1n as unknown as number })).rejects.toThrow(TypeError);
+    expect(q.outstanding).toBe(0);
+    await q.write(1, 0, 1, pattern(4096, 1));
   });
 
   it('throws typed errors with stable codes for failed commands', async () => {

@@ -124,6 +124,16 @@ describe('Engine', () => {
     for (const a of again) expect(a.bad).toEqual([]);
   }, 30_000);
 
+  it('an invalid doorbell written in a worker reaches the admin queue as an asynchronous event', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 1 });
+    const aer = engine.driver.adminPassthru({ opcode: 0x0c });
+    await engine.run(fixture('bad-doorbell-task.mjs'));
+    const c = await aer;
+    expect(c.status).toBe(0);
+    // Error status (type 0), Invalid Doorbell Write Value (01h), Error Information log (01h).
+    expect(c.dw0).toBe(0x00010100);
+  });
+
   it('a reset and a close issued together run one after the other', async () => {
     engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 2 });
     const r = engine.reset();

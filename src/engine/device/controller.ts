@@ -50,6 +50,12 @@ const G_VWC = 3;
 const G_INFLIGHT = 4;
 /** Threads waiting for G_INFLIGHT to reach 0: completers notify only when there are any. */
 const G_DRAINING = 5;
+/** Asynchronous events raised in I/O threads: a counter bumped per event, then G_EVENT_SLOTS event words. */
+const G_EVENTS_POSTED = 6;
+const G_EVENTS = 8;
+const G_EVENT_SLOTS = 8;
+/** Marks an event word as holding an event (event DW0 uses bits 23:0). */
+const EVENT_PRESENT = 0x4000_0000;
 /** Threads that can execute queues, each with an in-flight count after the interrupt words (slot 0 is the main thread). */
 export const MAX_THREAD_SLOTS = 1024;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
@@ -214,6 +220,7 @@ export class NvmeController {
     this.grantedCqs = this.maxIoQueues;
     this.commandTables = [adminCommands(), nvmCommands()];
     if (shared) return;
+    void this.watchEvents();
     this.globals[G_PAGE_SIZE] = 4096;
     this.globals[G_VWC] = 1;
     writeField(this.regs, Regs.CAP_LO.offset, Cap.MQES, this.mqes);
@@ -571,9 +578,34 @@ export class NvmeController {
 
   private invalidDoorbell(info: number, why: string): void {
     trace('host broke the spec: %s', why);
-    // Asynchronous events belong to the admin queue's thread; an I/O thread only traces.
-    if (this.role === 'io') return;
-    this.raiseAsyncEvent(AsyncEventType.ERROR, info, LogPageId.ERROR_INFORMATION);
+    const dw0 = (AsyncEventType.ERROR & 0x7) | ((info & 0xff) << 8) | ((LogPageId.ERROR_INFORMATION & 0xff) << 16);
+    if (this.role === 'main') return this.raiseAsyncEvent(AsyncEventType.ERROR, info, LogPageId.ERROR_INFORMATION);
+    // Events belong to the admin queue's thread: hand it over through the globals. When all slots are
+    // taken the event is dropped, as the same type is masked until its log page is read anyway.
+    for (let i = 0; i < G_EVENT_SLOTS; i++) {
+      if (Atomics.compareExchange(this.globals, G_EVENTS + i, 0, dw0 | EVENT_PRESENT) === 0) {
+        Atomics.add(this.globals, G_EVENTS_POSTED, 1);
+        Atomics.notify(this.globals, G_EVENTS_POSTED);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Main thread: takes the asynchronous events I/O threads posted and raises
+   * them. The wait holds no event-loop handle.
+   */
+  private async watchEvents(): Promise<void> {
+    let seen = Atomics.load(this.globals, G_EVENTS_POSTED);
+    for (;;) {
+      const r = Atomics.waitAsync(this.globals, G_EVENTS_POSTED, seen);
+      if (r.async) await r.value;
+      seen = Atomics.load(this.globals, G_EVENTS_POSTED);
+      for (let i = 0; i < G_EVENT_SLOTS; i++) {
+        const w = Atomics.exchange(this.globals, G_EVENTS + i, 0);
+        if (w & EVENT_PRESENT) this.raiseAsyncEvent(w & 0x7, (w >>> 8) & 0xff, (w >>> 16) & 0xff);
+      }
+    }
   }
 
   private writeSqTail(qid: number, tail: number): void {

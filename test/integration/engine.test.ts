@@ -51,6 +51,11 @@ describe('Engine', () => {
       expect(sameBytes(await engine.read(1, 4000, 3), data)).toBe('equal');
       const tagged = await engine.read(1, 1499, 1);
       expect(new DataView(tagged.buffer).getUint32(0, true)).toBe(1499);
+      // Every worker counted what it completed: the SMART log adds the rows up exactly.
+      const smart = await engine.driver.smartLog();
+      expect(smart.hostReadCommands).toBe(2 * 1000 + 2);
+      expect(smart.hostWriteCommands).toBe(2 * 1000 + 1);
+      expect(smart.dataUnitsRead).toBe(Math.ceil(((2 * 1000 + 4) * 4096) / 512 / 1000));
     });
   }
 

@@ -23,7 +23,7 @@ import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js'
 import { CompletionQueue, QueueDirectory, SubmissionQueue, type Request } from './queues.js';
 import { waitAsyncAlive } from '../shared/wait.js';
 import { Namespace, type NamespaceConfig } from './namespace.js';
-import { ErrorLog, HealthCounter, HealthCounters } from './health.js';
+import { ErrorLog, HealthCounter, HealthCounters, HEALTH_ROWS } from './health.js';
 import { mapPrps, gather, scatter } from './prp.js';
 import { adminCommands } from './admin.js';
 import { nvmCommands } from './nvm.js';
@@ -57,7 +57,7 @@ const G_EVENT_SLOTS = 8;
 /** Marks an event word as holding an event (event DW0 uses bits 23:0). */
 const EVENT_PRESENT = 0x4000_0000;
 /** Threads that can execute queues, each with an in-flight count after the interrupt words (slot 0 is the main thread). */
-export const MAX_THREAD_SLOTS = 1024;
+export const MAX_THREAD_SLOTS = HEALTH_ROWS;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
 const G_IRQ = 16;
 
@@ -179,7 +179,7 @@ export class NvmeController {
       throw new RangeError(`thread slot must be 1..${MAX_THREAD_SLOTS - 1}, got ${threadSlot}`);
     }
     this.role = shared ? 'io' : 'main';
-    this.health = new HealthCounters(shared?.health);
+    this.health = new HealthCounters(shared?.health, threadSlot ?? 0);
     this.arena = opts.arena;
     this.maxIoQueues = opts.maxIoQueues ?? 64;
     this.mqes = opts.mqes ?? 4095;

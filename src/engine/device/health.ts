@@ -2,8 +2,8 @@
  * What the controller remembers about its own health: the SMART / Health
  * counters and the Error Information log.
  *
- * Counters live in a SharedArrayBuffer (BigInt64Array, updated with Atomics)
- * so that any thread executing a queue can count what it completes.
+ * Counters live in a SharedArrayBuffer, a row per thread, so that any thread
+ * executing a queue can count what it completes without contending.
  */
 import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
 import { writeField } from '../spec/layout.js';
@@ -24,24 +24,36 @@ export const HealthCounter = {
 } as const;
 const COUNTERS = 9;
 
+/** Rows of counters: one per thread slot (slot 0 is the main thread), each written by its thread only. */
+export const HEALTH_ROWS = 1024;
+
+/**
+ * Each thread adds to its own row of Float64 counters (a single writer: no
+ * atomic read-modify-write on the I/O path); a reader sums the rows. A
+ * reader may miss the last few increments of a busy thread, never more.
+ */
 export class HealthCounters {
   readonly buffer: SharedArrayBuffer;
-  private readonly c: BigInt64Array;
+  private readonly all: Float64Array;
+  private readonly row: Float64Array;
   private readonly bornAt = Date.now();
   private outstanding = 0;
   private busySince = 0;
 
-  constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(COUNTERS * 8);
-    this.c = new BigInt64Array(this.buffer);
+  constructor(buffer?: SharedArrayBuffer, slot = 0) {
+    this.buffer = buffer ?? new SharedArrayBuffer(HEALTH_ROWS * COUNTERS * 8);
+    this.all = new Float64Array(this.buffer);
+    this.row = this.all.subarray(slot * COUNTERS, (slot + 1) * COUNTERS);
   }
 
   add(counter: number, n: number): void {
-    Atomics.add(this.c, counter, BigInt(n));
+    this.row[counter]! += n;
   }
 
   get(counter: number): number {
-    return Number(Atomics.load(this.c, counter));
+    let sum = 0;
+    for (let i = counter; i < this.all.length; i += COUNTERS) sum += this.all[i]!;
+    return sum;
   }
 
   /**

@@ -141,6 +141,7 @@ export class Engine {
     const wanted = opts.queues ?? workers;
     if (!Number.isInteger(wanted) || wanted < 1) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queues must be a positive integer, got ${String(opts.queues)}`);
     const depth = opts.queueDepth ?? 128;
+    if (!Number.isInteger(depth) || depth < 2 || depth > 4096) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queueDepth must be 2..4096, got ${String(opts.queueDepth)}`);
     const poolSize = opts.poolSize ?? 8 << 20;
     if (!Number.isInteger(poolSize) || poolSize < 1 << 20) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be at least 1 MiB, got ${String(opts.poolSize)}`);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
@@ -159,7 +160,14 @@ export class Engine {
       const driver = await NvmeDriver.attach(new LocalTransport(controller), { ioQueues: Math.max(wanted, workers * 2) });
       const queues = Math.min(wanted, driver.grantedIoQueues);
       const engine = new Engine(driver, controller, workers, queues, opts);
-      await engine.ready();
+      try {
+        await engine.ready();
+      } catch (e) {
+        await engine.pool.destroy();
+        engine.channel.close();
+        await driver.close().catch(() => {});
+        throw e;
+      }
       return engine;
     } catch (e) {
       await Promise.all(backends.map((b) => b.close()));

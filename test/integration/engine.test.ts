@@ -158,3 +158,19 @@ describe('Engine', () => {
     for (const s of settled) if (s.status === 'fulfilled') expect(s.value.bad).toEqual([]);
   }, 30_000);
 });
+
+describe('Engine options', () => {
+  it('rejects a bad option with one line naming it', async () => {
+    for (const [opts, needle] of [
+      [{ workers: 0 }, 'workers'],
+      [{ workers: 1, queueDepth: 1 }, 'queueDepth'],
+      [{ workers: 1, queues: 0 }, 'queues'],
+      [{ workers: 1, poolSize: 4096 }, 'poolSize'],
+    ] as const) {
+      const err = await Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], ...opts }).catch((e: Error & { code: string }) => e);
+      expect(err).toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
+      expect((err as Error).message).toContain(needle);
+      expect((err as Error).message.split('\n')).toHaveLength(1);
+    }
+  });
+});

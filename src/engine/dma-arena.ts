@@ -63,11 +63,6 @@ export class DmaArena {
     }
   }
 
-  /** A view of this arena for another thread that allocates only from `range` (a buffer pool carved out here). */
-  handleFor(range: { offset: number; size: number }): DmaArenaHandle {
-    return { buffer: this.buffer, base: this.base, range };
-  }
-
   /** What another thread needs to map the same arena. */
   handle(): DmaArenaHandle {
     return { buffer: this.buffer, base: this.base };

@@ -698,7 +698,7 @@ export class NvmeController {
   /** Runs a fetched command; the fetch has already counted it in flight. */
   private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>, epoch: number): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, onFinish: undefined };
+    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0 };
     let mine = this.mine.get(sq.qid);
     if (!mine) this.mine.set(sq.qid, (mine = new Set()));
     mine.add(req);
@@ -775,7 +775,6 @@ export class NvmeController {
       if (status !== 0) trace('%s qid %d cid %d: %s', opcodeName(req.cmd.opcode, !req.io), sq.qid, req.cmd.cid, formatStatus(status));
       this.postCompletion(req, status);
     }
-    req.onFinish?.();
     this.leave(sq);
   }
 

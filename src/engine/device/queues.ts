@@ -286,5 +286,4 @@ export interface Request {
   lba: number;
   /** Bytes moved, for the SMART data units. */
   bytes: number;
-  onFinish: (() => void) | undefined;
 }

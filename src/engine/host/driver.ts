@@ -18,7 +18,6 @@ import { Cns, IDENTIFY_DATA_SIZE, ACTIVE_NS_LIST_ENTRIES } from '../spec/identif
 import { FeatureId, NumberOfQueuesDw } from '../spec/features.js';
 import { LogPageId, SMART_LOG_SIZE, AsyncEventDw0 } from '../spec/log-pages.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/queues.js';
-import { GenericStatus, statusCode, makeStatus, Sct } from '../spec/status.js';
 
 const trace = debuglog('nvmq');
 
@@ -406,9 +405,4 @@ export class NvmeDriver {
     await this.shutdown();
     await this.transport.close();
   }
-}
-
-/** True for the status of a command aborted by SQ deletion, which callers often treat as a cancellation. */
-export function isAbortedBySqDeletion(status: number): boolean {
-  return statusCode(status) === statusCode(makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION));
 }

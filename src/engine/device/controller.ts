@@ -802,7 +802,7 @@ export class NvmeController {
     const cid = req.cmd.cid;
     cq.lock.lock();
     const phase = cq.phase;
-    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, { dw0: req.dw0, dw1: 0, sqhd: sq.head, sqid: sq.qid, cid, status, phase });
+    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, { dw0: req.dw0, dw1: 0, sqhd: sq.head, sqid: sq.qid, cid, status, phase }, this.arena.u16);
     cq.tail++;
     if (cq.tail === cq.size) {
       cq.tail = 0;

@@ -323,7 +323,7 @@ export class QueuePair {
         encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
       }
       // The tail moves only once the whole SQE is in place.
-      this.host[H_SQ_TAIL] = (tail + 1) % this.entries;
+      Atomics.store(this.host, H_SQ_TAIL, (tail + 1) % this.entries);
     } catch (e) {
       // A malformed field (a BigInt, say): nothing was queued.
       if (bounce) this.arena.release(bounce);
@@ -375,7 +375,8 @@ export class QueuePair {
       let phase = this.host[H_CQ_PHASE]!;
       for (;;) {
         const at = this.cq.offset + head * CQE_SIZE;
-        if ((dv.getUint16(at + Cqe.STATUS.offset, true) & 1) !== phase) break;
+        // Atomic load of the status word the controller stored last: the rest of the CQE is visible with it.
+        if ((Atomics.load(this.arena.u16, (at + Cqe.STATUS.offset) >> 1) & 1) !== phase) break;
         const c = decodeCompletion(dv, at);
         if (++head === this.entries) {
           head = 0;
@@ -391,8 +392,8 @@ export class QueuePair {
         if (this.shared) this.table.complete(c.cid, c.status, c.dw0);
         else mine.push(c);
       }
-      this.host[H_CQ_HEAD] = head;
-      this.host[H_CQ_PHASE] = phase;
+      Atomics.store(this.host, H_CQ_HEAD, head);
+      Atomics.store(this.host, H_CQ_PHASE, phase);
     } finally {
       if (this.shared) this.lock.unlock();
     }

@@ -124,14 +124,22 @@ function setU64(dv: DataView, at: number, v: number): void {
   dv.setUint32(at + 4, Math.floor(v / TWO32), true);
 }
 
-export function encodeCompletion(dv: DataView, at: number, c: Completion): void {
+/**
+ * Writes a CQE, the status word (with the phase tag) last. With `publish`, a
+ * Uint16Array over the same shared memory, the status word is an atomic
+ * store: a host in another thread that sees the new phase with an atomic load
+ * sees the rest of the entry too (the memory model guarantees it, not just
+ * x86). Little-endian hosts, as NVMe itself.
+ */
+export function encodeCompletion(dv: DataView, at: number, c: Completion, publish?: Uint16Array): void {
   dv.setUint32(at + Cqe.DW0.offset, c.dw0 >>> 0, true);
   dv.setUint32(at + Cqe.DW1.offset, c.dw1 >>> 0, true);
   dv.setUint16(at + Cqe.SQHD.offset, c.sqhd, true);
   dv.setUint16(at + Cqe.SQID.offset, c.sqid, true);
   dv.setUint16(at + Cqe.CID.offset, c.cid, true);
-  // The status word goes last: a host polling the phase tag must not see it before the rest.
-  dv.setUint16(at + Cqe.STATUS.offset, ((c.status << 1) | (c.phase & 1)) & 0xffff, true);
+  const status = ((c.status << 1) | (c.phase & 1)) & 0xffff;
+  if (publish) Atomics.store(publish, (dv.byteOffset + at + Cqe.STATUS.offset) >> 1, status);
+  else dv.setUint16(at + Cqe.STATUS.offset, status, true);
 }
 
 export function decodeCompletion(dv: DataView, at: number): Completion {

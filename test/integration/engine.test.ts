@@ -34,6 +34,19 @@ describe('Engine', () => {
     }
   });
 
+  it('an idle engine burns no CPU: workers wait on their interrupts, nobody polls', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 2 });
+    await engine.read(1, 0, 1);
+    await new Promise((r) => setTimeout(r, 200));
+    const before = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const used = process.cpuUsage(before);
+    const cpuMs = (used.user + used.system) / 1000;
+    // The whole process (main thread and both workers) over a second of idleness.
+    expect(cpuMs).toBeLessThan(0.05 * (performance.now() - t0));
+  });
+
   for (const backend of ['memory', 'file'] as const) {
     it(`verified I/O from two workers on a ${backend} namespace, visible to the main thread`, async () => {
       const ns = backend === 'memory' ? { backend, size: 16 << 20 } : { backend, path: path.join(dir(), 'e.img'), size: 16 << 20 };

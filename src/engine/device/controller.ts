@@ -698,10 +698,7 @@ export class NvmeController {
   /** Runs a fetched command; the fetch has already counted it in flight. */
   private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>, epoch: number): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0 };
-    let mine = this.mine.get(sq.qid);
-    if (!mine) this.mine.set(sq.qid, (mine = new Set()));
-    mine.add(req);
+    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, tracked: false };
     if (io) this.health.ioStarted(this.now());
     let status: number;
     try {
@@ -717,6 +714,14 @@ export class NvmeController {
       status = INTERNAL_ERROR;
     }
     if (status === HELD) return;
+    // Still waiting for backend operations: Abort may look for it. (A command that completed inside the
+    // dispatch never needs finding, so the common memory case skips the bookkeeping.)
+    if (req.pending > 1) {
+      let mine = this.mine.get(sq.qid);
+      if (!mine) this.mine.set(sq.qid, (mine = new Set()));
+      mine.add(req);
+      req.tracked = true;
+    }
     this.release(req, status);
   }
 
@@ -764,7 +769,7 @@ export class NvmeController {
     if (req.done) return;
     req.done = true;
     const sq = req.sq;
-    this.mine.get(sq.qid)?.delete(req);
+    if (req.tracked) this.mine.get(sq.qid)?.delete(req);
     // A command still executing when its SQ was deleted completes as aborted (5.6).
     const status = req.forced || (sq.deleting ? ABORTED_SQ_DELETION : 0) || req.status;
     if (req.io) {

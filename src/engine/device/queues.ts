@@ -286,4 +286,6 @@ export interface Request {
   lba: number;
   /** Bytes moved, for the SMART data units. */
   bytes: number;
+  /** In this thread's set of executing requests (for Abort): only while backend operations are pending. */
+  tracked: boolean;
 }

@@ -32,6 +32,11 @@ const EMPTY: Uint8Array[] = [];
 
 export function mapPrps(arena: DmaArena, prp1: number, prp2: number, length: number, pageSize: number): PrpResult {
   if (length === 0) return { status: 0, segments: EMPTY };
+  // The common case, a transfer within PRP1's page: one view, no list walk.
+  if (prp1 % 4 === 0 && length <= pageSize - (prp1 % pageSize)) {
+    const off = arena.translate(prp1, length);
+    return off < 0 ? { status: DATA_TRANSFER_ERROR, segments: EMPTY } : { status: 0, segments: [new Uint8Array(arena.buffer, off, length)] };
+  }
   const mask = pageSize - 1;
   const segments: Uint8Array[] = [];
   let lastEnd = -1;

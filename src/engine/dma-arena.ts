@@ -37,8 +37,8 @@ export class DmaArena {
   readonly size: number;
   readonly bytes: Uint8Array;
   readonly view: DataView;
-  /** 16-bit words, for atomic stores and loads of CQE status words. */
-  readonly u16: Uint16Array;
+  /** 32-bit words: SQEs and CQEs are read and written through these (and CQE dword 3 atomically). */
+  readonly u32: Uint32Array;
   /** Free extents in pages, sorted by start, merged on free. */
   private free: Array<{ start: number; pages: number }>;
   private readonly owned = new Map<number, number>();
@@ -58,7 +58,7 @@ export class DmaArena {
     this.size = this.buffer.byteLength;
     this.bytes = new Uint8Array(this.buffer);
     this.view = new DataView(this.buffer);
-    this.u16 = new Uint16Array(this.buffer, 0, this.size >> 1);
+    this.u32 = new Uint32Array(this.buffer, 0, this.size >> 2);
     const range = 'buffer' in opts ? opts.range : undefined;
     this.free = range ? [{ start: range.offset / ARENA_PAGE_SIZE, pages: Math.floor(range.size / ARENA_PAGE_SIZE) }] : [{ start: 0, pages: this.size / ARENA_PAGE_SIZE }];
     if (range && (range.offset % ARENA_PAGE_SIZE !== 0 || range.offset < 0 || range.offset + range.size > this.size)) {

@@ -16,7 +16,7 @@ import { backendFromHandle, type BackendHandle } from './backends/handle.js';
 import type { LbaSize } from './namespace.js';
 import { Aqa, Cap, Cc, Csts, Regs, ShutdownStatus, Vs, DOORBELL_BASE, NSSR_RESET_VALUE, CAP_CSS_NVM, CC_CSS_NVM, pageSizeOf } from '../spec/registers.js';
 import { readField, writeField } from '../spec/layout.js';
-import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommand, encodeCompletion } from '../spec/command.js';
+import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommandWords, postCompletionWords } from '../spec/command.js';
 import { GenericStatus, MediaStatus, makeStatus, Sct, statusCode, formatStatus } from '../spec/status.js';
 import { opcodeName } from '../spec/opcodes.js';
 import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js';
@@ -684,7 +684,7 @@ export class NvmeController {
           }
           const head = sq.head;
           sq.head = (head + 1) % sq.size;
-          const cmd = decodeCommand(this.arena.view, sq.offset + head * SQE_SIZE);
+          const cmd = decodeCommandWords(this.arena.u32, (sq.offset + head * SQE_SIZE) >> 2);
           this.execute(sq, cq, cmd, epoch);
         }
       } finally {
@@ -696,7 +696,7 @@ export class NvmeController {
   // ---------------------------------------------------------------- execution
 
   /** Runs a fetched command; the fetch has already counted it in flight. */
-  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommand>, epoch: number): void {
+  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommandWords>, epoch: number): void {
     const io = sq.qid !== 0;
     const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, tracked: false };
     if (io) this.health.ioStarted(this.now());
@@ -807,7 +807,7 @@ export class NvmeController {
     const cid = req.cmd.cid;
     cq.lock.lock();
     const phase = cq.phase;
-    encodeCompletion(this.arena.view, cq.offset + cq.tail * CQE_SIZE, { dw0: req.dw0, dw1: 0, sqhd: sq.head, sqid: sq.qid, cid, status, phase }, this.arena.u16);
+    postCompletionWords(this.arena.u32, (cq.offset + cq.tail * CQE_SIZE) >> 2, { dw0: req.dw0, dw1: 0, sqhd: sq.head, sqid: sq.qid, cid, status, phase });
     cq.tail++;
     if (cq.tail === cq.size) {
       cq.tail = 0;

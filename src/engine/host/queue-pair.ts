@@ -34,7 +34,7 @@
 import { debuglog } from 'node:util';
 import type { Transport } from './transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
-import { CQE_SIZE, Cqe, SQE_SIZE, Sqe, decodeCompletion, encodeCommand, type Command, type Completion } from '../spec/command.js';
+import { CQE_SIZE, SQE_SIZE, Sqe, decodeCompletionWords, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
@@ -320,7 +320,7 @@ export class QueuePair {
         this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
       } else {
         const withData = data !== undefined && data.buffer.length > 0;
-        encodeCommand(this.arena.view, at, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
+        encodeCommandWords(this.arena.u32, at >> 2, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
       }
       // The tail moves only once the whole SQE is in place.
       Atomics.store(this.host, H_SQ_TAIL, (tail + 1) % this.entries);
@@ -366,7 +366,7 @@ export class QueuePair {
    * the lock is dropped.
    */
   processCompletions(): number {
-    const dv = this.arena.view;
+    const words = this.arena.u32;
     const mine: Completion[] = [];
     let n = 0;
     if (this.shared) this.lock.lock();
@@ -375,9 +375,10 @@ export class QueuePair {
       let phase = this.host[H_CQ_PHASE]!;
       for (;;) {
         const at = this.cq.offset + head * CQE_SIZE;
-        // Atomic load of the status word the controller stored last: the rest of the CQE is visible with it.
-        if ((Atomics.load(this.arena.u16, (at + Cqe.STATUS.offset) >> 1) & 1) !== phase) break;
-        const c = decodeCompletion(dv, at);
+        // Atomic load of dword 3 (CID, phase, status), which the controller stored last: the rest of the CQE is visible with it.
+        const dw3 = Atomics.load(words, (at >> 2) + 3);
+        if (((dw3 >>> 16) & 1) !== phase) break;
+        const c = decodeCompletionWords(words, at >> 2, dw3);
         if (++head === this.entries) {
           head = 0;
           phase ^= 1;

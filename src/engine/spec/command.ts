@@ -77,6 +77,33 @@ export interface Completion {
 
 const TWO32 = 0x1_0000_0000;
 
+/**
+ * The same decode from 32-bit words (`at` is a word index of a 64-byte aligned
+ * SQE in a Uint32Array over the queue memory): the controller's hot path.
+ * Little-endian hosts, as NVMe itself.
+ */
+export function decodeCommandWords(w: Uint32Array, at: number): Command {
+  const cdw0 = w[at]!;
+  return {
+    opcode: cdw0 & 0xff,
+    fuse: (cdw0 >>> 8) & 0x3,
+    psdt: (cdw0 >>> 14) & 0x3,
+    cid: cdw0 >>> 16,
+    nsid: w[at + 1]!,
+    cdw2: w[at + 2]!,
+    cdw3: w[at + 3]!,
+    mptr: w[at + 4]! + w[at + 5]! * TWO32,
+    prp1: w[at + 6]! + w[at + 7]! * TWO32,
+    prp2: w[at + 8]! + w[at + 9]! * TWO32,
+    cdw10: w[at + 10]!,
+    cdw11: w[at + 11]!,
+    cdw12: w[at + 12]!,
+    cdw13: w[at + 13]!,
+    cdw14: w[at + 14]!,
+    cdw15: w[at + 15]!,
+  };
+}
+
 export function decodeCommand(dv: DataView, at: number): Command {
   const cdw0 = dv.getUint32(at, true);
   return {
@@ -119,27 +146,62 @@ export function encodeCommand(dv: DataView, at: number, c: Partial<Command> & { 
   dv.setUint32(at + Sqe.CDW15.offset, (c.cdw15 ?? 0) >>> 0, true);
 }
 
+/**
+ * `encodeCommand` into 32-bit words (`at` is a word index of a 64-byte aligned
+ * SQE): the host's hot path. Little-endian hosts, as NVMe itself.
+ */
+export function encodeCommandWords(w: Uint32Array, at: number, c: Partial<Command> & { opcode: number }, cid: number, prp1 = c.prp1 ?? 0, prp2 = c.prp2 ?? 0): void {
+  w[at] = (c.opcode & 0xff) | ((c.fuse ?? 0) << 8) | ((c.psdt ?? 0) << 14) | (cid << 16);
+  w[at + 1] = c.nsid ?? 0;
+  w[at + 2] = c.cdw2 ?? 0;
+  w[at + 3] = c.cdw3 ?? 0;
+  const mptr = c.mptr ?? 0;
+  w[at + 4] = mptr % TWO32;
+  w[at + 5] = Math.floor(mptr / TWO32);
+  w[at + 6] = prp1 % TWO32;
+  w[at + 7] = Math.floor(prp1 / TWO32);
+  w[at + 8] = prp2 % TWO32;
+  w[at + 9] = Math.floor(prp2 / TWO32);
+  w[at + 10] = c.cdw10 ?? 0;
+  w[at + 11] = c.cdw11 ?? 0;
+  w[at + 12] = c.cdw12 ?? 0;
+  w[at + 13] = c.cdw13 ?? 0;
+  w[at + 14] = c.cdw14 ?? 0;
+  w[at + 15] = c.cdw15 ?? 0;
+}
+
+/**
+ * Posts a CQE through 32-bit words (`at` a word index of a 16-byte aligned
+ * entry): dwords 0-2 first, then dword 3 — CID, phase tag and status — with
+ * one atomic store, so a host that sees the new phase with an atomic load of
+ * that dword sees the whole entry.
+ */
+export function postCompletionWords(w: Uint32Array, at: number, c: Completion): void {
+  w[at] = c.dw0;
+  w[at + 1] = c.dw1;
+  w[at + 2] = (c.sqhd & 0xffff) | ((c.sqid & 0xffff) << 16);
+  Atomics.store(w, at + 3, ((c.cid & 0xffff) | ((c.phase & 1) << 16) | ((c.status & 0x7fff) << 17)) >>> 0);
+}
+
 function setU64(dv: DataView, at: number, v: number): void {
   dv.setUint32(at, v % TWO32, true);
   dv.setUint32(at + 4, Math.floor(v / TWO32), true);
 }
 
-/**
- * Writes a CQE, the status word (with the phase tag) last. With `publish`, a
- * Uint16Array over the same shared memory, the status word is an atomic
- * store: a host in another thread that sees the new phase with an atomic load
- * sees the rest of the entry too (the memory model guarantees it, not just
- * x86). Little-endian hosts, as NVMe itself.
- */
-export function encodeCompletion(dv: DataView, at: number, c: Completion, publish?: Uint16Array): void {
+/** Writes a CQE, the status word (with the phase tag) last. (The controller posts through `postCompletionWords`.) */
+export function encodeCompletion(dv: DataView, at: number, c: Completion): void {
   dv.setUint32(at + Cqe.DW0.offset, c.dw0 >>> 0, true);
   dv.setUint32(at + Cqe.DW1.offset, c.dw1 >>> 0, true);
   dv.setUint16(at + Cqe.SQHD.offset, c.sqhd, true);
   dv.setUint16(at + Cqe.SQID.offset, c.sqid, true);
   dv.setUint16(at + Cqe.CID.offset, c.cid, true);
-  const status = ((c.status << 1) | (c.phase & 1)) & 0xffff;
-  if (publish) Atomics.store(publish, (dv.byteOffset + at + Cqe.STATUS.offset) >> 1, status);
-  else dv.setUint16(at + Cqe.STATUS.offset, status, true);
+  dv.setUint16(at + Cqe.STATUS.offset, ((c.status << 1) | (c.phase & 1)) & 0xffff, true);
+}
+
+/** A CQE from 32-bit words (`at` a word index), dword 3 given as already loaded (atomically) by the caller. */
+export function decodeCompletionWords(w: Uint32Array, at: number, dw3: number): Completion {
+  const dw2 = w[at + 2]!;
+  return { dw0: w[at]!, dw1: w[at + 1]!, sqhd: dw2 & 0xffff, sqid: dw2 >>> 16, cid: dw3 & 0xffff, status: dw3 >>> 17, phase: (dw3 >>> 16) & 1 };
 }
 
 export function decodeCompletion(dv: DataView, at: number): Completion {

@@ -139,6 +139,7 @@ export class QueuePair {
   private readonly prpPages: DmaBuffer[];
   private readonly prpPagesPerSlot: number;
   private plugDepth = 0;
+  private plugClock = 0;
   private unrung = 0;
   /** Whether this object allocated the rings (and so releases them). */
   private readonly owner: boolean;
@@ -228,7 +229,8 @@ export class QueuePair {
 
   /** Delays SQ doorbell writes until the matching `unplug()` (doorbell batching). */
   plug(): void {
-    this.plugDepth++;
+    // Commands of one plugged batch reach the controller together, at unplug: one clock reading serves them all.
+    if (this.plugDepth++ === 0) this.plugClock = performance.now();
   }
 
   unplug(): void {
@@ -314,7 +316,7 @@ export class QueuePair {
     try {
       const tail = this.host[H_SQ_TAIL]!;
       const at = this.sq.offset + tail * SQE_SIZE;
-      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0);
+      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0, this.plugDepth > 0 ? this.plugClock : performance.now());
       if (raw) {
         this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
         this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);

@@ -210,14 +210,14 @@ export class RequestTable {
   }
 
   /** Records what a submitter put in slot `cid` (before its SQE is written). */
-  describe(cid: number, opcode: number, nsid: number, lba: number, length: number): void {
+  describe(cid: number, opcode: number, nsid: number, lba: number, length: number, now = performance.now()): void {
     const s = this.slotBase + cid * SLOT_WORDS;
     this.w[s + F_OPCODE] = opcode;
     this.w[s + F_NSID] = nsid | 0;
     this.w[s + F_LBA_LO] = lba % 0x1_0000_0000 | 0;
     this.w[s + F_LBA_HI] = Math.floor(lba / 0x1_0000_0000);
     this.w[s + F_LENGTH] = length;
-    this.times[cid] = performance.now();
+    this.times[cid] = now;
   }
 
   /** The reaper's side: status and DW0, then COMPLETED, then a wake-up for a submitter waiting on the slot. */

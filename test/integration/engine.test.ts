@@ -96,6 +96,7 @@ describe('Engine', () => {
     engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'd.img'), size: 16 << 20 }], workers: 2 });
     const long = engine.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 0, count: 2000, passes: 2, depth: 8, seed: 5, lbaSize: 4096 });
     const threadsBefore = engine.threadIds;
+    const qidOf = new Map(threadsBefore.map((t) => [t, engine!.queueOf(t)]));
     await expect(engine.run(fixture('die-task.mjs'), { nsid: 1 })).rejects.toThrow();
     const r = await long;
     expect(r.bad).toEqual([]);
@@ -109,6 +110,9 @@ describe('Engine', () => {
     const gone = threadsBefore.filter((t) => !engine!.threadIds.includes(t));
     expect(gone).toHaveLength(1);
     expect(engine.queueOf(gone[0]!)).toBeUndefined();
+    // Its four reads, still in flight when it died, completed as Command Aborted due to SQ Deletion (SCT 0, SC 08h).
+    const log = await engine.driver.errorLog();
+    expect(log.filter((e) => e.sqid === qidOf.get(gone[0]!) && e.status === 0x08)).toHaveLength(4);
     const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 3000 + k * 100, count: 100, passes: 1, depth: 4, seed: 7, lbaSize: 4096 })));
     for (const a of again) expect(a.bad).toEqual([]);
   }, 30_000);

@@ -50,6 +50,8 @@ const G_VWC = 3;
 const G_INFLIGHT = 4;
 /** Threads waiting for G_INFLIGHT to reach 0: completers notify only when there are any. */
 const G_DRAINING = 5;
+/** Words of in-flight CID bits per SQ: one bit per possible CID. */
+const CID_WORDS = 65536 / 32;
 /** Asynchronous events raised in I/O threads: a counter bumped per event, then G_EVENT_SLOTS event words. */
 const G_EVENTS_POSTED = 6;
 const G_EVENTS = 8;
@@ -73,6 +75,8 @@ export interface CommandEntry {
 /** The shared memory behind a controller, for `NvmeController.attach` in another thread. */
 export interface SharedControllerMemory {
   bar: SharedArrayBuffer;
+  /** Per SQ, a bit per CID of the commands fetched and not completed (for aborting a dead thread's). */
+  inflightCids: SharedArrayBuffer;
   queues: SharedArrayBuffer;
   globals: SharedArrayBuffer;
   health: SharedArrayBuffer;
@@ -152,6 +156,8 @@ export class NvmeController {
   readonly globals: Int32Array;
   private readonly sqViews: SubmissionQueue[] = [];
   private readonly cqViews: CompletionQueue[] = [];
+  /** Per SQ, CID_WORDS words: bit `cid` set while that command is fetched and not completed. */
+  private readonly inflightCids: Int32Array;
   /** Requests this thread has fetched and not completed, by QID. */
   private readonly mine = new Map<number, Set<Request>>();
   /** Number of Queues granted (1's based counts). */
@@ -210,6 +216,7 @@ export class NvmeController {
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
+    this.inflightCids = new Int32Array(shared?.inflightCids ?? new SharedArrayBuffer((this.maxIoQueues + 1) * CID_WORDS * 4));
     this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((G_IRQ + this.interruptVectors + MAX_THREAD_SLOTS) * 4));
     this.threadWord = G_IRQ + this.interruptVectors + (threadSlot ?? 0);
     this.bar = shared?.bar ?? new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
@@ -243,7 +250,7 @@ export class NvmeController {
   handle(): ControllerHandle {
     if (this.role !== 'main') throw new Error('handle() is for the controller that owns the registers');
     return {
-      memory: { bar: this.bar, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health: this.health.buffer, errorLog: this.errorLog.buffer },
+      memory: { bar: this.bar, inflightCids: this.inflightCids.buffer as SharedArrayBuffer, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health: this.health.buffer, errorLog: this.errorLog.buffer },
       arena: this.arena.handle(),
       namespaces: [...this.namespaces.values()].map((ns) => ({ nsid: ns.nsid, lbaSize: ns.lbaSize as LbaSize, backend: ns.backend.handle() })),
       options: { maxIoQueues: this.maxIoQueues, mqes: this.mqes, mdts: this.mdts, dstrd: this.dstrd, interruptVectors: this.interruptVectors, identity: this.identity },
@@ -327,6 +334,20 @@ export class NvmeController {
     const sq = this.sq(qid);
     if (!sq) return 0;
     const n = Atomics.exchange(sq.words, sq.inflightIndex, 0);
+    // Each is completed here as the Delete I/O SQ that follows would have: aborted, into the room its fetch reserved.
+    const cq = this.cq(sq.cqid);
+    const base = qid * CID_WORDS;
+    for (let i = 0; i < CID_WORDS; i++) {
+      let bits = Atomics.exchange(this.inflightCids, base + i, 0);
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits);
+        bits &= ~(1 << bit);
+        if (!cq) continue;
+        const cmd = decodeCommandWords(new Uint32Array(16), 0);
+        cmd.cid = i * 32 + bit;
+        this.postCompletion({ sq, cq, cmd, epoch: this.epoch, io: true, status: 0, forced: 0, dw0: 0, pending: 0, done: true, lba: 0, bytes: 0, tracked: false }, ABORTED_SQ_DELETION);
+      }
+    }
     if (n > 0) Atomics.notify(sq.words, sq.inflightIndex);
     return n;
   }
@@ -465,6 +486,7 @@ export class NvmeController {
     const asq = this.regs.getUint32(Regs.ASQ.offset, true) + this.regs.getUint32(Regs.ASQ.offset + 4, true) * 0x1_0000_0000;
     const acq = this.regs.getUint32(Regs.ACQ.offset, true) + this.regs.getUint32(Regs.ACQ.offset + 4, true) * 0x1_0000_0000;
     this.queues.clear();
+    this.inflightCids.fill(0);
     this.cqSlot(0).init(acq, this.arena.translate(acq, acqs * CQE_SIZE), acqs, true, 0).addSq(1);
     this.sqSlot(0).init(asq, this.arena.translate(asq, asqs * SQE_SIZE), asqs, 0, 0);
     this.state = 'enabling';
@@ -699,6 +721,7 @@ export class NvmeController {
   private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommandWords>, epoch: number): void {
     const io = sq.qid !== 0;
     const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, tracked: false };
+    Atomics.or(this.inflightCids, sq.qid * CID_WORDS + (cmd.cid >>> 5), 1 << (cmd.cid & 31));
     if (io) this.health.ioStarted(this.now());
     let status: number;
     try {
@@ -753,8 +776,14 @@ export class NvmeController {
 
   /** Takes `req` out of the in-flight accounting without completing it (a held AER keeps its CQ reservation). */
   detach(req: Request): void {
+    this.forgetCid(req);
     this.mine.get(req.sq.qid)?.delete(req);
     this.leave(req.sq);
+  }
+
+  /** Clears `req`'s bit among its SQ's in-flight CIDs. */
+  private forgetCid(req: Request): void {
+    Atomics.and(this.inflightCids, req.sq.qid * CID_WORDS + (req.cmd.cid >>> 5), ~(1 << (req.cmd.cid & 31)));
   }
 
   /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
@@ -768,6 +797,7 @@ export class NvmeController {
   private finish(req: Request): void {
     if (req.done) return;
     req.done = true;
+    this.forgetCid(req);
     const sq = req.sq;
     if (req.tracked) this.mine.get(sq.qid)?.delete(req);
     // A command still executing when its SQ was deleted completes as aborted (5.6).

@@ -693,21 +693,28 @@ export class NvmeController {
       try {
         sq.takeRerun();
         for (;;) {
-          if (sq.head === sq.tail) break;
-          // Count the command in flight before the last checks: a Delete I/O SQ or a reset that reads the
-          // counts after this either sees it or finds the queue / controller state that stops the fetch.
+          const waiting = (sq.tail - sq.head + sq.size) % sq.size;
+          if (waiting === 0) break;
+          // Room in the CQ for as many of them as fit, reserved in one step.
+          const n = cq.reserve(waiting);
+          if (n === 0) break;
+          // Count them in flight before the last checks: a Delete I/O SQ or a reset that reads the counts
+          // after this either sees them or finds the queue / controller state that stops the fetch.
           const epoch = this.epoch;
-          sq.addInflight(1);
-          Atomics.add(this.globals, G_INFLIGHT, 1);
-          Atomics.add(this.globals, this.threadWord, 1);
-          if (Atomics.load(this.globals, G_READY) !== 1 || !sq.valid || sq.deleting || this.epoch !== epoch || !cq.reserve()) {
-            this.leave(sq);
+          sq.addInflight(n);
+          Atomics.add(this.globals, G_INFLIGHT, n);
+          Atomics.add(this.globals, this.threadWord, n);
+          if (Atomics.load(this.globals, G_READY) !== 1 || !sq.valid || sq.deleting || this.epoch !== epoch) {
+            cq.unreserve(n);
+            this.leave(sq, n);
             break;
           }
-          const head = sq.head;
-          sq.head = (head + 1) % sq.size;
-          const cmd = decodeCommandWords(this.arena.u32, (sq.offset + head * SQE_SIZE) >> 2);
-          this.execute(sq, cq, cmd, epoch);
+          for (let i = 0; i < n; i++) {
+            const head = sq.head;
+            sq.head = (head + 1) % sq.size;
+            const cmd = decodeCommandWords(this.arena.u32, (sq.offset + head * SQE_SIZE) >> 2);
+            this.execute(sq, cq, cmd, epoch);
+          }
         }
       } finally {
         sq.lock.unlock();
@@ -787,11 +794,11 @@ export class NvmeController {
   }
 
   /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
-  private leave(sq: SubmissionQueue): void {
-    Atomics.sub(this.globals, this.threadWord, 1);
+  private leave(sq: SubmissionQueue, n = 1): void {
+    Atomics.sub(this.globals, this.threadWord, n);
     // Only Delete I/O SQ waits on an SQ's count, and only a drain (reset, shutdown, close) on the global one.
-    if (sq.addInflight(-1) === 0 && sq.deleting) Atomics.notify(sq.words, sq.inflightIndex);
-    if (Atomics.sub(this.globals, G_INFLIGHT, 1) === 1 && Atomics.load(this.globals, G_DRAINING) > 0) Atomics.notify(this.globals, G_INFLIGHT);
+    if (sq.addInflight(-n) === 0 && sq.deleting) Atomics.notify(sq.words, sq.inflightIndex);
+    if (Atomics.sub(this.globals, G_INFLIGHT, n) === n && Atomics.load(this.globals, G_DRAINING) > 0) Atomics.notify(this.globals, G_INFLIGHT);
   }
 
   private finish(req: Request): void {

@@ -162,13 +162,20 @@ export class CompletionQueue {
     Atomics.add(this.w, this.b + CQ_SQS, delta);
   }
 
-  /** Reserves room for one more completion; false when the CQ has none ("one empty slot means full"). */
-  reserve(): boolean {
+  /** Reserves room for up to `wanted` completions; returns how many fit ("one empty slot means full"). */
+  reserve(wanted: number): number {
     this.lock.lock();
-    const ok = this.used < this.size - 1;
-    if (ok) this.used++;
+    const n = Math.max(0, Math.min(wanted, this.size - 1 - this.used));
+    this.used += n;
     this.lock.unlock();
-    return ok;
+    return n;
+  }
+
+  /** Gives back room reserved for commands that were not fetched after all. */
+  unreserve(n: number): void {
+    this.lock.lock();
+    this.used -= n;
+    this.lock.unlock();
   }
 }
 

@@ -182,31 +182,27 @@ export class RequestTable {
   /** Returns a CID to the free stack and wakes one waiter if any. */
   release(cid: number): void {
     this.checkCid(cid);
-    if (this.exclusive) return this.releaseExclusive(cid);
-    this.mutex.lock();
-    const s = this.slotBase + cid * SLOT_WORDS;
-    if (this.w[s + F_STATE] === SlotState.FREE) {
-      this.mutex.unlock();
-      throw new Error(`CID ${cid} released twice`);
+    const locked = !this.exclusive;
+    if (locked) this.mutex.lock();
+    let waiters: number;
+    try {
+      waiters = this.pushLocked(cid);
+    } finally {
+      if (locked) this.mutex.unlock();
     }
-    this.w[s + F_STATE] = SlotState.FREE;
-    this.w[this.stackBase + this.w[kFreeCount]!] = cid;
-    this.w[kFreeCount]!++;
-    Atomics.add(this.w, kFreeSeq, 1);
-    const waiters = this.w[kWaiters]!;
-    this.mutex.unlock();
     // Outside the lock: the woken thread's first step is to take it.
     if (waiters > 0) Atomics.notify(this.w, kFreeSeq, 1);
   }
 
-  private releaseExclusive(cid: number): void {
+  /** Under the lock (or on an exclusive table): frees `cid`, bumps the free sequence; returns the waiter count. */
+  private pushLocked(cid: number): number {
     const s = this.slotBase + cid * SLOT_WORDS;
     if (this.w[s + F_STATE] === SlotState.FREE) throw new Error(`CID ${cid} released twice`);
     this.w[s + F_STATE] = SlotState.FREE;
     this.w[this.stackBase + this.w[kFreeCount]!] = cid;
     this.w[kFreeCount]!++;
     Atomics.add(this.w, kFreeSeq, 1);
-    if (this.w[kWaiters]! > 0) Atomics.notify(this.w, kFreeSeq, 1);
+    return this.w[kWaiters]!;
   }
 
   /** Records what a submitter put in slot `cid` (before its SQE is written). */

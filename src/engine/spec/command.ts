@@ -105,45 +105,17 @@ export function decodeCommandWords(w: Uint32Array, at: number): Command {
 }
 
 export function decodeCommand(dv: DataView, at: number): Command {
-  const cdw0 = dv.getUint32(at, true);
-  return {
-    opcode: cdw0 & 0xff,
-    fuse: (cdw0 >>> 8) & 0x3,
-    psdt: (cdw0 >>> 14) & 0x3,
-    cid: cdw0 >>> 16,
-    nsid: dv.getUint32(at + Sqe.NSID.offset, true),
-    cdw2: dv.getUint32(at + Sqe.CDW2.offset, true),
-    cdw3: dv.getUint32(at + Sqe.CDW3.offset, true),
-    mptr: dv.getUint32(at + Sqe.MPTR.offset, true) + dv.getUint32(at + Sqe.MPTR.offset + 4, true) * TWO32,
-    prp1: dv.getUint32(at + Sqe.PRP1.offset, true) + dv.getUint32(at + Sqe.PRP1.offset + 4, true) * TWO32,
-    prp2: dv.getUint32(at + Sqe.PRP2.offset, true) + dv.getUint32(at + Sqe.PRP2.offset + 4, true) * TWO32,
-    cdw10: dv.getUint32(at + Sqe.CDW10.offset, true),
-    cdw11: dv.getUint32(at + Sqe.CDW11.offset, true),
-    cdw12: dv.getUint32(at + Sqe.CDW12.offset, true),
-    cdw13: dv.getUint32(at + Sqe.CDW13.offset, true),
-    cdw14: dv.getUint32(at + Sqe.CDW14.offset, true),
-    cdw15: dv.getUint32(at + Sqe.CDW15.offset, true),
-  };
+  const [w, i] = wordsOf(dv, at);
+  return decodeCommandWords(w, i);
 }
 
 /**
- * Writes an SQE. `cid`, `prp1` and `prp2`, when given, replace the command's
- * own fields (the host's hot path passes them without building a new object).
+ * Writes an SQE (through `encodeCommandWords`). `cid`, `prp1` and `prp2`, when given, replace the command's
+ * own fields.
  */
 export function encodeCommand(dv: DataView, at: number, c: Partial<Command> & { opcode: number }, cid = c.cid ?? 0, prp1 = c.prp1 ?? 0, prp2 = c.prp2 ?? 0): void {
-  dv.setUint32(at, ((c.opcode & 0xff) | ((c.fuse ?? 0) << 8) | ((c.psdt ?? 0) << 14) | (cid << 16)) >>> 0, true);
-  dv.setUint32(at + Sqe.NSID.offset, (c.nsid ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW2.offset, (c.cdw2 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW3.offset, (c.cdw3 ?? 0) >>> 0, true);
-  setU64(dv, at + Sqe.MPTR.offset, c.mptr ?? 0);
-  setU64(dv, at + Sqe.PRP1.offset, prp1);
-  setU64(dv, at + Sqe.PRP2.offset, prp2);
-  dv.setUint32(at + Sqe.CDW10.offset, (c.cdw10 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW11.offset, (c.cdw11 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW12.offset, (c.cdw12 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW13.offset, (c.cdw13 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW14.offset, (c.cdw14 ?? 0) >>> 0, true);
-  dv.setUint32(at + Sqe.CDW15.offset, (c.cdw15 ?? 0) >>> 0, true);
+  const [w, i] = wordsOf(dv, at);
+  encodeCommandWords(w, i, c, cid, prp1, prp2);
 }
 
 /**
@@ -183,19 +155,10 @@ export function postCompletionWords(w: Uint32Array, at: number, c: Completion): 
   Atomics.store(w, at + 3, ((c.cid & 0xffff) | ((c.phase & 1) << 16) | ((c.status & 0x7fff) << 17)) >>> 0);
 }
 
-function setU64(dv: DataView, at: number, v: number): void {
-  dv.setUint32(at, v % TWO32, true);
-  dv.setUint32(at + 4, Math.floor(v / TWO32), true);
-}
-
-/** Writes a CQE, the status word (with the phase tag) last. (The controller posts through `postCompletionWords`.) */
+/** Writes a CQE, dword 3 (CID, phase, status) last; the controller's `postCompletionWords` on a DataView. */
 export function encodeCompletion(dv: DataView, at: number, c: Completion): void {
-  dv.setUint32(at + Cqe.DW0.offset, c.dw0 >>> 0, true);
-  dv.setUint32(at + Cqe.DW1.offset, c.dw1 >>> 0, true);
-  dv.setUint16(at + Cqe.SQHD.offset, c.sqhd, true);
-  dv.setUint16(at + Cqe.SQID.offset, c.sqid, true);
-  dv.setUint16(at + Cqe.CID.offset, c.cid, true);
-  dv.setUint16(at + Cqe.STATUS.offset, ((c.status << 1) | (c.phase & 1)) & 0xffff, true);
+  const [w, i] = wordsOf(dv, at);
+  postCompletionWords(w, i, c);
 }
 
 /** A CQE from 32-bit words (`at` a word index), dword 3 given as already loaded (atomically) by the caller. */
@@ -205,16 +168,19 @@ export function decodeCompletionWords(w: Uint32Array, at: number, dw3: number): 
 }
 
 export function decodeCompletion(dv: DataView, at: number): Completion {
-  const st = dv.getUint16(at + Cqe.STATUS.offset, true);
-  return {
-    dw0: dv.getUint32(at + Cqe.DW0.offset, true),
-    dw1: dv.getUint32(at + Cqe.DW1.offset, true),
-    sqhd: dv.getUint16(at + Cqe.SQHD.offset, true),
-    sqid: dv.getUint16(at + Cqe.SQID.offset, true),
-    cid: dv.getUint16(at + Cqe.CID.offset, true),
-    status: st >>> 1,
-    phase: st & 1,
-  };
+  const [w, i] = wordsOf(dv, at);
+  return decodeCompletionWords(w, i, Atomics.load(w, i + 3));
+}
+
+/**
+ * The 32-bit word view behind a DataView and the word index of `at`: the
+ * DataView helpers share the word codecs the hot path uses, so one
+ * implementation is tested. Entries are dword aligned by the spec.
+ */
+function wordsOf(dv: DataView, at: number): [Uint32Array, number] {
+  const byte = dv.byteOffset + at;
+  if (byte % 4 !== 0) throw new RangeError(`queue entry at byte ${byte} is not dword aligned`);
+  return [new Uint32Array(dv.buffer, 0, Math.floor(dv.buffer.byteLength / 4)), byte / 4];
 }
 
 /** PSDT values: only PRPs are supported by this controller. */

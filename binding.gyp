@@ -1,13 +1,25 @@
 {
-  # nvmq native addon. One target, one .node file; new native features
-  # (e.g. io_uring) add their plain-C++ sources to 'sources' and register
-  # their exports from native/binding.cc.
+  # nvmq native addon. One target, one .node file; each native feature is
+  # plain C++ in its own file and registers its exports from native/binding.cc.
+  # io_uring (native/ring.cc) is compiled in when liburing is usable here
+  # (native/has-liburing.mjs); otherwise the ring reports ENOSYS and the
+  # engine stays on its portable path.
+  'variables': {
+    'nvmq_liburing%': '<!(node native/has-liburing.mjs)',
+  },
   'targets': [
     {
       'target_name': 'nvmq_native',
       'sources': [
         'native/binding.cc',
         'native/fallocate.cc',
+        'native/ring.cc',
+      ],
+      'conditions': [
+        ['nvmq_liburing==1', {
+          'defines': [ 'NVMQ_HAVE_LIBURING=1' ],
+          'libraries': [ '-luring' ],
+        }],
       ],
       # node-addon-api's 'node_addon_api' target: adds its include dir,
       # defines NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS and -fno-exceptions.

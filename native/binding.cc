@@ -8,12 +8,18 @@
 // an immediate return.
 
 #include <napi.h>
+#include <uv.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "fallocate.h"
+#include "ring.h"
 
 namespace {
 
@@ -71,6 +77,329 @@ Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
+// ------------------------------------------------------------------ io_uring
+
+// The native side of one ring, owned apart from its JS wrapper: the uv_poll
+// handle on the ring's eventfd must stay alive until libuv's close callback
+// has run, which can be after the wrapper is garbage or the environment (a
+// worker thread) is being torn down.
+struct RingState {
+  nvmq::Ring* ring = nullptr;
+  napi_env env = nullptr;
+  uv_poll_t poll;
+  bool polling = false;
+  bool refed = false;
+  bool closing = false;
+  napi_ref callback = nullptr;
+  napi_async_context async_context = nullptr;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  // The typed arrays the native side reads and writes, kept alive here.
+  napi_ref arrays[4] = {nullptr, nullptr, nullptr, nullptr};
+  double* ops = nullptr;
+  size_t ops_len = 0;
+  double* segs = nullptr;
+  size_t segs_len = 0;
+  int32_t* cqes = nullptr;
+  unsigned cq_cap = 0;
+};
+
+void FreeState(RingState* s) {
+  if (s->hook != nullptr) napi_remove_async_cleanup_hook(s->hook);
+  delete s;
+}
+
+void OnPollClosed(uv_handle_t* h) { FreeState(static_cast<RingState*>(h->data)); }
+
+// The event loop holds a reference only while operations are in flight, so
+// an idle ring never keeps a thread alive.
+void UpdateRef(RingState* s) {
+  if (!s->polling || s->ring == nullptr) return;
+  const bool want = s->ring->inflight() > 0;
+  if (want == s->refed) return;
+  s->refed = want;
+  if (want) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(&s->poll));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&s->poll));
+  }
+}
+
+// Cancels and waits for whatever is in flight, frees the ring, and closes
+// the eventfd watcher. `js` is false in the environment's cleanup hook, where
+// references are left for the environment to free.
+void Teardown(RingState* s, bool js) {
+  if (s->closing) return;
+  s->closing = true;
+  delete s->ring;  // cancels and waits for operations still in flight
+  s->ring = nullptr;
+  if (js) {
+    if (s->callback != nullptr) napi_delete_reference(s->env, s->callback);
+    if (s->async_context != nullptr) napi_async_destroy(s->env, s->async_context);
+    for (napi_ref& r : s->arrays) {
+      if (r != nullptr) napi_delete_reference(s->env, r);
+    }
+  }
+  s->callback = nullptr;
+  if (s->polling) {
+    uv_poll_stop(&s->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
+  } else {
+    FreeState(s);
+  }
+}
+
+void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+  // The hook is removed once the watcher is closed (FreeState).
+  Teardown(static_cast<RingState*>(arg), false);
+}
+
+void OnReadable(uv_poll_t* h, int, int) {
+  RingState* s = static_cast<RingState*>(h->data);
+  if (s->closing || s->callback == nullptr) return;
+  uint64_t count;
+  // Clears the eventfd counter; a failed read only means it was already 0.
+  if (read(s->ring->event_fd(), &count, sizeof count) < 0) count = 0;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, result;
+  napi_get_reference_value(env, s->callback, &fn);
+  napi_get_global(env, &recv);
+  // make_callback runs the microtasks the handler queued (promise
+  // resolutions of the completed commands) before it returns.
+  if (napi_make_callback(env, s->async_context, recv, fn, 0, nullptr,
+                         &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+// Typed array data pointer and length in elements; throws on a mismatch.
+template <typename T>
+bool ArrayArg(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type,
+              const char* name, T** data, size_t* len, napi_ref* ref) {
+  Napi::Env env = info.Env();
+  if (!info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != type) {
+    Napi::TypeError::New(env, std::string("nvmq_native: ") + name +
+                                  " has the wrong type")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  napi_typedarray_type t;
+  size_t length;
+  void* p;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, info[i], &t, &length, &p, &buffer,
+                               &offset) != napi_ok ||
+      p == nullptr) {
+    Napi::TypeError::New(env, std::string("nvmq_native: ") + name +
+                                  " has no memory")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *data = static_cast<T*>(p);
+  *len = length;
+  napi_create_reference(env, info[i], 1, ref);
+  return true;
+}
+
+class RingWrap : public Napi::ObjectWrap<RingWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "Ring",
+        {InstanceMethod<&RingWrap::Submit>("submit"),
+         InstanceMethod<&RingWrap::Reap>("reap"),
+         InstanceMethod<&RingWrap::Watch>("watch"),
+         InstanceMethod<&RingWrap::Cancel>("cancel"),
+         InstanceMethod<&RingWrap::Close>("close"),
+         InstanceMethod<&RingWrap::Inflight>("inflight"),
+         InstanceMethod<&RingWrap::ReadNowait>("readNowait")});
+  }
+
+  // new Ring(arena: Uint8Array, entries, ops: Float64Array,
+  //          segs: Float64Array, cqes: Int32Array)
+  explicit RingWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<RingWrap>(info) {
+    Napi::Env env = info.Env();
+    double entries;
+    if (info.Length() < 5 ||
+        !ReadInteger(info, 1, "entries", 1, 4096, &entries)) {
+      if (!env.IsExceptionPending()) {
+        Napi::TypeError::New(env, "nvmq_native: new Ring(arena, entries, ops, segs, cqes)")
+            .ThrowAsJavaScriptException();
+      }
+      return;
+    }
+    s_ = new RingState();
+    s_->env = env;
+    uint8_t* arena;
+    size_t arena_len;
+    size_t cq_len;
+    if (!ArrayArg(info, 0, napi_uint8_array, "arena", &arena, &arena_len, &s_->arrays[0]) ||
+        !ArrayArg(info, 2, napi_float64_array, "ops", &s_->ops, &s_->ops_len, &s_->arrays[1]) ||
+        !ArrayArg(info, 3, napi_float64_array, "segs", &s_->segs, &s_->segs_len, &s_->arrays[2]) ||
+        !ArrayArg(info, 4, napi_int32_array, "cqes", &s_->cqes, &cq_len, &s_->arrays[3])) {
+      Teardown(s_, true);
+      s_ = nullptr;
+      return;
+    }
+    s_->cq_cap = static_cast<unsigned>(cq_len / 2);
+    const int rc = nvmq::Ring::Create(static_cast<unsigned>(entries), arena,
+                                      arena_len, &s_->ring);
+    if (rc < 0) {
+      Teardown(s_, true);
+      s_ = nullptr;
+      Napi::Error e = Napi::Error::New(
+          env, std::string("io_uring setup failed: ") + std::strerror(-rc));
+      e.Set("errno", Napi::Number::New(env, rc));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    napi_add_async_cleanup_hook(env, OnEnvCleanup, s_, &s_->hook);
+  }
+
+  ~RingWrap() override {
+    if (s_ != nullptr) Teardown(s_, true);
+  }
+
+ private:
+  bool Open(Napi::Env env) {
+    if (s_ != nullptr && s_->ring != nullptr) return true;
+    Napi::Error::New(env, "nvmq_native: the ring is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // Completions now in `cqes`; with none left, notifications go back on
+  // (and a completion that slipped in meanwhile is taken after all), so the
+  // eventfd signals whatever completes after the caller goes idle.
+  unsigned Drain() {
+    nvmq::Ring* r = s_->ring;
+    unsigned k = r->Reap(s_->cqes, s_->cq_cap);
+    if (k == 0) {
+      r->SetNotify(true);
+      if (r->ready() > 0) k = r->Reap(s_->cqes, s_->cq_cap);
+    }
+    UpdateRef(s_);
+    return k;
+  }
+
+  // submit(n) -> completions now in cqes (>= 0), or -errno when
+  // io_uring_enter failed (the operations stay queued and go with the next
+  // call). Notifications are off from here until a call returns 0.
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double n;
+    if (!ReadInteger(info, 0, "n", 0, static_cast<double>(s_->ops_len / nvmq::kOpWords), &n)) {
+      return env.Undefined();
+    }
+    s_->ring->SetNotify(false);
+    const int rc = s_->ring->Submit(s_->ops, static_cast<unsigned>(n), s_->segs, s_->segs_len);
+    const unsigned k = Drain();
+    if (rc < 0 && k == 0) return Napi::Number::New(env, rc);
+    return Napi::Number::New(env, k);
+  }
+
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    return Napi::Number::New(env, Drain());
+  }
+
+  // watch(fn): fn() runs on this thread's event loop whenever the eventfd
+  // says completions arrived.
+  Napi::Value Watch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    if (!info[0].IsFunction()) {
+      Napi::TypeError::New(env, "nvmq_native: watch(fn) needs a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (s_->polling) {
+      Napi::Error::New(env, "nvmq_native: the ring is already watched").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok ||
+        uv_poll_init(loop, &s_->poll, s_->ring->event_fd()) != 0) {
+      Napi::Error::New(env, "nvmq_native: cannot watch the ring's eventfd").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    s_->poll.data = s_;
+    s_->polling = true;
+    s_->refed = true;
+    napi_create_reference(env, info[0], 1, &s_->callback);
+    napi_async_init(env, nullptr, Napi::String::New(env, "nvmq:io_uring"), &s_->async_context);
+    uv_poll_start(&s_->poll, UV_READABLE, OnReadable);
+    UpdateRef(s_);
+    return env.Undefined();
+  }
+
+  // cancel(timeoutMs) -> operations still in flight after cancelling all
+  // and waiting; the completions are then reaped as usual.
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double ms;
+    if (!ReadInteger(info, 0, "timeoutMs", 0, 3600000, &ms)) return env.Undefined();
+    const unsigned left = s_->ring->CancelAll(static_cast<unsigned>(ms));
+    UpdateRef(s_);
+    return Napi::Number::New(env, left);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (s_ != nullptr) Teardown(s_, true);
+    s_ = nullptr;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Inflight(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Napi::Number::New(env, s_ != nullptr && s_->ring != nullptr ? s_->ring->inflight() : 0);
+  }
+
+  // readNowait(fd, arenaOffset, length, pos) -> bytes | -errno (-EAGAIN:
+  // not in the page cache).
+  Napi::Value ReadNowait(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    const int rc = s_->ring->ReadNowait(info[0].As<Napi::Number>().DoubleValue(),
+                                        info[1].As<Napi::Number>().DoubleValue(),
+                                        info[2].As<Napi::Number>().DoubleValue(),
+                                        info[3].As<Napi::Number>().DoubleValue());
+    return Napi::Number::New(env, rc);
+  }
+
+  RingState* s_ = nullptr;
+};
+
+// pageOffsetOf(typedArray) -> the address of its first byte modulo 4096, so
+// the DMA arena can start its pages on real page boundaries (O_DIRECT).
+Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) {
+    Napi::TypeError::New(env, "nvmq_native: pageOffsetOf(typedArray)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  napi_typedarray_type t;
+  size_t length, offset;
+  void* p;
+  napi_value buffer;
+  napi_get_typedarray_info(env, info[0], &t, &length, &p, &buffer, &offset);
+  return Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(p) & 4095));
+}
+
+void RegisterRing(Napi::Env env, Napi::Object exports) {
+  exports.Set("ioUring", Napi::Boolean::New(env, nvmq::ring_supported()));
+  exports.Set("Ring", RingWrap::Define(env));
+  exports.Set("pageOffsetOf", Napi::Function::New(env, PageOffsetOf, "pageOffsetOf"));
+}
+
 void RegisterFallocate(Napi::Env env, Napi::Object exports) {
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("FALLOC_FL_KEEP_SIZE",
@@ -83,7 +412,7 @@ void RegisterFallocate(Napi::Env env, Napi::Object exports) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterFallocate(env, exports);
-  // Future modules (io_uring, ...) register themselves here.
+  RegisterRing(env, exports);
   return exports;
 }
 

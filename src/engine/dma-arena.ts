@@ -8,7 +8,15 @@
  *
  * The page allocator belongs to the thread that created the arena; other
  * threads receive ranges carved out for them.
+ *
+ * The arena starts on a real page boundary of process memory (the
+ * SharedArrayBuffer has a page to spare, and the views start `skew` bytes in,
+ * where the native addon says the next page begins), so every 4 KiB arena
+ * page is a 4 KiB memory page: what O_DIRECT transfers need. Offsets are
+ * arena offsets, from the first byte of `bytes`; `offsetOf()` turns a view
+ * on the buffer into one.
  */
+import { loadNative } from './native.js';
 
 export const ARENA_PAGE_SIZE = 4096;
 /** IOVA of arena byte 0. Above 4 GiB so that both halves of every 64-bit pointer matter. */
@@ -27,6 +35,10 @@ export interface DmaBuffer {
 export interface DmaArenaHandle {
   buffer: SharedArrayBuffer;
   base: number;
+  /** Where the arena starts in the buffer. */
+  skew: number;
+  /** Arena bytes. */
+  size: number;
   /** The part of the arena this view may allocate from (a worker's buffer pool); the whole arena by default. */
   range?: { offset: number; size: number };
 }
@@ -35,6 +47,8 @@ export class DmaArena {
   readonly buffer: SharedArrayBuffer;
   readonly base: number;
   readonly size: number;
+  /** Byte of the buffer where the arena (offset 0) starts. */
+  readonly skew: number;
   readonly bytes: Uint8Array;
   readonly view: DataView;
   /** 32-bit words: SQEs and CQEs are read and written through these (and CQE dword 3 atomically). */
@@ -47,18 +61,23 @@ export class DmaArena {
     if ('buffer' in opts) {
       this.buffer = opts.buffer;
       this.base = opts.base;
+      this.skew = opts.skew;
+      this.size = opts.size;
     } else {
       if (!Number.isInteger(opts.sizeBytes) || opts.sizeBytes <= 0 || opts.sizeBytes % ARENA_PAGE_SIZE !== 0) {
         throw new RangeError(`DMA arena size must be a positive multiple of ${ARENA_PAGE_SIZE} bytes, got ${opts.sizeBytes}`);
       }
-      this.buffer = new SharedArrayBuffer(opts.sizeBytes);
+      this.buffer = new SharedArrayBuffer(opts.sizeBytes + ARENA_PAGE_SIZE);
       this.base = opts.base ?? DEFAULT_IOVA_BASE;
+      const native = loadNative();
+      this.skew = native ? (ARENA_PAGE_SIZE - native.pageOffsetOf(new Uint8Array(this.buffer, 0, 1))) % ARENA_PAGE_SIZE : 0;
+      this.size = opts.sizeBytes;
     }
     if (this.base <= 0 || this.base % ARENA_PAGE_SIZE !== 0) throw new RangeError(`IOVA base must be a non-zero multiple of ${ARENA_PAGE_SIZE}`);
-    this.size = this.buffer.byteLength;
-    this.bytes = new Uint8Array(this.buffer);
-    this.view = new DataView(this.buffer);
-    this.u32 = new Uint32Array(this.buffer, 0, this.size >> 2);
+    if (this.skew % 16 !== 0 || this.skew + this.size > this.buffer.byteLength) throw new RangeError(`arena [${this.skew}, +${this.size}) does not fit its buffer`);
+    this.bytes = new Uint8Array(this.buffer, this.skew, this.size);
+    this.view = new DataView(this.buffer, this.skew, this.size);
+    this.u32 = new Uint32Array(this.buffer, this.skew, this.size >> 2);
     const range = 'buffer' in opts ? opts.range : undefined;
     this.free = range ? [{ start: range.offset / ARENA_PAGE_SIZE, pages: Math.floor(range.size / ARENA_PAGE_SIZE) }] : [{ start: 0, pages: this.size / ARENA_PAGE_SIZE }];
     if (range && (range.offset % ARENA_PAGE_SIZE !== 0 || range.offset < 0 || range.offset + range.size > this.size)) {
@@ -68,7 +87,7 @@ export class DmaArena {
 
   /** What another thread needs to map the same arena. */
   handle(): DmaArenaHandle {
-    return { buffer: this.buffer, base: this.base };
+    return { buffer: this.buffer, base: this.base, skew: this.skew, size: this.size };
   }
 
   /**
@@ -85,9 +104,14 @@ export class DmaArena {
     return this.base + offset;
   }
 
-  /** True when `bytes` is a view on this arena's memory (zero-copy capable). */
+  /** True when `bytes` is a view inside this arena (zero-copy capable). */
   contains(bytes: Uint8Array): boolean {
-    return bytes.buffer === this.buffer;
+    return bytes.buffer === this.buffer && bytes.byteOffset >= this.skew && bytes.byteOffset + bytes.length <= this.skew + this.size;
+  }
+
+  /** Arena offset of a view on this arena's buffer. */
+  offsetOf(bytes: ArrayBufferView): number {
+    return bytes.byteOffset - this.skew;
   }
 
   /** Allocates whole pages (first fit). Throws when the arena is exhausted. */
@@ -103,7 +127,7 @@ export class DmaArena {
       if (ext.pages === 0) this.free.splice(i, 1);
       this.owned.set(start, pages);
       const offset = start * ARENA_PAGE_SIZE;
-      const bytes = new Uint8Array(this.buffer, offset, pages * ARENA_PAGE_SIZE);
+      const bytes = new Uint8Array(this.buffer, this.skew + offset, pages * ARENA_PAGE_SIZE);
       bytes.fill(0);
       return { iova: this.base + offset, offset, size: pages * ARENA_PAGE_SIZE, bytes };
     }

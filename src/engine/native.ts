@@ -10,6 +10,22 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+/** One io_uring (native/ring.h); driven by IoRing (src/engine/device/io-ring.ts). */
+export interface NativeRing {
+  /** Submits the first `n` staged operations; returns completions now in the completion array, or -errno. */
+  submit(n: number): number;
+  /** Completions now in the completion array (no system call). */
+  reap(): number;
+  /** Calls `fn` on this thread's event loop when the ring's eventfd fires. */
+  watch(fn: () => void): void;
+  /** Cancels everything in flight and waits; returns what is still in flight after `timeoutMs`. */
+  cancel(timeoutMs: number): number;
+  close(): void;
+  inflight(): number;
+  /** preadv2(RWF_NOWAIT) into the arena: bytes, -EAGAIN when not cached, or -errno. */
+  readNowait(fd: number, offset: number, length: number, pos: number): number;
+}
+
 /** What the native addon exports. */
 export interface NativeBinding {
   /**
@@ -25,6 +41,12 @@ export interface NativeBinding {
   readonly FALLOC_FL_PUNCH_HOLE: number;
   /** FALLOC_FL_ZERO_RANGE from the platform's <linux/falloc.h>. */
   readonly FALLOC_FL_ZERO_RANGE: number;
+  /** True when the addon was built with liburing. */
+  readonly ioUring: boolean;
+  /** Throws an Error with `errno` when the kernel refuses io_uring. */
+  readonly Ring: new (arena: Uint8Array, entries: number, ops: Float64Array, segs: Float64Array, cqes: Int32Array) => NativeRing;
+  /** Address of the array's first byte modulo 4096. */
+  pageOffsetOf(bytes: ArrayBufferView): number;
 }
 
 export interface NativeStatus {
@@ -51,7 +73,10 @@ function isNativeBinding(x: unknown): x is NativeBinding {
     typeof o.fallocate === 'function' &&
     typeof o.FALLOC_FL_KEEP_SIZE === 'number' &&
     typeof o.FALLOC_FL_PUNCH_HOLE === 'number' &&
-    typeof o.FALLOC_FL_ZERO_RANGE === 'number'
+    typeof o.FALLOC_FL_ZERO_RANGE === 'number' &&
+    typeof o.ioUring === 'boolean' &&
+    typeof o.Ring === 'function' &&
+    typeof o.pageOffsetOf === 'function'
   );
 }
 
@@ -92,4 +117,63 @@ export function loadNative(): NativeBinding | null {
 export function nativeStatus(): NativeStatus {
   const r = resolve();
   return r.binding !== null ? { loaded: true } : { loaded: false, reason: r.reason ?? 'unknown' };
+}
+
+/** Which way file namespaces reach the kernel. */
+export type DataPath = 'io_uring' | 'portable';
+
+export interface DataPathStatus {
+  path: DataPath;
+  /** Why io_uring is not used; absent when it is. */
+  reason?: string;
+}
+
+let uringProbe: string | null | undefined;
+
+/** Sets up (and tears down) a small ring: null when the kernel allows io_uring, else why not. */
+function probeUring(n: NativeBinding): string | null {
+  if (!n.ioUring) return 'the native addon was built without liburing (install liburing-dev, then npm ci)';
+  try {
+    const arena = new Uint8Array(new SharedArrayBuffer(4096));
+    const ring = new n.Ring(arena, 8, new Float64Array(64), new Float64Array(16), new Int32Array(16));
+    ring.close();
+    return null;
+  } catch (e) {
+    return `the kernel refused io_uring: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
+
+/**
+ * The data path file namespaces take in this thread: io_uring when the addon
+ * has it and the kernel allows it, else the portable node:fs path (and why).
+ */
+export function dataPathStatus(): DataPathStatus {
+  const n = loadNative();
+  if (!n) return { path: 'portable', reason: nativeStatus().reason ?? 'native addon unavailable' };
+  uringProbe ??= probeUring(n);
+  return uringProbe === null ? { path: 'io_uring' } : { path: 'portable', reason: uringProbe };
+}
+
+let warned = false;
+
+/**
+ * Resolves a requested data path. 'auto' takes io_uring when available and
+ * otherwise falls back, saying so once per process (a process warning) unless
+ * the fallback was asked for (NVMQ_DISABLE_NATIVE=1); 'io_uring' throws when
+ * it is unavailable.
+ */
+export function resolveDataPath(wanted: DataPath | 'auto'): DataPath {
+  if (wanted === 'portable') return 'portable';
+  const st = dataPathStatus();
+  if (st.path === 'io_uring') return 'io_uring';
+  if (wanted === 'io_uring') {
+    const err = new Error(`io_uring data path unavailable: ${st.reason ?? 'unknown'}`) as Error & { code: string };
+    err.code = 'NVMQ_IO_URING_UNAVAILABLE';
+    throw err;
+  }
+  if (!warned && process.env.NVMQ_DISABLE_NATIVE !== '1') {
+    warned = true;
+    process.emitWarning(`io_uring is unavailable (${st.reason ?? 'unknown'}); file namespaces use the portable node:fs path`, { code: 'NVMQ_PORTABLE_DATA_PATH' });
+  }
+  return 'portable';
 }

@@ -14,6 +14,11 @@ import type { Backend } from '../../src/engine/device/backends/backend.js';
 import type { LbaSize } from '../../src/engine/device/namespace.js';
 import { LocalTransport } from '../../src/engine/transport/local.js';
 import { NvmeDriver, type DriverOptions } from '../../src/engine/host/driver.js';
+import { execFileSync } from 'node:child_process';
+import { openImage } from '../../src/engine/device/backends/image.js';
+import type { FileBackendOptions } from '../../src/engine/device/backends/file.js';
+import type { BackendHandle } from '../../src/engine/device/backends/backend.js';
+import { dataPathStatus, type DataPath } from '../../src/engine/native.js';
 
 export interface HarnessOptions {
   /** Namespaces; default one 16 MiB memory namespace with 4 KiB blocks. */
@@ -86,4 +91,62 @@ export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
 /** True when every byte of `b` is `value`. */
 export function allBytes(b: Uint8Array, value: number): boolean {
   return b.every((x) => x === value);
+}
+
+/**
+ * The data paths file-namespace tests run on: both wherever io_uring works
+ * (CI installs liburing, so it must work there: a CI run without it fails
+ * here rather than quietly testing one path).
+ */
+export const DATA_PATHS: DataPath[] = (() => {
+  const st = dataPathStatus();
+  if (st.path === 'io_uring') return ['io_uring', 'portable'];
+  if (process.env.CI) throw new Error(`io_uring is unavailable in CI: ${st.reason ?? 'unknown'}`);
+  return ['portable'];
+})();
+
+/**
+ * A file namespace whose commands are still in flight when their doorbell
+ * returns, for tests of what happens to commands in flight. On the portable
+ * path any file will do (libuv completes later). On io_uring page-cache hits
+ * complete inside the doorbell, so the "device" is a FIFO: its reads wait
+ * until the test feeds it bytes (`feed`), or until their ring cancels them.
+ */
+export interface StalledDevice {
+  options: FileBackendOptions | { handle: Extract<BackendHandle, { kind: 'file' }> };
+  /** Lets `bytes` more bytes of reads complete (io_uring); nothing to do on the portable path. */
+  feed(bytes: number): Promise<void>;
+  close(): void;
+}
+
+export function stalledDevice(dataPath: DataPath, dir: string, size: number): StalledDevice {
+  const file = path.join(dir, dataPath === 'portable' ? 'stalled.img' : 'stalled.fifo');
+  if (dataPath === 'portable') return { options: { path: file, size }, feed: () => Promise.resolve(), close: () => {} };
+  execFileSync('mkfifo', [file]);
+  // O_RDWR: opening a FIFO this way never blocks, and the FIFO never reports end of file.
+  const fd = fs.openSync(file, fs.constants.O_RDWR);
+  let open = true;
+  return {
+    options: { handle: { kind: 'file', fd, path: file, size, readOnly: false, direct: false } },
+    // Through libuv's pool: a write the FIFO cannot take yet must not block this thread, whose ring reads it.
+    feed: (bytes) => new Promise((resolve, reject) => fs.write(fd, new Uint8Array(bytes), (err) => (err ? reject(err) : resolve()))),
+    close: () => {
+      if (open) fs.closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/**
+ * Creates an nvmq image (with its sidecar) whose blocks are all written and
+ * synced, so that O_DIRECT reads of it go to the disk (a hole or a page-cache
+ * hit would complete at once).
+ */
+export function writtenImage(file: string, size: number): string {
+  const img = openImage({ path: file, size });
+  const chunk = pattern(1 << 20, 77);
+  for (let pos = 0; pos < size; pos += chunk.length) fs.writeSync(img.fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
+  fs.fsyncSync(img.fd);
+  fs.closeSync(img.fd);
+  return file;
 }

@@ -193,7 +193,8 @@ function executeCreateIoSq(c: NvmeController, req: Request): number {
   if (ccEntrySize(c, Cc.IOSQES) !== SQE_SIZE_LOG2) return INVALID_FIELD;
   const mem = checkQueueMemory(c, req.cmd.prp1, size * SQE_SIZE);
   if (mem) return mem;
-  c.sqSlot(qid).init(req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * SQE_SIZE), size, cqid, bitsOf(d11, CreateSqCdw11.QPRIO));
+  const sq = c.sqSlot(qid).init(req.cmd.prp1, c.arena.translate(req.cmd.prp1, size * SQE_SIZE), size, cqid, bitsOf(d11, CreateSqCdw11.QPRIO));
+  c.stampGeneration(sq);
   cq.addSq(1);
   c.ioQueuesCreated = true;
   return 0;
@@ -213,12 +214,16 @@ function executeDeleteIoSq(c: NvmeController, req: Request): number {
   const remove = (): void => {
     sq.invalidate();
     c.cq(sq.cqid)?.addSq(-1);
+    // This thread's ring for the queue is idle now; rings in other threads go when they notice (ringFor) or end.
+    c.retireRing(qid);
   };
+  // Operations of this thread's ring for the queue are cancelled: their commands complete as aborted now.
+  c.retireRing(qid);
   if (sq.inflight === 0) {
     remove();
     return 0;
   }
-  // Commands executing in any thread: wait for the last to post its completion.
+  // Commands executing in other threads: wait for the last to post its completion.
   const epoch = c.epoch;
   void (async () => {
     for (let n = sq.inflight; n > 0; n = sq.inflight) await waitAsyncAlive(sq.words, sq.inflightIndex, n);

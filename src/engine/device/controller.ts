@@ -28,6 +28,8 @@ import { mapPrps, gather, scatter } from './prp.js';
 import { adminCommands } from './admin.js';
 import { nvmCommands } from './nvm.js';
 import { BackendError, type IoDone } from './backends/backend.js';
+import { IoRing } from './io-ring.js';
+import { loadNative, resolveDataPath, type DataPath } from '../native.js';
 
 const trace = debuglog('nvmq');
 
@@ -54,6 +56,8 @@ const G_DRAINING = 5;
 const CID_WORDS = 65536 / 32;
 /** Asynchronous events raised in I/O threads: a counter bumped per event, then G_EVENT_SLOTS event words. */
 const G_EVENTS_POSTED = 6;
+/** Bumped by every Create I/O SQ: a thread's io_uring for a QID belongs to one creation of it. */
+const G_SQ_GENERATION = 7;
 const G_EVENTS = 8;
 const G_EVENT_SLOTS = 8;
 /** Marks an event word as holding an event (event DW0 uses bits 23:0). */
@@ -87,7 +91,7 @@ export interface ControllerHandle {
   memory: SharedControllerMemory;
   arena: DmaArenaHandle;
   namespaces: Array<{ nsid: number; lbaSize: LbaSize; backend: BackendHandle }>;
-  options: { maxIoQueues: number; mqes: number; mdts: number; dstrd: number; interruptVectors: number; identity: ControllerIdentity };
+  options: { maxIoQueues: number; mqes: number; mdts: number; dstrd: number; interruptVectors: number; identity: ControllerIdentity; dataPath: DataPath };
 }
 
 export interface ControllerIdentity {
@@ -114,6 +118,12 @@ export interface ControllerOptions {
   /** Interrupt vectors (MSI-X table size), default maxIoQueues + 1. */
   interruptVectors?: number;
   identity?: Partial<ControllerIdentity>;
+  /**
+   * How file namespaces reach the kernel: 'io_uring' (one ring per I/O SQ in
+   * the thread executing it; throws when unavailable), 'portable' (node:fs),
+   * or 'auto' (default: io_uring when the addon and kernel allow it).
+   */
+  dataPath?: DataPath | 'auto';
 }
 
 /** Controller states; CSTS reflects them. */
@@ -145,6 +155,13 @@ export class NvmeController {
   /** Identify ACL (0's based). */
   readonly acl = 3;
   readonly temperatureKelvin = 313;
+
+  /** The data path of file namespaces in this thread. */
+  readonly dataPath: DataPath;
+  /** This thread's io_uring per I/O SQ, for the creation of the SQ it was made for. */
+  private readonly rings = new Map<number, { ring: IoRing; generation: number }>();
+  /** Set when rings are in use: the addon. */
+  private readonly ringNative: ReturnType<typeof loadNative>;
 
   /** Raised for a CQ with interrupts enabled: (vector). Set by the transport. */
   onInterrupt: (vector: number) => void = () => {};
@@ -214,6 +231,9 @@ export class NvmeController {
       next = nsid + 1;
     }
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
+    const hasFile = [...this.namespaces.values()].some((ns) => ns.backend.kind === 'file');
+    this.dataPath = hasFile ? resolveDataPath(opts.dataPath ?? 'auto') : 'portable';
+    this.ringNative = this.dataPath === 'io_uring' ? loadNative() : null;
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
     this.inflightCids = new Int32Array(shared?.inflightCids ?? new SharedArrayBuffer((this.maxIoQueues + 1) * CID_WORDS * 4));
@@ -253,7 +273,7 @@ export class NvmeController {
       memory: { bar: this.bar, inflightCids: this.inflightCids.buffer as SharedArrayBuffer, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health: this.health.buffer, errorLog: this.errorLog.buffer },
       arena: this.arena.handle(),
       namespaces: [...this.namespaces.values()].map((ns) => ({ nsid: ns.nsid, lbaSize: ns.lbaSize as LbaSize, backend: ns.backend.handle() })),
-      options: { maxIoQueues: this.maxIoQueues, mqes: this.mqes, mdts: this.mdts, dstrd: this.dstrd, interruptVectors: this.interruptVectors, identity: this.identity },
+      options: { maxIoQueues: this.maxIoQueues, mqes: this.mqes, mdts: this.mdts, dstrd: this.dstrd, interruptVectors: this.interruptVectors, identity: this.identity, dataPath: this.dataPath },
     };
   }
 
@@ -518,6 +538,8 @@ export class NvmeController {
       this.sqSlot(qid).invalidate();
       this.cqSlot(qid).invalidate();
     }
+    // What this thread's rings hold is cancelled rather than waited for (other threads' I/O finishes on its own).
+    for (const qid of [...this.rings.keys()]) this.retireRing(qid);
     Object.assign(this.features, defaultFeatures(this.maxIoQueues));
     Atomics.store(this.globals, G_VWC, 1);
     this.grantedSqs = this.maxIoQueues;
@@ -675,7 +697,49 @@ export class NvmeController {
       this.fetchAll(sq, cq);
     } finally {
       if (outer) this.clock = undefined;
+      // One io_uring_enter for everything this doorbell fetched.
+      if (this.ringNative) this.rings.get(sq.qid)?.ring.submit();
     }
+  }
+
+  /**
+   * The io_uring for commands of `sq` executing in this thread, made on first
+   * use; undefined on the portable path. A ring left from an earlier
+   * creation of the same QID (deleted meanwhile) is torn down first.
+   */
+  ringFor(sq: SubmissionQueue): IoRing | undefined {
+    if (!this.ringNative || sq.qid === 0) return undefined;
+    const had = this.rings.get(sq.qid);
+    const generation = sq.generation;
+    if (had && had.generation === generation) return had.ring;
+    if (had) this.retireRing(sq.qid);
+    const ring = new IoRing(this.ringNative, this.arena, sq.size);
+    this.rings.set(sq.qid, { ring, generation });
+    return ring;
+  }
+
+  /** Stamps a newly created I/O SQ with a fresh generation (Create I/O SQ). */
+  stampGeneration(sq: SubmissionQueue): void {
+    sq.generation = Atomics.add(this.globals, G_SQ_GENERATION, 1) + 1;
+  }
+
+  /**
+   * Tears down this thread's ring for `qid`: operations still in flight are
+   * cancelled and waited for, and their commands complete (aborted unless the
+   * kernel had finished them).
+   */
+  retireRing(qid: number): void {
+    const had = this.rings.get(qid);
+    if (!had) return;
+    this.rings.delete(qid);
+    had.ring.close();
+  }
+
+  /** Completes what this thread's rings have finished, without a system call (polled mode). Returns how many. */
+  pollRings(): number {
+    let n = 0;
+    for (const { ring } of this.rings.values()) n += ring.poll();
+    return n;
   }
 
   /** Time for busy-time accounting: the doorbell's clock while one runs, else now. */
@@ -929,9 +993,10 @@ export class NvmeController {
     return { status: 0, data: gather(m.segments, length) };
   }
 
-  /** Closes every backend; call after the host has shut the controller down. */
+  /** Closes this thread's rings and every backend; call after the host has shut the controller down. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.whenDrained(resolve));
+    for (const qid of [...this.rings.keys()]) this.retireRing(qid);
     for (const ns of this.namespaces.values()) await ns.backend.close();
   }
 }
@@ -949,6 +1014,8 @@ export function backendStatus(err: BackendError): number {
       return WRITE_FAULT;
     case 'no-space':
       return CAPACITY_EXCEEDED;
+    case 'aborted':
+      return ABORTED_SQ_DELETION;
     default:
       return INTERNAL_ERROR;
   }

@@ -14,9 +14,11 @@ import { bitsOf, readU64 } from '../spec/layout.js';
 import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/queues.js';
 import { NSID_BROADCAST } from '../spec/identify.js';
 import { CommandEffect } from '../spec/log-pages.js';
+import type { IoDone } from './backends/backend.js';
 
 const LBA_OUT_OF_RANGE = makeStatus(Sct.GENERIC, GenericStatus.LBA_OUT_OF_RANGE, true);
 const WRITE_PROTECTED = makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_WRITE_PROTECTED, true);
+const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);
 
 export function nvmCommands(): Map<number, CommandEntry> {
   const t = new Map<number, CommandEntry>();
@@ -65,26 +67,30 @@ function readWrite(c: NvmeController, req: Request, write: boolean): number {
   if (write && ns.backend.readOnly) return WRITE_PROTECTED;
   const m = c.mapData(req, length);
   if (m.status) return m.status;
+  // O_DIRECT namespaces: data must start on a sector boundary (later PRP entries are page aligned).
+  if (req.cmd.prp1 % ns.backend.alignment !== 0) return PRP_OFFSET_INVALID;
   req.bytes = length;
   const pos = slba * ns.lbaSize;
+  const ring = c.ringFor(req.sq);
   if (write) {
     // With the volatile write cache disabled every write is made durable before it completes.
     const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
-    c.backendOp(req, (done) => ns.backend.write(pos, m.segments, fua, done));
+    c.backendOp(req, (done) => ns.backend.write(pos, m.segments, fua, done, ring));
   } else {
-    c.backendOp(req, (done) => ns.backend.read(pos, m.segments, done));
+    c.backendOp(req, (done) => ns.backend.read(pos, m.segments, done, ring));
   }
   return 0;
 }
 
 function executeFlush(c: NvmeController, req: Request): number {
+  const ring = c.ringFor(req.sq);
   if (req.cmd.nsid === NSID_BROADCAST) {
-    for (const ns of c.namespaces.values()) c.backendOp(req, (done) => ns.backend.flush(done));
+    for (const ns of c.namespaces.values()) c.backendOp(req, (done) => ns.backend.flush(done, ring));
     return 0;
   }
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
-  c.backendOp(req, (done) => ns.backend.flush(done));
+  c.backendOp(req, (done) => ns.backend.flush(done, ring));
   return 0;
 }
 
@@ -99,8 +105,10 @@ function executeWriteZeroes(c: NvmeController, req: Request): number {
   if (ns.backend.readOnly) return WRITE_PROTECTED;
   const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
   const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
+  const ring = c.ringFor(req.sq);
   // FUA: a flush after the zeroes have landed makes them durable.
-  c.backendOp(req, (done) => ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, fua ? (err) => (err ? done(err) : ns.backend.flush(done)) : done));
+  const after = (done: IoDone): IoDone => (fua ? (err) => (err ? done(err) : ns.backend.flush(done, ring)) : done);
+  c.backendOp(req, (done) => ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, after(done), ring));
   return 0;
 }
 
@@ -132,8 +140,9 @@ function executeDatasetManagement(c: NvmeController, req: Request): number {
     ranges.push([slba, nlb]);
   }
   if (ranges.length > 0 && ns.backend.readOnly) return WRITE_PROTECTED;
+  const ring = c.ringFor(req.sq);
   for (const [slba, nlb] of ranges) {
-    c.backendOp(req, (done) => ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done));
+    c.backendOp(req, (done) => ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done, ring));
   }
   return 0;
 }

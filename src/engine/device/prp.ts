@@ -35,7 +35,7 @@ export function mapPrps(arena: DmaArena, prp1: number, prp2: number, length: num
   // The common case, a transfer within PRP1's page: one view, no list walk.
   if (prp1 % 4 === 0 && length <= pageSize - (prp1 % pageSize)) {
     const off = arena.translate(prp1, length);
-    return off < 0 ? { status: DATA_TRANSFER_ERROR, segments: EMPTY } : { status: 0, segments: [new Uint8Array(arena.buffer, off, length)] };
+    return off < 0 ? { status: DATA_TRANSFER_ERROR, segments: EMPTY } : { status: 0, segments: [new Uint8Array(arena.buffer, arena.skew + off, length)] };
   }
   const mask = pageSize - 1;
   const segments: Uint8Array[] = [];
@@ -48,7 +48,7 @@ export function mapPrps(arena: DmaArena, prp1: number, prp2: number, length: num
       const prev = segments[segments.length - 1]!;
       segments[segments.length - 1] = new Uint8Array(arena.buffer, prev.byteOffset, prev.length + len);
     } else {
-      segments.push(new Uint8Array(arena.buffer, off, len));
+      segments.push(new Uint8Array(arena.buffer, arena.skew + off, len));
     }
     lastEnd = off + len;
     return true;

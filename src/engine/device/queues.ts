@@ -16,6 +16,7 @@
  * | SQ_INFLIGHT   | fetched, not yet completed  | Atomics.add / sub by executing threads      |
  * | SQ_LOCK       | Mutex: one fetcher at a time| any thread                                  |
  * | SQ_RERUN      | "the tail moved while you held the lock" | a thread that found SQ_LOCK taken |
+ * | SQ_GENERATION | which creation of this QID it is (io_uring ownership) | Create I/O SQ |
  * | CQ_VALID      | CQ exists                   | Create / Delete I/O CQ                      |
  * | CQ_SIZE, CQ_OFFSET, CQ_IEN, CQ_IV, CQ_IOVA | config | Create I/O CQ, once                    |
  * | CQ_TAIL, CQ_PHASE | where the next CQE goes | the posting thread, under CQ_LOCK          |
@@ -44,6 +45,7 @@ const SQ_IOVA_LO = 9;
 const SQ_IOVA_HI = 10;
 const SQ_RERUN = 11;
 const SQ_TAIL = 12;
+const SQ_GENERATION = 13;
 const CQ_VALID = 16;
 const CQ_SIZE = 17;
 const CQ_OFFSET = 18;
@@ -260,6 +262,12 @@ export class SubmissionQueue {
   }
   get words(): Int32Array {
     return this.w;
+  }
+  get generation(): number {
+    return Atomics.load(this.w, this.b + SQ_GENERATION);
+  }
+  set generation(v: number) {
+    Atomics.store(this.w, this.b + SQ_GENERATION, v);
   }
   requestRerun(): void {
     Atomics.store(this.w, this.b + SQ_RERUN, 1);

@@ -128,7 +128,8 @@ export class IoQueuePair extends QueuePair {
   }
 
   releaseBuffer(buffer: Uint8Array): void {
-    this.arena.release({ iova: this.arena.iovaOf(buffer.byteOffset), offset: buffer.byteOffset, size: buffer.length, bytes: buffer });
+    const offset = this.arena.offsetOf(buffer);
+    this.arena.release({ iova: this.arena.iovaOf(offset), offset, size: buffer.length, bytes: buffer });
   }
 
   /** Raw I/O command (as `nvme io-passthru`): the whole completion, whatever its status. */

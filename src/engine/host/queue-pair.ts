@@ -111,7 +111,7 @@ interface LocalSlot {
 }
 
 function view(arena: DmaArena, offset: number, size: number): DmaBuffer {
-  return { iova: arena.iovaOf(offset), offset, size, bytes: new Uint8Array(arena.buffer, offset, size) };
+  return { iova: arena.iovaOf(offset), offset, size, bytes: new Uint8Array(arena.buffer, arena.skew + offset, size) };
 }
 
 export class QueuePair {
@@ -271,7 +271,7 @@ export class QueuePair {
       // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
       // A blocked thread cannot run its own completion callbacks, so the blocking wait is short and the
       // rest of the wait is asynchronous: blocking never deadlocks the thread on itself.
-      this.processCompletions();
+      this.poll();
       const got = this.table.tryAllocate();
       if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError);
       if (this.shared) {
@@ -302,7 +302,7 @@ export class QueuePair {
           if (data.direction === 'to-device') region.set(data.buffer);
           else readBack = data.buffer;
         }
-        [prp1, prp2] = this.buildPrps(cid, this.arena.iovaOf(region.byteOffset), region.length);
+        [prp1, prp2] = this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
       }
     } catch (e) {
       if (bounce) this.arena.release(bounce);
@@ -354,6 +354,17 @@ export class QueuePair {
     }
     // Poll straight away: a memory namespace has already completed.
     this.stats.polled += this.processCompletions();
+  }
+
+  /**
+   * Polled completion: lets the controller finish what the kernel has done
+   * (no system call), then reaps the CQ. Returns the completions reaped.
+   */
+  poll(): number {
+    this.transport.poll?.();
+    const n = this.processCompletions();
+    this.stats.polled += n;
+    return n;
   }
 
   /** The interrupt handler for this queue's vector. */

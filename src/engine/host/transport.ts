@@ -15,6 +15,12 @@ export interface Transport {
   read64(offset: number): number;
   write32(offset: number, value: number): void;
   write64(offset: number, value: number): void;
+  /**
+   * Polled mode: lets a controller in this thread complete what its backends
+   * have finished (io_uring completions, reaped without a system call).
+   * Completions then appear in the CQs as usual. Optional.
+   */
+  poll?(): void;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

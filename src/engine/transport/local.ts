@@ -34,6 +34,10 @@ export class LocalTransport implements Transport {
     this.controller.mmioWrite64(offset, value);
   }
 
+  poll(): void {
+    this.controller.pollRings();
+  }
+
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
     const had = this.handlers.has(vector);
     if (handler) {

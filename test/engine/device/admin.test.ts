@@ -9,7 +9,8 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import * as path from 'node:path';
-import { bringUp, memoryNamespace, tempDir, tick, pattern, type Harness, type HarnessOptions } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, tempDir, tick, pattern, stalledDevice, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
+import type { DataPath } from '../../../src/engine/native.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { Completion } from '../../../src/engine/spec/command.js';
 import type { CommandFields, DataSpec } from '../../../src/engine/host/queue-pair.js';
@@ -92,6 +93,19 @@ function fileBackend(size = 16 << 20): FileBackend {
     tmp.cleanup();
   });
   return backend;
+}
+
+/** A file namespace whose commands stay in flight (see stalledDevice). */
+function stalledBackend(dataPath: DataPath, size = 16 << 20): { backend: FileBackend; device: StalledDevice } {
+  const tmp = tempDir();
+  const device = stalledDevice(dataPath, tmp.dir, size);
+  const backend = new FileBackend(device.options);
+  cleanups.push(async () => {
+    await backend.close();
+    device.close();
+    tmp.cleanup();
+  });
+  return { backend, device };
 }
 
 function admin(h: Harness, cmd: CommandFields, data?: DataSpec): Promise<Completion> {
@@ -512,18 +526,15 @@ describe('Delete I/O Submission / Completion Queue', () => {
     await h.driver.deleteIoQueuePair(qp);
   });
 
-  it('commands in flight on a file namespace complete with Command Aborted due to SQ Deletion before the delete completes', async () => {
-    const h = await up({ namespaces: [{ backend: fileBackend(), lbaSize: 4096 }] });
+  it.each(DATA_PATHS)('commands in flight on a file namespace complete with Command Aborted due to SQ Deletion before the delete completes (%s)', async (dataPath) => {
+    const { backend } = stalledBackend(dataPath);
+    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const qp = await h.driver.createIoQueuePair({ entries: 16 });
-    const order: string[] = [];
-    const ios = Array.from({ length: 6 }, (_, i) =>
-      qp.passthru({ opcode: 0x02, nsid: 1, cdw10: i * 32, cdw12: 31 }, { buffer: new Uint8Array(32 * 4096), direction: 'from-device' }).then((c) => {
-        order.push(`io${i}`);
-        return c;
-      }),
-    );
+    const ios = Array.from({ length: 6 }, (_, i) => qp.passthru({ opcode: 0x02, nsid: 1, cdw10: i * 32, cdw12: 31 }, { buffer: new Uint8Array(32 * 4096), direction: 'from-device' }));
+    // When the delete's completion reaches the host, the aborted commands' CQEs are already in the I/O CQ (phase tag 1).
+    let postedBefore = -1;
     const del = admin(h, { opcode: OPC.DELETE_SQ, cdw10: qp.qid }).then((c) => {
-      order.push('delete');
+      postedBefore = Array.from({ length: 16 }, (_, i) => qp.cq.bytes[i * 16 + 14]! & 1).filter((p) => p === 1).length;
       return c;
     });
     const d = await del;
@@ -533,7 +544,7 @@ describe('Delete I/O Submission / Completion Queue', () => {
       expect(st(c)).toEqual(ABORTED_SQ_DELETION);
       expect(c.sqid).toBe(qp.qid);
     }
-    expect(order.indexOf('delete')).toBe(ios.length);
+    expect(postedBefore).toBe(ios.length);
     // The SQ is gone; its CQ can now be deleted.
     expect(st(await admin(h, { opcode: OPC.DELETE_SQ, cdw10: qp.qid }))).toEqual(INVALID_QUEUE_IDENTIFIER);
     expect(st(await admin(h, { opcode: OPC.DELETE_CQ, cdw10: qp.qid }))).toEqual(SUCCESS);
@@ -940,14 +951,16 @@ describe('Abort', () => {
     expect(b.dw0 & 1).toBe(1);
   });
 
-  it('aborting an I/O command still in flight on a file namespace completes it with Command Abort Requested', async () => {
-    const h = await up({ namespaces: [{ backend: fileBackend(), lbaSize: 4096 }] });
+  it.each(DATA_PATHS)('aborting an I/O command still in flight on a file namespace completes it with Command Abort Requested (%s)', async (dataPath) => {
+    const { backend, device } = stalledBackend(dataPath);
+    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const qp = await h.driver.createIoQueuePair({ entries: 8 });
     const read = qp.passthru({ opcode: 0x02, nsid: 1, cdw10: 0, cdw12: 63 }, { buffer: new Uint8Array(64 * 4096), direction: 'from-device' });
     const cid = h.arena.view.getUint16(qp.sq.offset + 2, true); // slot 0 of the fresh SQ
     const abort = await admin(h, { opcode: OPC.ABORT, cdw10: ((cid << 16) | qp.qid) >>> 0 });
     expect(st(abort)).toEqual(SUCCESS);
     expect(abort.dw0 & 1).toBe(0);
+    await device.feed(64 * 4096);
     const c = await read;
     expect(st(c)).toEqual(ABORT_REQUESTED);
     expect(c.cid).toBe(cid);

@@ -472,8 +472,8 @@ function resolve(p: Ptr): bigint {
       const at = guardPage(p.page) * PS + p.off;
       const values = p.entries.map(resolve);
       const room = Math.floor((PS - p.off) / 8);
-      const dv = new DataView(w.h.arena.buffer);
-      const mv = new DataView(w.state.arena.buffer);
+      const dv = w.h.arena.view;
+      const mv = new DataView(w.state.arena.buffer, w.state.arena.byteOffset, w.state.arena.byteLength);
       values.slice(0, room).forEach((v, i) => {
         dv.setBigUint64(at + i * 8, v, true);
         mv.setBigUint64(at + i * 8, v, true);

@@ -33,7 +33,7 @@ function putList(a: DmaArena, offset: number, values: readonly number[]): void {
 /** [arena offset, length] of each segment, after checking it is a view on the arena's SharedArrayBuffer. */
 function layout(a: DmaArena, segs: readonly Uint8Array[]): Array<[number, number]> {
   for (const s of segs) expect(s.buffer).toBe(a.buffer);
-  return segs.map((s) => [s.byteOffset, s.length]);
+  return segs.map((s) => [a.offsetOf(s), s.length]);
 }
 
 function total(segs: readonly Uint8Array[]): number {
@@ -461,7 +461,7 @@ describe('segments', () => {
 
 describe('scatter and gather', () => {
   function segsOn(a: DmaArena, spans: Array<[number, number]>): Uint8Array[] {
-    return spans.map(([off, len]) => new Uint8Array(a.buffer, off, len));
+    return spans.map(([off, len]) => a.bytes.subarray(off, off + len));
   }
 
   it('scatter copies the source into the segments in order', () => {

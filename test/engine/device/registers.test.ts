@@ -9,7 +9,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, type Harness, type HarnessOptions } from '../../helpers/harness.js';
+import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, stalledDevice, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
+import type { DataPath } from '../../../src/engine/native.js';
+import type { IoRing } from '../../../src/engine/device/io-ring.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { IoDone } from '../../../src/engine/device/backends/backend.js';
 import type { NvmeController } from '../../../src/engine/device/controller.js';
@@ -186,13 +188,26 @@ class WatchedFileBackend extends FileBackend {
   flushes = 0;
   shstWhenFlushed: number[] = [];
   watch: (() => number) | undefined;
-  override flush(done: IoDone): void {
+  override flush(done: IoDone, ring?: IoRing): void {
     this.flushes++;
     super.flush((err) => {
       if (this.watch) this.shstWhenFlushed.push(this.watch());
       done(err);
-    });
+    }, ring);
   }
+}
+
+/** A file namespace whose commands stay in flight (see stalledDevice). */
+function stalledNamespace(dataPath: DataPath, size = 16 << 20): { backend: WatchedFileBackend; device: StalledDevice } {
+  const tmp = tempDir();
+  const device = stalledDevice(dataPath, tmp.dir, size);
+  const backend = new WatchedFileBackend(device.options);
+  cleanups.push(async () => {
+    await backend.close();
+    device.close();
+    tmp.cleanup();
+  });
+  return { backend, device };
 }
 
 function fileNamespace(size = 16 << 20): { backend: WatchedFileBackend; file: string } {
@@ -453,9 +468,9 @@ describe('controller reset (CC.EN 1 -> 0)', () => {
     expect(create.status).toBe((1 << 14) | (1 << 8) | 0x00); // Completion Queue Invalid, DNR
   });
 
-  it('commands in flight on a file namespace are dropped: CSTS.RDY clears, no completion is posted, the host fails them on reset', async () => {
-    const { backend } = fileNamespace();
-    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }] });
+  it.each(DATA_PATHS)('commands in flight on a file namespace are dropped: CSTS.RDY clears, no completion is posted, the host fails them on reset (%s)', async (dataPath) => {
+    const { backend } = stalledNamespace(dataPath);
+    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const t = h.transport;
     const qp = await h.driver.createIoQueuePair({ entries: 16 });
     const reads = Array.from({ length: 8 }, (_, i) => track(qp.passthru({ opcode: 0x02, nsid: 1, cdw10: i * 16, cdw12: 15 }, { buffer: new Uint8Array(16 * 4096), direction: 'from-device' })));
@@ -623,13 +638,14 @@ describe('interrupt mask (INTMS / INTMC)', () => {
     expect(seen.filter((v) => v === 1)).toEqual([1, 1]);
   });
 
-  it('a completion on a masked vector reaches the host only when INTMC unmasks it (file namespace)', async () => {
-    const { backend } = fileNamespace();
-    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }] });
+  it.each(DATA_PATHS)('a completion on a masked vector reaches the host only when INTMC unmasks it (file namespace, %s)', async (dataPath) => {
+    const { backend, device } = stalledNamespace(dataPath);
+    const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const t = h.transport;
     const qp = await h.driver.createIoQueuePair({ entries: 8 });
     t.write32(INTMS, 1 << 1);
     const read = track(qp.read(1, 0, 1, new Uint8Array(4096)));
+    await device.feed(4096);
     // Wait for the CQE itself (phase tag 1 in slot 0), then a little longer.
     await waitFor(() => (qp.cq.bytes[14]! & 1) === 1, 'the CQE to be posted');
     await tick(20);

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bringUp, memoryNamespace, pattern, sameBytes, tempDir, tick, type Harness } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, pattern, sameBytes, tempDir, tick, stalledDevice, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { NvmeStatusError, NvmqError } from '../../../src/engine/host/errors.js';
 import { Regs, Csts, Cc } from '../../../src/engine/spec/registers.js';
@@ -152,20 +152,23 @@ describe('I/O queue pairs', () => {
 });
 
 describe('reset and shutdown', () => {
-  it('reset with I/O in flight fails every request and needs no completion', async () => {
+  it.each(DATA_PATHS)('reset with I/O in flight fails every request and needs no completion (%s)', async (dataPath) => {
     const dir = mk();
-    h = await bringUp({ namespaces: [{ backend: new FileBackend({ path: path.join(dir, 'r.img'), size: 8 << 20 }), lbaSize: 4096 }] });
+    const device = stalledDevice(dataPath, dir, 8 << 20);
+    h = await bringUp({ namespaces: [{ backend: new FileBackend(device.options), lbaSize: 4096 }], controller: { dataPath } });
     const q = await h.driver.createIoQueuePair({ entries: 32 });
-    const inflight = Array.from({ length: 24 }, (_, i) => q.write(1, i * 8, 8, pattern(8 * 4096, i)).then(() => 'done', (e: NvmqError) => e.code));
+    const inflight = Array.from({ length: 24 }, (_, i) => q.read(1, i * 8, 8, new Uint8Array(8 * 4096)).then(() => 'done', (e: NvmqError) => e.code));
     await h.driver.reset();
     const results = await Promise.all(inflight);
-    // All 24 were handed to libuv before the reset, so none can have completed.
+    // All 24 were handed to libuv (or are waiting in the ring) before the reset, so none can have completed.
     expect(results).toEqual(Array(24).fill('NVMQ_CONTROLLER_RESET'));
     expect(bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.RDY)).toBe(1);
     // The old queue is dead, a new one works.
     await expect(q.flush(1)).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_RESET' });
     const q2 = await h.driver.createIoQueuePair({ entries: 8 });
     await q2.write(1, 0, 1, pattern(4096, 1));
+    await h.driver.close();
+    device.close();
   });
 
   it('shutdown flushes, reports SHST complete and leaves data on disk', async () => {

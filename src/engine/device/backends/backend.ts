@@ -4,9 +4,14 @@
  * backend completes each operation exactly once through `done`, synchronously
  * (memory) or later (file). Errors carry what failed so the controller can pick
  * the NVMe status (read → Unrecovered Read Error, write → Write Fault).
+ *
+ * Each operation may be given the io_uring of the submission queue being
+ * executed; a backend that can use it submits there, the others ignore it.
  */
+import type { IoRing } from '../io-ring.js';
 
-export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'internal';
+/** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
+export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';
 
 export class BackendError extends Error {
   readonly kind: BackendErrorKind;
@@ -29,15 +34,17 @@ export interface Backend {
   readonly description: string;
   readonly readOnly: boolean;
   /** Reads `pos ..` into the segments, in order. */
-  read(pos: number, segments: readonly Uint8Array[], done: IoDone): void;
+  read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void;
   /** Writes the segments at `pos`; with `fua` the data is durable before `done`. */
-  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void;
+  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone, ring?: IoRing): void;
   /** Makes every completed write durable. */
-  flush(done: IoDone): void;
+  flush(done: IoDone, ring?: IoRing): void;
   /** Zeroes [pos, pos + length); with `deallocate` the blocks may be unmapped. Reads of them return zeroes either way. */
-  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void;
+  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone, ring?: IoRing): void;
   /** Deallocates [pos, pos + length); reads of deallocated blocks return zeroes (DLFEAT 001b). */
-  deallocate(pos: number, length: number, done: IoDone): void;
+  deallocate(pos: number, length: number, done: IoDone, ring?: IoRing): void;
+  /** Memory alignment transfers need (O_DIRECT); 1 when any will do. */
+  readonly alignment: number;
   close(): Promise<void>;
   /** What another thread needs to reach the same blocks (shared memory or the same file descriptor). */
   handle(): BackendHandle;
@@ -45,7 +52,7 @@ export interface Backend {
 
 export type BackendHandle =
   | { kind: 'memory'; buffer: SharedArrayBuffer }
-  | { kind: 'file'; fd: number; path: string; size: number; readOnly: boolean };
+  | { kind: 'file'; fd: number; path: string; size: number; readOnly: boolean; direct: boolean };
 
 /** Error from a Node.js system call as a backend error of the given kind. */
 export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {

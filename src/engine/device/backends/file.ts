@@ -1,21 +1,39 @@
 /**
- * A namespace in a regular file or block device, through node:fs (libuv's
- * thread pool): reads and writes go straight between the file and the DMA
- * arena's shared memory. Flush is fdatasync. Write Zeroes and Deallocate use
- * fallocate(2) through the native addon when it is built and the file system
- * supports the mode, and fall back to writing zeroes otherwise.
+ * A namespace in a regular file or block device. Two data paths reach it:
+ *
+ * - the io_uring path: the controller passes the ring of the submission queue
+ *   being executed (`IoRing`), and reads, writes, fdatasync and fallocate go
+ *   to the kernel from this thread, straight between the file and the DMA
+ *   arena's shared memory;
+ * - the portable path: node:fs (libuv's thread pool), also zero copy.
+ *
+ * Flush is fdatasync, FUA a synchronous-data write (RWF_DSYNC) on the ring or
+ * a write then fdatasync on node:fs. Write Zeroes and Deallocate punch holes /
+ * zero ranges with fallocate(2) where the file system supports the mode, and
+ * fall back to writing zeroes otherwise.
  */
 import * as fs from 'node:fs';
 import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError, fromSystemError } from './backend.js';
 import { openImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
+import { advance, type IoRing } from '../io-ring.js';
 
 const ZERO_CHUNK = 1 << 20;
 let zeroChunk: Uint8Array | undefined;
 
+/** 1 MiB of zeroes on a page boundary (O_DIRECT needs aligned memory). */
+function zeroes(): Uint8Array {
+  if (zeroChunk) return zeroChunk;
+  const buf = new SharedArrayBuffer(ZERO_CHUNK + 4096);
+  const n = loadNative();
+  const skew = n ? (4096 - n.pageOffsetOf(new Uint8Array(buf))) % 4096 : 0;
+  zeroChunk = new Uint8Array(buf, skew, ZERO_CHUNK);
+  return zeroChunk;
+}
+
 export interface FileBackendOptions extends ImageOptions {
-  /** Open with O_DIRECT. */
+  /** Open with O_DIRECT: transfers bypass the page cache (memory must be aligned; the engine's is). */
   direct?: boolean | undefined;
 }
 
@@ -24,6 +42,8 @@ export class FileBackend implements Backend {
   readonly size: number;
   readonly path: string;
   readonly readOnly: boolean;
+  /** Opened with O_DIRECT. */
+  readonly direct: boolean;
   readonly image: OpenedImage;
   private fd: number;
   /** False for a view on another thread's descriptor: close() leaves it open. */
@@ -37,8 +57,14 @@ export class FileBackend implements Backend {
       const h = opts.handle;
       this.image = { fd: h.fd, path: h.path, size: h.size, created: false, blockDevice: false, readOnly: h.readOnly };
       this.ownsFd = false;
+      this.direct = h.direct;
     } else {
-      const extra = opts.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
+      this.direct = opts.direct ?? false;
+      if (this.direct && !loadNative()) {
+        // Without the addon nothing can place buffers on the boundaries O_DIRECT needs.
+        throw new BackendError('internal', `direct: true needs nvmq's native addon, which is unavailable`);
+      }
+      const extra = this.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
       this.image = openImage({ ...opts, extraFlags: extra });
       this.ownsFd = true;
     }
@@ -49,7 +75,12 @@ export class FileBackend implements Backend {
   }
 
   get description(): string {
-    return `file ${this.path}`;
+    return `file ${this.path}${this.direct ? ' (O_DIRECT)' : ''}`;
+  }
+
+  /** O_DIRECT transfers need sector-aligned memory (512 bytes; the engine's buffers are page aligned). */
+  get alignment(): number {
+    return this.direct ? 512 : 1;
   }
 
   /** An error for calls after close(): backends report through `done`, never by throwing. */
@@ -57,67 +88,81 @@ export class FileBackend implements Backend {
     return this.fd < 0 ? new BackendError(kind, `${this.path} is closed`, 'EBADF') : undefined;
   }
 
-  read(pos: number, segments: readonly Uint8Array[], done: IoDone): void {
+  read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void {
     const closed = this.closed('read');
     if (closed) return done(closed);
+    if (ring) return ring.read(this.fd, pos, segments, done);
     readAll(this.fd, [...segments], pos, done);
   }
 
-  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void {
+  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone, ring?: IoRing): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
+    if (ring) return ring.write(this.fd, pos, segments, fua, done);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
       this.flush(done);
     });
   }
 
-  flush(done: IoDone): void {
+  flush(done: IoDone, ring?: IoRing): void {
     const closed = this.closed('write');
     if (closed) return done(closed);
+    if (ring) return ring.fdatasync(this.fd, done);
     fs.fdatasync(this.fd, (err) => done(err ? fromSystemError('write', err) : null));
   }
 
-  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void {
+  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone, ring?: IoRing): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
-    if (deallocate && this.tryPunch(pos, length)) return done(null);
-    if (!this.zeroRangeUnsupported) {
-      const n = loadNative();
-      if (n) {
-        const rc = n.fallocate(this.fd, n.FALLOC_FL_ZERO_RANGE | n.FALLOC_FL_KEEP_SIZE, pos, length);
-        if (rc === 0) return done(null);
-        if (!isUnsupported(rc)) return done(new BackendError(rc === -28 ? 'no-space' : 'write', `fallocate(ZERO_RANGE) failed: errno ${-rc}`));
-        this.zeroRangeUnsupported = true;
-      }
-    }
-    this.writeZeroBytes(pos, length, done);
+    const zeroRange = (): void => {
+      if (this.zeroRangeUnsupported) return this.writeZeroBytes(pos, length, done);
+      this.allocate('zero', pos, length, ring, (err) => {
+        if (!err) return done(null);
+        if (isUnsupported(err)) return this.writeZeroBytes(pos, length, done);
+        done(err);
+      });
+    };
+    if (!deallocate || this.punchUnsupported) return zeroRange();
+    // Any failure to punch falls back to zeroing, which reports its own error if it has one.
+    this.allocate('punch', pos, length, ring, (err) => (err ? zeroRange() : done(null)));
   }
 
-  deallocate(pos: number, length: number, done: IoDone): void {
+  deallocate(pos: number, length: number, done: IoDone, ring?: IoRing): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
-    if (this.tryPunch(pos, length)) return done(null);
-    this.writeZeroBytes(pos, length, done);
+    if (this.punchUnsupported) return this.writeZeroBytes(pos, length, done);
+    this.allocate('punch', pos, length, ring, (err) => (err ? this.writeZeroBytes(pos, length, done) : done(null)));
   }
 
-  private tryPunch(pos: number, length: number): boolean {
-    if (this.punchUnsupported) return false;
+  /**
+   * fallocate(2) with PUNCH_HOLE or ZERO_RANGE (both KEEP_SIZE), on the ring
+   * or through the addon's synchronous call. A mode the file system refuses
+   * is remembered, so later calls go straight to writing zeroes.
+   */
+  private allocate(how: 'punch' | 'zero', pos: number, length: number, ring: IoRing | undefined, cb: (err: BackendError | null) => void): void {
     const n = loadNative();
-    if (!n) return false;
-    const rc = n.fallocate(this.fd, n.FALLOC_FL_PUNCH_HOLE | n.FALLOC_FL_KEEP_SIZE, pos, length);
-    if (rc === 0) return true;
-    // Any failure falls back to writing zeroes, which reports its own error if it has one.
-    if (isUnsupported(rc)) this.punchUnsupported = true;
-    return false;
+    if (!n) return cb(new BackendError('write', 'fallocate needs the native addon', 'ENOSYS'));
+    const mode = (how === 'punch' ? n.FALLOC_FL_PUNCH_HOLE : n.FALLOC_FL_ZERO_RANGE) | n.FALLOC_FL_KEEP_SIZE;
+    const after = (err: BackendError | null): void => {
+      if (err && isUnsupported(err)) {
+        if (how === 'punch') this.punchUnsupported = true;
+        else this.zeroRangeUnsupported = true;
+      }
+      cb(err);
+    };
+    if (ring) return ring.fallocate(this.fd, mode, pos, length, after);
+    const rc = n.fallocate(this.fd, mode, pos, length);
+    if (rc === 0) return after(null);
+    const errno = rc === -95 ? 'EOPNOTSUPP' : rc === -38 ? 'ENOSYS' : rc === -22 ? 'EINVAL' : rc === -28 ? 'ENOSPC' : `errno ${-rc}`;
+    after(new BackendError(rc === -28 ? 'no-space' : 'write', `fallocate failed: ${errno}`, errno));
   }
 
   private writeZeroBytes(pos: number, length: number, done: IoDone): void {
-    zeroChunk ??= new Uint8Array(ZERO_CHUNK);
-    const chunk = zeroChunk;
+    const chunk = zeroes();
     const step = (p: number, left: number): void => {
       if (left === 0) return done(null);
       const n = Math.min(left, ZERO_CHUNK);
@@ -127,7 +172,7 @@ export class FileBackend implements Backend {
   }
 
   handle(): BackendHandle {
-    return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly };
+    return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly, direct: this.direct };
   }
 
   async close(): Promise<void> {
@@ -139,22 +184,9 @@ export class FileBackend implements Backend {
   }
 }
 
-function isUnsupported(rc: number): boolean {
-  // EOPNOTSUPP (95), ENOSYS (38), EINVAL (22: mode not valid for this file type).
-  return rc === -95 || rc === -38 || rc === -22;
-}
-
-/** Drops the first `n` bytes from a scatter list. */
-function advance(segs: Uint8Array[], n: number): Uint8Array[] {
-  let left = n;
-  let i = 0;
-  while (i < segs.length && left >= segs[i]!.length) {
-    left -= segs[i]!.length;
-    i++;
-  }
-  const rest = segs.slice(i);
-  if (left > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(left);
-  return rest;
+/** The file system does not support this fallocate mode: EOPNOTSUPP, ENOSYS, or EINVAL (not valid for this file type). */
+function isUnsupported(err: BackendError): boolean {
+  return err.errno === 'EOPNOTSUPP' || err.errno === 'ENOSYS' || err.errno === 'EINVAL';
 }
 
 function total(segs: readonly Uint8Array[]): number {

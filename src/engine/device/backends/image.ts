@@ -85,14 +85,21 @@ export function openImage(opts: ImageOptions): OpenedImage {
       throw new ImageError('NVMQ_INVALID_ARGUMENT', `creating ${p} needs a positive size in bytes, got ${String(size)}`);
     }
     fs.mkdirSync(path.dirname(path.resolve(p)), { recursive: true });
-    // 'wx': never replace a file that appeared since the stat.
-    const fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | extra, 0o644);
+    // 'wx': never replace a file that appeared since the stat. Created without the extra flags (a file
+    // system that refuses O_DIRECT would fail the open after creating the file), then reopened with them.
+    let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
     try {
       fs.ftruncateSync(fd, size);
       fs.writeFileSync(sidecarPath(p), JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n');
+      if (extra !== 0) {
+        const again = openWith(p, fs.constants.O_RDWR | extra, extra);
+        fs.closeSync(fd);
+        fd = again;
+      }
     } catch (e) {
       fs.closeSync(fd);
       fs.rmSync(p, { force: true });
+      fs.rmSync(sidecarPath(p), { force: true });
       throw e;
     }
     return { fd, path: p, size, created: true, blockDevice: false, readOnly: false };
@@ -110,6 +117,19 @@ export function openImage(opts: ImageOptions): OpenedImage {
   if (opts.size !== undefined && opts.size !== size) {
     throw new ImageError('NVMQ_IMAGE_SIZE_MISMATCH', `${p} is ${size} bytes, not the ${opts.size} asked for`);
   }
-  const fd = fs.openSync(p, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | extra);
+  const fd = openWith(p, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | extra, extra);
   return { fd, path: p, size, created: false, blockDevice, readOnly };
+}
+
+/** open(2), with the file system's refusal of O_DIRECT (EINVAL) as a clear error. */
+function openWith(p: string, flags: number, extra: number): number {
+  try {
+    return fs.openSync(p, flags);
+  } catch (e) {
+    const direct = fs.constants.O_DIRECT ?? 0;
+    if ((e as NodeJS.ErrnoException).code === 'EINVAL' && direct !== 0 && (extra & direct) !== 0) {
+      throw new ImageError('NVMQ_DIRECT_UNSUPPORTED', `${p}: the file system refuses O_DIRECT (direct: true); use a file system that supports it, or drop direct`);
+    }
+    throw e;
+  }
 }

@@ -7,6 +7,7 @@ import { BackendError } from './backend.js';
 
 export class MemoryBackend implements Backend {
   readonly kind = 'memory' as const;
+  readonly alignment = 1;
   readonly size: number;
   readonly readOnly = false;
   readonly buffer: SharedArrayBuffer;

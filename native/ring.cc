@@ -1,0 +1,335 @@
+// See ring.h.
+#include "ring.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#ifdef NVMQ_HAVE_LIBURING
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+
+namespace nvmq {
+
+#ifdef NVMQ_HAVE_LIBURING
+
+struct Ring::Impl {
+  io_uring ring;
+  // iovecs of the batch being submitted; the kernel has copied them by the
+  // time io_uring_enter returns (IORING_FEAT_SUBMIT_STABLE, checked at setup).
+  std::vector<iovec> iov;
+};
+
+namespace {
+
+constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+
+bool IsUint(double d, double max) {
+  return std::isfinite(d) && d >= 0 && d <= max && std::trunc(d) == d;
+}
+
+// [off, off + len) inside an arena of `size` bytes.
+bool InArena(double off, double len, size_t size) {
+  return IsUint(off, kMaxSafe) && IsUint(len, 0xffffffff) &&
+         off + len <= static_cast<double>(size);
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+}  // namespace
+
+bool ring_supported() { return true; }
+
+int Ring::Create(unsigned entries, uint8_t* arena, size_t arena_len,
+                 Ring** out) {
+  if (entries == 0 || entries > 4096 || arena == nullptr) return -EINVAL;
+  Ring* r = new Ring();
+  r->impl_ = new Impl();
+  r->arena_ = arena;
+  r->arena_len_ = arena_len;
+  // A roomy completion ring: one NVMe command can become several operations
+  // (a Dataset Management range list, a broadcast flush).
+  io_uring_params p;
+  std::memset(&p, 0, sizeof p);
+  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER;
+  p.cq_entries = entries * 4;
+  int rc = io_uring_queue_init_params(entries, &r->impl_->ring, &p);
+  if (rc == -EINVAL) {
+    // A kernel older than 6.0 has no SINGLE_ISSUER.
+    std::memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = entries * 4;
+    rc = io_uring_queue_init_params(entries, &r->impl_->ring, &p);
+  }
+  if (rc < 0) {
+    delete r->impl_;
+    r->impl_ = nullptr;
+    delete r;
+    return rc;
+  }
+  if (!(p.features & IORING_FEAT_SUBMIT_STABLE) ||
+      !(p.features & IORING_FEAT_NODROP)) {
+    delete r;  // the destructor tears the ring down
+    return -ENOSYS;
+  }
+  r->event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->event_fd_ < 0) {
+    rc = -errno;
+    delete r;
+    return rc;
+  }
+  rc = io_uring_register_eventfd(&r->impl_->ring, r->event_fd_);
+  if (rc < 0) {
+    delete r;
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+Ring::~Ring() {
+  if (impl_ != nullptr) {
+    if (inflight_ > 0) CancelAll(30000);
+    // Still in flight after that: the kernel may yet write into the arena, so
+    // leak the ring rather than pretend it is idle.
+    if (inflight_ == 0) io_uring_queue_exit(&impl_->ring);
+    delete impl_;
+  }
+  if (event_fd_ >= 0) close(event_fd_);
+}
+
+int Ring::Submit(const double* ops, unsigned n, const double* segs,
+                 size_t segs_len) {
+  io_uring* ring = &impl_->ring;
+  std::vector<iovec>& iov = impl_->iov;
+  iov.clear();
+  // Reserve the batch's iovecs up front so that pointers into the vector
+  // stay valid while the batch is prepared.
+  size_t want = 0;
+  for (unsigned i = 0; i < n; i++) {
+    const double* o = ops + i * kOpWords;
+    if ((o[kOpCode] == kRingReadv || o[kOpCode] == kRingWritev) &&
+        IsUint(o[kOpLen], 1024)) {
+      want += static_cast<size_t>(o[kOpLen]);
+    }
+  }
+  iov.reserve(want);
+
+  for (unsigned i = 0; i < n; i++) {
+    const double* o = ops + i * kOpWords;
+    const int32_t user = static_cast<int32_t>(
+        static_cast<uint32_t>(IsUint(o[kOpUser], 0xffffffff) ? o[kOpUser] : 0));
+    const double code = o[kOpCode];
+    const double fd = o[kOpFd];
+    const double pos = o[kOpPos];
+    const double addr = o[kOpAddr];
+    const double len = o[kOpLen];
+    const double flags = o[kOpFlags];
+    int bad = 0;
+    if (!IsUint(fd, 0x7fffffff) || !IsUint(pos, kMaxSafe) ||
+        !IsUint(flags, 0xffffffff)) {
+      bad = -EINVAL;
+    } else if (code == kRingRead || code == kRingWrite) {
+      if (!InArena(addr, len, arena_len_)) bad = -EFAULT;
+    } else if (code == kRingReadv || code == kRingWritev) {
+      if (!IsUint(len, 1024) || len == 0 ||
+          !InArena(addr * kSegWords, len * kSegWords, segs_len)) {
+        bad = -EINVAL;
+      } else {
+        const double* s = segs + static_cast<size_t>(addr) * kSegWords;
+        for (unsigned k = 0; k < len && bad == 0; k++) {
+          if (!InArena(s[k * kSegWords], s[k * kSegWords + 1], arena_len_)) {
+            bad = -EFAULT;
+          }
+        }
+      }
+    } else if (code == kRingFallocate) {
+      if (!IsUint(len, kMaxSafe)) bad = -EINVAL;
+    } else if (code != kRingFsync) {
+      bad = -EINVAL;
+    }
+    if (bad != 0) {
+      local_.push_back(user);
+      local_.push_back(bad);
+      continue;
+    }
+
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) {
+      // The submission ring is full: hand what it holds to the kernel.
+      int rc;
+      do rc = io_uring_submit(ring);
+      while (rc == -EINTR);
+      sqe = io_uring_get_sqe(ring);
+      if (sqe == nullptr) {
+        local_.push_back(user);
+        local_.push_back(rc < 0 ? rc : -EBUSY);
+        continue;
+      }
+    }
+    const int ifd = static_cast<int>(fd);
+    const uint64_t off = static_cast<uint64_t>(pos);
+    switch (static_cast<unsigned>(code)) {
+      case kRingRead:
+        io_uring_prep_read(sqe, ifd, arena_ + static_cast<size_t>(addr),
+                           static_cast<unsigned>(len), off);
+        sqe->rw_flags = static_cast<int>(flags);
+        break;
+      case kRingWrite:
+        io_uring_prep_write(sqe, ifd, arena_ + static_cast<size_t>(addr),
+                            static_cast<unsigned>(len), off);
+        sqe->rw_flags = static_cast<int>(flags);
+        break;
+      case kRingReadv:
+      case kRingWritev: {
+        const size_t first = iov.size();
+        const double* s = segs + static_cast<size_t>(addr) * kSegWords;
+        for (unsigned k = 0; k < len; k++) {
+          iov.push_back({arena_ + static_cast<size_t>(s[k * kSegWords]),
+                         static_cast<size_t>(s[k * kSegWords + 1])});
+        }
+        if (code == kRingReadv) {
+          io_uring_prep_readv(sqe, ifd, &iov[first], static_cast<unsigned>(len),
+                              off);
+        } else {
+          io_uring_prep_writev(sqe, ifd, &iov[first],
+                               static_cast<unsigned>(len), off);
+        }
+        sqe->rw_flags = static_cast<int>(flags);
+        break;
+      }
+      case kRingFsync:
+        io_uring_prep_fsync(sqe, ifd, static_cast<unsigned>(flags));
+        break;
+      case kRingFallocate:
+        io_uring_prep_fallocate(sqe, ifd, static_cast<int>(flags), off,
+                                static_cast<uint64_t>(len));
+        break;
+    }
+    io_uring_sqe_set_data64(sqe, static_cast<uint32_t>(user));
+    inflight_++;
+  }
+  int rc;
+  do rc = io_uring_submit(ring);
+  while (rc == -EINTR);
+  return rc;
+}
+
+unsigned Ring::Reap(int32_t* out, unsigned cap) {
+  unsigned k = 0;
+  while (local_head_ < local_.size() && k < cap) {
+    out[2 * k] = local_[local_head_];
+    out[2 * k + 1] = local_[local_head_ + 1];
+    local_head_ += 2;
+    k++;
+  }
+  if (local_head_ == local_.size()) {
+    local_.clear();
+    local_head_ = 0;
+  }
+  io_uring* ring = &impl_->ring;
+  // Completions the kernel could not fit in the ring wait in its overflow
+  // list until asked for (the only system call on this path).
+  if (io_uring_cq_has_overflow(ring)) io_uring_get_events(ring);
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(ring, head, cqe) {
+    if (k == cap) break;
+    seen++;
+    if (cqe->user_data == kInternalUser) continue;
+    out[2 * k] = static_cast<int32_t>(static_cast<uint32_t>(cqe->user_data));
+    out[2 * k + 1] = cqe->res;
+    k++;
+    inflight_--;
+  }
+  io_uring_cq_advance(ring, seen);
+  // Entries left queued by a failed io_uring_enter go now.
+  if (io_uring_sq_ready(ring) > 0) io_uring_submit(ring);
+  return k;
+}
+
+unsigned Ring::CancelAll(unsigned timeout_ms) {
+  if (impl_ == nullptr || inflight_ == 0) return inflight_;
+  io_uring* ring = &impl_->ring;
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe == nullptr) {
+    io_uring_submit(ring);
+    sqe = io_uring_get_sqe(ring);
+  }
+  if (sqe != nullptr) {
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, kInternalUser);
+  }
+  io_uring_submit(ring);
+  const int64_t deadline = NowMs() + timeout_ms;
+  while (inflight_ > 0) {
+    __kernel_timespec ts = {0, 20 * 1000 * 1000};
+    io_uring_cqe* cqe = nullptr;
+    const int rc = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+    if (rc == 0) {
+      unsigned head;
+      unsigned seen = 0;
+      io_uring_for_each_cqe(ring, head, cqe) {
+        seen++;
+        if (cqe->user_data == kInternalUser) continue;
+        local_.push_back(
+            static_cast<int32_t>(static_cast<uint32_t>(cqe->user_data)));
+        local_.push_back(cqe->res);
+        inflight_--;
+      }
+      io_uring_cq_advance(ring, seen);
+    }
+    if (NowMs() >= deadline) break;
+  }
+  return inflight_;
+}
+
+int Ring::ReadNowait(double fd, double addr, double len, double pos) {
+  if (!IsUint(fd, 0x7fffffff) || !IsUint(pos, kMaxSafe)) return -EINVAL;
+  if (!InArena(addr, len, arena_len_)) return -EFAULT;
+  iovec v = {arena_ + static_cast<size_t>(addr), static_cast<size_t>(len)};
+  ssize_t n;
+  do n = preadv2(static_cast<int>(fd), &v, 1, static_cast<off_t>(pos),
+                 RWF_NOWAIT);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : static_cast<int>(n);
+}
+
+void Ring::SetNotify(bool on) {
+  io_uring_cq_eventfd_toggle(&impl_->ring, on);
+}
+
+unsigned Ring::ready() const {
+  return io_uring_cq_ready(&impl_->ring) +
+         static_cast<unsigned>((local_.size() - local_head_) / 2);
+}
+
+#else  // !NVMQ_HAVE_LIBURING
+
+struct Ring::Impl {};
+
+bool ring_supported() { return false; }
+
+int Ring::Create(unsigned, uint8_t*, size_t, Ring**) { return -ENOSYS; }
+Ring::~Ring() {}
+int Ring::Submit(const double*, unsigned, const double*, size_t) {
+  return -ENOSYS;
+}
+unsigned Ring::Reap(int32_t*, unsigned) { return 0; }
+unsigned Ring::CancelAll(unsigned) { return 0; }
+int Ring::ReadNowait(double, double, double, double) { return -ENOSYS; }
+void Ring::SetNotify(bool) {}
+unsigned Ring::ready() const { return 0; }
+
+#endif  // NVMQ_HAVE_LIBURING
+
+}  // namespace nvmq

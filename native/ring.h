@@ -1,0 +1,106 @@
+// One io_uring, as nvmq's data path uses it: operations staged by the
+// JavaScript side in plain arrays of doubles, addressed by offsets into the
+// DMA arena (a SharedArrayBuffer whose memory the kernel reads and writes
+// directly), submitted with one io_uring_enter per batch, and reaped from the
+// completion ring without a system call. No Node-API types here: binding.cc
+// is the only file that touches N-API.
+//
+// Built without liburing (NVMQ_HAVE_LIBURING undefined) every Create() fails
+// with -ENOSYS and the engine stays on its portable path.
+#ifndef NVMQ_NATIVE_RING_H_
+#define NVMQ_NATIVE_RING_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace nvmq {
+
+// Staged operation layout: kOpWords doubles per operation.
+enum RingField : unsigned {
+  kOpCode = 0,    // RingOpcode
+  kOpFd = 1,      // file descriptor
+  kOpUser = 2,    // 32-bit tag returned with the completion
+  kOpPos = 3,     // file offset (bytes)
+  kOpAddr = 4,    // read / write: arena offset; readv / writev: first segment index
+  kOpLen = 5,     // read / write / fallocate: bytes; readv / writev: segment count
+  kOpFlags = 6,   // read / write: RWF_* flags; fsync: IORING_FSYNC_*; fallocate: mode
+  kOpWords = 8,
+};
+
+enum RingOpcode : unsigned {
+  kRingRead = 1,
+  kRingWrite = 2,
+  kRingReadv = 3,
+  kRingWritev = 4,
+  kRingFsync = 5,
+  kRingFallocate = 6,
+};
+
+// Segments of readv / writev: (arena offset, length) pairs of doubles.
+constexpr unsigned kSegWords = 2;
+
+// user_data of the ring's own cancel requests; never reported.
+constexpr uint64_t kInternalUser = 0xffffffffffffffffull;
+
+class Ring {
+ public:
+  // Sets up a ring of `entries` submission slots over the arena
+  // [arena, arena + arena_len), with an eventfd signalled on completions.
+  // Returns 0 or -errno.
+  static int Create(unsigned entries, uint8_t* arena, size_t arena_len,
+                    Ring** out);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Queues `n` staged operations and submits them with one io_uring_enter.
+  // An operation whose memory lies outside the arena, or whose fields are
+  // malformed, is not submitted: it completes at once with -EFAULT / -EINVAL.
+  // Returns the number of operations handed to the kernel, or -errno when
+  // io_uring_enter failed (those operations stay queued for the next call).
+  int Submit(const double* ops, unsigned n, const double* segs,
+             size_t segs_len);
+
+  // Copies up to `cap` completions as (user, result) pairs into `out`
+  // without a system call (unless the kernel holds overflowed completions).
+  // Returns the number copied.
+  unsigned Reap(int32_t* out, unsigned cap);
+
+  // Cancels every operation in flight and waits, up to `timeout_ms`, until
+  // the kernel has finished with all of them. Their completions (cancelled
+  // ones with -ECANCELED) are kept for Reap(). Returns how many are still in
+  // flight at the end (0 unless the timeout ran out).
+  unsigned CancelAll(unsigned timeout_ms);
+
+  // preadv2(RWF_NOWAIT) into the arena, on the calling thread: the bytes
+  // read, -EAGAIN when the data is not in the page cache, or -errno.
+  int ReadNowait(double fd, double addr, double len, double pos);
+
+  // Stops (false) or resumes (true) eventfd notifications.
+  void SetNotify(bool on);
+
+  int event_fd() const { return event_fd_; }
+  unsigned inflight() const { return inflight_; }
+  // Completions available now (kernel ring plus ones completed locally).
+  unsigned ready() const;
+
+ private:
+  Ring() = default;
+  struct Impl;
+  Impl* impl_ = nullptr;
+  uint8_t* arena_ = nullptr;
+  size_t arena_len_ = 0;
+  int event_fd_ = -1;
+  unsigned inflight_ = 0;
+  // Completions made here (rejected operations, drained ones).
+  std::vector<int32_t> local_;
+  size_t local_head_ = 0;
+};
+
+// True when this build has io_uring support compiled in.
+bool ring_supported();
+
+}  // namespace nvmq
+
+#endif  // NVMQ_NATIVE_RING_H_

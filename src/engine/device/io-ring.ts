@@ -1,0 +1,328 @@
+/**
+ * One io_uring of the native data path, as the controller uses it for one
+ * I/O submission queue in one thread.
+ *
+ * Operations are staged into a Float64Array the addon reads (no object
+ * crosses into C++), addressed by offsets into the DMA arena's
+ * SharedArrayBuffer: the kernel moves data straight between the file and the
+ * memory the host's PRPs point at. `submit()` hands everything staged to the
+ * kernel with one io_uring_enter (once per doorbell) and completes what the
+ * kernel finished inline (page-cache hits); `poll()` reaps the completion
+ * ring without a system call. The rest arrive through the ring's eventfd,
+ * which the addon watches from this thread's event loop: an I/O never waits
+ * for another thread to wake.
+ *
+ * Short transfers are continued, a read at the end of a file that shrank
+ * reads as zeroes, and every kernel error reaches `done` as a BackendError
+ * whose kind picks the NVMe status.
+ */
+import { debuglog } from 'node:util';
+import type { DmaArena } from '../dma-arena.js';
+import type { NativeBinding, NativeRing } from '../native.js';
+import { BackendError, type BackendErrorKind, type IoDone } from './backends/backend.js';
+
+const trace = debuglog('nvmq');
+
+// Staged operation layout, as native/ring.h reads it.
+const OP_WORDS = 8;
+const F_CODE = 0;
+const F_FD = 1;
+const F_USER = 2;
+const F_POS = 3;
+const F_ADDR = 4;
+const F_LEN = 5;
+const F_FLAGS = 6;
+
+const OP_READ = 1;
+const OP_WRITE = 2;
+const OP_READV = 3;
+const OP_WRITEV = 4;
+const OP_FSYNC = 5;
+const OP_FALLOCATE = 6;
+
+/** RWF_DSYNC from <linux/fs.h>: the write is durable when it completes (FUA). */
+const RWF_DSYNC = 0x2;
+/** IORING_FSYNC_DATASYNC: fdatasync. */
+const FSYNC_DATASYNC = 0x1;
+const ECANCELED = 125;
+const ENOSPC = 28;
+const EDQUOT = 122;
+
+/** IOV_MAX: buffers per readv / writev. */
+const MAX_IOV = 1024;
+/** How long a teardown waits for the kernel to give operations back. */
+const CANCEL_TIMEOUT_MS = 30_000;
+
+const ERRNO_NAMES: Record<number, string> = { 5: 'EIO', 9: 'EBADF', 14: 'EFAULT', 22: 'EINVAL', 27: 'EFBIG', 28: 'ENOSPC', 30: 'EROFS', 95: 'EOPNOTSUPP', 122: 'EDQUOT', 125: 'ECANCELED' };
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+
+type Kind = 'read' | 'write' | 'sync' | 'fallocate';
+
+/** An operation between staging and completion (one slot per tag). */
+interface Pending {
+  kind: Kind;
+  fd: number;
+  pos: number;
+  /** read / write: the scatter list still to transfer. */
+  segs: Uint8Array[];
+  want: number;
+  flags: number;
+  done: IoDone;
+}
+
+export class IoRing {
+  private readonly ring: NativeRing;
+  private readonly ops: Float64Array;
+  private readonly segs: Float64Array;
+  private readonly cqes: Int32Array;
+  private readonly capacity: number;
+  private staged = 0;
+  private segsUsed = 0;
+  private readonly pending: Array<Pending | undefined> = [];
+  private readonly freeTags: number[] = [];
+  private closed = false;
+  /** Buffer offset of arena byte 0: segment views carry buffer offsets, the addon wants arena ones. */
+  private readonly skew: number;
+
+  constructor(
+    native: NativeBinding,
+    arena: DmaArena,
+    entries: number,
+    /** Runs after completions arrived through the eventfd were dispatched. */
+    onEvent?: () => void,
+  ) {
+    const size = Math.min(4096, Math.max(8, 2 ** Math.ceil(Math.log2(entries))));
+    this.capacity = size;
+    this.skew = arena.skew;
+    this.ops = new Float64Array(size * OP_WORDS);
+    this.segs = new Float64Array(Math.max(size * 16, MAX_IOV) * 2);
+    this.cqes = new Int32Array(size * 4 * 2);
+    this.ring = new native.Ring(arena.bytes, size, this.ops, this.segs, this.cqes);
+    this.ring.watch(() => {
+      this.poll();
+      onEvent?.();
+    });
+  }
+
+  /** Operations handed to the kernel and not yet reaped. */
+  get inflight(): number {
+    return this.ring.inflight();
+  }
+
+  read(fd: number, pos: number, segments: readonly Uint8Array[], done: IoDone): void {
+    this.stageTransfer('read', fd, pos, [...segments], 0, done);
+  }
+
+  /** With `dsync` the data is durable when `done` runs (RWF_DSYNC: NVMe FUA). */
+  write(fd: number, pos: number, segments: readonly Uint8Array[], dsync: boolean, done: IoDone): void {
+    this.stageTransfer('write', fd, pos, [...segments], dsync ? RWF_DSYNC : 0, done);
+  }
+
+  fdatasync(fd: number, done: IoDone): void {
+    const tag = this.tag({ kind: 'sync', fd, pos: 0, segs: [], want: 0, flags: 0, done });
+    this.stage(OP_FSYNC, fd, tag, 0, 0, 0, FSYNC_DATASYNC);
+  }
+
+  /** `done` gets a BackendError with `errno` set when the file system refuses the mode. */
+  fallocate(fd: number, mode: number, pos: number, length: number, done: IoDone): void {
+    const tag = this.tag({ kind: 'fallocate', fd, pos, segs: [], want: length, flags: mode, done });
+    this.stage(OP_FALLOCATE, fd, tag, pos, 0, length, mode);
+  }
+
+  private tag(p: Pending): number {
+    const tag = this.freeTags.length > 0 ? this.freeTags.pop()! : this.pending.length;
+    this.pending[tag] = p;
+    return tag;
+  }
+
+  private stageTransfer(kind: 'read' | 'write', fd: number, pos: number, segs: Uint8Array[], flags: number, done: IoDone): void {
+    let want = 0;
+    for (const s of segs) want += s.length;
+    if (want === 0) return done(null);
+    const tag = this.tag({ kind, fd, pos, segs, want, flags, done });
+    this.stageSegments(kind, fd, tag, pos, segs, flags);
+  }
+
+  private stageSegments(kind: 'read' | 'write', fd: number, tag: number, pos: number, segs: Uint8Array[], flags: number): void {
+    // Pages that follow each other in the arena go as one buffer. Past IOV_MAX buffers the kernel
+    // transfers a prefix, and the short-transfer path sends the rest.
+    let runs = 1;
+    let take = segs.length;
+    for (let i = 1; i < segs.length; i++) {
+      const prev = segs[i - 1]!;
+      if (segs[i]!.byteOffset !== prev.byteOffset + prev.length) {
+        if (runs === MAX_IOV) {
+          take = i;
+          break;
+        }
+        runs++;
+      }
+    }
+    if (runs === 1) {
+      const first = segs[0]!;
+      const last = segs[take - 1]!;
+      const len = last.byteOffset + last.length - first.byteOffset;
+      this.stage(kind === 'read' ? OP_READ : OP_WRITE, fd, tag, pos, first.byteOffset - this.skew, len, flags);
+      return;
+    }
+    if (this.segsUsed + runs * 2 > this.segs.length) this.submit();
+    const at = this.segsUsed / 2;
+    let w = this.segsUsed;
+    for (let i = 0; i < take; i++) {
+      const s = segs[i]!;
+      const addr = s.byteOffset - this.skew;
+      if (i > 0 && addr === this.segs[w - 2]! + this.segs[w - 1]!) {
+        this.segs[w - 1] = this.segs[w - 1]! + s.length;
+      } else {
+        this.segs[w++] = addr;
+        this.segs[w++] = s.length;
+      }
+    }
+    this.segsUsed = w;
+    this.stage(kind === 'read' ? OP_READV : OP_WRITEV, fd, tag, pos, at, runs, flags);
+  }
+
+  private stage(code: number, fd: number, tag: number, pos: number, addr: number, len: number, flags: number): void {
+    if (this.closed) {
+      const p = this.pending[tag]!;
+      this.finish(tag, p, errorOf(p.kind, ECANCELED));
+      return;
+    }
+    if (this.staged === this.capacity) this.submit();
+    const o = this.staged++ * OP_WORDS;
+    const ops = this.ops;
+    ops[o + F_CODE] = code;
+    ops[o + F_FD] = fd;
+    ops[o + F_USER] = tag;
+    ops[o + F_POS] = pos;
+    ops[o + F_ADDR] = addr;
+    ops[o + F_LEN] = len;
+    ops[o + F_FLAGS] = flags;
+  }
+
+  /**
+   * Hands everything staged to the kernel (one io_uring_enter) and completes
+   * what it finished at once. Cheap when nothing is staged.
+   */
+  submit(): void {
+    while (this.staged > 0) {
+      const n = this.staged;
+      this.staged = 0;
+      this.segsUsed = 0;
+      const k = this.ring.submit(n);
+      // A failed io_uring_enter leaves the operations queued in the ring; they go with the next call.
+      if (k < 0) trace('io_uring_enter failed: %s; retrying with the next batch', errnoName(-k));
+      else if (k > 0) this.dispatch(k);
+    }
+  }
+
+  /** Completes whatever the kernel has finished, without a system call. Returns how many. */
+  poll(): number {
+    let total = 0;
+    for (;;) {
+      const k = this.ring.reap();
+      if (k <= 0) break;
+      total += this.dispatch(k);
+    }
+    // Completions may have staged follow-ups (the rest of a short transfer).
+    if (this.staged > 0) this.submit();
+    return total;
+  }
+
+  /** Completes the first `k` entries of the completion array, then reaps until the ring is empty. */
+  private dispatch(k: number): number {
+    let total = 0;
+    while (k > 0) {
+      // The addon writes the next batch into the same array: copy this one's results first.
+      const batch = this.cqes.slice(0, k * 2);
+      for (let i = 0; i < k; i++) this.complete(batch[i * 2]!, batch[i * 2 + 1]!);
+      total += k;
+      k = this.ring.reap();
+    }
+    return total;
+  }
+
+  private complete(tag: number, res: number): void {
+    const p = this.pending[tag];
+    if (!p) {
+      trace('io_uring completion for unknown tag %d (result %d)', tag, res);
+      return;
+    }
+    if (res >= 0 && (p.kind === 'read' || p.kind === 'write') && res < p.want) {
+      if (res === 0) {
+        if (p.kind === 'read') {
+          // Past the end of a file that shrank under us: the hole reads as zeroes.
+          for (const s of p.segs) s.fill(0);
+          return this.finish(tag, p, null);
+        }
+        return this.finish(tag, p, new BackendError('write', `write made no progress at ${p.pos}`, 'EIO'));
+      }
+      // A short transfer: the rest goes as a new operation under the same tag.
+      p.segs = advance(p.segs, res);
+      p.pos += res;
+      p.want -= res;
+      this.stageSegments(p.kind, p.fd, tag, p.pos, p.segs, p.flags);
+      return;
+    }
+    this.finish(tag, p, res < 0 ? errorOf(p.kind, -res) : null);
+  }
+
+  private finish(tag: number, p: Pending, err: BackendError | null): void {
+    this.pending[tag] = undefined;
+    this.freeTags.push(tag);
+    p.done(err);
+  }
+
+  /**
+   * Tears the ring down. Operations still in flight are cancelled and waited
+   * for: each completes through its `done` (as aborted unless the kernel had
+   * finished it), so no command is left hanging and no late transfer touches
+   * host memory afterwards.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.ring.inflight() > 0) {
+        const left = this.ring.cancel(CANCEL_TIMEOUT_MS);
+        if (left > 0) trace('io_uring teardown: %d operations still in the kernel after %d ms', left, CANCEL_TIMEOUT_MS);
+      }
+      this.poll();
+    } finally {
+      this.ring.close();
+      // Anything never handed over (or lost with a timed-out cancel) is aborted.
+      for (let tag = 0; tag < this.pending.length; tag++) {
+        const p = this.pending[tag];
+        if (p) this.finish(tag, p, errorOf(p.kind, ECANCELED));
+      }
+      this.staged = 0;
+    }
+  }
+}
+
+/** The backend error for a failed operation: the kind picks the NVMe status. */
+function errorOf(kind: Kind, errno: number): BackendError {
+  const name = errnoName(errno);
+  let k: BackendErrorKind;
+  if (errno === ECANCELED) k = 'aborted';
+  else if (errno === ENOSPC || errno === EDQUOT) k = 'no-space';
+  else k = kind === 'read' ? 'read' : 'write';
+  const what = kind === 'sync' ? 'fdatasync' : kind;
+  return new BackendError(k, `${what} failed: ${name}`, name);
+}
+
+/** Drops the first `n` bytes from a scatter list. */
+export function advance(segs: readonly Uint8Array[], n: number): Uint8Array[] {
+  let left = n;
+  let i = 0;
+  while (i < segs.length && left >= segs[i]!.length) {
+    left -= segs[i]!.length;
+    i++;
+  }
+  const rest = segs.slice(i);
+  if (left > 0 && rest.length > 0) rest[0] = rest[0]!.subarray(left);
+  return rest;
+}

@@ -161,7 +161,7 @@ export class NvmeController {
   /** This thread's io_uring per I/O SQ, for the creation of the SQ it was made for. */
   private readonly rings = new Map<number, { ring: IoRing; generation: number }>();
   /** Set when rings are in use: the addon. */
-  private readonly ringNative: ReturnType<typeof loadNative>;
+  private ringNative: ReturnType<typeof loadNative>;
 
   /** Raised for a CQ with interrupts enabled: (vector). Set by the transport. */
   onInterrupt: (vector: number) => void = () => {};
@@ -713,7 +713,15 @@ export class NvmeController {
     const generation = sq.generation;
     if (had && had.generation === generation) return had.ring;
     if (had) this.retireRing(sq.qid);
-    const ring = new IoRing(this.ringNative, this.arena, sq.size);
+    let ring: IoRing;
+    try {
+      ring = new IoRing(this.ringNative, this.arena, sq.size);
+    } catch (e) {
+      // Out of memory or locked-memory limit: this thread goes on without rings rather than failing I/O.
+      this.ringNative = null;
+      process.emitWarning(`io_uring setup failed (${(e as Error).message}); this thread's file I/O uses the portable node:fs path`, { code: 'NVMQ_PORTABLE_DATA_PATH' });
+      return undefined;
+    }
     this.rings.set(sq.qid, { ring, generation });
     return ring;
   }

@@ -59,7 +59,9 @@ export function errnoName(errno: number): string {
   return ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }
 
-type Kind = 'read' | 'write' | 'sync' | 'fallocate';
+/** 'device-read': a read of a block device, where end of file is an error rather than a hole. */
+type Kind = 'read' | 'device-read' | 'write' | 'sync' | 'fallocate';
+type TransferKind = 'read' | 'device-read' | 'write';
 
 /** An operation between staging and completion (one slot per tag). */
 interface Pending {
@@ -112,8 +114,9 @@ export class IoRing {
     return this.ring.inflight();
   }
 
-  read(fd: number, pos: number, segments: readonly Uint8Array[], done: IoDone): void {
-    this.stageTransfer('read', fd, pos, [...segments], 0, done);
+  /** `pastEnd`: what a read at end of file means (zeroes for a file that shrank, an error for a device). */
+  read(fd: number, pos: number, segments: readonly Uint8Array[], done: IoDone, pastEnd: 'zeroes' | 'error' = 'zeroes'): void {
+    this.stageTransfer(pastEnd === 'zeroes' ? 'read' : 'device-read', fd, pos, [...segments], 0, done);
   }
 
   /** With `dsync` the data is durable when `done` runs (RWF_DSYNC: NVMe FUA). */
@@ -138,7 +141,7 @@ export class IoRing {
     return tag;
   }
 
-  private stageTransfer(kind: 'read' | 'write', fd: number, pos: number, segs: Uint8Array[], flags: number, done: IoDone): void {
+  private stageTransfer(kind: TransferKind, fd: number, pos: number, segs: Uint8Array[], flags: number, done: IoDone): void {
     let want = 0;
     for (const s of segs) want += s.length;
     if (want === 0) return done(null);
@@ -146,7 +149,7 @@ export class IoRing {
     this.stageSegments(kind, fd, tag, pos, segs, flags);
   }
 
-  private stageSegments(kind: 'read' | 'write', fd: number, tag: number, pos: number, segs: Uint8Array[], flags: number): void {
+  private stageSegments(kind: TransferKind, fd: number, tag: number, pos: number, segs: Uint8Array[], flags: number): void {
     // Pages that follow each other in the arena go as one buffer. Past IOV_MAX buffers the kernel
     // transfers a prefix, and the short-transfer path sends the rest.
     let runs = 1;
@@ -165,7 +168,7 @@ export class IoRing {
       const first = segs[0]!;
       const last = segs[take - 1]!;
       const len = last.byteOffset + last.length - first.byteOffset;
-      this.stage(kind === 'read' ? OP_READ : OP_WRITE, fd, tag, pos, first.byteOffset - this.skew, len, flags);
+      this.stage(kind === 'write' ? OP_WRITE : OP_READ, fd, tag, pos, first.byteOffset - this.skew, len, flags);
       return;
     }
     if (this.segsUsed + runs * 2 > this.segs.length) this.submit();
@@ -182,7 +185,7 @@ export class IoRing {
       }
     }
     this.segsUsed = w;
-    this.stage(kind === 'read' ? OP_READV : OP_WRITEV, fd, tag, pos, at, runs, flags);
+    this.stage(kind === 'write' ? OP_WRITEV : OP_READV, fd, tag, pos, at, runs, flags);
   }
 
   private stage(code: number, fd: number, tag: number, pos: number, addr: number, len: number, flags: number): void {
@@ -251,13 +254,14 @@ export class IoRing {
       trace('io_uring completion for unknown tag %d (result %d)', tag, res);
       return;
     }
-    if (res >= 0 && (p.kind === 'read' || p.kind === 'write') && res < p.want) {
+    if (res >= 0 && p.kind !== 'sync' && p.kind !== 'fallocate' && res < p.want) {
       if (res === 0) {
         if (p.kind === 'read') {
           // Past the end of a file that shrank under us: the hole reads as zeroes.
           for (const s of p.segs) s.fill(0);
           return this.finish(tag, p, null);
         }
+        if (p.kind === 'device-read') return this.finish(tag, p, new BackendError('read', `read past the end of the device at ${p.pos}`, 'EIO'));
         return this.finish(tag, p, new BackendError('write', `write made no progress at ${p.pos}`, 'EIO'));
       }
       // A short transfer: the rest goes as a new operation under the same tag.
@@ -309,8 +313,8 @@ function errorOf(kind: Kind, errno: number): BackendError {
   let k: BackendErrorKind;
   if (errno === ECANCELED) k = 'aborted';
   else if (errno === ENOSPC || errno === EDQUOT) k = 'no-space';
-  else k = kind === 'read' ? 'read' : 'write';
-  const what = kind === 'sync' ? 'fdatasync' : kind;
+  else k = kind === 'read' || kind === 'device-read' ? 'read' : 'write';
+  const what = kind === 'sync' ? 'fdatasync' : kind === 'device-read' ? 'read' : kind;
   return new BackendError(k, `${what} failed: ${name}`, name);
 }
 

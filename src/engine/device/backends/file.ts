@@ -88,17 +88,28 @@ export class FileBackend implements Backend {
     return this.fd < 0 ? new BackendError(kind, `${this.path} is closed`, 'EBADF') : undefined;
   }
 
+  /**
+   * On a block device the end of the device is the end of the medium: a read
+   * there is a read error (not a hole in a file that shrank), and ENOSPC a
+   * write fault (nothing is out of space).
+   */
+  private get device(): boolean {
+    return this.image.blockDevice;
+  }
+
   read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void {
     const closed = this.closed('read');
     if (closed) return done(closed);
-    if (ring) return ring.read(this.fd, pos, segments, done);
-    readAll(this.fd, [...segments], pos, done);
+    const pastEnd = this.device ? 'error' : 'zeroes';
+    if (ring) return ring.read(this.fd, pos, segments, done, pastEnd);
+    readAll(this.fd, [...segments], pos, pastEnd, done);
   }
 
   write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone, ring?: IoRing): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
+    if (this.device) done = deviceWriteErrors(done);
     if (ring) return ring.write(this.fd, pos, segments, fua, done);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
@@ -195,19 +206,25 @@ function total(segs: readonly Uint8Array[]): number {
   return t;
 }
 
-function readAll(fd: number, segs: Uint8Array[], pos: number, done: IoDone): void {
+function readAll(fd: number, segs: Uint8Array[], pos: number, pastEnd: 'zeroes' | 'error', done: IoDone): void {
   const want = total(segs);
   if (want === 0) return done(null);
   fs.readv(fd, segs, pos, (err, n) => {
     if (err) return done(fromSystemError('read', err));
     if (n === want) return done(null);
     if (n === 0) {
+      if (pastEnd === 'error') return done(new BackendError('read', `read past the end of the device at ${pos}`, 'EIO'));
       // Past the end of a file that shrank under us: the hole reads as zeroes.
       for (const s of segs) s.fill(0);
       return done(null);
     }
-    readAll(fd, advance(segs, n), pos + n, done);
+    readAll(fd, advance(segs, n), pos + n, pastEnd, done);
   });
+}
+
+/** A block device's ENOSPC (a write past its end) as the write fault it is. */
+function deviceWriteErrors(done: IoDone): IoDone {
+  return (err) => done(err && err.kind === 'no-space' ? new BackendError('write', err.message, err.errno) : err);
 }
 
 function writeAll(fd: number, segs: Uint8Array[], pos: number, done: IoDone): void {

@@ -1,0 +1,57 @@
+// Engine task: a closed loop keeping `depth` 4 KiB random reads (or writes) in flight for `seconds`, as fio
+// does. Completions that arrive together are resubmitted together behind one doorbell write: each lane's
+// completion queues it, and one microtask refills every queued lane between plug() and unplug().
+// Buffers come from the worker's DMA pool (zero copy). Returns I/Os done and a sample of latencies (µs).
+export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write }) {
+  const bufs = Array.from({ length: depth }, () => queue.allocBuffer(lbaSize));
+  let x = (Math.random() * 0x7fffffff) | 1;
+  const rnd = () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return (x >>> 0) % blocks;
+  };
+  const lat = new Float64Array(1 << 20);
+  let nlat = 0;
+  let ios = 0;
+  const started = new Float64Array(depth);
+  const end = performance.now() + seconds * 1000;
+  let ready = [];
+  let scheduled = false;
+  let inflight = 0;
+  let finish;
+  const finished = new Promise((r) => (finish = r));
+  const submit = (lane) => {
+    started[lane] = performance.now();
+    inflight++;
+    const p = write ? queue.write(nsid, rnd(), 1, bufs[lane]) : queue.read(nsid, rnd(), 1, bufs[lane]);
+    p.then(() => done(lane), (e) => { console.error(e); done(lane); });
+  };
+  const refill = () => {
+    scheduled = false;
+    const lanes = ready;
+    ready = [];
+    if (performance.now() >= end) {
+      if (inflight === 0) finish();
+      return;
+    }
+    queue.plug();
+    for (const lane of lanes) submit(lane);
+    queue.unplug();
+  };
+  const done = (lane) => {
+    inflight--;
+    ios++;
+    if (nlat < lat.length) lat[nlat++] = (performance.now() - started[lane]) * 1000;
+    ready.push(lane);
+    if (!scheduled) {
+      scheduled = true;
+      queueMicrotask(refill);
+    }
+  };
+  queue.plug();
+  for (let lane = 0; lane < depth; lane++) submit(lane);
+  queue.unplug();
+  await finished;
+  for (const b of bufs) queue.releaseBuffer(b);
+  const sample = lat.slice(0, nlat).sort();
+  return { ios, p50: sample[Math.floor(nlat / 2)] ?? 0, doorbells: queue.stats.sqDoorbells };
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// The native data path against the alternatives, on the same 1 GiB file in one run: nvmq on io_uring, nvmq
+// on its portable node:fs path, node:fs promises, and fio (--ioengine=io_uring). 4 KiB random reads and
+// writes, depth 1 and 32, 1 and 2 workers / jobs, with O_DIRECT and from a warm page cache (the file is
+// read once before the buffered runs, and fio runs with --invalidate=0). Run `npm run build` first.
+//   node bench/uring.mjs [--seconds 3] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
+//                        [--direct 0,1] [--engines io_uring,portable,node-fs,fio] [--json out.json]
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { Engine } from '../dist/engine/engine.js';
+import { openImage } from '../dist/engine/device/backends/image.js';
+import { dataPathStatus } from '../dist/engine/native.js';
+
+const { values } = parseArgs({ options: {
+  seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' },
+  rw: { type: 'string', default: 'randread,randwrite' }, depth: { type: 'string', default: '1,32' },
+  workers: { type: 'string', default: '1,2' }, direct: { type: 'string', default: '0,1' },
+  engines: { type: 'string', default: 'io_uring,portable,node-fs,fio' }, json: { type: 'string' },
+  'size-mib': { type: 'string', default: '1024' },
+} });
+const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+const seconds = Number(values.seconds);
+const runs = Number(values.runs);
+const size = Number(values['size-mib']) << 20;
+const lbaSize = 4096;
+const blocks = size / lbaSize;
+const file = 'nvmq-data/bench-uring.img';
+const task = new URL('./tasks/job.mjs', import.meta.url).href;
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+if (dataPathStatus().path !== 'io_uring') {
+  console.error(`io_uring unavailable: ${dataPathStatus().reason}`);
+  process.exit(1);
+}
+
+// A 1 GiB image created by nvmq, every block written (O_DIRECT reads of holes would not reach the disk).
+mkdirSync('nvmq-data', { recursive: true });
+if (!existsSync(file) || readFileSync(file + '.nvmq.json', 'utf8').includes(`"size": ${size}`) === false) {
+  const img = openImage({ path: file, size, force: true });
+  closeSync(img.fd);
+  const fd = openSync(file, 'r+');
+  const chunk = Buffer.alloc(8 << 20, 0x5a);
+  for (let pos = 0; pos < size; pos += chunk.length) writeSync(fd, chunk, 0, chunk.length, pos);
+  fsyncSync(fd);
+  closeSync(fd);
+}
+const warm = () => execFileSync('cat', [file], { stdio: ['ignore', 'ignore', 'inherit'], maxBuffer: 0 });
+
+async function nvmq(dataPath, { rw, depth, workers, direct }) {
+  const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, direct }], workers, queueDepth: Math.max(depth + 1, 8), controller: { dataPath } });
+  try {
+    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, write: rw === 'randwrite' })));
+    return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
+  } finally {
+    await e.close();
+  }
+}
+
+async function nodeFs({ rw, depth, workers, direct }) {
+  const out = await Promise.all(Array.from({ length: workers }, () => new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./tasks/fs-job.mjs', import.meta.url), { workerData: { path: file, blocks, lbaSize, depth, seconds, write: rw === 'randwrite', direct } });
+    w.once('message', resolve);
+    w.once('error', reject);
+  })));
+  return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
+}
+
+function fio({ rw, depth, workers, direct }) {
+  const args = ['--name=bench', `--filename=${file}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${depth}`, `--numjobs=${workers}`,
+    '--ioengine=io_uring', `--direct=${direct ? 1 : 0}`, '--invalidate=0', '--time_based', `--runtime=${seconds}`,
+    `--size=${size}`, '--group_reporting', '--lat_percentiles=1', '--output-format=json'];
+  const res = spawnSync('fio', args, { encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`fio failed: ${res.stderr}`);
+  const job = JSON.parse(res.stdout.slice(res.stdout.indexOf('{'))).jobs[0];
+  const side = rw === 'randwrite' ? job.write : job.read;
+  return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000 };
+}
+
+const engines = { io_uring: (c) => nvmq('io_uring', c), portable: (c) => nvmq('portable', c), 'node-fs': nodeFs, fio: async (c) => fio(c) };
+const wanted = list(values.engines);
+const results = [];
+for (const direct of list(values.direct).map((d) => d === '1')) {
+  for (const rw of list(values.rw)) {
+    for (const depth of list(values.depth).map(Number)) {
+      for (const workers of list(values.workers).map(Number)) {
+        const cfg = { rw, depth, workers, direct };
+        const row = { ...cfg };
+        for (const name of wanted) {
+          const xs = [];
+          for (let r = 0; r < runs; r++) {
+            if (!direct) warm();
+            xs.push(await engines[name](cfg));
+          }
+          row[name] = { iops: median(xs.map((x) => x.iops)), p50: median(xs.map((x) => x.p50)) };
+        }
+        results.push(row);
+        const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
+        console.error(`${direct ? 'O_DIRECT' : 'warm'} ${rw} depth ${depth} x${workers}: ` + wanted.map((n) => `${n} ${fmt(row[n].iops)} (p50 ${row[n].p50.toFixed(1)} µs)`).join(', '));
+      }
+    }
+  }
+}
+
+const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
+console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
+console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | io_uring / fio | io_uring / node-fs |`);
+console.log(`| --- | --- | --- | --- | ${wanted.map(() => '---').join(' | ')} | --- | --- |`);
+for (const r of results) {
+  const ratio = (a, b) => (r[a] && r[b] ? `${(r[a].iops / r[b].iops).toFixed(2)}x` : '-');
+  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratio('io_uring', 'fio')} | ${ratio('io_uring', 'node-fs')} |`);
+}
+if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

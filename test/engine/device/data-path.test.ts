@@ -1,0 +1,338 @@
+// The two data paths of file namespaces, io_uring and portable (node:fs): the same commands leave the same
+// bytes, kernel errors become the same NVMe statuses, and a ring torn down with I/O in flight finishes or
+// aborts every operation. Real files, a real loop device, real file systems (root, as CI has).
+import { describe, it, expect, afterEach } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FileBackend } from '../../../src/engine/device/backends/file.js';
+import { BackendError } from '../../../src/engine/device/backends/backend.js';
+import { IoRing } from '../../../src/engine/device/io-ring.js';
+import { DmaArena } from '../../../src/engine/dma-arena.js';
+import { dataPathStatus, loadNative, resolveDataPath, type DataPath } from '../../../src/engine/native.js';
+import { HealthCounter } from '../../../src/engine/device/health.js';
+import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  delete process.env.NVMQ_DISABLE_NATIVE;
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function dir(): string {
+  const t = tempDir();
+  cleanups.push(t.cleanup);
+  return t.dir;
+}
+
+async function up(backend: FileBackend, dataPath: DataPath, lbaSize: 512 | 4096 = 4096): Promise<Harness> {
+  const h = await bringUp({ namespaces: [{ backend, lbaSize }], controller: { dataPath } });
+  cleanups.push(() => h.close().catch(() => {}));
+  expect(h.controller.dataPath).toBe(dataPath);
+  return h;
+}
+
+/** A small deterministic generator (xorshift32). */
+function rng(seed: number): (n: number) => number {
+  let x = seed | 1;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
+/**
+ * A seeded mix of every data command, some through hand-built PRP lists whose
+ * pages are scattered in the arena (the ring's readv / writev path), with
+ * every read checked against a model of the namespace. Returns the model.
+ */
+async function workload(h: Harness, q: IoQueuePair, lbaSize: number, blocks: number, seed: number, initial?: Uint8Array): Promise<Uint8Array> {
+  const model = initial ? initial.slice() : new Uint8Array(blocks * lbaSize);
+  const r = rng(seed);
+  const arena = h.arena;
+  const pages = Array.from({ length: 8 }, () => arena.alloc(4096));
+  const list = arena.alloc(4096);
+  cleanups.push(() => {
+    for (const p of [...pages, list]) arena.release(p);
+  });
+  for (let step = 0; step < 300; step++) {
+    const op = r(10);
+    const nlb = 1 + r(Math.min(16, (4 * 4096) / lbaSize));
+    const slba = r(blocks - nlb);
+    const at = slba * lbaSize;
+    const len = nlb * lbaSize;
+    if (op < 3) {
+      const data = pattern(len, seed * 1000 + step);
+      await q.write(1, slba, nlb, data, { fua: op === 0 });
+      model.set(data, at);
+    } else if (op < 6) {
+      const back = new Uint8Array(len);
+      await q.read(1, slba, nlb, back);
+      expect(sameBytes(back, model.subarray(at, at + len)), `read at LBA ${slba}`).toBe('equal');
+    } else if (op === 6) {
+      // Scattered pages: PRP1 = a page, PRP2 = a list of the others in shuffled order.
+      const n = Math.ceil(len / 4096);
+      const order = pages.slice(0, n).sort(() => r(3) - 1);
+      for (let i = 1; i < n; i++) arena.view.setBigUint64(list.offset + (i - 1) * 8, BigInt(order[i]!.iova), true);
+      const prp2 = n === 1 ? 0 : n === 2 ? order[1]!.iova : list.iova;
+      const write = r(2) === 0;
+      if (write) {
+        const data = pattern(len, seed * 7 + step);
+        for (let i = 0; i < n; i++) order[i]!.bytes.set(data.subarray(i * 4096, Math.min(len, (i + 1) * 4096)));
+        const c = await q.passthru({ opcode: 0x01, nsid: 1, cdw10: slba, cdw12: nlb - 1, prp1: order[0]!.iova, prp2 });
+        expect(c.status).toBe(0);
+        model.set(data, at);
+      } else {
+        const c = await q.passthru({ opcode: 0x02, nsid: 1, cdw10: slba, cdw12: nlb - 1, prp1: order[0]!.iova, prp2 });
+        expect(c.status).toBe(0);
+        for (let i = 0; i < n; i++) {
+          const piece = Math.min(4096, len - i * 4096);
+          expect(sameBytes(order[i]!.bytes.subarray(0, piece), model.subarray(at + i * 4096, at + i * 4096 + piece)), `scattered read at LBA ${slba}`).toBe('equal');
+        }
+      }
+    } else if (op === 7) {
+      await q.writeZeroes(1, slba, nlb, { deallocate: r(2) === 0 });
+      model.fill(0, at, at + len);
+    } else if (op === 8) {
+      await q.deallocate(1, [{ slba, nlb }]);
+      model.fill(0, at, at + len);
+    } else {
+      await q.flush(1);
+    }
+  }
+  return model;
+}
+
+describe('the data paths', () => {
+  it('io_uring is the active path here (CI installs liburing-dev)', () => {
+    const st = dataPathStatus();
+    if (process.env.CI && process.env.NVMQ_DISABLE_NATIVE !== '1') expect(st).toEqual({ path: 'io_uring' });
+    expect(DATA_PATHS).toContain('portable');
+    expect(DATA_PATHS.includes('io_uring')).toBe(st.path === 'io_uring');
+  });
+
+  it.each([512, 4096] as const)('the same workload on both paths leaves the same bytes (%d-byte LBAs)', async (lbaSize) => {
+    const images: Buffer[] = [];
+    for (const dataPath of DATA_PATHS) {
+      const file = path.join(dir(), `${dataPath}.img`);
+      const backend = new FileBackend({ path: file, size: 2 << 20 });
+      const h = await up(backend, dataPath, lbaSize);
+      const q = await h.driver.createIoQueuePair({ entries: 16 });
+      const model = await workload(h, q, lbaSize, (2 << 20) / lbaSize, 42);
+      await h.close();
+      const bytes = fs.readFileSync(file);
+      expect(sameBytes(bytes, model)).toBe('equal');
+      images.push(bytes);
+    }
+    if (images.length === 2) expect(sameBytes(images[0]!, images[1]!)).toBe('equal');
+  });
+
+  it.each(DATA_PATHS)('O_DIRECT: a direct namespace reads and writes through page-aligned arena memory (%s)', async (dataPath) => {
+    const file = writtenImage(path.join(dir(), 'direct.img'), 4 << 20);
+    const backend = new FileBackend({ path: file, direct: true });
+    expect(backend.alignment).toBe(512);
+    const h = await up(backend, dataPath);
+    expect(h.arena.skew).toBe((4096 - loadNative()!.pageOffsetOf(new Uint8Array(h.arena.buffer, 0, 1))) % 4096);
+    const q = await h.driver.createIoQueuePair({ entries: 16 });
+    const model = await workload(h, q, 4096, 1024, 7, fs.readFileSync(file));
+    await h.close();
+    expect(sameBytes(fs.readFileSync(file), model)).toBe('equal');
+  });
+
+  it.each(DATA_PATHS)('O_DIRECT: a PRP1 offset off a sector boundary is PRP Offset Invalid, and nothing moves (%s)', async (dataPath) => {
+    const file = writtenImage(path.join(dir(), 'direct.img'), 1 << 20);
+    const h = await up(new FileBackend({ path: file, direct: true }), dataPath);
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    const buf = h.arena.alloc(8192);
+    cleanups.push(() => h.arena.release(buf));
+    buf.bytes.fill(0xcc);
+    const c = await q.passthru({ opcode: 0x02, nsid: 1, cdw10: 0, cdw12: 0, prp1: buf.iova + 256, prp2: buf.iova + 4096 });
+    expect({ sct: (c.status >> 8) & 7, sc: c.status & 0xff, dnr: (c.status >> 14) & 1 }).toEqual({ sct: 0, sc: 0x13, dnr: 1 });
+    expect(buf.bytes.every((b) => b === 0xcc)).toBe(true);
+    // Sector aligned (not page aligned) is fine.
+    const ok = await q.passthru({ opcode: 0x02, nsid: 1, cdw10: 0, cdw12: 0, prp1: buf.iova + 512, prp2: buf.iova + 4096 });
+    expect(ok.status).toBe(0);
+    expect(sameBytes(buf.bytes.subarray(512, 4096), pattern(1 << 20, 77).subarray(0, 3584))).toBe('equal');
+  });
+
+  it('O_DIRECT on a file system that refuses it is one clear error, and the image is not left behind', () => {
+    const mnt = dir();
+    execFileSync('mount', ['-t', 'ramfs', 'nvmq-test', mnt]);
+    cleanups.push(() => execFileSync('umount', [mnt]));
+    const file = path.join(mnt, 'x.img');
+    expect(() => new FileBackend({ path: file, size: 1 << 20, direct: true })).toThrow(expect.objectContaining({ code: 'NVMQ_DIRECT_UNSUPPORTED', message: expect.stringContaining('refuses O_DIRECT') }));
+    expect(fs.readdirSync(mnt)).toEqual([]);
+    // Without direct the same file system is fine.
+    const b = new FileBackend({ path: file, size: 1 << 20 });
+    cleanups.push(() => b.close());
+  });
+
+  it.each(DATA_PATHS)('a read that crosses the end of a file that shrank returns its data, then zeroes (%s)', async (dataPath) => {
+    // The namespace claims 1 MiB over a descriptor whose file holds 6 KiB: the kernel's short read is continued, then EOF.
+    const file = path.join(dir(), 'short.img');
+    fs.writeFileSync(file, pattern(6144, 3));
+    const fd = fs.openSync(file, 'r+');
+    cleanups.push(() => fs.closeSync(fd));
+    const h = await up(new FileBackend({ handle: { kind: 'file', fd, path: file, size: 1 << 20, readOnly: false, direct: false } }), dataPath, 512);
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    const back = new Uint8Array(16 * 512).fill(0xee);
+    await q.read(1, 8, 16, back);
+    expect(sameBytes(back.subarray(0, 2048), pattern(6144, 3).subarray(4096))).toBe('equal');
+    expect(back.subarray(2048).every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('kernel errors as NVMe statuses', () => {
+  it.each(DATA_PATHS)('a write through a read-only descriptor is a Write Fault, logged and counted as a media error (%s)', async (dataPath) => {
+    const file = path.join(dir(), 'ro.img');
+    fs.writeFileSync(file, Buffer.alloc(1 << 20, 5));
+    const fd = fs.openSync(file, 'r');
+    cleanups.push(() => fs.closeSync(fd));
+    // The namespace believes it may write; the kernel says EBADF.
+    const h = await up(new FileBackend({ handle: { kind: 'file', fd, path: file, size: 1 << 20, readOnly: false, direct: false } }), dataPath);
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    const before = h.controller.health.get(HealthCounter.MEDIA_ERRORS);
+    await expect(q.write(1, 3, 1, pattern(4096, 1))).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    await expect(q.write(1, 4, 1, pattern(4096, 2), { fua: true })).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS) - before).toBe(2);
+    const log = await h.driver.errorLog();
+    expect(log.slice(0, 2).map((e) => ({ sqid: e.sqid, status: e.status, lba: e.lba }))).toEqual([
+      { sqid: q.qid, status: (2 << 8) | 0x80, lba: 4 },
+      { sqid: q.qid, status: (2 << 8) | 0x80, lba: 3 },
+    ]);
+    // Reads still work, and the file is untouched.
+    const back = new Uint8Array(4096);
+    await q.read(1, 3, 1, back);
+    expect(back.every((b) => b === 5)).toBe(true);
+  });
+
+  it.each(DATA_PATHS)('past the end of a block device that shrank: reads are Unrecovered Read Errors, writes Write Faults (%s)', async (dataPath) => {
+    const t = dir();
+    const img = path.join(t, 'backing.img');
+    fs.writeFileSync(img, Buffer.alloc(8 << 20, 0xab));
+    const dev = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
+    cleanups.push(() => execFileSync('losetup', ['--detach', dev]));
+    const backend = new FileBackend({ path: dev, force: true });
+    cleanups.push(() => backend.close());
+    const h = await up(backend, dataPath, 512);
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    // The device loses its second half under the namespace.
+    fs.truncateSync(img, 4 << 20);
+    execFileSync('losetup', ['--set-capacity', dev]);
+    const back = new Uint8Array(4096);
+    await q.read(1, 0, 8, back);
+    expect(back.every((b) => b === 0xab)).toBe(true);
+    await expect(q.read(1, (6 << 20) / 512, 8, back)).rejects.toMatchObject({ code: 'NVMQ_UNRECOVERED_READ_ERROR' });
+    await expect(q.write(1, (6 << 20) / 512, 8, pattern(4096, 1))).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(2);
+  });
+
+  it.each(DATA_PATHS)('ENOSPC on a full file system is Capacity Exceeded, and what landed reads back (%s)', async (dataPath) => {
+    const mnt = dir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nvmq-test', mnt]);
+    cleanups.push(() => execFileSync('umount', [mnt]));
+    const backend = new FileBackend({ path: path.join(mnt, 'full.img'), size: 4 << 20 });
+    cleanups.push(() => backend.close());
+    const h = await up(backend, dataPath);
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    const codes: string[] = [];
+    for (let i = 0; i < 8; i++) await q.write(1, i * 64, 64, pattern(256 * 1024, i)).then(() => codes.push('ok'), (e: { code: string }) => codes.push(e.code));
+    expect(codes.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
+    expect(codes).toContain('NVMQ_CAPACITY_EXCEEDED');
+    const back = new Uint8Array(256 * 1024);
+    await q.read(1, 0, 64, back);
+    expect(sameBytes(back, pattern(256 * 1024, 0))).toBe('equal');
+    // Capacity Exceeded is not a media error.
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(0);
+  });
+});
+
+describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', () => {
+  function ring(arena: DmaArena): IoRing {
+    return new IoRing(loadNative()!, arena, 16);
+  }
+
+  it('a ring torn down with reads in flight completes every one of them as aborted, and none later', async () => {
+    const arena = new DmaArena({ sizeBytes: 1 << 20 });
+    const device = stalledDevice('io_uring', dir(), 1 << 20);
+    cleanups.push(() => device.close());
+    const fd = (device.options as { handle: { fd: number } }).handle.fd;
+    const r = ring(arena);
+    const results: Array<BackendError | null> = [];
+    for (let i = 0; i < 10; i++) r.read(fd, 0, [arena.bytes.subarray(i * 4096, (i + 1) * 4096)], (err) => results.push(err));
+    r.submit();
+    expect(r.inflight).toBe(10);
+    expect(results).toEqual([]);
+    r.close();
+    expect(results).toHaveLength(10);
+    for (const e of results) expect(e).toMatchObject({ kind: 'aborted', errno: 'ECANCELED' });
+    // Operations after the teardown are refused the same way, never submitted.
+    let late: BackendError | null | undefined;
+    r.read(fd, 0, [arena.bytes.subarray(0, 4096)], (err) => (late = err));
+    expect(late).toMatchObject({ kind: 'aborted' });
+    await new Promise((res) => setTimeout(res, 20));
+    expect(results).toHaveLength(10);
+  });
+
+  it('a stalled read completes through the eventfd on this thread once the device answers', async () => {
+    const arena = new DmaArena({ sizeBytes: 1 << 20 });
+    const device = stalledDevice('io_uring', dir(), 1 << 20);
+    cleanups.push(() => device.close());
+    const fd = (device.options as { handle: { fd: number } }).handle.fd;
+    let events = 0;
+    const r = new IoRing(loadNative()!, arena, 8, () => events++);
+    cleanups.push(() => r.close());
+    const done = new Promise<BackendError | null>((res) => r.read(fd, 0, [arena.bytes.subarray(0, 4096)], res));
+    r.submit();
+    expect(r.poll()).toBe(0);
+    await device.feed(4096);
+    expect(await done).toBeNull();
+    expect(events).toBeGreaterThan(0);
+    expect(r.inflight).toBe(0);
+    expect(arena.bytes.subarray(0, 4096).every((b) => b === 0)).toBe(true);
+  });
+
+  it('the addon checks every address against the arena: outside it an operation completes with EFAULT, unsubmitted', () => {
+    const n = loadNative()!;
+    const arena = new Uint8Array(new SharedArrayBuffer(8192));
+    const ops = new Float64Array(8 * 8);
+    const segs = new Float64Array(2 * 8);
+    const cqes = new Int32Array(2 * 16);
+    const raw = new n.Ring(arena, 8, ops, segs, cqes);
+    try {
+      const fd = fs.openSync(path.join(dir(), 'b.img'), 'w+');
+      cleanups.push(() => fs.closeSync(fd));
+      // read into [4096, 8192 + 1): one byte too far; readv with a segment past the end; an unknown opcode.
+      ops.set([1, fd, 11, 0, 4096, 4097, 0, 0], 0);
+      segs.set([0, 4096, 8000, 200], 0);
+      ops.set([3, fd, 12, 0, 0, 2, 0, 0], 8);
+      ops.set([99, fd, 13, 0, 0, 1, 0, 0], 16);
+      ops.set([1, fd, 14, 0, 0, 4096, 0, 0], 24);
+      const k = raw.submit(4);
+      const got = new Map<number, number>();
+      for (let i = 0; i < k; i++) got.set(cqes[i * 2]!, cqes[i * 2 + 1]!);
+      for (let more = raw.reap(); more > 0; more = raw.reap()) for (let i = 0; i < more; i++) got.set(cqes[i * 2]!, cqes[i * 2 + 1]!);
+      expect(got.get(11)).toBe(-14);
+      expect(got.get(12)).toBe(-14);
+      expect(got.get(13)).toBe(-22);
+      // The valid one reached the kernel: an empty file reads 0 bytes.
+      expect(got.get(14)).toBe(0);
+      expect(raw.inflight()).toBe(0);
+    } finally {
+      raw.close();
+    }
+  });
+});
+
+describe('choosing the data path', () => {
+  it('io_uring asked for but unavailable is an error; auto falls back to the portable path', () => {
+    process.env.NVMQ_DISABLE_NATIVE = '1';
+    expect(dataPathStatus()).toMatchObject({ path: 'portable', reason: expect.stringContaining('NVMQ_DISABLE_NATIVE') });
+    expect(() => resolveDataPath('io_uring')).toThrow(expect.objectContaining({ code: 'NVMQ_IO_URING_UNAVAILABLE' }));
+    expect(resolveDataPath('auto')).toBe('portable');
+    expect(resolveDataPath('portable')).toBe('portable');
+  });
+});

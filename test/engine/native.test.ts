@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadNative, nativeStatus, type NativeBinding } from '../../src/engine/native.js';
+import { loadNative, nativeStatus, dataPathStatus, resolveDataPath, type NativeBinding } from '../../src/engine/native.js';
 
 const EBADF = -9;
 const EINVAL = -22;
@@ -184,5 +184,30 @@ describe.skipIf(skipNative)('native fallocate on a real file', () => {
     expect(() => f(2 ** 31, 0, 0, 4096)).toThrow(RangeError);
     expect(() => f(fd, 0, 2 ** 53, 4096)).toThrow(RangeError);
     expect(readAll().equals(data)).toBe(true);
+  });
+});
+
+// The data path file namespaces take. CI runs the suite with io_uring (it installs liburing-dev), then the
+// fallback variants: NVMQ_NO_URING=1 (addon built without liburing) and NVMQ_SKIP_NATIVE=1 (no addon).
+describe('data path', () => {
+  afterEach(() => {
+    delete process.env.NVMQ_DISABLE_NATIVE;
+  });
+
+  it('is io_uring where liburing and the kernel allow it, else portable with the reason', () => {
+    const st = dataPathStatus();
+    if (skipNative) expect(st).toMatchObject({ path: 'portable', reason: expect.stringMatching(/not built/) });
+    else if (process.env.NVMQ_NO_URING === '1') expect(st).toMatchObject({ path: 'portable', reason: expect.stringMatching(/without liburing/) });
+    else if (process.env.CI) expect(st).toEqual({ path: 'io_uring' });
+    else expect(['io_uring', 'portable']).toContain(st.path);
+    expect(st.path === 'io_uring').toBe(loadNative()?.ioUring === true && st.reason === undefined);
+  });
+
+  it('io_uring asked for but unavailable is an error; auto falls back to the portable path', () => {
+    process.env.NVMQ_DISABLE_NATIVE = '1';
+    expect(dataPathStatus()).toMatchObject({ path: 'portable', reason: expect.stringContaining('NVMQ_DISABLE_NATIVE') });
+    expect(() => resolveDataPath('io_uring')).toThrow(expect.objectContaining({ code: 'NVMQ_IO_URING_UNAVAILABLE' }));
+    expect(resolveDataPath('auto')).toBe('portable');
+    expect(resolveDataPath('portable')).toBe('portable');
   });
 });

@@ -9,7 +9,7 @@ import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { BackendError } from '../../../src/engine/device/backends/backend.js';
 import { IoRing } from '../../../src/engine/device/io-ring.js';
 import { DmaArena } from '../../../src/engine/dma-arena.js';
-import { dataPathStatus, loadNative, resolveDataPath, type DataPath } from '../../../src/engine/native.js';
+import { loadNative, type DataPath } from '../../../src/engine/native.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
 import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
@@ -107,13 +107,6 @@ async function workload(h: Harness, q: IoQueuePair, lbaSize: number, blocks: num
 }
 
 describe('the data paths', () => {
-  it('io_uring is the active path here (CI installs liburing-dev)', () => {
-    const st = dataPathStatus();
-    if (process.env.CI && process.env.NVMQ_DISABLE_NATIVE !== '1') expect(st).toEqual({ path: 'io_uring' });
-    expect(DATA_PATHS).toContain('portable');
-    expect(DATA_PATHS.includes('io_uring')).toBe(st.path === 'io_uring');
-  });
-
   it.each([512, 4096] as const)('the same workload on both paths leaves the same bytes (%d-byte LBAs)', async (lbaSize) => {
     const images: Buffer[] = [];
     for (const dataPath of DATA_PATHS) {
@@ -324,15 +317,5 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     } finally {
       raw.close();
     }
-  });
-});
-
-describe('choosing the data path', () => {
-  it('io_uring asked for but unavailable is an error; auto falls back to the portable path', () => {
-    process.env.NVMQ_DISABLE_NATIVE = '1';
-    expect(dataPathStatus()).toMatchObject({ path: 'portable', reason: expect.stringContaining('NVMQ_DISABLE_NATIVE') });
-    expect(() => resolveDataPath('io_uring')).toThrow(expect.objectContaining({ code: 'NVMQ_IO_URING_UNAVAILABLE' }));
-    expect(resolveDataPath('auto')).toBe('portable');
-    expect(resolveDataPath('portable')).toBe('portable');
   });
 });

@@ -45,7 +45,8 @@ interface OptionDef {
 
 export type Command = 'bench' | 'identify' | 'smart-log' | 'serve';
 export const COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve'];
-const NS_COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve'];
+/** Options that pick the namespaces: every command opens some. */
+const NS_COMMANDS = COMMANDS;
 
 export const OPTIONS = {
   name: { kind: 'string', default: 'nvmq', description: 'job name in the report', job: true },
@@ -255,11 +256,15 @@ export interface JobSpec {
   given: Record<string, string>;
 }
 
-/** Options that shape the workload: when none is given (and no job file), `nvmq bench` runs the embedded default. */
-export const SHAPE_OPTIONS: readonly OptionName[] = ['rw', 'rwmixread', 'rwmixwrite', 'bs', 'iodepth', 'numjobs', 'size', 'offset', 'runtime', 'time_based', 'ramp_time', 'direct', 'buffered', 'verify'];
+/**
+ * Options that shape the workload: when none is given (and no job file),
+ * `nvmq bench` runs the embedded default. --runtime and --ramp_time only
+ * change how long it runs.
+ */
+export const SHAPE_OPTIONS: readonly OptionName[] = ['rw', 'rwmixread', 'rwmixwrite', 'bs', 'iodepth', 'numjobs', 'size', 'offset', 'time_based', 'direct', 'buffered', 'verify'];
 
 /** The embedded default job: short, mixed, two workers, verified. */
-export const EMBEDDED_DEFAULT: RawOptions = { rw: 'randrw', bs: '4k', iodepth: '16', numjobs: '2', runtime: '5s', time_based: '1', verify: 'crc32c' };
+export const EMBEDDED_DEFAULT: RawOptions = { name: 'default', rw: 'randrw', bs: '4k', iodepth: '16', numjobs: '2', runtime: '5s', time_based: '1', verify: 'crc32c' };
 
 /** Builds a checked job from raw values (job file values overridden by the command line). */
 export function makeJob(raw: RawOptions, where: (name: OptionName) => string = (n) => `--${n}`): JobSpec {
@@ -338,7 +343,7 @@ export function helpText(): string {
     const alias = d.aliases ? ` (also --${d.aliases.join(', --')})` : '';
     const range = d.values ? ` [${d.values.join('|')}]` : d.min !== undefined ? ` [${formatBound(d.kind, d.min)}..${d.max === Number.MAX_SAFE_INTEGER ? '' : formatBound(d.kind, d.max!)}]` : '';
     const dflt = d.default !== undefined ? ` (default ${d.default})` : '';
-    const cmds = d.commands === undefined || d.commands === COMMANDS ? '' : ` {${d.commands.join(', ')}}`;
+    const cmds = d.commands === undefined || name === 'help' ? '' : d.commands === COMMANDS ? ' {all commands}' : ` {${d.commands.join(', ')}}`;
     lines.push(`  --${name.padEnd(16)}${d.description}${range}${dflt}${alias}${cmds}`);
   }
   const preset = Object.entries(EMBEDDED_DEFAULT)
@@ -347,7 +352,8 @@ export function helpText(): string {
   lines.push(
     '',
     `With no job file and none of --${SHAPE_OPTIONS.join(', --')},`,
-    `nvmq bench runs the embedded default job: ${preset} on ${DEFAULT_IMAGE} (1G, sparse, created on first use).`,
+    `nvmq bench runs the embedded default job: ${preset} on ${DEFAULT_IMAGE}`,
+    '(1G, sparse, created on first use); --runtime and --ramp_time still apply to it.',
     'Job file keys are the job options above; command-line options override them in every job.',
     'Sizes take k / m / g / t suffixes (base 1024); times s (default), ms, m, h.',
     'Exit status: 0 done, 1 failed (verify mismatch, I/O error), 2 bad option or job file.',

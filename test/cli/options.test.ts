@@ -109,7 +109,8 @@ describe('option parsing', () => {
       expect(help).toContain(`--${name}`);
       if ('default' in d) expect(help).toContain(`(default ${d.default})`);
     }
-    expect(help).toMatch(/embedded default job: --rw randrw/);
+    expect(help).toMatch(/embedded default job: .*--rw randrw .*--verify crc32c/);
+    expect(help).toMatch(/--metrics-port .*\{bench, serve\}/);
   });
 });
 

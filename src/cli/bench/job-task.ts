@@ -10,10 +10,10 @@ export interface JobTaskArgs extends LoopArgs {
   nsid: number;
 }
 
-export default function jobTask(queue: IoQueuePair, args: JobTaskArgs): Promise<LoopResult> {
+export default async function jobTask(queue: IoQueuePair, args: JobTaskArgs): Promise<LoopResult & { qid: number }> {
   const { nsid, lbaSize, bs } = args;
   const nlb = bs / lbaSize;
-  return runLoop(
+  const result = await runLoop(
     {
       read: (pos, buf) => queue.read(nsid, pos / lbaSize, nlb, buf),
       write: (pos, buf) => queue.write(nsid, pos / lbaSize, nlb, buf),
@@ -24,4 +24,5 @@ export default function jobTask(queue: IoQueuePair, args: JobTaskArgs): Promise<
     },
     args,
   );
+  return { ...result, qid: queue.qid };
 }

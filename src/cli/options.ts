@@ -282,6 +282,9 @@ export function makeJob(raw: RawOptions, where: (name: OptionName) => string = (
   let rwmixread = dflt<number>('rwmixread');
   const rwmixwrite = get<number>('rwmixwrite');
   if (rwmixwrite !== undefined && raw.rwmixread === undefined) rwmixread = 100 - rwmixwrite;
+  const runtime = dflt<number>('runtime');
+  const timeBased = dflt<boolean>('time_based');
+  if (timeBased && runtime === 0) throw new UsageError(`${showValue(where('time_based'), raw.time_based)} needs a --runtime above 0 (it would run forever)`);
   const buffered = get<boolean>('buffered');
   const direct = get<boolean>('direct') ?? (buffered === undefined ? false : !buffered);
   const given: Record<string, string> = {};
@@ -297,8 +300,8 @@ export function makeJob(raw: RawOptions, where: (name: OptionName) => string = (
     bs,
     iodepth,
     numjobs: dflt<number>('numjobs'),
-    runtime: dflt<number>('runtime'),
-    timeBased: dflt<boolean>('time_based'),
+    runtime,
+    timeBased,
     rampTime: dflt<number>('ramp_time'),
     direct,
     verify: dflt<'none' | 'crc32c'>('verify'),

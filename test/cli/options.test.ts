@@ -99,6 +99,7 @@ describe('option parsing', () => {
       [['identify', 'job.fio'], /takes no job file/],
     ];
     for (const [args, re] of cases) expect(usage(() => parseArgv(args)), args.join(' ')).toMatch(re);
+    expect(usage(() => makeJob(parseArgv(['--time_based']).options))).toMatch(/^--time_based 1 needs a --runtime above 0/);
     expect(usage(() => makeJob(parseArgv(['--bs', '1000']).options))).toMatch(/--bs 1000 is not a multiple of 512/);
     expect(usage(() => makeJob(parseArgv(['--bs', '1m', '--iodepth', '512']).options))).toMatch(/--iodepth 512 with bs 1m puts 512m in flight/);
   });

@@ -2,7 +2,7 @@
  * What a run produced, in one shape for every engine (nvmq, node:fs, fio),
  * so the reports and the side-by-side comparison need not know which ran.
  */
-import { Histogram, RELATIVE_ERROR } from './histogram.js';
+import type { Histogram } from './histogram.js';
 import type { JobSpec } from '../options.js';
 import type { VerifyFailure } from './loop.js';
 
@@ -92,5 +92,3 @@ export function direction(ios: number, bytes: number, runtimeMs: number, h: Hist
   const s = runtimeMs / 1000;
   return { ios, bytes, runtimeMs, iops: s > 0 ? ios / s : 0, bw: s > 0 ? bytes / s : 0, lat: summarize(h) };
 }
-
-export { RELATIVE_ERROR };

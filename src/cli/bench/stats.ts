@@ -46,8 +46,4 @@ export class WorkerStats {
   static allocate(slots: number): SharedArrayBuffer {
     return new SharedArrayBuffer(Math.max(1, slots) * SLOT_BYTES);
   }
-
-  get phase(): number {
-    return this.counters[C_PHASE]!;
-  }
 }

@@ -2,7 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { crc32c } from '../../src/cli/bench/crc32c.js';
 import { Histogram, bucketOf, bucketRange, BUCKETS, RELATIVE_ERROR } from '../../src/cli/bench/histogram.js';
 import { stampBlock, checkBlock, isStamped } from '../../src/cli/bench/block.js';
-import { scatter } from '../../src/cli/bench/loop.js';
+import { scatter, runLoop, type IoTarget, type LoopArgs } from '../../src/cli/bench/loop.js';
+import { WorkerStats } from '../../src/cli/bench/stats.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -91,5 +92,61 @@ describe('scatter', () => {
       for (let i = 0; i < n; i++) seen[next()]!++;
       expect(seen.every((x) => x === 1)).toBe(true);
     }
+  });
+});
+
+describe('the worker loop', () => {
+  const BS = 4096;
+  /** A device in memory whose I/Os complete out of order on later turns of the event loop. */
+  function device(blocks: number, dropWrite?: (block: number, nth: number) => boolean): { mem: Uint8Array; target: IoTarget } {
+    const mem = new Uint8Array(blocks * BS);
+    const writes = new Map<number, number>();
+    const later = (f: () => void): Promise<void> => new Promise((r) => (Math.random() < 0.5 ? setImmediate : queueMicrotask)(() => r(f())));
+    return {
+      mem,
+      target: {
+        read: (pos, buf) => later(() => buf.set(mem.subarray(pos, pos + buf.length))),
+        write: (pos, buf) =>
+          later(() => {
+            const n = (writes.get(pos / BS) ?? 0) + 1;
+            writes.set(pos / BS, n);
+            if (!dropWrite?.(pos / BS, n)) mem.set(buf, pos);
+          }),
+        plug: () => {},
+        unplug: () => {},
+        alloc: (n) => new Uint8Array(n),
+        release: () => {},
+      },
+    };
+  }
+  const args = (over: Partial<LoopArgs>): LoopArgs => ({
+    rw: 'randrw', rwmixread: 50, bs: BS, iodepth: 8, runtime: 0, timeBased: false, rampTime: 0, verify: 'crc32c',
+    regionStart: 0, regionBytes: 64 * BS, lbaSize: BS, worker: 0, stats: WorkerStats.allocate(1), seed: 7, ...over,
+  });
+
+  it('writes every block once, verifies them, and catches a corrupted one by LBA', async () => {
+    const { mem, target } = device(64);
+    const w = await runLoop(target, args({ rw: 'write' }));
+    expect(w).toMatchObject({ ios: 64, verified: 64 });
+    expect(w.failure).toBeUndefined();
+    expect((await runLoop(target, args({ rw: 'randread' }))).failure).toBeUndefined();
+    mem[9 * BS + 100] ^= 0xff;
+    const r = await runLoop(target, args({ rw: 'randread' }));
+    expect(r.failure).toEqual({ lba: 9, reason: expect.stringMatching(/^crc32c /) as unknown });
+  });
+
+  it('runs a mixed job for its runtime with latencies recorded, and catches a lost write by its sequence', async () => {
+    const ok = device(16);
+    const stats = WorkerStats.allocate(1);
+    const r = await runLoop(ok.target, args({ regionBytes: 16 * BS, runtime: 100, timeBased: true, stats }));
+    expect(r.failure).toBeUndefined();
+    expect(r.verified).toBeGreaterThan(0);
+    const ws = new WorkerStats(stats, 0);
+    expect(ws.read.count + ws.write.count).toBe(r.ios);
+    expect(ws.read.count).toBeGreaterThan(0);
+    expect(ws.write.count).toBeGreaterThan(0);
+    const lossy = device(16, (block, nth) => block === 3 && nth > 1);
+    const bad = await runLoop(lossy.target, args({ regionBytes: 16 * BS, runtime: 2000, timeBased: true }));
+    expect(bad.failure).toEqual({ lba: 3, reason: expect.stringMatching(/^write sequence \d+, expected \d+/) as unknown });
   });
 });

@@ -49,7 +49,7 @@ function jobLines(j: JobResult, r: RunResult): string[] {
 
 function cpuLine(r: RunResult): string {
   const s = r.elapsedMs;
-  return `  cpu: usr=${((r.cpu.userMs / s) * 100).toFixed(1)}%, sys=${((r.cpu.systemMs / s) * 100).toFixed(1)}% (of one core, all threads), peak RSS=${formatBytes(r.maxRssKiB * 1024)}`;
+  return `  cpu: usr=${((r.cpu.userMs / s) * 100).toFixed(1)}%, sys=${((r.cpu.systemMs / s) * 100).toFixed(1)}% (of one core, all threads)${r.maxRssKiB > 0 ? `, peak RSS=${formatBytes(r.maxRssKiB * 1024)}` : ''}`;
 }
 
 /** The text report of one run. */

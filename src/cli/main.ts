@@ -1,173 +1,111 @@
 #!/usr/bin/env node
 /**
- * The `nvmq` command. With no subcommand it runs the embedded default: a
- * file-backed namespace in ./nvmq-data/default.img (1 GiB, sparse, created on
- * first use), brought up through the full NVMe path, exercised with a short
- * verified write / read / flush job.
+ * The `nvmq` command: `bench` (the default: a fio-style load test in the
+ * engine's worker threads), `identify`, `smart-log` and `serve`.
+ *
+ * Exit status: 0 done, 1 the run failed (a verify mismatch, an I/O error, a
+ * refusal to write), 2 a bad option or job file (one line on stderr).
  */
-import { parseArgs } from 'node:util';
-import * as path from 'node:path';
-import { randomInt } from 'node:crypto';
+import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
-import type { NvmeDriver } from '../engine/host/driver.js';
+import type { NamespaceSpec } from '../engine/local.js';
 import { NvmqError } from '../engine/host/errors.js';
-import { nativeStatus } from '../engine/native.js';
+import {
+  parseArgv,
+  makeJob,
+  makeSettings,
+  helpText,
+  UsageError,
+  EMBEDDED_DEFAULT,
+  SHAPE_OPTIONS,
+  DEFAULT_NEW_SIZE,
+  type JobSpec,
+  type RawOptions,
+  type RunSettings,
+} from './options.js';
+import { loadJobFile } from './jobfile.js';
+import { runNvmq, runNodeFs, type RunIo } from './bench/runner.js';
+import { runFio } from './bench/fio.js';
+import { formatNormal, formatComparison, toJson } from './bench/report.js';
+import { renderHtml } from './bench/html.js';
+import { formatIdentify, formatSmartLog } from './identify.js';
+import { serve } from './serve.js';
+import type { RunResult } from './bench/results.js';
 
-const DEFAULT_IMAGE = path.join('nvmq-data', 'default.img');
-const DEFAULT_SIZE = 1 << 30;
-
-interface Option {
-  type: 'string' | 'boolean';
-  default?: string | boolean;
-  description: string;
+/** The jobs of a bench run: from job files, from the options, or the embedded default. */
+function benchJobs(jobFiles: string[], options: RawOptions): JobSpec[] {
+  if (jobFiles.length > 0) return jobFiles.flatMap((f) => loadJobFile(f, options));
+  const shaped = SHAPE_OPTIONS.some((k) => options[k] !== undefined);
+  return [makeJob(shaped ? options : { ...EMBEDDED_DEFAULT, ...options })];
 }
 
-const OPTIONS: Record<string, Option> = {
-  filename: { type: 'string', default: DEFAULT_IMAGE, description: 'namespace image or block device' },
-  size: { type: 'string', description: 'image size when nvmq creates it, checked against an existing one (K, M, G suffixes; default 1G)' },
-  bs: { type: 'string', default: '4k', description: 'block size of the check job (a multiple of the LBA size)' },
-  count: { type: 'string', default: '2048', description: 'blocks the check job writes and reads back' },
-  force: { type: 'boolean', default: false, description: 'write to a file or device nvmq did not create' },
-  help: { type: 'boolean', default: false, description: 'print this help' },
-};
-
-const USAGE = `usage: nvmq [check | identify | smart-log] [options]
-
-  check       (default) verified write / read / flush job on the namespace
-  identify    print the controller and namespace identities
-  smart-log   print the SMART / Health Information log
-
-options:
-${Object.entries(OPTIONS)
-  .map(([k, o]) => `  --${k.padEnd(10)} ${o.description}${o.default !== undefined && o.type === 'string' ? ` (default ${String(o.default)})` : ''}`)
-  .join('\n')}`;
-
-class UsageError extends Error {}
-
-export function parseSize(text: string, name: string): number {
-  const m = /^(\d+)([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`--${name}: '${text}' is not a size (examples: 4096, 4k, 1G)`);
-  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  const v = Number(m[1]) * mult;
-  if (!Number.isSafeInteger(v) || v <= 0) throw new UsageError(`--${name}: '${text}' must be a positive size`);
-  return v;
+function progressOut(settings: RunSettings): RunIo {
+  if (settings.outputFormat === 'normal') return { progress: { write: (s) => process.stdout.write(s), isTTY: process.stdout.isTTY === true } };
+  // JSON owns stdout; a terminal on stderr still gets the live line.
+  return process.stderr.isTTY ? { progress: { write: (s) => process.stderr.write(s), isTTY: true } } : {};
 }
 
-async function open(values: Record<string, string | boolean | undefined>): Promise<NvmeDriver> {
-  const size = values.size === undefined ? undefined : parseSize(String(values.size), 'size');
-  return openController({
-    namespaces: [{ backend: 'file', path: String(values.filename), size, defaultSize: DEFAULT_SIZE, force: values.force === true }],
-  });
-}
-
-function hr(n: number): string {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(0);
-}
-
-async function check(d: NvmeDriver, values: Record<string, string | boolean | undefined>): Promise<number> {
-  const ns = d.namespaces.get(1)!;
-  const bs = parseSize(String(values.bs), 'bs');
-  if (bs % ns.lbaSize !== 0 || bs > d.controller.maxTransferBytes) {
-    throw new UsageError(`--bs: ${bs} must be a multiple of the LBA size ${ns.lbaSize} and at most MDTS ${d.controller.maxTransferBytes}`);
+async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
+  const jobs = benchJobs(jobFiles, options);
+  const settings = makeSettings(options, 'bench');
+  const io = progressOut(settings);
+  const { result, layouts } = await runNvmq(jobs, settings, io);
+  let other: RunResult | undefined;
+  if (settings.compare === 'node-fs') other = await runNodeFs(layouts, io);
+  else if (settings.compare === 'fio') other = await runFio(layouts, settings);
+  if (settings.outputFormat === 'json') {
+    console.log(JSON.stringify(other ? { ...toJson(result), compare: toJson(other) } : toJson(result), null, 2));
+  } else {
+    console.log(formatNormal(result));
+    if (other) console.log(['', formatNormal(other), '', formatComparison(result, other)].join('\n'));
   }
-  const count = Number(values.count);
-  const nlb = bs / ns.lbaSize;
-  const slots = Math.floor(ns.blocks / nlb);
-  if (!Number.isInteger(count) || count < 1 || count > slots) throw new UsageError(`--count: '${values.count}' must be 1..${slots}`);
-  const q = await d.createIoQueuePair({ entries: 64 });
-  // Distinct random block positions, each written with a pattern naming its LBA and a seed.
-  const seed = randomInt(1, 0x7fffffff);
-  const picks = new Set<number>();
-  while (picks.size < count) picks.add(randomInt(0, slots));
-  const lbas = [...picks].map((p) => p * nlb);
-  const fill = (buf: Uint8Array, lba: number): void => {
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    for (let i = 0; i < buf.length; i += 8) {
-      dv.setUint32(i, lba, true);
-      dv.setUint32(i + 4, (seed ^ i) >>> 0, true);
-    }
-  };
-  const depth = 32;
-  const run = async (op: 'write' | 'read'): Promise<{ seconds: number; bad: number[] }> => {
-    const t0 = performance.now();
-    const bad: number[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      const buf = new Uint8Array(bs);
-      const want = new Uint8Array(bs);
-      while (next < lbas.length) {
-        const lba = lbas[next++]!;
-        if (op === 'write') {
-          fill(buf, lba);
-          await q.write(1, lba, nlb, buf);
-        } else {
-          await q.read(1, lba, nlb, buf);
-          fill(want, lba);
-          if (Buffer.compare(buf, want) !== 0) bad.push(lba);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: depth }, worker));
-    return { seconds: (performance.now() - t0) / 1000, bad };
-  };
-  const w = await run('write');
-  const t0 = performance.now();
-  await q.flush(1);
-  const flushMs = performance.now() - t0;
-  const r = await run('read');
-  const line = (name: string, s: number): string => `  ${name.padEnd(6)} ${count} x ${bs} B in ${(s * 1000).toFixed(1)} ms: ${hr(count / s)} IOPS, ${hr((count * bs) / s / 1048576)} MiB/s`;
-  console.log(`check job: ${count} random blocks of ${bs} bytes, depth ${depth}, one queue pair (qid ${q.qid})`);
-  console.log(line('write', w.seconds));
-  console.log(`  flush  ${flushMs.toFixed(1)} ms`);
-  console.log(line('read', r.seconds));
-  if (r.bad.length > 0) {
-    console.log(`  VERIFY FAILED: ${r.bad.length} blocks differ, first at LBA ${r.bad[0]}`);
+  if (settings.report) {
+    fs.writeFileSync(settings.report, renderHtml(result, other));
+    if (settings.outputFormat === 'normal') console.log(`\nreport: ${settings.report}`);
+  }
+  const failures = [result, ...(other ? [other] : [])].flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
+  if (failures.length > 0) {
+    console.error(`nvmq: verify failed: ${failures.join('; ')}`);
     return 1;
   }
-  console.log(`  verify ok: every block read back as written`);
   return 0;
 }
 
-function printIdentify(d: NvmeDriver): void {
-  const c = d.controller;
-  console.log(`controller  ${c.model} (serial ${c.serial}, firmware ${c.firmware}, NVMe ${c.version})`);
-  console.log(`  vid 0x${c.vid.toString(16)}  cntlid ${c.cntlid}  mdts ${c.mdts} (${c.maxTransferBytes} bytes)  nn ${c.nn}  oncs 0x${c.oncs.toString(16)}  vwc 0x${c.vwc.toString(16)}`);
-  console.log(`  sqes 0x${c.sqes.toString(16)}  cqes 0x${c.cqes.toString(16)}  aerl ${c.aerl}  acl ${c.acl}  elpe ${c.elpe}  subnqn ${c.subnqn}`);
-  console.log(`  I/O queue pairs granted: ${d.grantedIoQueues}, CAP.MQES ${d.cap.mqes}, CAP.TO ${d.cap.timeoutMs} ms`);
-  for (const ns of d.namespaces.values()) {
-    console.log(`namespace ${ns.nsid}  nsze ${ns.blocks}  lba ${ns.lbaSize} B  capacity ${(ns.blocks * ns.lbaSize) / 1048576} MiB  eui64 ${ns.eui64}  dlfeat 0x${ns.dlfeat.toString(16)}`);
+/** The namespaces identify, smart-log and serve open: --filename (':'-separated) or one memory namespace. */
+function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: boolean): NamespaceSpec[] {
+  const job = makeJob(options);
+  if (job.backend === 'memory') return [{ backend: 'memory', size: job.size ?? DEFAULT_NEW_SIZE }];
+  return job.filename.split(':').map((p) => {
+    const exists = fs.existsSync(p);
+    // Looking at an existing file never writes to it, so it needs no --force.
+    return { backend: 'file', path: p, size: job.size, defaultSize: DEFAULT_NEW_SIZE, force: settings.force, direct: job.direct, readOnly: exists && !forWrites && !settings.force };
+  });
+}
+
+async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
+  const d = await openController({ namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
+  try {
+    console.log(command === 'identify' ? formatIdentify(d) : formatSmartLog(await d.smartLog()));
+    return 0;
+  } finally {
+    await d.close();
   }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: Object.fromEntries(Object.entries(OPTIONS).map(([k, o]) => [k, { type: o.type, ...(o.default !== undefined ? { default: o.default } : {}) }])) as never,
-  }) as { values: Record<string, string | boolean | undefined>; positionals: string[] };
-  if (values.help) {
-    console.log(USAGE);
+  const { command, jobFiles, options } = parseArgv(argv);
+  if (options.help !== undefined) {
+    console.log(helpText());
     return 0;
   }
-  const cmd = positionals[0] ?? 'check';
-  if (!['check', 'identify', 'smart-log'].includes(cmd)) throw new UsageError(`unknown command '${cmd}' (commands: check, identify, smart-log)`);
-  const native = nativeStatus();
-  console.log(`nvmq: ${String(values.filename)} through a local NVMe controller; file I/O via node:fs${native.loaded ? ', fallocate via the native addon' : ' (native addon not loaded: zero-fill fallback)'}`);
-  const d = await open(values);
-  try {
-    if (cmd === 'identify') {
-      printIdentify(d);
-      return 0;
-    }
-    if (cmd === 'smart-log') {
-      console.log(JSON.stringify(await d.smartLog(), null, 2));
-      return 0;
-    }
-    printIdentify(d);
-    return await check(d, values);
-  } finally {
-    await d.close();
+  switch (command) {
+    case 'bench':
+      return bench(jobFiles, options);
+    case 'identify':
+    case 'smart-log':
+      return inspect(command, options);
+    case 'serve':
+      return serve(namespaceSpecs(options, makeSettings(options, 'serve'), true), makeSettings(options, 'serve'));
   }
 }
 
@@ -176,14 +114,15 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof UsageError || (e instanceof Error && /^ERR_PARSE_ARGS/.test((e as NodeJS.ErrnoException).code ?? ''))) {
+    const code = e instanceof Error ? String((e as NodeJS.ErrnoException).code ?? '') : '';
+    if (e instanceof UsageError) {
       console.error(`nvmq: ${e.message}`);
       process.exitCode = 2;
-    } else if (e instanceof NvmqError || (e instanceof Error && String((e as NodeJS.ErrnoException).code ?? '').startsWith('NVMQ_'))) {
-      console.error(`nvmq: ${e.message} [${String((e as NodeJS.ErrnoException).code)}]`);
+    } else if (e instanceof NvmqError || code.startsWith('NVMQ_')) {
+      console.error(`nvmq: ${(e as Error).message} [${code}]`);
       process.exitCode = 1;
     } else {
-      console.error(e);
+      console.error(`nvmq: ${e instanceof Error ? e.message : String(e)}`);
       process.exitCode = 1;
     }
   },

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,84 +7,265 @@ import { tempDir } from '../helpers/harness.js';
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
-function nvmq(cwd: string, ...args: string[]): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000 });
+function nvmq(cwd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 60_000, env });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-describe('nvmq command', () => {
+/** Runs `f` in a fresh temporary directory. */
+function inTemp(f: (dir: string) => void): void {
+  const t = tempDir();
+  try {
+    f(t.dir);
+  } finally {
+    t.cleanup();
+  }
+}
+
+const hasFio = spawnSync('fio', ['--version']).status === 0;
+const SHORT = ['--runtime', '0.3', '--time_based'];
+
+describe('nvmq bench', () => {
   beforeAll(() => {
     if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
   });
 
-  it('creates the default image on first use and passes its verified check job', () => {
-    const t = tempDir();
-    try {
-      const r = nvmq(t.dir, '--count', '64');
+  it('runs the embedded default with no job options: ./nvmq-data/default.img, 1 GiB sparse, two workers, verified', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--runtime', '0.4']);
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
-      expect(r.out).toContain('verify ok');
-      const img = path.join(t.dir, 'nvmq-data', 'default.img');
+      expect(r.out).toMatch(/data path: node:fs/);
+      expect(r.out).toMatch(/default: \(jobs=2\): rw=randrw rwmixread=50, bs=4\.0KiB, iodepth=16/);
+      expect(r.out).toMatch(/read: IOPS=[\d.]+k?, BW=/);
+      expect(r.out).toMatch(/write: IOPS=/);
+      expect(r.out).toMatch(/50\.00th=.*99\.99th=/);
+      expect(r.out).toMatch(/#0 qid \d+: read/);
+      expect(r.out).toMatch(/#1 qid \d+: read/);
+      expect(r.out).toMatch(/verify: \d+ blocks checked, no mismatch/);
+      expect(r.out).toMatch(/cpu: usr=[\d.]+%, sys=[\d.]+%.*peak RSS=/);
+      const img = path.join(dir, 'nvmq-data', 'default.img');
       expect(fs.statSync(img).size).toBe(1 << 30);
-      // Sparse: far less than 1 GiB allocated.
-      expect(fs.statSync(img).blocks * 512).toBeLessThan(64 << 20);
+      expect(fs.statSync(img).blocks * 512).toBeLessThan(256 << 20);
       expect(JSON.parse(fs.readFileSync(img + '.nvmq.json', 'utf8'))).toMatchObject({ format: 'nvmq-image', size: 1 << 30 });
-      // A second run reuses it.
-      expect(nvmq(t.dir, '--count', '16').code).toBe(0);
-    } finally {
-      t.cleanup();
-    }
+    });
   });
 
-  it('refuses to write to a file it did not create, unless --force', () => {
-    const t = tempDir();
-    try {
-      const f = path.join(t.dir, 'mine.bin');
-      fs.writeFileSync(f, Buffer.alloc(8 << 20, 7));
-      const r = nvmq(t.dir, '--filename', f, '--count', '8');
+  it('catches corruption written into the image between a write job and a verifying read, naming the LBA', () => {
+    inTemp((dir) => {
+      const img = path.join(dir, 'v.img');
+      const job = ['--filename', img, '--size', '4m', '--bs', '4k', '--iodepth', '8', '--verify', 'crc32c'];
+      const w = nvmq(dir, ['bench', ...job, '--rw', 'write']);
+      expect(w.err).toBe('');
+      expect(w.code).toBe(0);
+      expect(w.out).toMatch(/verify: 1024 blocks checked, no mismatch/);
+      expect(nvmq(dir, ['bench', ...job, '--rw', 'randread']).code).toBe(0);
+      // Garbage into block 37 (LBA 37 with 4 KiB LBAs), through a second handle.
+      const fd = fs.openSync(img, 'r+');
+      fs.writeSync(fd, Buffer.alloc(512, 0x5a), 0, 512, 37 * 4096 + 1024);
+      fs.closeSync(fd);
+      const r = nvmq(dir, ['bench', ...job, '--rw', 'randread']);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^nvmq: verify failed: nvmq job nvmq: LBA 37: crc32c 0x[0-9a-f]{8}, header has 0x[0-9a-f]{8}\n$/);
+      expect(r.out).toMatch(/verify: FAILED at LBA 37/);
+      // A block stamped for another LBA is caught too.
+      const block = Buffer.alloc(4096);
+      fs.readSync(fs.openSync(img, 'r'), block, 0, 4096, 5 * 4096);
+      const fd2 = fs.openSync(img, 'r+');
+      fs.writeSync(fd2, block, 0, 4096, 6 * 4096);
+      fs.closeSync(fd2);
+      const seq = nvmq(dir, ['bench', ...job, '--rw', 'read', '--size', '128k']);
+      expect(seq.code).toBe(1);
+      expect(seq.err).toContain('LBA 6: block stamped for LBA 5');
+    });
+  });
+
+  it('prints fio-shaped JSON', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--backend', 'memory', '--size', '16m', '--rw', 'randrw', '--rwmixread', '70', '--numjobs', '2', '--iodepth', '4', '--name', 'mix', ...SHORT, '--output-format', 'json']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      const doc = JSON.parse(r.out) as Record<string, any>;
+      expect(doc['nvmq version']).toMatch(/^nvmq-/);
+      expect(typeof doc.timestamp).toBe('number');
+      expect(doc.jobs).toHaveLength(1);
+      const job = doc.jobs[0];
+      expect(job.jobname).toBe('mix');
+      expect(job.error).toBe(0);
+      expect(job['job options']).toMatchObject({ name: 'mix', rw: 'randrw', rwmixread: '70', numjobs: '2', iodepth: '4' });
+      expect(job['job options']).not.toHaveProperty('bs');
+      for (const dir of ['read', 'write']) {
+        const d = job[dir];
+        for (const k of ['io_bytes', 'io_kbytes', 'bw_bytes', 'bw', 'iops', 'runtime', 'total_ios']) expect(typeof d[k], `${dir}.${k}`).toBe('number');
+        expect(d.total_ios).toBeGreaterThan(0);
+        expect(d.bw).toBe(Math.round(d.bw_bytes / 1024));
+        expect(d.io_bytes).toBe(d.total_ios * 4096);
+        expect(Object.keys(d.clat_ns.percentile)).toEqual(['50.000000', '90.000000', '99.000000', '99.900000', '99.990000']);
+        expect(d.clat_ns).toMatchObject({ N: d.total_ios });
+        expect(d.clat_ns.min).toBeLessThanOrEqual(d.clat_ns.percentile['50.000000']);
+        expect(d.clat_ns.percentile['99.990000']).toBeLessThanOrEqual(d.clat_ns.max);
+        expect(Object.keys(d.lat_ns)).toEqual(['min', 'max', 'mean', 'stddev', 'N']);
+      }
+      expect(job.read.total_ios / (job.read.total_ios + job.write.total_ios)).toBeGreaterThan(0.6);
+      expect(typeof job.usr_cpu).toBe('number');
+      expect(typeof job.sys_cpu).toBe('number');
+      expect(job.workers).toHaveLength(2);
+      expect(doc['percentile relative error']).toBeCloseTo(0.0039, 4);
+    });
+  });
+
+  it('writes a self-contained HTML report with IOPS over time and a latency histogram', () => {
+    inTemp((dir) => {
+      const out = path.join(dir, 'r.html');
+      const r = nvmq(dir, ['bench', '--backend', 'memory', '--size', '16m', '--rw', 'randread', '--iodepth', '8', '--runtime', '0.6', '--time_based', '--report', out]);
+      expect(r.code).toBe(0);
+      const html = fs.readFileSync(out, 'utf8');
+      expect(html).toMatch(/^<!doctype html>/);
+      expect(html).toContain('IOPS over time');
+      expect(html).toMatch(/<svg[^>]*>.*<path d="M[\d.]+,[\d.]+ L/s);
+      expect(html).toMatch(/read latency.*<rect /s);
+      expect(html).not.toMatch(/\b(src|href)\s*=/i);
+      expect(html.replaceAll('xmlns="http://www.w3.org/2000/svg"', '')).not.toMatch(/https?:\/\//);
+    });
+  });
+
+  it('runs fio job files: [global] and job sections, unsupported keys named', () => {
+    inTemp((dir) => {
+      const f = path.join(dir, 'two.fio');
+      fs.writeFileSync(f, ['[global]', 'backend=memory', 'size=8m', 'runtime=300ms', 'time_based', 'ioengine=libaio', '', '[reader]', 'rw=randread', 'iodepth=4', '', '[writer]', 'rw=write', 'bs=8k'].join('\n'));
+      const r = nvmq(dir, ['bench', f, '--output-format', 'json']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      const doc = JSON.parse(r.out) as { jobs: Array<Record<string, any>>; notes: string[] };
+      expect(doc.jobs.map((j) => j.jobname)).toEqual(['reader', 'writer']);
+      expect(doc.jobs[0]!.read.total_ios).toBeGreaterThan(0);
+      expect(doc.jobs[0]!.write.total_ios).toBe(0);
+      expect(doc.jobs[1]!.write.io_bytes).toBe(doc.jobs[1]!.write.total_ios * 8192);
+      expect(doc.notes).toContain('ioengine=libaio in the job file: nvmq runs its own engine');
+      fs.writeFileSync(f, '[j]\nrw=read\nzonemode=zbd\n');
+      const bad = nvmq(dir, ['bench', f]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toBe(`nvmq: ${f}:3 [j]: unsupported key 'zonemode' (nvmq reads: name, filename, backend, size, offset, rw, readwrite, rwmixread, rwmixwrite, bs, blocksize, iodepth, numjobs, runtime, time_based, ramp_time, direct, buffered, verify, ioengine, group_reporting)\n`);
+    });
+  });
+
+  it('refuses to write to a file it did not create unless --force, and reads one without', () => {
+    inTemp((dir) => {
+      const f = path.join(dir, 'mine.bin');
+      fs.writeFileSync(f, Buffer.alloc(4 << 20, 7));
+      const r = nvmq(dir, ['bench', '--filename', f, '--rw', 'randwrite', ...SHORT]);
       expect(r.code).toBe(1);
       expect(r.err.trim().split('\n')).toHaveLength(1);
       expect(r.err).toContain('refusing to write');
       expect(fs.readFileSync(f).every((b) => b === 7)).toBe(true);
-      const forced = nvmq(t.dir, '--filename', f, '--count', '8', '--force');
+      const read = nvmq(dir, ['bench', '--filename', f, '--rw', 'read']);
+      expect(read.code).toBe(0);
+      expect(read.out).toMatch(/read: IOPS=.*\(4\.0MiB\//);
+      expect(fs.readFileSync(f).every((b) => b === 7)).toBe(true);
+      // Not the default either: no options on a foreign default image still refuses.
+      fs.mkdirSync(path.join(dir, 'nvmq-data'));
+      fs.writeFileSync(path.join(dir, 'nvmq-data', 'default.img'), Buffer.alloc(1 << 20, 7));
+      expect(nvmq(dir, ['bench', '--runtime', '0.2']).err).toContain('refusing to write');
+      const forced = nvmq(dir, ['bench', '--filename', f, '--rw', 'randwrite', ...SHORT, '--force']);
+      expect(forced.err).toBe('');
       expect(forced.code).toBe(0);
-    } finally {
-      t.cleanup();
-    }
+      expect(fs.readFileSync(f).every((b) => b === 7)).toBe(false);
+    });
   });
 
-  it('names a bad option value in one line and exits 2', () => {
-    const t = tempDir();
-    try {
-      for (const [args, needle] of [
-        [['--bs', '3k'], '--bs'],
-        [['--size', 'huge'], '--size'],
-        [['--count', '0'], '--count'],
-        [['--nope'], '--nope'],
-        [['frobnicate'], 'frobnicate'],
+  it('names a bad option value in one line with the accepted range, exit 2; --help lists every option with its default', () => {
+    inTemp((dir) => {
+      expect(nvmq(dir, ['identify', '--filename', 's.img', '--size', '4m']).code).toBe(0);
+      for (const [args, line] of [
+        [['--iodepth', '0'], 'nvmq: --iodepth 0 is out of range (1..4095)'],
+        [['--bs', '1000'], 'nvmq: --bs 1000 is not a multiple of 512 (512..1m)'],
+        [['--rw', 'up'], 'nvmq: --rw up is not one of read, write, randread, randwrite, rw, readwrite, randrw'],
+        [['--metrics-port', '70000'], 'nvmq: --metrics-port 70000 is out of range (0..65535)'],
+        [['--nope'], 'nvmq: unknown option --nope (nvmq --help lists them)'],
+        [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve)"],
+        [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], 'nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)'],
       ] as const) {
-        const r = nvmq(t.dir, ...args);
+        const r = nvmq(dir, [...args]);
         expect(r.code, args.join(' ')).toBe(2);
-        expect(r.err.trim().split('\n'), args.join(' ')).toHaveLength(1);
-        expect(r.err).toContain(needle);
+        expect(r.err, args.join(' ')).toBe(`${line}\n`);
       }
-      const help = nvmq(t.dir, '--help');
+      const help = nvmq(dir, ['--help']);
       expect(help.code).toBe(0);
-      for (const o of ['--filename', '--size', '--bs', '--count', '--force']) expect(help.out).toContain(o);
-    } finally {
-      t.cleanup();
-    }
+      for (const o of ['--rw', '--rwmixread', '--bs', '--iodepth', '--numjobs', '--size', '--offset', '--runtime', '--time_based', '--ramp_time', '--direct', '--filename', '--backend', '--verify', '--output-format', '--metrics-port', '--compare', '--report', '--force']) {
+        expect(help.out).toContain(o);
+      }
+      expect(help.out).toContain('(default 4k)');
+    });
   });
 
-  it('prints identify and smart-log', () => {
+  it('compares with node:fs on the same file in the same invocation', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--filename', 'c.img', '--size', '8m', '--rw', 'randread', '--iodepth', '8', '--numjobs', '2', ...SHORT, '--compare', 'node-fs']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/node:fs: data path: node:fs\/promises FileHandle/);
+      expect(r.out).toMatch(/Side by side.*\n.*job\s+dir\s+nvmq IOPS\s+node:fs IOPS\s+ratio\s+nvmq p99\s+node:fs p99\n\s+nvmq\s+read\s+\S+\s+\S+\s+[\d.]+x/);
+    });
+  });
+
+  it.skipIf(!hasFio)('compares with fio, and never lets fio write to a file nvmq did not create', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--filename', 'f.img', '--size', '8m', '--rw', 'randrw', '--iodepth', '4', '--numjobs', '2', ...SHORT, '--compare', 'fio', '--output-format', 'json']);
+      expect(r.code).toBe(0);
+      const doc = JSON.parse(r.out) as { compare: { engine: string; jobs: Array<Record<string, any>> } };
+      expect(doc.compare.engine).toBe('fio');
+      expect(doc.compare.jobs[0]!.read.total_ios).toBeGreaterThan(0);
+      expect(doc.compare.jobs[0]!.read.clat_ns.percentile['99.000000']).toBeGreaterThan(0);
+    });
+  });
+
+  it('says in one line that fio is missing and exits non-zero', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--backend', 'file', '--filename', 'f.img', '--size', '4m', '--rw', 'read', '--compare', 'fio'], { ...process.env, PATH: dir });
+      expect(r.code).toBe(1);
+      expect(r.err).toBe('nvmq: fio is not installed (not found on PATH): --compare fio needs it [NVMQ_FIO_MISSING]\n');
+    });
+  });
+});
+
+describe('nvmq identify, smart-log, serve', () => {
+  it('prints identify as nvme id-ctrl / id-ns do, and the SMART log', () => {
+    inTemp((dir) => {
+      const id = nvmq(dir, ['identify', '--size', '16M', '--filename', 'x.img']);
+      expect(id.code).toBe(0);
+      expect(id.out).toMatch(/^NVME Identify Controller:\nvid\s+: 0x[0-9a-f]+\nssvid\s+: 0x[0-9a-f]+\nsn\s+: \S+/);
+      for (const k of ['mn', 'fr', 'mdts', 'nn', 'oncs', 'vwc', 'sqes', 'cqes', 'subnqn']) expect(id.out).toMatch(new RegExp(`\\n${k}\\s+: `));
+      expect(id.out).toMatch(/NVME Identify Namespace 1:\nnsze\s+: 0x1000\nncap\s+: 0x1000/);
+      expect(id.out).toMatch(/nlbaf\s+: 0\nflbas\s+: 0x0/);
+      expect(id.out).toMatch(/lbaf  0 : ms:0   lbads:12  rp:0x0 \(in use\)/);
+      const smart = nvmq(dir, ['smart-log', '--filename', 'x.img']);
+      expect(smart.code).toBe(0);
+      expect(smart.out).toMatch(/available_spare\s+: 100%/);
+      expect(smart.out).toMatch(/power_cycles\s+: 1/);
+      // A file nvmq did not create can be looked at without --force.
+      fs.writeFileSync(path.join(dir, 'foreign.bin'), Buffer.alloc(1 << 20));
+      expect(nvmq(dir, ['identify', '--filename', 'foreign.bin']).out).toMatch(/nsze\s+: 0x100\n/);
+    });
+  });
+
+  it('serve opens the namespaces, waits for SIGTERM, flushes and exits 0', async () => {
     const t = tempDir();
     try {
-      const id = nvmq(t.dir, 'identify', '--size', '16M', '--filename', 'x.img');
-      expect(id.code).toBe(0);
-      expect(id.out).toMatch(/namespace 1 +nsze 4096 +lba 4096 B/);
-      const smart = nvmq(t.dir, 'smart-log', '--filename', 'x.img');
-      expect(smart.code).toBe(0);
-      expect(JSON.parse(smart.out.slice(smart.out.indexOf('{')))).toMatchObject({ availableSpare: 100, powerCycles: 1 });
+      const child = spawn(process.execPath, [BIN, 'serve', '--filename', 'a.img:b.img', '--size', '4m', '--metrics-port', '0'], { cwd: t.dir });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+      let err = '';
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      // 'close', not 'exit': the output is all read only once the pipes close.
+      const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+      const deadline = Date.now() + 15_000;
+      while (!out.includes('ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(out).toMatch(/namespace 1: a\.img, 1024 blocks of 4096 bytes\n\s+namespace 2: b\.img/);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(out).toMatch(/SIGTERM: flushing and shutting down\nclosed\n$/);
+      expect(err).toBe('');
+      expect(fs.existsSync(path.join(t.dir, 'b.img.nvmq.json'))).toBe(true);
     } finally {
       t.cleanup();
     }

@@ -2,7 +2,7 @@
  * Parsing what the controller reports: Identify data, SMART / Health and
  * Error Information log pages.
  */
-import { IdCtrl, IdNs, LbaFormat, LBAF_ENTRY_SIZE } from '../spec/identify.js';
+import { IdCtrl, IdNs, LbaFormat, LBAF_ENTRY_SIZE, MAX_LBA_FORMATS } from '../spec/identify.js';
 import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog } from '../spec/log-pages.js';
 import { readAscii, readField, readU128 } from '../spec/layout.js';
 import { pageSizeOf } from '../spec/registers.js';
@@ -31,6 +31,24 @@ export interface ControllerInfo {
   lpa: number;
   maxcmd: number;
   subnqn: string;
+  /** VER as reported (MJR << 16 | MNR << 8 | TER). */
+  ver: number;
+  rab: number;
+  /** IEEE OUI, as nvme id-ctrl prints it (hex, most significant byte first). */
+  ieee: string;
+  cmic: number;
+  oaes: number;
+  ctratt: number;
+  cntrltype: number;
+  oacs: number;
+  frmw: number;
+  npss: number;
+  wctemp: number;
+  cctemp: number;
+  fna: number;
+  awun: number;
+  awupf: number;
+  sgls: number;
 }
 
 export function parseIdentifyController(data: Uint8Array, mpsMin: number): ControllerInfo {
@@ -58,6 +76,22 @@ export function parseIdentifyController(data: Uint8Array, mpsMin: number): Contr
     lpa: readField(dv, 0, IdCtrl.LPA),
     maxcmd: readField(dv, 0, IdCtrl.MAXCMD),
     subnqn: readAscii(dv, 0, IdCtrl.SUBNQN).replace(/\0.*$/, ''),
+    ver,
+    rab: readField(dv, 0, IdCtrl.RAB),
+    ieee: hex(data.slice(IdCtrl.IEEE.offset, IdCtrl.IEEE.offset + IdCtrl.IEEE.size).reverse()),
+    cmic: readField(dv, 0, IdCtrl.CMIC),
+    oaes: readField(dv, 0, IdCtrl.OAES),
+    ctratt: readField(dv, 0, IdCtrl.CTRATT),
+    cntrltype: readField(dv, 0, IdCtrl.CNTRLTYPE),
+    oacs: readField(dv, 0, IdCtrl.OACS),
+    frmw: readField(dv, 0, IdCtrl.FRMW),
+    npss: readField(dv, 0, IdCtrl.NPSS),
+    wctemp: readField(dv, 0, IdCtrl.WCTEMP),
+    cctemp: readField(dv, 0, IdCtrl.CCTEMP),
+    fna: readField(dv, 0, IdCtrl.FNA),
+    awun: readField(dv, 0, IdCtrl.AWUN),
+    awupf: readField(dv, 0, IdCtrl.AWUPF),
+    sgls: readField(dv, 0, IdCtrl.SGLS),
   };
 }
 
@@ -73,6 +107,13 @@ export interface NamespaceInfo {
   dlfeat: number;
   eui64: string;
   nguid: string;
+  nsfeat: number;
+  mc: number;
+  dpc: number;
+  dps: number;
+  nmic: number;
+  /** LBA formats 0..NLBAF: metadata size, LBA data size (log2) and relative performance. */
+  lbaFormats: Array<{ ms: number; lbads: number; rp: number }>;
 }
 
 function hex(bytes: Uint8Array): string {
@@ -94,6 +135,15 @@ export function parseIdentifyNamespace(nsid: number, data: Uint8Array): Namespac
     dlfeat: readField(dv, 0, IdNs.DLFEAT),
     eui64: hex(data.subarray(IdNs.EUI64.offset, IdNs.EUI64.offset + IdNs.EUI64.size)),
     nguid: hex(data.subarray(IdNs.NGUID.offset, IdNs.NGUID.offset + IdNs.NGUID.size)),
+    nsfeat: readField(dv, 0, IdNs.NSFEAT),
+    mc: readField(dv, 0, IdNs.MC),
+    dpc: readField(dv, 0, IdNs.DPC),
+    dps: readField(dv, 0, IdNs.DPS),
+    nmic: readField(dv, 0, IdNs.NMIC),
+    lbaFormats: Array.from({ length: Math.min(readField(dv, 0, IdNs.NLBAF), MAX_LBA_FORMATS - 1) + 1 }, (_, i) => {
+      const at = IdNs.LBAF0.offset + i * LBAF_ENTRY_SIZE;
+      return { ms: readField(dv, at, LbaFormat.MS), lbads: readField(dv, at, LbaFormat.LBADS), rp: readField(dv, at, LbaFormat.RP) };
+    }),
   };
 }
 

@@ -1,0 +1,105 @@
+/**
+ * `--compare fio`: the same jobs on the same regions through fio (io_uring),
+ * one fio process, its JSON read back into nvmq's result shape. fio writes
+ * for write and mixed jobs, so it gets a file only nvmq created, unless --force.
+ */
+import { execFile } from 'node:child_process';
+import { isNvmqImage } from '../../engine/device/backends/image.js';
+import { NvmqError } from '../../engine/host/errors.js';
+import type { RunSettings } from '../options.js';
+import { writes, type JobLayout } from './runner.js';
+import { PERCENTILES, type DirectionResult, type JobResult, type RunResult } from './results.js';
+
+/** fio's command line for the jobs (one fio job per nvmq job; numjobs workers each on its own slice, as nvmq does). */
+export function fioArgs(layouts: readonly JobLayout[]): string[] {
+  const args = ['--output-format=json', `--percentile_list=${PERCENTILES.join(':')}`];
+  layouts.forEach((l, i) => {
+    const j = l.job;
+    args.push(
+      `--name=${j.name}`,
+      ...(i > 0 ? ['--new_group'] : []),
+      `--filename=${l.path}`,
+      '--ioengine=io_uring',
+      `--rw=${j.rw}`,
+      ...(j.rw === 'rw' || j.rw === 'randrw' ? [`--rwmixread=${j.rwmixread}`] : []),
+      `--bs=${j.bs}`,
+      `--iodepth=${j.iodepth}`,
+      `--numjobs=${j.numjobs}`,
+      `--size=${l.perWorker}`,
+      `--offset=${l.regionStart}`,
+      `--offset_increment=${l.perWorker}`,
+      `--direct=${j.direct ? 1 : 0}`,
+      ...(j.direct ? [] : ['--invalidate=0']),
+      ...(j.runtime > 0 ? [`--runtime=${j.runtime}ms`] : []),
+      ...(j.timeBased ? ['--time_based'] : []),
+      ...(j.rampTime > 0 ? [`--ramp_time=${j.rampTime}ms`] : []),
+      '--group_reporting',
+    );
+  });
+  return args;
+}
+
+interface FioDir {
+  io_bytes: number;
+  bw_bytes: number;
+  iops: number;
+  runtime: number;
+  total_ios: number;
+  clat_ns: { min: number; max: number; mean: number; stddev: number; N: number; percentile?: Record<string, number> };
+}
+
+interface FioJob {
+  jobname: string;
+  error: number;
+  read: FioDir;
+  write: FioDir;
+  usr_cpu: number;
+  sys_cpu: number;
+  job_runtime: number;
+}
+
+function fromFio(d: FioDir): DirectionResult {
+  return { ios: d.total_ios, bytes: d.io_bytes, runtimeMs: d.runtime, iops: d.iops, bw: d.bw_bytes, lat: { ...d.clat_ns, percentile: d.clat_ns.percentile ?? {} } };
+}
+
+/** Reads fio's JSON output into nvmq's result shape, job by job. */
+export function parseFioJson(text: string, layouts: readonly JobLayout[], elapsedMs: number): RunResult {
+  // fio may print notes before the JSON document.
+  const doc = JSON.parse(text.slice(text.indexOf('{'))) as { 'fio version': string; jobs: FioJob[] };
+  const jobs: JobResult[] = layouts.map((l, i) => {
+    const f = doc.jobs[i];
+    if (!f) throw new NvmqError('NVMQ_FIO_OUTPUT', `fio reported ${doc.jobs.length} jobs, expected ${layouts.length}`);
+    if (f.error !== 0) throw new NvmqError('NVMQ_FIO_FAILED', `fio job ${f.jobname} failed with error ${f.error}`);
+    return { job: l.job, read: fromFio(f.read), write: fromFio(f.write), workers: [], verified: 0, failures: [], region: { start: l.regionStart, perWorker: l.perWorker } };
+  });
+  const cpuMs = (key: 'usr_cpu' | 'sys_cpu'): number => doc.jobs.reduce((s, j) => s + (j[key] / 100) * j.job_runtime, 0);
+  return {
+    engine: 'fio',
+    dataPath: `${doc['fio version']}, ioengine=io_uring`,
+    jobs,
+    elapsedMs,
+    cpu: { userMs: cpuMs('usr_cpu'), systemMs: cpuMs('sys_cpu') },
+    maxRssKiB: 0,
+    samples: [],
+    relativeError: 0,
+    notes: [...(layouts.some((l) => l.job.verify !== 'none') ? ['fio runs without verify (its verify phases differ from the stamp checks nvmq makes as it goes)'] : []), 'cpu from fio\'s own usr_cpu / sys_cpu; peak RSS not reported'],
+  };
+}
+
+export async function runFio(layouts: readonly JobLayout[], settings: RunSettings): Promise<RunResult> {
+  for (const l of layouts) {
+    if (!l.path) throw new NvmqError('NVMQ_INVALID_ARGUMENT', '--compare fio needs a file (--filename), not --backend memory');
+    if (writes(l.job) && !settings.force && !isNvmqImage(l.path)) {
+      throw new NvmqError('NVMQ_REFUSING_TO_OVERWRITE', `refusing to let fio write to ${l.path}: nvmq did not create it; pass --force to use it anyway`);
+    }
+  }
+  const t0 = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile('fio', fioArgs(layouts), { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(new NvmqError('NVMQ_FIO_MISSING', 'fio is not installed (not found on PATH): --compare fio needs it'));
+      else if (err) reject(new NvmqError('NVMQ_FIO_FAILED', `fio failed: ${(stderr || err.message).trim().split('\n')[0]}`));
+      else resolve(stdout);
+    });
+  });
+  return parseFioJson(out, layouts, performance.now() - t0);
+}

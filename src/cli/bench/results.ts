@@ -1,0 +1,94 @@
+/**
+ * What a run produced, in one shape for every engine (nvmq, node:fs, fio),
+ * so the reports and the side-by-side comparison need not know which ran.
+ */
+import type { Histogram } from './histogram.js';
+import type { JobSpec } from '../options.js';
+import type { VerifyFailure } from './loop.js';
+
+/** The percentiles every report prints (fio's key spelling). */
+export const PERCENTILES = [50, 90, 99, 99.9, 99.99] as const;
+
+export function percentileKey(p: number): string {
+  return p.toFixed(6);
+}
+
+export interface LatencySummary {
+  /** Nanoseconds. */
+  min: number;
+  max: number;
+  mean: number;
+  stddev: number;
+  N: number;
+  /** fio's keys: "50.000000" → ns. */
+  percentile: Record<string, number>;
+}
+
+export interface DirectionResult {
+  ios: number;
+  bytes: number;
+  /** Milliseconds the figures were measured over. */
+  runtimeMs: number;
+  iops: number;
+  /** Bytes per second. */
+  bw: number;
+  lat: LatencySummary;
+}
+
+export interface WorkerResult {
+  worker: number;
+  /** The I/O queue pair the worker used (nvmq only). */
+  qid?: number;
+  read: DirectionResult;
+  write: DirectionResult;
+  verified: number;
+  failure?: VerifyFailure;
+}
+
+export interface JobResult {
+  job: JobSpec;
+  read: DirectionResult;
+  write: DirectionResult;
+  workers: WorkerResult[];
+  verified: number;
+  failures: VerifyFailure[];
+  /** Histograms for the HTML report (absent for fio). */
+  histograms?: { read: Histogram; write: Histogram };
+  /** Where each worker's region starts, and its length, in bytes. */
+  region: { start: number; perWorker: number };
+}
+
+export interface Sample {
+  /** Milliseconds since the run started. */
+  t: number;
+  readIos: number;
+  writeIos: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
+export interface RunResult {
+  /** 'nvmq', 'node:fs', 'fio'. */
+  engine: string;
+  /** What moved the data: nvmq's data path, or the other engine's. */
+  dataPath: string;
+  jobs: JobResult[];
+  elapsedMs: number;
+  cpu: { userMs: number; systemMs: number };
+  maxRssKiB: number;
+  samples: Sample[];
+  /** Relative error of the percentiles (0 when the engine reported exact ones). */
+  relativeError: number;
+  notes: string[];
+}
+
+export function summarize(h: Histogram): LatencySummary {
+  const percentile: Record<string, number> = {};
+  for (const p of PERCENTILES) percentile[percentileKey(p)] = h.percentile(p);
+  return { min: h.min, max: h.max, mean: h.mean, stddev: h.stddev, N: h.count, percentile };
+}
+
+export function direction(ios: number, bytes: number, runtimeMs: number, h: Histogram): DirectionResult {
+  const s = runtimeMs / 1000;
+  return { ios, bytes, runtimeMs, iops: s > 0 ? ios / s : 0, bw: s > 0 ? bytes / s : 0, lat: summarize(h) };
+}

@@ -1,0 +1,152 @@
+import { describe, it, expect } from 'vitest';
+import { crc32c } from '../../src/cli/bench/crc32c.js';
+import { Histogram, bucketOf, bucketRange, BUCKETS, RELATIVE_ERROR } from '../../src/cli/bench/histogram.js';
+import { stampBlock, checkBlock, isStamped } from '../../src/cli/bench/block.js';
+import { scatter, runLoop, type IoTarget, type LoopArgs } from '../../src/cli/bench/loop.js';
+import { WorkerStats } from '../../src/cli/bench/stats.js';
+
+const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+describe('crc32c', () => {
+  it('matches the standard check values', () => {
+    expect(crc32c(ascii('123456789'))).toBe(0xe3069283);
+    expect(crc32c(new Uint8Array(0))).toBe(0);
+    // RFC 3720 (iSCSI) B.4 vectors: 32 bytes of zeroes, of ones, ascending and descending.
+    expect(crc32c(new Uint8Array(32))).toBe(0x8a9136aa);
+    expect(crc32c(new Uint8Array(32).fill(0xff))).toBe(0x62a8ab43);
+    expect(crc32c(Uint8Array.from({ length: 32 }, (_, i) => i))).toBe(0x46dd794e);
+    expect(crc32c(Uint8Array.from({ length: 32 }, (_, i) => 31 - i))).toBe(0x113fdb5c);
+  });
+
+  it('gives the same value at any alignment and when continued in pieces', () => {
+    const data = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7919) & 0xff);
+    const whole = crc32c(data);
+    const backing = new Uint8Array(1010);
+    for (let off = 0; off < 8; off++) {
+      backing.set(data, off);
+      expect(crc32c(backing.subarray(off, off + 1000))).toBe(whole);
+    }
+    for (const cut of [1, 3, 8, 333, 999]) expect(crc32c(data.subarray(cut), crc32c(data.subarray(0, cut)))).toBe(whole);
+  });
+});
+
+describe('histogram', () => {
+  it('keeps every bucketed value within the stated relative error', () => {
+    for (let v = 0; v < 5000; v++) expect(bucketRange(bucketOf(v))[0]).toBeLessThanOrEqual(v);
+    for (const v of [127, 128, 129, 255, 256, 1000, 123_456, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 12345]) {
+      const [lo, hi] = bucketRange(bucketOf(v));
+      expect(v).toBeGreaterThanOrEqual(lo);
+      expect(v).toBeLessThan(hi);
+      const mid = Math.floor((lo + hi) / 2);
+      expect(Math.abs(mid - v) / v).toBeLessThanOrEqual(RELATIVE_ERROR);
+    }
+    expect(bucketOf(2 ** 50)).toBe(BUCKETS - 1);
+  });
+
+  it('computes percentiles, mean and stddev, and merges', () => {
+    const a = new Histogram();
+    const b = new Histogram(new SharedArrayBuffer(a.data.byteLength + 64), 64);
+    for (let v = 1; v <= 10_000; v++) (v % 2 ? a : b).record(v * 1000);
+    a.add(b);
+    expect(a.count).toBe(10_000);
+    expect(a.min).toBe(1000);
+    expect(a.max).toBe(10_000_000);
+    expect(a.mean).toBeCloseTo(5_000_500, 0);
+    expect(a.stddev / 2_886_751).toBeCloseTo(1, 3);
+    for (const p of [50, 90, 99, 99.9, 99.99]) {
+      const exact = Math.ceil((p / 100) * 10_000) * 1000;
+      expect(Math.abs(a.percentile(p) - exact) / exact).toBeLessThanOrEqual(RELATIVE_ERROR);
+    }
+    expect(new Histogram().percentile(99)).toBe(0);
+  });
+});
+
+describe('verify stamp', () => {
+  const block = (): Uint8Array => new Uint8Array(4096);
+  it('accepts what it stamped and names what is wrong otherwise', () => {
+    const b = block();
+    expect(isStamped(b)).toBe(false);
+    expect(checkBlock(b, 8, 0)).toMatch(/no verify header/);
+    stampBlock(b, 8, 5, 1);
+    expect(isStamped(b)).toBe(true);
+    expect(checkBlock(b, 8, 5)).toBeUndefined();
+    expect(checkBlock(b, 8, 0)).toBeUndefined();
+    expect(checkBlock(b, 16, 5)).toMatch(/stamped for LBA 8/);
+    expect(checkBlock(b, 8, 6)).toMatch(/write sequence 5, expected 6/);
+    b[2000] ^= 1;
+    expect(checkBlock(b, 8, 5)).toMatch(/crc32c/);
+  });
+
+  it('stamps LBAs past 2^32', () => {
+    const b = block();
+    stampBlock(b, 2 ** 33 + 7, 1, 0);
+    expect(checkBlock(b, 2 ** 33 + 7, 1)).toBeUndefined();
+  });
+});
+
+describe('scatter', () => {
+  it('visits every block exactly once per pass', () => {
+    for (const n of [1, 2, 3, 100, 4096, 5000]) {
+      const next = scatter(n, 12345);
+      const seen = new Uint8Array(n);
+      for (let i = 0; i < n; i++) seen[next()]!++;
+      expect(seen.every((x) => x === 1)).toBe(true);
+    }
+  });
+});
+
+describe('the worker loop', () => {
+  const BS = 4096;
+  /** A device in memory whose I/Os complete out of order on later turns of the event loop. */
+  function device(blocks: number, dropWrite?: (block: number, nth: number) => boolean): { mem: Uint8Array; target: IoTarget } {
+    const mem = new Uint8Array(blocks * BS);
+    const writes = new Map<number, number>();
+    const later = (f: () => void): Promise<void> => new Promise((r) => (Math.random() < 0.5 ? setImmediate : queueMicrotask)(() => r(f())));
+    return {
+      mem,
+      target: {
+        read: (pos, buf) => later(() => buf.set(mem.subarray(pos, pos + buf.length))),
+        write: (pos, buf) =>
+          later(() => {
+            const n = (writes.get(pos / BS) ?? 0) + 1;
+            writes.set(pos / BS, n);
+            if (!dropWrite?.(pos / BS, n)) mem.set(buf, pos);
+          }),
+        plug: () => {},
+        unplug: () => {},
+        alloc: (n) => new Uint8Array(n),
+        release: () => {},
+      },
+    };
+  }
+  const args = (over: Partial<LoopArgs>): LoopArgs => ({
+    rw: 'randrw', rwmixread: 50, bs: BS, iodepth: 8, runtime: 0, timeBased: false, rampTime: 0, verify: 'crc32c',
+    regionStart: 0, regionBytes: 64 * BS, lbaSize: BS, worker: 0, stats: WorkerStats.allocate(1), seed: 7, ...over,
+  });
+
+  it('writes every block once, verifies them, and catches a corrupted one by LBA', async () => {
+    const { mem, target } = device(64);
+    const w = await runLoop(target, args({ rw: 'write' }));
+    expect(w).toMatchObject({ ios: 64, verified: 64 });
+    expect(w.failure).toBeUndefined();
+    expect((await runLoop(target, args({ rw: 'randread' }))).failure).toBeUndefined();
+    mem[9 * BS + 100] ^= 0xff;
+    const r = await runLoop(target, args({ rw: 'randread' }));
+    expect(r.failure).toEqual({ lba: 9, reason: expect.stringMatching(/^crc32c /) as unknown });
+  });
+
+  it('runs a mixed job for its runtime with latencies recorded, and catches a lost write by its sequence', async () => {
+    const ok = device(16);
+    const stats = WorkerStats.allocate(1);
+    const r = await runLoop(ok.target, args({ regionBytes: 16 * BS, runtime: 100, timeBased: true, stats }));
+    expect(r.failure).toBeUndefined();
+    expect(r.verified).toBeGreaterThan(0);
+    const ws = new WorkerStats(stats, 0);
+    expect(ws.read.count + ws.write.count).toBe(r.ios);
+    expect(ws.read.count).toBeGreaterThan(0);
+    expect(ws.write.count).toBeGreaterThan(0);
+    const lossy = device(16, (block, nth) => block === 3 && nth > 1);
+    const bad = await runLoop(lossy.target, args({ regionBytes: 16 * BS, runtime: 2000, timeBased: true }));
+    expect(bad.failure).toEqual({ lba: 3, reason: expect.stringMatching(/^write sequence \d+, expected \d+/) as unknown });
+  });
+});

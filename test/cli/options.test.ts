@@ -1,0 +1,168 @@
+import { describe, it, expect } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgv, makeJob, makeSettings, parseSize, parseTime, helpText, OPTIONS, UsageError, type RawOptions } from '../../src/cli/options.js';
+import { parseJobFile, loadJobFile } from '../../src/cli/jobfile.js';
+import { tempDir } from '../helpers/harness.js';
+
+const usage = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    const msg = (e as Error).message;
+    expect(msg.split('\n')).toHaveLength(1);
+    return msg;
+  }
+  throw new Error('no UsageError');
+};
+
+describe('option parsing', () => {
+  it('parses sizes and times with fio suffixes', () => {
+    expect(parseSize('4096')).toBe(4096);
+    expect(parseSize('4k')).toBe(4096);
+    expect(parseSize('4K')).toBe(4096);
+    expect(parseSize('1m')).toBe(1 << 20);
+    expect(parseSize('1g')).toBe(1 << 30);
+    expect(parseSize('1GiB')).toBe(1 << 30);
+    expect(parseSize('2t')).toBe(2 * 1024 ** 4);
+    expect(parseSize('1.5g')).toBeUndefined();
+    expect(parseTime('5')).toBe(5000);
+    expect(parseTime('5s')).toBe(5000);
+    expect(parseTime('300ms')).toBe(300);
+    expect(parseTime('0.3')).toBe(300);
+    expect(parseTime('2m')).toBe(120_000);
+    expect(parseTime('1h')).toBe(3_600_000);
+    expect(parseTime('soon')).toBeUndefined();
+  });
+
+  it('reads every job option from the command line, in every spelling fio accepts', () => {
+    const { command, options } = parseArgv([
+      'bench', '--name=j', '--filename', 'x.img', '--backend', 'memory', '--size=64m', '--offset', '4k', '--readwrite=randrw',
+      '--rwmixread', '70', '--blocksize', '8k', '--iodepth', '32', '--numjobs', '4', '--runtime', '2s', '--time_based',
+      '--ramp_time=500ms', '--direct=1', '--verify', 'crc32c',
+    ]);
+    expect(command).toBe('bench');
+    const job = makeJob(options);
+    expect(job).toMatchObject({
+      name: 'j', filename: 'x.img', backend: 'memory', size: 64 << 20, offset: 4096, rw: 'randrw', rwmixread: 70, bs: 8192,
+      iodepth: 32, numjobs: 4, runtime: 2000, timeBased: true, rampTime: 500, direct: true, verify: 'crc32c',
+    });
+    expect(makeJob(parseArgv(['--rw', 'readwrite', '--rwmixwrite', '30']).options)).toMatchObject({ rw: 'rw', rwmixread: 70 });
+    expect(makeJob(parseArgv(['--buffered=0']).options).direct).toBe(true);
+  });
+
+  it('has fio defaults', () => {
+    expect(makeJob({})).toMatchObject({ rw: 'read', bs: 4096, iodepth: 1, numjobs: 1, runtime: 0, timeBased: false, rampTime: 0, direct: false, verify: 'none', offset: 0, size: undefined, rwmixread: 50, backend: 'file', filename: path.join('nvmq-data', 'default.img') });
+  });
+
+  it('reads run settings', () => {
+    const s = makeSettings(parseArgv(['--output-format', 'json', '--compare', 'node-fs', '--report', 'r.html', '--metrics-port', '9000', '--force']).options, 'bench');
+    expect(s).toEqual({ outputFormat: 'json', compare: 'node-fs', report: 'r.html', metrics: { port: 9000, host: '127.0.0.1' }, force: true });
+    expect(makeSettings({}, 'bench').metrics).toBeUndefined();
+    expect(makeSettings({}, 'serve').metrics).toEqual({ port: 9464, host: '127.0.0.1' });
+    expect(makeSettings({ 'metrics-port': '0', 'metrics-host': '::1' }, 'serve').metrics).toEqual({ port: 0, host: '::1' });
+  });
+
+  it('names every bad value in one line with the accepted range', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--iodepth', '0'], /^--iodepth 0 is out of range \(1\.\.4095\)$/],
+      [['--iodepth', '4096'], /--iodepth 4096 is out of range \(1\.\.4095\)/],
+      [['--iodepth', 'deep'], /--iodepth deep is not a whole number \(1\.\.4095\)/],
+      [['--numjobs', '0'], /--numjobs 0 is out of range \(1\.\.256\)/],
+      [['--numjobs', '257'], /--numjobs 257 is out of range/],
+      [['--rwmixread', '101'], /--rwmixread 101 is out of range \(0\.\.100\)/],
+      [['--rwmixwrite', '-1'], /--rwmixwrite -1 is not a whole number/],
+      [['--bs', '2m'], /--bs 2m is out of range \(512\.\.1m\)/],
+      [['--bs', '256'], /--bs 256 is out of range/],
+      [['--bs', 'big'], /--bs big is not a size/],
+      [['--size', '1k'], /--size 1k is out of range \(4k\.\.\)/],
+      [['--size', 'huge'], /--size huge is not a size/],
+      [['--offset', '-4k'], /--offset -4k is not a size/],
+      [['--rw', 'sideways'], /--rw sideways is not one of read, write, randread, randwrite, rw, readwrite, randrw/],
+      [['--runtime', 'forever'], /--runtime forever is not a time/],
+      [['--runtime', '8d'], /--runtime 8d is out of range \(0ms\.\.604800s\)/],
+      [['--ramp_time', 'x'], /--ramp_time x is not a time/],
+      [['--time_based=maybe'], /--time_based maybe is not a boolean/],
+      [['--direct=2'], /--direct 2 is not a boolean/],
+      [['--verify', 'md5'], /--verify md5 is not one of none, crc32c/],
+      [['--backend', 'tape'], /--backend tape is not one of file, memory/],
+      [['--output-format', 'xml'], /--output-format xml is not one of normal, json/],
+      [['--compare', 'dd'], /--compare dd is not one of none, node-fs, fio/],
+      [['--metrics-port', '65536'], /--metrics-port 65536 is out of range \(0\.\.65535\)/],
+      [['--metrics-port', 'http'], /--metrics-port http is not a whole number/],
+      [['--metrics-host='], /--metrics-host needs a value/],
+      [['--filename'], /--filename needs a value/],
+      [['--nope'], /unknown option --nope/],
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['identify', '--iodepth', '4'], /--iodepth does not apply to nvmq identify/],
+      [['identify', 'job.fio'], /takes no job file/],
+    ];
+    for (const [args, re] of cases) expect(usage(() => parseArgv(args)), args.join(' ')).toMatch(re);
+    expect(usage(() => makeJob(parseArgv(['--time_based']).options))).toMatch(/^--time_based 1 needs a --runtime above 0/);
+    expect(usage(() => makeJob(parseArgv(['--bs', '1000']).options))).toMatch(/--bs 1000 is not a multiple of 512/);
+    expect(usage(() => makeJob(parseArgv(['--bs', '1m', '--iodepth', '512']).options))).toMatch(/--iodepth 512 with bs 1m puts 512m in flight/);
+  });
+
+  it('lists every option with its default in --help', () => {
+    const help = helpText();
+    for (const [name, d] of Object.entries(OPTIONS)) {
+      expect(help).toContain(`--${name}`);
+      if ('default' in d) expect(help).toContain(`(default ${d.default})`);
+    }
+    expect(help).toMatch(/embedded default job: .*--rw randrw .*--verify crc32c/);
+    expect(help).toMatch(/--metrics-port .*\{bench, serve\}/);
+  });
+});
+
+describe('fio job files', () => {
+  const text = [
+    '; a job file as fio reads it',
+    '[global]',
+    'bs=8k',
+    'ioengine=io_uring',
+    'time_based',
+    'runtime=2',
+    '# comment',
+    '[seq-read]',
+    'rw=read',
+    'iodepth = 4',
+    '',
+    '[global]',
+    'numjobs=2',
+    '[mixed]',
+    'readwrite=randrw',
+    'rwmixread=70',
+    'bs=16k',
+  ].join('\n');
+
+  it('applies [global] keys to the jobs after them, and job keys to their own job', () => {
+    const jobs = parseJobFile(text, 'a.fio').map((j) => makeJob(j.raw, j.where));
+    expect(jobs).toHaveLength(2);
+    expect(jobs[0]).toMatchObject({ name: 'seq-read', rw: 'read', bs: 8192, iodepth: 4, timeBased: true, runtime: 2000, numjobs: 1 });
+    expect(jobs[1]).toMatchObject({ name: 'mixed', rw: 'randrw', rwmixread: 70, bs: 16384, numjobs: 2, iodepth: 1 });
+    expect(jobs[0]!.given).toMatchObject({ bs: '8k', ioengine: 'io_uring', rw: 'read' });
+  });
+
+  it('names an unsupported key, a bad value and its line, in one line', () => {
+    expect(usage(() => parseJobFile('[j]\nrw=read\nioscheduler=none\n', 'b.fio'))).toMatch(/^b\.fio:3 \[j\]: unsupported key 'ioscheduler' \(nvmq reads: name, filename/);
+    expect(usage(() => parseJobFile('[global]\nstonewall\n[j]\n', 'b.fio'))).toMatch(/b\.fio:2 \[global\]: unsupported key 'stonewall'/);
+    expect(usage(() => parseJobFile('[j]\niodepth=0\n', 'b.fio'))).toMatch(/^b\.fio:2 \[j\] iodepth=0 is out of range \(1\.\.4095\)$/);
+    expect(usage(() => parseJobFile('[global]\nbs=4k\n', 'b.fio'))).toMatch(/no job section/);
+    expect(usage(() => parseJobFile('[j]\noutput-format=json\n', 'b.fio'))).toMatch(/unsupported key 'output-format'/);
+    expect(usage(() => makeJob(parseJobFile('[j]\nbs=1000\n', 'b.fio')[0]!.raw, parseJobFile('[j]\nbs=1000\n', 'b.fio')[0]!.where))).toMatch(/^b\.fio:2 \[j\] bs=1000 is not a multiple of 512/);
+  });
+
+  it('loads a file, with command-line options overriding it', () => {
+    const t = tempDir();
+    try {
+      const f = path.join(t.dir, 'j.fio');
+      fs.writeFileSync(f, text);
+      const jobs = loadJobFile(f, { iodepth: '8' });
+      expect(jobs.map((j) => j.iodepth)).toEqual([8, 8]);
+      expect(usage(() => loadJobFile(path.join(t.dir, 'missing.fio'), {}))).toMatch(/cannot read job file/);
+    } finally {
+      t.cleanup();
+    }
+  });
+});

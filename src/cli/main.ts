@@ -24,7 +24,8 @@ import {
   type RunSettings,
 } from './options.js';
 import { loadJobFile } from './jobfile.js';
-import { runNvmq, runNodeFs, type RunIo } from './bench/runner.js';
+import { runNvmq, runNodeFs, dataPath, type RunIo } from './bench/runner.js';
+import type { LocalTransport } from '../engine/transport/local.js';
 import { runFio } from './bench/fio.js';
 import { formatNormal, formatComparison, toJson } from './bench/report.js';
 import { renderHtml } from './bench/html.js';
@@ -86,6 +87,7 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
   const d = await openController({ namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
   try {
     console.log(command === 'identify' ? formatIdentify(d) : formatSmartLog(await d.smartLog()));
+    if (command === 'identify') console.log(`data path : ${dataPath((d.transport as LocalTransport).controller)}`);
     return 0;
   } finally {
     await d.close();

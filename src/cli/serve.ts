@@ -12,7 +12,7 @@ export async function serve(namespaces: NamespaceSpec[], settings: RunSettings):
   // Issue 5 adds `metrics: settings.metrics` ({ port, host }) to these options; see engineOptions() in bench/runner.ts.
   const engine = await Engine.open({ namespaces, workers: 1 });
   const m = settings.metrics!;
-  console.log(`nvmq serve: data path: ${dataPath()}`);
+  console.log(`nvmq serve: data path: ${dataPath(engine.controller)}`);
   for (const ns of engine.driver.namespaces.values()) {
     const spec = namespaces[ns.nsid - 1];
     console.log(`  namespace ${ns.nsid}: ${spec?.backend === 'file' ? spec.path : 'memory'}, ${ns.blocks} blocks of ${ns.lbaSize} bytes`);

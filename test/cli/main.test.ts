@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers/harness.js';
+import { dataPathStatus } from '../../src/engine/native.js';
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -30,12 +31,23 @@ describe('nvmq bench', () => {
     if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
   });
 
+  it('says which data path moved the data: the portable one, and why, when io_uring is switched off', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randread', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/data path: node:fs \(libuv thread pool\): disabled by NVMQ_DISABLE_NATIVE=1/);
+      const id = nvmq(dir, ['identify', '--filename', 'nvmq-data/default.img']);
+      expect(id.code).toBe(0);
+      expect(id.out).toMatch(dataPathStatus().path === 'io_uring' ? /^data path : io_uring/m : /^data path : node:fs/m);
+    });
+  });
+
   it('runs the embedded default with no job options: ./nvmq-data/default.img, 1 GiB sparse, two workers, verified', () => {
     inTemp((dir) => {
       const r = nvmq(dir, ['bench', '--runtime', '0.4']);
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/data path: node:fs/);
+      expect(r.out).toMatch(dataPathStatus().path === 'io_uring' ? /data path: io_uring/ : /data path: node:fs/);
       expect(r.out).toMatch(/default: \(jobs=2\): rw=randrw rwmixread=50, bs=4\.0KiB, iodepth=16/);
       expect(r.out).toMatch(/read: IOPS=[\d.]+k?, BW=/);
       expect(r.out).toMatch(/write: IOPS=/);

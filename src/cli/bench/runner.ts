@@ -10,7 +10,8 @@ import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';
 import { Engine, type EngineOptions } from '../../engine/engine.js';
 import type { NamespaceSpec } from '../../engine/local.js';
-import { nativeStatus } from '../../engine/native.js';
+import type { NvmeController } from '../../engine/device/controller.js';
+import { dataPathStatus } from '../../engine/native.js';
 import { Histogram, RELATIVE_ERROR } from './histogram.js';
 import { WorkerStats, C_READ_IOS, C_READ_BYTES, C_WRITE_IOS, C_WRITE_BYTES, C_MEASURED_MS } from './stats.js';
 import { direction, type JobResult, type RunResult, type Sample, type WorkerResult } from './results.js';
@@ -20,13 +21,13 @@ import type { LoopArgs, LoopResult } from './loop.js';
 import type { JobTaskArgs } from './job-task.js';
 import type { FsTaskArgs } from './fs-task.js';
 
-/**
- * Which data path moves nvmq's file I/O: printed once in the report header.
- * The io_uring work (issue 4) replaces the body with the engine's own answer.
- */
-export function dataPath(): string {
-  const n = nativeStatus();
-  return `node:fs (libuv thread pool)${n.loaded ? '; native addon loaded (fallocate)' : `; native addon not loaded: ${n.reason ?? 'unknown'}`}`;
+/** Which data path moves the engine's file I/O, and why: printed once in the report header. */
+export function dataPath(controller: NvmeController): string {
+  const files = [...controller.namespaces.values()].some((ns) => ns.backend.kind === 'file');
+  if (!files) return 'memory (no kernel I/O)';
+  if (controller.dataPath === 'io_uring') return 'io_uring (one ring per I/O queue, zero copy)';
+  const st = dataPathStatus();
+  return `node:fs (libuv thread pool)${st.reason ? `: ${st.reason}` : ''}`;
 }
 
 export const writes = (job: JobSpec): boolean => job.rw !== 'read' && job.rw !== 'randread';
@@ -251,7 +252,7 @@ export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, i
       const ns = engine.namespace(nsid);
       return ns.blocks * ns.lbaSize;
     });
-    const result = await runWorkers('nvmq', dataPath(), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
+    const result = await runWorkers('nvmq', dataPath(engine.controller), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
     if (settings.metrics) result.notes.push(`--metrics-port ${settings.metrics.port} accepted; this build does not serve /metrics yet`);
     const engines = new Set(jobs.flatMap((j) => (j.given.ioengine ? [j.given.ioengine] : [])));
     for (const e of engines) result.notes.push(`ioengine=${e} in the job file: nvmq runs its own engine`);

@@ -1,8 +1,10 @@
 // Engine task: a closed loop keeping `depth` 4 KiB random reads (or writes) in flight for `seconds`, as fio
-// does. Completions that arrive together are resubmitted together behind one doorbell write: each lane's
-// completion queues it, and one microtask refills every queued lane between plug() and unplug().
-// Buffers come from the worker's DMA pool (zero copy). Returns I/Os done and a sample of latencies (µs).
-export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write }) {
+// does. With `batch: 'plug'` completions that arrive together are resubmitted together behind one doorbell
+// write (one io_uring_enter): each lane's completion queues it, and one microtask refills every queued lane
+// between plug() and unplug(). With `batch: 'each'` every completion resubmits its lane at once, one
+// doorbell per command (fio's default, iodepth_batch_submit=1). Buffers come from the worker's DMA pool
+// (zero copy). Returns I/Os done and the median latency (µs).
+export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug' }) {
   const bufs = Array.from({ length: depth }, () => queue.allocBuffer(lbaSize));
   let x = (Math.random() * 0x7fffffff) | 1;
   const rnd = () => {
@@ -41,6 +43,11 @@ export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds
     inflight--;
     ios++;
     if (nlat < lat.length) lat[nlat++] = (performance.now() - started[lane]) * 1000;
+    if (batch === 'each') {
+      if (performance.now() < end) submit(lane);
+      else if (inflight === 0) finish();
+      return;
+    }
     ready.push(lane);
     if (!scheduled) {
       scheduled = true;

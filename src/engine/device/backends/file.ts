@@ -101,7 +101,7 @@ export class FileBackend implements Backend {
     const closed = this.closed('read');
     if (closed) return done(closed);
     const pastEnd = this.device ? 'error' : 'zeroes';
-    if (ring) return ring.read(this.fd, pos, segments, done, pastEnd);
+    if (ring) return ring.read(this.fd, pos, segments, done, pastEnd, !this.direct);
     readAll(this.fd, [...segments], pos, pastEnd, done);
   }
 

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Engine } from '../../../src/engine/engine.js';
 import { startMetricsServer, DEFAULT_METRICS_PORT } from '../../../src/engine/metrics/server.js';
 import { tempDir } from '../../helpers/harness.js';
-import { parseExposition, total, havePromtool, promtoolCheck } from '../../helpers/exposition.js';
+import { parseExposition, total, haveTool, promtoolCheck } from '../../helpers/exposition.js';
 
 const fixture = (name: string): string => new URL(`../../fixtures/${name}`, import.meta.url).href;
 
@@ -87,7 +87,7 @@ describe('Engine metrics: counters equal the I/O done', () => {
   }, 30_000);
 
   it('passes promtool check metrics', async (ctx) => {
-    if (!havePromtool()) return ctx.skip();
+    if (!haveTool('promtool')) return ctx.skip();
     engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 16 << 20 }], workers: 2 });
     const empty = await engine.metrics();
     expect(promtoolCheck(empty)).toBe('');

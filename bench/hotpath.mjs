@@ -51,4 +51,8 @@ const k = (v) => Math.round(v / 1000) + 'k';
 for (const [m, xs] of results) {
   console.log(`one queue pair, one thread, memory namespace, 4 KiB reads, depth ${depth}, metrics ${m ? 'on' : 'off'}: median ${k(median(xs))} IOPS (runs: ${xs.map(k).join(', ')})`);
 }
-if (modes.length === 2) console.log(`metrics on / off: ${(median(results.get(true)) / median(results.get(false))).toFixed(3)}`);
+if (modes.length === 2) {
+  // Also the median of each round's own ratio: a round's two runs share the machine's load at that moment.
+  const paired = results.get(true).map((on, i) => on / results.get(false)[i]);
+  console.log(`metrics on / off: ${(median(results.get(true)) / median(results.get(false))).toFixed(3)} (ratio of medians), ${median(paired).toFixed(3)} (median of the rounds' ratios: ${paired.map((r) => r.toFixed(3)).join(', ')})`);
+}

@@ -2,7 +2,8 @@
 // Multiqueue scaling: IOPS per worker from 1 to 2 workers on a memory namespace and on a file namespace
 // (page cache warm: the file is read through once first), with node:fs promises on the same file at the
 // same depth in the same run. Run `npm run build` first. Usage:
-//   node bench/multiqueue.mjs [--seconds 3] [--depth 32] [--size-mib 256] [--runs 3] [--json out.json]
+//   node bench/multiqueue.mjs [--seconds 3] [--depth 32] [--size-mib 256] [--runs 3] [--metrics on|off] [--json out.json]
+// --metrics: the engines count I/O for Prometheus (on, the Engine's default) or not.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
@@ -11,11 +12,14 @@ import { Engine } from '../dist/engine/engine.js';
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, depth: { type: 'string', default: '32' },
   'size-mib': { type: 'string', default: '256' }, runs: { type: 'string', default: '3' }, json: { type: 'string' },
+  metrics: { type: 'string', default: 'on' },
 } });
 const seconds = Number(values.seconds);
 const depth = Number(values.depth);
 const size = Number(values['size-mib']) << 20;
 const runs = Number(values.runs);
+if (values.metrics !== 'on' && values.metrics !== 'off') throw new Error(`--metrics must be on or off, got ${values.metrics}`);
+const metrics = values.metrics === 'on';
 const lbaSize = 4096;
 const blocks = size / lbaSize;
 const task = new URL('./tasks/randread.mjs', import.meta.url).href;
@@ -24,7 +28,7 @@ const file = 'nvmq-data/bench-multiqueue.img';
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function engineRun(ns, workers) {
-  const e = await Engine.open({ namespaces: [ns], workers, queueDepth: depth + 1 });
+  const e = await Engine.open({ namespaces: [ns], workers, queueDepth: depth + 1, metrics });
   try {
     const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds })));
     return out.reduce((s, r) => s + r.ios, 0) / seconds;
@@ -74,7 +78,7 @@ for (const workers of [1, 2]) {
 const byName = new Map();
 for (const r of results) byName.set(`${r.name}/${r.workers}`, r.iops);
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
-console.log(`4 KiB random reads, depth ${depth} per worker, ${seconds} s x ${runs} runs (median), ${process.version}`);
+console.log(`4 KiB random reads, depth ${depth} per worker, ${seconds} s x ${runs} runs (median), metrics ${values.metrics}, ${process.version}`);
 console.log('| engine | workers | IOPS | IOPS per worker | scaling 1→2 |');
 console.log('| --- | --- | --- | --- | --- |');
 for (const r of results) {

@@ -14,5 +14,7 @@ export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from 
 export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local.js';
 export * as spec from './engine/spec/index.js';
 export { Engine, type EngineOptions } from './engine/engine.js';
+export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';
+export { startMetricsServer, serveMetrics, DEFAULT_METRICS_PORT, DEFAULT_METRICS_HOST, type MetricsServer, type MetricsServerOptions } from './engine/metrics/server.js';
 export { RequestTable } from './engine/shared/request-table.js';
 export { Mutex } from './engine/shared/mutex.js';

@@ -26,6 +26,10 @@ import type { QueuePairHandle } from './host/queue-pair.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError } from './host/errors.js';
 import { makeBackend, type NamespaceSpec } from './local.js';
+import type { Registry } from 'prom-client';
+import { IoMetrics } from './metrics/io-metrics.js';
+import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
+import { checkMetricsServerOptions, serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics/server.js';
 
 const trace = debuglog('nvmq');
 
@@ -41,6 +45,11 @@ export interface EngineOptions {
   poolSize?: number;
   /** Controller tuning (MDTS, MQES, identity, ...). */
   controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
+  /**
+   * Prometheus metrics: counted unless false (default true); an object also
+   * serves them at http://host:port/metrics (default 127.0.0.1:9469).
+   */
+  metrics?: boolean | MetricsServerOptions;
 }
 
 /** What a worker receives when it starts. */
@@ -97,6 +106,10 @@ export class Engine {
   /** Tasks submitted and not settled. */
   private readonly running = new Set<Promise<unknown>>();
   private grants: Promise<void> = Promise.resolve();
+  /** Every queue's I/O counters (undefined with `metrics: false`), and the registry that reads them. */
+  private readonly io: IoMetrics | undefined;
+  private readonly registry: Registry | undefined;
+  private metricsServer: MetricsServer | undefined;
 
   private constructor(driver: NvmeDriver, controller: NvmeController, workers: number, queues: number, opts: EngineOptions) {
     this.driver = driver;
@@ -108,6 +121,22 @@ export class Engine {
     this.channel.unref();
     this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as { type: string; threadId: number });
     this.boot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
+    if (opts.metrics !== false) {
+      this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });
+      this.registry = createMetricsRegistry({
+        io: this.io,
+        smartLog: () => driver.smartLog(),
+        info: {
+          version: nvmqVersion(),
+          backend: [...new Set(opts.namespaces.map((n) => n.backend))].sort().join(','),
+          namespaces: String(driver.namespaces.size),
+          model: driver.controller.model,
+          serial: driver.controller.serial,
+          firmware: driver.controller.firmware,
+        },
+        namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
+      });
+    }
     this.pool = this.startPool();
   }
 
@@ -144,6 +173,7 @@ export class Engine {
     if (!Number.isInteger(depth) || depth < 2 || depth > 4096) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queueDepth must be 2..4096, got ${String(opts.queueDepth)}`);
     const poolSize = opts.poolSize ?? 8 << 20;
     if (!Number.isInteger(poolSize) || poolSize < 1 << 20) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be at least 1 MiB, got ${String(opts.poolSize)}`);
+    if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
     const arenaSize = Math.ceil((workers * 2 * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096;
@@ -167,6 +197,14 @@ export class Engine {
         engine.channel.close();
         await driver.close().catch(() => {});
         throw e;
+      }
+      if (typeof opts.metrics === 'object') {
+        try {
+          engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
+        } catch (e) {
+          await engine.close();
+          throw e;
+        }
       }
       return engine;
     } catch (e) {
@@ -203,9 +241,9 @@ export class Engine {
     let qp: IoQueuePair;
     if (this.sharing) {
       const i = this.assignments.size % this.opts.queues;
-      qp = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: true, reapHere: false }));
+      qp = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: true, reapHere: false, metrics: this.io }));
     } else {
-      qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: false, reapHere: false });
+      qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: false, reapHere: false, metrics: this.io });
     }
     const pool = this.driver.transport.arena.alloc(this.opts.poolSize);
     let threadSlot = 1;
@@ -293,6 +331,23 @@ export class Engine {
     return ns;
   }
 
+  /** The Prometheus text exposition of the engine's metrics (what /metrics serves). */
+  async metrics(): Promise<string> {
+    return this.metricsRegistry.metrics();
+  }
+
+  /** The engine's private prom-client registry, e.g. to merge into an application's own (`Registry.merge`). */
+  get metricsRegistry(): Registry {
+    if (!this.registry) throw new NvmqError('NVMQ_METRICS_DISABLED', 'metrics are off for this engine (metrics: false)');
+    return this.registry;
+  }
+
+  /** Where /metrics is served, when the engine serves it. */
+  get metricsAddress(): { host: string; port: number; url: string } | undefined {
+    const s = this.metricsServer;
+    return s && { host: s.host, port: s.port, url: s.url };
+  }
+
   /**
    * Controller reset with I/O in flight: every outstanding command fails
    * with NVMQ_CONTROLLER_RESET (none is left waiting), the controller comes
@@ -345,6 +400,8 @@ export class Engine {
   }
 
   private async doClose(): Promise<void> {
+    await this.metricsServer?.close();
+    this.metricsServer = undefined;
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);

@@ -18,6 +18,7 @@ import { Cns, IDENTIFY_DATA_SIZE, ACTIVE_NS_LIST_ENTRIES } from '../spec/identif
 import { FeatureId, NumberOfQueuesDw } from '../spec/features.js';
 import { LogPageId, SMART_LOG_SIZE, AsyncEventDw0 } from '../spec/log-pages.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/queues.js';
+import type { IoMetrics } from '../metrics/io-metrics.js';
 
 const trace = debuglog('nvmq');
 
@@ -53,6 +54,8 @@ export interface IoQueuePairOptions {
    * this thread must never consume its CQEs.
    */
   reapHere?: boolean;
+  /** I/O counters to count the pair's commands into (see QueuePairOptions.metrics). */
+  metrics?: IoMetrics;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -298,7 +301,7 @@ export class NvmeDriver {
       throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size} in use`);
     }
     const maxTransfer = Number.isFinite(this.controller.maxTransferBytes) ? this.controller.maxTransferBytes : (this.opts.maxTransferFallback ?? 2 * 1024 * 1024);
-    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer, shared: opts.shared ?? false }, this.namespaces);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics }, this.namespaces);
     const vector = qid;
     try {
       await this.adminCommand({

@@ -89,32 +89,35 @@ export class IoQueuePair extends QueuePair {
   }
 
   async writeZeroes(nsid: number, slba: number, nlb: number, opts: WriteZeroesOptions = {}): Promise<void> {
-    this.ns(nsid);
+    const ns = this.ns(nsid);
     checkBlocks(slba, nlb);
     let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
     if (opts.deallocate) cdw12 = withBits(cdw12, RwCdw12.DEAC, 1);
     if (opts.fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
-    await this.submit({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 });
+    await this.submit({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, undefined, nlb * ns.lbaSize);
   }
 
   /** Dataset Management with the Deallocate attribute over up to 256 ranges. */
   async deallocate(nsid: number, ranges: readonly LbaRange[]): Promise<void> {
-    this.ns(nsid);
+    const ns = this.ns(nsid);
     if (ranges.length === 0 || ranges.length > DSM_MAX_RANGES) {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', `deallocate takes 1 to ${DSM_MAX_RANGES} ranges, got ${ranges.length}`);
     }
     const data = new Uint8Array(ranges.length * DSM_RANGE_SIZE);
     const dv = new DataView(data.buffer);
+    let blocks = 0;
     ranges.forEach((r, i) => {
       if (!Number.isSafeInteger(r.slba) || r.slba < 0 || !Number.isInteger(r.nlb) || r.nlb < 1 || r.nlb > 0xffffffff) {
         throw new NvmqError('NVMQ_INVALID_ARGUMENT', `range ${i}: slba ${r.slba}, nlb ${r.nlb} is not a valid range`);
       }
       dv.setUint32(i * DSM_RANGE_SIZE + DsmRange.NLB.offset, r.nlb, true);
       writeU64(dv, i * DSM_RANGE_SIZE + DsmRange.SLBA.offset, r.slba);
+      blocks += r.nlb;
     });
     await this.submit(
       { opcode: NvmOpcode.DATASET_MANAGEMENT, nsid, cdw10: ranges.length - 1, cdw11: withBits(0, DsmCdw11.AD, 1) },
       { buffer: data, direction: 'to-device' },
+      blocks * ns.lbaSize,
     );
   }
 

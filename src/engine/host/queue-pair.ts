@@ -16,6 +16,10 @@
  * one thread owns the queue (the common case) completions resolve directly,
  * without a shared-memory wait.
  *
+ * With `metrics`, the pair counts into its row of the I/O counters
+ * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
+ * locks that order those steps on a shared pair.
+ *
  * Host words (Int32, shared by the threads using the pair):
  *
  * | word      | field                              | writer                          |
@@ -41,6 +45,8 @@ import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
 import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
+import { sharedNow } from '../shared/clock.js';
+import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
 
 const trace = debuglog('nvmq');
 
@@ -83,6 +89,8 @@ export interface QueuePairOptions {
    * asynchronously.
    */
   blockingWait?: boolean;
+  /** I/O counters to count this pair's commands into (its row is its QID). */
+  metrics?: IoMetrics;
 }
 
 /** Everything another thread needs to use the same queue pair (structured-cloneable). */
@@ -99,6 +107,7 @@ export interface QueuePairHandle {
   prpPagesPerSlot: number;
   table: RequestTableHandle;
   host: SharedArrayBuffer;
+  metrics: IoMetricsHandle | undefined;
 }
 
 interface LocalSlot {
@@ -125,6 +134,8 @@ export class QueuePair {
   readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
   readonly maxTransfer: number;
   readonly table: RequestTable;
+  /** This pair's row of the I/O counters, when it has one. */
+  readonly metrics: QueueMetrics | undefined;
 
   protected readonly transport: Transport;
   protected readonly arena: DmaArena;
@@ -141,6 +152,7 @@ export class QueuePair {
   private plugDepth = 0;
   private plugClock = 0;
   private unrung = 0;
+  private readonly metricsHandle: IoMetricsHandle | undefined;
   /** Whether this object allocated the rings (and so releases them). */
   private readonly owner: boolean;
   /** See QueuePairOptions.blockingWait. */
@@ -158,6 +170,7 @@ export class QueuePair {
     this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
     this.blockingWait = opts.blockingWait ?? false;
+    this.metricsHandle = attach ? attach.metrics : opts.metrics?.handle;
     if (attach) {
       this.shared = attach.shared;
       this.sq = view(this.arena, attach.sq.offset, attach.sq.size);
@@ -166,6 +179,7 @@ export class QueuePair {
       this.host = new Int32Array(attach.host);
       this.prpPagesPerSlot = attach.prpPagesPerSlot;
       this.prpPages = attach.prpPages.map((off) => view(this.arena, off, this.pageSize));
+      this.metrics = attach.metrics && new IoMetrics(attach.metrics).queue(this.qid);
     } else {
       this.shared = opts.shared ?? false;
       const slots = Math.min(opts.slots ?? opts.entries - 1, opts.entries - 1, 0xffff);
@@ -181,6 +195,8 @@ export class QueuePair {
       this.prpPagesPerSlot = dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
       this.prpPages = [];
       for (let i = 0; i < slots * this.prpPagesPerSlot; i++) this.prpPages.push(this.arena.alloc(this.pageSize));
+      this.metrics = opts.metrics?.queue(this.qid);
+      this.metrics?.opened();
     }
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
@@ -219,6 +235,7 @@ export class QueuePair {
       prpPagesPerSlot: this.prpPagesPerSlot,
       table: this.table.handle,
       host: this.host.buffer as SharedArrayBuffer,
+      metrics: this.metricsHandle,
     };
   }
 
@@ -230,7 +247,7 @@ export class QueuePair {
   /** Delays SQ doorbell writes until the matching `unplug()` (doorbell batching). */
   plug(): void {
     // Commands of one plugged batch reach the controller together, at unplug: one clock reading serves them all.
-    if (this.plugDepth++ === 0) this.plugClock = performance.now();
+    if (this.plugDepth++ === 0) this.plugClock = sharedNow();
   }
 
   unplug(): void {
@@ -250,39 +267,51 @@ export class QueuePair {
    * the CID, for tests that need malformed commands.
    */
   submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
-    return this.enqueue(cmd, data, false);
+    return this.enqueue(cmd, data, false, data?.buffer.length ?? 0);
   }
 
-  /** Submits and rejects with the status as a typed error when it is not success. */
-  submit(cmd: CommandFields, data?: DataSpec): Promise<Completion> {
-    return this.enqueue(cmd, data, true);
+  /**
+   * Submits and rejects with the status as a typed error when it is not
+   * success. `length`: the bytes the command addresses, for the I/O counters
+   * (default: the data transferred).
+   */
+  submit(cmd: CommandFields, data?: DataSpec, length = data?.buffer.length ?? 0): Promise<Completion> {
+    return this.enqueue(cmd, data, true, length);
   }
 
   /**
    * The submission path. With a free slot it runs to the doorbell without an
    * await, and the command costs one Promise; only a full table waits.
    */
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean): Promise<Completion> {
+  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion> {
     const dead = this.deadError();
     if (dead) return Promise.reject(dead);
     const cid = this.table.tryAllocate();
-    if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError);
+    if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError, length);
+    if (this.metrics) this.countWait(this.metrics);
     if (this.blockingWait) {
       // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
       // A blocked thread cannot run its own completion callbacks, so the blocking wait is short and the
       // rest of the wait is asynchronous: blocking never deadlocks the thread on itself.
       this.poll();
       const got = this.table.tryAllocate();
-      if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError);
+      if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError, length);
       if (this.shared) {
         const shared = this.table.allocateBlocking(BLOCKING_WAIT_MS);
-        if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError);
+        if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError, length);
       }
     }
-    return this.table.allocateAsync().then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError));
+    return this.table.allocateAsync().then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length));
   }
 
-  private enqueueWithSlot(cid: number, cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean): Promise<Completion> {
+  /** A submission found no free request slot (the slow path: the lock orders it with the other counting threads). */
+  private countWait(m: QueueMetrics): void {
+    if (this.shared) this.lock.lock();
+    m.waited();
+    if (this.shared) this.lock.unlock();
+  }
+
+  private enqueueWithSlot(cid: number, cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion> {
     let bounce: DmaBuffer | undefined;
     let readBack: Uint8Array | undefined;
     let prp1 = 0;
@@ -316,7 +345,8 @@ export class QueuePair {
     try {
       const tail = this.host[H_SQ_TAIL]!;
       const at = this.sq.offset + tail * SQE_SIZE;
-      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, data?.buffer.length ?? 0, this.plugDepth > 0 ? this.plugClock : performance.now());
+      const now = this.plugDepth > 0 ? this.plugClock : sharedNow();
+      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
       if (raw) {
         this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
         this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
@@ -326,6 +356,7 @@ export class QueuePair {
       }
       // The tail moves only once the whole SQE is in place.
       Atomics.store(this.host, H_SQ_TAIL, (tail + 1) % this.entries);
+      this.metrics?.submitted(now);
     } catch (e) {
       // A malformed field (a BigInt, say): nothing was queued.
       if (bounce) this.arena.release(bounce);
@@ -348,12 +379,13 @@ export class QueuePair {
     this.stats.sqDoorbells++;
     if (this.shared) this.dbLock.lock();
     try {
+      this.metrics?.sqDoorbell();
       this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
     } finally {
       if (this.shared) this.dbLock.unlock();
     }
     // Poll straight away: a memory namespace has already completed.
-    this.stats.polled += this.processCompletions();
+    this.stats.polled += this.reap(false);
   }
 
   /**
@@ -369,7 +401,7 @@ export class QueuePair {
 
   /** The interrupt handler for this queue's vector. */
   onInterrupt(): void {
-    this.stats.interrupted += this.processCompletions();
+    this.stats.interrupted += this.reap(true);
   }
 
   /**
@@ -379,8 +411,16 @@ export class QueuePair {
    * the lock is dropped.
    */
   processCompletions(): number {
+    return this.reap(false);
+  }
+
+  /** processCompletions(), counted as found by polling or by the interrupt. */
+  private reap(interrupt: boolean): number {
     const words = this.arena.u32;
     const mine: Completion[] = [];
+    const m = this.metrics;
+    let now = 0;
+    let reaped = 0;
     let n = 0;
     if (this.shared) this.lock.lock();
     try {
@@ -400,14 +440,22 @@ export class QueuePair {
         if (c.cid >= this.slots || this.table.state(c.cid) !== 1) {
           // The controller broke the spec: a CID nobody has outstanding.
           this.stats.spurious++;
+          m?.spurious();
           trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);
           continue;
+        }
+        if (m) {
+          // One clock reading for the whole batch.
+          if (now === 0) now = sharedNow();
+          m.reaped(this.table, c.cid, c.status, now);
+          reaped++;
         }
         if (this.shared) this.table.complete(c.cid, c.status, c.dw0);
         else mine.push(c);
       }
       Atomics.store(this.host, H_CQ_HEAD, head);
       Atomics.store(this.host, H_CQ_PHASE, phase);
+      if (m && n > 0) m.found(n, reaped, interrupt, now);
     } finally {
       if (this.shared) this.lock.unlock();
     }
@@ -415,6 +463,7 @@ export class QueuePair {
       this.stats.cqDoorbells++;
       if (this.shared) this.dbLock.lock();
       try {
+        m?.cqDoorbell();
         this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
       } finally {
         if (this.shared) this.dbLock.unlock();
@@ -495,6 +544,7 @@ export class QueuePair {
   fail(err: NvmqError): void {
     Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
     Atomics.notify(this.host, H_DEAD);
+    this.metrics?.failed(sharedNow());
     for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);

@@ -29,10 +29,10 @@
  * |   +0 state              | FREE/SUBMITTED/COMPLETED | submitter (SUBMITTED), reaper (COMPLETED, Atomics.store + notify), releaser (FREE) |
  * |   +1 opcode, +2 nsid    |                | submitter, before the SQE is written    |
  * |   +3 LBA low, +4 high   |                | submitter                               |
- * |   +5 length (bytes)     |                | submitter                               |
+ * |   +5                    | (unused)       |                                         |
  * |   +6 status             | CQE status     | reaper, before state = COMPLETED        |
  * |   +7 dw0                | CQE DW0        | reaper, before state = COMPLETED        |
- * | Float64 per slot        | submit time    | submitter (ms, performance.now() of its thread's origin) |
+ * | Float64 × 2 per slot     | submit time, length | submitter: ms of `sharedNow()` (comparable between threads), bytes the command addresses |
  *
  * The reaper writes status and DW0, then `Atomics.store(state, COMPLETED)`
  * and `Atomics.notify(state)`: the submitter that sees COMPLETED (by
@@ -40,6 +40,7 @@
  */
 import { Mutex } from './mutex.js';
 import { waitAsyncAlive } from './wait.js';
+import { sharedNow } from './clock.js';
 
 const kLock = 0;
 const kFreeCount = 1;
@@ -56,7 +57,6 @@ const F_OPCODE = 1;
 const F_NSID = 2;
 const F_LBA_LO = 3;
 const F_LBA_HI = 4;
-const F_LENGTH = 5;
 const F_STATUS = 6;
 const F_DW0 = 7;
 
@@ -88,7 +88,7 @@ export class RequestTable {
   static create(slots: number): RequestTable {
     if (!Number.isInteger(slots) || slots < 1 || slots > 65535) throw new RangeError(`request table slots must be 1..65535, got ${slots}`);
     const words = new SharedArrayBuffer((HEADER + slots + slots * SLOT_WORDS) * 4);
-    const times = new SharedArrayBuffer(slots * 8);
+    const times = new SharedArrayBuffer(slots * 2 * 8);
     const w = new Int32Array(words);
     w[kSlots] = slots;
     w[kFreeCount] = slots;
@@ -206,14 +206,14 @@ export class RequestTable {
   }
 
   /** Records what a submitter put in slot `cid` (before its SQE is written). */
-  describe(cid: number, opcode: number, nsid: number, lba: number, length: number, now = performance.now()): void {
+  describe(cid: number, opcode: number, nsid: number, lba: number, length: number, now = sharedNow()): void {
     const s = this.slotBase + cid * SLOT_WORDS;
     this.w[s + F_OPCODE] = opcode;
     this.w[s + F_NSID] = nsid | 0;
     this.w[s + F_LBA_LO] = lba % 0x1_0000_0000 | 0;
     this.w[s + F_LBA_HI] = Math.floor(lba / 0x1_0000_0000);
-    this.w[s + F_LENGTH] = length;
-    this.times[cid] = now;
+    this.times[cid * 2] = now;
+    this.times[cid * 2 + 1] = length;
   }
 
   /** The reaper's side: status and DW0, then COMPLETED, then a wake-up for a submitter waiting on the slot. */
@@ -241,8 +241,18 @@ export class RequestTable {
     return this.w[this.slotBase + cid * SLOT_WORDS + F_OPCODE]!;
   }
 
+  nsid(cid: number): number {
+    return this.w[this.slotBase + cid * SLOT_WORDS + F_NSID]! >>> 0;
+  }
+
+  /** Bytes the command addresses, as its submitter described it. */
+  length(cid: number): number {
+    return this.times[cid * 2 + 1]!;
+  }
+
+  /** When the command was submitted (`sharedNow()` of the submitter). */
   submitTime(cid: number): number {
-    return this.times[cid]!;
+    return this.times[cid * 2]!;
   }
 
   /** Waits (async) until slot `cid` is COMPLETED. */

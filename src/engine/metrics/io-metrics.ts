@@ -1,0 +1,291 @@
+/**
+ * I/O counters and latency histograms of every I/O queue pair, in one
+ * SharedArrayBuffer, counted by the host side as it reaps completions: what
+ * /proc/diskstats is for a Linux block device, per queue and namespace.
+ *
+ * The hot path costs a handful of plain Float64 stores per command and no
+ * call into prom-client: collectors (`collector.ts`) read the cells at scrape
+ * time. Counters need 64 bits (at 1M IOPS a 32-bit count wraps in an hour,
+ * a byte count in seconds) and Atomics have no Float64 form, so every cell
+ * has exactly one writer at a time instead: the thread that reaps the queue
+ * pair's completions, which on a shared pair holds the pair's lock while it
+ * does (the lock's Atomics order one reaper's stores before the next one's
+ * loads), and on an unshared pair is the only thread using it. A scrape reads
+ * without the lock and may miss the last few completions, never more (an
+ * aligned 8-byte access is one instruction on x64 and arm64, as the SMART
+ * counters in `device/health.ts` also rely on).
+ *
+ * Memory map: row `qid` (1..maxQid; row 0, the admin queue, is unused) of
+ * ROW_CELLS Float64 cells.
+ *
+ * | cells                    | field                                   | writer (on a shared pair: under)        |
+ * | ------------------------ | --------------------------------------- | --------------------------------------- |
+ * | Q_INFLIGHT               | commands submitted and not yet reaped   | submitter +1, reaper -batch (H_LOCK)    |
+ * | Q_BUSY_SINCE             | shared clock (ms) when Q_INFLIGHT left 0| submitter (H_LOCK)                      |
+ * | Q_BUSY_MS                | ms with Q_INFLIGHT > 0, closed intervals| reaper (H_LOCK)                         |
+ * | Q_WEIGHTED_MS            | sum of every reaped command's latency   | reaper (H_LOCK)                         |
+ * | Q_SQ_DOORBELLS, Q_CQ_DOORBELLS | doorbell writes                   | doorbell writer (H_DB_LOCK)             |
+ * | Q_POLLED, Q_INTERRUPTED  | completions reaped by polling / from the interrupt | reaper (H_LOCK)              |
+ * | Q_SPURIOUS               | CQEs for a CID not outstanding          | reaper (H_LOCK)                         |
+ * | Q_WAITS                  | submissions that found no free request slot | submitter (H_LOCK, taken for it)    |
+ * | Q_OPENED                 | 1 once a pair with this QID was created | creating thread (main)                  |
+ * | per namespace slot, per op, OP_CELLS: |                            | reaper (H_LOCK)                         |
+ * |   +C_COMPLETED, +C_BYTES, +C_TIME_MS | successful commands, bytes they addressed, their summed latency |    |
+ * |   +C_BUCKETS .. +LATENCY_BUCKETS | latency histogram of successful commands, not cumulative: bucket k counts latencies in (2^(k-1), 2^k] µs, the last one everything above 2^24 µs | |
+ * |   +C_ERRORS .. +ERROR_STATUSES.length | failed commands by status, the last one "other" | |
+ *
+ * Namespace slots: the active NSIDs in ascending order, then "all" (NSID
+ * FFFFFFFFh, e.g. a flush of every namespace), then "other" (an NSID that is
+ * not active). Ops: read, write, flush, write_zeroes, deallocate (Dataset
+ * Management), other (any other I/O opcode, through passthrough).
+ *
+ * Latency is host-observed: from the submit time in the request table (the
+ * shared clock) to the reaping of the CQE.
+ */
+import { describeStatus, GenericStatus, makeStatus, MediaStatus, Sct, statusCode } from '../spec/status.js';
+import { NvmOpcode } from '../spec/opcodes.js';
+import type { RequestTable } from '../shared/request-table.js';
+
+export const OPS = ['read', 'write', 'flush', 'write_zeroes', 'deallocate', 'other'] as const;
+export type OpName = (typeof OPS)[number];
+const OP_OTHER = OPS.length - 1;
+
+/** Op index by opcode. */
+const OP_OF_OPCODE = new Uint8Array(256).fill(OP_OTHER);
+OP_OF_OPCODE[NvmOpcode.READ] = 0;
+OP_OF_OPCODE[NvmOpcode.WRITE] = 1;
+OP_OF_OPCODE[NvmOpcode.FLUSH] = 2;
+OP_OF_OPCODE[NvmOpcode.WRITE_ZEROES] = 3;
+OP_OF_OPCODE[NvmOpcode.DATASET_MANAGEMENT] = 4;
+
+/** Finite histogram buckets: upper bounds 2^k µs for k = 0..24 (1 µs to 16.8 s). */
+export const LATENCY_BUCKETS = 25;
+const MAX_BUCKET_US = 2 ** (LATENCY_BUCKETS - 1);
+
+/** Upper bound of finite bucket `k`, in seconds. */
+export function bucketBoundSeconds(k: number): number {
+  return 2 ** k / 1e6;
+}
+
+/**
+ * The bucket of a latency in milliseconds: the smallest k with latency <=
+ * 2^k µs, from the bit length of the whole microseconds (no loop), or
+ * LATENCY_BUCKETS past the last bound.
+ */
+export function latencyBucket(ms: number): number {
+  const us = Math.ceil(ms * 1000);
+  if (us <= 1) return 0;
+  if (us > MAX_BUCKET_US) return LATENCY_BUCKETS;
+  return 32 - Math.clz32(us - 1);
+}
+
+/** Statuses errors are counted by (a fixed set, to keep the label bounded); anything else counts as "other". */
+export const ERROR_STATUSES: readonly number[] = [
+  makeStatus(Sct.GENERIC, GenericStatus.INVALID_OPCODE),
+  makeStatus(Sct.GENERIC, GenericStatus.INVALID_FIELD),
+  makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR),
+  makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR),
+  makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED),
+  makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION),
+  makeStatus(Sct.GENERIC, GenericStatus.INVALID_NAMESPACE),
+  makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID),
+  makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_WRITE_PROTECTED),
+  makeStatus(Sct.GENERIC, GenericStatus.LBA_OUT_OF_RANGE),
+  makeStatus(Sct.GENERIC, GenericStatus.CAPACITY_EXCEEDED),
+  makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_NOT_READY),
+  makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT),
+  makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR),
+  makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.COMPARE_FAILURE),
+  makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.ACCESS_DENIED),
+];
+const STATUS_INDEX = new Map(ERROR_STATUSES.map((s, i) => [statusCode(s), i]));
+
+/** Label values of the error cells: the status's stable code in lower case ("lba_out_of_range"), then "other". */
+export const ERROR_STATUS_LABELS: readonly string[] = [...ERROR_STATUSES.map((s) => describeStatus(s).code.replace(/^NVMQ_/, '').toLowerCase()), 'other'];
+
+// Queue cells.
+export const Q_INFLIGHT = 0;
+export const Q_BUSY_SINCE = 1;
+export const Q_BUSY_MS = 2;
+export const Q_WEIGHTED_MS = 3;
+export const Q_SQ_DOORBELLS = 4;
+export const Q_CQ_DOORBELLS = 5;
+export const Q_POLLED = 6;
+export const Q_INTERRUPTED = 7;
+export const Q_SPURIOUS = 8;
+export const Q_WAITS = 9;
+export const Q_OPENED = 10;
+const QUEUE_CELLS = 12;
+
+// Cells of one (namespace, op).
+export const C_COMPLETED = 0;
+export const C_BYTES = 1;
+export const C_TIME_MS = 2;
+export const C_BUCKETS = 3;
+export const C_ERRORS = C_BUCKETS + LATENCY_BUCKETS + 1;
+const OP_CELLS = C_ERRORS + ERROR_STATUSES.length + 1;
+const NS_CELLS = OPS.length * OP_CELLS;
+
+const NSID_ALL = 0xffffffff;
+
+/** What another thread needs to map the same counters (structured-cloneable). */
+export interface IoMetricsHandle {
+  buffer: SharedArrayBuffer;
+  maxQid: number;
+  nsids: number[];
+}
+
+/** Every queue's counters: the layout, and the readers collectors use. */
+export class IoMetrics {
+  readonly handle: IoMetricsHandle;
+  readonly maxQid: number;
+  /** Label values of the namespace slots: the active NSIDs, "all", "other". */
+  readonly namespaceLabels: readonly string[];
+  readonly rowCells: number;
+  private readonly cells: Float64Array;
+  private readonly slotOfNsid: Map<number, number>;
+
+  static create(opts: { maxQid: number; nsids: readonly number[] }): IoMetrics {
+    if (!Number.isInteger(opts.maxQid) || opts.maxQid < 1 || opts.maxQid > 65535) throw new RangeError(`maxQid must be 1..65535, got ${opts.maxQid}`);
+    const nsids = [...new Set(opts.nsids)].sort((a, b) => a - b);
+    const rowCells = QUEUE_CELLS + (nsids.length + 2) * NS_CELLS;
+    return new IoMetrics({ buffer: new SharedArrayBuffer((opts.maxQid + 1) * rowCells * 8), maxQid: opts.maxQid, nsids });
+  }
+
+  /** Maps counters another thread created. */
+  constructor(handle: IoMetricsHandle) {
+    this.handle = handle;
+    this.maxQid = handle.maxQid;
+    this.cells = new Float64Array(handle.buffer);
+    this.rowCells = QUEUE_CELLS + (handle.nsids.length + 2) * NS_CELLS;
+    this.slotOfNsid = new Map(handle.nsids.map((n, i) => [n, i]));
+    this.namespaceLabels = [...handle.nsids.map(String), 'all', 'other'];
+  }
+
+  /** The counters of queue `qid`, or undefined when it lies past the rows made (then that queue is not counted). */
+  queue(qid: number): QueueMetrics | undefined {
+    if (!Number.isInteger(qid) || qid < 1 || qid > this.maxQid) return undefined;
+    return new QueueMetrics(this, this.cells.subarray(qid * this.rowCells, (qid + 1) * this.rowCells));
+  }
+
+  /** Namespace slot of an NSID (as read from the request table: any 32-bit value). */
+  namespaceSlot(nsid: number): number {
+    const n = nsid >>> 0;
+    const slot = this.slotOfNsid.get(n);
+    if (slot !== undefined) return slot;
+    return n === NSID_ALL ? this.handle.nsids.length : this.handle.nsids.length + 1;
+  }
+
+  // ---------------------------------------------------------------- readers (scrape time)
+
+  /** QIDs of the rows a queue pair was ever created on (their counters persist across queue deletion). */
+  openedQueues(): number[] {
+    const out: number[] = [];
+    for (let qid = 1; qid <= this.maxQid; qid++) if (this.queueCell(qid, Q_OPENED) !== 0) out.push(qid);
+    return out;
+  }
+
+  queueCell(qid: number, cell: number): number {
+    return this.cells[qid * this.rowCells + cell]!;
+  }
+
+  /** A cell of (queue, namespace slot, op): C_COMPLETED, C_BYTES, C_TIME_MS, C_BUCKETS + k, C_ERRORS + i. */
+  opCell(qid: number, nsSlot: number, op: number, cell: number): number {
+    return this.cells[qid * this.rowCells + QUEUE_CELLS + nsSlot * NS_CELLS + op * OP_CELLS + cell]!;
+  }
+
+  /** Milliseconds queue `qid` has had commands in flight, including the interval still open at `now` (shared clock). */
+  busyMs(qid: number, now: number): number {
+    const closed = this.queueCell(qid, Q_BUSY_MS);
+    return this.queueCell(qid, Q_INFLIGHT) > 0 ? closed + Math.max(0, now - this.queueCell(qid, Q_BUSY_SINCE)) : closed;
+  }
+}
+
+/**
+ * One queue pair's row: what the host side calls as it submits, rings and
+ * reaps. Every method is a few stores into the row (see the map above for
+ * who may call which).
+ */
+export class QueueMetrics {
+  private lastNsid = -1;
+  private lastBase = 0;
+  /** Latency summed over the batch being reaped, added to Q_WEIGHTED_MS by `found()`. */
+  private batchMs = 0;
+
+  constructor(
+    private readonly layout: IoMetrics,
+    private readonly c: Float64Array,
+  ) {}
+
+  /** The creating thread, when a pair takes this QID: a fresh pair has nothing in flight. */
+  opened(): void {
+    this.c[Q_INFLIGHT] = 0;
+    this.c[Q_BUSY_SINCE] = 0;
+    this.c[Q_OPENED] = 1;
+  }
+
+  /** The pair was failed (reset, deletion): its outstanding commands will never be reaped. */
+  failed(now: number): void {
+    if (this.c[Q_INFLIGHT]! > 0) this.c[Q_BUSY_MS]! += now - this.c[Q_BUSY_SINCE]!;
+    this.c[Q_INFLIGHT] = 0;
+  }
+
+  /** One command submitted at `now` (shared clock). */
+  submitted(now: number): void {
+    if (this.c[Q_INFLIGHT]!++ === 0) this.c[Q_BUSY_SINCE] = now;
+  }
+
+  /**
+   * The completion of request slot `cid` with `status`, reaped at `now`
+   * (shared clock). The batch it belongs to ends with `found()`.
+   */
+  reaped(table: RequestTable, cid: number, status: number, now: number): void {
+    const c = this.c;
+    const ms = now - table.submitTime(cid);
+    this.batchMs += ms;
+    const nsid = table.nsid(cid);
+    if (nsid !== this.lastNsid) {
+      this.lastNsid = nsid;
+      this.lastBase = QUEUE_CELLS + this.layout.namespaceSlot(nsid) * NS_CELLS;
+    }
+    const base = this.lastBase + OP_OF_OPCODE[table.opcode(cid) & 0xff]! * OP_CELLS;
+    if (status === 0) {
+      c[base + C_COMPLETED]!++;
+      c[base + C_BYTES]! += table.length(cid);
+      c[base + C_TIME_MS]! += ms;
+      c[base + C_BUCKETS + latencyBucket(ms)]!++;
+    } else {
+      c[base + C_ERRORS + (STATUS_INDEX.get(statusCode(status)) ?? ERROR_STATUSES.length)]!++;
+    }
+  }
+
+  /**
+   * The end of a batch: `n` CQEs found by polling (`interrupt` false) or by
+   * the interrupt handler at `now`, `reaped` of them for commands outstanding
+   * (the others were spurious).
+   */
+  found(n: number, reaped: number, interrupt: boolean, now: number): void {
+    const c = this.c;
+    c[interrupt ? Q_INTERRUPTED : Q_POLLED]! += n;
+    if (reaped === 0) return;
+    c[Q_WEIGHTED_MS]! += this.batchMs;
+    this.batchMs = 0;
+    if ((c[Q_INFLIGHT]! -= reaped) === 0) c[Q_BUSY_MS]! += now - c[Q_BUSY_SINCE]!;
+  }
+
+  sqDoorbell(): void {
+    this.c[Q_SQ_DOORBELLS]!++;
+  }
+
+  cqDoorbell(): void {
+    this.c[Q_CQ_DOORBELLS]!++;
+  }
+
+  spurious(): void {
+    this.c[Q_SPURIOUS]!++;
+  }
+
+  waited(): void {
+    this.c[Q_WAITS]!++;
+  }
+}

@@ -7,6 +7,7 @@
  * Job options carry fio's names and meanings (`rw`, `bs`, `iodepth`, ...),
  * so the same words work on the command line and in a fio job file.
  */
+import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
 import * as path from 'node:path';
 
 /** A bad option or job file: one line on stderr, exit status 2. */
@@ -84,7 +85,7 @@ export const OPTIONS = {
   'output-format': { kind: 'enum', default: 'normal', values: ['normal', 'json'], description: "report format (json: fio's structure)", aliases: ['output_format'] },
   compare: { kind: 'enum', default: 'none', values: ['none', 'node-fs', 'fio'], description: 'run the same job through node:fs promises, or fio, and print both' },
   report: { kind: 'string', description: 'write a self-contained HTML report to this file' },
-  'metrics-port': { kind: 'int', min: 0, max: 65535, description: 'serve Prometheus /metrics on this port (serve: default 9464)', commands: ['bench', 'serve'] },
+  'metrics-port': { kind: 'int', min: 0, max: 65535, description: `serve Prometheus /metrics on this port (serve: default ${DEFAULT_METRICS_PORT})`, commands: ['bench', 'serve'] },
   'metrics-host': { kind: 'string', default: '127.0.0.1', description: 'address /metrics listens on', commands: ['bench', 'serve'] },
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
   help: { kind: 'bool', description: 'print this help', commands: COMMANDS },
@@ -319,7 +320,7 @@ export interface RunSettings {
 }
 
 export function makeSettings(raw: RawOptions, command: Command): RunSettings {
-  const port = raw['metrics-port'] !== undefined ? (checkValue('metrics-port', raw['metrics-port']) as number) : command === 'serve' ? 9464 : undefined;
+  const port = raw['metrics-port'] !== undefined ? (checkValue('metrics-port', raw['metrics-port']) as number) : command === 'serve' ? DEFAULT_METRICS_PORT : undefined;
   return {
     outputFormat: (raw['output-format'] ?? 'normal') as 'normal' | 'json',
     compare: (raw.compare ?? 'none') as RunSettings['compare'],

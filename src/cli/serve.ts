@@ -7,17 +7,16 @@ import { Engine } from '../engine/engine.js';
 import type { NamespaceSpec } from '../engine/local.js';
 import type { RunSettings } from './options.js';
 import { dataPath } from './bench/runner.js';
+import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
 
 export async function serve(namespaces: NamespaceSpec[], settings: RunSettings): Promise<number> {
-  // Issue 5 adds `metrics: settings.metrics` ({ port, host }) to these options; see engineOptions() in bench/runner.ts.
-  const engine = await Engine.open({ namespaces, workers: 1 });
-  const m = settings.metrics!;
+  const engine = await Engine.open({ namespaces, workers: 1, metrics: settings.metrics ?? { port: DEFAULT_METRICS_PORT } });
   console.log(`nvmq serve: data path: ${dataPath(engine.controller)}`);
   for (const ns of engine.driver.namespaces.values()) {
     const spec = namespaces[ns.nsid - 1];
     console.log(`  namespace ${ns.nsid}: ${spec?.backend === 'file' ? spec.path : 'memory'}, ${ns.blocks} blocks of ${ns.lbaSize} bytes`);
   }
-  console.log(`  metrics: http://${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}/metrics requested; this build does not serve /metrics yet`);
+  console.log(`  metrics: ${engine.metricsAddress!.url}`);
   console.log('ready; SIGINT or SIGTERM to stop');
   // Signal handlers do not keep the event loop alive (nor do the engine's idle workers): a timer does.
   const keepAlive = setInterval(() => {}, 1 << 30);

@@ -31,6 +31,14 @@ describe('nvmq bench', () => {
     if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
   });
 
+  it('--metrics-port serves /metrics for the length of the run and says where', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--backend', 'memory', '--size', '16m', '--rw', 'randread', '--metrics-port', '0', ...SHORT]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/metrics were served on http:\/\/127\.0\.0\.1:\d+\/metrics during the run/);
+    });
+  });
+
   it('says which data path moved the data: the portable one, and why, when io_uring is switched off', () => {
     inTemp((dir) => {
       const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randread', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
@@ -260,7 +268,7 @@ describe('nvmq identify, smart-log, serve', () => {
     });
   });
 
-  it('serve opens the namespaces, waits for SIGTERM, flushes and exits 0', async () => {
+  it('serve opens the namespaces, serves /metrics, waits for SIGTERM, flushes and exits 0', async () => {
     const t = tempDir();
     try {
       const child = spawn(process.execPath, [BIN, 'serve', '--filename', 'a.img:b.img', '--size', '4m', '--metrics-port', '0'], { cwd: t.dir });
@@ -273,6 +281,15 @@ describe('nvmq identify, smart-log, serve', () => {
       const deadline = Date.now() + 15_000;
       while (!out.includes('ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(out).toMatch(/namespace 1: a\.img, 1024 blocks of 4096 bytes\n\s+namespace 2: b\.img/);
+      // A real scrape of the port the OS picked.
+      const url = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(out)?.[1];
+      expect(url).toBeDefined();
+      const res = await fetch(url!);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const text = await res.text();
+      expect(text).toMatch(/^nvmq_info\{.*namespaces="2".*\} 1$/m);
+      expect(text).toMatch(/^nvmq_namespace_capacity_bytes\{namespace="2"\} 4194304$/m);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(out).toMatch(/SIGTERM: flushing and shutting down\nclosed\n$/);

@@ -60,7 +60,7 @@ describe('option parsing', () => {
     const s = makeSettings(parseArgv(['--output-format', 'json', '--compare', 'node-fs', '--report', 'r.html', '--metrics-port', '9000', '--force']).options, 'bench');
     expect(s).toEqual({ outputFormat: 'json', compare: 'node-fs', report: 'r.html', metrics: { port: 9000, host: '127.0.0.1' }, force: true });
     expect(makeSettings({}, 'bench').metrics).toBeUndefined();
-    expect(makeSettings({}, 'serve').metrics).toEqual({ port: 9464, host: '127.0.0.1' });
+    expect(makeSettings({}, 'serve').metrics).toEqual({ port: 9469, host: '127.0.0.1' });
     expect(makeSettings({ 'metrics-port': '0', 'metrics-host': '::1' }, 'serve').metrics).toEqual({ port: 0, host: '::1' });
   });
 

@@ -76,11 +76,10 @@ function namespacesOf(jobs: readonly JobSpec[], force: boolean): NamespacePlan[]
 }
 
 /**
- * The one place the command's settings become Engine options. The metrics
- * work (issue 5) adds `metrics: settings.metrics` here (`{ port, host }`,
- * already checked: port 0..65535).
+ * The one place the command's settings become Engine options. Metrics are
+ * counted always; with --metrics-port they are also served on /metrics.
  */
-export function engineOptions(namespaces: NamespaceSpec[], jobs: readonly JobSpec[], _settings: RunSettings): EngineOptions {
+export function engineOptions(namespaces: NamespaceSpec[], jobs: readonly JobSpec[], settings: RunSettings): EngineOptions {
   const depth = Math.max(...jobs.map((j) => j.iodepth));
   const inflight = Math.max(...jobs.map((j) => j.iodepth * j.bs));
   return {
@@ -90,6 +89,7 @@ export function engineOptions(namespaces: NamespaceSpec[], jobs: readonly JobSpe
     poolSize: Math.ceil((inflight + (64 << 10)) / (1 << 20)) * (1 << 20),
     // MDTS 2^8 pages: transfers up to 1 MiB, the largest --bs.
     controller: { mdts: 8 },
+    metrics: settings.metrics ?? true,
   };
 }
 
@@ -253,7 +253,8 @@ export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, i
       return ns.blocks * ns.lbaSize;
     });
     const result = await runWorkers('nvmq', dataPath(engine.controller), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
-    if (settings.metrics) result.notes.push(`--metrics-port ${settings.metrics.port} accepted; this build does not serve /metrics yet`);
+    const served = engine.metricsAddress;
+    if (served) result.notes.push(`metrics were served on ${served.url} during the run`);
     const engines = new Set(jobs.flatMap((j) => (j.given.ioengine ? [j.given.ioengine] : [])));
     for (const e of engines) result.notes.push(`ioengine=${e} in the job file: nvmq runs its own engine`);
     return { result, layouts };

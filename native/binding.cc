@@ -1,7 +1,8 @@
 // Node-API binding for nvmq's native helpers. This is the ONLY translation
-// unit that includes napi.h; everything it exposes is implemented as plain
-// C++ in sibling files (fallocate.cc, and later io_uring support) so that the
-// core stays free of N-API types.
+// unit that includes napi.h (and uv.h, for watching a ring's eventfd on the
+// calling thread's event loop); everything it exposes is implemented as plain
+// C++ in sibling files (fallocate.cc, ring.cc) so that the core stays free of
+// N-API types.
 //
 // Built with C++ exceptions disabled (node-addon-api's NODE_ADDON_API_DISABLE_
 // CPP_EXCEPTIONS): JS errors are raised with ThrowAsJavaScriptException() and
@@ -368,6 +369,12 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
   Napi::Value ReadNowait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
+    for (size_t i = 0; i < 4; i++) {
+      if (!info[i].IsNumber()) {
+        Napi::TypeError::New(env, "nvmq_native: readNowait(fd, offset, length, pos) takes numbers").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    }
     const int rc = s_->ring->ReadNowait(info[0].As<Napi::Number>().DoubleValue(),
                                         info[1].As<Napi::Number>().DoubleValue(),
                                         info[2].As<Napi::Number>().DoubleValue(),

@@ -116,7 +116,6 @@ export class IoRing {
     return this.ring.inflight();
   }
 
-  /** `pastEnd`: what a read at end of file means (zeroes for a file that shrank, an error for a device). */
   /**
    * `pastEnd`: what a read at end of file means (zeroes for a file that
    * shrank, an error for a device). `cached`: the file goes through the page
@@ -219,7 +218,8 @@ export class IoRing {
    * what it finished at once. Cheap when nothing is staged.
    */
   submit(): void {
-    if (this.staged === 1 && this.cachedRead === 1 && this.ops[F_CODE] === OP_READ && this.readCached()) return;
+    // A completion of the fast path may stage follow-ups: the loop below submits them.
+    if (this.staged === 1 && this.cachedRead === 1 && this.ops[F_CODE] === OP_READ) this.readCached();
     this.cachedRead = 0;
     while (this.staged > 0) {
       const n = this.staged;
@@ -240,16 +240,15 @@ export class IoRing {
    * the ring as staged. Batches always go to the ring, where one
    * io_uring_enter serves them all (about 15% faster at depth 32).
    */
-  private readCached(): boolean {
+  private readCached(): void {
     const o = this.ops;
     const want = o[F_LEN]!;
     const rc = this.ring.readNowait(o[F_FD]!, o[F_ADDR]!, want, o[F_POS]!);
-    if (rc !== want) return false;
+    if (rc !== want) return;
     this.staged = 0;
     this.cachedRead = 0;
     const tag = o[F_USER]!;
     this.finish(tag, this.pending[tag]!, null);
-    return true;
   }
 
   /** Completes whatever the kernel has finished, without a system call. Returns how many. */

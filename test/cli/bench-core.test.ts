@@ -85,12 +85,14 @@ describe('verify stamp', () => {
 });
 
 describe('scatter', () => {
-  it('visits every block exactly once per pass', () => {
-    for (const n of [1, 2, 3, 100, 4096, 5000]) {
-      const next = scatter(n, 12345);
-      const seen = new Uint8Array(n);
-      for (let i = 0; i < n; i++) seen[next()]!++;
-      expect(seen.every((x) => x === 1)).toBe(true);
+  it('visits every block exactly once per pass, whatever the seed (uint32 seeds with the top bit set included)', () => {
+    for (const seed of [12345, 0, 1, 0x7fffffff, 0x80000000, 0xdeadbeef, 0xffffffff]) {
+      for (const n of [1, 2, 3, 100, 1024, 4096, 5000]) {
+        const next = scatter(n, seed);
+        const seen = new Uint8Array(n);
+        for (let i = 0; i < n; i++) seen[next()]!++;
+        expect(seen.every((x) => x === 1), `n ${n}, seed 0x${seed.toString(16)}`).toBe(true);
+      }
     }
   });
 });

@@ -81,7 +81,10 @@ export function scatter(n: number, seed: number): () => number {
   while (2 ** bits < n) bits++;
   const m = 2 ** bits;
   const mask = m === 0x1_0000_0000 ? 0xffffffff : m - 1;
-  const c = (seed | 1) % m;
+  // An odd increment in [1, m): the LCG then has full period m. (`seed | 1` would turn a seed with the top
+  // bit set negative, and a negative x breaks the permutation: blocks repeat within a pass, others are skipped.)
+  let c = (seed >>> 0) % m;
+  if (c % 2 === 0) c = c + 1 < m ? c + 1 : c - 1;
   let x = (seed >>> 3) % m;
   const half = Math.max(1, bits >>> 1);
   return () => {

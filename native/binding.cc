@@ -219,7 +219,8 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
          InstanceMethod<&RingWrap::Cancel>("cancel"),
          InstanceMethod<&RingWrap::Close>("close"),
          InstanceMethod<&RingWrap::Inflight>("inflight"),
-         InstanceMethod<&RingWrap::ReadNowait>("readNowait")});
+         InstanceMethod<&RingWrap::ReadNowait>("readNowait"),
+         InstanceMethod<&RingWrap::RegisterFiles>("registerFiles")});
   }
 
   // new Ring(arena: Uint8Array, entries, ops: Float64Array,
@@ -362,6 +363,18 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
   Napi::Value Inflight(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Napi::Number::New(env, s_ != nullptr && s_->ring != nullptr ? s_->ring->inflight() : 0);
+  }
+
+  // registerFiles(fds: Int32Array) -> 0 | -errno
+  Napi::Value RegisterFiles(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      Napi::TypeError::New(env, "nvmq_native: registerFiles(fds: Int32Array)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Int32Array fds = info[0].As<Napi::Int32Array>();
+    return Napi::Number::New(env, s_->ring->RegisterFiles(fds.Data(), static_cast<unsigned>(fds.ElementLength())));
   }
 
   // readNowait(fd, arenaOffset, length, pos) -> bytes | -errno (-EAGAIN:

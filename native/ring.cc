@@ -19,6 +19,7 @@ namespace nvmq {
 
 struct Ring::Impl {
   io_uring ring;
+  bool files = false;
   // iovecs of the batch being submitted; the kernel has copied them by the
   // time io_uring_enter returns (IORING_FEAT_SUBMIT_STABLE, checked at setup).
   std::vector<iovec> iov;
@@ -100,7 +101,13 @@ Ring::~Ring() {
     if (inflight_ > 0) CancelAll(30000);
     // Still in flight after that: the kernel may yet write into the arena, so
     // leak the ring rather than pretend it is idle.
-    if (inflight_ == 0) io_uring_queue_exit(&impl_->ring);
+    if (inflight_ == 0) {
+      // The kernel frees a ring's context in the background; its registered
+      // files are dropped now, so closing the ring leaves no file (and no
+      // file system) busy behind it.
+      if (impl_->files) io_uring_unregister_files(&impl_->ring);
+      io_uring_queue_exit(&impl_->ring);
+    }
     delete impl_;
   }
   if (event_fd_ >= 0) close(event_fd_);
@@ -214,6 +221,7 @@ int Ring::Submit(const double* ops, unsigned n, const double* segs,
                                 static_cast<uint64_t>(len));
         break;
     }
+    if (o[kOpFixed] == 1) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, static_cast<uint32_t>(user));
     inflight_++;
   }
@@ -293,6 +301,13 @@ unsigned Ring::CancelAll(unsigned timeout_ms) {
   return inflight_;
 }
 
+int Ring::RegisterFiles(const int32_t* fds, unsigned n) {
+  if (n == 0 || n > 1024 || impl_->files) return -EINVAL;
+  const int rc = io_uring_register_files(&impl_->ring, fds, n);
+  if (rc == 0) impl_->files = true;
+  return rc;
+}
+
 int Ring::ReadNowait(double fd, double addr, double len, double pos) {
   if (!IsUint(fd, 0x7fffffff) || !IsUint(pos, kMaxSafe)) return -EINVAL;
   if (!InArena(addr, len, arena_len_)) return -EFAULT;
@@ -326,6 +341,7 @@ int Ring::Submit(const double*, unsigned, const double*, size_t) {
 }
 unsigned Ring::Reap(int32_t*, unsigned) { return 0; }
 unsigned Ring::CancelAll(unsigned) { return 0; }
+int Ring::RegisterFiles(const int32_t*, unsigned) { return -ENOSYS; }
 int Ring::ReadNowait(double, double, double, double) { return -ENOSYS; }
 void Ring::SetNotify(bool) {}
 unsigned Ring::ready() const { return 0; }

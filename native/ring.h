@@ -19,12 +19,13 @@ namespace nvmq {
 // Staged operation layout: kOpWords doubles per operation.
 enum RingField : unsigned {
   kOpCode = 0,    // RingOpcode
-  kOpFd = 1,      // file descriptor
+  kOpFd = 1,      // file descriptor, or with kOpFixed the index of a registered one
   kOpUser = 2,    // 32-bit tag returned with the completion
   kOpPos = 3,     // file offset (bytes)
   kOpAddr = 4,    // read / write: arena offset; readv / writev: first segment index
   kOpLen = 5,     // read / write / fallocate: bytes; readv / writev: segment count
   kOpFlags = 6,   // read / write: RWF_* flags; fsync: IORING_FSYNC_*; fallocate: mode
+  kOpFixed = 7,   // 1: kOpFd is an index into the registered files
   kOpWords = 8,
 };
 
@@ -76,6 +77,11 @@ class Ring {
   // preadv2(RWF_NOWAIT) into the arena, on the calling thread: the bytes
   // read, -EAGAIN when the data is not in the page cache, or -errno.
   int ReadNowait(double fd, double addr, double len, double pos);
+
+  // Registers descriptors with the ring: operations then name them by index
+  // (kOpFixed), and the kernel takes no per-operation file reference (a
+  // shared atomic counter when several threads use the same file). 0 or -errno.
+  int RegisterFiles(const int32_t* fds, unsigned n);
 
   // Stops (false) or resumes (true) eventfd notifications.
   void SetNotify(bool on);

@@ -22,6 +22,8 @@ export interface NativeRing {
   cancel(timeoutMs: number): number;
   close(): void;
   inflight(): number;
+  /** Registers descriptors: operations may then name them by index (fixed files). 0 or -errno. */
+  registerFiles(fds: Int32Array): number;
   /** preadv2(RWF_NOWAIT) into the arena: bytes, -EAGAIN when not cached, or -errno. */
   readNowait(fd: number, offset: number, length: number, pos: number): number;
 }

@@ -29,6 +29,7 @@ import { adminCommands } from './admin.js';
 import { nvmCommands } from './nvm.js';
 import { BackendError, type IoDone } from './backends/backend.js';
 import { IoRing } from './io-ring.js';
+import { FileBackend } from './backends/file.js';
 import { loadNative, resolveDataPath, type DataPath } from '../native.js';
 
 const trace = debuglog('nvmq');
@@ -722,6 +723,7 @@ export class NvmeController {
       process.emitWarning(`io_uring setup failed (${(e as Error).message}); this thread's file I/O uses the portable node:fs path`, { code: 'NVMQ_PORTABLE_DATA_PATH' });
       return undefined;
     }
+    ring.registerFiles([...this.namespaces.values()].flatMap((ns) => (ns.backend instanceof FileBackend ? [ns.backend.descriptor] : [])));
     this.rings.set(sq.qid, { ring, generation });
     return ring;
   }

@@ -32,6 +32,7 @@ const F_POS = 3;
 const F_ADDR = 4;
 const F_LEN = 5;
 const F_FLAGS = 6;
+const F_FIXED = 7;
 
 const OP_READ = 1;
 const OP_WRITE = 2;
@@ -90,6 +91,8 @@ export class IoRing {
   private cachedRead = 0;
   /** Buffer offset of arena byte 0: segment views carry buffer offsets, the addon wants arena ones. */
   private readonly skew: number;
+  /** Registered-file index by descriptor (fixed files), where registered. */
+  private readonly fixed: number[] = [];
 
   constructor(
     native: NativeBinding,
@@ -109,6 +112,24 @@ export class IoRing {
       this.poll();
       onEvent?.();
     });
+  }
+
+  /**
+   * Registers the descriptors this ring will use (the namespaces' files):
+   * operations on them then name an index, and the kernel takes no file
+   * reference per operation, an atomic counter the threads sharing a file
+   * would otherwise all write. Returns false when the kernel refuses (the
+   * descriptors are then used as they are).
+   */
+  registerFiles(fds: readonly number[]): boolean {
+    if (fds.length === 0) return true;
+    const rc = this.ring.registerFiles(Int32Array.from(fds));
+    if (rc < 0) {
+      trace('io_uring file registration failed: %s', errnoName(-rc));
+      return false;
+    }
+    fds.forEach((fd, i) => (this.fixed[fd] = i));
+    return true;
   }
 
   /** Operations handed to the kernel and not yet reaped. */
@@ -204,8 +225,10 @@ export class IoRing {
     if (this.staged === this.capacity) this.submit();
     const o = this.staged++ * OP_WORDS;
     const ops = this.ops;
+    const index = this.fixed[fd];
     ops[o + F_CODE] = code;
-    ops[o + F_FD] = fd;
+    ops[o + F_FD] = index ?? fd;
+    ops[o + F_FIXED] = index === undefined ? 0 : 1;
     ops[o + F_USER] = tag;
     ops[o + F_POS] = pos;
     ops[o + F_ADDR] = addr;
@@ -243,12 +266,14 @@ export class IoRing {
   private readCached(): void {
     const o = this.ops;
     const want = o[F_LEN]!;
-    const rc = this.ring.readNowait(o[F_FD]!, o[F_ADDR]!, want, o[F_POS]!);
+    const tag = o[F_USER]!;
+    const p = this.pending[tag]!;
+    // The descriptor itself (the staged one may be a registered-file index).
+    const rc = this.ring.readNowait(p.fd, o[F_ADDR]!, want, o[F_POS]!);
     if (rc !== want) return;
     this.staged = 0;
     this.cachedRead = 0;
-    const tag = o[F_USER]!;
-    this.finish(tag, this.pending[tag]!, null);
+    this.finish(tag, p, null);
   }
 
   /** Completes whatever the kernel has finished, without a system call. Returns how many. */

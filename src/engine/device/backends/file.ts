@@ -78,6 +78,11 @@ export class FileBackend implements Backend {
     return `file ${this.path}${this.direct ? ' (O_DIRECT)' : ''}`;
   }
 
+  /** The open descriptor (-1 once closed), for registering with a ring. */
+  get descriptor(): number {
+    return this.fd;
+  }
+
   /** O_DIRECT transfers need sector-aligned memory (512 bytes; the engine's buffers are page aligned). */
   get alignment(): number {
     return this.direct ? 512 : 1;

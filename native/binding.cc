@@ -93,6 +93,9 @@ struct RingState {
   bool closing = false;
   napi_ref callback = nullptr;
   napi_async_context async_context = nullptr;
+  // The wrapper's pointer to this state, cleared when the state is freed
+  // first (environment teardown), so the wrapper's finalizer never sees it.
+  RingState** owner = nullptr;
   napi_async_cleanup_hook_handle hook = nullptr;
   // The typed arrays the native side reads and writes, kept alive here.
   napi_ref arrays[4] = {nullptr, nullptr, nullptr, nullptr};
@@ -105,6 +108,7 @@ struct RingState {
 };
 
 void FreeState(RingState* s) {
+  if (s->owner != nullptr) *s->owner = nullptr;
   if (s->hook != nullptr) napi_remove_async_cleanup_hook(s->hook);
   delete s;
 }
@@ -239,6 +243,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     }
     s_ = new RingState();
     s_->env = env;
+    s_->owner = &s_;
     uint8_t* arena;
     size_t arena_len;
     size_t cq_len;
@@ -246,16 +251,14 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
         !ArrayArg(info, 2, napi_float64_array, "ops", &s_->ops, &s_->ops_len, &s_->arrays[1]) ||
         !ArrayArg(info, 3, napi_float64_array, "segs", &s_->segs, &s_->segs_len, &s_->arrays[2]) ||
         !ArrayArg(info, 4, napi_int32_array, "cqes", &s_->cqes, &cq_len, &s_->arrays[3])) {
-      Teardown(s_, true);
-      s_ = nullptr;
+      Release();
       return;
     }
     s_->cq_cap = static_cast<unsigned>(cq_len / 2);
     const int rc = nvmq::Ring::Create(static_cast<unsigned>(entries), arena,
                                       arena_len, &s_->ring);
     if (rc < 0) {
-      Teardown(s_, true);
-      s_ = nullptr;
+      Release();
       Napi::Error e = Napi::Error::New(
           env, std::string("io_uring setup failed: ") + std::strerror(-rc));
       e.Set("errno", Napi::Number::New(env, rc));
@@ -265,9 +268,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     napi_add_async_cleanup_hook(env, OnEnvCleanup, s_, &s_->hook);
   }
 
-  ~RingWrap() override {
-    if (s_ != nullptr) Teardown(s_, true);
-  }
+  ~RingWrap() override { Release(); }
 
  private:
   bool Open(Napi::Env env) {
@@ -355,9 +356,18 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (s_ != nullptr) Teardown(s_, true);
-    s_ = nullptr;
+    Release();
     return info.Env().Undefined();
+  }
+
+  // Lets go of the state: it is torn down (or already being torn down by
+  // the environment's cleanup) and freed once its watcher has closed.
+  void Release() {
+    RingState* s = s_;
+    if (s == nullptr) return;
+    s->owner = nullptr;
+    s_ = nullptr;
+    Teardown(s, true);
   }
 
   Napi::Value Inflight(const Napi::CallbackInfo& info) {

@@ -64,17 +64,20 @@ export function errnoName(errno: number): string {
 type Kind = 'read' | 'device-read' | 'write' | 'sync' | 'fallocate';
 type TransferKind = 'read' | 'device-read' | 'write';
 
-/** An operation between staging and completion (one slot per tag). */
+/** An operation between staging and completion: one per tag, reused when the tag is (no allocation per I/O). */
 interface Pending {
   kind: Kind;
   fd: number;
   pos: number;
   /** read / write: the scatter list still to transfer. */
-  segs: Uint8Array[];
+  segs: readonly Uint8Array[];
   want: number;
   flags: number;
-  done: IoDone;
+  /** Undefined while the tag is free. */
+  done: IoDone | undefined;
 }
+
+const NO_SEGMENTS: readonly Uint8Array[] = [];
 
 export class IoRing {
   private readonly ring: NativeRing;
@@ -84,13 +87,16 @@ export class IoRing {
   private readonly capacity: number;
   private staged = 0;
   private segsUsed = 0;
-  private readonly pending: Array<Pending | undefined> = [];
+  private readonly slots: Pending[] = [];
   private readonly freeTags: number[] = [];
   private closed = false;
   /** The staged count just after a read of a cached file was staged (the lone-read fast path's test). */
   private cachedRead = 0;
   /** Buffer offset of arena byte 0: segment views carry buffer offsets, the addon wants arena ones. */
   private readonly skew: number;
+  /** Copies of completion batches being dispatched, one per nesting level. */
+  private readonly batches: Int32Array[] = [];
+  private nesting = 0;
   /** Registered-file index by descriptor (fixed files), where registered. */
   private readonly fixed: number[] = [];
 
@@ -143,41 +149,52 @@ export class IoRing {
    * cache (not O_DIRECT), so a lone read may be served without the ring.
    */
   read(fd: number, pos: number, segments: readonly Uint8Array[], done: IoDone, pastEnd: 'zeroes' | 'error' = 'zeroes', cached = false): void {
-    this.stageTransfer(pastEnd === 'zeroes' ? 'read' : 'device-read', fd, pos, [...segments], 0, done);
+    this.stageTransfer(pastEnd === 'zeroes' ? 'read' : 'device-read', fd, pos, segments, 0, done);
     if (cached) this.cachedRead = this.staged;
   }
 
   /** With `dsync` the data is durable when `done` runs (RWF_DSYNC: NVMe FUA). */
   write(fd: number, pos: number, segments: readonly Uint8Array[], dsync: boolean, done: IoDone): void {
-    this.stageTransfer('write', fd, pos, [...segments], dsync ? RWF_DSYNC : 0, done);
+    this.stageTransfer('write', fd, pos, segments, dsync ? RWF_DSYNC : 0, done);
   }
 
   fdatasync(fd: number, done: IoDone): void {
-    const tag = this.tag({ kind: 'sync', fd, pos: 0, segs: [], want: 0, flags: 0, done });
+    const tag = this.tag('sync', fd, 0, NO_SEGMENTS, 0, 0, done);
     this.stage(OP_FSYNC, fd, tag, 0, 0, 0, FSYNC_DATASYNC);
   }
 
   /** `done` gets a BackendError with `errno` set when the file system refuses the mode. */
   fallocate(fd: number, mode: number, pos: number, length: number, done: IoDone): void {
-    const tag = this.tag({ kind: 'fallocate', fd, pos, segs: [], want: length, flags: mode, done });
+    const tag = this.tag('fallocate', fd, pos, NO_SEGMENTS, length, mode, done);
     this.stage(OP_FALLOCATE, fd, tag, pos, 0, length, mode);
   }
 
-  private tag(p: Pending): number {
-    const tag = this.freeTags.length > 0 ? this.freeTags.pop()! : this.pending.length;
-    this.pending[tag] = p;
+  private tag(kind: Kind, fd: number, pos: number, segs: readonly Uint8Array[], want: number, flags: number, done: IoDone): number {
+    const tag = this.freeTags.length > 0 ? this.freeTags.pop()! : this.slots.length;
+    const p = this.slots[tag];
+    if (p === undefined) {
+      this.slots[tag] = { kind, fd, pos, segs, want, flags, done };
+    } else {
+      p.kind = kind;
+      p.fd = fd;
+      p.pos = pos;
+      p.segs = segs;
+      p.want = want;
+      p.flags = flags;
+      p.done = done;
+    }
     return tag;
   }
 
-  private stageTransfer(kind: TransferKind, fd: number, pos: number, segs: Uint8Array[], flags: number, done: IoDone): void {
+  private stageTransfer(kind: TransferKind, fd: number, pos: number, segs: readonly Uint8Array[], flags: number, done: IoDone): void {
     let want = 0;
-    for (const s of segs) want += s.length;
+    for (let i = 0; i < segs.length; i++) want += segs[i]!.length;
     if (want === 0) return done(null);
-    const tag = this.tag({ kind, fd, pos, segs, want, flags, done });
+    const tag = this.tag(kind, fd, pos, segs, want, flags, done);
     this.stageSegments(kind, fd, tag, pos, segs, flags);
   }
 
-  private stageSegments(kind: TransferKind, fd: number, tag: number, pos: number, segs: Uint8Array[], flags: number): void {
+  private stageSegments(kind: TransferKind, fd: number, tag: number, pos: number, segs: readonly Uint8Array[], flags: number): void {
     // Pages that follow each other in the arena go as one buffer. Past IOV_MAX buffers the kernel
     // transfers a prefix, and the short-transfer path sends the rest.
     let runs = 1;
@@ -218,7 +235,7 @@ export class IoRing {
 
   private stage(code: number, fd: number, tag: number, pos: number, addr: number, len: number, flags: number): void {
     if (this.closed) {
-      const p = this.pending[tag]!;
+      const p = this.slots[tag]!;
       this.finish(tag, p, errorOf(p.kind, ECANCELED));
       return;
     }
@@ -267,7 +284,7 @@ export class IoRing {
     const o = this.ops;
     const want = o[F_LEN]!;
     const tag = o[F_USER]!;
-    const p = this.pending[tag]!;
+    const p = this.slots[tag]!;
     // The descriptor itself (the staged one may be a registered-file index).
     const rc = this.ring.readNowait(p.fd, o[F_ADDR]!, want, o[F_POS]!);
     if (rc !== want) return;
@@ -291,20 +308,30 @@ export class IoRing {
 
   /** Completes the first `k` entries of the completion array, then reaps until the ring is empty. */
   private dispatch(k: number): number {
+    // A completion can submit (and so reap) again before this batch is done, and the addon writes every
+    // batch into the same array: this one's results are copied first, into a buffer kept per nesting
+    // level (a fresh copy per batch would be an ArrayBuffer allocation per doorbell).
+    const level = this.nesting++;
+    const batch = (this.batches[level] ??= new Int32Array(this.cqes.length));
     let total = 0;
-    while (k > 0) {
-      // The addon writes the next batch into the same array: copy this one's results first.
-      const batch = this.cqes.slice(0, k * 2);
-      for (let i = 0; i < k; i++) this.complete(batch[i * 2]!, batch[i * 2 + 1]!);
-      total += k;
-      k = this.ring.reap();
+    try {
+      while (k > 0) {
+        const n = k * 2;
+        const cqes = this.cqes;
+        for (let i = 0; i < n; i++) batch[i] = cqes[i]!;
+        for (let i = 0; i < n; i += 2) this.complete(batch[i]!, batch[i + 1]!);
+        total += k;
+        k = this.ring.reap();
+      }
+    } finally {
+      this.nesting--;
     }
     return total;
   }
 
   private complete(tag: number, res: number): void {
-    const p = this.pending[tag];
-    if (!p) {
+    const p = this.slots[tag];
+    if (p?.done === undefined) {
       trace('io_uring completion for unknown tag %d (result %d)', tag, res);
       return;
     }
@@ -329,9 +356,11 @@ export class IoRing {
   }
 
   private finish(tag: number, p: Pending, err: BackendError | null): void {
-    this.pending[tag] = undefined;
+    const done = p.done!;
+    p.done = undefined;
+    p.segs = NO_SEGMENTS;
     this.freeTags.push(tag);
-    p.done(err);
+    done(err);
   }
 
   /**
@@ -352,9 +381,9 @@ export class IoRing {
     } finally {
       this.ring.close();
       // Anything never handed over (or lost with a timed-out cancel) is aborted.
-      for (let tag = 0; tag < this.pending.length; tag++) {
-        const p = this.pending[tag];
-        if (p) this.finish(tag, p, errorOf(p.kind, ECANCELED));
+      for (let tag = 0; tag < this.slots.length; tag++) {
+        const p = this.slots[tag]!;
+        if (p.done !== undefined) this.finish(tag, p, errorOf(p.kind, ECANCELED));
       }
       this.staged = 0;
     }

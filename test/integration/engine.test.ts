@@ -187,6 +187,8 @@ describe('Engine options', () => {
       [{ workers: 1, queueDepth: 1 }, 'queueDepth'],
       [{ workers: 1, queues: 0 }, 'queues'],
       [{ workers: 1, poolSize: 4096 }, 'poolSize'],
+      [{ workers: 1, workerSemiSpaceMb: -1 }, 'workerSemiSpaceMb'],
+      [{ workers: 1, workerSemiSpaceMb: 1.5 }, 'workerSemiSpaceMb'],
     ] as const) {
       const err = await Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], ...opts }).catch((e: Error & { code: string }) => e);
       expect(err).toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });

@@ -93,7 +93,9 @@ describe('Engine', () => {
   }, 60_000);
 
   // On io_uring a read of cached data completes inside its doorbell: the dying worker's reads are kept in flight
-  // by O_DIRECT on written blocks (the ring is torn down with them in flight when the thread ends).
+  // by O_DIRECT on written blocks, 6 MiB of them (the ring is torn down with them in flight when the thread ends).
+  // The disk may finish some before the thread is gone (a loaded machine can preempt it between its doorbell and
+  // its exit): those complete normally, the rest as aborted.
   it.each(DATA_PATHS)('a worker that dies loses its queue pair; its replacement gets a fresh one and the others never notice (%s)', async (dataPath) => {
     const file = path.join(dir(), 'd.img');
     const ns = dataPath === 'io_uring' ? { backend: 'file' as const, path: writtenImage(file, 16 << 20), direct: true } : { backend: 'file' as const, path: file, size: 16 << 20 };
@@ -101,7 +103,8 @@ describe('Engine', () => {
     const long = engine.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 0, count: 2000, passes: 2, depth: 8, seed: 5, lbaSize: 4096 });
     const threadsBefore = engine.threadIds;
     const qidOf = new Map(threadsBefore.map((t) => [t, engine!.queueOf(t)]));
-    await expect(engine.run(fixture('die-task.mjs'), { nsid: 1, nlb: dataPath === 'io_uring' ? 64 : 1 })).rejects.toThrow();
+    const dying = dataPath === 'io_uring' ? { count: 12, nlb: 128 } : { count: 4, nlb: 1 };
+    await expect(engine.run(fixture('die-task.mjs'), { nsid: 1, ...dying })).rejects.toThrow();
     const r = await long;
     expect(r.bad).toEqual([]);
     expect(r.ios).toBe(8000);
@@ -114,9 +117,14 @@ describe('Engine', () => {
     const gone = threadsBefore.filter((t) => !engine!.threadIds.includes(t));
     expect(gone).toHaveLength(1);
     expect(engine.queueOf(gone[0]!)).toBeUndefined();
-    // Its four reads, still in flight when it died, completed as Command Aborted due to SQ Deletion (SCT 0, SC 08h).
+    // Its reads still in flight when it died completed as Command Aborted due to SQ Deletion (SCT 0, SC 08h): on
+    // the portable path all four (libuv cannot finish them before the thread is gone), on io_uring at least one.
     const log = await engine.driver.errorLog();
-    expect(log.filter((e) => e.sqid === qidOf.get(gone[0]!) && e.status === 0x08)).toHaveLength(4);
+    const aborted = log.filter((e) => e.sqid === qidOf.get(gone[0]!));
+    expect(aborted.every((e) => e.status === 0x08)).toBe(true);
+    if (dataPath === 'portable') expect(aborted).toHaveLength(4);
+    else expect(aborted.length).toBeGreaterThanOrEqual(1);
+    expect(aborted.length).toBeLessThanOrEqual(dying.count);
     const again = await Promise.all([0, 1].map((k) => engine!.run<VerifyResult>(fixture('verify-task.mjs'), { nsid: 1, first: 3000 + k * 100, count: 100, passes: 1, depth: 4, seed: 7, lbaSize: 4096 })));
     for (const a of again) expect(a.bad).toEqual([]);
   }, 30_000);

@@ -697,9 +697,13 @@ export class NvmeController {
     try {
       this.fetchAll(sq, cq);
     } finally {
-      if (outer) this.clock = undefined;
-      // One io_uring_enter for everything this doorbell fetched.
-      if (this.ringNative) this.rings.get(sq.qid)?.ring.submit();
+      // One io_uring_enter for everything this doorbell fetched; what it completes inline (page-cache hits)
+      // is timed with the doorbell's clock, as a memory namespace's commands are.
+      try {
+        if (this.ringNative) this.rings.get(sq.qid)?.ring.submit();
+      } finally {
+        if (outer) this.clock = undefined;
+      }
     }
   }
 
@@ -979,8 +983,10 @@ export class NvmeController {
 
   /** MDTS in bytes, or Infinity. */
   get maxTransfer(): number {
-    return this.mdts === 0 ? Infinity : (1 << this.mdts) * pageSizeOf(readField(this.regs, Regs.CAP_LO.offset, Cap.MPSMIN));
+    // CAP.MPSMIN is fixed at construction: computed once, not per command.
+    return (this.maxTransferBytes ??= this.mdts === 0 ? Infinity : (1 << this.mdts) * pageSizeOf(readField(this.regs, Regs.CAP_LO.offset, Cap.MPSMIN)));
   }
+  private maxTransferBytes: number | undefined;
 
   /** Maps the command's PRPs for `length` bytes. */
   mapData(req: Request, length: number): { status: number; segments: Uint8Array[] } {

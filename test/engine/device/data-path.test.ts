@@ -288,6 +288,29 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(arena.bytes.subarray(0, 4096).every((b) => b === 0)).toBe(true);
   });
 
+  it('q.poll() completes what the ring has finished without waiting for the eventfd (polled mode)', async () => {
+    const device = stalledDevice('io_uring', dir(), 1 << 20);
+    cleanups.push(() => device.close());
+    const h = await up(new FileBackend(device.options), 'io_uring');
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    let settled = false;
+    const read = q.read(1, 0, 1, new Uint8Array(4096)).then(() => (settled = true));
+    expect(q.poll()).toBe(0);
+    // The device answers; this thread then blocks (no event loop turn, so no eventfd callback) long enough for
+    // the kernel to finish the read, and polls.
+    fs.writeSync((device.options as { handle: { fd: number } }).handle.fd, new Uint8Array(4096).fill(7));
+    const polledBefore = q.stats.polled;
+    let got = 0;
+    for (let i = 0; i < 50 && got === 0; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      got = q.poll();
+    }
+    expect(got).toBe(1);
+    expect(q.stats.polled).toBe(polledBefore + 1);
+    await read;
+    expect(settled).toBe(true);
+  });
+
   it('the addon checks every address against the arena: outside it an operation completes with EFAULT, unsubmitted', () => {
     const n = loadNative()!;
     const arena = new Uint8Array(new SharedArrayBuffer(8192));

@@ -153,3 +153,25 @@ export function writtenImage(file: string, size: number): string {
   fs.closeSync(img.fd);
   return file;
 }
+
+/**
+ * A file backend (made by `make`, e.g. a subclass) over a stalledDevice in a
+ * fresh temporary directory; closing it, the device and the directory is
+ * registered on `cleanups`.
+ */
+export function stalledBackend<B extends { close(): Promise<void> }>(
+  dataPath: DataPath,
+  make: (options: StalledDevice['options']) => B,
+  cleanups: Array<() => unknown>,
+  size = 16 << 20,
+): { backend: B; device: StalledDevice } {
+  const tmp = tempDir();
+  const device = stalledDevice(dataPath, tmp.dir, size);
+  const backend = make(device.options);
+  cleanups.push(async () => {
+    await backend.close();
+    device.close();
+    tmp.cleanup();
+  });
+  return { backend, device };
+}

@@ -9,7 +9,7 @@
  */
 import { describe, it, expect, afterEach } from 'vitest';
 import * as path from 'node:path';
-import { bringUp, memoryNamespace, tempDir, tick, pattern, stalledDevice, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, tempDir, tick, pattern, stalledBackend, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
 import type { DataPath } from '../../../src/engine/native.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { Completion } from '../../../src/engine/spec/command.js';
@@ -96,16 +96,8 @@ function fileBackend(size = 16 << 20): FileBackend {
 }
 
 /** A file namespace whose commands stay in flight (see stalledDevice). */
-function stalledBackend(dataPath: DataPath, size = 16 << 20): { backend: FileBackend; device: StalledDevice } {
-  const tmp = tempDir();
-  const device = stalledDevice(dataPath, tmp.dir, size);
-  const backend = new FileBackend(device.options);
-  cleanups.push(async () => {
-    await backend.close();
-    device.close();
-    tmp.cleanup();
-  });
-  return { backend, device };
+function stalledFile(dataPath: DataPath): { backend: FileBackend; device: StalledDevice } {
+  return stalledBackend(dataPath, (o) => new FileBackend(o), cleanups);
 }
 
 function admin(h: Harness, cmd: CommandFields, data?: DataSpec): Promise<Completion> {
@@ -527,7 +519,7 @@ describe('Delete I/O Submission / Completion Queue', () => {
   });
 
   it.each(DATA_PATHS)('commands in flight on a file namespace complete with Command Aborted due to SQ Deletion before the delete completes (%s)', async (dataPath) => {
-    const { backend } = stalledBackend(dataPath);
+    const { backend } = stalledFile(dataPath);
     const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const qp = await h.driver.createIoQueuePair({ entries: 16 });
     const ios = Array.from({ length: 6 }, (_, i) => qp.passthru({ opcode: 0x02, nsid: 1, cdw10: i * 32, cdw12: 31 }, { buffer: new Uint8Array(32 * 4096), direction: 'from-device' }));
@@ -952,7 +944,7 @@ describe('Abort', () => {
   });
 
   it.each(DATA_PATHS)('aborting an I/O command still in flight on a file namespace completes it with Command Abort Requested (%s)', async (dataPath) => {
-    const { backend, device } = stalledBackend(dataPath);
+    const { backend, device } = stalledFile(dataPath);
     const h = await up({ namespaces: [{ backend, lbaSize: 4096 }], controller: { dataPath } });
     const qp = await h.driver.createIoQueuePair({ entries: 8 });
     const read = qp.passthru({ opcode: 0x02, nsid: 1, cdw10: 0, cdw12: 63 }, { buffer: new Uint8Array(64 * 4096), direction: 'from-device' });

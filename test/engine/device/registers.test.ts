@@ -9,7 +9,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, stalledDevice, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
+import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, stalledBackend, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
 import type { DataPath } from '../../../src/engine/native.js';
 import type { IoRing } from '../../../src/engine/device/io-ring.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
@@ -198,16 +198,8 @@ class WatchedFileBackend extends FileBackend {
 }
 
 /** A file namespace whose commands stay in flight (see stalledDevice). */
-function stalledNamespace(dataPath: DataPath, size = 16 << 20): { backend: WatchedFileBackend; device: StalledDevice } {
-  const tmp = tempDir();
-  const device = stalledDevice(dataPath, tmp.dir, size);
-  const backend = new WatchedFileBackend(device.options);
-  cleanups.push(async () => {
-    await backend.close();
-    device.close();
-    tmp.cleanup();
-  });
-  return { backend, device };
+function stalledNamespace(dataPath: DataPath): { backend: WatchedFileBackend; device: StalledDevice } {
+  return stalledBackend(dataPath, (o) => new WatchedFileBackend(o), cleanups);
 }
 
 function fileNamespace(size = 16 << 20): { backend: WatchedFileBackend; file: string } {

@@ -46,12 +46,14 @@ export interface EngineOptions {
   poolSize?: number;
   /**
    * V8's minimum semi-space (young generation) size in MiB for the workers
-   * (default 16; 0 leaves V8's default). Each command allocates a few short-
-   * lived objects; with the default minimum a worker could get stuck with a
-   * small young generation that promotes them, and then spent about a quarter
-   * of its time in mark-compacts (about one run in five). Set through
-   * `v8.setFlagsFromString`, so it applies to every isolate (worker) the
-   * process creates from then on.
+   * (default 0: V8's own). Each command allocates a few short-lived objects;
+   * with V8's default a worker sometimes stays with a small young generation
+   * that promotes them, and then spends about a quarter of its time in
+   * mark-compacts (about one run in five); 16 keeps it out of that mode. Set
+   * through `v8.setFlagsFromString`, so it applies to every isolate (worker)
+   * the process creates from then on. Opt-in: a V8 flag changed at run time
+   * is outside what V8 promises, and one test run with it on crashed in V8
+   * while a worker was being torn down (cause not established).
    */
   workerSemiSpaceMb?: number;
   /** Controller tuning (MDTS, MQES, identity, ...). */
@@ -184,7 +186,7 @@ export class Engine {
     if (!Number.isInteger(depth) || depth < 2 || depth > 4096) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queueDepth must be 2..4096, got ${String(opts.queueDepth)}`);
     const poolSize = opts.poolSize ?? 8 << 20;
     if (!Number.isInteger(poolSize) || poolSize < 1 << 20) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be at least 1 MiB, got ${String(opts.poolSize)}`);
-    const semiSpace = opts.workerSemiSpaceMb ?? 16;
+    const semiSpace = opts.workerSemiSpaceMb ?? 0;
     if (!Number.isInteger(semiSpace) || semiSpace < 0 || semiSpace > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workerSemiSpaceMb must be 0..256, got ${String(opts.workerSemiSpaceMb)}`);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);

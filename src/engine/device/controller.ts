@@ -49,9 +49,13 @@ const G_EPOCH = 0;
 const G_READY = 1;
 const G_PAGE_SIZE = 2;
 const G_VWC = 3;
-/** Commands fetched and not completed, across all threads (reset and shutdown wait for 0). */
-const G_INFLIGHT = 4;
-/** Threads waiting for G_INFLIGHT to reach 0: completers notify only when there are any. */
+/**
+ * Bumped (and notified) when a thread's in-flight count drops to 0 while someone drains. The counts
+ * themselves are per thread (see threadWord): a count shared by every thread would be one cache line
+ * that all of them write per command.
+ */
+const G_DRAIN_SEQ = 4;
+/** Threads waiting for every thread's in-flight count to reach 0: completers bump G_DRAIN_SEQ only when there are any. */
 const G_DRAINING = 5;
 /** Words of in-flight CID bits per SQ: one bit per possible CID. */
 const CID_WORDS = 65536 / 32;
@@ -65,6 +69,8 @@ const G_EVENT_SLOTS = 8;
 const EVENT_PRESENT = 0x4000_0000;
 /** Threads that can execute queues, each with an in-flight count after the interrupt words (slot 0 is the main thread). */
 export const MAX_THREAD_SLOTS = HEALTH_ROWS;
+/** Int32 words per thread's in-flight count: one to a 64-byte cache line, written by that thread alone. */
+const THREAD_STRIDE = 16;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
 const G_IRQ = 16;
 
@@ -176,8 +182,11 @@ export class NvmeController {
   private readonly cqViews: CompletionQueue[] = [];
   /** Per SQ, CID_WORDS words: bit `cid` set while that command is fetched and not completed. */
   private readonly inflightCids: Int32Array;
-  /** Requests this thread has fetched and not completed, by QID. */
-  private readonly mine = new Map<number, Set<Request>>();
+  /**
+   * Requests this thread has fetched and is waiting on backend operations for, by QID (for Abort). Each
+   * knows its index (`listed`), so leaving is a swap with the last one: no hashing per command.
+   */
+  private readonly mine = new Map<number, Request[]>();
   /** Number of Queues granted (1's based counts). */
   grantedSqs: number;
   grantedCqs: number;
@@ -197,6 +206,8 @@ export class NvmeController {
   private clock: number | undefined;
   /** This thread's in-flight count among the globals (slot 0: the main thread). */
   private readonly threadWord: number;
+  /** Where the threads' in-flight counts start among the globals. */
+  private readonly threadBase: number;
 
   constructor(opts: ControllerOptions, shared?: SharedControllerMemory, threadSlot?: number) {
     if (threadSlot !== undefined && (!Number.isInteger(threadSlot) || threadSlot < 1 || threadSlot >= MAX_THREAD_SLOTS)) {
@@ -238,8 +249,9 @@ export class NvmeController {
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
     this.inflightCids = new Int32Array(shared?.inflightCids ?? new SharedArrayBuffer((this.maxIoQueues + 1) * CID_WORDS * 4));
-    this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((G_IRQ + this.interruptVectors + MAX_THREAD_SLOTS) * 4));
-    this.threadWord = G_IRQ + this.interruptVectors + (threadSlot ?? 0);
+    this.threadBase = Math.ceil((G_IRQ + this.interruptVectors) / THREAD_STRIDE) * THREAD_STRIDE;
+    this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((this.threadBase + MAX_THREAD_SLOTS * THREAD_STRIDE) * 4));
+    this.threadWord = this.threadBase + (threadSlot ?? 0) * THREAD_STRIDE;
     this.bar = shared?.bar ?? new SharedArrayBuffer(DOORBELL_BASE + 2 * (this.maxIoQueues + 1) * (4 << this.dstrd));
     this.regs = new DataView(this.bar);
     this.barWords = new Int32Array(this.bar);
@@ -293,9 +305,8 @@ export class NvmeController {
    * reset's drain does not wait for callbacks that will never run.
    */
   abandonThread(threadSlot: number): number {
-    const word = G_IRQ + this.interruptVectors + threadSlot;
-    const n = Atomics.exchange(this.globals, word, 0);
-    if (n > 0 && Atomics.sub(this.globals, G_INFLIGHT, n) === n) Atomics.notify(this.globals, G_INFLIGHT);
+    const n = Atomics.exchange(this.globals, this.threadBase + threadSlot * THREAD_STRIDE, 0);
+    if (n > 0) this.drained();
     return n;
   }
 
@@ -366,7 +377,7 @@ export class NvmeController {
         if (!cq) continue;
         const cmd = decodeCommandWords(new Uint32Array(16), 0);
         cmd.cid = i * 32 + bit;
-        this.postCompletion({ sq, cq, cmd, epoch: this.epoch, io: true, status: 0, forced: 0, dw0: 0, pending: 0, done: true, lba: 0, bytes: 0, tracked: false }, ABORTED_SQ_DELETION);
+        this.postCompletion({ sq, cq, cmd, epoch: this.epoch, io: true, status: 0, forced: 0, dw0: 0, pending: 0, done: true, lba: 0, bytes: 0, listed: -1 }, ABORTED_SQ_DELETION);
       }
     }
     if (n > 0) Atomics.notify(sq.words, sq.inflightIndex);
@@ -374,8 +385,27 @@ export class NvmeController {
   }
 
   /** This thread's executing requests of an SQ (for Abort). */
-  requestsOf(qid: number): ReadonlySet<Request> {
-    return this.mine.get(qid) ?? new Set();
+  requestsOf(qid: number): readonly Request[] {
+    return this.mine.get(qid) ?? [];
+  }
+
+  private list(req: Request): void {
+    let mine = this.mine.get(req.sq.qid);
+    if (!mine) this.mine.set(req.sq.qid, (mine = []));
+    req.listed = mine.length;
+    mine.push(req);
+  }
+
+  private unlist(req: Request): void {
+    const at = req.listed;
+    if (at < 0) return;
+    req.listed = -1;
+    const mine = this.mine.get(req.sq.qid)!;
+    const last = mine.pop()!;
+    if (last !== req) {
+      mine[at] = last;
+      last.listed = at;
+    }
   }
 
   // ---------------------------------------------------------------- registers
@@ -584,16 +614,30 @@ export class NvmeController {
     });
   }
 
+  /** Commands fetched and not completed, across all threads. */
+  private inflightTotal(): number {
+    let n = 0;
+    for (let w = this.threadBase; w < this.globals.length; w += THREAD_STRIDE) n += Atomics.load(this.globals, w);
+    return n;
+  }
+
+  /** A thread's count reached 0 while someone drains: wake the drainers to sum the counts again. */
+  private drained(): void {
+    Atomics.add(this.globals, G_DRAIN_SEQ, 1);
+    Atomics.notify(this.globals, G_DRAIN_SEQ);
+  }
+
   /** Runs `fn` once no command is executing in any thread (at once when none is). */
   whenDrained(fn: () => void): void {
-    if (Atomics.load(this.globals, G_INFLIGHT) === 0) return fn();
+    if (this.inflightTotal() === 0) return fn();
     Atomics.add(this.globals, G_DRAINING, 1);
     void (async () => {
       try {
         for (;;) {
-          const n = Atomics.load(this.globals, G_INFLIGHT);
-          if (n === 0) return;
-          await waitAsyncAlive(this.globals, G_INFLIGHT, n);
+          // The sequence is read before the counts: a count that drops to 0 after the sum bumps it, and the wait returns at once.
+          const seq = Atomics.load(this.globals, G_DRAIN_SEQ);
+          if (this.inflightTotal() === 0) return;
+          await waitAsyncAlive(this.globals, G_DRAIN_SEQ, seq);
         }
       } finally {
         Atomics.sub(this.globals, G_DRAINING, 1);
@@ -678,7 +722,8 @@ export class NvmeController {
     if (consumed > 0) {
       for (let q = 0; q <= this.queues.maxQid; q++) {
         const sq = this.sq(q);
-        if (sq && sq.cqid === qid) this.processSq(sq);
+        // Only an SQ with commands waiting can have stopped for room (the common case has none: no fetch).
+        if (sq && sq.cqid === qid && sq.tail !== sq.head) this.processSq(sq);
       }
     }
   }
@@ -780,7 +825,6 @@ export class NvmeController {
           // after this either sees them or finds the queue / controller state that stops the fetch.
           const epoch = this.epoch;
           sq.addInflight(n);
-          Atomics.add(this.globals, G_INFLIGHT, n);
           Atomics.add(this.globals, this.threadWord, n);
           if (Atomics.load(this.globals, G_READY) !== 1 || !sq.valid || sq.deleting || this.epoch !== epoch) {
             cq.unreserve(n);
@@ -805,7 +849,7 @@ export class NvmeController {
   /** Runs a fetched command; the fetch has already counted it in flight. */
   private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: ReturnType<typeof decodeCommandWords>, epoch: number): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, tracked: false };
+    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, listed: -1 };
     Atomics.or(this.inflightCids, sq.qid * CID_WORDS + (cmd.cid >>> 5), 1 << (cmd.cid & 31));
     if (io) this.health.ioStarted(this.now());
     let status: number;
@@ -824,12 +868,7 @@ export class NvmeController {
     if (status === HELD) return;
     // Still waiting for backend operations: Abort may look for it. (A command that completed inside the
     // dispatch never needs finding, so the common memory case skips the bookkeeping.)
-    if (req.pending > 1) {
-      let mine = this.mine.get(sq.qid);
-      if (!mine) this.mine.set(sq.qid, (mine = new Set()));
-      mine.add(req);
-      req.tracked = true;
-    }
+    if (req.pending > 1) this.list(req);
     this.release(req, status);
   }
 
@@ -862,7 +901,7 @@ export class NvmeController {
   /** Takes `req` out of the in-flight accounting without completing it (a held AER keeps its CQ reservation). */
   detach(req: Request): void {
     this.forgetCid(req);
-    this.mine.get(req.sq.qid)?.delete(req);
+    this.unlist(req);
     this.leave(req.sq);
   }
 
@@ -873,10 +912,9 @@ export class NvmeController {
 
   /** One command fewer in flight on `sq`: wakes a Delete I/O SQ or a reset waiting for the count to drain. */
   private leave(sq: SubmissionQueue, n = 1): void {
-    Atomics.sub(this.globals, this.threadWord, n);
-    // Only Delete I/O SQ waits on an SQ's count, and only a drain (reset, shutdown, close) on the global one.
+    // Only Delete I/O SQ waits on an SQ's count, and only a drain (reset, shutdown, close) on the threads' counts.
     if (sq.addInflight(-n) === 0 && sq.deleting) Atomics.notify(sq.words, sq.inflightIndex);
-    if (Atomics.sub(this.globals, G_INFLIGHT, n) === n && Atomics.load(this.globals, G_DRAINING) > 0) Atomics.notify(this.globals, G_INFLIGHT);
+    if (Atomics.sub(this.globals, this.threadWord, n) === n && Atomics.load(this.globals, G_DRAINING) > 0) this.drained();
   }
 
   private finish(req: Request): void {
@@ -884,7 +922,7 @@ export class NvmeController {
     req.done = true;
     this.forgetCid(req);
     const sq = req.sq;
-    if (req.tracked) this.mine.get(sq.qid)?.delete(req);
+    this.unlist(req);
     // A command still executing when its SQ was deleted completes as aborted (5.6).
     const status = req.forced || (sq.deleting ? ABORTED_SQ_DELETION : 0) || req.status;
     if (req.io) {

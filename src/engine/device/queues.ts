@@ -301,6 +301,6 @@ export interface Request {
   lba: number;
   /** Bytes moved, for the SMART data units. */
   bytes: number;
-  /** In this thread's set of executing requests (for Abort): only while backend operations are pending. */
-  tracked: boolean;
+  /** Index in this thread's list of executing requests of its SQ (for Abort), -1 when not listed: listed only while backend operations are pending. */
+  listed: number;
 }

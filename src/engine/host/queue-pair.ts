@@ -49,6 +49,7 @@ import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
 
 const trace = debuglog('nvmq');
+const noop = (): void => {};
 
 const H_LOCK = 0;
 const H_SQ_TAIL = 1;
@@ -111,6 +112,8 @@ export interface QueuePairHandle {
 }
 
 interface LocalSlot {
+  /** Whether the CID is outstanding from this thread. */
+  busy: boolean;
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
   /** The opcode when a failed status should reject as a typed error; -1 to resolve with any status. */
@@ -146,7 +149,11 @@ export class QueuePair {
   private readonly host: Int32Array;
   private readonly lock: Mutex;
   private readonly dbLock: Mutex;
-  private readonly local = new Map<number, LocalSlot>();
+  /** This thread's outstanding commands by CID (slots are reused: no allocation per command). */
+  private readonly local: LocalSlot[] = [];
+  /** PRP1 / PRP2 as `buildPrps` left them. */
+  private prp1 = 0;
+  private prp2 = 0;
   private readonly prpPages: DmaBuffer[];
   private readonly prpPagesPerSlot: number;
   private plugDepth = 0;
@@ -217,7 +224,7 @@ export class QueuePair {
       if (r.async) await r.value;
     }
     const err = this.deadError()!;
-    for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
+    this.failAllLocal(err);
   }
 
   /** What `attach()` in another thread needs. */
@@ -331,7 +338,9 @@ export class QueuePair {
           if (data.direction === 'to-device') region.set(data.buffer);
           else readBack = data.buffer;
         }
-        [prp1, prp2] = this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
+        this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
+        prp1 = this.prp1;
+        prp2 = this.prp2;
       }
     } catch (e) {
       if (bounce) this.arena.release(bounce);
@@ -365,8 +374,16 @@ export class QueuePair {
     } finally {
       if (this.shared) this.lock.unlock();
     }
+    let slot = this.local[cid];
+    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, bounce: undefined, readBack: undefined, opcode: -1 };
+    slot.busy = true;
+    slot.bounce = bounce;
+    slot.readBack = readBack;
+    slot.opcode = throwOnError ? opcode : -1;
+    const s = slot;
     const done = new Promise<Completion>((resolve, reject) => {
-      this.local.set(cid, { resolve, reject, bounce, readBack, opcode: throwOnError ? opcode : -1 });
+      s.resolve = resolve;
+      s.reject = reject;
     });
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
@@ -476,46 +493,66 @@ export class QueuePair {
   /** Shared pairs: the submitter waits on its slot, whichever thread reaped it. */
   private async awaitSlot(cid: number): Promise<void> {
     await this.table.waitCompleted(cid);
-    if (!this.local.has(cid)) return;
+    if (!this.local[cid]?.busy) return;
     const dead = Atomics.load(this.host, H_DEAD) !== 0 && this.table.status(cid) === -1;
     if (dead) return this.failLocal(cid, this.deadError()!);
     this.finishLocal({ dw0: this.table.dw0(cid), dw1: 0, sqhd: 0, sqid: this.qid, cid, status: this.table.status(cid), phase: 0 });
   }
 
   private finishLocal(c: Completion): void {
-    const slot = this.local.get(c.cid);
-    if (!slot) return;
-    this.local.delete(c.cid);
-    if (slot.bounce) {
-      if (slot.readBack && c.status === 0) slot.readBack.set(slot.bounce.bytes.subarray(0, slot.readBack.length));
-      this.arena.release(slot.bounce);
+    const slot = this.local[c.cid];
+    if (!slot?.busy) return;
+    const { resolve, reject, bounce, readBack, opcode } = slot;
+    this.clearLocal(slot);
+    if (bounce) {
+      if (readBack && c.status === 0) readBack.set(bounce.bytes.subarray(0, readBack.length));
+      this.arena.release(bounce);
     }
     this.table.release(c.cid);
-    if (slot.opcode >= 0 && c.status !== 0) slot.reject(statusToError(c.status, { opcode: slot.opcode, qid: this.qid, cid: c.cid }));
-    else slot.resolve(c);
+    if (opcode >= 0 && c.status !== 0) reject(statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }));
+    else resolve(c);
   }
 
   private failLocal(cid: number, err: Error): void {
-    const slot = this.local.get(cid);
-    if (!slot) return;
-    this.local.delete(cid);
-    if (slot.bounce) this.arena.release(slot.bounce);
+    const slot = this.local[cid];
+    if (!slot?.busy) return;
+    const { reject, bounce } = slot;
+    this.clearLocal(slot);
+    if (bounce) this.arena.release(bounce);
     this.table.release(cid);
-    slot.reject(err);
+    reject(err);
+  }
+
+  private failAllLocal(err: Error): void {
+    for (let cid = 0; cid < this.local.length; cid++) this.failLocal(cid, err);
+  }
+
+  /** Frees a local slot for the CID's next command, dropping what it held. */
+  private clearLocal(slot: LocalSlot): void {
+    slot.busy = false;
+    slot.resolve = noop;
+    slot.reject = noop;
+    slot.bounce = undefined;
+    slot.readBack = undefined;
   }
 
   /**
-   * PRP1 / PRP2 for a contiguous region of the arena. Beyond two pages PRP2
+   * Leaves in `prp1` / `prp2` the PRPs for a contiguous region of the arena. Beyond two pages PRP2
    * points at the slot's list pages, chained when one page of entries is not
    * enough (4.3).
    */
-  private buildPrps(cid: number, iova: number, length: number): [number, number] {
+  private buildPrps(cid: number, iova: number, length: number): void {
     const ps = this.pageSize;
     const first = ps - (iova % ps);
-    if (length <= first) return [iova, 0];
+    this.prp1 = iova;
+    this.prp2 = 0;
+    if (length <= first) return;
     const rest = length - first;
     const second = iova + first;
-    if (rest <= ps) return [iova, second];
+    if (rest <= ps) {
+      this.prp2 = second;
+      return;
+    }
     const pages = Math.ceil(rest / ps);
     const perPage = ps / PRP_ENTRY_SIZE;
     const dv = this.arena.view;
@@ -532,7 +569,7 @@ export class QueuePair {
       writeU64(dv, list.offset + slot * PRP_ENTRY_SIZE, second + i * ps);
       slot++;
     }
-    return [iova, this.prpPages[cid * this.prpPagesPerSlot]!.iova];
+    this.prp2 = this.prpPages[cid * this.prpPagesPerSlot]!.iova;
   }
 
   /**
@@ -545,7 +582,7 @@ export class QueuePair {
     Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
     Atomics.notify(this.host, H_DEAD);
     this.metrics?.failed(sharedNow());
-    for (const cid of [...this.local.keys()]) this.failLocal(cid, err);
+    this.failAllLocal(err);
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);
   }

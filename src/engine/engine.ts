@@ -199,6 +199,9 @@ export class Engine {
       for (const ns of opts.namespaces) backends.push(makeBackend(ns));
       const controller = new NvmeController({
         maxIoQueues: Math.max(64, workers * 2),
+        // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
+        // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
+        dstrd: 4,
         ...opts.controller,
         arena,
         namespaces: backends.map((backend, i) => ({ backend, lbaSize: opts.namespaces[i]!.lbaSize, nsid: opts.namespaces[i]!.nsid })),

@@ -59,7 +59,15 @@ const CQ_USED = 25;
 const CQ_SQS = 26;
 const CQ_IOVA_LO = 27;
 const CQ_IOVA_HI = 28;
-export const QUEUE_WORDS = 32;
+/** Words of fields per QID. */
+const QUEUE_FIELDS = 32;
+/**
+ * A QID's block: its fields after 16 unused words (64 bytes). The threads executing different queues
+ * write their blocks on every command; the gap keeps two blocks off a shared cache line however the
+ * buffer is aligned (a large SharedArrayBuffer's memory may start 16 bytes into a page).
+ */
+const QUEUE_GAP = 16;
+export const QUEUE_WORDS = QUEUE_GAP + QUEUE_FIELDS;
 
 const TWO32 = 0x1_0000_0000;
 
@@ -90,7 +98,7 @@ export class CompletionQueue {
     readonly qid: number,
   ) {
     this.w = dir.words;
-    this.b = qid * QUEUE_WORDS;
+    this.b = qid * QUEUE_WORDS + QUEUE_GAP;
     this.lock = new Mutex(this.w, this.b + CQ_LOCK);
   }
 
@@ -98,7 +106,7 @@ export class CompletionQueue {
   init(iova: number, offset: number, size: number, interruptsEnabled: boolean, vector: number): this {
     const w = this.w;
     const b = this.b;
-    w.fill(0, b + CQ_VALID, b + QUEUE_WORDS);
+    w.fill(0, b + CQ_VALID, b + QUEUE_FIELDS);
     w[b + CQ_SIZE] = size;
     w[b + CQ_OFFSET] = offset;
     w[b + CQ_IEN] = interruptsEnabled ? 1 : 0;
@@ -191,7 +199,7 @@ export class SubmissionQueue {
     readonly qid: number,
   ) {
     this.w = dir.words;
-    this.b = qid * QUEUE_WORDS;
+    this.b = qid * QUEUE_WORDS + QUEUE_GAP;
     this.lock = new Mutex(this.w, this.b + SQ_LOCK);
   }
 

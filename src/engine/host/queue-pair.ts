@@ -43,7 +43,7 @@ import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
-import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
+import { CACHE_LINE, RequestTable, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
@@ -183,7 +183,7 @@ export class QueuePair {
       this.sq = view(this.arena, attach.sq.offset, attach.sq.size);
       this.cq = view(this.arena, attach.cq.offset, attach.cq.size);
       this.table = new RequestTable(attach.table);
-      this.host = new Int32Array(attach.host);
+      this.host = new Int32Array(attach.host, 0, HOST_WORDS);
       this.prpPagesPerSlot = attach.prpPagesPerSlot;
       this.prpPages = attach.prpPages.map((off) => view(this.arena, off, this.pageSize));
       this.metrics = attach.metrics && new IoMetrics(attach.metrics).queue(this.qid);
@@ -194,7 +194,8 @@ export class QueuePair {
       this.sq = this.arena.alloc(opts.entries * SQE_SIZE);
       this.cq = this.arena.alloc(opts.entries * CQE_SIZE);
       this.table = RequestTable.create(slots);
-      this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4));
+      // Padded past a cache line: see CACHE_LINE.
+      this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4 + CACHE_LINE), 0, HOST_WORDS);
       this.host[H_CQ_PHASE] = 1;
       // Each list page holds pageSize/8 entries, the last of which chains to the next page.
       const perPage = this.pageSize / PRP_ENTRY_SIZE;

@@ -49,6 +49,11 @@ const kWaiters = 3;
 const kSlots = 4;
 const HEADER = 8;
 const SLOT_WORDS = 8;
+/**
+ * Unused bytes after each buffer: every queue pair's table is written per command by its own thread, and
+ * two small buffers allocated one after the other would otherwise share a cache line across threads.
+ */
+export const CACHE_LINE = 64;
 
 export const SlotState = { FREE: 0, SUBMITTED: 1, COMPLETED: 2 } as const;
 
@@ -87,8 +92,8 @@ export class RequestTable {
 
   static create(slots: number): RequestTable {
     if (!Number.isInteger(slots) || slots < 1 || slots > 65535) throw new RangeError(`request table slots must be 1..65535, got ${slots}`);
-    const words = new SharedArrayBuffer((HEADER + slots + slots * SLOT_WORDS) * 4);
-    const times = new SharedArrayBuffer(slots * 2 * 8);
+    const words = new SharedArrayBuffer((HEADER + slots + slots * SLOT_WORDS) * 4 + CACHE_LINE);
+    const times = new SharedArrayBuffer(slots * 2 * 8 + CACHE_LINE);
     const w = new Int32Array(words);
     w[kSlots] = slots;
     w[kFreeCount] = slots;

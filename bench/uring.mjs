@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // The native data path against the alternatives, on the same 1 GiB file in one run: nvmq on io_uring (its
-// workers resubmitting completions in plugged batches, one doorbell each; and `io_uring-each`, one doorbell
-// per command as fio's default iodepth_batch_submit=1), nvmq on its portable node:fs path, node:fs promises,
-// and fio (--ioengine=io_uring). 4 KiB random reads and
-// writes, depth 1 and 32, 1 and 2 workers / jobs, with O_DIRECT and from a warm page cache (the file is
-// read once before the buffered runs, and fio runs with --invalidate=0). Run `npm run build` first.
+// workers resubmitting completions in plugged batches, one doorbell each, through the callback API:
+// readCallback / writeCallback; `io_uring-each`, one doorbell per command as fio's default
+// iodepth_batch_submit=1; `io_uring-promise`, plugged batches through the Promise API: read / write),
+// nvmq on its portable node:fs path, node:fs promises, and fio (--ioengine=io_uring). 4 KiB random reads
+// and writes, depth 1 and 32, 1 and 2 workers / jobs, with O_DIRECT and from a warm page cache (the file is
+// read once before the buffered runs, and fio runs with --invalidate=0). Each round runs every engine
+// once; the table gives the medians of the rounds. Run `npm run build` first.
 //   node bench/uring.mjs [--seconds 3] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
-//                        [--direct 0,1] [--engines io_uring,io_uring-each,portable,node-fs,fio] [--json out.json]
+//                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-promise,portable,node-fs,fio]
+//                        [--json out.json]
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -19,7 +22,7 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' },
   rw: { type: 'string', default: 'randread,randwrite' }, depth: { type: 'string', default: '1,32' },
   workers: { type: 'string', default: '1,2' }, direct: { type: 'string', default: '0,1' },
-  engines: { type: 'string', default: 'io_uring,io_uring-each,portable,node-fs,fio' }, json: { type: 'string' },
+  engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
   'size-mib': { type: 'string', default: '1024' },
 } });
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -52,11 +55,11 @@ const warm = () => execFileSync('cat', [file], { stdio: ['ignore', 'ignore', 'in
 // Every run starts with no dirty pages: writeback left over from a write run would slow the next run down.
 const settle = () => execFileSync('sync');
 
-async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug') {
+async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', api = 'callback') {
   // workerSemiSpaceMb: 16 keeps the workers out of a GC-heavy mode that otherwise shows up about one run in five.
   const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, direct }], workers, queueDepth: Math.max(depth + 1, 8), controller: { dataPath }, workerSemiSpaceMb: 16 });
   try {
-    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, write: rw === 'randwrite', batch })));
+    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, write: rw === 'randwrite', batch, api })));
     return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
   } finally {
     await e.close();
@@ -83,7 +86,14 @@ function fio({ rw, depth, workers, direct }) {
   return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000 };
 }
 
-const engines = { io_uring: (c) => nvmq('io_uring', c), 'io_uring-each': (c) => nvmq('io_uring', c, 'each'), portable: (c) => nvmq('portable', c), 'node-fs': nodeFs, fio: async (c) => fio(c) };
+const engines = {
+  io_uring: (c) => nvmq('io_uring', c),
+  'io_uring-each': (c) => nvmq('io_uring', c, 'each'),
+  'io_uring-promise': (c) => nvmq('io_uring', c, 'plug', 'promise'),
+  portable: (c) => nvmq('portable', c),
+  'node-fs': nodeFs,
+  fio: async (c) => fio(c),
+};
 const wanted = list(values.engines);
 const results = [];
 for (const direct of list(values.direct).map((d) => d === '1')) {
@@ -92,15 +102,16 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
       for (const workers of list(values.workers).map(Number)) {
         const cfg = { rw, depth, workers, direct };
         const row = { ...cfg };
-        for (const name of wanted) {
-          const xs = [];
-          for (let r = 0; r < runs; r++) {
+        const xs = Object.fromEntries(wanted.map((name) => [name, []]));
+        // Round by round, every engine once: a slow spell of the shared machine hits them all alike.
+        for (let r = 0; r < runs; r++) {
+          for (const name of wanted) {
             settle();
             if (!direct) warm();
-            xs.push(await engines[name](cfg));
+            xs[name].push(await engines[name](cfg));
           }
-          row[name] = { iops: median(xs.map((x) => x.iops)), p50: median(xs.map((x) => x.p50)) };
         }
+        for (const name of wanted) row[name] = { iops: median(xs[name].map((x) => x.iops)), p50: median(xs[name].map((x) => x.p50)) };
         results.push(row);
         const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
         console.error(`${direct ? 'O_DIRECT' : 'warm'} ${rw} depth ${depth} x${workers}: ` + wanted.map((n) => `${n} ${fmt(row[n].iops)} (p50 ${row[n].p50.toFixed(1)} µs)`).join(', '));
@@ -111,10 +122,10 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
 
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
 console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
-console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | io_uring / fio | io_uring-each / fio | io_uring / node-fs |`);
-console.log(`| --- | --- | --- | --- | ${wanted.map(() => '---').join(' | ')} | --- | --- | --- |`);
+console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | io_uring / fio | io_uring-each / fio | io_uring-promise / fio | io_uring / node-fs |`);
+console.log(`| --- | --- | --- | --- | ${wanted.map(() => '---').join(' | ')} | --- | --- | --- | --- |`);
 for (const r of results) {
   const ratio = (a, b) => (r[a] && r[b] ? `${(r[a].iops / r[b].iops).toFixed(2)}x` : '-');
-  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratio('io_uring', 'fio')} | ${ratio('io_uring-each', 'fio')} | ${ratio('io_uring', 'node-fs')} |`);
+  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratio('io_uring', 'fio')} | ${ratio('io_uring-each', 'fio')} | ${ratio('io_uring-promise', 'fio')} | ${ratio('io_uring', 'node-fs')} |`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

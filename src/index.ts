@@ -7,7 +7,7 @@ export { openImage, isNvmqImage, ImageError, type ImageOptions } from './engine/
 export { LocalTransport } from './engine/transport/local.js';
 export type { Transport } from './engine/host/transport.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
-export { QueuePair, type CommandFields, type DataSpec } from './engine/host/queue-pair.js';
+export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';
 export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
 export { NvmqError, NvmeStatusError, statusToError } from './engine/host/errors.js';
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';

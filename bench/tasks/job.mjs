@@ -2,9 +2,10 @@
 // does. With `batch: 'plug'` completions that arrive together are resubmitted together behind one doorbell
 // write (one io_uring_enter): each lane's completion queues it, and one microtask refills every queued lane
 // between plug() and unplug(). With `batch: 'each'` every completion resubmits its lane at once, one
-// doorbell per command (fio's default, iodepth_batch_submit=1). Buffers come from the worker's DMA pool
-// (zero copy). Returns I/Os done and the median latency (µs).
-export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug' }) {
+// doorbell per command (fio's default, iodepth_batch_submit=1). With `api: 'callback'` commands go through
+// readCallback / writeCallback (no Promise per command), else through read / write. Buffers come from the
+// worker's DMA pool (zero copy). Returns I/Os done and the median latency (µs).
+export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug', api = 'promise' }) {
   const bufs = Array.from({ length: depth }, () => queue.allocBuffer(lbaSize));
   let x = (Math.random() * 0x7fffffff) | 1;
   const rnd = () => {
@@ -21,9 +22,19 @@ export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds
   let inflight = 0;
   let finish;
   const finished = new Promise((r) => (finish = r));
+  // One callback per lane, made once.
+  const callbacks = Array.from({ length: depth }, (_, lane) => (err) => {
+    if (err) console.error(err);
+    done(lane);
+  });
   const submit = (lane) => {
     started[lane] = performance.now();
     inflight++;
+    if (api === 'callback') {
+      if (write) queue.writeCallback(nsid, rnd(), 1, bufs[lane], callbacks[lane]);
+      else queue.readCallback(nsid, rnd(), 1, bufs[lane], callbacks[lane]);
+      return;
+    }
     const p = write ? queue.write(nsid, rnd(), 1, bufs[lane]) : queue.read(nsid, rnd(), 1, bufs[lane]);
     p.then(() => done(lane), (e) => { console.error(e); done(lane); });
   };

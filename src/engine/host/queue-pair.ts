@@ -51,6 +51,28 @@ import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/i
 const trace = debuglog('nvmq');
 const noop = (): void => {};
 
+/**
+ * Runs a completion callback. One that throws must not strand the
+ * completions reaped with it: its error is rethrown on a later microtask
+ * (an uncaught exception, as from any Node callback) and reaping goes on.
+ */
+function invoke(callback: CompletionCallback, err: Error | null, c: Completion | undefined): void {
+  try {
+    callback(err, c);
+  } catch (e) {
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
+}
+
+/** A command refused before it was queued: a rejected Promise, or its callback on a later microtask. */
+function failed(err: Error, callback: CompletionCallback | undefined): Promise<Completion> | undefined {
+  if (!callback) return Promise.reject(err);
+  queueMicrotask(() => callback(err, undefined));
+  return undefined;
+}
+
 const H_LOCK = 0;
 const H_SQ_TAIL = 1;
 const H_CQ_HEAD = 2;
@@ -111,11 +133,21 @@ export interface QueuePairHandle {
   metrics: IoMetricsHandle | undefined;
 }
 
+/**
+ * How the callback forms (`submitCallback`, `IoQueuePair.readCallback`...) report a command's end:
+ * `err` null and the completion, or the error the Promise form would reject with (then `c` is the
+ * completion when the controller posted one, undefined when the command never reached it).
+ */
+export type CompletionCallback = (err: Error | null, c: Completion | undefined) => void;
+
 interface LocalSlot {
   /** Whether the CID is outstanding from this thread. */
   busy: boolean;
+  /** The Promise form's settlers, or `noop` for the callback form. */
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
+  /** The callback form's callback. */
+  callback: CompletionCallback | undefined;
   /** The opcode when a failed status should reject as a typed error; -1 to resolve with any status. */
   opcode: number;
   bounce: DmaBuffer | undefined;
@@ -157,6 +189,12 @@ export class QueuePair {
   private readonly prpPages: DmaBuffer[];
   private readonly prpPagesPerSlot: number;
   private plugDepth = 0;
+  /** See reap(). */
+  private reaping = false;
+  private reapAgain = false;
+  /** Callbacks of completions reaped inside a submission call, run on a later microtask (see reap()). */
+  private deferCallbacks = false;
+  private deferred: Array<() => void> = [];
   private plugClock = 0;
   private unrung = 0;
   private readonly metricsHandle: IoMetricsHandle | undefined;
@@ -288,14 +326,27 @@ export class QueuePair {
   }
 
   /**
-   * The submission path. With a free slot it runs to the doorbell without an
-   * await, and the command costs one Promise; only a full table waits.
+   * `submit()` without a Promise: `done` runs once the command completes,
+   * from the completion path (a callback that submits again continues in the
+   * same turn), never inside this call. For closed loops that cannot afford
+   * a Promise per command.
    */
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion> {
+  submitCallback(cmd: CommandFields, data: DataSpec | undefined, done: CompletionCallback, length = data?.buffer.length ?? 0): void {
+    this.enqueue(cmd, data, true, length, done);
+  }
+
+  /**
+   * The submission path. With a free slot it runs to the doorbell without an
+   * await, and the command costs one Promise (none with `callback`); only a
+   * full table waits.
+   */
+  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
+  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
+  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
     const dead = this.deadError();
-    if (dead) return Promise.reject(dead);
+    if (dead) return failed(dead, callback);
     const cid = this.table.tryAllocate();
-    if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError, length);
+    if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError, length, callback);
     if (this.metrics) this.countWait(this.metrics);
     if (this.blockingWait) {
       // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
@@ -303,13 +354,19 @@ export class QueuePair {
       // rest of the wait is asynchronous: blocking never deadlocks the thread on itself.
       this.poll();
       const got = this.table.tryAllocate();
-      if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError, length);
+      if (got >= 0) return this.enqueueWithSlot(got, cmd, data, throwOnError, length, callback);
       if (this.shared) {
         const shared = this.table.allocateBlocking(BLOCKING_WAIT_MS);
-        if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError, length);
+        if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError, length, callback);
       }
     }
-    return this.table.allocateAsync().then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length));
+    const later = this.table.allocateAsync();
+    if (!callback) return later.then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length)!);
+    later.then(
+      (got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length, callback),
+      (e: Error) => callback(e, undefined),
+    );
+    return undefined;
   }
 
   /** A submission found no free request slot (the slow path: the lock orders it with the other counting threads). */
@@ -319,7 +376,7 @@ export class QueuePair {
     if (this.shared) this.lock.unlock();
   }
 
-  private enqueueWithSlot(cid: number, cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion> {
+  private enqueueWithSlot(cid: number, cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
     let bounce: DmaBuffer | undefined;
     let readBack: Uint8Array | undefined;
     let prp1 = 0;
@@ -346,7 +403,7 @@ export class QueuePair {
     } catch (e) {
       if (bounce) this.arena.release(bounce);
       this.table.release(cid);
-      return Promise.reject(e as Error);
+      return failed(e as Error, callback);
     }
 
     const raw = 'raw' in cmd;
@@ -371,21 +428,25 @@ export class QueuePair {
       // A malformed field (a BigInt, say): nothing was queued.
       if (bounce) this.arena.release(bounce);
       this.table.release(cid);
-      return Promise.reject(e as Error);
+      return failed(e as Error, callback);
     } finally {
       if (this.shared) this.lock.unlock();
     }
     let slot = this.local[cid];
-    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, bounce: undefined, readBack: undefined, opcode: -1 };
+    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, callback: undefined, bounce: undefined, readBack: undefined, opcode: -1 };
     slot.busy = true;
     slot.bounce = bounce;
     slot.readBack = readBack;
     slot.opcode = throwOnError ? opcode : -1;
-    const s = slot;
-    const done = new Promise<Completion>((resolve, reject) => {
-      s.resolve = resolve;
-      s.reject = reject;
-    });
+    let done: Promise<Completion> | undefined;
+    if (callback) slot.callback = callback;
+    else {
+      const s = slot;
+      done = new Promise<Completion>((resolve, reject) => {
+        s.resolve = resolve;
+        s.reject = reject;
+      });
+    }
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
     if (this.shared) void this.awaitSlot(cid);
@@ -403,7 +464,7 @@ export class QueuePair {
       if (this.shared) this.dbLock.unlock();
     }
     // Poll straight away: a memory namespace has already completed.
-    this.stats.polled += this.reap(false);
+    this.stats.polled += this.reap(false, true);
   }
 
   /**
@@ -432,8 +493,48 @@ export class QueuePair {
     return this.reap(false);
   }
 
-  /** processCompletions(), counted as found by polling or by the interrupt. */
-  private reap(interrupt: boolean): number {
+  /**
+   * processCompletions(), counted as found by polling or by the interrupt.
+   * A completion callback that submits (and so reaps) again inside a reap
+   * only leaves a note: the outer reap goes round once more, so a closed
+   * loop of callbacks iterates instead of recursing. A reap that a
+   * submission call started (`inSubmit`) defers the callbacks it would run
+   * to a microtask: a callback never runs inside the call that submitted.
+   */
+  private reap(interrupt: boolean, inSubmit = false): number {
+    if (this.reaping) {
+      this.reapAgain = true;
+      return 0;
+    }
+    this.reaping = true;
+    this.deferCallbacks = inSubmit;
+    let n = 0;
+    try {
+      do {
+        this.reapAgain = false;
+        n += this.reapOnce(interrupt);
+      } while (this.reapAgain);
+    } finally {
+      this.reaping = false;
+      this.deferCallbacks = false;
+    }
+    return n;
+  }
+
+  /** Runs `callback` now, or after the submission call that reaped its completion has returned. */
+  private callBack(callback: CompletionCallback, err: Error | null, c: Completion | undefined): void {
+    if (!this.deferCallbacks) return invoke(callback, err, c);
+    if (this.deferred.length === 0) queueMicrotask(() => this.runDeferred());
+    this.deferred.push(() => invoke(callback, err, c));
+  }
+
+  private runDeferred(): void {
+    const calls = this.deferred;
+    this.deferred = [];
+    for (const call of calls) call();
+  }
+
+  private reapOnce(interrupt: boolean): number {
     const words = this.arena.u32;
     const mine: Completion[] = [];
     const m = this.metrics;
@@ -503,25 +604,28 @@ export class QueuePair {
   private finishLocal(c: Completion): void {
     const slot = this.local[c.cid];
     if (!slot?.busy) return;
-    const { resolve, reject, bounce, readBack, opcode } = slot;
+    const { resolve, reject, callback, bounce, readBack, opcode } = slot;
     this.clearLocal(slot);
     if (bounce) {
       if (readBack && c.status === 0) readBack.set(bounce.bytes.subarray(0, readBack.length));
       this.arena.release(bounce);
     }
     this.table.release(c.cid);
-    if (opcode >= 0 && c.status !== 0) reject(statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }));
+    const err = opcode >= 0 && c.status !== 0 ? statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }) : null;
+    if (callback) this.callBack(callback, err, c);
+    else if (err) reject(err);
     else resolve(c);
   }
 
   private failLocal(cid: number, err: Error): void {
     const slot = this.local[cid];
     if (!slot?.busy) return;
-    const { reject, bounce } = slot;
+    const { reject, callback, bounce } = slot;
     this.clearLocal(slot);
     if (bounce) this.arena.release(bounce);
     this.table.release(cid);
-    reject(err);
+    if (callback) this.callBack(callback, err, undefined);
+    else reject(err);
   }
 
   private failAllLocal(err: Error): void {
@@ -533,6 +637,7 @@ export class QueuePair {
     slot.busy = false;
     slot.resolve = noop;
     slot.reject = noop;
+    slot.callback = undefined;
     slot.bounce = undefined;
     slot.readBack = undefined;
   }

@@ -73,6 +73,15 @@ export const MAX_THREAD_SLOTS = HEALTH_ROWS;
 const THREAD_STRIDE = 16;
 /** One Int32 per interrupt vector from here: bumped when a vector is raised for a handler in another thread. */
 const G_IRQ = 16;
+/** NSIDs up to this are looked up in an array. */
+const MAX_INDEXED_NSID = 1024;
+
+/** A command table as an array indexed by opcode. */
+function byOpcode(table: ReadonlyMap<number, CommandEntry>): Array<CommandEntry | undefined> {
+  const out = new Array<CommandEntry | undefined>(256).fill(undefined);
+  for (const [opcode, entry] of table) out[opcode] = entry;
+  return out;
+}
 
 export type CommandHandler = (c: NvmeController, req: Request) => number;
 
@@ -143,6 +152,8 @@ export class NvmeController {
   readonly barWords: Int32Array;
   readonly arena: DmaArena;
   readonly namespaces = new Map<number, Namespace>();
+  /** Namespaces by NSID for the per-command lookup (NSIDs up to MAX_INDEXED_NSID; larger ones go through the Map). */
+  private readonly nsByNsid: Array<Namespace | undefined> = [];
   /** Identify NN: the largest NSID. */
   readonly maxNsid: number;
   readonly maxIoQueues: number;
@@ -167,6 +178,8 @@ export class NvmeController {
   readonly dataPath: DataPath;
   /** This thread's io_uring per I/O SQ, for the creation of the SQ it was made for. */
   private readonly rings = new Map<number, { ring: IoRing; generation: number }>();
+  /** The same by QID, for the per-command lookup. */
+  private readonly ringByQid: Array<{ ring: IoRing; generation: number } | undefined> = [];
   /** Set when rings are in use: the addon. */
   private ringNative: ReturnType<typeof loadNative>;
 
@@ -186,7 +199,7 @@ export class NvmeController {
    * Requests this thread has fetched and is waiting on backend operations for, by QID (for Abort). Each
    * knows its index (`listed`), so leaving is a swap with the last one: no hashing per command.
    */
-  private readonly mine = new Map<number, Request[]>();
+  private readonly mine: Array<Request[] | undefined> = [];
   /** Number of Queues granted (1's based counts). */
   grantedSqs: number;
   grantedCqs: number;
@@ -200,6 +213,8 @@ export class NvmeController {
   readonly aerMasked = new Set<number>();
 
   private readonly commandTables: [Map<number, CommandEntry>, Map<number, CommandEntry>];
+  /** The same tables indexed by opcode, for dispatch without hashing. */
+  private readonly handlers: [Array<CommandEntry | undefined>, Array<CommandEntry | undefined>];
   private readonly readyDelayMs: number;
   private intMask = 0;
   private intPending = 0;
@@ -243,12 +258,14 @@ export class NvmeController {
       next = nsid + 1;
     }
     this.maxNsid = Math.max(0, ...this.namespaces.keys());
+    for (const ns of this.namespaces.values()) if (ns.nsid <= MAX_INDEXED_NSID) this.nsByNsid[ns.nsid] = ns;
     const hasFile = [...this.namespaces.values()].some((ns) => ns.backend.kind === 'file');
     this.dataPath = hasFile ? resolveDataPath(opts.dataPath ?? 'auto') : 'portable';
     this.ringNative = this.dataPath === 'io_uring' ? loadNative() : null;
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
     this.inflightCids = new Int32Array(shared?.inflightCids ?? new SharedArrayBuffer((this.maxIoQueues + 1) * CID_WORDS * 4));
+    this.localVectors = new Uint8Array(this.interruptVectors);
     this.threadBase = Math.ceil((G_IRQ + this.interruptVectors) / THREAD_STRIDE) * THREAD_STRIDE;
     this.globals = new Int32Array(shared?.globals ?? new SharedArrayBuffer((this.threadBase + MAX_THREAD_SLOTS * THREAD_STRIDE) * 4));
     this.threadWord = this.threadBase + (threadSlot ?? 0) * THREAD_STRIDE;
@@ -259,6 +276,7 @@ export class NvmeController {
     this.grantedSqs = this.maxIoQueues;
     this.grantedCqs = this.maxIoQueues;
     this.commandTables = [adminCommands(), nvmCommands()];
+    this.handlers = [byOpcode(this.commandTables[0]), byOpcode(this.commandTables[1])];
     if (shared) return;
     void this.watchEvents();
     this.globals[G_PAGE_SIZE] = 4096;
@@ -308,6 +326,11 @@ export class NvmeController {
     const n = Atomics.exchange(this.globals, this.threadBase + threadSlot * THREAD_STRIDE, 0);
     if (n > 0) this.drained();
     return n;
+  }
+
+  /** The active namespace `nsid`, if any. */
+  namespace(nsid: number): Namespace | undefined {
+    return nsid <= MAX_INDEXED_NSID ? this.nsByNsid[nsid] : this.namespaces.get(nsid);
   }
 
   /** The command table for admin (qid 0) or I/O queues; also the source of the Commands Supported and Effects log. */
@@ -386,12 +409,11 @@ export class NvmeController {
 
   /** This thread's executing requests of an SQ (for Abort). */
   requestsOf(qid: number): readonly Request[] {
-    return this.mine.get(qid) ?? [];
+    return this.mine[qid] ?? [];
   }
 
   private list(req: Request): void {
-    let mine = this.mine.get(req.sq.qid);
-    if (!mine) this.mine.set(req.sq.qid, (mine = []));
+    const mine = (this.mine[req.sq.qid] ??= []);
     req.listed = mine.length;
     mine.push(req);
   }
@@ -400,7 +422,7 @@ export class NvmeController {
     const at = req.listed;
     if (at < 0) return;
     req.listed = -1;
-    const mine = this.mine.get(req.sq.qid)!;
+    const mine = this.mine[req.sq.qid]!;
     const last = mine.pop()!;
     if (last !== req) {
       mine[at] = last;
@@ -745,7 +767,7 @@ export class NvmeController {
       // One io_uring_enter for everything this doorbell fetched; what it completes inline (page-cache hits)
       // is timed with the doorbell's clock, as a memory namespace's commands are.
       try {
-        if (this.ringNative) this.rings.get(sq.qid)?.ring.submit();
+        if (this.ringNative) this.ringByQid[sq.qid]?.ring.submit();
       } finally {
         if (outer) this.clock = undefined;
       }
@@ -759,7 +781,7 @@ export class NvmeController {
    */
   ringFor(sq: SubmissionQueue): IoRing | undefined {
     if (!this.ringNative || sq.qid === 0) return undefined;
-    const had = this.rings.get(sq.qid);
+    const had = this.ringByQid[sq.qid];
     const generation = sq.generation;
     if (had && had.generation === generation) return had.ring;
     if (had) this.retireRing(sq.qid);
@@ -773,7 +795,9 @@ export class NvmeController {
       return undefined;
     }
     ring.registerFiles([...this.namespaces.values()].flatMap((ns) => (ns.backend instanceof FileBackend ? [ns.backend.descriptor] : [])));
-    this.rings.set(sq.qid, { ring, generation });
+    const entry = { ring, generation };
+    this.rings.set(sq.qid, entry);
+    this.ringByQid[sq.qid] = entry;
     return ring;
   }
 
@@ -791,6 +815,7 @@ export class NvmeController {
     const had = this.rings.get(qid);
     if (!had) return;
     this.rings.delete(qid);
+    this.ringByQid[qid] = undefined;
     had.ring.close();
   }
 
@@ -858,7 +883,7 @@ export class NvmeController {
         // Fused operations and SGLs are not supported (Identify FUSES = 0, SGLS = 0).
         status = INVALID_FIELD;
       } else {
-        const entry = this.commandTables[io ? 1 : 0].get(cmd.opcode);
+        const entry = this.handlers[io ? 1 : 0][cmd.opcode];
         status = entry ? entry.handler(this, req) : INVALID_OPCODE;
       }
     } catch (e) {
@@ -981,7 +1006,7 @@ export class NvmeController {
       this.intPending |= 1 << vector;
       return;
     }
-    if (this.localVectors.has(vector)) this.onInterrupt(vector);
+    if (this.localVectors[vector] === 1) this.onInterrupt(vector);
     else {
       Atomics.add(this.globals, G_IRQ + vector, 1);
       Atomics.notify(this.globals, G_IRQ + vector);
@@ -989,7 +1014,7 @@ export class NvmeController {
   }
 
   /** Vectors whose interrupt handler runs in this thread (set by the transport). */
-  readonly localVectors = new Set<number>();
+  readonly localVectors: Uint8Array;
 
   /** The shared word a thread waits on for a vector raised elsewhere. */
   interruptWord(vector: number): { words: Int32Array; index: number } {

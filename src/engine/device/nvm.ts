@@ -34,7 +34,7 @@ export function nvmCommands(): Map<number, CommandEntry> {
 }
 
 function namespaceOf(c: NvmeController, req: Request): Namespace | undefined {
-  return c.namespaces.get(req.cmd.nsid);
+  return c.namespace(req.cmd.nsid);
 }
 
 /** SLBA from CDW10 (low) and CDW11 (high). */

@@ -13,7 +13,9 @@ export class LocalTransport implements Transport {
   readonly name = 'local';
   readonly arena: DmaArena;
   private readonly handlers = new Map<number, () => void>();
-  private readonly raised = new Set<number>();
+  /** Vectors raised since the last delivery, once each (`isRaised` marks them). */
+  private raised: number[] = [];
+  private readonly isRaised: boolean[] = [];
   private scheduled = false;
 
   constructor(readonly controller: NvmeController) {
@@ -42,11 +44,11 @@ export class LocalTransport implements Transport {
     const had = this.handlers.has(vector);
     if (handler) {
       this.handlers.set(vector, handler);
-      this.controller.localVectors.add(vector);
+      this.controller.localVectors[vector] = 1;
       if (!had) void this.watch(vector);
     } else {
       this.handlers.delete(vector);
-      this.controller.localVectors.delete(vector);
+      this.controller.localVectors[vector] = 0;
       // Release the watcher's wait.
       const { words, index } = this.controller.interruptWord(vector);
       Atomics.add(words, index, 1);
@@ -71,16 +73,32 @@ export class LocalTransport implements Transport {
   }
 
   private raise(vector: number): void {
-    this.raised.add(vector);
+    if (this.isRaised[vector]) return;
+    this.isRaised[vector] = true;
+    this.raised.push(vector);
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      for (const v of this.raised) {
-        this.raised.delete(v);
+    queueMicrotask(() => this.deliver());
+  }
+
+  private deliver(): void {
+    this.scheduled = false;
+    const vectors = this.raised;
+    this.raised = [];
+    for (let i = 0; i < vectors.length; i++) {
+      const v = vectors[i]!;
+      this.isRaised[v] = false;
+      try {
         this.handlers.get(v)?.();
+      } catch (e) {
+        // The vectors after it are raised again before the error goes on: none is lost.
+        for (const w of vectors.slice(i + 1)) {
+          this.isRaised[w] = false;
+          this.raise(w);
+        }
+        throw e;
       }
-    });
+    }
   }
 
   async close(): Promise<void> {

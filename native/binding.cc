@@ -224,7 +224,8 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
          InstanceMethod<&RingWrap::Close>("close"),
          InstanceMethod<&RingWrap::Inflight>("inflight"),
          InstanceMethod<&RingWrap::ReadNowait>("readNowait"),
-         InstanceMethod<&RingWrap::RegisterFiles>("registerFiles")});
+         InstanceMethod<&RingWrap::RegisterFiles>("registerFiles"),
+         InstanceMethod<&RingWrap::RegisterBuffers>("registerBuffers")});
   }
 
   // new Ring(arena: Uint8Array, entries, ops: Float64Array,
@@ -385,6 +386,13 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     }
     Napi::Int32Array fds = info[0].As<Napi::Int32Array>();
     return Napi::Number::New(env, s_->ring->RegisterFiles(fds.Data(), static_cast<unsigned>(fds.ElementLength())));
+  }
+
+  // registerBuffers() -> 0 | -errno: the arena as fixed buffer 0.
+  Napi::Value RegisterBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    return Napi::Number::New(env, s_->ring->RegisterBuffers());
   }
 
   // readNowait(fd, arenaOffset, length, pos) -> bytes | -errno (-EAGAIN:

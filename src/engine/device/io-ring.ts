@@ -138,6 +138,23 @@ export class IoRing {
     return true;
   }
 
+  /**
+   * Registers the arena with the ring (fixed buffer 0): single-buffer reads
+   * and writes then use READ_FIXED / WRITE_FIXED, and the kernel pins the
+   * arena once rather than each transfer's pages per operation. Returns
+   * false when the kernel refuses (RLIMIT_MEMLOCK, say): transfers then go
+   * as they are.
+   */
+  registerBuffers(): boolean {
+    const rc = this.ring.registerBuffers();
+    if (rc < 0) trace('io_uring buffer registration failed: %s', errnoName(-rc));
+    this.fixedBuffers = rc === 0;
+    return this.fixedBuffers;
+  }
+
+  /** Whether the arena is registered with the ring (registerBuffers). */
+  fixedBuffers = false;
+
   /** Operations handed to the kernel and not yet reaped. */
   get inflight(): number {
     return this.ring.inflight();

@@ -90,6 +90,7 @@ const engines = {
   io_uring: (c) => nvmq('io_uring', c),
   'io_uring-each': (c) => nvmq('io_uring', c, 'each'),
   'io_uring-promise': (c) => nvmq('io_uring', c, 'plug', 'promise'),
+  'io_uring-wait': (c) => nvmq('io_uring', c, 'wait'),
   portable: (c) => nvmq('portable', c),
   'node-fs': nodeFs,
   fio: async (c) => fio(c),

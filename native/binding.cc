@@ -225,7 +225,8 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
          InstanceMethod<&RingWrap::Inflight>("inflight"),
          InstanceMethod<&RingWrap::ReadNowait>("readNowait"),
          InstanceMethod<&RingWrap::RegisterFiles>("registerFiles"),
-         InstanceMethod<&RingWrap::RegisterBuffers>("registerBuffers")});
+         InstanceMethod<&RingWrap::RegisterBuffers>("registerBuffers"),
+         InstanceMethod<&RingWrap::Wait>("wait")});
   }
 
   // new Ring(arena: Uint8Array, entries, ops: Float64Array,
@@ -306,6 +307,21 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     const int rc = s_->ring->Submit(s_->ops, static_cast<unsigned>(n), s_->segs, s_->segs_len);
     const unsigned k = Drain();
     if (rc < 0 && k == 0) return Napi::Number::New(env, rc);
+    return Napi::Number::New(env, k);
+  }
+
+  // wait(timeoutUs) -> completions now in cqes (>= 0; 0 on timeout or with
+  // nothing in flight), or -errno. Blocks the thread in io_uring_enter; the
+  // eventfd stays quiet meanwhile (the waiter takes what completes).
+  Napi::Value Wait(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double us;
+    if (!ReadInteger(info, 0, "timeoutUs", 0, 3600000000.0, &us)) return env.Undefined();
+    s_->ring->SetNotify(false);
+    const int rc = s_->ring->Wait(static_cast<unsigned>(us));
+    const unsigned k = Drain();
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && k == 0) return Napi::Number::New(env, rc);
     return Napi::Number::New(env, k);
   }
 

@@ -93,6 +93,11 @@ int Ring::Create(unsigned entries, uint8_t* arena, size_t arena_len,
     delete r;
     return rc;
   }
+  // io_uring_enter then names the ring by a per-thread index instead of its
+  // descriptor: no file lookup and reference per call. The ring is used only
+  // by the thread that made it. A kernel older than 5.18 refuses; that costs
+  // nothing but the lookup.
+  io_uring_register_ring_fd(&r->impl_->ring);
   *out = r;
   return 0;
 }
@@ -340,6 +345,16 @@ int Ring::ReadNowait(double fd, double addr, double len, double pos) {
   return n < 0 ? -errno : static_cast<int>(n);
 }
 
+int Ring::Wait(unsigned timeout_us) {
+  io_uring* ring = &impl_->ring;
+  if (inflight_ == 0 || ready() > 0) return 0;
+  __kernel_timespec ts = {static_cast<long long>(timeout_us / 1000000),
+                          static_cast<long long>(timeout_us % 1000000) * 1000};
+  io_uring_cqe* cqe = nullptr;
+  const int rc = io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, nullptr);
+  return rc < 0 ? rc : 0;
+}
+
 void Ring::SetNotify(bool on) {
   io_uring_cq_eventfd_toggle(&impl_->ring, on);
 }
@@ -364,6 +379,7 @@ unsigned Ring::Reap(int32_t*, unsigned) { return 0; }
 unsigned Ring::CancelAll(unsigned) { return 0; }
 int Ring::RegisterFiles(const int32_t*, unsigned) { return -ENOSYS; }
 int Ring::RegisterBuffers() { return -ENOSYS; }
+int Ring::Wait(unsigned) { return -ENOSYS; }
 int Ring::ReadNowait(double, double, double, double) { return -ENOSYS; }
 void Ring::SetNotify(bool) {}
 unsigned Ring::ready() const { return 0; }

@@ -89,6 +89,13 @@ class Ring {
   // otherwise pays for every I/O). 0 or -errno (ENOMEM past RLIMIT_MEMLOCK).
   int RegisterBuffers();
 
+  // Blocks until at least one completion is ready or `timeout_us` passes
+  // (one io_uring_enter, which also submits anything still queued), as a
+  // thread with nothing else to do waits for its I/O. 0 when completions
+  // are ready (at once if some already were, or nothing is in flight),
+  // -ETIME on timeout, -EINTR on a signal, or -errno.
+  int Wait(unsigned timeout_us);
+
   // Stops (false) or resumes (true) eventfd notifications.
   void SetNotify(bool on);
 

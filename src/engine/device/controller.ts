@@ -826,6 +826,16 @@ export class NvmeController {
     had.ring.close();
   }
 
+  /**
+   * Blocks this thread until one of its rings finishes an operation or
+   * `timeoutMs` passes, then completes what the rings finished. Returns how
+   * many; 0 at once when no ring of this thread has anything in flight.
+   */
+  waitRings(timeoutMs: number): number {
+    for (const { ring } of this.rings.values()) if (ring.inflight > 0) return ring.wait(timeoutMs) + this.pollRings();
+    return 0;
+  }
+
   /** Completes what this thread's rings have finished, without a system call (polled mode). Returns how many. */
   pollRings(): number {
     let n = 0;

@@ -53,6 +53,8 @@ const EDQUOT = 122;
 const MAX_IOV = 1024;
 /** How long a teardown waits for the kernel to give operations back. */
 const CANCEL_TIMEOUT_MS = 30_000;
+/** The longest single wait() in the kernel (an hour, in microseconds). */
+const MAX_WAIT_US = 3_600_000_000;
 
 const ERRNO_NAMES: Record<number, string> = { 5: 'EIO', 9: 'EBADF', 14: 'EFAULT', 22: 'EINVAL', 27: 'EFBIG', 28: 'ENOSPC', 30: 'EROFS', 95: 'EOPNOTSUPP', 122: 'EDQUOT', 125: 'ECANCELED' };
 
@@ -308,6 +310,18 @@ export class IoRing {
     this.staged = 0;
     this.cachedRead = 0;
     this.finish(tag, p, null);
+  }
+
+  /**
+   * Blocks the thread in io_uring_enter until an operation completes or
+   * `timeoutMs` passes, then completes what finished. Returns how many (0 at
+   * once with nothing in flight).
+   */
+  wait(timeoutMs: number): number {
+    if (this.closed || this.ring.inflight() === 0) return this.poll();
+    const k = this.ring.wait(Math.min(Math.max(0, Math.round(timeoutMs * 1000)), MAX_WAIT_US));
+    if (k < 0) trace('io_uring wait failed: %s', errnoName(-k));
+    return (k > 0 ? this.dispatch(k) : 0) + this.poll();
   }
 
   /** Completes whatever the kernel has finished, without a system call. Returns how many. */

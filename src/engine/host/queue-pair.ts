@@ -478,6 +478,24 @@ export class QueuePair {
     return n;
   }
 
+  /**
+   * Waits for completions by blocking the thread, as fio waits inside
+   * io_uring_enter: no event-loop turn, no eventfd, no wake-up through
+   * libuv. Blocks until the controller (in this thread) finishes an I/O or
+   * `timeoutMs` passes, then reaps; callbacks of the callback forms run
+   * inside this call. Returns the completions reaped.
+   *
+   * For a thread dedicated to I/O with nothing else to do: timers and
+   * messages wait meanwhile. Returns at once, with what it could reap, when
+   * nothing this thread executes can be waited for so (the portable data
+   * path, a memory namespace, a controller in another thread): a caller
+   * that got 0 should give the event loop a turn before waiting again.
+   */
+  wait(timeoutMs = 10): number {
+    this.transport.wait?.(timeoutMs);
+    return this.poll();
+  }
+
   /** The interrupt handler for this queue's vector. */
   onInterrupt(): void {
     this.stats.interrupted += this.reap(true);

@@ -21,6 +21,13 @@ export interface Transport {
    * Completions then appear in the CQs as usual. Optional.
    */
   poll?(): void;
+  /**
+   * Blocks the thread until a controller in this thread has something to
+   * complete (an io_uring operation finished) or `timeoutMs` passes, then
+   * completes it as poll() does. Returns at once when nothing in this thread
+   * can be waited for that way. Optional.
+   */
+  wait?(timeoutMs: number): void;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

@@ -40,6 +40,10 @@ export class LocalTransport implements Transport {
     this.controller.pollRings();
   }
 
+  wait(timeoutMs: number): void {
+    this.controller.waitRings(timeoutMs);
+  }
+
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
     const had = this.handlers.has(vector);
     if (handler) {

@@ -2,7 +2,7 @@
 // bytes, kernel errors become the same NVMe statuses, and a ring torn down with I/O in flight finishes or
 // aborts every operation. Real files, a real loop device, real file systems (root, as CI has).
 import { describe, it, expect, afterEach } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
@@ -138,6 +138,18 @@ describe('the data paths', () => {
     if (dataPath === 'io_uring') expect(h.controller.ringFor(h.controller.sq(q.qid)!)?.fixedBuffers).toBe(true);
     await h.close();
     expect(sameBytes(fs.readFileSync(file), model)).toBe('equal');
+  });
+
+  it('q.wait() never blocks where nothing can be waited for in the ring (the portable path): the event loop delivers', async () => {
+    const h = await up(new FileBackend({ path: path.join(dir(), 'w.img'), size: 1 << 20 }), 'portable');
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    let done = false;
+    q.readCallback(1, 0, 1, new Uint8Array(4096), () => (done = true));
+    const t = performance.now();
+    expect(q.wait(2000)).toBe(0);
+    expect(performance.now() - t).toBeLessThan(1000);
+    while (!done) await new Promise((r) => setImmediate(r));
+    expect(q.outstanding).toBe(0);
   });
 
   it.each(DATA_PATHS)('O_DIRECT: a PRP1 offset off a sector boundary is PRP Offset Invalid, and nothing moves (%s)', async (dataPath) => {
@@ -314,6 +326,30 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(q.stats.polled).toBe(polledBefore + 1);
     await read;
     expect(settled).toBe(true);
+  });
+
+  it('q.wait() blocks the thread in the ring until the device answers, then reaps: the callback runs inside it', async () => {
+    const device = stalledDevice('io_uring', dir(), 1 << 20);
+    cleanups.push(() => device.close());
+    const h = await up(new FileBackend(device.options), 'io_uring');
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    const fifo = (device.options as { handle: { path: string } }).handle.path;
+    const seen: Array<Error | null> = [];
+    q.readCallback(1, 0, 1, new Uint8Array(4096), (err) => seen.push(err));
+    // Nothing arrives: the wait times out.
+    let t = performance.now();
+    expect(q.wait(30)).toBe(0);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(25);
+    expect(seen).toEqual([]);
+    // Another process answers in 200 ms; this thread is blocked in io_uring_enter meanwhile (no event loop turn).
+    const writer = spawn('sh', ['-c', `sleep 0.2; head -c 4096 /dev/zero > '${fifo}'`], { stdio: 'ignore' });
+    const exited = new Promise((res) => writer.once('exit', res));
+    t = performance.now();
+    expect(q.wait(10_000)).toBe(1);
+    expect(performance.now() - t).toBeGreaterThanOrEqual(150);
+    expect(seen).toEqual([null]);
+    expect(q.outstanding).toBe(0);
+    await exited;
   });
 
   it('the addon checks every address against the arena: outside it an operation completes with EFAULT, unsubmitted', () => {

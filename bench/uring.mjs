@@ -2,13 +2,14 @@
 // The native data path against the alternatives, on the same 1 GiB file in one run: nvmq on io_uring (its
 // workers resubmitting completions in plugged batches, one doorbell each, through the callback API:
 // readCallback / writeCallback; `io_uring-each`, one doorbell per command as fio's default
-// iodepth_batch_submit=1; `io_uring-promise`, plugged batches through the Promise API: read / write),
+// iodepth_batch_submit=1; `io_uring-wait`, the same with the worker waiting for completions inside
+// io_uring_enter (q.wait()) as fio does; `io_uring-promise`, plugged batches through the Promise API),
 // nvmq on its portable node:fs path, node:fs promises, and fio (--ioengine=io_uring). 4 KiB random reads
 // and writes, depth 1 and 32, 1 and 2 workers / jobs, with O_DIRECT and from a warm page cache (the file is
 // read once before the buffered runs, and fio runs with --invalidate=0). Each round runs every engine
 // once; the table gives the medians of the rounds. Run `npm run build` first.
 //   node bench/uring.mjs [--seconds 3] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
-//                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-promise,portable,node-fs,fio]
+//                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio]
 //                        [--json out.json]
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -22,7 +23,7 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' },
   rw: { type: 'string', default: 'randread,randwrite' }, depth: { type: 'string', default: '1,32' },
   workers: { type: 'string', default: '1,2' }, direct: { type: 'string', default: '0,1' },
-  engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
+  engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
   'size-mib': { type: 'string', default: '1024' },
 } });
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -123,10 +124,13 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
 
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
 console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
-console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | io_uring / fio | io_uring-each / fio | io_uring-promise / fio | io_uring / node-fs |`);
-console.log(`| --- | --- | --- | --- | ${wanted.map(() => '---').join(' | ')} | --- | --- | --- | --- |`);
+// A ratio to fio for every nvmq engine run, and io_uring against node:fs promises.
+const vsFio = wanted.includes('fio') ? wanted.filter((n) => n.startsWith('io_uring') || n === 'portable') : [];
+const ratioCols = [...vsFio.map((n) => [n, 'fio']), ...(wanted.includes('io_uring') && wanted.includes('node-fs') ? [['io_uring', 'node-fs']] : [])];
+console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | ${ratioCols.map(([a, b]) => `${a} / ${b}`).join(' | ')} |`);
+console.log(`| --- | --- | --- | --- | ${[...wanted, ...ratioCols].map(() => '---').join(' | ')} |`);
 for (const r of results) {
-  const ratio = (a, b) => (r[a] && r[b] ? `${(r[a].iops / r[b].iops).toFixed(2)}x` : '-');
-  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratio('io_uring', 'fio')} | ${ratio('io_uring-each', 'fio')} | ${ratio('io_uring-promise', 'fio')} | ${ratio('io_uring', 'node-fs')} |`);
+  const ratio = ([a, b]) => `${(r[a].iops / r[b].iops).toFixed(2)}x`;
+  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratioCols.map(ratio).join(' | ')} |`);
 }
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

@@ -661,9 +661,9 @@ export class QueuePair {
   }
 
   /**
-   * Leaves in `prp1` / `prp2` the PRPs for a contiguous region of the arena. Beyond two pages PRP2
-   * points at the slot's list pages, chained when one page of entries is not
-   * enough (4.3).
+   * Leaves in `prp1` / `prp2` the PRPs for a contiguous region of the
+   * arena. Beyond two pages PRP2 points at the slot's list pages, chained
+   * when one page of entries is not enough (4.3).
    */
   private buildPrps(cid: number, iova: number, length: number): void {
     const ps = this.pageSize;

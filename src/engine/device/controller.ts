@@ -827,12 +827,13 @@ export class NvmeController {
   }
 
   /**
-   * Blocks this thread until one of its rings finishes an operation or
-   * `timeoutMs` passes, then completes what the rings finished. Returns how
-   * many; 0 at once when no ring of this thread has anything in flight.
+   * Blocks this thread until its first ring with operations in flight (in
+   * the engine, a worker's only one) finishes one or `timeoutMs` passes, then
+   * completes what that ring finished. Returns how many; 0 at once when no
+   * ring of this thread has anything in flight.
    */
   waitRings(timeoutMs: number): number {
-    for (const { ring } of this.rings.values()) if (ring.inflight > 0) return ring.wait(timeoutMs) + this.pollRings();
+    for (const { ring } of this.rings.values()) if (ring.inflight > 0) return ring.wait(timeoutMs);
     return 0;
   }
 

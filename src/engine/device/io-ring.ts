@@ -321,7 +321,10 @@ export class IoRing {
     if (this.closed || this.ring.inflight() === 0) return this.poll();
     const k = this.ring.wait(Math.min(Math.max(0, Math.round(timeoutMs * 1000)), MAX_WAIT_US));
     if (k < 0) trace('io_uring wait failed: %s', errnoName(-k));
-    return (k > 0 ? this.dispatch(k) : 0) + this.poll();
+    // dispatch() reaps until the ring is empty; what the completions staged (the rest of a short transfer) goes now.
+    const n = k > 0 ? this.dispatch(k) : 0;
+    if (this.staged > 0) this.submit();
+    return n;
   }
 
   /** Completes whatever the kernel has finished, without a system call. Returns how many. */

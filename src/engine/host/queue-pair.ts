@@ -493,7 +493,9 @@ export class QueuePair {
    */
   wait(timeoutMs = 10): number {
     this.transport.wait?.(timeoutMs);
-    return this.poll();
+    const n = this.processCompletions();
+    this.stats.polled += n;
+    return n;
   }
 
   /** The interrupt handler for this queue's vector. */
@@ -590,9 +592,11 @@ export class QueuePair {
         if (this.shared) this.table.complete(c.cid, c.status, c.dw0);
         else mine.push(c);
       }
-      Atomics.store(this.host, H_CQ_HEAD, head);
-      Atomics.store(this.host, H_CQ_PHASE, phase);
-      if (m && n > 0) m.found(n, reaped, interrupt, now);
+      if (n > 0) {
+        Atomics.store(this.host, H_CQ_HEAD, head);
+        Atomics.store(this.host, H_CQ_PHASE, phase);
+        m?.found(n, reaped, interrupt, now);
+      }
     } finally {
       if (this.shared) this.lock.unlock();
     }

@@ -6,9 +6,10 @@
 // io_uring_enter (q.wait()) as fio does; `io_uring-promise`, plugged batches through the Promise API),
 // nvmq on its portable node:fs path, node:fs promises, and fio (--ioengine=io_uring). 4 KiB random reads
 // and writes, depth 1 and 32, 1 and 2 workers / jobs, with O_DIRECT and from a warm page cache (the file is
-// read once before the buffered runs, and fio runs with --invalidate=0). Each round runs every engine
-// once; the table gives the medians of the rounds. Run `npm run build` first.
-//   node bench/uring.mjs [--seconds 3] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
+// read once before the buffered runs, and fio runs with --invalidate=0). Every engine first runs `--ramp`
+// seconds unmeasured (fio: --ramp_time), which takes nvmq's JIT warm-up out of the measured window. Each
+// round runs every engine once; the table gives the medians of the rounds. Run `npm run build` first.
+//   node bench/uring.mjs [--seconds 3] [--ramp 1] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
 //                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio]
 //                        [--json out.json]
 import { parseArgs } from 'node:util';
@@ -20,7 +21,7 @@ import { openImage } from '../dist/engine/device/backends/image.js';
 import { dataPathStatus } from '../dist/engine/native.js';
 
 const { values } = parseArgs({ options: {
-  seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' },
+  seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, ramp: { type: 'string', default: '1' },
   rw: { type: 'string', default: 'randread,randwrite' }, depth: { type: 'string', default: '1,32' },
   workers: { type: 'string', default: '1,2' }, direct: { type: 'string', default: '0,1' },
   engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
@@ -28,6 +29,8 @@ const { values } = parseArgs({ options: {
 } });
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const seconds = Number(values.seconds);
+const ramp = Number(values.ramp);
+if (!(ramp >= 0)) throw new Error(`--ramp must be a number of seconds >= 0, got ${values.ramp}`);
 const runs = Number(values.runs);
 const size = Number(values['size-mib']) << 20;
 const lbaSize = 4096;
@@ -60,7 +63,7 @@ async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', ap
   // workerSemiSpaceMb: 16 keeps the workers out of a GC-heavy mode that otherwise shows up about one run in five.
   const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, direct }], workers, queueDepth: Math.max(depth + 1, 8), controller: { dataPath }, workerSemiSpaceMb: 16 });
   try {
-    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, write: rw === 'randwrite', batch, api })));
+    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, ramp, write: rw === 'randwrite', batch, api })));
     return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
   } finally {
     await e.close();
@@ -69,7 +72,7 @@ async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', ap
 
 async function nodeFs({ rw, depth, workers, direct }) {
   const out = await Promise.all(Array.from({ length: workers }, () => new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./tasks/fs-job.mjs', import.meta.url), { workerData: { path: file, blocks, lbaSize, depth, seconds, write: rw === 'randwrite', direct } });
+    const w = new Worker(new URL('./tasks/fs-job.mjs', import.meta.url), { workerData: { path: file, blocks, lbaSize, depth, seconds, ramp, write: rw === 'randwrite', direct } });
     w.once('message', resolve);
     w.once('error', reject);
   })));
@@ -78,7 +81,7 @@ async function nodeFs({ rw, depth, workers, direct }) {
 
 function fio({ rw, depth, workers, direct }) {
   const args = ['--name=bench', `--filename=${file}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${depth}`, `--numjobs=${workers}`,
-    '--ioengine=io_uring', `--direct=${direct ? 1 : 0}`, '--invalidate=0', '--time_based', `--runtime=${seconds}`,
+    '--ioengine=io_uring', `--direct=${direct ? 1 : 0}`, '--invalidate=0', '--time_based', `--runtime=${seconds}`, `--ramp_time=${ramp}`,
     `--size=${size}`, '--group_reporting', '--lat_percentiles=1', '--output-format=json'];
   const res = spawnSync('fio', args, { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`fio failed: ${res.stderr}`);
@@ -123,7 +126,7 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
 }
 
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
-console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
+console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s (after ${ramp} s unmeasured) x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
 // A ratio to fio for every nvmq engine run, and io_uring against node:fs promises.
 const vsFio = wanted.includes('fio') ? wanted.filter((n) => n.startsWith('io_uring') || n === 'portable') : [];
 const ratioCols = [...vsFio.map((n) => [n, 'fio']), ...(wanted.includes('io_uring') && wanted.includes('node-fs') ? [['io_uring', 'node-fs']] : [])];

@@ -6,8 +6,10 @@
 // waits for completions inside io_uring_enter (queue.wait()) rather than in its event loop, as fio does;
 // it gives the event loop a turn only when wait() had nothing to wait for. With `api: 'callback'` commands go through
 // readCallback / writeCallback (no Promise per command), else through read / write. Buffers come from the
-// worker's DMA pool (zero copy). Returns I/Os done and the median latency (µs).
-export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug', api = 'promise' }) {
+// worker's DMA pool (zero copy). The first `ramp` seconds run the same loop unmeasured (fio's ramp_time):
+// they take the JIT compilers' work out of the measured window. Returns the I/Os done in the measured
+// `seconds` (those submitted after the ramp) and their median latency (µs).
+export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug', api = 'promise', ramp = 0 }) {
   const bufs = Array.from({ length: depth }, () => queue.allocBuffer(lbaSize));
   let x = (Math.random() * 0x7fffffff) | 1;
   const rnd = () => {
@@ -18,7 +20,8 @@ export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds
   let nlat = 0;
   let ios = 0;
   const started = new Float64Array(depth);
-  const end = performance.now() + seconds * 1000;
+  const from = performance.now() + ramp * 1000;
+  const end = from + seconds * 1000;
   let ready = [];
   let scheduled = false;
   let inflight = 0;
@@ -54,8 +57,10 @@ export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds
   };
   const done = (lane) => {
     inflight--;
-    ios++;
-    if (nlat < lat.length) lat[nlat++] = (performance.now() - started[lane]) * 1000;
+    if (started[lane] >= from) {
+      ios++;
+      if (nlat < lat.length) lat[nlat++] = (performance.now() - started[lane]) * 1000;
+    }
     if (batch === 'each' || batch === 'wait') {
       if (performance.now() < end) submit(lane);
       else if (inflight === 0) finish();

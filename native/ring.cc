@@ -59,17 +59,29 @@ int Ring::Create(unsigned entries, uint8_t* arena, size_t arena_len,
   r->arena_len_ = arena_len;
   // A roomy completion ring: one NVMe command can become several operations
   // (a Dataset Management range list, a broadcast flush).
+  //
+  // Completions of operations that went to a device (O_DIRECT, a page-cache
+  // miss) are posted by task work in this thread. By default the kernel
+  // interrupts the thread for it (an IPI, a VM exit on a virtual machine);
+  // with DEFER_TASKRUN it runs when the thread next asks for completions
+  // (TASKRUN_FLAG tells Reap when to ask). Two workers reading with O_DIRECT
+  // at depth 32 did 120k reads/s without it and 138k with it here (COOP_TASKRUN,
+  // the older cousin: 134k). Kernels before 6.1 lack DEFER_TASKRUN, before
+  // 6.0 SINGLE_ISSUER: each refusal falls back a step.
+  static const unsigned kSetups[] = {
+      IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+          IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER,
+      IORING_SETUP_CQSIZE,
+  };
   io_uring_params p;
-  std::memset(&p, 0, sizeof p);
-  p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER;
-  p.cq_entries = entries * 4;
-  int rc = io_uring_queue_init_params(entries, &r->impl_->ring, &p);
-  if (rc == -EINVAL) {
-    // A kernel older than 6.0 has no SINGLE_ISSUER.
+  int rc = -EINVAL;
+  for (unsigned flags : kSetups) {
     std::memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
+    p.flags = flags;
     p.cq_entries = entries * 4;
     rc = io_uring_queue_init_params(entries, &r->impl_->ring, &p);
+    if (rc != -EINVAL) break;
   }
   if (rc < 0) {
     delete r->impl_;
@@ -263,8 +275,13 @@ unsigned Ring::Reap(int32_t* out, unsigned cap) {
   }
   io_uring* ring = &impl_->ring;
   // Completions the kernel could not fit in the ring wait in its overflow
-  // list until asked for (the only system call on this path).
-  if (io_uring_cq_has_overflow(ring)) io_uring_get_events(ring);
+  // list, and with DEFER_TASKRUN finished operations wait as task work, until
+  // asked for: the only system call on this path, made only when the kernel
+  // flags that there is something to ask for.
+  if (io_uring_cq_has_overflow(ring) ||
+      (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN)) {
+    io_uring_get_events(ring);
+  }
   unsigned head;
   unsigned seen = 0;
   io_uring_cqe* cqe;
@@ -360,7 +377,12 @@ void Ring::SetNotify(bool on) {
 }
 
 unsigned Ring::ready() const {
-  return io_uring_cq_ready(&impl_->ring) +
+  const io_uring* ring = &impl_->ring;
+  // Finished operations still waiting as deferred task work count too: an
+  // eventfd switched off when they arrived will not announce them.
+  const unsigned deferred =
+      (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN) ? 1 : 0;
+  return io_uring_cq_ready(ring) + deferred +
          static_cast<unsigned>((local_.size() - local_head_) / 2);
 }
 

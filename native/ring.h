@@ -101,7 +101,8 @@ class Ring {
 
   int event_fd() const { return event_fd_; }
   unsigned inflight() const { return inflight_; }
-  // Completions available now (kernel ring plus ones completed locally).
+  // Completions available now (kernel ring plus ones completed locally),
+  // counting finished operations still waiting as deferred task work as one.
   unsigned ready() const;
 
  private:

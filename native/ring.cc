@@ -205,26 +205,23 @@ int Ring::Submit(const double* ops, unsigned n, const double* segs,
     const uint64_t off = static_cast<uint64_t>(pos);
     switch (static_cast<unsigned>(code)) {
       case kRingRead:
-        if (impl_->buffers) {
-          io_uring_prep_read_fixed(sqe, ifd, arena_ + static_cast<size_t>(addr),
-                                   static_cast<unsigned>(len), off, 0);
+      case kRingWrite: {
+        uint8_t* buf = arena_ + static_cast<size_t>(addr);
+        const unsigned n = static_cast<unsigned>(len);
+        const bool write = code == kRingWrite;
+        // With the arena registered (fixed buffer 0) the kernel pins nothing per operation.
+        if (impl_->buffers && write) {
+          io_uring_prep_write_fixed(sqe, ifd, buf, n, off, 0);
+        } else if (impl_->buffers) {
+          io_uring_prep_read_fixed(sqe, ifd, buf, n, off, 0);
+        } else if (write) {
+          io_uring_prep_write(sqe, ifd, buf, n, off);
         } else {
-          io_uring_prep_read(sqe, ifd, arena_ + static_cast<size_t>(addr),
-                             static_cast<unsigned>(len), off);
+          io_uring_prep_read(sqe, ifd, buf, n, off);
         }
         sqe->rw_flags = static_cast<int>(flags);
         break;
-      case kRingWrite:
-        if (impl_->buffers) {
-          io_uring_prep_write_fixed(sqe, ifd,
-                                    arena_ + static_cast<size_t>(addr),
-                                    static_cast<unsigned>(len), off, 0);
-        } else {
-          io_uring_prep_write(sqe, ifd, arena_ + static_cast<size_t>(addr),
-                              static_cast<unsigned>(len), off);
-        }
-        sqe->rw_flags = static_cast<int>(flags);
-        break;
+      }
       case kRingReadv:
       case kRingWritev: {
         const size_t first = iov.size();

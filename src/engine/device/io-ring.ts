@@ -150,12 +150,16 @@ export class IoRing {
   registerBuffers(): boolean {
     const rc = this.ring.registerBuffers();
     if (rc < 0) trace('io_uring buffer registration failed: %s', errnoName(-rc));
-    this.fixedBuffers = rc === 0;
-    return this.fixedBuffers;
+    this.buffersRegistered = rc === 0;
+    return this.buffersRegistered;
   }
 
   /** Whether the arena is registered with the ring (registerBuffers). */
-  fixedBuffers = false;
+  get fixedBuffers(): boolean {
+    return this.buffersRegistered;
+  }
+
+  private buffersRegistered = false;
 
   /** Operations handed to the kernel and not yet reaped. */
   get inflight(): number {

@@ -10,8 +10,11 @@
 // seconds unmeasured (fio: --ramp_time), which takes nvmq's JIT warm-up out of the measured window. Each
 // round runs every engine once; the table gives the medians of the rounds. Run `npm run build` first.
 //   node bench/uring.mjs [--seconds 3] [--ramp 1] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
-//                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio]
-//                        [--json out.json]
+//                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-wait,io_uring-spin,io_uring-promise,portable,node-fs,fio]
+//                        [--spin-us 200] [--json out.json]
+// Besides IOPS and p50 latency every engine reports the CPU time its process spent per I/O over the measured
+// window (all threads; fio: its usr + sys), which prices `io_uring-spin`: waits that poll the ring for up to
+// --spin-us before they sleep.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -24,7 +27,8 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, ramp: { type: 'string', default: '1' },
   rw: { type: 'string', default: 'randread,randwrite' }, depth: { type: 'string', default: '1,32' },
   workers: { type: 'string', default: '1,2' }, direct: { type: 'string', default: '0,1' },
-  engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-wait,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
+  engines: { type: 'string', default: 'io_uring,io_uring-each,io_uring-wait,io_uring-spin,io_uring-promise,portable,node-fs,fio' }, json: { type: 'string' },
+  'spin-us': { type: 'string', default: '200' },
   'size-mib': { type: 'string', default: '1024' },
 } });
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -32,6 +36,8 @@ const seconds = Number(values.seconds);
 const ramp = Number(values.ramp);
 if (!(ramp >= 0)) throw new Error(`--ramp must be a number of seconds >= 0, got ${values.ramp}`);
 const runs = Number(values.runs);
+const spinUs = Number(values['spin-us']);
+if (!Number.isInteger(spinUs) || spinUs < 0) throw new Error(`--spin-us must be an integer >= 0, got ${values['spin-us']}`);
 const size = Number(values['size-mib']) << 20;
 const lbaSize = 4096;
 const blocks = size / lbaSize;
@@ -59,24 +65,42 @@ const warm = () => execFileSync('cat', [file], { stdio: ['ignore', 'ignore', 'in
 // Every run starts with no dirty pages: writeback left over from a write run would slow the next run down.
 const settle = () => execFileSync('sync');
 
-async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', api = 'callback') {
+// CPU time (µs) this process uses, all threads, over the measured window: from `ramp` to `ramp + seconds`
+// after the call (the jobs start with it; their own clocks differ from this by milliseconds).
+function cpuWindow() {
+  return new Promise((resolve) => {
+    setTimeout(() => {
+      const from = process.cpuUsage();
+      setTimeout(() => {
+        const d = process.cpuUsage(from);
+        resolve(d.user + d.system);
+      }, seconds * 1000);
+    }, ramp * 1000);
+  });
+}
+
+async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', api = 'callback', spin = 0) {
   // workerSemiSpaceMb: 16 keeps the workers out of a GC-heavy mode that otherwise shows up about one run in five.
   const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, direct }], workers, queueDepth: Math.max(depth + 1, 8), controller: { dataPath }, workerSemiSpaceMb: 16 });
   try {
-    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, ramp, write: rw === 'randwrite', batch, api })));
-    return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
+    const cpu = cpuWindow();
+    const out = await Promise.all(Array.from({ length: workers }, () => e.run(task, { nsid: 1, blocks, lbaSize, depth, seconds, ramp, write: rw === 'randwrite', batch, api, spinUs: spin })));
+    const ios = out.reduce((s, r) => s + r.ios, 0);
+    return { iops: ios / seconds, p50: median(out.map((r) => r.p50)), cpu: (await cpu) / ios };
   } finally {
     await e.close();
   }
 }
 
 async function nodeFs({ rw, depth, workers, direct }) {
+  const cpu = cpuWindow();
   const out = await Promise.all(Array.from({ length: workers }, () => new Promise((resolve, reject) => {
     const w = new Worker(new URL('./tasks/fs-job.mjs', import.meta.url), { workerData: { path: file, blocks, lbaSize, depth, seconds, ramp, write: rw === 'randwrite', direct } });
     w.once('message', resolve);
     w.once('error', reject);
   })));
-  return { iops: out.reduce((s, r) => s + r.ios, 0) / seconds, p50: median(out.map((r) => r.p50)) };
+  const ios = out.reduce((s, r) => s + r.ios, 0);
+  return { iops: ios / seconds, p50: median(out.map((r) => r.p50)), cpu: (await cpu) / ios };
 }
 
 function fio({ rw, depth, workers, direct }) {
@@ -87,7 +111,9 @@ function fio({ rw, depth, workers, direct }) {
   if (res.status !== 0) throw new Error(`fio failed: ${res.stderr}`);
   const job = JSON.parse(res.stdout.slice(res.stdout.indexOf('{'))).jobs[0];
   const side = rw === 'randwrite' ? job.write : job.read;
-  return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000 };
+  // usr_cpu / sys_cpu are per cent of one CPU, averaged over the jobs.
+  const cpu = ((job.usr_cpu + job.sys_cpu) / 100) * workers * 1e6 / side.iops;
+  return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000, cpu };
 }
 
 const engines = {
@@ -95,6 +121,7 @@ const engines = {
   'io_uring-each': (c) => nvmq('io_uring', c, 'each'),
   'io_uring-promise': (c) => nvmq('io_uring', c, 'plug', 'promise'),
   'io_uring-wait': (c) => nvmq('io_uring', c, 'wait'),
+  'io_uring-spin': (c) => nvmq('io_uring', c, 'wait', 'callback', spinUs),
   portable: (c) => nvmq('portable', c),
   'node-fs': nodeFs,
   fio: async (c) => fio(c),
@@ -116,7 +143,7 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
             xs[name].push(await engines[name](cfg));
           }
         }
-        for (const name of wanted) row[name] = { iops: median(xs[name].map((x) => x.iops)), p50: median(xs[name].map((x) => x.p50)) };
+        for (const name of wanted) row[name] = { iops: median(xs[name].map((x) => x.iops)), p50: median(xs[name].map((x) => x.p50)), cpu: median(xs[name].map((x) => x.cpu)) };
         results.push(row);
         const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
         console.error(`${direct ? 'O_DIRECT' : 'warm'} ${rw} depth ${depth} x${workers}: ` + wanted.map((n) => `${n} ${fmt(row[n].iops)} (p50 ${row[n].p50.toFixed(1)} µs)`).join(', '));
@@ -126,14 +153,19 @@ for (const direct of list(values.direct).map((d) => d === '1')) {
 }
 
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : `${(n / 1e3).toFixed(1)}k`);
-console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s (after ${ramp} s unmeasured) x ${runs} run(s) (median), ${process.version}, IOPS (p50 latency µs)`);
+console.log(`4 KiB random I/O on a ${size >> 20} MiB file, ${seconds} s (after ${ramp} s unmeasured) x ${runs} run(s) (median), ${process.version}, spin ${spinUs} µs, IOPS (p50 latency µs)`);
 // A ratio to fio for every nvmq engine run, and io_uring against node:fs promises.
 const vsFio = wanted.includes('fio') ? wanted.filter((n) => n.startsWith('io_uring') || n === 'portable') : [];
 const ratioCols = [...vsFio.map((n) => [n, 'fio']), ...(wanted.includes('io_uring') && wanted.includes('node-fs') ? [['io_uring', 'node-fs']] : [])];
-console.log(`| cache | rw | depth | workers | ${wanted.join(' | ')} | ${ratioCols.map(([a, b]) => `${a} / ${b}`).join(' | ')} |`);
-console.log(`| --- | --- | --- | --- | ${[...wanted, ...ratioCols].map(() => '---').join(' | ')} |`);
+const cells = (xs) => `| ${xs.join(' | ')} |`;
+console.log(cells(['cache', 'rw', 'depth', 'workers', ...wanted, ...ratioCols.map(([a, b]) => `${a} / ${b}`)]));
+console.log(cells(Array(4 + wanted.length + ratioCols.length).fill('---')));
 for (const r of results) {
   const ratio = ([a, b]) => `${(r[a].iops / r[b].iops).toFixed(2)}x`;
-  console.log(`| ${r.direct ? 'O_DIRECT' : 'warm'} | ${r.rw} | ${r.depth} | ${r.workers} | ${wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`).join(' | ')} | ${ratioCols.map(ratio).join(' | ')} |`);
+  console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`), ...ratioCols.map(ratio)]));
 }
+console.log('\nCPU time per I/O (µs; the whole process, all threads; fio: usr + sys)');
+console.log(cells(['cache', 'rw', 'depth', 'workers', ...wanted]));
+console.log(cells(Array(4 + wanted.length).fill('---')));
+for (const r of results) console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => r[n].cpu.toFixed(1))]));
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

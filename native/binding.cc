@@ -310,16 +310,22 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     return Napi::Number::New(env, k);
   }
 
-  // wait(timeoutUs) -> completions now in cqes (>= 0; 0 on timeout or with
-  // nothing in flight), or -errno. Blocks the thread in io_uring_enter; the
-  // eventfd stays quiet meanwhile (the waiter takes what completes).
+  // wait(timeoutUs, spinUs = 0) -> completions now in cqes (>= 0; 0 on
+  // timeout or with nothing in flight), or -errno. Polls for up to spinUs,
+  // then blocks the thread in io_uring_enter; the eventfd stays quiet
+  // meanwhile (the waiter takes what completes).
   Napi::Value Wait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
     double us;
+    double spin = 0;
     if (!ReadInteger(info, 0, "timeoutUs", 0, 3600000000.0, &us)) return env.Undefined();
+    if (info.Length() > 1 && !info[1].IsUndefined() &&
+        !ReadInteger(info, 1, "spinUs", 0, 1000000.0, &spin)) {
+      return env.Undefined();
+    }
     s_->ring->SetNotify(false);
-    const int rc = s_->ring->Wait(static_cast<unsigned>(us));
+    const int rc = s_->ring->Wait(static_cast<unsigned>(us), static_cast<unsigned>(spin));
     const unsigned k = Drain();
     if (rc < 0 && rc != -ETIME && rc != -EINTR && k == 0) return Napi::Number::New(env, rc);
     return Napi::Number::New(env, k);

@@ -4,12 +4,14 @@
 // between plug() and unplug(). With `batch: 'each'` every completion resubmits its lane at once, one
 // doorbell per command (fio's default, iodepth_batch_submit=1). With `batch: 'wait'` too, and the worker
 // waits for completions inside io_uring_enter (queue.wait()) rather than in its event loop, as fio does;
-// it gives the event loop a turn only when wait() had nothing to wait for. With `api: 'callback'` commands go through
-// readCallback / writeCallback (no Promise per command), else through read / write. Buffers come from the
-// worker's DMA pool (zero copy). The first `ramp` seconds run the same loop unmeasured (fio's ramp_time):
-// they take the JIT compilers' work out of the measured window. Returns the I/Os done in the measured
-// `seconds` (those submitted after the ramp) and their median latency (µs).
-export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug', api = 'promise', ramp = 0 }) {
+// it gives the event loop a turn only when wait() had nothing to wait for. `spinUs` > 0 makes those waits
+// hybrid polling (queue.wait(10, spinUs)): the worker polls the ring that long before it sleeps.
+// With `api: 'callback'` commands go through readCallback / writeCallback (no Promise per command), else
+// through read / write. Buffers come from the worker's DMA pool (zero copy). The first `ramp` seconds run
+// the same loop unmeasured (fio's ramp_time): they take the JIT compilers' work out of the measured window.
+// Returns the I/Os done in the measured `seconds` (those submitted after the ramp) and their median
+// latency (µs).
+export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds, write, batch = 'plug', api = 'promise', ramp = 0, spinUs = 0 }) {
   const bufs = Array.from({ length: depth }, () => queue.allocBuffer(lbaSize));
   let x = (Math.random() * 0x7fffffff) | 1;
   const rnd = () => {
@@ -81,7 +83,7 @@ export default async function job(queue, { nsid, blocks, lbaSize, depth, seconds
     // (98k vs 120k IOPS at depth 32): the kernel then hands the device a plugged batch, which it
     // completes together.
     while (inflight > 0) {
-      if (queue.wait(10) === 0) await new Promise((r) => setImmediate(r));
+      if (queue.wait(10, spinUs) === 0) await new Promise((r) => setImmediate(r));
     }
   }
   await finished;

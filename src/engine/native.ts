@@ -24,8 +24,11 @@ export interface NativeRing {
   inflight(): number;
   /** Registers descriptors: operations may then name them by index (fixed files). 0 or -errno. */
   registerFiles(fds: Int32Array): number;
-  /** Blocks in io_uring_enter until a completion or `timeoutUs`: completions now in cqes (0 on timeout), or -errno. */
-  wait(timeoutUs: number): number;
+  /**
+   * Polls for up to `spinUs` (default 0), then blocks in io_uring_enter until a completion or `timeoutUs`:
+   * completions now in cqes (0 on timeout), or -errno.
+   */
+  wait(timeoutUs: number, spinUs?: number): number;
   /** The arena as fixed buffer 0 (READ_FIXED / WRITE_FIXED): 0 or -errno. */
   registerBuffers(): number;
   /** preadv2(RWF_NOWAIT) into the arena: bytes, -EAGAIN when not cached, or -errno. */

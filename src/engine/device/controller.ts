@@ -829,11 +829,12 @@ export class NvmeController {
   /**
    * Blocks this thread until its first ring with operations in flight (in
    * the engine, a worker's only one) finishes one or `timeoutMs` passes, then
-   * completes what that ring finished. Returns how many; 0 at once when no
-   * ring of this thread has anything in flight.
+   * completes what that ring finished; polls that ring for up to `spinUs`
+   * first. Returns how many; 0 at once when no ring of this thread has
+   * anything in flight.
    */
-  waitRings(timeoutMs: number): number {
-    for (const { ring } of this.rings.values()) if (ring.inflight > 0) return ring.wait(timeoutMs);
+  waitRings(timeoutMs: number, spinUs = 0): number {
+    for (const { ring } of this.rings.values()) if (ring.inflight > 0) return ring.wait(timeoutMs, spinUs);
     return 0;
   }
 

@@ -319,11 +319,12 @@ export class IoRing {
   /**
    * Blocks the thread in io_uring_enter until an operation completes or
    * `timeoutMs` passes, then completes what finished. Returns how many (0 at
-   * once with nothing in flight).
+   * once with nothing in flight). With `spinUs` > 0 the thread first polls
+   * the ring for up to that long (hybrid polling, see QueuePair.wait).
    */
-  wait(timeoutMs: number): number {
+  wait(timeoutMs: number, spinUs = 0): number {
     if (this.closed || this.ring.inflight() === 0) return this.poll();
-    const k = this.ring.wait(Math.min(Math.max(0, Math.round(timeoutMs * 1000)), MAX_WAIT_US));
+    const k = this.ring.wait(Math.min(Math.max(0, Math.round(timeoutMs * 1000)), MAX_WAIT_US), spinUs);
     if (k < 0) trace('io_uring wait failed: %s', errnoName(-k));
     // dispatch() reaps until the ring is empty; what the completions staged (the rest of a short transfer) goes now.
     const n = k > 0 ? this.dispatch(k) : 0;

@@ -24,10 +24,11 @@ export interface Transport {
   /**
    * Blocks the thread until a controller in this thread has something to
    * complete (an io_uring operation finished) or `timeoutMs` passes, then
-   * completes it as poll() does. Returns at once when nothing in this thread
-   * can be waited for that way. Optional.
+   * completes it as poll() does; polls for up to `spinUs` before it sleeps.
+   * Returns at once when nothing in this thread can be waited for that way.
+   * Optional.
    */
-  wait?(timeoutMs: number): void;
+  wait?(timeoutMs: number, spinUs?: number): void;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

@@ -40,8 +40,8 @@ export class LocalTransport implements Transport {
     this.controller.pollRings();
   }
 
-  wait(timeoutMs: number): void {
-    this.controller.waitRings(timeoutMs);
+  wait(timeoutMs: number, spinUs = 0): void {
+    this.controller.waitRings(timeoutMs, spinUs);
   }
 
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {

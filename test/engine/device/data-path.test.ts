@@ -147,7 +147,9 @@ describe('the data paths', () => {
     q.readCallback(1, 0, 1, new Uint8Array(4096), () => (done = true));
     const t = performance.now();
     expect(q.wait(2000)).toBe(0);
-    expect(performance.now() - t).toBeLessThan(1000);
+    // Nor spins: there is no ring to poll.
+    expect(q.wait(2000, 900_000)).toBe(0);
+    expect(performance.now() - t).toBeLessThan(800);
     while (!done) await new Promise((r) => setImmediate(r));
     expect(q.outstanding).toBe(0);
   });
@@ -328,7 +330,8 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(settled).toBe(true);
   });
 
-  it('q.wait() blocks the thread in the ring until the device answers, then reaps: the callback runs inside it', async () => {
+  // spinUs 0 sleeps in io_uring_enter; 1 s of hybrid polling keeps the core busy until the answer comes.
+  it.each([0, 1_000_000])('q.wait(timeout, spinUs = %d) blocks the thread in the ring until the device answers, then reaps: the callback runs inside it', async (spinUs) => {
     const device = stalledDevice('io_uring', dir(), 1 << 20);
     cleanups.push(() => device.close());
     const h = await up(new FileBackend(device.options), 'io_uring');
@@ -336,20 +339,48 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     const fifo = (device.options as { handle: { path: string } }).handle.path;
     const seen: Array<Error | null> = [];
     q.readCallback(1, 0, 1, new Uint8Array(4096), (err) => seen.push(err));
-    // Nothing arrives: the wait times out.
+    // Nothing arrives: the wait times out (a spin budget longer than the timeout ends with it).
     let t = performance.now();
-    expect(q.wait(30)).toBe(0);
-    expect(performance.now() - t).toBeGreaterThanOrEqual(25);
+    expect(q.wait(30, spinUs)).toBe(0);
+    const waited = performance.now() - t;
+    expect(waited).toBeGreaterThanOrEqual(25);
+    expect(waited).toBeLessThan(900);
     expect(seen).toEqual([]);
-    // Another process answers in 200 ms; this thread is blocked in io_uring_enter meanwhile (no event loop turn).
+    // Another process answers in 200 ms; this thread stays in wait() meanwhile (no event loop turn),
+    // asleep (next to no CPU time) or polling (CPU time about the wall time).
     const writer = spawn('sh', ['-c', `sleep 0.2; head -c 4096 /dev/zero > '${fifo}'`], { stdio: 'ignore' });
     const exited = new Promise((res) => writer.once('exit', res));
+    const cpu = process.cpuUsage();
     t = performance.now();
-    expect(q.wait(10_000)).toBe(1);
-    expect(performance.now() - t).toBeGreaterThanOrEqual(150);
+    expect(q.wait(10_000, spinUs)).toBe(1);
+    const wall = performance.now() - t;
+    const used = process.cpuUsage(cpu);
+    expect(wall).toBeGreaterThanOrEqual(150);
+    if (spinUs > 0) expect((used.user + used.system) / 1000).toBeGreaterThan(wall * 0.5);
+    else expect((used.user + used.system) / 1000).toBeLessThan(wall * 0.5);
     expect(seen).toEqual([null]);
     expect(q.outstanding).toBe(0);
     await exited;
+  });
+
+  it('q.wait() refuses a bad timeout or spin budget, naming the value, and leaves the command in flight', async () => {
+    const h = await up(new FileBackend({ path: path.join(dir(), 'w.img'), size: 1 << 20 }), 'io_uring');
+    const q = await h.driver.createIoQueuePair({ entries: 4 });
+    for (const ms of [-1, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => q.wait(ms)).toThrow(new RangeError(`wait: timeoutMs must be a number of milliseconds >= 0, got ${ms}`));
+    for (const us of [-1, 1.5, 1_000_001, Number.NaN]) expect(() => q.wait(10, us)).toThrow(new RangeError(`wait: spinUs must be an integer from 0 to 1000000, got ${us}`));
+    const done = q.read(1, 0, 1, new Uint8Array(4096));
+    expect(() => q.wait(10, -5)).toThrow(RangeError);
+    await expect(done).resolves.toMatchObject({ status: 0 });
+    // The addon checks too.
+    const n = loadNative()!;
+    const raw = new n.Ring(new Uint8Array(new SharedArrayBuffer(4096)), 2, new Float64Array(16), new Float64Array(4), new Int32Array(8));
+    try {
+      expect(() => raw.wait(1000, 2_000_000)).toThrow(/spinUs must be an integer in range/);
+      expect(() => raw.wait(1000, 0.5)).toThrow(RangeError);
+      expect(raw.wait(1000, 100)).toBe(0);
+    } finally {
+      raw.close();
+    }
   });
 
   it('the addon checks every address against the arena: outside it an operation completes with EFAULT, unsubmitted', () => {

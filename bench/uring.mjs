@@ -12,8 +12,8 @@
 //   node bench/uring.mjs [--seconds 3] [--ramp 1] [--runs 1] [--rw randread,randwrite] [--depth 1,32] [--workers 1,2]
 //                        [--direct 0,1] [--engines io_uring,io_uring-each,io_uring-wait,io_uring-spin,io_uring-promise,portable,node-fs,fio]
 //                        [--spin-us 200] [--json out.json]
-// Besides IOPS and p50 latency every engine reports the CPU time its process spent per I/O over the measured
-// window (all threads; fio: its usr + sys), which prices `io_uring-spin`: waits that poll the ring for up to
+// Besides IOPS and p50 latency every engine reports the CPU time its process spent per I/O (all threads,
+// the kernel's io_uring workers included), which prices `io_uring-spin`: waits that poll the ring for up to
 // --spin-us before they sleep.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -107,12 +107,18 @@ function fio({ rw, depth, workers, direct }) {
   const args = ['--name=bench', `--filename=${file}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${depth}`, `--numjobs=${workers}`,
     '--ioengine=io_uring', `--direct=${direct ? 1 : 0}`, '--invalidate=0', '--time_based', `--runtime=${seconds}`, `--ramp_time=${ramp}`,
     `--size=${size}`, '--group_reporting', '--lat_percentiles=1', '--output-format=json'];
-  const res = spawnSync('fio', args, { encoding: 'utf8' });
+  // fio's own usr_cpu / sys_cpu count each job's thread only, not the io_uring worker threads (io-wq) that
+  // serve its buffered writes, so its CPU time is taken as nvmq's is, for the whole process: bash's `times`
+  // after fio gives the user and system time of fio and every process and thread it ran. That covers the
+  // ramp too, so it is divided by the I/Os of ramp and run together (at the measured rate).
+  const res = spawnSync('bash', ['-c', '"$0" "$@"; rc=$?; times >&2; exit $rc', 'fio', ...args], { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`fio failed: ${res.stderr}`);
   const job = JSON.parse(res.stdout.slice(res.stdout.indexOf('{'))).jobs[0];
   const side = rw === 'randwrite' ? job.write : job.read;
-  // usr_cpu / sys_cpu are per cent of one CPU, averaged over the jobs.
-  const cpu = ((job.usr_cpu + job.sys_cpu) / 100) * workers * 1e6 / side.iops;
+  const times = res.stderr.trim().split('\n').at(-1).match(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/);
+  if (!times) throw new Error(`no CPU times after fio: ${res.stderr}`);
+  const cpuS = Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]);
+  const cpu = (cpuS * 1e6) / (side.iops * (seconds + ramp));
   return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000, cpu };
 }
 
@@ -164,7 +170,7 @@ for (const r of results) {
   const ratio = ([a, b]) => `${(r[a].iops / r[b].iops).toFixed(2)}x`;
   console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`), ...ratioCols.map(ratio)]));
 }
-console.log('\nCPU time per I/O (µs; the whole process, all threads; fio: usr + sys)');
+console.log('\nCPU time per I/O (µs; the whole process, all threads, io_uring workers included)');
 console.log(cells(['cache', 'rw', 'depth', 'workers', ...wanted]));
 console.log(cells(Array(4 + wanted.length).fill('---')));
 for (const r of results) console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => r[n].cpu.toFixed(1))]));

@@ -17,8 +17,8 @@
 // --spin-us before they sleep.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { Engine } from '../dist/engine/engine.js';
 import { openImage } from '../dist/engine/device/backends/image.js';
 import { dataPathStatus } from '../dist/engine/native.js';
@@ -37,7 +37,7 @@ const ramp = Number(values.ramp);
 if (!(ramp >= 0)) throw new Error(`--ramp must be a number of seconds >= 0, got ${values.ramp}`);
 const runs = Number(values.runs);
 const spinUs = Number(values['spin-us']);
-if (!Number.isInteger(spinUs) || spinUs < 0) throw new Error(`--spin-us must be an integer >= 0, got ${values['spin-us']}`);
+if (!Number.isInteger(spinUs) || spinUs < 0 || spinUs > 1_000_000) throw new Error(`--spin-us must be an integer from 0 to 1000000, got ${values['spin-us']}`);
 const size = Number(values['size-mib']) << 20;
 const lbaSize = 4096;
 const blocks = size / lbaSize;
@@ -65,18 +65,52 @@ const warm = () => execFileSync('cat', [file], { stdio: ['ignore', 'ignore', 'in
 // Every run starts with no dirty pages: writeback left over from a write run would slow the next run down.
 const settle = () => execFileSync('sync');
 
-// CPU time (µs) this process uses, all threads, over the measured window: from `ramp` to `ramp + seconds`
-// after the call (the jobs start with it; their own clocks differ from this by milliseconds).
-function cpuWindow() {
+// CPU time (µs) over the measured window, from `ramp` to `ramp + seconds` after the call (the jobs start
+// with it; their own clocks differ from this by milliseconds). `used` reads a running total in µs; by
+// default this process's, all threads.
+const ownCpu = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+function cpuWindow(used = ownCpu) {
   return new Promise((resolve) => {
     setTimeout(() => {
-      const from = process.cpuUsage();
-      setTimeout(() => {
-        const d = process.cpuUsage(from);
-        resolve(d.user + d.system);
-      }, seconds * 1000);
+      const from = used();
+      setTimeout(() => resolve(used() - from), seconds * 1000);
     }, ramp * 1000);
   });
+}
+
+// User + system time (µs) of process `root` and its descendants, every thread counted (the kernel's io_uring
+// workers are threads of the process they serve), from /proc; clock-tick resolution.
+const tickUs = 1e6 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+function treeCpu(root) {
+  const procs = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after the command name (which may hold spaces): state ppid ... utime (14th field) stime (15th).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+  }
+  let ticks = 0;
+  const tree = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, p] of procs) {
+      if (!tree.has(pid) && tree.has(p.ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  for (const pid of tree) ticks += procs.get(pid)?.ticks ?? 0;
+  return ticks * tickUs;
 }
 
 async function nvmq(dataPath, { rw, depth, workers, direct }, batch = 'plug', api = 'callback', spin = 0) {
@@ -103,23 +137,27 @@ async function nodeFs({ rw, depth, workers, direct }) {
   return { iops: ios / seconds, p50: median(out.map((r) => r.p50)), cpu: (await cpu) / ios };
 }
 
-function fio({ rw, depth, workers, direct }) {
+async function fio({ rw, depth, workers, direct }) {
   const args = ['--name=bench', `--filename=${file}`, `--rw=${rw}`, '--bs=4k', `--iodepth=${depth}`, `--numjobs=${workers}`,
     '--ioengine=io_uring', `--direct=${direct ? 1 : 0}`, '--invalidate=0', '--time_based', `--runtime=${seconds}`, `--ramp_time=${ramp}`,
     `--size=${size}`, '--group_reporting', '--lat_percentiles=1', '--output-format=json'];
+  const child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const status = new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
   // fio's own usr_cpu / sys_cpu count each job's thread only, not the io_uring worker threads (io-wq) that
-  // serve its buffered writes, so its CPU time is taken as nvmq's is, for the whole process: bash's `times`
-  // after fio gives the user and system time of fio and every process and thread it ran. That covers the
-  // ramp too, so it is divided by the I/Os of ramp and run together (at the measured rate).
-  const res = spawnSync('bash', ['-c', '"$0" "$@"; rc=$?; times >&2; exit $rc', 'fio', ...args], { encoding: 'utf8' });
-  if (res.status !== 0) throw new Error(`fio failed: ${res.stderr}`);
-  const job = JSON.parse(res.stdout.slice(res.stdout.indexOf('{'))).jobs[0];
+  // serve its buffered writes: its CPU time is taken as nvmq's is, for fio and its job processes with all
+  // their threads, over the same window.
+  const cpu = cpuWindow(() => treeCpu(child.pid));
+  if ((await status) !== 0) throw new Error(`fio failed: ${stderr}`);
+  const job = JSON.parse(stdout.slice(stdout.indexOf('{'))).jobs[0];
   const side = rw === 'randwrite' ? job.write : job.read;
-  const times = res.stderr.trim().split('\n').at(-1).match(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/);
-  if (!times) throw new Error(`no CPU times after fio: ${res.stderr}`);
-  const cpuS = Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]);
-  const cpu = (cpuS * 1e6) / (side.iops * (seconds + ramp));
-  return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000, cpu };
+  return { iops: side.iops, p50: (side.lat_ns?.percentile?.['50.000000'] ?? 0) / 1000, cpu: (await cpu) / (side.iops * seconds) };
 }
 
 const engines = {
@@ -130,7 +168,7 @@ const engines = {
   'io_uring-spin': (c) => nvmq('io_uring', c, 'wait', 'callback', spinUs),
   portable: (c) => nvmq('portable', c),
   'node-fs': nodeFs,
-  fio: async (c) => fio(c),
+  fio,
 };
 const wanted = list(values.engines);
 const results = [];
@@ -170,8 +208,8 @@ for (const r of results) {
   const ratio = ([a, b]) => `${(r[a].iops / r[b].iops).toFixed(2)}x`;
   console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => `${fmt(r[n].iops)} (${r[n].p50.toFixed(1)})`), ...ratioCols.map(ratio)]));
 }
-console.log('\nCPU time per I/O (µs; the whole process, all threads, io_uring workers included)');
+console.log('\nCPU time per I/O (µs; every thread of the engine\'s processes, io_uring workers included)');
 console.log(cells(['cache', 'rw', 'depth', 'workers', ...wanted]));
 console.log(cells(Array(4 + wanted.length).fill('---')));
-for (const r of results) console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => r[n].cpu.toFixed(1))]));
+for (const r of results) console.log(cells([r.direct ? 'O_DIRECT' : 'warm', r.rw, r.depth, r.workers, ...wanted.map((n) => (Number.isFinite(r[n].cpu) ? r[n].cpu.toFixed(1) : 'n/a'))]));
 if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

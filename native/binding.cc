@@ -41,7 +41,9 @@ bool ReadInteger(const Napi::CallbackInfo& info, size_t index,
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::trunc(d) != d || d < min || d > max) {
     Napi::RangeError::New(env, std::string("nvmq_native: ") + name +
-                                   " must be an integer in range")
+                                   " must be an integer from " +
+                                   std::to_string(static_cast<long long>(min)) + " to " +
+                                   std::to_string(static_cast<long long>(max)))
         .ThrowAsJavaScriptException();
     return false;
   }
@@ -321,7 +323,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     double spin = 0;
     if (!ReadInteger(info, 0, "timeoutUs", 0, 3600000000.0, &us)) return env.Undefined();
     if (info.Length() > 1 && !info[1].IsUndefined() &&
-        !ReadInteger(info, 1, "spinUs", 0, 1000000.0, &spin)) {
+        !ReadInteger(info, 1, "spinUs", 0, nvmq::kMaxSpinUs, &spin)) {
       return env.Undefined();
     }
     s_->ring->SetNotify(false);

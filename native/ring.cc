@@ -378,10 +378,17 @@ int Ring::ReadNowait(double fd, double addr, double len, double pos) {
 int Ring::Wait(unsigned timeout_us, unsigned spin_us) {
   io_uring* ring = &impl_->ring;
   if (inflight_ == 0 || ready() > 0) return 0;
+  // Operations queued but not yet handed over would never finish while we
+  // spin: submit them first (Submit normally has). If the kernel will not
+  // take them now, there is nothing to poll for: go to the sleeping wait,
+  // whose io_uring_enter submits them again.
+  if (spin_us > 0 && io_uring_sq_ready(ring) > 0) {
+    int rc;
+    do rc = io_uring_submit(ring);
+    while (rc == -EINTR);
+    if (io_uring_sq_ready(ring) > 0) spin_us = 0;
+  }
   if (spin_us > 0) {
-    // Operations queued but not yet handed over would never finish while we
-    // spin: submit them first (Submit normally has).
-    if (io_uring_sq_ready(ring) > 0) io_uring_submit(ring);
     const uint64_t start = NowNs();
     const uint64_t budget = static_cast<uint64_t>(std::min(spin_us, timeout_us)) * 1000ull;
     uint64_t spent = 0;
@@ -394,7 +401,8 @@ int Ring::Wait(unsigned timeout_us, unsigned spin_us) {
       // Between rounds the core goes to anything else runnable here: the
       // kernel's io_uring workers that finish a buffered write, or another
       // worker. Two spinning workers did 30% more buffered depth-1 writes
-      // so, and O_DIRECT reads kept their latency.
+      // so, and O_DIRECT reads kept their latency. The price: on a core
+      // with other work, a completion may wait out a time slice of theirs.
       sched_yield();
       spent = NowNs() - start;
     } while (spent < budget);

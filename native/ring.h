@@ -41,6 +41,9 @@ enum RingOpcode : unsigned {
 // Segments of readv / writev: (arena offset, length) pairs of doubles.
 constexpr unsigned kSegWords = 2;
 
+// The longest spin Wait() accepts (a second; QueuePair's MAX_SPIN_US).
+constexpr unsigned kMaxSpinUs = 1000000;
+
 // user_data of the ring's own cancel requests; never reported.
 constexpr uint64_t kInternalUser = 0xffffffffffffffffull;
 
@@ -95,7 +98,9 @@ class Ring {
   // first polls the rings from user space for up to that long (hybrid
   // polling): a completion found so costs no sleep and no wake-up. 0 when
   // completions are ready (at once if some already were, or nothing is in
-  // flight), -ETIME on timeout, -EINTR on a signal, or -errno.
+  // flight), -ETIME on timeout, -EINTR on a signal, or -errno. Without
+  // DEFER_TASKRUN (older kernels) a completion still interrupts the spinning
+  // thread to post itself, but it needs no wake-up.
   int Wait(unsigned timeout_us, unsigned spin_us);
 
   // Stops (false) or resumes (true) eventfd notifications.

@@ -137,6 +137,27 @@ describe('the worker loop', () => {
     expect(r.failure).toEqual({ lba: 9, reason: expect.stringMatching(/^crc32c /) as unknown });
   });
 
+  it('a failed I/O stops the loop, which waits for the rest in flight and rejects with that error', async () => {
+    const { target } = device(64);
+    let inflight = 0;
+    let most = 0;
+    const failing: IoTarget = {
+      ...target,
+      read: async (pos, buf) => {
+        most = Math.max(most, ++inflight);
+        try {
+          if (pos === 5 * BS) await new Promise((_, reject) => setImmediate(() => reject(new Error('medium error at LBA 5'))));
+          return await target.read(pos, buf);
+        } finally {
+          inflight--;
+        }
+      },
+    };
+    await expect(runLoop(failing, args({ rw: 'randread', verify: 'none' }))).rejects.toThrow('medium error at LBA 5');
+    expect(inflight).toBe(0);
+    expect(most).toBeGreaterThan(1);
+  });
+
   it('runs a mixed job for its runtime with latencies recorded, and catches a lost write by its sequence', async () => {
     const ok = device(16);
     const stats = WorkerStats.allocate(1);

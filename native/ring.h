@@ -95,7 +95,7 @@ class Ring {
   // Blocks until at least one completion is ready or `timeout_us` passes
   // (one io_uring_enter, which also submits anything still queued), as a
   // thread with nothing else to do waits for its I/O. With `spin_us` > 0 it
-  // first polls the rings from user space for up to that long (hybrid
+  // first polls the ring from user space for up to that long (hybrid
   // polling): a completion found so costs no sleep and no wake-up. 0 when
   // completions are ready (at once if some already were, or nothing is in
   // flight), -ETIME on timeout, -EINTR on a signal, or -errno. Without

@@ -29,6 +29,9 @@
       'defines': [
         'NAPI_VERSION=8',
         '_FILE_OFFSET_BITS=64',
+        # A worker being terminated cannot take an exception: without this an error thrown from
+        # the addon while its thread stops aborts the whole process (napi_throw fails, fatal).
+        'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',
       ],
       # 'cflags' applies to C and C++ alike.
       'cflags': [ '-Wall', '-Wextra', '-fvisibility=hidden' ],

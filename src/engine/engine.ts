@@ -17,16 +17,15 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Piscina } from 'piscina';
-import { DmaArena, type DmaBuffer } from './dma-arena.js';
-import { NvmeController, type ControllerHandle, type ControllerOptions } from './device/controller.js';
-import type { Backend } from './device/backends/backend.js';
-import { LocalTransport } from './transport/local.js';
-import { NvmeDriver } from './host/driver.js';
+import type { DmaBuffer } from './dma-arena.js';
+import type { NvmeController, ControllerHandle, ControllerOptions } from './device/controller.js';
+import type { NvmeDriver } from './host/driver.js';
 import type { IoQueuePair } from './host/io-queue-pair.js';
 import type { QueuePairHandle } from './host/queue-pair.js';
+import type { IoTask } from '../workers/worker.js';
 import type { NamespaceInfo } from './host/identify.js';
-import { NvmqError } from './host/errors.js';
-import { makeBackend, type NamespaceSpec } from './local.js';
+import { NvmqError, errorFromWire, isWireError, type WireError } from './host/errors.js';
+import { openLocal, type NamespaceSpec } from './local.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
@@ -88,7 +87,12 @@ interface Assignment {
   pool: DmaBuffer;
   shared: boolean;
   threadSlot: number;
+  /** The worker has set its queue up (it is out of the addon and idle). */
+  attached: boolean;
 }
+
+/** What workers post on the engine's channel. */
+type WorkerMessage = { type: 'attach' | 'attached'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
 
 function workerFile(): string {
   const here = fileURLToPath(import.meta.url);
@@ -99,6 +103,8 @@ function workerFile(): string {
 }
 
 let engines = 0;
+/** NLB is a 16-bit 0's based field: at most 65536 blocks a command. */
+const MAX_NLB = 65536;
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
@@ -119,6 +125,8 @@ export class Engine {
   /** Tasks submitted and not settled. */
   private readonly running = new Set<Promise<unknown>>();
   private grants: Promise<void> = Promise.resolve();
+  /** Why a worker of the current pool could not attach, if one could not. */
+  private attachError: Error | undefined;
   /** Every queue's I/O counters (undefined with `metrics: false`), and the registry that reads them. */
   private readonly io: IoMetrics | undefined;
   private readonly registry: Registry | undefined;
@@ -132,7 +140,7 @@ export class Engine {
     const name = `nvmq-engine-${process.pid}-${++engines}-${Date.now()}`;
     this.channel = new BroadcastChannel(name);
     this.channel.unref();
-    this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as { type: string; threadId: number });
+    this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as WorkerMessage);
     this.boot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });
@@ -176,8 +184,13 @@ export class Engine {
     return pool;
   }
 
-  /** Brings the controller up, asks for the queues, and starts the workers. */
+  /**
+   * Brings the controller up, asks for the queues, and starts the workers.
+   * A failure at any step undoes the steps before it: no worker, server,
+   * open file or image created by this call is left behind.
+   */
   static async open(opts: EngineOptions): Promise<Engine> {
+    if (typeof opts !== 'object' || opts === null) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `Engine.open takes an options object, got ${String(opts)}`);
     const workers = opts.workers ?? availableParallelism();
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workers must be 1..256, got ${String(opts.workers)}`);
     const wanted = opts.queues ?? workers;
@@ -185,58 +198,50 @@ export class Engine {
     const depth = opts.queueDepth ?? 128;
     if (!Number.isInteger(depth) || depth < 2 || depth > 4096) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queueDepth must be 2..4096, got ${String(opts.queueDepth)}`);
     const poolSize = opts.poolSize ?? 8 << 20;
-    if (!Number.isInteger(poolSize) || poolSize < 1 << 20) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be at least 1 MiB, got ${String(opts.poolSize)}`);
+    if (!Number.isInteger(poolSize) || poolSize < 1 << 20 || poolSize > 1 << 30) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be 1 MiB..1 GiB, got ${String(opts.poolSize)}`);
     const semiSpace = opts.workerSemiSpaceMb ?? 0;
     if (!Number.isInteger(semiSpace) || semiSpace < 0 || semiSpace > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workerSemiSpaceMb must be 0..256, got ${String(opts.workerSemiSpaceMb)}`);
-    if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
+    if (opts.metrics !== undefined && typeof opts.metrics !== 'boolean' && (typeof opts.metrics !== 'object' || opts.metrics === null)) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `metrics must be true, false or { host, port }, got ${String(opts.metrics)}`);
+    }
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
+    if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
-    const arenaSize = Math.ceil((workers * 2 * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096;
-    const arena = new DmaArena({ sizeBytes: arenaSize });
-    const backends: Backend[] = [];
-    try {
-      for (const ns of opts.namespaces) backends.push(makeBackend(ns));
-      const controller = new NvmeController({
+    const device = await openLocal({
+      namespaces: opts.namespaces,
+      arenaSize: Math.ceil((workers * 2 * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096,
+      controller: {
         maxIoQueues: Math.max(64, workers * 2),
         // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
         // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
         dstrd: 4,
         ...opts.controller,
-        arena,
-        namespaces: backends.map((backend, i) => ({ backend, lbaSize: opts.namespaces[i]!.lbaSize, nsid: opts.namespaces[i]!.nsid })),
-      });
-      const driver = await NvmeDriver.attach(new LocalTransport(controller), { ioQueues: Math.max(wanted, workers * 2) });
-      const queues = Math.min(wanted, driver.grantedIoQueues);
-      const engine = new Engine(driver, controller, workers, queues, opts);
-      try {
-        await engine.ready();
-      } catch (e) {
-        await engine.pool.destroy();
-        engine.channel.close();
-        await driver.close().catch(() => {});
-        throw e;
-      }
-      if (typeof opts.metrics === 'object') {
-        try {
-          engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
-        } catch (e) {
-          await engine.close();
-          throw e;
-        }
-      }
+      },
+      driver: { ioQueues: Math.max(wanted, workers * 2) },
+    });
+    let engine: Engine | undefined;
+    try {
+      engine = new Engine(device.driver, device.controller, workers, Math.min(wanted, device.driver.grantedIoQueues), opts);
+      await engine.ready();
+      if (typeof opts.metrics === 'object') engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
       return engine;
     } catch (e) {
-      await Promise.all(backends.map((b) => b.close()));
+      if (engine) await engine.stopWorkers();
+      await device.abandon();
       throw e;
     }
   }
 
-  /** Resolves once every worker has its queue pair. */
+  /** Resolves once every worker has attached to its queue pair; rejects when one cannot. */
   private async ready(): Promise<void> {
     const deadline = Date.now() + 30_000;
-    while (this.assignments.size < this.workers) {
-      if (Date.now() > deadline) throw new NvmqError('NVMQ_TIMEOUT', `only ${this.assignments.size} of ${this.workers} workers attached to a queue`);
+    for (;;) {
+      if (this.attachError) throw this.attachError;
+      let attached = 0;
+      for (const a of this.assignments.values()) if (a.attached) attached++;
+      if (attached >= this.workers) break;
+      if (Date.now() > deadline) throw new NvmqError('NVMQ_TIMEOUT', `only ${attached} of ${this.workers} workers attached to a queue`);
       await new Promise((r) => setTimeout(r, 5));
     }
     await this.grants;
@@ -247,11 +252,21 @@ export class Engine {
     return this.opts.queues < this.workers;
   }
 
-  private onWorkerMessage(msg: { type: string; threadId: number }): void {
-    if (msg.type !== 'attach' || this.closing) return;
+  private onWorkerMessage(msg: WorkerMessage): void {
+    if (this.closing) return;
+    if (msg.type === 'attached') {
+      const a = this.assignments.get(msg.threadId);
+      if (a) a.attached = true;
+      return;
+    }
+    if (msg.type === 'attach-failed') {
+      this.attachError ??= new NvmqError('NVMQ_NO_QUEUE', `worker ${msg.threadId} could not attach to its queue: ${msg.error.message}`, { cause: errorFromWire(msg.error) });
+      return;
+    }
     // One grant at a time: admin commands for queue creation are sequential.
     this.grants = this.grants.then(() => this.grant(msg.threadId)).catch((e: unknown) => {
       trace('queue for thread %d failed: %s', msg.threadId, e instanceof Error ? e.message : String(e));
+      this.attachError ??= new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for worker ${msg.threadId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       this.channel.postMessage({ type: 'refused', threadId: msg.threadId, message: e instanceof Error ? e.message : String(e) });
     });
   }
@@ -268,7 +283,7 @@ export class Engine {
     let threadSlot = 1;
     const used = new Set([...this.assignments.values()].map((a) => a.threadSlot));
     while (used.has(threadSlot)) threadSlot++;
-    this.assignments.set(threadId, { qp, pool, shared: this.sharing, threadSlot });
+    this.assignments.set(threadId, { qp, pool, shared: this.sharing, threadSlot, attached: false });
     const grant: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
     this.channel.postMessage({ type: 'grant', ...grant });
   }
@@ -311,14 +326,32 @@ export class Engine {
 
   /**
    * Runs `default export (queue, args)` of the module at `taskModuleUrl` in a
-   * worker, with that worker's I/O queue pair. Resolves with what it returns.
+   * worker, with that worker's I/O queue pair. Resolves with what it returns;
+   * rejects with what it throws (an NvmqError keeps its class, code and status).
    */
   run<T = unknown>(taskModuleUrl: string | URL, args?: unknown): Promise<T> {
-    if (this.closing) return Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));
-    return this.track(this.pool.run({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>);
+    if (this.closing) return closed();
+    if (typeof taskModuleUrl !== 'string' && !(taskModuleUrl instanceof URL)) {
+      return Promise.reject(new NvmqError('NVMQ_INVALID_ARGUMENT', `taskModuleUrl must be a module URL (string or URL), got ${String(taskModuleUrl)}`));
+    }
+    return this.dispatch({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>;
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
+  /**
+   * Hands a task to the pool and tracks it until it settles. A task's error
+   * comes back as a WireError and is rebuilt here; a rejection from the pool
+   * itself means the worker went away under the task.
+   */
+  private dispatch(task: IoTask): Promise<unknown> {
+    const p = this.pool.run(task).then(
+      (r: unknown) => {
+        if (isWireError(r)) throw errorFromWire(r);
+        return r;
+      },
+      (e: unknown) => {
+        throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      },
+    );
     this.running.add(p);
     const forget = (): void => {
       this.running.delete(p);
@@ -327,31 +360,52 @@ export class Engine {
     return p;
   }
 
+  /** Checks an LBA range for read / write against the namespace; returns its block size. */
+  private checkRange(op: string, nsid: number, slba: number, nlb: number): number {
+    const ns = this.namespace(nsid);
+    if (!Number.isSafeInteger(slba) || slba < 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `${op}: slba must be an integer 0..${ns.blocks - 1}, got ${String(slba)}`);
+    if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `${op}: nlb must be 1..${MAX_NLB}, got ${String(nlb)}`);
+    return ns.lbaSize;
+  }
+
   /** Reads blocks through a worker (a convenience for the main thread, not the fast path). */
   async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
-    return (await this.track(this.pool.run({ kind: 'io', op: 'read', nsid, slba, nlb }))) as Uint8Array;
+    if (this.closing) return closed();
+    this.checkRange('read', nsid, slba, nlb);
+    return (await this.dispatch({ kind: 'io', op: 'read', nsid, slba, nlb })) as Uint8Array;
   }
 
   async write(nsid: number, slba: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<void> {
-    const ns = this.namespace(nsid);
-    if (data.length === 0 || data.length % ns.lbaSize !== 0) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write of ${data.length} bytes is not a whole number of ${ns.lbaSize}-byte blocks`);
+    if (this.closing) return closed();
+    if (!(data instanceof Uint8Array)) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write: data must be a Uint8Array, got ${data === null ? 'null' : typeof data}`);
+    const lbaSize = this.namespace(nsid).lbaSize;
+    if (data.length === 0 || data.length % lbaSize !== 0) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write of ${data.length} bytes is not a whole number of ${lbaSize}-byte blocks`);
     }
-    await this.track(this.pool.run({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false }));
+    this.checkRange('write', nsid, slba, data.length / lbaSize);
+    if (typeof opts !== 'object' || opts === null || (opts.fua !== undefined && typeof opts.fua !== 'boolean')) {
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write: opts must be { fua?: boolean }, got ${String(opts)}`);
+    }
+    await this.dispatch({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false });
   }
 
+  /** Flushes one namespace, or every namespace (NSID FFFFFFFFh, the default). */
   async flush(nsid = 0xffffffff): Promise<void> {
-    await this.track(this.pool.run({ kind: 'io', op: 'flush', nsid }));
+    if (this.closing) return closed();
+    if (nsid !== 0xffffffff) this.namespace(nsid);
+    await this.dispatch({ kind: 'io', op: 'flush', nsid });
   }
 
   namespace(nsid: number): NamespaceInfo {
+    if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
     const ns = this.driver.namespaces.get(nsid);
-    if (!ns) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `namespace ${nsid} is not active`);
+    if (!ns) throw new NvmqError('NVMQ_INVALID_NAMESPACE', `namespace ${String(nsid)} is not active (active: ${[...this.driver.namespaces.keys()].join(', ')})`);
     return ns;
   }
 
   /** The Prometheus text exposition of the engine's metrics (what /metrics serves). */
   async metrics(): Promise<string> {
+    if (this.closing) return closed();
     return this.metricsRegistry.metrics();
   }
 
@@ -374,7 +428,7 @@ export class Engine {
    * were running are ended with the old workers.
    */
   reset(): Promise<void> {
-    if (this.closing) return Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));
+    if (this.closing) return closed();
     const run = this.lifecycle.then(() => this.doReset());
     this.lifecycle = run.catch(() => {});
     return run;
@@ -424,6 +478,13 @@ export class Engine {
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    await this.stopWorkers();
+    await this.driver.close();
+  }
+
+  /** Stops the pool and deletes every queue pair its workers had; the controller stays up. */
+  private async stopWorkers(): Promise<void> {
+    this.closing = true;
     await this.pool.destroy();
     this.channel.close();
     await this.grants.catch(() => {});
@@ -435,8 +496,10 @@ export class Engine {
     }
     for (const qp of pairs) {
       this.controller.abandonInflight(qp.qid);
-      await this.driver.deleteIoQueuePair(qp);
+      await this.driver.deleteIoQueuePair(qp).catch((e: unknown) => trace('deleting queue %d: %s', qp.qid, e instanceof Error ? e.message : String(e)));
     }
-    await this.driver.close();
+    this.assignments.clear();
   }
 }
+
+const closed = (): Promise<never> => Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));

@@ -1,13 +1,16 @@
 /**
- * One call from options to a ready driver: a DMA arena, namespaces over memory
- * or files, an in-process controller, and the host driver brought up on it.
+ * The composition root of an in-process device: options checked, a DMA arena,
+ * namespaces over memory or files, a controller, and the host driver brought
+ * up on it. `openController()` and `Engine.open()` both build through
+ * `openLocal()`, so a failure at any step undoes every step before it: files
+ * the open created are removed, nothing stays open or waiting.
  */
 import { DmaArena } from './dma-arena.js';
 import { NvmeController, type ControllerOptions } from './device/controller.js';
 import { MemoryBackend } from './device/backends/memory.js';
 import { FileBackend } from './device/backends/file.js';
 import type { Backend } from './device/backends/backend.js';
-import type { LbaSize } from './device/namespace.js';
+import { SUPPORTED_LBA_SIZES, type LbaSize } from './device/namespace.js';
 import { LocalTransport } from './transport/local.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { NvmqError } from './host/errors.js';
@@ -24,26 +27,120 @@ export interface OpenControllerOptions extends DriverOptions {
   controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
 }
 
+/** What `openLocal()` builds; `driver.close()` takes all of it down. */
+export interface LocalDevice {
+  driver: NvmeDriver;
+  controller: NvmeController;
+  /** Undoes the open after a later step failed: shuts the driver down and removes what the open created. */
+  abandon(): Promise<void>;
+}
+
+/** Largest namespace or arena nvmq asks for: 2^48 bytes (a SharedArrayBuffer or file beyond that is not a typo we should honour). */
+const MAX_BYTES = 2 ** 48;
+/** Largest NSID a controller accepts (NVMe 1.4, 6.1: FFFFFFF0h and above are reserved or broadcast). */
+const MAX_NSID = 0xffffffef;
+
+const invalid = (message: string): NvmqError => new NvmqError('NVMQ_INVALID_ARGUMENT', message);
+const describe = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+
+function checkBool(where: string, name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') throw invalid(`${where}.${name} must be true or false, got ${describe(v)}`);
+}
+
+function checkSize(where: string, name: string, v: unknown, lbaSize: number): void {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lbaSize || v > MAX_BYTES || v % lbaSize !== 0) {
+    throw invalid(`${where}.${name} must be a whole number of ${lbaSize}-byte blocks from ${lbaSize} to 2^48 bytes, got ${describe(v)}`);
+  }
+}
+
+/** Throws NVMQ_INVALID_ARGUMENT naming the first bad field of the namespace list. */
+export function checkNamespaceSpecs(specs: unknown): asserts specs is NamespaceSpec[] {
+  if (!Array.isArray(specs) || specs.length === 0) throw invalid(`namespaces must be a non-empty array of { backend: 'memory' | 'file', ... }, got ${describe(specs)}`);
+  const nsids = new Set<number>();
+  let next = 1;
+  specs.forEach((s: unknown, i) => {
+    const where = `namespaces[${i}]`;
+    if (typeof s !== 'object' || s === null) throw invalid(`${where} must be an object, got ${describe(s)}`);
+    const spec = s as Record<string, unknown>;
+    const lbaSize = spec.lbaSize ?? 4096;
+    if (!(SUPPORTED_LBA_SIZES as readonly unknown[]).includes(lbaSize)) throw invalid(`${where}.lbaSize must be 512 or 4096, got ${describe(spec.lbaSize)}`);
+    const nsid = spec.nsid ?? next;
+    if (typeof nsid !== 'number' || !Number.isInteger(nsid) || nsid < 1 || nsid > MAX_NSID) throw invalid(`${where}.nsid must be 1..${MAX_NSID}, got ${describe(spec.nsid)}`);
+    if (nsids.has(nsid)) throw invalid(`${where}.nsid ${nsid} is used twice`);
+    nsids.add(nsid);
+    next = nsid + 1;
+    if (spec.backend === 'memory') {
+      if (spec.size === undefined) throw invalid(`${where}.size is required for a memory namespace`);
+      checkSize(where, 'size', spec.size, lbaSize as number);
+    } else if (spec.backend === 'file') {
+      if (typeof spec.path !== 'string' || spec.path.length === 0 || spec.path.includes('\0')) throw invalid(`${where}.path must be a non-empty file or device path, got ${describe(spec.path)}`);
+      checkSize(where, 'size', spec.size, lbaSize as number);
+      checkSize(where, 'defaultSize', spec.defaultSize, lbaSize as number);
+      for (const flag of ['create', 'force', 'readOnly', 'direct']) checkBool(where, flag, spec[flag]);
+    } else {
+      throw invalid(`${where}.backend must be 'memory' or 'file', got ${describe(spec.backend)}`);
+    }
+  });
+}
+
 export function makeBackend(spec: NamespaceSpec): Backend {
   if (spec.backend === 'memory') return new MemoryBackend({ size: spec.size });
   if (spec.backend === 'file') return new FileBackend(spec);
-  throw new NvmqError('NVMQ_INVALID_ARGUMENT', `unknown backend ${(spec as { backend: unknown }).backend}: use memory or file`);
+  throw invalid(`unknown backend ${describe((spec as { backend: unknown }).backend)}: use memory or file`);
 }
 
-/** Opens the namespaces, starts a local controller and attaches the driver to it. */
-export async function openController(opts: OpenControllerOptions): Promise<NvmeDriver> {
-  const arena = new DmaArena({ sizeBytes: opts.arenaSize ?? 64 * 1024 * 1024 });
+/** A RangeError or TypeError from a constructor is a bad option: give it the engine's code. */
+function asArgumentError(e: unknown): unknown {
+  if (e instanceof RangeError || e instanceof TypeError) return new NvmqError('NVMQ_INVALID_ARGUMENT', e.message, { cause: e });
+  return e;
+}
+
+/**
+ * Builds the device and brings the driver up on it. On failure every step
+ * taken is undone (backends discarded: what this open created is removed)
+ * before the error goes on.
+ */
+export async function openLocal(opts: {
+  namespaces: NamespaceSpec[];
+  arenaSize: number;
+  controller?: Omit<ControllerOptions, 'arena' | 'namespaces'> | undefined;
+  driver: DriverOptions;
+}): Promise<LocalDevice> {
+  checkNamespaceSpecs(opts.namespaces);
+  if (!Number.isSafeInteger(opts.arenaSize) || opts.arenaSize < 1 << 20 || opts.arenaSize > MAX_BYTES) {
+    throw invalid(`arenaSize must be 1 MiB to 2^48 bytes, got ${describe(opts.arenaSize)}`);
+  }
   const backends: Backend[] = [];
+  let transport: LocalTransport | undefined;
+  const undo = async (): Promise<void> => {
+    // The transport closes the controller (its event watcher and rings) and with it the backends.
+    if (transport) await transport.close().catch(() => {});
+    await Promise.all(backends.map((b) => b.close().catch(() => {})));
+  };
   try {
+    const arena = new DmaArena({ sizeBytes: opts.arenaSize });
     for (const ns of opts.namespaces) backends.push(makeBackend(ns));
     const controller = new NvmeController({
       ...opts.controller,
       arena,
       namespaces: backends.map((backend, i) => ({ backend, lbaSize: opts.namespaces[i]!.lbaSize, nsid: opts.namespaces[i]!.nsid })),
     });
-    return await NvmeDriver.attach(new LocalTransport(controller), opts);
+    transport = new LocalTransport(controller);
+    const driver = await NvmeDriver.attach(transport, opts.driver);
+    const abandon = async (): Promise<void> => {
+      await driver.shutdown().catch(() => {});
+      await undo();
+    };
+    return { driver, controller, abandon };
   } catch (e) {
-    await Promise.all(backends.map((b) => b.close()));
-    throw e;
+    await undo();
+    throw asArgumentError(e);
   }
+}
+
+/** Opens the namespaces, starts a local controller and attaches the driver to it. */
+export async function openController(opts: OpenControllerOptions): Promise<NvmeDriver> {
+  const { namespaces, arenaSize, controller, ...driver } = opts;
+  return (await openLocal({ namespaces, arenaSize: arenaSize ?? 64 * 1024 * 1024, controller, driver })).driver;
 }

@@ -10,6 +10,7 @@ import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { QueueGrant, WorkerBoot } from '../engine/engine.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
+import { NvmqError, errorToWire, type WireError } from '../engine/host/errors.js';
 
 const boot = workerData as WorkerBoot;
 const namespaces = new Map<number, NamespaceInfo>(boot.namespaces.map((n) => [n.nsid, n]));
@@ -22,15 +23,23 @@ async function attach(): Promise<IoQueuePair> {
         const m = (ev as MessageEvent).data as QueueGrant & { type: string; message?: string };
         if (m.threadId !== threadId) return;
         if (m.type === 'grant') resolve(m);
-        else if (m.type === 'refused') reject(new Error(`no I/O queue for this worker: ${m.message ?? ''}`));
+        else if (m.type === 'refused') reject(new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for this worker: ${m.message ?? ''}`));
       };
       channel.postMessage({ type: 'attach', threadId });
     });
-    const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
-    const transport = new LocalTransport(controller);
-    const queue = IoQueuePair.attach(transport, grant.queue, namespaces);
-    transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
-    return queue;
+    try {
+      const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
+      const transport = new LocalTransport(controller);
+      const queue = IoQueuePair.attach(transport, grant.queue, namespaces);
+      transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
+      // The engine counts a worker ready only now: until here it may be inside the addon, and stopping
+      // a thread there is what the engine must never do.
+      channel.postMessage({ type: 'attached', threadId });
+      return queue;
+    } catch (e) {
+      channel.postMessage({ type: 'attach-failed', threadId, error: errorToWire(e instanceof Error ? e : new Error(String(e))) });
+      throw e;
+    }
   } finally {
     channel.close();
   }
@@ -45,12 +54,33 @@ export type IoTask =
   | { kind: 'io'; op: 'write'; nsid: number; slba: number; data: Uint8Array; fua: boolean }
   | { kind: 'io'; op: 'flush'; nsid: number };
 
+/**
+ * Runs a task. An Error it ends with comes back as a WireError, which the
+ * engine turns into the same error again: piscina's structured clone would
+ * keep the message and lose the class, `code` and NVMe status.
+ */
 export default async function task(t: IoTask): Promise<unknown> {
-  if (t.kind === 'run') {
-    const mod = (await import(t.module)) as { default?: (q: IoQueuePair, args: unknown) => unknown };
-    if (typeof mod.default !== 'function') throw new TypeError(`${t.module} has no default export function (queue, args)`);
-    return mod.default(queue, t.args);
+  try {
+    return await execute(t);
+  } catch (e) {
+    if (e instanceof Error) return errorToWire(e) satisfies WireError;
+    throw e;
   }
+}
+
+async function loadTask(module: string): Promise<(q: IoQueuePair, args: unknown) => unknown> {
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(module)) as { default?: unknown };
+  } catch (e) {
+    throw new NvmqError('NVMQ_INVALID_ARGUMENT', `task module ${module} failed to load: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  if (typeof mod.default !== 'function') throw new NvmqError('NVMQ_INVALID_ARGUMENT', `task module ${module} has no default export function (queue, args)`);
+  return mod.default as (q: IoQueuePair, args: unknown) => unknown;
+}
+
+async function execute(t: IoTask): Promise<unknown> {
+  if (t.kind === 'run') return (await loadTask(t.module))(queue, t.args);
   switch (t.op) {
     case 'read': {
       const ns = namespaces.get(t.nsid);

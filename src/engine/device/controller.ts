@@ -219,6 +219,8 @@ export class NvmeController {
   private readonly handlers: [Array<CommandEntry | undefined>, Array<CommandEntry | undefined>];
   private readonly readyDelayMs: number;
   private intMask = 0;
+  /** Set by close(): the main thread's event watcher stops. */
+  private closed = false;
   private intPending = 0;
   private clock: number | undefined;
   /** This thread's in-flight count among the globals (slot 0: the main thread). */
@@ -711,7 +713,7 @@ export class NvmeController {
    */
   private async watchEvents(): Promise<void> {
     let seen = Atomics.load(this.globals, G_EVENTS_POSTED);
-    for (;;) {
+    while (!this.closed) {
       const r = Atomics.waitAsync(this.globals, G_EVENTS_POSTED, seen);
       if (r.async) await r.value;
       seen = Atomics.load(this.globals, G_EVENTS_POSTED);
@@ -1093,6 +1095,12 @@ export class NvmeController {
 
   /** Closes this thread's rings and every backend; call after the host has shut the controller down. */
   async close(): Promise<void> {
+    if (this.role === 'main' && !this.closed) {
+      // End the event watcher: a pending waitAsync holds the controller (and its arena and namespaces) alive.
+      this.closed = true;
+      Atomics.add(this.globals, G_EVENTS_POSTED, 1);
+      Atomics.notify(this.globals, G_EVENTS_POSTED);
+    }
     await new Promise<void>((resolve) => this.whenDrained(resolve));
     for (const qid of [...this.rings.keys()]) this.retireRing(qid);
     for (const ns of this.namespaces.values()) await ns.backend.close();

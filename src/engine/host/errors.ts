@@ -61,3 +61,43 @@ export function statusToError(status: number, ctx: { opcode: number; qid: number
     cid: ctx.cid,
   });
 }
+
+/**
+ * An error as it crosses between threads. Structured cloning keeps an Error's
+ * message and stack but drops its class and own fields (`code`, the NVMe
+ * status), so a worker sends this instead and the caller's thread rebuilds it.
+ */
+export interface WireError {
+  readonly wireError: 1;
+  name: string;
+  message: string;
+  stack: string | undefined;
+  /** Own enumerable fields with plain values (code, status, sct, sc, ...). */
+  fields: Record<string, string | number | boolean>;
+}
+
+export function isWireError(x: unknown): x is WireError {
+  return typeof x === 'object' && x !== null && (x as { wireError?: unknown }).wireError === 1;
+}
+
+export function errorToWire(e: Error): WireError {
+  const fields: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(e)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') fields[k] = v;
+  return { wireError: 1, name: e.name, message: e.message, stack: e.stack, fields };
+}
+
+/** Rebuilds what errorToWire() sent: an NvmeStatusError or NvmqError again, or an Error with the same name and fields. */
+export function errorFromWire(w: WireError): Error {
+  const f = w.fields;
+  let e: Error;
+  if (w.name === 'NvmeStatusError' && typeof f.code === 'string') {
+    e = new NvmeStatusError(f.code, w.message, f as unknown as ConstructorParameters<typeof NvmeStatusError>[2]);
+  } else if (w.name === 'NvmqError' && typeof f.code === 'string') {
+    e = new NvmqError(f.code, w.message);
+  } else {
+    e = Object.assign(new Error(w.message), f);
+    e.name = w.name;
+  }
+  if (w.stack !== undefined) e.stack = w.stack;
+  return e;
+}

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
 import type { NamespaceSpec } from '../engine/local.js';
 import { NvmqError } from '../engine/host/errors.js';
+import { takePortableNotice } from '../engine/native.js';
 import {
   parseArgv,
   makeJob,
@@ -95,6 +96,8 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The portable path is named in the report header; stderr gets one plain line, not a process warning.
+  takePortableNotice((message) => console.error(`nvmq: ${message}`));
   const { command, jobFiles, options } = parseArgv(argv);
   if (options.help !== undefined) {
     console.log(helpText());

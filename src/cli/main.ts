@@ -3,8 +3,9 @@
  * The `nvmq` command: `bench` (the default: a fio-style load test in the
  * engine's worker threads), `identify`, `smart-log` and `serve`.
  *
- * Exit status: 0 done, 1 the run failed (a verify mismatch, an I/O error, a
- * refusal to write), 2 a bad option or job file (one line on stderr).
+ * Exit status: 0 done, 1 the run failed (a verify mismatch, a verified job
+ * that checked no block, an I/O error, a refusal to write), 2 a bad option or
+ * job file (one line on stderr).
  */
 import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
@@ -28,11 +29,11 @@ import { loadJobFile } from './jobfile.js';
 import { runNvmq, runNodeFs, dataPath, type RunIo } from './bench/runner.js';
 import type { LocalTransport } from '../engine/transport/local.js';
 import { runFio } from './bench/fio.js';
-import { formatNormal, formatComparison, toJson } from './bench/report.js';
+import { formatNormal, formatComparison, toJson, UNCHECKED_WHY } from './bench/report.js';
 import { renderHtml } from './bench/html.js';
 import { formatIdentify, formatSmartLog } from './identify.js';
 import { serve } from './serve.js';
-import type { RunResult } from './bench/results.js';
+import { verifyOutcome, type RunResult } from './bench/results.js';
 
 /** The jobs of a bench run: from job files, from the options, or the embedded default. */
 function benchJobs(jobFiles: string[], options: RawOptions): JobSpec[] {
@@ -65,9 +66,15 @@ async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
     fs.writeFileSync(settings.report, renderHtml(result, other));
     if (settings.outputFormat === 'normal') console.log(`\nreport: ${settings.report}`);
   }
-  const failures = [result, ...(other ? [other] : [])].flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
+  const runs = [result, ...(other ? [other] : [])];
+  const failures = runs.flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
   if (failures.length > 0) {
     console.error(`nvmq: verify failed: ${failures.join('; ')}`);
+    return 1;
+  }
+  const unchecked = runs.flatMap((r) => r.jobs.filter((j) => verifyOutcome(r, j) === 'unchecked').map((j) => `${r.engine} job ${j.job.name}`));
+  if (unchecked.length > 0) {
+    console.error(`nvmq: verify checked no block in ${unchecked.join(', ')} (${UNCHECKED_WHY})`);
     return 1;
   }
   return 0;

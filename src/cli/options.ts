@@ -79,7 +79,7 @@ export const OPTIONS = {
   ramp_time: { kind: 'time', default: '0', min: 0, max: 86_400_000, description: 'run this long before measuring', job: true },
   direct: { kind: 'bool', default: '0', description: 'O_DIRECT: bypass the page cache', job: true },
   buffered: { kind: 'bool', description: 'the opposite of direct', job: true },
-  verify: { kind: 'enum', default: 'none', values: ['none', 'crc32c'], description: 'stamp each block (LBA, write sequence, crc32c) and check it on read', job: true },
+  verify: { kind: 'enum', default: 'none', values: ['none', 'crc32c'], description: 'stamp each block written (LBA, write sequence, crc32c), check it on read, read every block written back at the end', job: true },
   ioengine: { kind: 'string', description: 'accepted from job files and noted: nvmq always runs its own engine', job: true },
   group_reporting: { kind: 'bool', description: 'accepted from job files: nvmq always reports per job, and per worker below it', job: true },
   'output-format': { kind: 'enum', default: 'normal', values: ['normal', 'json'], description: "report format (json: fio's structure)", aliases: ['output_format'] },
@@ -360,7 +360,7 @@ export function helpText(): string {
     '(1G, sparse, created on first use); --runtime and --ramp_time still apply to it.',
     'Job file keys are the job options above; command-line options override them in every job.',
     'Sizes take k / m / g / t suffixes (base 1024); times s (default), ms, m, h.',
-    'Exit status: 0 done, 1 failed (verify mismatch, I/O error), 2 bad option or job file.',
+    'Exit status: 0 done, 1 failed (verify mismatch or nothing verified, I/O error), 2 bad option or job file.',
   );
   return lines.join('\n');
 }

@@ -98,12 +98,37 @@ describe('nvmq bench', () => {
       expect(r.out).toMatch(/50\.00th=.*99\.99th=/);
       expect(r.out).toMatch(/#0 qid \d+: read/);
       expect(r.out).toMatch(/#1 qid \d+: read/);
-      expect(r.out).toMatch(/verify: \d+ blocks checked, no mismatch/);
+      // Regression: on a fresh image the default job used to check nothing and pass.
+      const [, checked, readBack] = /verify: (\d+) blocks checked \((\d+) read back after the run\), no mismatch/.exec(r.out) ?? [];
+      expect(Number(readBack)).toBeGreaterThan(0);
+      expect(Number(checked)).toBeGreaterThanOrEqual(Number(readBack));
       expect(r.out).toMatch(/cpu: usr=[\d.]+%, sys=[\d.]+%.*peak RSS=/);
       const img = path.join(dir, 'nvmq-data', 'default.img');
       expect(fs.statSync(img).size).toBe(1 << 30);
       expect(fs.statSync(img).blocks * 512).toBeLessThan(256 << 20);
       expect(JSON.parse(fs.readFileSync(img + '.nvmq.json', 'utf8'))).toMatchObject({ format: 'nvmq-image', size: 1 << 30 });
+    });
+  });
+
+  it('regression: a randrw verified job checks every block it wrote, and fails one that checked nothing', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--filename', 'm.img', '--rw', 'randrw', '--size', '64m', '--verify', 'crc32c', '--numjobs', '2', '--iodepth', '16', '--output-format', 'json']);
+      expect(r.err).toBe(NOTICE);
+      expect(r.code).toBe(0);
+      const job = (JSON.parse(r.out) as { jobs: Array<Record<string, any>> }).jobs[0]!;
+      // One pass over the region: each block is visited once, so the blocks written are the writes.
+      expect(job.write.total_ios).toBeGreaterThan(0);
+      expect(job.verify).toEqual({ checked: job.write.total_ios, read_back: job.write.total_ios, failures: [] });
+      expect(job.workers.map((w: { read_back: number }) => w.read_back).reduce((a: number, b: number) => a + b)).toBe(job.write.total_ios);
+      expect(job.error).toBe(0);
+      // Nothing written, nothing stamped read: an error, not a pass.
+      const none = nvmq(dir, ['bench', '--filename', 'n.img', '--rw', 'randrw', '--rwmixread', '100', '--size', '4m', '--verify', 'crc32c']);
+      expect(none.code).toBe(1);
+      expect(none.err).toBe(`${NOTICE}nvmq: verify checked no block in nvmq job nvmq (the job wrote none, and read none that carried a stamp)\n`);
+      expect(none.out).toContain('verify: FAILED: no block checked');
+      const json = nvmq(dir, ['bench', '--filename', 'n.img', '--rw', 'randrw', '--rwmixread', '100', '--size', '4m', '--verify', 'crc32c', '--output-format', 'json']);
+      expect(json.code).toBe(1);
+      expect((JSON.parse(json.out) as { jobs: Array<Record<string, any>> }).jobs[0]).toMatchObject({ error: 61, verify: { checked: 0, read_back: 0 } });
     });
   });
 
@@ -114,7 +139,7 @@ describe('nvmq bench', () => {
       const w = nvmq(dir, ['bench', ...job, '--rw', 'write']);
       expect(w.err).toBe(NOTICE);
       expect(w.code).toBe(0);
-      expect(w.out).toMatch(/verify: 1024 blocks checked, no mismatch/);
+      expect(w.out).toMatch(/verify: 1024 blocks checked \(1024 read back after the run\), no mismatch/);
       expect(nvmq(dir, ['bench', ...job, '--rw', 'randread']).code).toBe(0);
       // Garbage into block 37 (LBA 37 with 4 KiB LBAs), through a second handle.
       const fd = fs.openSync(img, 'r+');

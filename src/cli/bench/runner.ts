@@ -212,6 +212,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
         read: direction(c[C_READ_IOS]!, c[C_READ_BYTES]!, ms, st.read),
         write: direction(c[C_WRITE_IOS]!, c[C_WRITE_BYTES]!, ms, st.write),
         verified: r.verified,
+        readBack: r.readBack,
         ...(r.failure ? { failure: r.failure } : {}),
       };
     });
@@ -222,6 +223,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
       write: direction(sum((w) => w.write.ios), sum((w) => w.write.bytes), runtimeMs, write),
       workers,
       verified: sum((w) => w.verified),
+      readBack: sum((w) => w.readBack),
       failures: workers.flatMap((w) => (w.failure ? [w.failure] : [])),
       histograms: { read, write },
       region: { start: l.regionStart, perWorker: l.perWorker },
@@ -230,6 +232,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
   return {
     engine,
     dataPath: dataPathText,
+    verifies: true,
     jobs,
     elapsedMs: performance.now() - t0,
     cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },

@@ -4,8 +4,8 @@
  * engine's worker threads), `identify`, `smart-log` and `serve`.
  *
  * Exit status: 0 done, 1 the run failed (a verify mismatch, a verified job
- * that checked no block, an I/O error, a refusal to write), 2 a bad option or
- * job file (one line on stderr).
+ * that checked no block, an I/O error, a refusal to write, a missing file for
+ * a command that only reads), 2 a bad option or job file (one line on stderr).
  */
 import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
@@ -80,15 +80,23 @@ async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
   return 0;
 }
 
-/** The namespaces identify, smart-log and serve open: --filename (':'-separated) or one memory namespace. */
+/**
+ * The namespaces identify, smart-log and serve open: --filename (':'-separated) or one memory namespace.
+ * Only serve creates a missing image; looking at a file never writes to it, so it needs no --force.
+ */
 function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: boolean): NamespaceSpec[] {
   const job = makeJob(options);
   if (job.backend === 'memory') return [{ backend: 'memory', size: job.size ?? DEFAULT_NEW_SIZE }];
-  return job.filename.split(':').map((p) => {
-    const exists = fs.existsSync(p);
-    // Looking at an existing file never writes to it, so it needs no --force.
-    return { backend: 'file', path: p, size: job.size, defaultSize: DEFAULT_NEW_SIZE, force: settings.force, direct: job.direct, readOnly: exists && !forWrites && !settings.force };
-  });
+  return job.filename.split(':').map((p) => ({
+    backend: 'file',
+    path: p,
+    size: job.size,
+    defaultSize: DEFAULT_NEW_SIZE,
+    create: forWrites,
+    force: settings.force,
+    direct: job.direct,
+    readOnly: !forWrites && !settings.force,
+  }));
 }
 
 async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
@@ -101,6 +109,9 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
     await d.close();
   }
 }
+
+/** Why a missing image is an error rather than created: only commands that write create one. */
+const NOT_CREATED = 'identify, smart-log and read-only jobs never create an image; a write job or nvmq serve does';
 
 async function main(argv: string[]): Promise<number> {
   // The portable path is named in the report header; stderr gets one plain line, not a process warning.
@@ -131,7 +142,8 @@ main(process.argv.slice(2)).then(
       console.error(`nvmq: ${e.message}`);
       process.exitCode = 2;
     } else if (e instanceof NvmqError || code.startsWith('NVMQ_')) {
-      console.error(`nvmq: ${(e as Error).message} [${code}]`);
+      const hint = code === 'NVMQ_IMAGE_NOT_FOUND' ? ` (${NOT_CREATED})` : '';
+      console.error(`nvmq: ${(e as Error).message}${hint} [${code}]`);
       process.exitCode = 1;
     } else {
       console.error(`nvmq: ${e instanceof Error ? e.message : String(e)}`);

@@ -360,7 +360,7 @@ export function helpText(): string {
     '(1G, sparse, created on first use); --runtime and --ramp_time still apply to it.',
     'Job file keys are the job options above; command-line options override them in every job.',
     'Sizes take k / m / g / t suffixes (base 1024); times s (default), ms, m, h.',
-    'Exit status: 0 done, 1 failed (verify mismatch or nothing verified, I/O error), 2 bad option or job file.',
+    'Exit status: 0 done, 1 failed (verify mismatch or nothing verified, I/O error, missing file), 2 bad option or job file.',
   );
   return lines.join('\n');
 }

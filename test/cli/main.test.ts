@@ -44,6 +44,12 @@ function afterNotice(err: string): string {
 
 const SHORT = ['--runtime', '0.3', '--time_based'];
 
+/** An image nvmq creates (a write job over all of it): what read-only commands need first. */
+function makeImage(dir: string, file: string, size: string): void {
+  const r = nvmq(dir, ['bench', '--filename', file, '--size', size, '--rw', 'write']);
+  expect(r.code, r.err).toBe(0);
+}
+
 describe('nvmq bench', () => {
   beforeAll(() => {
     if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build (npm test does)`);
@@ -76,7 +82,7 @@ describe('nvmq bench', () => {
 
   it('says which data path moved the data: the portable one, and why, when io_uring is switched off', () => {
     inTemp((dir) => {
-      const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randread', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
+      const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randwrite', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
       expect(r.code).toBe(0);
       expect(r.err).toBe('');
       expect(r.out).toMatch(/data path: node:fs \(libuv thread pool\): disabled by NVMQ_DISABLE_NATIVE=1/);
@@ -256,7 +262,7 @@ describe('nvmq bench', () => {
 
   it('names a bad option value in one line with the accepted range, exit 2; --help lists every option with its default', () => {
     inTemp((dir) => {
-      expect(nvmq(dir, ['identify', '--filename', 's.img', '--size', '4m']).code).toBe(0);
+      makeImage(dir, 's.img', '4m');
       for (const [args, line] of [
         [['--iodepth', '0'], 'nvmq: --iodepth 0 is out of range (1..4095)'],
         [['--bs', '1000'], 'nvmq: --bs 1000 is not a multiple of 512 (512..1m)'],
@@ -282,6 +288,7 @@ describe('nvmq bench', () => {
 
   it('compares with node:fs on the same file in the same invocation', () => {
     inTemp((dir) => {
+      makeImage(dir, 'c.img', '8m');
       const r = nvmq(dir, ['bench', '--filename', 'c.img', '--size', '8m', '--rw', 'randread', '--iodepth', '8', '--numjobs', '2', ...SHORT, '--compare', 'node-fs']);
       expect(r.err).toBe(NOTICE);
       expect(r.code).toBe(0);
@@ -303,6 +310,7 @@ describe('nvmq bench', () => {
 
   it('says in one line that fio is missing and exits non-zero', () => {
     inTemp((dir) => {
+      makeImage(dir, 'f.img', '4m');
       const r = nvmq(dir, ['bench', '--backend', 'file', '--filename', 'f.img', '--size', '4m', '--rw', 'read', '--compare', 'fio'], { ...process.env, PATH: dir });
       expect(r.code).toBe(1);
       expect(r.err).toBe(`${NOTICE}nvmq: fio is not installed (not found on PATH): --compare fio needs it [NVMQ_FIO_MISSING]\n`);
@@ -313,6 +321,7 @@ describe('nvmq bench', () => {
 describe('nvmq identify, smart-log, serve', () => {
   it('prints identify as nvme id-ctrl / id-ns do, and the SMART log', () => {
     inTemp((dir) => {
+      makeImage(dir, 'x.img', '16m');
       const id = nvmq(dir, ['identify', '--size', '16M', '--filename', 'x.img']);
       expect(id.code).toBe(0);
       expect(id.out).toMatch(/^NVME Identify Controller:\nvid\s+: 0x[0-9a-f]+\nssvid\s+: 0x[0-9a-f]+\nsn\s+: \S+/);
@@ -327,6 +336,29 @@ describe('nvmq identify, smart-log, serve', () => {
       // A file nvmq did not create can be looked at without --force.
       fs.writeFileSync(path.join(dir, 'foreign.bin'), Buffer.alloc(1 << 20));
       expect(nvmq(dir, ['identify', '--filename', 'foreign.bin']).out).toMatch(/nsze\s+: 0x100\n/);
+    });
+  });
+
+  it('regression: identify, smart-log and read-only jobs create nothing on a missing file, and say so in one line (exit 1)', () => {
+    inTemp((dir) => {
+      const tree = (): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+      const why = '(identify, smart-log and read-only jobs never create an image; a write job or nvmq serve does) [NVMQ_IMAGE_NOT_FOUND]';
+      for (const [args, file] of [
+        [['identify', '--filename', 'missing/dir/x.img'], 'missing/dir/x.img'],
+        [['identify'], 'nvmq-data/default.img'],
+        [['smart-log', '--filename', 'missing/dir/x.img'], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'read'], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'randread', '--verify', 'crc32c', ...SHORT], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'randread', '--compare', 'node-fs'], 'missing/dir/x.img'],
+      ] as const) {
+        const r = nvmq(dir, [...args]);
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.err, args.join(' ')).toBe(`nvmq: ${file} does not exist ${why}\n`);
+        expect(tree(), args.join(' ')).toEqual([]);
+      }
+      // Write jobs and serve still create their image (serve: below).
+      makeImage(dir, 'new/dir/w.img', '4m');
+      expect(tree()).toEqual(['new', path.join('new', 'dir'), path.join('new', 'dir', 'w.img'), path.join('new', 'dir', 'w.img.nvmq.json')]);
     });
   });
 

@@ -6,7 +6,7 @@
  * never silently ignored.
  */
 import * as fs from 'node:fs';
-import { OPTIONS, UsageError, canonical, checkValue, makeJob, type JobSpec, type OptionName, type RawOptions } from './options.js';
+import { OPTIONS, RWMIX, UsageError, canonical, checkValue, makeJob, type JobSpec, type OptionName, type RawOptions } from './options.js';
 
 export interface JobFileJob {
   name: string;
@@ -59,6 +59,15 @@ export function parseJobFile(text: string, file: string): JobFileJob[] {
     }
     checkValue(name, value, `${where} ${key}=`);
     if (current) {
+      // The job's own rwmixread / rwmixwrite replaces the pair it took from [global].
+      if (RWMIX.includes(name)) {
+        for (const k of RWMIX) {
+          if (k !== name && current.lines[k] !== undefined && current.lines[k] === globalLines[k]) {
+            delete current.raw[k];
+            delete current.lines[k];
+          }
+        }
+      }
       current.raw[name] = value;
       current.lines[name] = i + 1;
     } else {
@@ -78,8 +87,10 @@ export function loadJobFile(file: string, overrides: RawOptions): JobSpec[] {
   } catch (e) {
     throw new UsageError(`cannot read job file ${file}: ${(e as Error).message}`);
   }
+  const mixGiven = RWMIX.some((k) => overrides[k] !== undefined);
   return parseJobFile(text, file).map((j) => {
     const raw = { ...j.raw, ...overrides };
+    if (mixGiven) for (const k of RWMIX) if (overrides[k] === undefined) delete raw[k];
     return makeJob(raw, (k) => (overrides[k] !== undefined ? `--${k}` : j.where(k)));
   });
 }

@@ -104,6 +104,12 @@ export function canonical(name: string): OptionName | undefined {
 /** Raw option values, by canonical name, before they are checked. */
 export type RawOptions = Partial<Record<OptionName, string>>;
 
+/**
+ * rwmixread and rwmixwrite are one setting, given either way: given together they must add up to 100,
+ * and a later level (a job section over [global], the command line over a job file) replaces both.
+ */
+export const RWMIX: readonly OptionName[] = ['rwmixread', 'rwmixwrite'];
+
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
 /** fio sizes: a number with an optional k / m / g / t / p suffix, base 1024 (fio's default kb_base). */
@@ -283,6 +289,9 @@ export function makeJob(raw: RawOptions, where: (name: OptionName) => string = (
   let rwmixread = dflt<number>('rwmixread');
   const rwmixwrite = get<number>('rwmixwrite');
   if (rwmixwrite !== undefined && raw.rwmixread === undefined) rwmixread = 100 - rwmixwrite;
+  else if (rwmixwrite !== undefined && rwmixread + rwmixwrite !== 100) {
+    throw new UsageError(`${showValue(where('rwmixwrite'), raw.rwmixwrite)} with ${showValue(where('rwmixread'), raw.rwmixread)} does not add up to 100 (give one, 0..100: the other is 100 minus it)`);
+  }
   const runtime = dflt<number>('runtime');
   const timeBased = dflt<boolean>('time_based');
   if (timeBased && runtime === 0) throw new UsageError(`${showValue(where('time_based'), raw.time_based)} needs a --runtime above 0 (it would run forever)`);

@@ -269,6 +269,7 @@ describe('nvmq bench', () => {
         [['--rw', 'up'], 'nvmq: --rw up is not one of read, write, randread, randwrite, rw, readwrite, randrw'],
         [['--metrics-port', '70000'], 'nvmq: --metrics-port 70000 is out of range (0..65535)'],
         [['--nope'], 'nvmq: unknown option --nope (nvmq --help lists them)'],
+        [['--rw', 'randrw', '--rwmixread', '70', '--rwmixwrite', '70'], 'nvmq: --rwmixwrite 70 with --rwmixread 70 does not add up to 100 (give one, 0..100: the other is 100 minus it)'],
         [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve)"],
         // Found once the namespace is open: after the portable-path line, on a build that prints it.
         [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], `${NOTICE}nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)`],

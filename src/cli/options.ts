@@ -9,6 +9,7 @@
  */
 import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
 import * as path from 'node:path';
+import { isIP } from 'node:net';
 
 /** A bad option or job file: one line on stderr, exit status 2. */
 export class UsageError extends Error {
@@ -25,7 +26,7 @@ export const MAX_BS = 1 << 20;
 /** The most data one worker may have in flight (iodepth × bs): its DMA pool holds that much. */
 export const MAX_INFLIGHT_BYTES = 256 << 20;
 
-type Kind = 'size' | 'int' | 'time' | 'bool' | 'enum' | 'string';
+type Kind = 'size' | 'int' | 'time' | 'bool' | 'enum' | 'string' | 'host';
 
 interface OptionDef {
   kind: Kind;
@@ -86,7 +87,7 @@ export const OPTIONS = {
   compare: { kind: 'enum', default: 'none', values: ['none', 'node-fs', 'fio'], description: 'run the same job through node:fs promises, or fio, and print both' },
   report: { kind: 'string', description: 'write a self-contained HTML report to this file' },
   'metrics-port': { kind: 'int', min: 0, max: 65535, description: `serve Prometheus /metrics on this port (serve: default ${DEFAULT_METRICS_PORT})`, commands: ['bench', 'serve'] },
-  'metrics-host': { kind: 'string', default: '127.0.0.1', description: 'address /metrics listens on', commands: ['bench', 'serve'] },
+  'metrics-host': { kind: 'host', default: '127.0.0.1', description: 'address /metrics listens on (bench: with --metrics-port)', commands: ['bench', 'serve'] },
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
   help: { kind: 'bool', description: 'print this help', commands: COMMANDS },
 } satisfies Record<string, OptionDef>;
@@ -109,6 +110,9 @@ export type RawOptions = Partial<Record<OptionName, string>>;
  * and a later level (a job section over [global], the command line over a job file) replaces both.
  */
 export const RWMIX: readonly OptionName[] = ['rwmixread', 'rwmixwrite'];
+
+/** A DNS name (RFC 1123 labels): what a listen address may be besides an IP address. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
@@ -160,6 +164,12 @@ export function checkValue(name: OptionName, raw: string, where = `--${name}`): 
   switch (d.kind) {
     case 'string':
       if (raw.trim() === '') throw new UsageError(`${where.replace(/=$/, '')} needs a value`);
+      return raw;
+    case 'host':
+      if (raw.trim() === '') throw new UsageError(`${where.replace(/=$/, '')} needs a value`);
+      if (isIP(raw) === 0 && !HOST_NAME.test(raw)) {
+        throw new UsageError(`${show} is not an IP address or host name (examples: 127.0.0.1, ::1, 0.0.0.0, localhost; the port goes in --metrics-port)`);
+      }
       return raw;
     case 'bool': {
       const b = parseBool(raw);
@@ -330,11 +340,16 @@ export interface RunSettings {
 
 export function makeSettings(raw: RawOptions, command: Command): RunSettings {
   const port = raw['metrics-port'] !== undefined ? (checkValue('metrics-port', raw['metrics-port']) as number) : command === 'serve' ? DEFAULT_METRICS_PORT : undefined;
+  const host = raw['metrics-host'] === undefined ? (DEFS['metrics-host']!.default as string) : (checkValue('metrics-host', raw['metrics-host']) as string);
+  // Without a port bench serves no /metrics: a host alone would be ignored.
+  if (port === undefined && raw['metrics-host'] !== undefined) {
+    throw new UsageError(`${showValue('--metrics-host', raw['metrics-host'])} needs --metrics-port (0..65535): nvmq ${command} serves /metrics only on a port given`);
+  }
   return {
     outputFormat: (raw['output-format'] ?? 'normal') as 'normal' | 'json',
     compare: (raw.compare ?? 'none') as RunSettings['compare'],
     report: raw.report,
-    metrics: port === undefined ? undefined : { port, host: raw['metrics-host'] ?? (DEFS['metrics-host']!.default as string) },
+    metrics: port === undefined ? undefined : { port, host },
     force: raw.force !== undefined && (checkValue('force', raw.force) as boolean),
   };
 }

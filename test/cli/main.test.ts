@@ -268,6 +268,7 @@ describe('nvmq bench', () => {
         [['--bs', '1000'], 'nvmq: --bs 1000 is not a multiple of 512 (512..1m)'],
         [['--rw', 'up'], 'nvmq: --rw up is not one of read, write, randread, randwrite, rw, readwrite, randrw'],
         [['--metrics-port', '70000'], 'nvmq: --metrics-port 70000 is out of range (0..65535)'],
+        [['--metrics-host', '0.0.0.0'], 'nvmq: --metrics-host 0.0.0.0 needs --metrics-port (0..65535): nvmq bench serves /metrics only on a port given'],
         [['--nope'], 'nvmq: unknown option --nope (nvmq --help lists them)'],
         [['--rw', 'randrw', '--rwmixread', '70', '--rwmixwrite', '70'], 'nvmq: --rwmixwrite 70 with --rwmixread 70 does not add up to 100 (give one, 0..100: the other is 100 minus it)'],
         [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve)"],

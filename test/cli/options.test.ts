@@ -64,6 +64,21 @@ describe('option parsing', () => {
     expect(makeSettings({ 'metrics-port': '0', 'metrics-host': '::1' }, 'serve').metrics).toEqual({ port: 0, host: '::1' });
   });
 
+  it('regression: checks --metrics-host always, and refuses it on bench without --metrics-port (it would be ignored)', () => {
+    for (const host of ['a b', 'http://x', '127.0.0.1:9000', '-x', 'x..y', '[::1]']) {
+      expect(usage(() => parseArgv(['serve', '--metrics-host', host])), host).toBe(
+        `--metrics-host ${host} is not an IP address or host name (examples: 127.0.0.1, ::1, 0.0.0.0, localhost; the port goes in --metrics-port)`,
+      );
+    }
+    for (const host of ['127.0.0.1', '::1', '0.0.0.0', 'localhost', 'metrics-1.example.org']) {
+      expect(makeSettings(parseArgv(['serve', '--metrics-host', host]).options, 'serve').metrics, host).toEqual({ port: 9469, host });
+      expect(makeSettings(parseArgv(['--metrics-host', host, '--metrics-port', '0']).options, 'bench').metrics, host).toEqual({ port: 0, host });
+    }
+    expect(usage(() => makeSettings(parseArgv(['--metrics-host', '0.0.0.0']).options, 'bench'))).toBe(
+      '--metrics-host 0.0.0.0 needs --metrics-port (0..65535): nvmq bench serves /metrics only on a port given',
+    );
+  });
+
   it('names every bad value in one line with the accepted range', () => {
     const cases: Array<[string[], RegExp]> = [
       [['--iodepth', '0'], /^--iodepth 0 is out of range \(1\.\.4095\)$/],

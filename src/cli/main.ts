@@ -35,6 +35,18 @@ import { formatIdentify, formatSmartLog } from './identify.js';
 import { serve } from './serve.js';
 import { verifyOutcome, type RunResult } from './bench/results.js';
 
+/**
+ * One line on stderr. Control characters (a garbage job file's bytes, an escape sequence in a value)
+ * are shown as escapes, `\x00`, so they can neither break the line nor drive the terminal.
+ */
+function complain(message: string): void {
+  const shown = message.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+  console.error(`nvmq: ${shown}`);
+}
+
 /** The jobs of a bench run: from job files, from the options, or the embedded default. */
 function benchJobs(jobFiles: string[], options: RawOptions): JobSpec[] {
   if (jobFiles.length > 0) return jobFiles.flatMap((f) => loadJobFile(f, options));
@@ -69,12 +81,12 @@ async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
   const runs = [result, ...(other ? [other] : [])];
   const failures = runs.flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
   if (failures.length > 0) {
-    console.error(`nvmq: verify failed: ${failures.join('; ')}`);
+    complain(`verify failed: ${failures.join('; ')}`);
     return 1;
   }
   const unchecked = runs.flatMap((r) => r.jobs.filter((j) => verifyOutcome(r, j) === 'unchecked').map((j) => `${r.engine} job ${j.job.name}`));
   if (unchecked.length > 0) {
-    console.error(`nvmq: verify checked no block in ${unchecked.join(', ')} (${UNCHECKED_WHY})`);
+    complain(`verify checked no block in ${unchecked.join(', ')} (${UNCHECKED_WHY})`);
     return 1;
   }
   return 0;
@@ -115,7 +127,7 @@ const NOT_CREATED = 'identify, smart-log and read-only jobs never create an imag
 
 async function main(argv: string[]): Promise<number> {
   // The portable path is named in the report header; stderr gets one plain line, not a process warning.
-  takePortableNotice((message) => console.error(`nvmq: ${message}`));
+  takePortableNotice(complain);
   const { command, jobFiles, options } = parseArgv(argv);
   if (options.help !== undefined) {
     console.log(helpText());
@@ -139,14 +151,14 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     const code = e instanceof Error ? String((e as NodeJS.ErrnoException).code ?? '') : '';
     if (e instanceof UsageError) {
-      console.error(`nvmq: ${e.message}`);
+      complain(e.message);
       process.exitCode = 2;
     } else if (e instanceof NvmqError || code.startsWith('NVMQ_')) {
       const hint = code === 'NVMQ_IMAGE_NOT_FOUND' ? ` (${NOT_CREATED})` : '';
-      console.error(`nvmq: ${(e as Error).message}${hint} [${code}]`);
+      complain(`${(e as Error).message}${hint} [${code}]`);
       process.exitCode = 1;
     } else {
-      console.error(`nvmq: ${e instanceof Error ? e.message : String(e)}`);
+      complain(e instanceof Error ? e.message : String(e));
       process.exitCode = 1;
     }
   },

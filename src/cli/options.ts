@@ -148,9 +148,15 @@ function formatBound(kind: Kind, v: number): string {
   return String(v);
 }
 
+/** Text from the user as a message echoes it: at most 60 characters (a garbage job file has long lines). */
+export function clip(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
 /** A job file names a value as `key=value`, the command line as `--key value`. */
 function showValue(where: string, raw: string | undefined): string {
-  return where.endsWith('=') ? `${where}${raw}` : `${where} ${raw}`;
+  const value = raw === undefined ? raw : clip(raw);
+  return where.endsWith('=') ? `${where}${value}` : `${where} ${value}`;
 }
 
 /**
@@ -222,14 +228,14 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
     if (!arg.startsWith('--') || arg === '--') {
       if (command === undefined && jobFiles.length === 0 && (COMMANDS as readonly string[]).includes(arg)) command = arg as Command;
       else if (command === undefined && jobFiles.length === 0 && !/[./]/.test(arg)) {
-        throw new UsageError(`unknown command '${arg}' (commands: ${COMMANDS.join(', ')})`);
+        throw new UsageError(`unknown command '${clip(arg)}' (commands: ${COMMANDS.join(', ')})`);
       } else jobFiles.push(arg);
       continue;
     }
     const eq = arg.indexOf('=');
     const key = arg.slice(2, eq < 0 ? undefined : eq);
     const name = canonical(key);
-    if (!name) throw new UsageError(`unknown option --${key} (nvmq --help lists them)`);
+    if (!name) throw new UsageError(`unknown option --${clip(key)} (nvmq --help lists them)`);
     let value: string;
     if (eq >= 0) value = arg.slice(eq + 1);
     else if (DEFS[name]!.kind === 'bool') value = '1';

@@ -236,6 +236,26 @@ describe('nvmq bench', () => {
     });
   });
 
+  it('regression: a garbage job file or value is named with its control bytes escaped, in one line of bounded length', () => {
+    inTemp((dir) => {
+      const f = path.join(dir, 'garbage.fio');
+      // An executable's first bytes, an escape sequence that would clear the terminal, a bell; CR LF ends the line.
+      fs.writeFileSync(f, Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0x00, 0x1b, 0x5b, 0x32, 0x4a, 0x07, 0x0d]), Buffer.from('\nrw=read\n')]));
+      const keys = 'name, filename, backend, size, offset, rw, readwrite, rwmixread, rwmixwrite, bs, blocksize, iodepth, numjobs, runtime, time_based, ramp_time, direct, buffered, verify, ioengine, group_reporting';
+      const r = nvmq(dir, ['bench', f]);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe(`nvmq: ${f}:1 [global]: unsupported key '\\x7fELF\\x02\\x01\\x00\\x00\\x1b[2J\\x07' (nvmq reads: ${keys})\n`);
+      // A long garbage line is cut short where the message echoes it.
+      fs.writeFileSync(f, `[${'j'.repeat(5000)}]\n${'\x01'.repeat(5000)}\n`);
+      const long = nvmq(dir, ['bench', f]);
+      expect(long.code).toBe(2);
+      expect(long.err).toBe(`nvmq: ${f}:2 [${'j'.repeat(60)}…]: unsupported key '${'\\x01'.repeat(60)}…' (nvmq reads: ${keys})\n`);
+      const value = nvmq(dir, ['bench', '--rw', 'read\x1b[31m']);
+      expect(value.code).toBe(2);
+      expect(value.err).toBe('nvmq: --rw read\\x1b[31m is not one of read, write, randread, randwrite, rw, readwrite, randrw\n');
+    });
+  });
+
   it('refuses to write to a file it did not create unless --force, and reads one without', () => {
     inTemp((dir) => {
       const f = path.join(dir, 'mine.bin');

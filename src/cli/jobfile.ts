@@ -6,7 +6,7 @@
  * never silently ignored.
  */
 import * as fs from 'node:fs';
-import { OPTIONS, UsageError, canonical, checkValue, makeJob, type JobSpec, type OptionName, type RawOptions } from './options.js';
+import { OPTIONS, RWMIX, UsageError, canonical, checkValue, clip, makeJob, type JobSpec, type OptionName, type RawOptions } from './options.js';
 
 export interface JobFileJob {
   name: string;
@@ -38,7 +38,7 @@ export function parseJobFile(text: string, file: string): JobFileJob[] {
       } else {
         const lineOf = { ...globalLines };
         current = { name, raw: { ...global, name }, lines: lineOf };
-        const sectionName = name;
+        const sectionName = clip(name);
         const job = current;
         jobs.push({
           name,
@@ -53,12 +53,21 @@ export function parseJobFile(text: string, file: string): JobFileJob[] {
     const key = (eq < 0 ? line : line.slice(0, eq)).trim();
     const value = eq < 0 ? '1' : line.slice(eq + 1).trim();
     const name = canonical(key);
-    const where = `${at} [${current?.name ?? 'global'}]`;
+    const where = `${at} [${current ? clip(current.name) : 'global'}]`;
     if (!name || !JOB_FILE_KEYS.includes(key)) {
-      throw new UsageError(`${where}: unsupported key '${key}' (nvmq reads: ${JOB_FILE_KEYS.join(', ')})`);
+      throw new UsageError(`${where}: unsupported key '${clip(key)}' (nvmq reads: ${JOB_FILE_KEYS.join(', ')})`);
     }
     checkValue(name, value, `${where} ${key}=`);
     if (current) {
+      // The job's own rwmixread / rwmixwrite replaces the pair it took from [global].
+      if (RWMIX.includes(name)) {
+        for (const k of RWMIX) {
+          if (k !== name && current.lines[k] !== undefined && current.lines[k] === globalLines[k]) {
+            delete current.raw[k];
+            delete current.lines[k];
+          }
+        }
+      }
       current.raw[name] = value;
       current.lines[name] = i + 1;
     } else {
@@ -78,8 +87,10 @@ export function loadJobFile(file: string, overrides: RawOptions): JobSpec[] {
   } catch (e) {
     throw new UsageError(`cannot read job file ${file}: ${(e as Error).message}`);
   }
+  const mixGiven = RWMIX.some((k) => overrides[k] !== undefined);
   return parseJobFile(text, file).map((j) => {
     const raw = { ...j.raw, ...overrides };
+    if (mixGiven) for (const k of RWMIX) if (overrides[k] === undefined) delete raw[k];
     return makeJob(raw, (k) => (overrides[k] !== undefined ? `--${k}` : j.where(k)));
   });
 }

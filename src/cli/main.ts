@@ -3,13 +3,15 @@
  * The `nvmq` command: `bench` (the default: a fio-style load test in the
  * engine's worker threads), `identify`, `smart-log` and `serve`.
  *
- * Exit status: 0 done, 1 the run failed (a verify mismatch, an I/O error, a
- * refusal to write), 2 a bad option or job file (one line on stderr).
+ * Exit status: 0 done, 1 the run failed (a verify mismatch, a verified job
+ * that checked no block, an I/O error, a refusal to write, a missing file for
+ * a command that only reads), 2 a bad option or job file (one line on stderr).
  */
 import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
 import type { NamespaceSpec } from '../engine/local.js';
 import { NvmqError } from '../engine/host/errors.js';
+import { takePortableNotice } from '../engine/native.js';
 import {
   parseArgv,
   makeJob,
@@ -27,11 +29,23 @@ import { loadJobFile } from './jobfile.js';
 import { runNvmq, runNodeFs, dataPath, type RunIo } from './bench/runner.js';
 import type { LocalTransport } from '../engine/transport/local.js';
 import { runFio } from './bench/fio.js';
-import { formatNormal, formatComparison, toJson } from './bench/report.js';
+import { formatNormal, formatComparison, toJson, UNCHECKED_WHY } from './bench/report.js';
 import { renderHtml } from './bench/html.js';
 import { formatIdentify, formatSmartLog } from './identify.js';
 import { serve } from './serve.js';
-import type { RunResult } from './bench/results.js';
+import { verifyOutcome, type RunResult } from './bench/results.js';
+
+/**
+ * One line on stderr. Control characters (a garbage job file's bytes, an escape sequence in a value)
+ * are shown as escapes, `\x00`, so they can neither break the line nor drive the terminal.
+ */
+function complain(message: string): void {
+  const shown = message.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+  console.error(`nvmq: ${shown}`);
+}
 
 /** The jobs of a bench run: from job files, from the options, or the embedded default. */
 function benchJobs(jobFiles: string[], options: RawOptions): JobSpec[] {
@@ -64,23 +78,37 @@ async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
     fs.writeFileSync(settings.report, renderHtml(result, other));
     if (settings.outputFormat === 'normal') console.log(`\nreport: ${settings.report}`);
   }
-  const failures = [result, ...(other ? [other] : [])].flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
+  const runs = [result, ...(other ? [other] : [])];
+  const failures = runs.flatMap((r) => r.jobs.flatMap((j) => j.failures.map((f) => `${r.engine} job ${j.job.name}: LBA ${f.lba}: ${f.reason}`)));
   if (failures.length > 0) {
-    console.error(`nvmq: verify failed: ${failures.join('; ')}`);
+    complain(`verify failed: ${failures.join('; ')}`);
+    return 1;
+  }
+  const unchecked = runs.flatMap((r) => r.jobs.filter((j) => verifyOutcome(r, j) === 'unchecked').map((j) => `${r.engine} job ${j.job.name}`));
+  if (unchecked.length > 0) {
+    complain(`verify checked no block in ${unchecked.join(', ')} (${UNCHECKED_WHY})`);
     return 1;
   }
   return 0;
 }
 
-/** The namespaces identify, smart-log and serve open: --filename (':'-separated) or one memory namespace. */
+/**
+ * The namespaces identify, smart-log and serve open: --filename (':'-separated) or one memory namespace.
+ * Only serve creates a missing image; looking at a file never writes to it, so it needs no --force.
+ */
 function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: boolean): NamespaceSpec[] {
   const job = makeJob(options);
   if (job.backend === 'memory') return [{ backend: 'memory', size: job.size ?? DEFAULT_NEW_SIZE }];
-  return job.filename.split(':').map((p) => {
-    const exists = fs.existsSync(p);
-    // Looking at an existing file never writes to it, so it needs no --force.
-    return { backend: 'file', path: p, size: job.size, defaultSize: DEFAULT_NEW_SIZE, force: settings.force, direct: job.direct, readOnly: exists && !forWrites && !settings.force };
-  });
+  return job.filename.split(':').map((p) => ({
+    backend: 'file',
+    path: p,
+    size: job.size,
+    defaultSize: DEFAULT_NEW_SIZE,
+    create: forWrites,
+    force: settings.force,
+    direct: job.direct,
+    readOnly: !forWrites && !settings.force,
+  }));
 }
 
 async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
@@ -94,7 +122,12 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
   }
 }
 
+/** Why a missing image is an error rather than created: only commands that write create one. */
+const NOT_CREATED = 'identify, smart-log and read-only jobs never create an image; a write job or nvmq serve does';
+
 async function main(argv: string[]): Promise<number> {
+  // The portable path is named in the report header; stderr gets one plain line, not a process warning.
+  takePortableNotice(complain);
   const { command, jobFiles, options } = parseArgv(argv);
   if (options.help !== undefined) {
     console.log(helpText());
@@ -118,13 +151,14 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     const code = e instanceof Error ? String((e as NodeJS.ErrnoException).code ?? '') : '';
     if (e instanceof UsageError) {
-      console.error(`nvmq: ${e.message}`);
+      complain(e.message);
       process.exitCode = 2;
     } else if (e instanceof NvmqError || code.startsWith('NVMQ_')) {
-      console.error(`nvmq: ${(e as Error).message} [${code}]`);
+      const hint = code === 'NVMQ_IMAGE_NOT_FOUND' ? ` (${NOT_CREATED})` : '';
+      complain(`${(e as Error).message}${hint} [${code}]`);
       process.exitCode = 1;
     } else {
-      console.error(`nvmq: ${e instanceof Error ? e.message : String(e)}`);
+      complain(e instanceof Error ? e.message : String(e));
       process.exitCode = 1;
     }
   },

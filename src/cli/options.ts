@@ -9,6 +9,7 @@
  */
 import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
 import * as path from 'node:path';
+import { isIP } from 'node:net';
 
 /** A bad option or job file: one line on stderr, exit status 2. */
 export class UsageError extends Error {
@@ -25,7 +26,7 @@ export const MAX_BS = 1 << 20;
 /** The most data one worker may have in flight (iodepth × bs): its DMA pool holds that much. */
 export const MAX_INFLIGHT_BYTES = 256 << 20;
 
-type Kind = 'size' | 'int' | 'time' | 'bool' | 'enum' | 'string';
+type Kind = 'size' | 'int' | 'time' | 'bool' | 'enum' | 'string' | 'host';
 
 interface OptionDef {
   kind: Kind;
@@ -79,14 +80,14 @@ export const OPTIONS = {
   ramp_time: { kind: 'time', default: '0', min: 0, max: 86_400_000, description: 'run this long before measuring', job: true },
   direct: { kind: 'bool', default: '0', description: 'O_DIRECT: bypass the page cache', job: true },
   buffered: { kind: 'bool', description: 'the opposite of direct', job: true },
-  verify: { kind: 'enum', default: 'none', values: ['none', 'crc32c'], description: 'stamp each block (LBA, write sequence, crc32c) and check it on read', job: true },
+  verify: { kind: 'enum', default: 'none', values: ['none', 'crc32c'], description: 'stamp each block written (LBA, write sequence, crc32c), check it on read, read every block written back at the end', job: true },
   ioengine: { kind: 'string', description: 'accepted from job files and noted: nvmq always runs its own engine', job: true },
   group_reporting: { kind: 'bool', description: 'accepted from job files: nvmq always reports per job, and per worker below it', job: true },
   'output-format': { kind: 'enum', default: 'normal', values: ['normal', 'json'], description: "report format (json: fio's structure)", aliases: ['output_format'] },
   compare: { kind: 'enum', default: 'none', values: ['none', 'node-fs', 'fio'], description: 'run the same job through node:fs promises, or fio, and print both' },
   report: { kind: 'string', description: 'write a self-contained HTML report to this file' },
   'metrics-port': { kind: 'int', min: 0, max: 65535, description: `serve Prometheus /metrics on this port (serve: default ${DEFAULT_METRICS_PORT})`, commands: ['bench', 'serve'] },
-  'metrics-host': { kind: 'string', default: '127.0.0.1', description: 'address /metrics listens on', commands: ['bench', 'serve'] },
+  'metrics-host': { kind: 'host', default: '127.0.0.1', description: 'address /metrics listens on (bench: with --metrics-port)', commands: ['bench', 'serve'] },
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
   help: { kind: 'bool', description: 'print this help', commands: COMMANDS },
 } satisfies Record<string, OptionDef>;
@@ -103,6 +104,15 @@ export function canonical(name: string): OptionName | undefined {
 
 /** Raw option values, by canonical name, before they are checked. */
 export type RawOptions = Partial<Record<OptionName, string>>;
+
+/**
+ * rwmixread and rwmixwrite are one setting, given either way: given together they must add up to 100,
+ * and a later level (a job section over [global], the command line over a job file) replaces both.
+ */
+export const RWMIX: readonly OptionName[] = ['rwmixread', 'rwmixwrite'];
+
+/** A DNS name (RFC 1123 labels): what a listen address may be besides an IP address. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
@@ -138,9 +148,15 @@ function formatBound(kind: Kind, v: number): string {
   return String(v);
 }
 
+/** Text from the user as a message echoes it: at most 60 characters (a garbage job file has long lines). */
+export function clip(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
 /** A job file names a value as `key=value`, the command line as `--key value`. */
 function showValue(where: string, raw: string | undefined): string {
-  return where.endsWith('=') ? `${where}${raw}` : `${where} ${raw}`;
+  const value = raw === undefined ? raw : clip(raw);
+  return where.endsWith('=') ? `${where}${value}` : `${where} ${value}`;
 }
 
 /**
@@ -154,6 +170,12 @@ export function checkValue(name: OptionName, raw: string, where = `--${name}`): 
   switch (d.kind) {
     case 'string':
       if (raw.trim() === '') throw new UsageError(`${where.replace(/=$/, '')} needs a value`);
+      return raw;
+    case 'host':
+      if (raw.trim() === '') throw new UsageError(`${where.replace(/=$/, '')} needs a value`);
+      if (isIP(raw) === 0 && !HOST_NAME.test(raw)) {
+        throw new UsageError(`${show} is not an IP address or host name (examples: 127.0.0.1, ::1, 0.0.0.0, localhost; the port goes in --metrics-port)`);
+      }
       return raw;
     case 'bool': {
       const b = parseBool(raw);
@@ -206,14 +228,14 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
     if (!arg.startsWith('--') || arg === '--') {
       if (command === undefined && jobFiles.length === 0 && (COMMANDS as readonly string[]).includes(arg)) command = arg as Command;
       else if (command === undefined && jobFiles.length === 0 && !/[./]/.test(arg)) {
-        throw new UsageError(`unknown command '${arg}' (commands: ${COMMANDS.join(', ')})`);
+        throw new UsageError(`unknown command '${clip(arg)}' (commands: ${COMMANDS.join(', ')})`);
       } else jobFiles.push(arg);
       continue;
     }
     const eq = arg.indexOf('=');
     const key = arg.slice(2, eq < 0 ? undefined : eq);
     const name = canonical(key);
-    if (!name) throw new UsageError(`unknown option --${key} (nvmq --help lists them)`);
+    if (!name) throw new UsageError(`unknown option --${clip(key)} (nvmq --help lists them)`);
     let value: string;
     if (eq >= 0) value = arg.slice(eq + 1);
     else if (DEFS[name]!.kind === 'bool') value = '1';
@@ -283,6 +305,9 @@ export function makeJob(raw: RawOptions, where: (name: OptionName) => string = (
   let rwmixread = dflt<number>('rwmixread');
   const rwmixwrite = get<number>('rwmixwrite');
   if (rwmixwrite !== undefined && raw.rwmixread === undefined) rwmixread = 100 - rwmixwrite;
+  else if (rwmixwrite !== undefined && rwmixread + rwmixwrite !== 100) {
+    throw new UsageError(`${showValue(where('rwmixwrite'), raw.rwmixwrite)} with ${showValue(where('rwmixread'), raw.rwmixread)} does not add up to 100 (give one, 0..100: the other is 100 minus it)`);
+  }
   const runtime = dflt<number>('runtime');
   const timeBased = dflt<boolean>('time_based');
   if (timeBased && runtime === 0) throw new UsageError(`${showValue(where('time_based'), raw.time_based)} needs a --runtime above 0 (it would run forever)`);
@@ -321,11 +346,16 @@ export interface RunSettings {
 
 export function makeSettings(raw: RawOptions, command: Command): RunSettings {
   const port = raw['metrics-port'] !== undefined ? (checkValue('metrics-port', raw['metrics-port']) as number) : command === 'serve' ? DEFAULT_METRICS_PORT : undefined;
+  const host = raw['metrics-host'] === undefined ? (DEFS['metrics-host']!.default as string) : (checkValue('metrics-host', raw['metrics-host']) as string);
+  // Without a port bench serves no /metrics: a host alone would be ignored.
+  if (port === undefined && raw['metrics-host'] !== undefined) {
+    throw new UsageError(`${showValue('--metrics-host', raw['metrics-host'])} needs --metrics-port (0..65535): nvmq ${command} serves /metrics only on a port given`);
+  }
   return {
     outputFormat: (raw['output-format'] ?? 'normal') as 'normal' | 'json',
     compare: (raw.compare ?? 'none') as RunSettings['compare'],
     report: raw.report,
-    metrics: port === undefined ? undefined : { port, host: raw['metrics-host'] ?? (DEFS['metrics-host']!.default as string) },
+    metrics: port === undefined ? undefined : { port, host },
     force: raw.force !== undefined && (checkValue('force', raw.force) as boolean),
   };
 }
@@ -360,7 +390,7 @@ export function helpText(): string {
     '(1G, sparse, created on first use); --runtime and --ramp_time still apply to it.',
     'Job file keys are the job options above; command-line options override them in every job.',
     'Sizes take k / m / g / t suffixes (base 1024); times s (default), ms, m, h.',
-    'Exit status: 0 done, 1 failed (verify mismatch, I/O error), 2 bad option or job file.',
+    'Exit status: 0 done, 1 failed (verify mismatch or nothing verified, I/O error, missing file), 2 bad option or job file.',
   );
   return lines.join('\n');
 }

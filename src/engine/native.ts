@@ -165,9 +165,29 @@ export function dataPathStatus(): DataPathStatus {
 
 let warned = false;
 
+let portableNotice = (message: string): void => {
+  process.emitWarning(message, { code: 'NVMQ_PORTABLE_DATA_PATH' });
+};
+
+/**
+ * Says that file I/O takes the portable node:fs path, and why: a process
+ * warning (code NVMQ_PORTABLE_DATA_PATH), unless taken over in this thread.
+ */
+export function notePortable(message: string): void {
+  portableNotice(message);
+}
+
+/**
+ * Hands this thread's portable-path notice to `fn` instead of a process
+ * warning: the `nvmq` command prints it as a plain line of its own.
+ */
+export function takePortableNotice(fn: (message: string) => void): void {
+  portableNotice = fn;
+}
+
 /**
  * Resolves a requested data path. 'auto' takes io_uring when available and
- * otherwise falls back, saying so once per process (a process warning) unless
+ * otherwise falls back, saying so once per process (notePortable) unless
  * the fallback was asked for (NVMQ_DISABLE_NATIVE=1); 'io_uring' throws when
  * it is unavailable.
  */
@@ -182,7 +202,7 @@ export function resolveDataPath(wanted: DataPath | 'auto'): DataPath {
   }
   if (!warned && process.env.NVMQ_DISABLE_NATIVE !== '1') {
     warned = true;
-    process.emitWarning(`io_uring is unavailable (${st.reason ?? 'unknown'}); file namespaces use the portable node:fs path`, { code: 'NVMQ_PORTABLE_DATA_PATH' });
+    notePortable(`io_uring is unavailable (${st.reason ?? 'unknown'}); file namespaces use the portable node:fs path`);
   }
   return 'portable';
 }

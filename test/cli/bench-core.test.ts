@@ -129,12 +129,58 @@ describe('the worker loop', () => {
   it('writes every block once, verifies them, and catches a corrupted one by LBA', async () => {
     const { mem, target } = device(64);
     const w = await runLoop(target, args({ rw: 'write' }));
-    expect(w).toMatchObject({ ios: 64, verified: 64 });
+    expect(w).toMatchObject({ ios: 64, verified: 64, readBack: 64 });
     expect(w.failure).toBeUndefined();
     expect((await runLoop(target, args({ rw: 'randread' }))).failure).toBeUndefined();
     mem[9 * BS + 100] ^= 0xff;
     const r = await runLoop(target, args({ rw: 'randread' }));
     expect(r.failure).toEqual({ lba: 9, reason: expect.stringMatching(/^crc32c /) as unknown });
+  });
+
+  it('regression: a mixed job reads back every block it wrote before it ends, its last writes included', async () => {
+    const { target } = device(256);
+    // Per block, the tick of its last write's completion and of its last read's.
+    const wroteAt = new Float64Array(256).fill(-1);
+    const readAt = new Float64Array(256).fill(-1);
+    let tick = 0;
+    const watched: IoTarget = {
+      ...target,
+      write: (pos, buf) => target.write(pos, buf).then(() => (wroteAt[pos / BS] = ++tick)),
+      read: (pos, buf) => target.read(pos, buf).then(() => (readAt[pos / BS] = ++tick)),
+    };
+    // One pass visits each block once: none of its reads finds a block it wrote.
+    const r = await runLoop(watched, args({ regionBytes: 256 * BS, iodepth: 16 }));
+    expect(r.failure).toBeUndefined();
+    const written = [...wroteAt.keys()].filter((b) => wroteAt[b]! >= 0);
+    expect(written.length).toBeGreaterThan(64);
+    expect(written.filter((b) => readAt[b]! < wroteAt[b]!)).toEqual([]);
+    expect(r.readBack).toBe(written.length);
+    expect(r.verified).toBe(written.length);
+  });
+
+  it('regression: a mixed job catches a block corrupted as it was written mid-run', async () => {
+    let corrupted = -1;
+    let writes = 0;
+    const { mem, target } = device(64);
+    const torn: IoTarget = {
+      ...target,
+      write: async (pos, buf) => {
+        await target.write(pos, buf);
+        if (++writes === 10) {
+          corrupted = pos / BS;
+          mem[pos + 1000] ^= 0x01;
+        }
+      },
+    };
+    const r = await runLoop(torn, args({}));
+    expect(corrupted).toBeGreaterThanOrEqual(0);
+    expect(r.failure).toEqual({ lba: corrupted, reason: expect.stringMatching(/^crc32c /) as unknown });
+  });
+
+  it('a mixed job that writes nothing and reads only unstamped blocks checks nothing (the command fails it)', async () => {
+    const r = await runLoop(device(64).target, args({ rwmixread: 100 }));
+    expect(r).toMatchObject({ ios: 64, verified: 0, readBack: 0 });
+    expect(r.failure).toBeUndefined();
   });
 
   it('a failed I/O stops the loop, which waits for the rest in flight and rejects with that error', async () => {

@@ -24,7 +24,31 @@ function inTemp(f: (dir: string) => void): void {
 }
 
 const hasFio = spawnSync('fio', ['--version']).status === 0;
+
+/**
+ * What a command that opens a file namespace prints on stderr on this build: nothing on the io_uring
+ * path or when the portable path is asked for, else one plain line saying why.
+ */
+function portableNotice(): string {
+  const st = dataPathStatus();
+  if (st.path === 'io_uring' || process.env.NVMQ_DISABLE_NATIVE === '1') return '';
+  return `nvmq: io_uring is unavailable (${st.reason}); file namespaces use the portable node:fs path\n`;
+}
+const NOTICE = portableNotice();
+
+/** stderr past the portable-path line, which must come first. */
+function afterNotice(err: string): string {
+  expect(err.slice(0, NOTICE.length)).toBe(NOTICE);
+  return err.slice(NOTICE.length);
+}
+
 const SHORT = ['--runtime', '0.3', '--time_based'];
+
+/** An image nvmq creates (a write job over all of it): what read-only commands need first. */
+function makeImage(dir: string, file: string, size: string): void {
+  const r = nvmq(dir, ['bench', '--filename', file, '--size', size, '--rw', 'write']);
+  expect(r.code, r.err).toBe(0);
+}
 
 describe('nvmq bench', () => {
   beforeAll(() => {
@@ -39,10 +63,28 @@ describe('nvmq bench', () => {
     });
   });
 
+  it('names the portable data path in the header and in one plain stderr line, with no process warning (bench, identify, smart-log)', () => {
+    inTemp((dir) => {
+      const st = dataPathStatus();
+      const header = st.path === 'io_uring' ? 'data path: io_uring (one ring per I/O queue, zero copy)' : `data path: node:fs (libuv thread pool): ${st.reason}`;
+      const b = nvmq(dir, ['bench', '--size', '16m', '--rw', 'write']);
+      expect(b.code).toBe(0);
+      expect(b.err).toBe(NOTICE);
+      expect(b.out.split('\n')[0]).toBe(`nvmq 0.1.0: ${header}`);
+      for (const command of ['identify', 'smart-log']) {
+        const r = nvmq(dir, [command]);
+        expect(r.code, command).toBe(0);
+        expect(r.err, command).toBe(NOTICE);
+      }
+      expect(nvmq(dir, ['identify']).out).toContain(`\ndata path : ${header.slice('data path: '.length)}\n`);
+    });
+  });
+
   it('says which data path moved the data: the portable one, and why, when io_uring is switched off', () => {
     inTemp((dir) => {
-      const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randread', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
+      const r = nvmq(dir, ['bench', '--size', '16m', '--rw', 'randwrite', ...SHORT], { ...process.env, NVMQ_DISABLE_NATIVE: '1' });
       expect(r.code).toBe(0);
+      expect(r.err).toBe('');
       expect(r.out).toMatch(/data path: node:fs \(libuv thread pool\): disabled by NVMQ_DISABLE_NATIVE=1/);
       const id = nvmq(dir, ['identify', '--filename', 'nvmq-data/default.img']);
       expect(id.code).toBe(0);
@@ -53,7 +95,7 @@ describe('nvmq bench', () => {
   it('runs the embedded default with no job options: ./nvmq-data/default.img, 1 GiB sparse, two workers, verified', () => {
     inTemp((dir) => {
       const r = nvmq(dir, ['bench', '--runtime', '0.4']);
-      expect(r.err).toBe('');
+      expect(r.err).toBe(NOTICE);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(dataPathStatus().path === 'io_uring' ? /data path: io_uring/ : /data path: node:fs/);
       expect(r.out).toMatch(/default: \(jobs=2\): rw=randrw rwmixread=50, bs=4\.0KiB, iodepth=16/);
@@ -62,7 +104,10 @@ describe('nvmq bench', () => {
       expect(r.out).toMatch(/50\.00th=.*99\.99th=/);
       expect(r.out).toMatch(/#0 qid \d+: read/);
       expect(r.out).toMatch(/#1 qid \d+: read/);
-      expect(r.out).toMatch(/verify: \d+ blocks checked, no mismatch/);
+      // Regression: on a fresh image the default job used to check nothing and pass.
+      const [, checked, readBack] = /verify: (\d+) blocks checked \((\d+) read back after the run\), no mismatch/.exec(r.out) ?? [];
+      expect(Number(readBack)).toBeGreaterThan(0);
+      expect(Number(checked)).toBeGreaterThanOrEqual(Number(readBack));
       expect(r.out).toMatch(/cpu: usr=[\d.]+%, sys=[\d.]+%.*peak RSS=/);
       const img = path.join(dir, 'nvmq-data', 'default.img');
       expect(fs.statSync(img).size).toBe(1 << 30);
@@ -71,14 +116,36 @@ describe('nvmq bench', () => {
     });
   });
 
+  it('regression: a randrw verified job checks every block it wrote, and fails one that checked nothing', () => {
+    inTemp((dir) => {
+      const r = nvmq(dir, ['bench', '--filename', 'm.img', '--rw', 'randrw', '--size', '64m', '--verify', 'crc32c', '--numjobs', '2', '--iodepth', '16', '--output-format', 'json']);
+      expect(r.err).toBe(NOTICE);
+      expect(r.code).toBe(0);
+      const job = (JSON.parse(r.out) as { jobs: Array<Record<string, any>> }).jobs[0]!;
+      // One pass over the region: each block is visited once, so the blocks written are the writes.
+      expect(job.write.total_ios).toBeGreaterThan(0);
+      expect(job.verify).toEqual({ checked: job.write.total_ios, read_back: job.write.total_ios, failures: [] });
+      expect(job.workers.map((w: { read_back: number }) => w.read_back).reduce((a: number, b: number) => a + b)).toBe(job.write.total_ios);
+      expect(job.error).toBe(0);
+      // Nothing written, nothing stamped read: an error, not a pass.
+      const none = nvmq(dir, ['bench', '--filename', 'n.img', '--rw', 'randrw', '--rwmixread', '100', '--size', '4m', '--verify', 'crc32c']);
+      expect(none.code).toBe(1);
+      expect(none.err).toBe(`${NOTICE}nvmq: verify checked no block in nvmq job nvmq (the job wrote none, and read none that carried a stamp)\n`);
+      expect(none.out).toContain('verify: FAILED: no block checked');
+      const json = nvmq(dir, ['bench', '--filename', 'n.img', '--rw', 'randrw', '--rwmixread', '100', '--size', '4m', '--verify', 'crc32c', '--output-format', 'json']);
+      expect(json.code).toBe(1);
+      expect((JSON.parse(json.out) as { jobs: Array<Record<string, any>> }).jobs[0]).toMatchObject({ error: 61, verify: { checked: 0, read_back: 0 } });
+    });
+  });
+
   it('catches corruption written into the image between a write job and a verifying read, naming the LBA', () => {
     inTemp((dir) => {
       const img = path.join(dir, 'v.img');
       const job = ['--filename', img, '--size', '4m', '--bs', '4k', '--iodepth', '8', '--verify', 'crc32c'];
       const w = nvmq(dir, ['bench', ...job, '--rw', 'write']);
-      expect(w.err).toBe('');
+      expect(w.err).toBe(NOTICE);
       expect(w.code).toBe(0);
-      expect(w.out).toMatch(/verify: 1024 blocks checked, no mismatch/);
+      expect(w.out).toMatch(/verify: 1024 blocks checked \(1024 read back after the run\), no mismatch/);
       expect(nvmq(dir, ['bench', ...job, '--rw', 'randread']).code).toBe(0);
       // Garbage into block 37 (LBA 37 with 4 KiB LBAs), through a second handle.
       const fd = fs.openSync(img, 'r+');
@@ -86,7 +153,7 @@ describe('nvmq bench', () => {
       fs.closeSync(fd);
       const r = nvmq(dir, ['bench', ...job, '--rw', 'randread']);
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(/^nvmq: verify failed: nvmq job nvmq: LBA 37: crc32c 0x[0-9a-f]{8}, header has 0x[0-9a-f]{8}\n$/);
+      expect(afterNotice(r.err)).toMatch(/^nvmq: verify failed: nvmq job nvmq: LBA 37: crc32c 0x[0-9a-f]{8}, header has 0x[0-9a-f]{8}\n$/);
       expect(r.out).toMatch(/verify: FAILED at LBA 37/);
       // A block stamped for another LBA is caught too.
       const block = Buffer.alloc(4096);
@@ -169,6 +236,26 @@ describe('nvmq bench', () => {
     });
   });
 
+  it('regression: a garbage job file or value is named with its control bytes escaped, in one line of bounded length', () => {
+    inTemp((dir) => {
+      const f = path.join(dir, 'garbage.fio');
+      // An executable's first bytes, an escape sequence that would clear the terminal, a bell; CR LF ends the line.
+      fs.writeFileSync(f, Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0x00, 0x1b, 0x5b, 0x32, 0x4a, 0x07, 0x0d]), Buffer.from('\nrw=read\n')]));
+      const keys = 'name, filename, backend, size, offset, rw, readwrite, rwmixread, rwmixwrite, bs, blocksize, iodepth, numjobs, runtime, time_based, ramp_time, direct, buffered, verify, ioengine, group_reporting';
+      const r = nvmq(dir, ['bench', f]);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe(`nvmq: ${f}:1 [global]: unsupported key '\\x7fELF\\x02\\x01\\x00\\x00\\x1b[2J\\x07' (nvmq reads: ${keys})\n`);
+      // A long garbage line is cut short where the message echoes it.
+      fs.writeFileSync(f, `[${'j'.repeat(5000)}]\n${'\x01'.repeat(5000)}\n`);
+      const long = nvmq(dir, ['bench', f]);
+      expect(long.code).toBe(2);
+      expect(long.err).toBe(`nvmq: ${f}:2 [${'j'.repeat(60)}…]: unsupported key '${'\\x01'.repeat(60)}…' (nvmq reads: ${keys})\n`);
+      const value = nvmq(dir, ['bench', '--rw', 'read\x1b[31m']);
+      expect(value.code).toBe(2);
+      expect(value.err).toBe('nvmq: --rw read\\x1b[31m is not one of read, write, randread, randwrite, rw, readwrite, randrw\n');
+    });
+  });
+
   it('refuses to write to a file it did not create unless --force, and reads one without', () => {
     inTemp((dir) => {
       const f = path.join(dir, 'mine.bin');
@@ -187,7 +274,7 @@ describe('nvmq bench', () => {
       fs.writeFileSync(path.join(dir, 'nvmq-data', 'default.img'), Buffer.alloc(1 << 20, 7));
       expect(nvmq(dir, ['bench', '--runtime', '0.2']).err).toContain('refusing to write');
       const forced = nvmq(dir, ['bench', '--filename', f, '--rw', 'randwrite', ...SHORT, '--force']);
-      expect(forced.err).toBe('');
+      expect(forced.err).toBe(NOTICE);
       expect(forced.code).toBe(0);
       expect(fs.readFileSync(f).every((b) => b === 7)).toBe(false);
     });
@@ -195,15 +282,18 @@ describe('nvmq bench', () => {
 
   it('names a bad option value in one line with the accepted range, exit 2; --help lists every option with its default', () => {
     inTemp((dir) => {
-      expect(nvmq(dir, ['identify', '--filename', 's.img', '--size', '4m']).code).toBe(0);
+      makeImage(dir, 's.img', '4m');
       for (const [args, line] of [
         [['--iodepth', '0'], 'nvmq: --iodepth 0 is out of range (1..4095)'],
         [['--bs', '1000'], 'nvmq: --bs 1000 is not a multiple of 512 (512..1m)'],
         [['--rw', 'up'], 'nvmq: --rw up is not one of read, write, randread, randwrite, rw, readwrite, randrw'],
         [['--metrics-port', '70000'], 'nvmq: --metrics-port 70000 is out of range (0..65535)'],
+        [['--metrics-host', '0.0.0.0'], 'nvmq: --metrics-host 0.0.0.0 needs --metrics-port (0..65535): nvmq bench serves /metrics only on a port given'],
         [['--nope'], 'nvmq: unknown option --nope (nvmq --help lists them)'],
+        [['--rw', 'randrw', '--rwmixread', '70', '--rwmixwrite', '70'], 'nvmq: --rwmixwrite 70 with --rwmixread 70 does not add up to 100 (give one, 0..100: the other is 100 minus it)'],
         [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve)"],
-        [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], 'nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)'],
+        // Found once the namespace is open: after the portable-path line, on a build that prints it.
+        [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], `${NOTICE}nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)`],
       ] as const) {
         const r = nvmq(dir, [...args]);
         expect(r.code, args.join(' ')).toBe(2);
@@ -220,8 +310,9 @@ describe('nvmq bench', () => {
 
   it('compares with node:fs on the same file in the same invocation', () => {
     inTemp((dir) => {
+      makeImage(dir, 'c.img', '8m');
       const r = nvmq(dir, ['bench', '--filename', 'c.img', '--size', '8m', '--rw', 'randread', '--iodepth', '8', '--numjobs', '2', ...SHORT, '--compare', 'node-fs']);
-      expect(r.err).toBe('');
+      expect(r.err).toBe(NOTICE);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(/node:fs: data path: node:fs\/promises FileHandle/);
       expect(r.out).toMatch(/Side by side.*\n.*job\s+dir\s+nvmq IOPS\s+node:fs IOPS\s+ratio\s+nvmq p99\s+node:fs p99\n\s+nvmq\s+read\s+\S+\s+\S+\s+[\d.]+x/);
@@ -241,9 +332,10 @@ describe('nvmq bench', () => {
 
   it('says in one line that fio is missing and exits non-zero', () => {
     inTemp((dir) => {
+      makeImage(dir, 'f.img', '4m');
       const r = nvmq(dir, ['bench', '--backend', 'file', '--filename', 'f.img', '--size', '4m', '--rw', 'read', '--compare', 'fio'], { ...process.env, PATH: dir });
       expect(r.code).toBe(1);
-      expect(r.err).toBe('nvmq: fio is not installed (not found on PATH): --compare fio needs it [NVMQ_FIO_MISSING]\n');
+      expect(r.err).toBe(`${NOTICE}nvmq: fio is not installed (not found on PATH): --compare fio needs it [NVMQ_FIO_MISSING]\n`);
     });
   });
 });
@@ -251,6 +343,7 @@ describe('nvmq bench', () => {
 describe('nvmq identify, smart-log, serve', () => {
   it('prints identify as nvme id-ctrl / id-ns do, and the SMART log', () => {
     inTemp((dir) => {
+      makeImage(dir, 'x.img', '16m');
       const id = nvmq(dir, ['identify', '--size', '16M', '--filename', 'x.img']);
       expect(id.code).toBe(0);
       expect(id.out).toMatch(/^NVME Identify Controller:\nvid\s+: 0x[0-9a-f]+\nssvid\s+: 0x[0-9a-f]+\nsn\s+: \S+/);
@@ -265,6 +358,29 @@ describe('nvmq identify, smart-log, serve', () => {
       // A file nvmq did not create can be looked at without --force.
       fs.writeFileSync(path.join(dir, 'foreign.bin'), Buffer.alloc(1 << 20));
       expect(nvmq(dir, ['identify', '--filename', 'foreign.bin']).out).toMatch(/nsze\s+: 0x100\n/);
+    });
+  });
+
+  it('regression: identify, smart-log and read-only jobs create nothing on a missing file, and say so in one line (exit 1)', () => {
+    inTemp((dir) => {
+      const tree = (): string[] => (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+      const why = '(identify, smart-log and read-only jobs never create an image; a write job or nvmq serve does) [NVMQ_IMAGE_NOT_FOUND]';
+      for (const [args, file] of [
+        [['identify', '--filename', 'missing/dir/x.img'], 'missing/dir/x.img'],
+        [['identify'], 'nvmq-data/default.img'],
+        [['smart-log', '--filename', 'missing/dir/x.img'], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'read'], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'randread', '--verify', 'crc32c', ...SHORT], 'missing/dir/x.img'],
+        [['bench', '--filename', 'missing/dir/x.img', '--rw', 'randread', '--compare', 'node-fs'], 'missing/dir/x.img'],
+      ] as const) {
+        const r = nvmq(dir, [...args]);
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.err, args.join(' ')).toBe(`nvmq: ${file} does not exist ${why}\n`);
+        expect(tree(), args.join(' ')).toEqual([]);
+      }
+      // Write jobs and serve still create their image (serve: below).
+      makeImage(dir, 'new/dir/w.img', '4m');
+      expect(tree()).toEqual(['new', path.join('new', 'dir'), path.join('new', 'dir', 'w.img'), path.join('new', 'dir', 'w.img.nvmq.json')]);
     });
   });
 
@@ -293,7 +409,7 @@ describe('nvmq identify, smart-log, serve', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(out).toMatch(/SIGTERM: flushing and shutting down\nclosed\n$/);
-      expect(err).toBe('');
+      expect(err).toBe(NOTICE);
       expect(fs.existsSync(path.join(t.dir, 'b.img.nvmq.json'))).toBe(true);
     } finally {
       t.cleanup();

@@ -64,6 +64,21 @@ describe('option parsing', () => {
     expect(makeSettings({ 'metrics-port': '0', 'metrics-host': '::1' }, 'serve').metrics).toEqual({ port: 0, host: '::1' });
   });
 
+  it('regression: checks --metrics-host always, and refuses it on bench without --metrics-port (it would be ignored)', () => {
+    for (const host of ['a b', 'http://x', '127.0.0.1:9000', '-x', 'x..y', '[::1]']) {
+      expect(usage(() => parseArgv(['serve', '--metrics-host', host])), host).toBe(
+        `--metrics-host ${host} is not an IP address or host name (examples: 127.0.0.1, ::1, 0.0.0.0, localhost; the port goes in --metrics-port)`,
+      );
+    }
+    for (const host of ['127.0.0.1', '::1', '0.0.0.0', 'localhost', 'metrics-1.example.org']) {
+      expect(makeSettings(parseArgv(['serve', '--metrics-host', host]).options, 'serve').metrics, host).toEqual({ port: 9469, host });
+      expect(makeSettings(parseArgv(['--metrics-host', host, '--metrics-port', '0']).options, 'bench').metrics, host).toEqual({ port: 0, host });
+    }
+    expect(usage(() => makeSettings(parseArgv(['--metrics-host', '0.0.0.0']).options, 'bench'))).toBe(
+      '--metrics-host 0.0.0.0 needs --metrics-port (0..65535): nvmq bench serves /metrics only on a port given',
+    );
+  });
+
   it('names every bad value in one line with the accepted range', () => {
     const cases: Array<[string[], RegExp]> = [
       [['--iodepth', '0'], /^--iodepth 0 is out of range \(1\.\.4095\)$/],
@@ -102,6 +117,16 @@ describe('option parsing', () => {
     expect(usage(() => makeJob(parseArgv(['--time_based']).options))).toMatch(/^--time_based 1 needs a --runtime above 0/);
     expect(usage(() => makeJob(parseArgv(['--bs', '1000']).options))).toMatch(/--bs 1000 is not a multiple of 512/);
     expect(usage(() => makeJob(parseArgv(['--bs', '1m', '--iodepth', '512']).options))).toMatch(/--iodepth 512 with bs 1m puts 512m in flight/);
+  });
+
+  it('regression: takes rwmixread and rwmixwrite together only when they add up to 100; one alone sets the other', () => {
+    expect(usage(() => makeJob(parseArgv(['--rw', 'randrw', '--rwmixread', '70', '--rwmixwrite', '70']).options))).toBe(
+      '--rwmixwrite 70 with --rwmixread 70 does not add up to 100 (give one, 0..100: the other is 100 minus it)',
+    );
+    expect(usage(() => makeJob(parseArgv(['--rwmixwrite', '0', '--rwmixread', '0']).options))).toMatch(/does not add up to 100/);
+    expect(makeJob(parseArgv(['--rwmixread', '70', '--rwmixwrite', '30']).options).rwmixread).toBe(70);
+    expect(makeJob(parseArgv(['--rwmixread', '30']).options).rwmixread).toBe(30);
+    expect(makeJob(parseArgv(['--rwmixwrite', '100']).options).rwmixread).toBe(0);
   });
 
   it('lists every option with its default in --help', () => {
@@ -153,6 +178,14 @@ describe('fio job files', () => {
     expect(usage(() => makeJob(parseJobFile('[j]\nbs=1000\n', 'b.fio')[0]!.raw, parseJobFile('[j]\nbs=1000\n', 'b.fio')[0]!.where))).toMatch(/^b\.fio:2 \[j\] bs=1000 is not a multiple of 512/);
   });
 
+  it('treats rwmixread / rwmixwrite as one setting: a job section replaces the pair from [global], both in one section must add up to 100', () => {
+    const jobs = (t: string): ReturnType<typeof makeJob>[] => parseJobFile(t, 'm.fio').map((j) => makeJob(j.raw, j.where));
+    expect(jobs('[global]\nrwmixread=70\n[a]\nrwmixwrite=40\n[b]\n').map((j) => j.rwmixread)).toEqual([60, 70]);
+    expect(jobs('[global]\nrwmixwrite=10\n[a]\nrwmixread=25\n').map((j) => j.rwmixread)).toEqual([25]);
+    expect(usage(() => jobs('[a]\nrwmixread=70\nrwmixwrite=70\n'))).toBe('m.fio:3 [a] rwmixwrite=70 with m.fio:2 [a] rwmixread=70 does not add up to 100 (give one, 0..100: the other is 100 minus it)');
+    expect(usage(() => jobs('[global]\nrwmixread=70\nrwmixwrite=20\n[a]\n'))).toMatch(/^m\.fio:3 \[a\] rwmixwrite=20 with m\.fio:2 \[a\] rwmixread=70 does not add up to 100/);
+  });
+
   it('loads a file, with command-line options overriding it', () => {
     const t = tempDir();
     try {
@@ -160,6 +193,8 @@ describe('fio job files', () => {
       fs.writeFileSync(f, text);
       const jobs = loadJobFile(f, { iodepth: '8' });
       expect(jobs.map((j) => j.iodepth)).toEqual([8, 8]);
+      // [mixed] says rwmixread=70: --rwmixwrite on the command line replaces it.
+      expect(loadJobFile(f, { rwmixwrite: '10' }).map((j) => j.rwmixread)).toEqual([90, 90]);
       expect(usage(() => loadJobFile(path.join(t.dir, 'missing.fio'), {}))).toMatch(/cannot read job file/);
     } finally {
       t.cleanup();

@@ -70,11 +70,12 @@ export function parseFioJson(text: string, layouts: readonly JobLayout[], elapse
     const f = doc.jobs[i];
     if (!f) throw new NvmqError('NVMQ_FIO_OUTPUT', `fio reported ${doc.jobs.length} jobs, expected ${layouts.length}`);
     if (f.error !== 0) throw new NvmqError('NVMQ_FIO_FAILED', `fio job ${f.jobname} failed with error ${f.error}`);
-    return { job: l.job, read: fromFio(f.read), write: fromFio(f.write), workers: [], verified: 0, failures: [], region: { start: l.regionStart, perWorker: l.perWorker } };
+    return { job: l.job, read: fromFio(f.read), write: fromFio(f.write), workers: [], verified: 0, readBack: 0, failures: [], region: { start: l.regionStart, perWorker: l.perWorker } };
   });
   const cpuMs = (key: 'usr_cpu' | 'sys_cpu'): number => doc.jobs.reduce((s, j) => s + (j[key] / 100) * j.job_runtime, 0);
   return {
     engine: 'fio',
+    verifies: false,
     dataPath: `${doc['fio version']}, ioengine=io_uring`,
     jobs,
     elapsedMs,
@@ -82,7 +83,7 @@ export function parseFioJson(text: string, layouts: readonly JobLayout[], elapse
     maxRssKiB: 0,
     samples: [],
     relativeError: 0,
-    notes: [...(layouts.some((l) => l.job.verify !== 'none') ? ['fio runs without verify (its verify phases differ from the stamp checks nvmq makes as it goes)'] : []), 'cpu from fio\'s own usr_cpu / sys_cpu; peak RSS not reported'],
+    notes: [...(layouts.some((l) => l.job.verify !== 'none') ? ['fio runs without verify (its verify headers are not nvmq\'s stamps)'] : []), 'cpu from fio\'s own usr_cpu / sys_cpu; peak RSS not reported'],
   };
 }
 

@@ -53,7 +53,10 @@ export interface VerifyFailure {
 export interface LoopResult {
   worker: number;
   ios: number;
+  /** Blocks checked, during the run and in the verify phase. */
   verified: number;
+  /** Of those, blocks read back in the verify phase: every block the run wrote. */
+  readBack: number;
   failure?: VerifyFailure;
 }
 
@@ -273,17 +276,22 @@ export async function runLoop(io: IoTarget, a: LoopArgs): Promise<LoopResult> {
   if (error !== undefined) throw error;
   c[C_MEASURED_MS] = performance.now() - rampEnd;
 
-  // A write-only job with verify reads back every block it wrote, as fio's verify phase does.
-  if (verify && writeOnly && failure === undefined) {
+  // Every block a write or mixed job wrote is read back and checked before the job ends, as fio's verify
+  // phase does: a mixed job's own reads rarely find a block it wrote (a pass visits each block once) and
+  // never its last writes. The phase comes after the measured window; a backlog (fio's verify_backlog)
+  // would put reads the job did not ask for among its measured I/Os, changing its mix and latencies.
+  let readBack = 0;
+  if (verify && !readOnly && failure === undefined) {
     c[C_PHASE] = Phase.VERIFYING;
     failure = await verifyWritten(io, bufs, blocks, expected!, lbaOf, posOf, () => {
+      readBack++;
       c[C_VERIFIED] = ++verified;
     });
   }
   c[C_PHASE] = Phase.DONE;
   for (const b of bufs) io.release(b);
   const ios = c[C_READ_IOS]! + c[C_WRITE_IOS]!;
-  return failure ? { worker: a.worker, ios, verified, failure } : { worker: a.worker, ios, verified };
+  return failure ? { worker: a.worker, ios, verified, readBack, failure } : { worker: a.worker, ios, verified, readBack };
 }
 
 /** Reads back every block with a recorded write, `bufs.length` at a time. */

@@ -5,10 +5,16 @@
  * `.clat_ns.percentile["99.000000"]`, ...) so tools made for fio read it, and
  * the side-by-side table of a comparison.
  */
-import { PERCENTILES, percentileKey, type DirectionResult, type JobResult, type RunResult } from './results.js';
+import { PERCENTILES, percentileKey, verifyOutcome, type DirectionResult, type JobResult, type RunResult } from './results.js';
 import { formatBytes, formatCount, formatNs } from './units.js';
 
 const VERSION = '0.1.0';
+
+/** Why a verified job can end with nothing checked: every block it writes is read back. */
+export const UNCHECKED_WHY = 'the job wrote none, and read none that carried a stamp';
+
+/** fio's `error` of a job: an errno. */
+const JOB_ERROR = { off: 0, ok: 0, mismatch: 84 /* EILSEQ, as fio reports a verify failure */, unchecked: 61 /* ENODATA */ } as const;
 
 function dirLines(name: string, d: DirectionResult, relErr: number): string[] {
   if (d.ios === 0) return [];
@@ -37,13 +43,14 @@ function jobLines(j: JobResult, r: RunResult): string[] {
       lines.push(`    #${w.worker}${w.qid !== undefined ? ` qid ${w.qid}` : ''}:${part('read', w.read)}${part('write', w.write)} (${where})`);
     }
   }
-  if (job.verify !== 'none') {
-    lines.push(
-      j.failures.length === 0
-        ? `  verify: ${j.verified} blocks checked, no mismatch`
-        : `  verify: FAILED at ${j.failures.map((f) => `LBA ${f.lba} (${f.reason})`).join('; ')}`,
-    );
-  }
+  const readBack = j.readBack > 0 ? ` (${j.readBack} read back after the run)` : '';
+  const verify = {
+    off: undefined,
+    ok: `  verify: ${j.verified} blocks checked${readBack}, no mismatch`,
+    mismatch: `  verify: FAILED at ${j.failures.map((f) => `LBA ${f.lba} (${f.reason})`).join('; ')}`,
+    unchecked: `  verify: FAILED: no block checked (${UNCHECKED_WHY})`,
+  }[verifyOutcome(r, j)];
+  if (verify !== undefined) lines.push(verify);
   return lines;
 }
 
@@ -106,7 +113,7 @@ export function toJson(r: RunResult): Record<string, unknown> {
     jobs: r.jobs.map((j) => ({
       jobname: j.job.name,
       groupid: 0,
-      error: j.failures.length > 0 ? 84 : 0, // EILSEQ, as fio reports a verify failure
+      error: JOB_ERROR[verifyOutcome(r, j)],
       eta: 0,
       elapsed: Math.round(r.elapsedMs / 1000),
       'job options': { name: j.job.name, ...j.job.given },
@@ -116,8 +123,8 @@ export function toJson(r: RunResult): Record<string, unknown> {
       job_runtime: Math.round(Math.max(j.read.runtimeMs, j.write.runtimeMs)),
       usr_cpu: (r.cpu.userMs / r.elapsedMs) * 100,
       sys_cpu: (r.cpu.systemMs / r.elapsedMs) * 100,
-      verify: { checked: j.verified, failures: j.failures },
-      workers: j.workers.map((w) => ({ worker: w.worker, ...(w.qid !== undefined ? { qid: w.qid } : {}), read: dirJson(w.read), write: dirJson(w.write), verified: w.verified })),
+      verify: { checked: j.verified, read_back: j.readBack, failures: j.failures },
+      workers: j.workers.map((w) => ({ worker: w.worker, ...(w.qid !== undefined ? { qid: w.qid } : {}), read: dirJson(w.read), write: dirJson(w.write), verified: w.verified, read_back: w.readBack })),
     })),
     max_rss_kib: r.maxRssKiB,
   };

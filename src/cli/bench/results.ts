@@ -41,7 +41,9 @@ export interface WorkerResult {
   qid?: number;
   read: DirectionResult;
   write: DirectionResult;
+  /** Blocks checked; `readBack` of them in the verify phase after the run. */
   verified: number;
+  readBack: number;
   failure?: VerifyFailure;
 }
 
@@ -51,6 +53,7 @@ export interface JobResult {
   write: DirectionResult;
   workers: WorkerResult[];
   verified: number;
+  readBack: number;
   failures: VerifyFailure[];
   /** Histograms for the HTML report (absent for fio). */
   histograms?: { read: Histogram; write: Histogram };
@@ -72,6 +75,8 @@ export interface RunResult {
   engine: string;
   /** What moved the data: nvmq's data path, or the other engine's. */
   dataPath: string;
+  /** Whether this engine checked the verify stamps of jobs with --verify (fio runs without). */
+  verifies: boolean;
   jobs: JobResult[];
   elapsedMs: number;
   cpu: { userMs: number; systemMs: number };
@@ -80,6 +85,17 @@ export interface RunResult {
   /** Relative error of the percentiles (0 when the engine reported exact ones). */
   relativeError: number;
   notes: string[];
+}
+
+/**
+ * How a job's verification ended: 'off' (no --verify, or an engine that ran without), 'ok', 'mismatch',
+ * or 'unchecked': a verified job that checked no block (it wrote none and read none carrying a stamp),
+ * which is a failure too rather than a silent pass.
+ */
+export function verifyOutcome(r: RunResult, j: JobResult): 'off' | 'ok' | 'mismatch' | 'unchecked' {
+  if (!r.verifies || j.job.verify === 'none') return 'off';
+  if (j.failures.length > 0) return 'mismatch';
+  return j.verified > 0 ? 'ok' : 'unchecked';
 }
 
 export function summarize(h: Histogram): LatencySummary {

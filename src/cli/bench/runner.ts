@@ -4,7 +4,6 @@
  * threads over node:fs for --compare node-fs), watch their shared counters
  * for live progress, and gather the figures once they are done.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';
@@ -54,21 +53,23 @@ function namespacesOf(jobs: readonly JobSpec[], force: boolean): NamespacePlan[]
       const spec = p.spec as Extract<NamespaceSpec, { backend: 'file' }>;
       if (spec.direct !== job.direct) throw new UsageError(`jobs on ${job.filename} disagree on direct; use one setting per file`);
       spec.readOnly = spec.readOnly === true && !writes(job);
+      spec.create = spec.create === true || writes(job);
       if (lbaSize === 512) spec.lbaSize = 512;
       if (end !== undefined) spec.defaultSize = Math.max(spec.defaultSize ?? 0, end);
       p.jobs.push(i);
       return;
     }
-    // A job that only reads opens the file read-only: reading a file nvmq did not create needs no --force.
-    const exists = fs.existsSync(job.filename);
+    // A job that only reads opens the file read-only (reading a file nvmq did not create needs no --force)
+    // and never creates it.
     const spec: NamespaceSpec = {
       backend: 'file',
       path: job.filename,
       defaultSize: end ?? DEFAULT_NEW_SIZE,
+      create: writes(job),
       force,
       direct: job.direct,
       lbaSize,
-      readOnly: exists && !writes(job),
+      readOnly: !writes(job),
     };
     plans.set(key, { key, spec, jobs: [i] });
   });
@@ -212,6 +213,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
         read: direction(c[C_READ_IOS]!, c[C_READ_BYTES]!, ms, st.read),
         write: direction(c[C_WRITE_IOS]!, c[C_WRITE_BYTES]!, ms, st.write),
         verified: r.verified,
+        readBack: r.readBack,
         ...(r.failure ? { failure: r.failure } : {}),
       };
     });
@@ -222,6 +224,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
       write: direction(sum((w) => w.write.ios), sum((w) => w.write.bytes), runtimeMs, write),
       workers,
       verified: sum((w) => w.verified),
+      readBack: sum((w) => w.readBack),
       failures: workers.flatMap((w) => (w.failure ? [w.failure] : [])),
       histograms: { read, write },
       region: { start: l.regionStart, perWorker: l.perWorker },
@@ -230,6 +233,7 @@ async function runWorkers(engine: string, dataPathText: string, layouts: JobLayo
   return {
     engine,
     dataPath: dataPathText,
+    verifies: true,
     jobs,
     elapsedMs: performance.now() - t0,
     cpu: { userMs: cpu.user / 1000, systemMs: cpu.system / 1000 },

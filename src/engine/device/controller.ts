@@ -30,7 +30,7 @@ import { nvmCommands } from './nvm.js';
 import { BackendError, type IoDone } from './backends/backend.js';
 import { IoRing } from './io-ring.js';
 import { FileBackend } from './backends/file.js';
-import { loadNative, resolveDataPath, type DataPath } from '../native.js';
+import { loadNative, notePortable, resolveDataPath, type DataPath } from '../native.js';
 
 const trace = debuglog('nvmq');
 
@@ -796,7 +796,7 @@ export class NvmeController {
     } catch (e) {
       // Out of memory or locked-memory limit: this thread goes on without rings rather than failing I/O.
       this.ringNative = null;
-      process.emitWarning(`io_uring setup failed (${(e as Error).message}); this thread's file I/O uses the portable node:fs path`, { code: 'NVMQ_PORTABLE_DATA_PATH' });
+      notePortable(`io_uring setup failed (${(e as Error).message}); this thread's file I/O uses the portable node:fs path`);
       return undefined;
     }
     ring.registerFiles([...this.namespaces.values()].flatMap((ns) => (ns.backend instanceof FileBackend ? [ns.backend.descriptor] : [])));

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir } from '../helpers/harness.js';
+import { tempDir, haveTool } from '../helpers/harness.js';
 import { dataPathStatus } from '../../src/engine/native.js';
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -23,7 +23,7 @@ function inTemp(f: (dir: string) => void): void {
   }
 }
 
-const hasFio = spawnSync('fio', ['--version']).status === 0;
+const hasFio = haveTool('fio');
 
 /**
  * What a command that opens a file namespace prints on stderr on this build: nothing on the io_uring

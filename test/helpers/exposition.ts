@@ -28,13 +28,6 @@ export function total(samples: ExpoSample[], name: string, match: Record<string,
   return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 }
 
-/** Whether `prometheus` / `promtool` is on PATH; in CI (CI set) its absence is a failure, not a skip. */
-export function haveTool(command: 'prometheus' | 'promtool'): boolean {
-  const found = spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
-  if (!found && process.env.CI) throw new Error(`${command} is missing: .ci/run installs the Debian package prometheus`);
-  return found;
-}
-
 /** `promtool check metrics` on an exposition: its complaints, or '' when there are none. */
 export function promtoolCheck(text: string): string {
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });

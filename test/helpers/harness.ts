@@ -5,6 +5,7 @@
  * inspect memory.
  */
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DmaArena } from '../../src/engine/dma-arena.js';
@@ -174,4 +175,14 @@ export function stalledBackend<B extends { close(): Promise<void> }>(
     tmp.cleanup();
   });
   return { backend, device };
+}
+
+/** The Debian package each outside tool the suite runs against comes from. */
+const TOOL_PACKAGES = { prometheus: 'prometheus', promtool: 'prometheus', fio: 'fio' } as const;
+
+/** Whether an outside tool is on PATH; in CI (CI set, as .ci/run does) its absence is a failure, not a skip. */
+export function haveTool(command: keyof typeof TOOL_PACKAGES): boolean {
+  const found = spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
+  if (!found && process.env.CI) throw new Error(`${command} is missing: .ci/run installs the Debian package ${TOOL_PACKAGES[command]}`);
+  return found;
 }

@@ -4,8 +4,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import { tempDir } from '../helpers/harness.js';
-import { haveTool, parseExposition } from '../helpers/exposition.js';
+import { tempDir, haveTool } from '../helpers/harness.js';
+import { parseExposition } from '../helpers/exposition.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
 const MIX = { nsid: 1, reads: 50, writes: 20, flushes: 1, zeroes: 1, zeroBlocks: 4, deallocates: 1, bad: 3, badLba: 4096, depth: 4 };

@@ -3,8 +3,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Engine } from '../../../src/engine/engine.js';
 import { startMetricsServer, DEFAULT_METRICS_PORT } from '../../../src/engine/metrics/server.js';
-import { tempDir } from '../../helpers/harness.js';
-import { parseExposition, total, haveTool, promtoolCheck } from '../../helpers/exposition.js';
+import { tempDir, haveTool } from '../../helpers/harness.js';
+import { parseExposition, total, promtoolCheck } from '../../helpers/exposition.js';
 
 const fixture = (name: string): string => new URL(`../../fixtures/${name}`, import.meta.url).href;
 

@@ -4,6 +4,7 @@
  * handles on every layer so they can poke registers, send raw commands and
  * inspect memory.
  */
+import { afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +16,7 @@ import type { LbaSize } from '../../src/engine/device/namespace.js';
 import { LocalTransport } from '../../src/engine/transport/local.js';
 import { NvmeDriver, type DriverOptions } from '../../src/engine/host/driver.js';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { openImage } from '../../src/engine/device/backends/image.js';
 import type { FileBackendOptions } from '../../src/engine/device/backends/file.js';
 import type { BackendHandle } from '../../src/engine/device/backends/backend.js';
@@ -51,6 +53,25 @@ export async function bringUp(opts: HarnessOptions = {}): Promise<Harness> {
   const { arena, controller, transport } = makeController(opts);
   const driver = await NvmeDriver.attach(transport, opts.driver);
   return { arena, controller, transport, driver, close: () => driver.close() };
+}
+
+/**
+ * Cleanups that run after each test of the calling file, last registered
+ * first, and fresh temporary directories removed by them.
+ */
+export function scratch(): { cleanups: Array<() => unknown>; dir(): string } {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    dir: () => {
+      const t = tempDir();
+      cleanups.push(t.cleanup);
+      return t.dir;
+    },
+  };
 }
 
 /** A fresh temporary directory, removed by the returned cleanup. */
@@ -174,4 +195,26 @@ export function stalledBackend<B extends { close(): Promise<void> }>(
     tmp.cleanup();
   });
   return { backend, device };
+}
+
+/**
+ * Everything below `dir`, for "the directory is exactly as before" checks:
+ * relative path → `dir`, `link <target>` or `file <size> <sha1 of the bytes>`.
+ */
+export function treeOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const r = path.join(rel, name);
+      const full = path.join(dir, r);
+      const st = fs.lstatSync(full);
+      if (st.isDirectory()) {
+        out[r] = 'dir';
+        walk(r);
+      } else if (st.isSymbolicLink()) out[r] = `link ${fs.readlinkSync(full)}`;
+      else out[r] = `file ${st.size} ${createHash('sha1').update(fs.readFileSync(full)).digest('hex')}`;
+    }
+  };
+  walk('');
+  return out;
 }

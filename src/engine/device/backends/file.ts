@@ -14,8 +14,8 @@
  */
 import * as fs from 'node:fs';
 import type { Backend, BackendHandle, IoDone } from './backend.js';
-import { BackendError, fromSystemError } from './backend.js';
-import { openImage, type ImageOptions, type OpenedImage } from './image.js';
+import { BackendError, ImageError, fromSystemError } from './backend.js';
+import { discardImage, openImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
 import { advance, type IoRing } from '../io-ring.js';
 
@@ -62,7 +62,7 @@ export class FileBackend implements Backend {
       this.direct = opts.direct ?? false;
       if (this.direct && !loadNative()) {
         // Without the addon nothing can place buffers on the boundaries O_DIRECT needs.
-        throw new BackendError('internal', `direct: true needs nvmq's native addon, which is unavailable`);
+        throw new ImageError('NVMQ_DIRECT_UNSUPPORTED', `direct: true needs nvmq's native addon, which is unavailable (${opts.path})`);
       }
       const extra = this.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
       this.image = openImage({ ...opts, extraFlags: extra });
@@ -197,6 +197,22 @@ export class FileBackend implements Backend {
     this.fd = -1;
     if (!this.ownsFd) return;
     await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** close(), then, if this open created the image, removes it, its sidecar and the directories it made. */
+  async discard(): Promise<void> {
+    if (!this.ownsFd || !this.image.created) return this.close();
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+    }
+    try {
+      discardImage(this.image);
+    } catch (e) {
+      // The caller is already handling a failure: this one is reported, not thrown over it.
+      process.emitWarning(`could not remove ${this.path}, which a failed open created: ${(e as Error).message}`, { code: 'NVMQ_DISCARD_INCOMPLETE' });
+    }
   }
 }
 

@@ -17,7 +17,7 @@ import { LocalTransport } from '../../src/engine/transport/local.js';
 import { NvmeDriver, type DriverOptions } from '../../src/engine/host/driver.js';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { openImage } from '../../src/engine/device/backends/image.js';
+import { closeImage, openImage } from '../../src/engine/device/backends/image.js';
 import type { FileBackendOptions } from '../../src/engine/device/backends/file.js';
 import type { BackendHandle } from '../../src/engine/device/backends/backend.js';
 import { dataPathStatus, type DataPath } from '../../src/engine/native.js';
@@ -171,7 +171,7 @@ export function writtenImage(file: string, size: number): string {
   const chunk = pattern(1 << 20, 77);
   for (let pos = 0; pos < size; pos += chunk.length) fs.writeSync(img.fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
   fs.fsyncSync(img.fd);
-  fs.closeSync(img.fd);
+  closeImage(img);
   return file;
 }
 

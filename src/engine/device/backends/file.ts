@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError, ImageError, fromSystemError } from './backend.js';
-import { discardImage, openImage, type ImageOptions, type OpenedImage } from './image.js';
+import { discardImage, openImage, releaseImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
 import { advance, type IoRing } from '../io-ring.js';
 
@@ -191,12 +191,17 @@ export class FileBackend implements Backend {
     return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly, direct: this.direct };
   }
 
+  /** Closes the descriptor (a view's stays open: its owner closes it) and releases the image's lock. */
   async close(): Promise<void> {
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
     if (!this.ownsFd) return;
-    await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      releaseImage(this.image);
+    }
   }
 
   /** close(), then, if this open created the image, removes it, its sidecar and the directories it made. */

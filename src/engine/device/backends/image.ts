@@ -5,16 +5,18 @@
  * An image nvmq creates is a sparse raw file (so fio can read the same file)
  * with a sidecar `<path>.nvmq.json` that marks it as nvmq's. An existing file
  * without that sidecar, or any block device, is opened for writing only when
- * the caller says `force`. A read-only open creates nothing.
+ * the caller says `force`. A read-write open claims the image (lock.ts); a
+ * read-only open creates nothing and claims nothing.
  *
  * An open either succeeds or leaves the file system as it found it: whatever
- * it created (directories, the image, its sidecar) is removed when
+ * it created (directories, the image, its sidecar, the lock) is removed when
  * a later step fails, and discardImage() removes it after a successful open
  * whose image is not going to be used after all.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError } from './backend.js';
+import { ImageClaim, LOCK_SUFFIX, busyError } from './lock.js';
 import { SUPPORTED_LBA_SIZES } from '../namespace.js';
 
 export { ImageError };
@@ -46,10 +48,14 @@ export interface OpenedImage {
   created: boolean;
   blockDevice: boolean;
   readOnly: boolean;
+  /** The read-write claim (lock), released by releaseImage(); absent for read-only opens. */
+  claim?: ImageClaim | undefined;
   /** Directories this open created, deepest first. */
   createdDirs?: readonly string[] | undefined;
   /** dev:ino of the image, so that discarding it never removes a file that replaced it. */
   inode?: string | undefined;
+  /** Where the lock goes (the image's real path), for retaking the claim to discard a closed image. */
+  lockTarget?: string | undefined;
 }
 
 export function sidecarPath(p: string): string {
@@ -116,6 +122,7 @@ function makeDirs(dir: string): string[] {
 interface Undo {
   fds: number[];
   dirs: string[];
+  claim?: ImageClaim;
   /** The image and sidecar this open created. */
   created?: { path: string; inode: string };
 }
@@ -143,26 +150,55 @@ function openReadOnly(opts: ImageOptions, lba: number): OpenedImage {
 function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage {
   const p = opts.path;
   const extra = opts.extraFlags ?? 0;
-  const st = statOrUndefined(p);
-  if (st) {
-    checkWritable(p, st, opts);
-    const size = existingSize(p, st, opts, lba);
-    const fd = openWith(p, fs.constants.O_RDWR | extra, extra);
-    return { fd, path: p, size, created: false, blockDevice: st.isBlockDevice(), readOnly: false, inode: inodeOf(st) };
+  const before = statOrUndefined(p);
+  if (before?.isBlockDevice()) {
+    checkWritable(p, before, opts);
+    const size = existingSize(p, before, opts, lba);
+    undo.claim = ImageClaim.take(p, null, before);
+    undo.claim.bind(before);
+    // O_EXCL on a block device is the kernel's exclusive claim (see lock.ts).
+    let fd: number;
+    try {
+      fd = openWith(p, fs.constants.O_RDWR | fs.constants.O_EXCL | extra, extra);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw busyError(p, 'by another process, or mounted (the kernel refused O_EXCL with EBUSY)');
+      throw e;
+    }
+    return { fd, path: p, size, created: false, blockDevice: true, readOnly: false, claim: undo.claim };
   }
-  if (opts.create === false) throw notFound(p);
-  const size = creationSize(p, opts, lba);
-  undo.dirs = makeDirs(path.dirname(path.resolve(p)));
-  return create(p, size, extra, undo);
+  if (before) {
+    // Refused at once when plainly not nvmq's: no sidecar, and no lock (an image being created has its lock, not yet its sidecar).
+    if (!before.isFile() || !fs.existsSync(fs.realpathSync(p) + LOCK_SUFFIX)) checkWritable(p, before, opts);
+  } else {
+    if (opts.create === false) throw notFound(p);
+    creationSize(p, opts, lba);
+    undo.dirs = makeDirs(path.dirname(path.resolve(p)));
+  }
+  // The lock goes beside the real path (a symlink and its target share it), and is taken before deciding
+  // whether to create: of two openers creating one image, one creates it and the other is told who has it.
+  const lockTarget = before ? fs.realpathSync(p) : path.join(fs.realpathSync(path.dirname(path.resolve(p))), path.basename(p));
+  undo.claim = ImageClaim.take(p, lockTarget, before);
+  // Under the claim, look again: another opener may have created, replaced or removed it meanwhile.
+  const st = statOrUndefined(p);
+  if (!st) {
+    if (opts.create === false) throw notFound(p);
+    return create(p, creationSize(p, opts, lba), extra, lockTarget, undo);
+  }
+  checkWritable(p, st, opts);
+  undo.claim.bind(st);
+  const size = existingSize(p, st, opts, lba);
+  const fd = openWith(p, fs.constants.O_RDWR | extra, extra);
+  return { fd, path: p, size, created: false, blockDevice: false, readOnly: false, claim: undo.claim, inode: inodeOf(st), lockTarget };
 }
 
-function create(p: string, size: number, extra: number, undo: Undo): OpenedImage {
+function create(p: string, size: number, extra: number, lockTarget: string, undo: Undo): OpenedImage {
   // O_EXCL: never replace a file that appeared since the stat. Created without the extra flags (a file system that
   // refuses O_DIRECT would fail the open after creating the file), then reopened with them.
   let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   undo.fds.push(fd);
   const st = fs.fstatSync(fd);
   undo.created = { path: p, inode: inodeOf(st) };
+  undo.claim!.bind(st);
   fs.ftruncateSync(fd, size);
   if (extra !== 0) {
     fd = openWith(p, fs.constants.O_RDWR | extra, extra);
@@ -171,7 +207,7 @@ function create(p: string, size: number, extra: number, undo: Undo): OpenedImage
   }
   // Last: an image is nvmq's only once it is whole. (A sidecar left by an image deleted by hand is replaced.)
   fs.writeFileSync(sidecarPath(p), JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n');
-  return { fd, path: p, size, created: true, blockDevice: false, readOnly: false, createdDirs: undo.dirs, inode: undo.created.inode };
+  return { fd, path: p, size, created: true, blockDevice: false, readOnly: false, claim: undo.claim, createdDirs: undo.dirs, inode: undo.created.inode, lockTarget };
 }
 
 function inodeOf(st: fs.Stats): string {
@@ -229,6 +265,7 @@ function rollBack(undo: Undo): void {
   const steps = [
     ...undo.fds.map((fd) => () => fs.closeSync(fd)),
     () => undo.created && removeImage(undo.created.path, undo.created.inode),
+    () => undo.claim?.release(),
     () => removeDirs(undo.dirs),
   ];
   for (const step of steps) {
@@ -265,15 +302,50 @@ function removeDirs(dirs: readonly string[]): void {
   }
 }
 
+/** Closes an image from openImage() and gives up its claim: a read-write open must end here, or its lock outlives it. */
+export function closeImage(img: OpenedImage): void {
+  try {
+    fs.closeSync(img.fd);
+  } finally {
+    releaseImage(img);
+  }
+}
+
+/** Gives up the claim of a read-write open (after its descriptor is closed). */
+export function releaseImage(img: OpenedImage): void {
+  img.claim?.release();
+}
+
 /**
  * Undoes a successful open whose descriptor is closed: if it created the
  * image, removes the image, its sidecar and the directories it made (those
- * still empty). Several opens are undone in the reverse order they were made
+ * still empty), then releases the claim. After releaseImage() the claim is
+ * taken again first; if someone else holds the image by then, it is theirs
+ * and stays. Several opens are undone in the reverse order they were made
  * in (a later one may have put its image in a directory an earlier one
  * created). Throws only what removing throws.
  */
 export function discardImage(img: OpenedImage): void {
-  if (!img.created || img.inode === undefined) return;
-  removeImage(img.path, img.inode);
+  if (!img.created || img.inode === undefined || img.lockTarget === undefined) return releaseImage(img);
+  const st = statOrUndefined(img.path);
+  if (!st || inodeOf(st) !== img.inode) {
+    // Gone already, or another file has its name: nothing of this open is left but, perhaps, empty directories.
+    releaseImage(img);
+    return removeDirs(img.createdDirs ?? []);
+  }
+  let claim = img.claim;
+  if (!claim?.held) {
+    try {
+      claim = ImageClaim.take(img.path, img.lockTarget);
+    } catch (e) {
+      if (e instanceof ImageError && e.code === 'NVMQ_IMAGE_BUSY') return;
+      throw e;
+    }
+  }
+  try {
+    removeImage(img.path, img.inode);
+  } finally {
+    claim.release();
+  }
   removeDirs(img.createdDirs ?? []);
 }

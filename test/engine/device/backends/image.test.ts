@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { FileBackend } from '../../../../src/engine/device/backends/file.js';
 import { MemoryBackend } from '../../../../src/engine/device/backends/memory.js';
 import { ImageError } from '../../../../src/engine/device/backends/backend.js';
+import { openImage, closeImage, isNvmqImage } from '../../../../src/engine/device/backends/image.js';
 import { NvmqError } from '../../../../src/engine/host/errors.js';
 import { openController } from '../../../../src/engine/local.js';
 import { Engine } from '../../../../src/engine/engine.js';
@@ -61,7 +62,7 @@ describe('a failed open leaves the directory as it was', () => {
     expectCleanFailure(d, () => new FileBackend({ path: img }), 'NVMQ_INVALID_ARGUMENT', /needs size/);
   });
 
-  it('a file too small for one LBA, a size mismatch and a foreign file are refused', async () => {
+  it('a file too small for one LBA, a size mismatch and a foreign file are refused and leave no lock behind', async () => {
     const d = populated();
     const small = path.join(d, 'small.img');
     fs.writeFileSync(small, Buffer.alloc(100));
@@ -113,12 +114,12 @@ describe('a failed open leaves the directory as it was', () => {
 });
 
 describe('discard() undoes an open', () => {
-  it('removes an image this open created, its sidecar and the directories it made', async () => {
+  it('removes an image this open created, its sidecar, its lock and the directories it made', async () => {
     const d = populated();
     const before = treeOf(d);
     const backend = new FileBackend({ path: path.join(d, 'new', 'deeper', 'a.img'), size: 1 << 20 });
     expect(backend.image.created).toBe(true);
-    expect(Object.keys(treeOf(d))).toEqual(expect.arrayContaining(['new/deeper/a.img', 'new/deeper/a.img.nvmq.json']));
+    expect(Object.keys(treeOf(d))).toEqual(expect.arrayContaining(['new/deeper/a.img', 'new/deeper/a.img.nvmq.json', 'new/deeper/a.img.nvmq.lock']));
     await backend.discard();
     expect(treeOf(d)).toEqual(before);
     await backend.discard();
@@ -154,6 +155,21 @@ describe('discard() undoes an open', () => {
     expect(reopened.image.created).toBe(false);
     await reopened.discard();
     expect(treeOf(d)).toEqual(before);
+    // Its lock is gone: it opens again.
+    await new FileBackend({ path: img }).close();
+  });
+
+  it('after close(), an image someone else has opened since is theirs and stays', async () => {
+    const d = dir();
+    const img = path.join(d, 'a.img');
+    const first = new FileBackend({ path: img, size: 1 << 20 });
+    await first.close();
+    const second = new FileBackend({ path: img });
+    await first.discard();
+    expect(isNvmqImage(img)).toBe(true);
+    expect(fs.existsSync(img + '.nvmq.lock')).toBe(true);
+    await second.close();
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json']);
   });
 
   it('is close() for memory and for views made from a handle', async () => {
@@ -162,14 +178,22 @@ describe('discard() undoes an open', () => {
     const owner = new FileBackend({ path: path.join(d, 'a.img'), size: 1 << 20 });
     const view = new FileBackend({ handle: owner.handle() as Extract<ReturnType<FileBackend['handle']>, { kind: 'file' }> });
     await view.discard();
-    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json']);
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json', 'a.img.nvmq.lock']);
     await owner.close();
   });
 
+  it('openImage / closeImage: the claim ends with closeImage', () => {
+    const d = dir();
+    const img = openImage({ path: path.join(d, 'a.img'), size: 1 << 20 });
+    expect(() => openImage({ path: path.join(d, 'a.img') })).toThrow(expect.objectContaining({ code: 'NVMQ_IMAGE_BUSY' }));
+    closeImage(img);
+    closeImage(openImage({ path: path.join(d, 'a.img') }));
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json']);
+  });
 });
 
 describe('read-only opens and missing images', () => {
-  it('never create anything: no image, no sidecar, no directory', async () => {
+  it('never create anything: no image, no sidecar, no directory, no lock', async () => {
     const d = populated();
     const before = treeOf(d);
     expectCleanFailure(d, () => new FileBackend({ path: path.join(d, 'missing', 'a.img'), readOnly: true, size: 1 << 20 }), 'NVMQ_IMAGE_NOT_FOUND', /missing\/a\.img does not exist \(read-only: nothing is created\)$/);

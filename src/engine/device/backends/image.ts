@@ -72,7 +72,7 @@ export function isNvmqImage(p: string): boolean {
 }
 
 /** Size of a block device from sysfs (512-byte sectors), since stat reports 0. */
-function blockDeviceSize(rdev: number): number {
+export function blockDeviceSize(rdev: number): number {
   const major = Math.floor(rdev / 256) & 0xfff;
   const minor = (rdev & 0xff) | ((Math.floor(rdev / 0x100000) & 0xfff) << 8);
   const text = fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8');

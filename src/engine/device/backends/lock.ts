@@ -33,19 +33,23 @@
  *   A lock from another host or PID namespace cannot be judged from here: it
  *   is treated as held, and the message says which file to remove.
  * - Taking over a stale lock is the one step that removes a file another
- *   process may also be looking at, so it runs in a critical section: each
- *   taker announces itself with its own file (`<lock>.break.<pid>.<nonce>`,
- *   made the same way) and lists the directory; it proceeds only if it sees
- *   no other live announcement, else withdraws and retries after a random
- *   pause. Two takers cannot both proceed: each listing starts after its own
- *   announcement exists, so whichever listed second sees the other's. Inside,
- *   the lock is read again and removed only if still stale (while it is stale
- *   nobody else can replace it: creating fails while it exists, and only a
- *   taker inside the section removes it). Then the taker competes for the
- *   lock as any opener does. No live lock is ever removed.
- * - In one process the claim also records the image's dev + ino, so a second
+ *   process may also be looking at. POSIX has no compare-and-delete: two
+ *   takers that each judged the lock stale and then removed (or renamed)
+ *   whatever was at its name could remove a lock the other had just made. So
+ *   the removal runs in a critical section: each taker announces itself with
+ *   its own file (`<lock>.break.<pid>.<nonce>`, made the same way) and lists
+ *   the directory; it proceeds only if it sees no other live announcement,
+ *   else withdraws and retries after a random pause. Two takers cannot both
+ *   proceed: each lists only once its own announcement exists, and keeps it
+ *   until it leaves, so whichever began listing later sees the other's.
+ *   Inside, the lock is read again and removed only if still stale (while it
+ *   is stale nobody else can replace it: creating fails while it exists, and
+ *   only a taker inside the section removes it). Then the taker competes for
+ *   the lock as any opener does. No live lock is ever removed.
+ * - In one thread the claim also records the image's dev + ino, so a second
  *   name for the same file (a hard link, another mount) is caught too. Across
- *   processes two hard-linked names have two lock files: a known limit.
+ *   threads and processes two hard-linked names have two lock files: a known
+ *   limit (the same name is caught: the lock names this process's pid).
  * - Block devices get no lock file (nothing is written into /dev): they are
  *   opened with O_EXCL, which the kernel grants to one opener at a time and
  *   refuses with EBUSY while another holds it or a file system on it is

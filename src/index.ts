@@ -3,7 +3,7 @@ export { NvmeController, type ControllerOptions } from './engine/device/controll
 export { MemoryBackend } from './engine/device/backends/memory.js';
 export { FileBackend, type FileBackendOptions } from './engine/device/backends/file.js';
 export { BackendError, type Backend } from './engine/device/backends/backend.js';
-export { openImage, isNvmqImage, ImageError, type ImageOptions } from './engine/device/backends/image.js';
+export { openImage, closeImage, isNvmqImage, ImageError, type ImageOptions } from './engine/device/backends/image.js';
 export { LocalTransport } from './engine/transport/local.js';
 export type { Transport } from './engine/host/transport.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';

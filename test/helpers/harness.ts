@@ -4,6 +4,7 @@
  * handles on every layer so they can poke registers, send raw commands and
  * inspect memory.
  */
+import { afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -16,7 +17,8 @@ import type { LbaSize } from '../../src/engine/device/namespace.js';
 import { LocalTransport } from '../../src/engine/transport/local.js';
 import { NvmeDriver, type DriverOptions } from '../../src/engine/host/driver.js';
 import { execFileSync } from 'node:child_process';
-import { openImage } from '../../src/engine/device/backends/image.js';
+import { createHash } from 'node:crypto';
+import { closeImage, openImage } from '../../src/engine/device/backends/image.js';
 import type { FileBackendOptions } from '../../src/engine/device/backends/file.js';
 import type { BackendHandle } from '../../src/engine/device/backends/backend.js';
 import { dataPathStatus, type DataPath } from '../../src/engine/native.js';
@@ -52,6 +54,25 @@ export async function bringUp(opts: HarnessOptions = {}): Promise<Harness> {
   const { arena, controller, transport } = makeController(opts);
   const driver = await NvmeDriver.attach(transport, opts.driver);
   return { arena, controller, transport, driver, close: () => driver.close() };
+}
+
+/**
+ * Cleanups that run after each test of the calling file, last registered
+ * first, and fresh temporary directories removed by them.
+ */
+export function scratch(): { cleanups: Array<() => unknown>; dir(): string } {
+  const cleanups: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    dir: () => {
+      const t = tempDir();
+      cleanups.push(t.cleanup);
+      return t.dir;
+    },
+  };
 }
 
 /** A fresh temporary directory, removed by the returned cleanup. */
@@ -151,7 +172,7 @@ export function writtenImage(file: string, size: number): string {
   const chunk = pattern(1 << 20, 77);
   for (let pos = 0; pos < size; pos += chunk.length) fs.writeSync(img.fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
   fs.fsyncSync(img.fd);
-  fs.closeSync(img.fd);
+  closeImage(img);
   return file;
 }
 
@@ -185,4 +206,26 @@ export function haveTool(command: keyof typeof TOOL_PACKAGES): boolean {
   const found = spawnSync(command, ['--version'], { stdio: 'ignore' }).status === 0;
   if (!found && process.env.CI) throw new Error(`${command} is missing: .ci/run installs the Debian package ${TOOL_PACKAGES[command]}`);
   return found;
+}
+
+/**
+ * Everything below `dir`, for "the directory is exactly as before" checks:
+ * relative path → `dir`, `link <target>` or `file <size> <sha1 of the bytes>`.
+ */
+export function treeOf(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const r = path.join(rel, name);
+      const full = path.join(dir, r);
+      const st = fs.lstatSync(full);
+      if (st.isDirectory()) {
+        out[r] = 'dir';
+        walk(r);
+      } else if (st.isSymbolicLink()) out[r] = `link ${fs.readlinkSync(full)}`;
+      else out[r] = `file ${st.size} ${createHash('sha1').update(fs.readFileSync(full)).digest('hex')}`;
+    }
+  };
+  walk('');
+  return out;
 }

@@ -11,7 +11,7 @@ import { IoRing } from '../../../src/engine/device/io-ring.js';
 import { DmaArena } from '../../../src/engine/dma-arena.js';
 import { loadNative, type DataPath } from '../../../src/engine/native.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
-import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -221,25 +221,80 @@ describe('kernel errors as NVMe statuses', () => {
     expect(back.every((b) => b === 5)).toBe(true);
   });
 
-  it.each(DATA_PATHS)('past the end of a block device that shrank: reads are Unrecovered Read Errors, writes Write Faults (%s)', async (dataPath) => {
-    const t = dir();
-    const img = path.join(t, 'backing.img');
-    fs.writeFileSync(img, Buffer.alloc(8 << 20, 0xab));
-    const dev = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
+  /** A loop device over `backing`, detached by the cleanups. */
+  function loopDevice(backing: string): string {
+    const dev = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
     cleanups.push(() => execFileSync('losetup', ['--detach', dev]));
+    return dev;
+  }
+
+  /** An 8 MiB device of 0xab bytes, open through `view` (the backend itself, or a view of it from its handle), that loses its second half under the namespace. */
+  async function shrunkDevice(dataPath: DataPath, view: (backend: FileBackend) => FileBackend): Promise<{ h: Harness; q: IoQueuePair }> {
+    const img = path.join(dir(), 'backing.img');
+    fs.writeFileSync(img, Buffer.alloc(8 << 20, 0xab));
+    const dev = loopDevice(img);
     const backend = new FileBackend({ path: dev, force: true });
     cleanups.push(() => backend.close());
-    const h = await up(backend, dataPath, 512);
+    const h = await up(view(backend), dataPath, 512);
     const q = await h.driver.createIoQueuePair({ entries: 4 });
-    // The device loses its second half under the namespace.
     fs.truncateSync(img, 4 << 20);
     execFileSync('losetup', ['--set-capacity', dev]);
+    return { h, q };
+  }
+
+  it.each(DATA_PATHS)('past the end of a block device that shrank: reads are Unrecovered Read Errors, writes Write Faults (%s)', async (dataPath) => {
+    const { h, q } = await shrunkDevice(dataPath, (b) => b);
     const back = new Uint8Array(4096);
     await q.read(1, 0, 8, back);
     expect(back.every((b) => b === 0xab)).toBe(true);
     await expect(q.read(1, (6 << 20) / 512, 8, back)).rejects.toMatchObject({ code: 'NVMQ_UNRECOVERED_READ_ERROR' });
     await expect(q.write(1, (6 << 20) / 512, 8, pattern(4096, 1))).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    // Straddling the end: the part inside lands, the rest is the fault.
+    await expect(q.write(1, (4 << 20) / 512 - 4, 8, pattern(4096, 2))).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(3);
+  });
+
+  it.each(DATA_PATHS)('past the end of a block device that shrank, Write Zeroes and Deallocate are Write Faults too (%s)', async (dataPath) => {
+    const { h, q } = await shrunkDevice(dataPath, (b) => b);
+    await expect(q.writeZeroes(1, (6 << 20) / 512, 8)).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    await expect(q.writeZeroes(1, (6 << 20) / 512, 8, { deallocate: true })).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    await expect(q.deallocate(1, [{ slba: (6 << 20) / 512, nlb: 8 }])).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(3);
+  });
+
+  it.each(DATA_PATHS)("a view of a block device made from its handle (a worker's) knows where the medium ends (%s)", async (dataPath) => {
+    const { h, q } = await shrunkDevice(dataPath, (b) => new FileBackend({ handle: b.handle() as Extract<ReturnType<FileBackend['handle']>, { kind: 'file' }> }));
+    const back = new Uint8Array(4096).fill(0xee);
+    await expect(q.read(1, (6 << 20) / 512, 8, back)).rejects.toMatchObject({ code: 'NVMQ_UNRECOVERED_READ_ERROR' });
+    await expect(q.write(1, (6 << 20) / 512, 8, pattern(4096, 1))).rejects.toMatchObject({ code: 'NVMQ_WRITE_FAULT' });
     expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(2);
+  });
+
+  it.each(DATA_PATHS)('a thin-provisioned block device out of space: Capacity Exceeded inside the device, not a media error (%s)', async (dataPath) => {
+    if (!loadNative()) {
+      // The device's ENOSPC reaches the writer only with O_DIRECT (buffered, writeback reports EIO), which needs the addon.
+      expect(PORTABLE_ON_PURPOSE).toBe(true);
+      return;
+    }
+    // A loop device over an 8 MiB sparse file on a 1 MiB file system: the device is bigger than what backs it.
+    const mnt = dir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nvmq-test', mnt]);
+    cleanups.push(() => execFileSync('umount', [mnt]));
+    const backing = path.join(mnt, 'thin.img');
+    fs.writeFileSync(backing, '');
+    fs.truncateSync(backing, 8 << 20);
+    const backend = new FileBackend({ path: loopDevice(backing), force: true, direct: true });
+    cleanups.push(() => backend.close());
+    const h = await up(backend, dataPath, 512);
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    const codes: string[] = [];
+    for (let i = 0; i < 8; i++) await q.write(1, i * 512, 512, pattern(256 * 1024, i)).then(() => codes.push('ok'), (e: { code: string }) => codes.push(e.code));
+    expect(codes.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
+    expect(codes.slice(5)).toEqual(['NVMQ_CAPACITY_EXCEEDED', 'NVMQ_CAPACITY_EXCEEDED', 'NVMQ_CAPACITY_EXCEEDED']);
+    const back = new Uint8Array(256 * 1024);
+    await q.read(1, 0, 512, back);
+    expect(sameBytes(back, pattern(256 * 1024, 0))).toBe('equal');
+    expect(h.controller.health.get(HealthCounter.MEDIA_ERRORS)).toBe(0);
   });
 
   it.each(DATA_PATHS)('ENOSPC on a full file system is Capacity Exceeded, and what landed reads back (%s)', async (dataPath) => {

@@ -7,8 +7,12 @@
  *
  * Each operation may be given the io_uring of the submission queue being
  * executed; a backend that can use it submits there, the others ignore it.
+ *
+ * Opening a backend can fail with an ImageError (a bad argument, a busy or
+ * missing image): an NvmqError whose stable `code` names the condition.
  */
 import type { IoRing } from '../io-ring.js';
+import { NvmqError } from '../../host/errors.js';
 
 /** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
 export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';
@@ -25,6 +29,14 @@ export class BackendError extends Error {
 }
 
 export type IoDone = (err: BackendError | null) => void;
+
+/** Opening an image failed: `code` is one of the NVMQ_IMAGE_* / NVMQ_INVALID_ARGUMENT codes, the message one line naming the path or argument. */
+export class ImageError extends NvmqError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ImageError';
+  }
+}
 
 export interface Backend {
   readonly kind: 'memory' | 'file';
@@ -45,7 +57,19 @@ export interface Backend {
   deallocate(pos: number, length: number, done: IoDone, ring?: IoRing): void;
   /** Memory alignment transfers need (O_DIRECT); 1 when any will do. */
   readonly alignment: number;
+  /** Closes the backend; for a file, releases its lock. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Undoes the open, for when what was opened is not going to be used (the
+   * open of the engine or controller failed after this backend was made):
+   * closes it and, if this open created the image, removes the image, its
+   * sidecar and the directories the open created (those still empty).
+   * Otherwise (memory, an existing image, a view from a handle) the same as
+   * close(). Safe after close(). What it cannot remove is reported as a
+   * process warning (NVMQ_DISCARD_INCOMPLETE), never thrown over the failure
+   * being handled.
+   */
+  discard(): Promise<void>;
   /** What another thread needs to reach the same blocks (shared memory or the same file descriptor). */
   handle(): BackendHandle;
 }

@@ -14,8 +14,8 @@
  */
 import * as fs from 'node:fs';
 import type { Backend, BackendHandle, IoDone } from './backend.js';
-import { BackendError, fromSystemError } from './backend.js';
-import { openImage, type ImageOptions, type OpenedImage } from './image.js';
+import { BackendError, ImageError, fromSystemError } from './backend.js';
+import { blockDeviceSize, discardImage, openImage, releaseImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
 import { advance, type IoRing } from '../io-ring.js';
 
@@ -55,14 +55,16 @@ export class FileBackend implements Backend {
   constructor(opts: FileBackendOptions | { handle: Extract<BackendHandle, { kind: 'file' }> }) {
     if ('handle' in opts) {
       const h = opts.handle;
-      this.image = { fd: h.fd, path: h.path, size: h.size, created: false, blockDevice: false, readOnly: h.readOnly };
+      // The descriptor says what it is: a view in a worker treats a block device's end as the medium's end too.
+      const blockDevice = fs.fstatSync(h.fd).isBlockDevice();
+      this.image = { fd: h.fd, path: h.path, size: h.size, created: false, blockDevice, readOnly: h.readOnly };
       this.ownsFd = false;
       this.direct = h.direct;
     } else {
       this.direct = opts.direct ?? false;
       if (this.direct && !loadNative()) {
         // Without the addon nothing can place buffers on the boundaries O_DIRECT needs.
-        throw new BackendError('internal', `direct: true needs nvmq's native addon, which is unavailable`);
+        throw new ImageError('NVMQ_DIRECT_UNSUPPORTED', `direct: true needs nvmq's native addon, which is unavailable (${opts.path})`);
       }
       const extra = this.direct ? (fs.constants.O_DIRECT ?? 0) : 0;
       this.image = openImage({ ...opts, extraFlags: extra });
@@ -95,11 +97,37 @@ export class FileBackend implements Backend {
 
   /**
    * On a block device the end of the device is the end of the medium: a read
-   * there is a read error (not a hole in a file that shrank), and ENOSPC a
-   * write fault (nothing is out of space).
+   * there is a read error (not a hole in a file that shrank), and a write
+   * there a write fault (see spaceErrors).
    */
   private get device(): boolean {
     return this.image.blockDevice;
+  }
+
+  /**
+   * A block device says ENOSPC for two different things. At or past its end
+   * (it shrank under the namespace; blkdev_write_iter refuses pos >= size
+   * with ENOSPC) the medium an LBA names is gone: Write Fault. Inside it,
+   * the device itself has run out of space: it is thin provisioned (a
+   * dm-thin volume, a loop device over a sparse file, an NVMe namespace with
+   * NCAP < NSZE, whose own Capacity Exceeded the kernel hands up as ENOSPC).
+   * That stays 'no-space': Capacity Exceeded, "the Namespace Utilization
+   * exceeds the Namespace Capacity" (NVMe 1.4, section 4.6.1.2.1, SC 81h),
+   * as on a full file system, and as Linux's nvmet answers BLK_STS_NOSPC.
+   */
+  private spaceErrors(pos: number, length: number, done: IoDone): IoDone {
+    if (!this.device) return done;
+    const fd = this.fd;
+    return (err) => {
+      if (err?.kind !== 'no-space') return done(err);
+      let end: number;
+      try {
+        end = blockDeviceSize(fs.fstatSync(fd).rdev);
+      } catch {
+        return done(err);
+      }
+      done(pos + length > end ? new BackendError('write', `${err.message} (past the end of the device, ${end} bytes)`, err.errno) : err);
+    };
   }
 
   read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void {
@@ -114,7 +142,7 @@ export class FileBackend implements Backend {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
-    if (this.device) done = deviceWriteErrors(done);
+    done = this.spaceErrors(pos, total(segments), done);
     if (ring) return ring.write(this.fd, pos, segments, fua, done);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
@@ -133,6 +161,7 @@ export class FileBackend implements Backend {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
+    done = this.spaceErrors(pos, length, done);
     const zeroRange = (): void => {
       if (this.zeroRangeUnsupported) return this.writeZeroBytes(pos, length, done);
       this.allocate('zero', pos, length, ring, (err) => {
@@ -150,6 +179,7 @@ export class FileBackend implements Backend {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
+    done = this.spaceErrors(pos, length, done);
     if (this.punchUnsupported) return this.writeZeroBytes(pos, length, done);
     this.allocate('punch', pos, length, ring, (err) => (err ? this.writeZeroBytes(pos, length, done) : done(null)));
   }
@@ -191,12 +221,33 @@ export class FileBackend implements Backend {
     return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly, direct: this.direct };
   }
 
+  /** Closes the descriptor (a view's stays open: its owner closes it) and releases the image's lock. */
   async close(): Promise<void> {
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
     if (!this.ownsFd) return;
-    await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    try {
+      await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+    } finally {
+      releaseImage(this.image);
+    }
+  }
+
+  /** close(), then, if this open created the image, removes it, its sidecar and the directories it made. */
+  async discard(): Promise<void> {
+    if (!this.ownsFd || !this.image.created) return this.close();
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+    }
+    try {
+      discardImage(this.image);
+    } catch (e) {
+      // The caller is already handling a failure: this one is reported, not thrown over it.
+      process.emitWarning(`could not remove ${this.path}, which a failed open created: ${(e as Error).message}`, { code: 'NVMQ_DISCARD_INCOMPLETE' });
+    }
   }
 }
 
@@ -225,11 +276,6 @@ function readAll(fd: number, segs: Uint8Array[], pos: number, pastEnd: 'zeroes' 
     }
     readAll(fd, advance(segs, n), pos + n, pastEnd, done);
   });
-}
-
-/** A block device's ENOSPC (a write past its end) as the write fault it is. */
-function deviceWriteErrors(done: IoDone): IoDone {
-  return (err) => done(err && err.kind === 'no-space' ? new BackendError('write', err.message, err.errno) : err);
 }
 
 function writeAll(fd: number, segs: Uint8Array[], pos: number, done: IoDone): void {

@@ -5,20 +5,33 @@
  * An image nvmq creates is a sparse raw file (so fio can read the same file)
  * with a sidecar `<path>.nvmq.json` that marks it as nvmq's. An existing file
  * without that sidecar, or any block device, is opened for writing only when
- * the caller says `force`.
+ * the caller says `force`. A read-write open claims the image (lock.ts); a
+ * read-only open creates nothing and claims nothing.
+ *
+ * An open either succeeds or leaves the file system as it found it: whatever
+ * it created (directories, the image, its sidecar, the lock) is removed when
+ * a later step fails, and discardImage() removes it after a successful open
+ * whose image is not going to be used after all.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ImageError } from './backend.js';
+import { ImageClaim, LOCK_SUFFIX, busyError } from './lock.js';
+import { SUPPORTED_LBA_SIZES } from '../namespace.js';
+
+export { ImageError };
 
 export const SIDECAR_SUFFIX = '.nvmq.json';
 const SIDECAR_FORMAT = 'nvmq-image';
 
 export interface ImageOptions {
   path: string;
-  /** Size in bytes: used when the image has to be created, and checked against an existing one. */
+  /** Size in bytes: used when the image has to be created, and checked against an existing one. A whole number of LBAs. */
   size?: number | undefined;
-  /** Size in bytes for a new image when `size` is not given; never checked against an existing one. */
+  /** Size in bytes for a new image when `size` is not given, rounded up to a whole number of LBAs; never checked against an existing one. */
   defaultSize?: number | undefined;
+  /** The namespace's LBA size (512 or 4096), when known: sizes are checked against it before anything is created. */
+  lbaSize?: number | undefined;
   /** Create the image when it does not exist (default true). */
   create?: boolean | undefined;
   /** Write to a file or device nvmq did not create. */
@@ -35,15 +48,14 @@ export interface OpenedImage {
   created: boolean;
   blockDevice: boolean;
   readOnly: boolean;
-}
-
-export class ImageError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'ImageError';
-    this.code = code;
-  }
+  /** The read-write claim (lock), released by releaseImage(); absent for read-only opens. */
+  claim?: ImageClaim | undefined;
+  /** Directories this open created, deepest first. */
+  createdDirs?: readonly string[] | undefined;
+  /** dev:ino of the image, so that discarding it never removes a file that replaced it. */
+  inode?: string | undefined;
+  /** Where the lock goes (the image's real path), for retaking the claim to discard a closed image. */
+  lockTarget?: string | undefined;
 }
 
 export function sidecarPath(p: string): string {
@@ -60,65 +72,179 @@ export function isNvmqImage(p: string): boolean {
 }
 
 /** Size of a block device from sysfs (512-byte sectors), since stat reports 0. */
-function blockDeviceSize(st: fs.Stats): number {
-  const major = Math.floor(st.rdev / 256) & 0xfff;
-  const minor = (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8);
+export function blockDeviceSize(rdev: number): number {
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | ((Math.floor(rdev / 0x100000) & 0xfff) << 8);
   const text = fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
   return Number(text.trim()) * 512;
 }
 
-export function openImage(opts: ImageOptions): OpenedImage {
-  const p = opts.path;
-  const readOnly = opts.readOnly ?? false;
-  const extra = opts.extraFlags ?? 0;
-  let st: fs.Stats | undefined;
+function invalid(message: string): ImageError {
+  return new ImageError('NVMQ_INVALID_ARGUMENT', message);
+}
+
+/** Checks the arguments before anything is touched; returns the LBA size sizes are counted in (512 when not given). */
+function checkArguments(opts: ImageOptions): number {
+  if (typeof opts.path !== 'string' || opts.path === '') throw invalid(`path must be a file or block device path, got ${JSON.stringify(opts.path)}`);
+  const lba = opts.lbaSize ?? 512;
+  if (!(SUPPORTED_LBA_SIZES as readonly number[]).includes(lba)) throw invalid(`lbaSize must be 512 or 4096, got ${String(opts.lbaSize)}`);
+  const max = Math.floor(Number.MAX_SAFE_INTEGER / lba) * lba;
+  if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size < lba || opts.size % lba !== 0)) {
+    throw invalid(`size must be a whole number of ${lba}-byte LBAs, ${lba}..${max} bytes, got ${String(opts.size)}`);
+  }
+  if (opts.defaultSize !== undefined && (!Number.isSafeInteger(opts.defaultSize) || opts.defaultSize <= 0 || opts.defaultSize > max)) {
+    throw invalid(`defaultSize must be 1..${max} bytes, got ${String(opts.defaultSize)}`);
+  }
+  return lba;
+}
+
+function statOrUndefined(p: string): fs.Stats | undefined {
   try {
-    st = fs.statSync(p);
+    return fs.statSync(p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return undefined;
   }
+}
 
-  if (!st) {
-    if (opts.create === false || readOnly) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist`);
-    const size = opts.size ?? opts.defaultSize;
-    if (size === undefined || !Number.isSafeInteger(size) || size <= 0) {
-      throw new ImageError('NVMQ_INVALID_ARGUMENT', `creating ${p} needs a positive size in bytes, got ${String(size)}`);
-    }
-    fs.mkdirSync(path.dirname(path.resolve(p)), { recursive: true });
-    // 'wx': never replace a file that appeared since the stat. Created without the extra flags (a file
-    // system that refuses O_DIRECT would fail the open after creating the file), then reopened with them.
-    let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+/** mkdir -p that returns the directories it created, deepest first. */
+function makeDirs(dir: string): string[] {
+  const first = fs.mkdirSync(dir, { recursive: true });
+  if (first === undefined) return [];
+  const made: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    made.push(d);
+    if (d === first || d === path.dirname(d)) return made;
+  }
+}
+
+/** What an open in progress has made, so a failure can take it back. */
+interface Undo {
+  fds: number[];
+  dirs: string[];
+  claim?: ImageClaim;
+  /** The image and sidecar this open created. */
+  created?: { path: string; inode: string };
+}
+
+export function openImage(opts: ImageOptions): OpenedImage {
+  const lba = checkArguments(opts);
+  const undo: Undo = { fds: [], dirs: [] };
+  try {
+    return opts.readOnly ? openReadOnly(opts, lba) : openReadWrite(opts, lba, undo);
+  } catch (e) {
+    rollBack(undo);
+    throw e;
+  }
+}
+
+function openReadOnly(opts: ImageOptions, lba: number): OpenedImage {
+  const p = opts.path;
+  const st = statOrUndefined(p);
+  if (!st) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (read-only: nothing is created)`);
+  const size = existingSize(p, st, opts, lba);
+  const fd = openWith(p, fs.constants.O_RDONLY | (opts.extraFlags ?? 0), opts.extraFlags ?? 0);
+  return { fd, path: p, size, created: false, blockDevice: st.isBlockDevice(), readOnly: true };
+}
+
+function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage {
+  const p = opts.path;
+  const extra = opts.extraFlags ?? 0;
+  const before = statOrUndefined(p);
+  if (before?.isBlockDevice()) {
+    checkWritable(p, before, opts);
+    const size = existingSize(p, before, opts, lba);
+    undo.claim = ImageClaim.take(p, null, before);
+    undo.claim.bind(before);
+    // O_EXCL on a block device is the kernel's exclusive claim (see lock.ts).
+    let fd: number;
     try {
-      fs.ftruncateSync(fd, size);
-      fs.writeFileSync(sidecarPath(p), JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n');
-      if (extra !== 0) {
-        const again = openWith(p, fs.constants.O_RDWR | extra, extra);
-        fs.closeSync(fd);
-        fd = again;
-      }
+      fd = openWith(p, fs.constants.O_RDWR | fs.constants.O_EXCL | extra, extra);
     } catch (e) {
-      fs.closeSync(fd);
-      fs.rmSync(p, { force: true });
-      fs.rmSync(sidecarPath(p), { force: true });
+      if ((e as NodeJS.ErrnoException).code === 'EBUSY') throw busyError(p, 'by another process, or mounted (the kernel refused O_EXCL with EBUSY)');
       throw e;
     }
-    return { fd, path: p, size, created: true, blockDevice: false, readOnly: false };
+    return { fd, path: p, size, created: false, blockDevice: true, readOnly: false, claim: undo.claim };
   }
+  if (before) {
+    // Refused at once when plainly not nvmq's: no sidecar, and no lock (an image being created has its lock, not yet its sidecar).
+    if (!before.isFile() || !fs.existsSync(fs.realpathSync(p) + LOCK_SUFFIX)) checkWritable(p, before, opts);
+  } else {
+    if (opts.create === false) throw notFound(p);
+    creationSize(p, opts, lba);
+    undo.dirs = makeDirs(path.dirname(path.resolve(p)));
+  }
+  // The lock goes beside the real path (a symlink and its target share it), and is taken before deciding
+  // whether to create: of two openers creating one image, one creates it and the other is told who has it.
+  const lockTarget = before ? fs.realpathSync(p) : path.join(fs.realpathSync(path.dirname(path.resolve(p))), path.basename(p));
+  undo.claim = ImageClaim.take(p, lockTarget, before);
+  // Under the claim, look again: another opener may have created, replaced or removed it meanwhile.
+  const st = statOrUndefined(p);
+  if (!st) {
+    if (opts.create === false) throw notFound(p);
+    return create(p, creationSize(p, opts, lba), extra, lockTarget, undo);
+  }
+  checkWritable(p, st, opts);
+  undo.claim.bind(st);
+  const size = existingSize(p, st, opts, lba);
+  const fd = openWith(p, fs.constants.O_RDWR | extra, extra);
+  return { fd, path: p, size, created: false, blockDevice: false, readOnly: false, claim: undo.claim, inode: inodeOf(st), lockTarget };
+}
 
-  const blockDevice = st.isBlockDevice();
-  if (!blockDevice && !st.isFile()) throw new ImageError('NVMQ_INVALID_ARGUMENT', `${p} is neither a regular file nor a block device`);
-  if (!readOnly && !opts.force && (blockDevice || !isNvmqImage(p))) {
+function create(p: string, size: number, extra: number, lockTarget: string, undo: Undo): OpenedImage {
+  // O_EXCL: never replace a file that appeared since the stat. Created without the extra flags (a file system that
+  // refuses O_DIRECT would fail the open after creating the file), then reopened with them.
+  let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+  undo.fds.push(fd);
+  const st = fs.fstatSync(fd);
+  undo.created = { path: p, inode: inodeOf(st) };
+  undo.claim!.bind(st);
+  fs.ftruncateSync(fd, size);
+  if (extra !== 0) {
+    fd = openWith(p, fs.constants.O_RDWR | extra, extra);
+    fs.closeSync(undo.fds.pop()!);
+    undo.fds.push(fd);
+  }
+  // Last: an image is nvmq's only once it is whole. (A sidecar left by an image deleted by hand is replaced.)
+  fs.writeFileSync(sidecarPath(p), JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n');
+  return { fd, path: p, size, created: true, blockDevice: false, readOnly: false, claim: undo.claim, createdDirs: undo.dirs, inode: undo.created.inode, lockTarget };
+}
+
+function inodeOf(st: fs.Stats): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+function notFound(p: string): ImageError {
+  return new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (create: false)`);
+}
+
+/** The size of a new image: `size`, or `defaultSize` rounded up to whole LBAs. */
+function creationSize(p: string, opts: ImageOptions, lba: number): number {
+  if (opts.size !== undefined) return opts.size;
+  if (opts.defaultSize !== undefined) return Math.ceil(opts.defaultSize / lba) * lba;
+  throw invalid(`creating ${p} needs size (a whole number of ${lba}-byte LBAs)`);
+}
+
+/** Refuses to write to what nvmq did not create, unless forced. */
+function checkWritable(p: string, st: fs.Stats, opts: ImageOptions): void {
+  if (!st.isBlockDevice() && !st.isFile()) throw invalid(`${p} is neither a regular file nor a block device`);
+  if (!opts.force && (st.isBlockDevice() || !isNvmqImage(p))) {
     throw new ImageError(
       'NVMQ_REFUSING_TO_OVERWRITE',
       `refusing to write to ${p}: nvmq did not create it (no ${path.basename(sidecarPath(p))}); pass --force (force: true) to use it anyway`,
     );
   }
-  const size = blockDevice ? blockDeviceSize(st) : st.size;
+}
+
+/** The size of an existing image, checked against `size` and the LBA size. */
+function existingSize(p: string, st: fs.Stats, opts: ImageOptions, lba: number): number {
+  if (!st.isBlockDevice() && !st.isFile()) throw invalid(`${p} is neither a regular file nor a block device`);
+  const size = st.isBlockDevice() ? blockDeviceSize(st.rdev) : st.size;
+  if (size < lba) throw new ImageError('NVMQ_IMAGE_TOO_SMALL', `${p} is ${size} bytes: it holds no ${lba}-byte LBA`);
   if (opts.size !== undefined && opts.size !== size) {
     throw new ImageError('NVMQ_IMAGE_SIZE_MISMATCH', `${p} is ${size} bytes, not the ${opts.size} asked for`);
   }
-  const fd = openWith(p, (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | extra, extra);
-  return { fd, path: p, size, created: false, blockDevice, readOnly };
+  return size;
 }
 
 /** open(2), with the file system's refusal of O_DIRECT (EINVAL) as a clear error. */
@@ -132,4 +258,94 @@ function openWith(p: string, flags: number, extra: number): number {
     }
     throw e;
   }
+}
+
+/** Takes back a failed open, last step first; each step is tried even if one before it fails (the open's error is the one thrown). */
+function rollBack(undo: Undo): void {
+  const steps = [
+    ...undo.fds.map((fd) => () => fs.closeSync(fd)),
+    () => undo.created && removeImage(undo.created.path, undo.created.inode),
+    () => undo.claim?.release(),
+    () => removeDirs(undo.dirs),
+  ];
+  for (const step of steps) {
+    try {
+      step();
+    } catch {
+      // Nothing more can be done here about what this step left.
+    }
+  }
+}
+
+/** Removes an image this open created and its sidecar (a file: any other kind is not ours), unless another file has taken the image's name since. */
+function removeImage(p: string, inode: string): void {
+  const st = statOrUndefined(p);
+  if (st && inodeOf(st) !== inode) return;
+  fs.rmSync(p, { force: true });
+  let sidecar: fs.Stats | undefined;
+  try {
+    sidecar = fs.lstatSync(sidecarPath(p));
+  } catch {
+    return;
+  }
+  if (sidecar.isFile()) fs.rmSync(sidecarPath(p));
+}
+
+/** Removes the directories an open created, deepest first, as long as they are empty. */
+function removeDirs(dirs: readonly string[]): void {
+  for (const d of dirs) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+  }
+}
+
+/** Closes an image from openImage() and gives up its claim: a read-write open must end here, or its lock outlives it. */
+export function closeImage(img: OpenedImage): void {
+  try {
+    fs.closeSync(img.fd);
+  } finally {
+    releaseImage(img);
+  }
+}
+
+/** Gives up the claim of a read-write open (after its descriptor is closed). */
+export function releaseImage(img: OpenedImage): void {
+  img.claim?.release();
+}
+
+/**
+ * Undoes a successful open whose descriptor is closed: if it created the
+ * image, removes the image, its sidecar and the directories it made (those
+ * still empty), then releases the claim. After releaseImage() the claim is
+ * taken again first; if someone else holds the image by then, it is theirs
+ * and stays. Several opens are undone in the reverse order they were made
+ * in (a later one may have put its image in a directory an earlier one
+ * created). Throws only what removing throws.
+ */
+export function discardImage(img: OpenedImage): void {
+  if (!img.created || img.inode === undefined || img.lockTarget === undefined) return releaseImage(img);
+  const st = statOrUndefined(img.path);
+  if (!st || inodeOf(st) !== img.inode) {
+    // Gone already, or another file has its name: nothing of this open is left but, perhaps, empty directories.
+    releaseImage(img);
+    return removeDirs(img.createdDirs ?? []);
+  }
+  let claim = img.claim;
+  if (!claim?.held) {
+    try {
+      claim = ImageClaim.take(img.path, img.lockTarget);
+    } catch (e) {
+      if (e instanceof ImageError && e.code === 'NVMQ_IMAGE_BUSY') return;
+      throw e;
+    }
+  }
+  try {
+    removeImage(img.path, img.inode);
+  } finally {
+    claim.release();
+  }
+  removeDirs(img.createdDirs ?? []);
 }

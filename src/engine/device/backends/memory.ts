@@ -64,6 +64,9 @@ export class MemoryBackend implements Backend {
 
   async close(): Promise<void> {}
 
+  /** Nothing outlives a memory namespace. */
+  async discard(): Promise<void> {}
+
   handle(): BackendHandle {
     return { kind: 'memory', buffer: this.buffer };
   }

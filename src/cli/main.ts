@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import { openController } from '../engine/local.js';
 import type { NamespaceSpec } from '../engine/local.js';
 import { NvmqError } from '../engine/host/errors.js';
+import { ImageError } from '../engine/device/backends/backend.js';
 import { takePortableNotice } from '../engine/native.js';
 import {
   parseArgv,
@@ -154,8 +155,8 @@ main(process.argv.slice(2)).then(
       complain(e.message);
       process.exitCode = 2;
     } else if (e instanceof NvmqError || code.startsWith('NVMQ_')) {
-      const hint = code === 'NVMQ_IMAGE_NOT_FOUND' ? ` (${NOT_CREATED})` : '';
-      complain(`${(e as Error).message}${hint} [${code}]`);
+      const missing = e instanceof ImageError && code === 'NVMQ_IMAGE_NOT_FOUND' && e.path !== undefined;
+      complain(`${missing ? `${e.path} does not exist (${NOT_CREATED})` : (e as Error).message} [${code}]`);
       process.exitCode = 1;
     } else {
       complain(e instanceof Error ? e.message : String(e));

@@ -2,8 +2,9 @@
  * The composition root of an in-process device: options checked, a DMA arena,
  * namespaces over memory or files, a controller, and the host driver brought
  * up on it. `openController()` and `Engine.open()` both build through
- * `openLocal()`, so a failure at any step undoes every step before it: files
- * the open created are removed, nothing stays open or waiting.
+ * `openLocal()`, so a failure at any step undoes every step before it: files,
+ * directories and locks the open created are removed, nothing stays open or
+ * waiting.
  */
 import { DmaArena } from './dma-arena.js';
 import { NvmeController, type ControllerOptions } from './device/controller.js';
@@ -86,7 +87,8 @@ export function checkNamespaceSpecs(specs: unknown): asserts specs is NamespaceS
 
 export function makeBackend(spec: NamespaceSpec): Backend {
   if (spec.backend === 'memory') return new MemoryBackend({ size: spec.size });
-  if (spec.backend === 'file') return new FileBackend(spec);
+  // The LBA size the namespace will use, so the image is checked against it before anything is created.
+  if (spec.backend === 'file') return new FileBackend({ ...spec, lbaSize: spec.lbaSize ?? 4096 });
   throw invalid(`unknown backend ${describe((spec as { backend: unknown }).backend)}: use memory or file`);
 }
 
@@ -114,9 +116,11 @@ export async function openLocal(opts: {
   const backends: Backend[] = [];
   let transport: LocalTransport | undefined;
   const undo = async (): Promise<void> => {
-    // The transport closes the controller (its event watcher and rings) and with it the backends.
+    // The transport closes the controller (its event watcher and rings) and with it the backends; then
+    // each backend removes what its open created, the last first (a later image may sit in a directory
+    // an earlier one created). discard() never rejects.
     if (transport) await transport.close().catch(() => {});
-    await Promise.all(backends.map((b) => b.close().catch(() => {})));
+    for (const b of backends.reverse()) await b.discard();
   };
   try {
     const arena = new DmaArena({ sizeBytes: opts.arenaSize });

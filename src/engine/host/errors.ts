@@ -86,14 +86,15 @@ export function errorToWire(e: Error): WireError {
   return { wireError: 1, name: e.name, message: e.message, stack: e.stack, fields };
 }
 
-/** Rebuilds what errorToWire() sent: an NvmeStatusError or NvmqError again, or an Error with the same name and fields. */
+/** Rebuilds what errorToWire() sent: an NvmeStatusError or NvmqError again (any NVMQ_ code), or an Error with the same name and fields. */
 export function errorFromWire(w: WireError): Error {
   const f = w.fields;
   let e: Error;
   if (w.name === 'NvmeStatusError' && typeof f.code === 'string') {
     e = new NvmeStatusError(f.code, w.message, f as unknown as ConstructorParameters<typeof NvmeStatusError>[2]);
-  } else if (w.name === 'NvmqError' && typeof f.code === 'string') {
-    e = new NvmqError(f.code, w.message);
+  } else if (typeof f.code === 'string' && f.code.startsWith('NVMQ_')) {
+    // An NvmqError or one of its kinds (ImageError, ...): an NvmqError with the same name and fields.
+    e = Object.assign(new NvmqError(f.code, w.message), f);
   } else {
     e = Object.assign(new Error(w.message), f);
     e.name = w.name;

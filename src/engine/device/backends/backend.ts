@@ -32,9 +32,12 @@ export type IoDone = (err: BackendError | null) => void;
 
 /** Opening an image failed: `code` is one of the NVMQ_IMAGE_* / NVMQ_INVALID_ARGUMENT codes, the message one line naming the path or argument. */
 export class ImageError extends NvmqError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  /** The image or device the error is about, where there is one. */
+  readonly path: string | undefined;
+  constructor(code: string, message: string, options?: { cause?: unknown; path?: string }) {
     super(code, message, options);
     this.name = 'ImageError';
+    this.path = options?.path;
   }
 }
 

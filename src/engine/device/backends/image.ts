@@ -141,7 +141,7 @@ export function openImage(opts: ImageOptions): OpenedImage {
 function openReadOnly(opts: ImageOptions, lba: number): OpenedImage {
   const p = opts.path;
   const st = statOrUndefined(p);
-  if (!st) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (read-only: nothing is created)`);
+  if (!st) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (read-only: nothing is created)`, { path: p });
   const size = existingSize(p, st, opts, lba);
   const fd = openWith(p, fs.constants.O_RDONLY | (opts.extraFlags ?? 0), opts.extraFlags ?? 0);
   return { fd, path: p, size, created: false, blockDevice: st.isBlockDevice(), readOnly: true };
@@ -215,7 +215,7 @@ function inodeOf(st: fs.Stats): string {
 }
 
 function notFound(p: string): ImageError {
-  return new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (create: false)`);
+  return new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (create: false)`, { path: p });
 }
 
 /** The size of a new image: `size`, or `defaultSize` rounded up to whole LBAs. */

@@ -69,8 +69,9 @@ describe('Engine lifecycle', () => {
     ]);
     expect(out.after.fds).toBeLessThanOrEqual(out.before.fds);
     expect(out.after.threads).toBeLessThanOrEqual(out.before.threads);
-    // 48 cycles open six engines of 8-40 MiB of shared memory each: one may still be reachable, not more.
-    expect(out.after.arrayBuffersMiB - out.before.arrayBuffersMiB).toBeLessThan(48);
+    // 48 cycles open engines of 8-64 MiB of shared memory each; after the last close none is reachable
+    // (a delayed CSTS.RDY timer used to hold a failed bring-up's 64 MiB arena for 700 ms).
+    expect(out.after.arrayBuffersMiB - out.before.arrayBuffersMiB).toBeLessThan(8);
     // Resident memory: the addon pins glibc's mmap threshold (see native/binding.cc); without it the C
     // library keeps freed shared memory resident, which is outside what the engine can change.
     if (loadNative()) expect(out.after.rssMiB - out.before.rssMiB).toBeLessThan(64);

@@ -221,6 +221,8 @@ export class NvmeController {
   private intMask = 0;
   /** Set by close(): the main thread's event watcher stops. */
   private closed = false;
+  /** A delayed CSTS.RDY (readyDelayMs) not yet raised; close() drops it, so nothing holds a closed controller. */
+  private readyTimer: NodeJS.Timeout | undefined;
   private intPending = 0;
   private clock: number | undefined;
   /** This thread's in-flight count among the globals (slot 0: the main thread). */
@@ -574,8 +576,12 @@ export class NvmeController {
       Atomics.store(this.globals, G_READY, 1);
       this.setCsts(Csts.RDY, 1);
     };
-    if (this.readyDelayMs > 0) setTimeout(ready, this.readyDelayMs).unref();
-    else ready();
+    if (this.readyDelayMs > 0) {
+      clearTimeout(this.readyTimer);
+      this.readyTimer = setTimeout(ready, this.readyDelayMs).unref();
+    } else {
+      ready();
+    }
   }
 
   /**
@@ -1098,6 +1104,7 @@ export class NvmeController {
     if (this.role === 'main' && !this.closed) {
       // End the event watcher: a pending waitAsync holds the controller (and its arena and namespaces) alive.
       this.closed = true;
+      clearTimeout(this.readyTimer);
       Atomics.add(this.globals, G_EVENTS_POSTED, 1);
       Atomics.notify(this.globals, G_EVENTS_POSTED);
     }

@@ -43,6 +43,7 @@ import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
+import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
 import { CACHE_LINE, RequestTable, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
@@ -50,6 +51,7 @@ import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/i
 
 /** The longest spin QueuePair.wait() accepts before it sleeps: a second, in microseconds (the addon's limit too). */
 export const MAX_SPIN_US = 1_000_000;
+const SPIN_RANGE = `an integer from 0 to ${MAX_SPIN_US}`;
 
 const trace = debuglog('nvmq');
 const noop = (): void => {};
@@ -74,6 +76,12 @@ function failed(err: Error, callback: CompletionCallback | undefined): Promise<C
   if (!callback) return Promise.reject(err);
   queueMicrotask(() => callback(err, undefined));
   return undefined;
+}
+
+/** `submit()`'s arguments: command fields (no raw SQE), data, and the length counted. */
+function checkSubmission(cmd: unknown, data: unknown, length: unknown): void {
+  checkCommand(cmd, data, false);
+  if (length !== undefined) checkInteger('length', length, 0, Number.MAX_SAFE_INTEGER);
 }
 
 const H_LOCK = 0;
@@ -316,6 +324,11 @@ export class QueuePair {
    * the CID, for tests that need malformed commands.
    */
   submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+    try {
+      checkCommand(cmd, data, true);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     return this.enqueue(cmd, data, false, data?.buffer.length ?? 0);
   }
 
@@ -324,28 +337,46 @@ export class QueuePair {
    * success. `length`: the bytes the command addresses, for the I/O counters
    * (default: the data transferred).
    */
-  submit(cmd: CommandFields, data?: DataSpec, length = data?.buffer.length ?? 0): Promise<Completion> {
-    return this.enqueue(cmd, data, true, length);
+  submit(cmd: CommandFields, data?: DataSpec, length?: number): Promise<Completion> {
+    try {
+      checkSubmission(cmd, data, length);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.enqueue(cmd, data, true, length ?? data?.buffer.length ?? 0);
   }
 
   /**
    * `submit()` without a Promise: `done` runs once the command completes,
    * from the completion path (a callback that submits again continues in the
    * same turn), never inside this call. For closed loops that cannot afford
-   * a Promise per command.
+   * a Promise per command. Bad arguments reach `done` as any refusal does
+   * (a `done` that is not a function throws here).
    */
-  submitCallback(cmd: CommandFields, data: DataSpec | undefined, done: CompletionCallback, length = data?.buffer.length ?? 0): void {
-    this.enqueue(cmd, data, true, length, done);
+  submitCallback(cmd: CommandFields, data: DataSpec | undefined, done: CompletionCallback, length?: number): void {
+    checkCallback(done);
+    try {
+      checkSubmission(cmd, data, length);
+    } catch (e) {
+      return this.refuse(e as Error, done);
+    }
+    this.enqueue(cmd, data, true, length ?? data?.buffer.length ?? 0, done);
+  }
+
+  /** A command refused before it was queued, reported as `enqueue()` reports one. */
+  protected refuse(err: Error, callback: CompletionCallback): void {
+    failed(err, callback);
   }
 
   /**
    * The submission path. With a free slot it runs to the doorbell without an
    * await, and the command costs one Promise (none with `callback`); only a
-   * full table waits.
+   * full table waits. It takes the command as given: the public forms check
+   * their arguments first, subclasses build well-formed commands.
    */
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
     const dead = this.deadError();
     if (dead) return failed(dead, callback);
     const cid = this.table.tryAllocate();
@@ -389,7 +420,7 @@ export class QueuePair {
       if (late) throw late;
       if (data && data.buffer.length > 0) {
         if (data.buffer.length > this.maxTransfer) {
-          throw new NvmqError('NVMQ_INVALID_ARGUMENT', `transfer of ${data.buffer.length} bytes exceeds the queue's maximum of ${this.maxTransfer}`);
+          throw invalidArgument('data.buffer', `at most ${this.maxTransfer} bytes (the queue's maximum transfer)`, data.buffer);
         }
         let region: Uint8Array = data.buffer;
         if (!this.arena.contains(data.buffer)) {
@@ -502,10 +533,8 @@ export class QueuePair {
    * A single wait lasts an hour at most (`Infinity` waits that long).
    */
   wait(timeoutMs = 10, spinUs = 0): number {
-    if (!(timeoutMs >= 0)) throw new RangeError(`wait: timeoutMs must be a number of milliseconds >= 0, got ${timeoutMs}`);
-    if (!Number.isInteger(spinUs) || spinUs < 0 || spinUs > MAX_SPIN_US) {
-      throw new RangeError(`wait: spinUs must be an integer from 0 to ${MAX_SPIN_US}, got ${spinUs}`);
-    }
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw invalidArgument('wait: timeoutMs', 'a number of milliseconds >= 0', timeoutMs);
+    checkInteger('wait: spinUs', spinUs, 0, MAX_SPIN_US, SPIN_RANGE);
     this.transport.wait?.(timeoutMs, spinUs);
     const n = this.processCompletions();
     this.stats.polled += n;

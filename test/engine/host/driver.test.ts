@@ -122,7 +122,7 @@ describe('I/O queue pairs', () => {
   it('a malformed command field fails that submission only: no slot leaks and the queue keeps working', async () => {
     h = await bringUp();
     const q = await h.driver.createIoQueuePair({ entries: 4 });
-    await expect(q.passthru({ opcode: 0x02, nsid: 1, cdw12: 1n as unknown as number })).rejects.toThrow(TypeError);
+    await expect(q.passthru({ opcode: 0x02, nsid: 1, cdw12: 1n as unknown as number })).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
     expect(q.outstanding).toBe(0);
     await q.write(1, 0, 1, pattern(4096, 1));
   });
@@ -185,7 +185,7 @@ describe('callback forms (readCallback / writeCallback)', () => {
     expect(q.outstanding).toBe(0);
   });
 
-  it('report a failed command as its typed error with the completion, and throw on bad arguments', async () => {
+  it('report a failed command as its typed error with the completion, and bad arguments the same way', async () => {
     h = await bringUp({ namespaces: [memoryNamespace(1 << 20)] });
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     const out = await once((done) => q.readCallback(1, 256, 1, new Uint8Array(4096), done));
@@ -193,8 +193,11 @@ describe('callback forms (readCallback / writeCallback)', () => {
     expect(out.err).toMatchObject({ code: 'NVMQ_LBA_OUT_OF_RANGE' });
     expect(out.status).not.toBe(0);
     expect(out.sync).toBe(false);
-    expect(() => q.readCallback(1, 0, 2, new Uint8Array(4096), () => {})).toThrow(NvmqError);
-    expect(() => q.writeCallback(7, 0, 1, new Uint8Array(4096), () => {})).toThrow(/namespace 7 is not active/);
+    const badLength = await once((done) => q.readCallback(1, 0, 2, new Uint8Array(4096), done));
+    expect(badLength).toMatchObject({ sync: false, status: undefined });
+    expect(badLength.err).toBeInstanceOf(NvmqError);
+    const badNamespace = await once((done) => q.writeCallback(7, 0, 1, new Uint8Array(4096), done));
+    expect(badNamespace).toMatchObject({ sync: false, status: undefined, err: { code: 'NVMQ_INVALID_ARGUMENT', message: 'nsid must be an active NSID (1), got 7' } });
     expect(q.outstanding).toBe(0);
   });
 

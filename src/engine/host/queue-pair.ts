@@ -78,6 +78,17 @@ function failed(err: Error, callback: CompletionCallback | undefined): Promise<C
   return undefined;
 }
 
+/**
+ * PRP list pages each request slot needs for transfers up to `maxTransfer`:
+ * none up to two pages (PRP1 and PRP2 suffice); beyond, pageSize / 8 entries
+ * a page, the last of which chains to the next page (4.3).
+ */
+function prpListPages(maxTransfer: number, pageSize: number): number {
+  const perPage = pageSize / PRP_ENTRY_SIZE;
+  const dataPages = Math.ceil(maxTransfer / pageSize) + 1;
+  return dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
+}
+
 /** `submit()`'s arguments: command fields (no raw SQE), data, and the length counted. */
 function checkSubmission(cmd: unknown, data: unknown, length: unknown): void {
   checkCommand(cmd, data, false);
@@ -178,7 +189,10 @@ export class QueuePair {
   readonly shared: boolean;
   /** This thread's counters: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
   readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
-  readonly maxTransfer: number;
+  /** The largest transfer, in bytes, the pair builds PRPs for. */
+  get maxTransfer(): number {
+    return this.transferLimit;
+  }
   readonly table: RequestTable;
   /** This pair's row of the I/O counters, when it has one. */
   readonly metrics: QueueMetrics | undefined;
@@ -198,7 +212,8 @@ export class QueuePair {
   private prp1 = 0;
   private prp2 = 0;
   private readonly prpPages: DmaBuffer[];
-  private readonly prpPagesPerSlot: number;
+  private prpPagesPerSlot: number;
+  private transferLimit: number;
   private plugDepth = 0;
   /** See reap(). */
   private reaping = false;
@@ -221,7 +236,7 @@ export class QueuePair {
     this.entries = opts.entries;
     this.pageSize = opts.pageSize;
     this.dstrd = opts.dstrd;
-    this.maxTransfer = opts.maxTransfer;
+    this.transferLimit = opts.maxTransfer;
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
@@ -246,12 +261,8 @@ export class QueuePair {
       // Padded past a cache line: see CACHE_LINE.
       this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4 + CACHE_LINE), 0, HOST_WORDS);
       this.host[H_CQ_PHASE] = 1;
-      // Each list page holds pageSize/8 entries, the last of which chains to the next page.
-      const perPage = this.pageSize / PRP_ENTRY_SIZE;
-      const dataPages = Math.ceil(this.maxTransfer / this.pageSize) + 1;
-      this.prpPagesPerSlot = dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
-      this.prpPages = [];
-      for (let i = 0; i < slots * this.prpPagesPerSlot; i++) this.prpPages.push(this.arena.alloc(this.pageSize));
+      this.prpPagesPerSlot = prpListPages(this.maxTransfer, this.pageSize);
+      this.prpPages = this.allocPrpPages(slots * this.prpPagesPerSlot);
       this.metrics = opts.metrics?.queue(this.qid);
       this.metrics?.opened();
     }
@@ -261,6 +272,38 @@ export class QueuePair {
     if (attach) void this.watchDead();
     // One thread on the pair: its locks would never be contended, so they are skipped.
     this.table.exclusive = !this.shared;
+  }
+
+  private allocPrpPages(n: number): DmaBuffer[] {
+    const pages: DmaBuffer[] = [];
+    try {
+      for (let i = 0; i < n; i++) pages.push(this.arena.alloc(this.pageSize));
+    } catch (e) {
+      for (const p of pages) this.arena.release(p);
+      throw e;
+    }
+    return pages;
+  }
+
+  /**
+   * Changes the largest transfer the pair builds PRPs for, re-making its
+   * PRP list pages to fit. For the admin queue: the driver learns MDTS from
+   * Identify Controller, which it sends through that queue. Only while no
+   * command is outstanding, on an unshared pair of this thread's making.
+   */
+  setMaxTransfer(bytes: number): void {
+    checkInteger('maxTransfer', bytes, this.pageSize, Number.MAX_SAFE_INTEGER, `an integer number of bytes >= ${this.pageSize} (a page)`);
+    if (!this.owner || this.shared || this.outstanding > 0) {
+      throw new NvmqError('NVMQ_QUEUE_BUSY', `queue ${this.qid}: its maximum transfer can change only while it is idle, unshared and in the thread that created it`);
+    }
+    const perSlot = prpListPages(bytes, this.pageSize);
+    if (perSlot !== this.prpPagesPerSlot) {
+      const pages = this.allocPrpPages(this.slots * perSlot);
+      for (const p of this.prpPages) this.arena.release(p);
+      this.prpPages.splice(0, this.prpPages.length, ...pages);
+      this.prpPagesPerSlot = perSlot;
+    }
+    this.transferLimit = bytes;
   }
 
   /**
@@ -419,8 +462,8 @@ export class QueuePair {
       const late = this.deadError();
       if (late) throw late;
       if (data && data.buffer.length > 0) {
-        if (data.buffer.length > this.maxTransfer) {
-          throw invalidArgument('data.buffer', `at most ${this.maxTransfer} bytes (the queue's maximum transfer)`, data.buffer);
+        if (data.buffer.length > this.transferLimit) {
+          throw invalidArgument('data.buffer', `at most ${this.transferLimit} bytes (the queue's maximum transfer)`, data.buffer);
         }
         let region: Uint8Array = data.buffer;
         if (!this.arena.contains(data.buffer)) {

@@ -152,6 +152,35 @@ describe('I/O queue pairs', () => {
   });
 });
 
+describe('admin queue transfers', () => {
+  /** Get Log Page, Commands Supported and Effects (05h), `bytes` long: the 4 KiB log, zeros past it. */
+  const effectsLog = (bytes: number) => ({ opcode: 0x02, nsid: 0, cdw10: (0x05 | (((bytes / 4 - 1) & 0xffff) << 16)) >>> 0, cdw11: (bytes / 4 - 1) >>> 16 });
+
+  it.each([
+    [7, 512 * 1024],
+    [8, 1024 * 1024],
+  ])('go up to the controller\'s MDTS (MDTS %d: %d bytes), through passthrough and log pages, and after a reset', async (mdts, limit) => {
+    h = await bringUp({ controller: { mdts }, arenaSize: 64 << 20 });
+    expect(h.driver.controller.maxTransferBytes).toBe(limit);
+    const log = await h.driver.getLogPage(0x05, 4096);
+    // Identify (06h) is supported: CSUPP set in its entry.
+    expect(log[0x06 * 4]! & 1).toBe(1);
+    for (const round of ['first', 'after reset']) {
+      const big = new Uint8Array(limit);
+      const c = await h.driver.adminPassthru(effectsLog(limit), { buffer: big, direction: 'from-device' });
+      expect(c.status, round).toBe(0);
+      expect(sameBytes(big.subarray(0, 4096), log), round).toBe('equal');
+      expect(big.subarray(4096).every((b) => b === 0), round).toBe(true);
+      expect((await h.driver.getLogPage(0x05, limit)).length, round).toBe(limit);
+      await expect(h.driver.adminPassthru(effectsLog(limit + 4096), { buffer: new Uint8Array(limit + 4096), direction: 'from-device' })).rejects.toMatchObject({
+        code: 'NVMQ_INVALID_ARGUMENT',
+        message: `data.buffer must be at most ${limit} bytes (the queue's maximum transfer), got a Uint8Array of ${limit + 4096} bytes`,
+      });
+      await h.driver.reset();
+    }
+  });
+});
+
 describe('callback forms (readCallback / writeCallback)', () => {
   type Outcome = { err: Error | null; status: number | undefined; sync: boolean };
   /** Runs one callback-form command; records whether its callback ran inside the call. */

@@ -7,7 +7,8 @@
  * test; the message is built only once a check has failed.
  */
 import { NvmqError } from './errors.js';
-import { SQE_SIZE } from '../spec/command.js';
+import { SQE_SIZE, Sqe } from '../spec/command.js';
+import { readU64 } from '../spec/layout.js';
 
 export function invalidArgument(name: string, accepted: string, got: unknown): NvmqError {
   return new NvmqError('NVMQ_INVALID_ARGUMENT', `${name} must be ${accepted}, got ${describeValue(got)}`);
@@ -37,11 +38,18 @@ const COMMAND_FIELDS = new Set(['opcode', 'fuse', 'psdt', ...DWORD_FIELDS, ...AD
 const MAX_DWORD = 0xffffffff;
 const MIN_DWORD = -0x80000000;
 
-/** Checks a command for `submit()` / `passthru()` and its data. `raw` (a whole SQE) only with `allowRaw`. */
+/**
+ * Checks a command for `submit()` / `passthru()` and its data: the fields'
+ * widths, and that nothing contradicts the PRPs the queue pair builds for a
+ * data buffer (it points DPTR at the buffer, so the command must leave
+ * PRP1 / PRP2 zero). PSDT goes out as given: a controller that takes no SGL
+ * refuses a non-zero one, which tests rely on. `raw` (a whole SQE) only with
+ * `allowRaw`.
+ */
 export function checkCommand(cmd: unknown, data: unknown, allowRaw: boolean): void {
   if (typeof cmd !== 'object' || cmd === null) throw invalidArgument('cmd', allowRaw ? 'command fields or { raw }' : 'command fields', cmd);
-  checkData(data);
-  if (allowRaw && 'raw' in cmd) return checkRawSqe(cmd as { raw: unknown });
+  const withData = checkData(data);
+  if (allowRaw && 'raw' in cmd) return checkRawSqe(cmd as { raw: unknown }, withData);
   for (const key of Object.keys(cmd)) {
     if (!COMMAND_FIELDS.has(key)) throw invalidArgument('a command field', `one of ${[...COMMAND_FIELDS].join(', ')}${allowRaw ? ', or raw alone' : ''}`, key);
   }
@@ -51,14 +59,24 @@ export function checkCommand(cmd: unknown, data: unknown, allowRaw: boolean): vo
   if (c.psdt !== undefined) checkInteger('psdt', c.psdt, 0, 3);
   for (const f of DWORD_FIELDS) if (c[f] !== undefined) checkInteger(f, c[f], MIN_DWORD, MAX_DWORD, 'an integer -0x80000000..0xffffffff (32 bits, signed or unsigned)');
   for (const f of ADDRESS_FIELDS) if (c[f] !== undefined) checkInteger(f, c[f], 0, Number.MAX_SAFE_INTEGER, 'an integer 0..2^53-1 (an address a Number holds exactly)');
+  if (!withData) return;
+  for (const f of ['prp1', 'prp2']) {
+    if (c[f]) throw invalidArgument(f, 'unset or 0 with data (the queue pair points PRP1 / PRP2 at data.buffer)', c[f]);
+  }
 }
 
-/** `{ raw }`: one whole SQE, alone. */
-function checkRawSqe(cmd: { raw: unknown }): void {
+/** `{ raw }`: one whole SQE, alone; with data, its DPTR is the queue pair's to fill. */
+function checkRawSqe(cmd: { raw: unknown }, withData: boolean): void {
   const { raw } = cmd;
   if (!(raw instanceof Uint8Array) || raw.length !== SQE_SIZE) throw invalidArgument('raw', `a Uint8Array of ${SQE_SIZE} bytes (one SQE)`, raw);
   const others = Object.keys(cmd).filter((k) => k !== 'raw');
-  if (others.length > 0) throw invalidArgument('cmd', '{ raw } alone (the SQE holds every field)', `raw with ${others.join(', ')}`);
+  if (others.length > 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `cmd must be { raw } alone (the SQE holds every field), got raw with ${others.join(', ')}`);
+  if (!withData) return;
+  const dv = new DataView(raw.buffer, raw.byteOffset, SQE_SIZE);
+  for (const f of [Sqe.PRP1, Sqe.PRP2]) {
+    const v = readU64(dv, f.offset);
+    if (v !== 0) throw invalidArgument(`raw ${f.name} (bytes ${f.offset}..${f.offset + f.size - 1})`, '0 with data (the queue pair points PRP1 / PRP2 at data.buffer)', v);
+  }
 }
 
 /** Whether `data` carries bytes to move (a zero-length buffer moves none). */

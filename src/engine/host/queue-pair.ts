@@ -364,7 +364,9 @@ export class QueuePair {
   /**
    * Submits one command and resolves with its completion, whatever its status
    * (passthrough semantics). `raw` writes a whole 64-byte SQE verbatim except
-   * the CID, for tests that need malformed commands.
+   * the CID, for tests that need malformed commands. With a data buffer the
+   * queue pair points PRP1 / PRP2 (a raw SQE's bytes 24..39) at it; a
+   * command that sets them itself is refused.
    */
   submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
     try {
@@ -491,11 +493,17 @@ export class QueuePair {
       const at = this.sq.offset + tail * SQE_SIZE;
       const now = this.plugDepth > 0 ? this.plugClock : sharedNow();
       this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
+      const withData = data !== undefined && data.buffer.length > 0;
       if (raw) {
+        const dv = this.arena.view;
         this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
-        this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
+        dv.setUint16(at + Sqe.CID.offset, cid, true);
+        // A raw SQE with data leaves DPTR to the queue pair, as a command of fields does (checkCommand()).
+        if (withData) {
+          writeU64(dv, at + Sqe.PRP1.offset, prp1);
+          writeU64(dv, at + Sqe.PRP2.offset, prp2);
+        }
       } else {
-        const withData = data !== undefined && data.buffer.length > 0;
         encodeCommandWords(this.arena.u32, at >> 2, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
       }
       // The tail moves only once the whole SQE is in place.

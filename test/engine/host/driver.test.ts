@@ -179,6 +179,17 @@ describe('admin queue transfers', () => {
       await h.driver.reset();
     }
   });
+
+  it('a raw admin SQE with a data buffer gets its PRPs from it (Identify Controller)', async () => {
+    h = await bringUp();
+    const sqe = new Uint8Array(64);
+    sqe[0] = 0x06;
+    sqe[40] = 0x01;
+    const buffer = new Uint8Array(4096);
+    const c = await h.driver.adminPassthru({ raw: sqe }, { buffer, direction: 'from-device' });
+    expect(c.status).toBe(0);
+    expect(sameBytes(buffer, await h.driver.identify(0x01, 0))).toBe('equal');
+  });
 });
 
 describe('callback forms (readCallback / writeCallback)', () => {

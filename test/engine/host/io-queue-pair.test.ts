@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { bringUp, memoryNamespace, type Harness } from '../../helpers/harness.js';
-import { NvmqError } from '../../../src/engine/host/errors.js';
+import { bringUp, memoryNamespace, pattern, sameBytes, type Harness } from '../../helpers/harness.js';
+import { NvmqError, NvmeStatusError, statusToError } from '../../../src/engine/host/errors.js';
+import { spec } from '../../../src/index.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
 import type { CompletionCallback } from '../../../src/engine/host/queue-pair.js';
 
@@ -54,7 +55,7 @@ const PROMISE_CASES: Array<[string, (q: IoQueuePair) => Promise<unknown>, string
   ['passthru, prp1 -1', (q) => q.passthru({ opcode: 0, prp1: -1 }), 'prp1 must be an integer 0..2^53-1 (an address a Number holds exactly), got -1'],
   ['passthru, a field that is not one', (q) => q.passthru(bad({ opcode: 0x02, nsid: 1, slba: 5 })), 'a command field must be one of opcode, fuse, psdt, nsid, cdw2, cdw3, cdw10, cdw11, cdw12, cdw13, cdw14, cdw15, mptr, prp1, prp2, or raw alone, got "slba"'],
   ['passthru, raw of 10 bytes', (q) => q.passthru({ raw: new Uint8Array(10) }), 'raw must be a Uint8Array of 64 bytes (one SQE), got a Uint8Array of 10 bytes'],
-  ['passthru, raw with fields', (q) => q.passthru(bad({ raw: new Uint8Array(64), opcode: 2 })), 'cmd must be { raw } alone (the SQE holds every field), got "raw with opcode"'],
+  ['passthru, raw with fields', (q) => q.passthru(bad({ raw: new Uint8Array(64), opcode: 2 })), 'cmd must be { raw } alone (the SQE holds every field), got raw with opcode'],
   ['passthru, data null', (q) => q.passthru({ opcode: 0 }, bad(null)), 'data must be { buffer, direction } or undefined, got null'],
   ['passthru, data.buffer null', (q) => q.passthru({ opcode: 0 }, bad({ buffer: null, direction: 'to-device' })), 'data.buffer must be a Uint8Array, got null'],
   ['passthru, direction "in"', (q) => q.passthru({ opcode: 0x02, nsid: 1 }, bad({ buffer: block(), direction: 'in' })), 'data.direction must be \'to-device\' or \'from-device\', got "in"'],
@@ -120,5 +121,81 @@ describe('argument errors of the queue pair API', () => {
       expect(o.err).toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message });
     }
     expect(q.outstanding).toBe(0);
+  });
+});
+
+describe('passthrough with data', () => {
+  /** A raw NVM Read / Write SQE: NSID 1, `nlb` blocks at `slba`, DPTR left zero. */
+  function rawRw(opcode: 0x01 | 0x02, slba: number, nlb: number): Uint8Array {
+    const sqe = new Uint8Array(64);
+    const dv = new DataView(sqe.buffer);
+    dv.setUint8(0, opcode);
+    dv.setUint32(4, 1, true);
+    dv.setUint32(40, slba, true);
+    dv.setUint32(48, nlb - 1, true);
+    return sqe;
+  }
+
+  it('a raw SQE with a data buffer moves the data: the queue pair fills PRP1 / PRP2 from it', async () => {
+    const q = await pair();
+    const written = pattern(3 * 4096, 5);
+    // Out of the arena (through a bounce buffer) and in it (zero copy); three pages make PRP2 a list.
+    const w = await q.passthru({ raw: rawRw(0x01, 10, 3) }, { buffer: written, direction: 'to-device' });
+    expect(w.status).toBe(0);
+    const plain = new Uint8Array(3 * 4096);
+    const r = await q.passthru({ raw: rawRw(0x02, 10, 3) }, { buffer: plain, direction: 'from-device' });
+    expect(r.status).toBe(0);
+    expect(sameBytes(plain, written)).toBe('equal');
+    const inArena = q.allocBuffer(3 * 4096);
+    expect((await q.passthru({ raw: rawRw(0x02, 10, 3) }, { buffer: inArena, direction: 'from-device' })).status).toBe(0);
+    expect(sameBytes(inArena, written)).toBe('equal');
+    // A raw SQE without data keeps its own PRPs: here none, which the controller refuses.
+    expect((await q.passthru({ raw: rawRw(0x02, 10, 1) })).status & 0xff).not.toBe(0);
+  });
+
+  it('refuses PRPs a command sets itself next to a data buffer, naming them; PSDT goes out as given', async () => {
+    const q = await pair();
+    const data = { buffer: block(), direction: 'from-device' as const };
+    const withPrp1 = rawRw(0x02, 0, 1);
+    new DataView(withPrp1.buffer).setUint32(24, 0x1000, true);
+    const withPrp2 = rawRw(0x02, 0, 1);
+    new DataView(withPrp2.buffer).setUint32(32, 0x2000, true);
+    const withSgl = rawRw(0x02, 0, 1);
+    withSgl[1] = 1 << 6;
+    const cases: Array<[Promise<unknown>, string]> = [
+      [q.passthru({ opcode: 0x02, nsid: 1, prp1: 0x1000 }, data), 'prp1 must be unset or 0 with data (the queue pair points PRP1 / PRP2 at data.buffer), got 4096'],
+      [q.passthru({ opcode: 0x02, nsid: 1, prp2: 0x2000 }, data), 'prp2 must be unset or 0 with data (the queue pair points PRP1 / PRP2 at data.buffer), got 8192'],
+      [q.passthru({ raw: withPrp1 }, data), 'raw PRP1 (bytes 24..31) must be 0 with data (the queue pair points PRP1 / PRP2 at data.buffer), got 4096'],
+      [q.passthru({ raw: withPrp2 }, data), 'raw PRP2 (bytes 32..39) must be 0 with data (the queue pair points PRP1 / PRP2 at data.buffer), got 8192'],
+    ];
+    for (const [call, message] of cases) await expect(call).rejects.toMatchObject({ name: 'NvmqError', code: 'NVMQ_INVALID_ARGUMENT', message });
+    expect(q.outstanding).toBe(0);
+    // SGLs are not supported: the controller refuses PSDT 1, whichever form carried it, and moves nothing.
+    for (const sgl of [q.passthru({ opcode: 0x02, nsid: 1, psdt: 1 }, data), q.passthru({ raw: withSgl }, data)]) {
+      const c = await sgl;
+      expect(spec.statusSc(c.status)).toBe(spec.GenericStatus.INVALID_FIELD);
+    }
+    // PRPs of 0 say nothing against the buffer, and a command with PRPs and no data keeps them.
+    expect((await q.passthru({ opcode: 0x02, nsid: 1, prp1: 0, prp2: 0 }, data)).status).toBe(0);
+    const own = q.allocBuffer(4096);
+    expect((await q.passthru({ opcode: 0x02, nsid: 1, prp1: h!.arena.iovaOf(h!.arena.offsetOf(own)) })).status).toBe(0);
+  });
+});
+
+describe('status helpers', () => {
+  it('take a passthrough status apart as the README shows', async () => {
+    const q = await pair();
+    const c = await q.passthru({ opcode: 0x02, nsid: 1, cdw10: 1 << 30 }, { buffer: block(), direction: 'from-device' });
+    expect(spec.statusSct(c.status)).toBe(spec.Sct.GENERIC);
+    expect(spec.statusSc(c.status)).toBe(spec.GenericStatus.LBA_OUT_OF_RANGE);
+    expect(spec.statusDnr(c.status)).toBe(true);
+    expect(spec.statusMore(c.status)).toBe(false);
+    expect(spec.statusCode(c.status)).toBe(spec.makeStatus(0, 0x80));
+    expect(spec.formatStatus(c.status)).toBe('LBA Out of Range (SCT 0, SC 0x80), DNR');
+    expect(spec.describeStatus(c.status)).toMatchObject({ sct: 0, sc: 0x80, dnr: true, more: false, code: 'NVMQ_LBA_OUT_OF_RANGE', sctName: 'Generic Command Status' });
+    const err = statusToError(c.status, { opcode: 0x02, qid: q.qid, cid: c.cid });
+    const thrown = await q.read(1, 1 << 30, 1, block()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NvmeStatusError);
+    expect(err).toMatchObject({ status: c.status, sct: 0, sc: 0x80, dnr: true, command: 'Read (0x02)', message: (thrown as Error).message, code: (thrown as NvmqError).code });
   });
 });

@@ -18,7 +18,9 @@
  *
  * With `metrics`, the pair counts into its row of the I/O counters
  * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
- * locks that order those steps on a shared pair.
+ * locks that order those steps on a shared pair; a command failed without a
+ * completion (reset, shutdown, deletion) is counted as an error by the
+ * thread it was outstanding in, when that thread fails it.
  *
  * Host words (Int32, shared by the threads using the pair):
  *
@@ -44,10 +46,10 @@ import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
-import { CACHE_LINE, RequestTable, type RequestTableHandle } from '../shared/request-table.js';
+import { CACHE_LINE, RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
-import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
+import { IoMetrics, hostFailureIndex, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
 
 /** The longest spin QueuePair.wait() accepts before it sleeps: a second, in microseconds (the addon's limit too). */
 export const MAX_SPIN_US = 1_000_000;
@@ -102,6 +104,8 @@ const H_CQ_PHASE = 3;
 const H_DB_LOCK = 4;
 const H_DEAD = 5;
 const HOST_WORDS = 8;
+/** Why the pair was failed, by H_DEAD's value (0: it was not); other threads rebuild the error from it. */
+const DEAD_CODES: readonly string[] = ['', 'NVMQ_CONTROLLER_RESET', 'NVMQ_QUEUE_DELETED', 'NVMQ_CONTROLLER_SHUTDOWN'];
 /** Longest a blocking free-slot wait blocks its thread before it waits asynchronously. */
 const BLOCKING_WAIT_MS = 5;
 
@@ -356,9 +360,10 @@ export class QueuePair {
   }
 
   private deadError(): NvmqError | undefined {
-    const d = Atomics.load(this.host, H_DEAD);
-    if (d === 0) return undefined;
-    return d === 2 ? new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${this.qid} was deleted`) : new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset');
+    const code = DEAD_CODES[Atomics.load(this.host, H_DEAD)];
+    if (!code) return undefined;
+    if (code === 'NVMQ_QUEUE_DELETED') return new NvmqError(code, `I/O queue ${this.qid} was deleted`);
+    return new NvmqError(code, code === 'NVMQ_CONTROLLER_SHUTDOWN' ? 'the controller was shut down' : 'the controller was reset');
   }
 
   /**
@@ -739,9 +744,29 @@ export class QueuePair {
     const { reject, callback, bounce } = slot;
     this.clearLocal(slot);
     if (bounce) this.arena.release(bounce);
+    if (this.metrics) this.countHostFailure(this.metrics, cid, err);
     this.table.release(cid);
     if (callback) this.callBack(callback, err, undefined);
     else reject(err);
+  }
+
+  /**
+   * Counts a command failed without a completion as an error, once: not
+   * when a reaper found its CQE first (it counted that), which on a shared
+   * pair it may have done before this thread got to the slot. Under the
+   * pair's lock there, as the reaper counts.
+   */
+  private countHostFailure(m: QueueMetrics, cid: number, err: Error): void {
+    if (this.shared) this.lock.lock();
+    try {
+      const state = this.table.state(cid);
+      // fail() marks the slots it finds submitted COMPLETED with status -1 (see awaitSlot()).
+      if (state === SlotState.SUBMITTED || (state === SlotState.COMPLETED && this.table.status(cid) === -1)) {
+        m.hostFailed(this.table, cid, hostFailureIndex((err as Partial<NvmqError>).code ?? ''));
+      }
+    } finally {
+      if (this.shared) this.lock.unlock();
+    }
   }
 
   private failAllLocal(err: Error): void {
@@ -801,7 +826,7 @@ export class QueuePair {
    * the queue deleted).
    */
   fail(err: NvmqError): void {
-    Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
+    Atomics.store(this.host, H_DEAD, Math.max(1, DEAD_CODES.indexOf(err.code)));
     Atomics.notify(this.host, H_DEAD);
     this.metrics?.failed(sharedNow());
     this.failAllLocal(err);

@@ -199,3 +199,16 @@ describe('status helpers', () => {
     expect(err).toMatchObject({ status: c.status, sct: 0, sc: 0x80, dnr: true, command: 'Read (0x02)', message: (thrown as Error).message, code: (thrown as NvmqError).code });
   });
 });
+
+describe('a failed pair', () => {
+  it.each([
+    ['NVMQ_CONTROLLER_RESET', 'the controller was reset'],
+    ['NVMQ_CONTROLLER_SHUTDOWN', 'the controller was shut down'],
+    ['NVMQ_QUEUE_DELETED', 'I/O queue 1 was deleted'],
+  ])('refuses later commands with the reason it was failed for (%s)', async (code, message) => {
+    const q = await pair();
+    q.fail(new NvmqError(code, message));
+    await expect(q.read(1, 0, 1, block())).rejects.toMatchObject({ code, message });
+    await expect(q.flush(1)).rejects.toMatchObject({ code, message });
+  });
+});

@@ -118,7 +118,8 @@ export class NvmeDriver {
 
     // 2. Admin queue.
     const entries = Math.min(this.opts.adminQueueEntries ?? 32, this.cap.mqes + 1, 4096);
-    this.admin = new QueuePair({ transport: t, qid: 0, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: 64 * 1024 });
+    // MDTS is known only once Identify Controller (4 KiB) has come back through this queue: room for that until then.
+    this.admin = new QueuePair({ transport: t, qid: 0, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: IDENTIFY_DATA_SIZE });
     t.write32(Regs.AQA.offset, withBits(withBits(0, Aqa.ASQS, entries - 1), Aqa.ACQS, entries - 1));
     t.write64(Regs.ASQ.offset, this.admin.sq.iova);
     t.write64(Regs.ACQ.offset, this.admin.cq.iova);
@@ -136,6 +137,7 @@ export class NvmeDriver {
     // 4. Identify, queues, features.
     const idc = await this.identify(Cns.CONTROLLER, 0);
     this.controller = parseIdentifyController(idc, this.cap.mpsMin);
+    this.admin.setMaxTransfer(this.maxTransfer);
     await this.scanNamespaces();
     if (this.opts.ioQueues !== undefined) await this.setNumberOfQueues(this.opts.ioQueues);
     else this.grantedIoQueues = await this.getNumberOfQueues();
@@ -158,6 +160,11 @@ export class NvmeDriver {
       await sleep(delay);
       delay = Math.min(delay * 2 + 1, 50);
     }
+  }
+
+  /** The largest transfer a queue pair takes: MDTS, or `maxTransferFallback` when the controller sets no limit. */
+  private get maxTransfer(): number {
+    return Number.isFinite(this.controller.maxTransferBytes) ? this.controller.maxTransferBytes : (this.opts.maxTransferFallback ?? 2 * 1024 * 1024);
   }
 
   private checkUp(): void {
@@ -300,8 +307,7 @@ export class NvmeDriver {
     if (qid < 1 || qid > this.grantedIoQueues || this.ioQueues.has(qid)) {
       throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size} in use`);
     }
-    const maxTransfer = Number.isFinite(this.controller.maxTransferBytes) ? this.controller.maxTransferBytes : (this.opts.maxTransferFallback ?? 2 * 1024 * 1024);
-    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics }, this.namespaces);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics }, this.namespaces);
     const vector = qid;
     try {
       await this.adminCommand({

@@ -9,7 +9,7 @@ import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';
 import { withBits, writeU64 } from '../spec/layout.js';
 import type { Completion } from '../spec/command.js';
-import { NvmqError } from './errors.js';
+import { checkCallback, checkInteger, invalidArgument } from './arguments.js';
 
 export interface WriteOptions {
   /** Force Unit Access: durable before completion. */
@@ -27,6 +27,7 @@ export interface LbaRange {
 }
 
 const MAX_NLB = 0x10000;
+const NSID_ALL = 0xffffffff;
 
 export class IoQueuePair extends QueuePair {
   constructor(
@@ -44,16 +45,23 @@ export class IoQueuePair extends QueuePair {
 
   private ns(nsid: number): NamespaceInfo {
     const ns = this.namespaces.get(nsid);
-    if (!ns) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `namespace ${nsid} is not active (active: ${[...this.namespaces.keys()].join(', ') || 'none'})`);
+    if (!ns) throw invalidArgument('nsid', `an active NSID (${this.activeNsids()})`, nsid);
     return ns;
+  }
+
+  private activeNsids(): string {
+    return [...this.namespaces.keys()].join(', ') || 'none';
   }
 
   /** The Read / Write command for `nlb` blocks at `slba` moving `buffer`, after checking them. */
   private rw(opcode: number, nsid: number, slba: number, nlb: number, buffer: Uint8Array, fua: boolean): CommandFields {
     const ns = this.ns(nsid);
     checkBlocks(slba, nlb);
-    if (buffer.length !== nlb * ns.lbaSize) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `buffer of ${buffer.length} bytes does not hold ${nlb} blocks of ${ns.lbaSize} bytes`);
+    if (nlb * ns.lbaSize > this.maxTransfer) {
+      throw invalidArgument('nlb', `1..${Math.floor(this.maxTransfer / ns.lbaSize)} (the queue's maximum transfer, ${this.maxTransfer} bytes, in ${ns.lbaSize}-byte blocks)`, nlb);
+    }
+    if (!(buffer instanceof Uint8Array) || buffer.length !== nlb * ns.lbaSize) {
+      throw invalidArgument('buffer', `a Uint8Array of ${nlb * ns.lbaSize} bytes (nlb ${nlb} × ${ns.lbaSize}-byte blocks)`, buffer);
     }
     let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
     if (fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
@@ -69,69 +77,86 @@ export class IoQueuePair extends QueuePair {
     } catch (e) {
       return Promise.reject(e as Error);
     }
-    return this.submit(cmd, { buffer, direction: 'from-device' });
+    return this.enqueue(cmd, { buffer, direction: 'from-device' }, true, buffer.length);
   }
 
-  write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts: WriteOptions = {}): Promise<Completion> {
+  write(nsid: number, slba: number, nlb: number, buffer: Uint8Array, opts?: WriteOptions): Promise<Completion> {
     let cmd: CommandFields;
     try {
-      cmd = this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, opts.fua ?? false);
+      cmd = this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, flag(opts, 'fua'));
     } catch (e) {
       return Promise.reject(e as Error);
     }
-    return this.submit(cmd, { buffer, direction: 'to-device' });
+    return this.enqueue(cmd, { buffer, direction: 'to-device' }, true, buffer.length);
   }
 
   /**
    * read() without a Promise: `done(err, completion)` runs once the command
    * completes, from the completion path, never inside this call. Bad
-   * arguments throw here. For closed loops at high IOPS, where a Promise
-   * and its reaction per command are a measurable share of the cost.
+   * arguments reach `done` too, as every refusal does (only a `done` that is
+   * not a function throws here). For closed loops at high IOPS, where a
+   * Promise and its reaction per command are a measurable share of the cost.
    */
   readCallback(nsid: number, slba: number, nlb: number, buffer: Uint8Array, done: CompletionCallback): void {
-    this.submitCallback(this.rw(NvmOpcode.READ, nsid, slba, nlb, buffer, false), { buffer, direction: 'from-device' }, done);
+    checkCallback(done);
+    let cmd: CommandFields;
+    try {
+      cmd = this.rw(NvmOpcode.READ, nsid, slba, nlb, buffer, false);
+    } catch (e) {
+      return this.refuse(e as Error, done);
+    }
+    this.enqueue(cmd, { buffer, direction: 'from-device' }, true, buffer.length, done);
   }
 
   /** write() without a Promise: see readCallback(). */
-  writeCallback(nsid: number, slba: number, nlb: number, buffer: Uint8Array, done: CompletionCallback, opts: WriteOptions = {}): void {
-    this.submitCallback(this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, opts.fua ?? false), { buffer, direction: 'to-device' }, done);
+  writeCallback(nsid: number, slba: number, nlb: number, buffer: Uint8Array, done: CompletionCallback, opts?: WriteOptions): void {
+    checkCallback(done);
+    let cmd: CommandFields;
+    try {
+      cmd = this.rw(NvmOpcode.WRITE, nsid, slba, nlb, buffer, flag(opts, 'fua'));
+    } catch (e) {
+      return this.refuse(e as Error, done);
+    }
+    this.enqueue(cmd, { buffer, direction: 'to-device' }, true, buffer.length, done);
   }
 
   /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */
   async flush(nsid: number): Promise<void> {
-    if (nsid !== 0xffffffff) this.ns(nsid);
-    await this.submit({ opcode: NvmOpcode.FLUSH, nsid });
+    if (nsid !== NSID_ALL && !this.namespaces.has(nsid)) throw invalidArgument('nsid', `an active NSID (${this.activeNsids()}) or 0xffffffff (all)`, nsid);
+    await this.enqueue({ opcode: NvmOpcode.FLUSH, nsid }, undefined, true, 0);
   }
 
-  async writeZeroes(nsid: number, slba: number, nlb: number, opts: WriteZeroesOptions = {}): Promise<void> {
+  async writeZeroes(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): Promise<void> {
     const ns = this.ns(nsid);
     checkBlocks(slba, nlb);
     let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
-    if (opts.deallocate) cdw12 = withBits(cdw12, RwCdw12.DEAC, 1);
-    if (opts.fua) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
-    await this.submit({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, undefined, nlb * ns.lbaSize);
+    if (flag(opts, 'deallocate')) cdw12 = withBits(cdw12, RwCdw12.DEAC, 1);
+    if (flag(opts, 'fua')) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
+    await this.enqueue({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, undefined, true, nlb * ns.lbaSize);
   }
 
   /** Dataset Management with the Deallocate attribute over up to 256 ranges. */
   async deallocate(nsid: number, ranges: readonly LbaRange[]): Promise<void> {
     const ns = this.ns(nsid);
-    if (ranges.length === 0 || ranges.length > DSM_MAX_RANGES) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `deallocate takes 1 to ${DSM_MAX_RANGES} ranges, got ${ranges.length}`);
+    if (!Array.isArray(ranges) || ranges.length === 0 || ranges.length > DSM_MAX_RANGES) {
+      throw invalidArgument('ranges', `an array of 1..${DSM_MAX_RANGES} { slba, nlb }`, ranges);
     }
     const data = new Uint8Array(ranges.length * DSM_RANGE_SIZE);
     const dv = new DataView(data.buffer);
     let blocks = 0;
-    ranges.forEach((r, i) => {
-      if (!Number.isSafeInteger(r.slba) || r.slba < 0 || !Number.isInteger(r.nlb) || r.nlb < 1 || r.nlb > 0xffffffff) {
-        throw new NvmqError('NVMQ_INVALID_ARGUMENT', `range ${i}: slba ${r.slba}, nlb ${r.nlb} is not a valid range`);
-      }
-      dv.setUint32(i * DSM_RANGE_SIZE + DsmRange.NLB.offset, r.nlb, true);
-      writeU64(dv, i * DSM_RANGE_SIZE + DsmRange.SLBA.offset, r.slba);
-      blocks += r.nlb;
+    ranges.forEach((r: unknown, i) => {
+      if (typeof r !== 'object' || r === null) throw invalidArgument(`ranges[${i}]`, '{ slba, nlb }', r);
+      const { slba, nlb } = r as LbaRange;
+      checkInteger(`ranges[${i}].slba`, slba, 0, Number.MAX_SAFE_INTEGER, 'a non-negative integer');
+      checkInteger(`ranges[${i}].nlb`, nlb, 1, 0xffffffff);
+      dv.setUint32(i * DSM_RANGE_SIZE + DsmRange.NLB.offset, nlb, true);
+      writeU64(dv, i * DSM_RANGE_SIZE + DsmRange.SLBA.offset, slba);
+      blocks += nlb;
     });
-    await this.submit(
+    await this.enqueue(
       { opcode: NvmOpcode.DATASET_MANAGEMENT, nsid, cdw10: ranges.length - 1, cdw11: withBits(0, DsmCdw11.AD, 1) },
       { buffer: data, direction: 'to-device' },
+      true,
       blocks * ns.lbaSize,
     );
   }
@@ -142,12 +167,20 @@ export class IoQueuePair extends QueuePair {
    * `releaseBuffer()`.
    */
   allocBuffer(bytes: number): Uint8Array {
+    checkInteger('bytes', bytes, 1, this.arena.size, `an integer 1..${this.arena.size} (the DMA arena's size)`);
     return this.arena.alloc(bytes).bytes.subarray(0, bytes);
   }
 
   releaseBuffer(buffer: Uint8Array): void {
+    const bad = (): Error => invalidArgument('buffer', 'a buffer allocBuffer() returned and not yet released', buffer);
+    if (!(buffer instanceof Uint8Array) || !this.arena.contains(buffer)) throw bad();
     const offset = this.arena.offsetOf(buffer);
-    this.arena.release({ iova: this.arena.iovaOf(offset), offset, size: buffer.length, bytes: buffer });
+    try {
+      this.arena.release({ iova: this.arena.iovaOf(offset), offset, size: buffer.length, bytes: buffer });
+    } catch {
+      // Not the start of an allocation (a slice of one, or released already).
+      throw bad();
+    }
   }
 
   /** Raw I/O command (as `nvme io-passthru`): the whole completion, whatever its status. */
@@ -157,6 +190,16 @@ export class IoQueuePair extends QueuePair {
 }
 
 function checkBlocks(slba: number, nlb: number): void {
-  if (!Number.isSafeInteger(slba) || slba < 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `slba must be a non-negative integer, got ${slba}`);
-  if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `nlb must be 1..${MAX_NLB}, got ${nlb}`);
+  if (!Number.isSafeInteger(slba) || slba < 0) throw invalidArgument('slba', 'a non-negative integer', slba);
+  if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw invalidArgument('nlb', `1..${MAX_NLB}`, nlb);
+}
+
+/** A boolean option (`fua`, `deallocate`) of an options object that may be left out. */
+function flag<K extends string>(opts: Partial<Record<K, boolean>> | undefined, key: K): boolean {
+  if (opts === undefined) return false;
+  if (typeof opts !== 'object' || opts === null) throw invalidArgument('opts', `an object ({ ${key}?: boolean }) or undefined`, opts);
+  const v = opts[key];
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw invalidArgument(`opts.${key}`, 'a boolean', v);
+  return v;
 }

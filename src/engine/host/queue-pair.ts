@@ -18,7 +18,9 @@
  *
  * With `metrics`, the pair counts into its row of the I/O counters
  * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
- * locks that order those steps on a shared pair.
+ * locks that order those steps on a shared pair; a command failed without a
+ * completion (reset, shutdown, deletion) is counted as an error by the
+ * thread it was outstanding in, when that thread fails it.
  *
  * Host words (Int32, shared by the threads using the pair):
  *
@@ -43,13 +45,15 @@ import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from './errors.js';
-import { CACHE_LINE, RequestTable, type RequestTableHandle } from '../shared/request-table.js';
+import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
+import { CACHE_LINE, RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
-import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
+import { IoMetrics, hostFailureIndex, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
 
 /** The longest spin QueuePair.wait() accepts before it sleeps: a second, in microseconds (the addon's limit too). */
 export const MAX_SPIN_US = 1_000_000;
+const SPIN_RANGE = `an integer from 0 to ${MAX_SPIN_US}`;
 
 const trace = debuglog('nvmq');
 const noop = (): void => {};
@@ -76,6 +80,23 @@ function failed(err: Error, callback: CompletionCallback | undefined): Promise<C
   return undefined;
 }
 
+/**
+ * PRP list pages each request slot needs for transfers up to `maxTransfer`:
+ * none up to two pages (PRP1 and PRP2 suffice); beyond, pageSize / 8 entries
+ * a page, the last of which chains to the next page (4.3).
+ */
+function prpListPages(maxTransfer: number, pageSize: number): number {
+  const perPage = pageSize / PRP_ENTRY_SIZE;
+  const dataPages = Math.ceil(maxTransfer / pageSize) + 1;
+  return dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
+}
+
+/** `submit()`'s arguments: command fields (no raw SQE), data, and the length counted. */
+function checkSubmission(cmd: unknown, data: unknown, length: unknown): void {
+  checkCommand(cmd, data, false);
+  if (length !== undefined) checkInteger('length', length, 0, Number.MAX_SAFE_INTEGER);
+}
+
 const H_LOCK = 0;
 const H_SQ_TAIL = 1;
 const H_CQ_HEAD = 2;
@@ -83,6 +104,8 @@ const H_CQ_PHASE = 3;
 const H_DB_LOCK = 4;
 const H_DEAD = 5;
 const HOST_WORDS = 8;
+/** Why the pair was failed, by H_DEAD's value (0: it was not); other threads rebuild the error from it. */
+const DEAD_CODES: readonly string[] = ['', 'NVMQ_CONTROLLER_RESET', 'NVMQ_QUEUE_DELETED', 'NVMQ_CONTROLLER_SHUTDOWN'];
 /** Longest a blocking free-slot wait blocks its thread before it waits asynchronously. */
 const BLOCKING_WAIT_MS = 5;
 
@@ -170,7 +193,10 @@ export class QueuePair {
   readonly shared: boolean;
   /** This thread's counters: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
   readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
-  readonly maxTransfer: number;
+  /** The largest transfer, in bytes, the pair builds PRPs for. */
+  get maxTransfer(): number {
+    return this.transferLimit;
+  }
   readonly table: RequestTable;
   /** This pair's row of the I/O counters, when it has one. */
   readonly metrics: QueueMetrics | undefined;
@@ -190,7 +216,8 @@ export class QueuePair {
   private prp1 = 0;
   private prp2 = 0;
   private readonly prpPages: DmaBuffer[];
-  private readonly prpPagesPerSlot: number;
+  private prpPagesPerSlot: number;
+  private transferLimit: number;
   private plugDepth = 0;
   /** See reap(). */
   private reaping = false;
@@ -213,7 +240,7 @@ export class QueuePair {
     this.entries = opts.entries;
     this.pageSize = opts.pageSize;
     this.dstrd = opts.dstrd;
-    this.maxTransfer = opts.maxTransfer;
+    this.transferLimit = opts.maxTransfer;
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
@@ -238,12 +265,8 @@ export class QueuePair {
       // Padded past a cache line: see CACHE_LINE.
       this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4 + CACHE_LINE), 0, HOST_WORDS);
       this.host[H_CQ_PHASE] = 1;
-      // Each list page holds pageSize/8 entries, the last of which chains to the next page.
-      const perPage = this.pageSize / PRP_ENTRY_SIZE;
-      const dataPages = Math.ceil(this.maxTransfer / this.pageSize) + 1;
-      this.prpPagesPerSlot = dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
-      this.prpPages = [];
-      for (let i = 0; i < slots * this.prpPagesPerSlot; i++) this.prpPages.push(this.arena.alloc(this.pageSize));
+      this.prpPagesPerSlot = prpListPages(this.maxTransfer, this.pageSize);
+      this.prpPages = this.allocPrpPages(slots * this.prpPagesPerSlot);
       this.metrics = opts.metrics?.queue(this.qid);
       this.metrics?.opened();
     }
@@ -253,6 +276,38 @@ export class QueuePair {
     if (attach) void this.watchDead();
     // One thread on the pair: its locks would never be contended, so they are skipped.
     this.table.exclusive = !this.shared;
+  }
+
+  private allocPrpPages(n: number): DmaBuffer[] {
+    const pages: DmaBuffer[] = [];
+    try {
+      for (let i = 0; i < n; i++) pages.push(this.arena.alloc(this.pageSize));
+    } catch (e) {
+      for (const p of pages) this.arena.release(p);
+      throw e;
+    }
+    return pages;
+  }
+
+  /**
+   * Changes the largest transfer the pair builds PRPs for, re-making its
+   * PRP list pages to fit. For the admin queue: the driver learns MDTS from
+   * Identify Controller, which it sends through that queue. Only while no
+   * command is outstanding, on an unshared pair of this thread's making.
+   */
+  setMaxTransfer(bytes: number): void {
+    checkInteger('maxTransfer', bytes, this.pageSize, Number.MAX_SAFE_INTEGER, `an integer number of bytes >= ${this.pageSize} (a page)`);
+    if (!this.owner || this.shared || this.outstanding > 0) {
+      throw new NvmqError('NVMQ_QUEUE_BUSY', `queue ${this.qid}: its maximum transfer can change only while it is idle, unshared and in the thread that created it`);
+    }
+    const perSlot = prpListPages(bytes, this.pageSize);
+    if (perSlot !== this.prpPagesPerSlot) {
+      const pages = this.allocPrpPages(this.slots * perSlot);
+      for (const p of this.prpPages) this.arena.release(p);
+      this.prpPages.splice(0, this.prpPages.length, ...pages);
+      this.prpPagesPerSlot = perSlot;
+    }
+    this.transferLimit = bytes;
   }
 
   /**
@@ -305,17 +360,25 @@ export class QueuePair {
   }
 
   private deadError(): NvmqError | undefined {
-    const d = Atomics.load(this.host, H_DEAD);
-    if (d === 0) return undefined;
-    return d === 2 ? new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${this.qid} was deleted`) : new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset');
+    const code = DEAD_CODES[Atomics.load(this.host, H_DEAD)];
+    if (!code) return undefined;
+    if (code === 'NVMQ_QUEUE_DELETED') return new NvmqError(code, `I/O queue ${this.qid} was deleted`);
+    return new NvmqError(code, code === 'NVMQ_CONTROLLER_SHUTDOWN' ? 'the controller was shut down' : 'the controller was reset');
   }
 
   /**
    * Submits one command and resolves with its completion, whatever its status
    * (passthrough semantics). `raw` writes a whole 64-byte SQE verbatim except
-   * the CID, for tests that need malformed commands.
+   * the CID, for tests that need malformed commands. With a data buffer the
+   * queue pair points PRP1 / PRP2 (a raw SQE's bytes 24..39) at it; a
+   * command that sets them itself is refused.
    */
   submitRaw(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
+    try {
+      checkCommand(cmd, data, true);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     return this.enqueue(cmd, data, false, data?.buffer.length ?? 0);
   }
 
@@ -324,28 +387,46 @@ export class QueuePair {
    * success. `length`: the bytes the command addresses, for the I/O counters
    * (default: the data transferred).
    */
-  submit(cmd: CommandFields, data?: DataSpec, length = data?.buffer.length ?? 0): Promise<Completion> {
-    return this.enqueue(cmd, data, true, length);
+  submit(cmd: CommandFields, data?: DataSpec, length?: number): Promise<Completion> {
+    try {
+      checkSubmission(cmd, data, length);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.enqueue(cmd, data, true, length ?? data?.buffer.length ?? 0);
   }
 
   /**
    * `submit()` without a Promise: `done` runs once the command completes,
    * from the completion path (a callback that submits again continues in the
    * same turn), never inside this call. For closed loops that cannot afford
-   * a Promise per command.
+   * a Promise per command. Bad arguments reach `done` as any refusal does
+   * (a `done` that is not a function throws here).
    */
-  submitCallback(cmd: CommandFields, data: DataSpec | undefined, done: CompletionCallback, length = data?.buffer.length ?? 0): void {
-    this.enqueue(cmd, data, true, length, done);
+  submitCallback(cmd: CommandFields, data: DataSpec | undefined, done: CompletionCallback, length?: number): void {
+    checkCallback(done);
+    try {
+      checkSubmission(cmd, data, length);
+    } catch (e) {
+      return this.refuse(e as Error, done);
+    }
+    this.enqueue(cmd, data, true, length ?? data?.buffer.length ?? 0, done);
+  }
+
+  /** A command refused before it was queued, reported as `enqueue()` reports one. */
+  protected refuse(err: Error, callback: CompletionCallback): void {
+    failed(err, callback);
   }
 
   /**
    * The submission path. With a free slot it runs to the doorbell without an
    * await, and the command costs one Promise (none with `callback`); only a
-   * full table waits.
+   * full table waits. It takes the command as given: the public forms check
+   * their arguments first, subclasses build well-formed commands.
    */
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
-  private enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
+  protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
     const dead = this.deadError();
     if (dead) return failed(dead, callback);
     const cid = this.table.tryAllocate();
@@ -388,8 +469,8 @@ export class QueuePair {
       const late = this.deadError();
       if (late) throw late;
       if (data && data.buffer.length > 0) {
-        if (data.buffer.length > this.maxTransfer) {
-          throw new NvmqError('NVMQ_INVALID_ARGUMENT', `transfer of ${data.buffer.length} bytes exceeds the queue's maximum of ${this.maxTransfer}`);
+        if (data.buffer.length > this.transferLimit) {
+          throw invalidArgument('data.buffer', `at most ${this.transferLimit} bytes (the queue's maximum transfer)`, data.buffer);
         }
         let region: Uint8Array = data.buffer;
         if (!this.arena.contains(data.buffer)) {
@@ -417,11 +498,17 @@ export class QueuePair {
       const at = this.sq.offset + tail * SQE_SIZE;
       const now = this.plugDepth > 0 ? this.plugClock : sharedNow();
       this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
+      const withData = data !== undefined && data.buffer.length > 0;
       if (raw) {
+        const dv = this.arena.view;
         this.arena.bytes.set(cmd.raw.subarray(0, SQE_SIZE), at);
-        this.arena.view.setUint16(at + Sqe.CID.offset, cid, true);
+        dv.setUint16(at + Sqe.CID.offset, cid, true);
+        // A raw SQE with data leaves DPTR to the queue pair, as a command of fields does (checkCommand()).
+        if (withData) {
+          writeU64(dv, at + Sqe.PRP1.offset, prp1);
+          writeU64(dv, at + Sqe.PRP2.offset, prp2);
+        }
       } else {
-        const withData = data !== undefined && data.buffer.length > 0;
         encodeCommandWords(this.arena.u32, at >> 2, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
       }
       // The tail moves only once the whole SQE is in place.
@@ -502,10 +589,8 @@ export class QueuePair {
    * A single wait lasts an hour at most (`Infinity` waits that long).
    */
   wait(timeoutMs = 10, spinUs = 0): number {
-    if (!(timeoutMs >= 0)) throw new RangeError(`wait: timeoutMs must be a number of milliseconds >= 0, got ${timeoutMs}`);
-    if (!Number.isInteger(spinUs) || spinUs < 0 || spinUs > MAX_SPIN_US) {
-      throw new RangeError(`wait: spinUs must be an integer from 0 to ${MAX_SPIN_US}, got ${spinUs}`);
-    }
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw invalidArgument('wait: timeoutMs', 'a number of milliseconds >= 0', timeoutMs);
+    checkInteger('wait: spinUs', spinUs, 0, MAX_SPIN_US, SPIN_RANGE);
     this.transport.wait?.(timeoutMs, spinUs);
     const n = this.processCompletions();
     this.stats.polled += n;
@@ -659,9 +744,29 @@ export class QueuePair {
     const { reject, callback, bounce } = slot;
     this.clearLocal(slot);
     if (bounce) this.arena.release(bounce);
+    if (this.metrics) this.countHostFailure(this.metrics, cid, err);
     this.table.release(cid);
     if (callback) this.callBack(callback, err, undefined);
     else reject(err);
+  }
+
+  /**
+   * Counts a command failed without a completion as an error, once: not
+   * when a reaper found its CQE first (it counted that), which on a shared
+   * pair it may have done before this thread got to the slot. Under the
+   * pair's lock there, as the reaper counts.
+   */
+  private countHostFailure(m: QueueMetrics, cid: number, err: Error): void {
+    if (this.shared) this.lock.lock();
+    try {
+      const state = this.table.state(cid);
+      // fail() marks the slots it finds submitted COMPLETED with status -1 (see awaitSlot()).
+      if (state === SlotState.SUBMITTED || (state === SlotState.COMPLETED && this.table.status(cid) === -1)) {
+        m.hostFailed(this.table, cid, hostFailureIndex((err as Partial<NvmqError>).code ?? ''));
+      }
+    } finally {
+      if (this.shared) this.lock.unlock();
+    }
   }
 
   private failAllLocal(err: Error): void {
@@ -721,7 +826,7 @@ export class QueuePair {
    * the queue deleted).
    */
   fail(err: NvmqError): void {
-    Atomics.store(this.host, H_DEAD, err.code === 'NVMQ_QUEUE_DELETED' ? 2 : 1);
+    Atomics.store(this.host, H_DEAD, Math.max(1, DEAD_CODES.indexOf(err.code)));
     Atomics.notify(this.host, H_DEAD);
     this.metrics?.failed(sharedNow());
     this.failAllLocal(err);

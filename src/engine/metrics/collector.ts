@@ -8,7 +8,7 @@
  * → `nvmq_reads_completed_total`, …) and units are base units (seconds,
  * bytes). Labels are bounded: namespace (active NSIDs, "all", "other"),
  * queue (QIDs, at most the controller's I/O queues), op (six values) and
- * status (a fixed table plus "other").
+ * status (a fixed table, the host's failure reasons, and "other").
  */
 import { readFileSync } from 'node:fs';
 import { debuglog } from 'node:util';
@@ -177,7 +177,7 @@ export function createMetricsRegistry(src: MetricsSource): Registry {
     return out;
   });
 
-  add('nvmq_io_errors_total', 'I/O commands that completed with an error, by op and NVMe status.', 'counter', () => {
+  add('nvmq_io_errors_total', 'I/O commands that failed, by op and status: the NVMe status they completed with, or why the host failed them without a completion (controller_reset, controller_shutdown, queue_deleted).', 'counter', () => {
     const out: Sample[] = [];
     eachQueueNamespace((qid, ns, labels) => {
       for (let op = 0; op < OPS.length; op++) {

@@ -32,7 +32,7 @@
  * | per namespace slot, per op, OP_CELLS: |                            | reaper (H_LOCK)                         |
  * |   +C_COMPLETED, +C_BYTES, +C_TIME_MS | successful commands, bytes they addressed, their summed latency |    |
  * |   +C_BUCKETS .. +LATENCY_BUCKETS | latency histogram of successful commands, not cumulative: bucket k counts latencies in (2^(k-1), 2^k] µs, the last one everything above 2^24 µs | |
- * |   +C_ERRORS .. +ERROR_STATUSES.length | failed commands by status, the last one "other" | |
+ * |   +C_ERRORS .. +ERROR_STATUS_LABELS.length | failed commands: by status, then by the host's reason for those failed without a completion (HOST_FAILURES), the last one "other" | reaper; for a host failure, the thread the command was outstanding in (H_LOCK) |
  *
  * Namespace slots: the active NSIDs in ascending order, then "all" (NSID
  * FFFFFFFFh, e.g. a flush of every namespace), then "other" (an NSID that is
@@ -100,8 +100,28 @@ export const ERROR_STATUSES: readonly number[] = [
 ];
 const STATUS_INDEX = new Map(ERROR_STATUSES.map((s, i) => [statusCode(s), i]));
 
-/** Label values of the error cells: the status's stable code in lower case ("lba_out_of_range"), then "other". */
-export const ERROR_STATUS_LABELS: readonly string[] = [...ERROR_STATUSES.map((s) => describeStatus(s).code.replace(/^NVMQ_/, '').toLowerCase()), 'other'];
+/**
+ * Why the host fails a command the controller never completed: the error
+ * code its caller gets. A reset or a shutdown fails every command still
+ * outstanding; deleting a queue fails those no thread reaped.
+ */
+export const HOST_FAILURES: readonly string[] = ['NVMQ_CONTROLLER_RESET', 'NVMQ_CONTROLLER_SHUTDOWN', 'NVMQ_QUEUE_DELETED'];
+const HOST_FAILURE_BASE = ERROR_STATUSES.length;
+const ERROR_OTHER = HOST_FAILURE_BASE + HOST_FAILURES.length;
+
+const label = (code: string): string => code.replace(/^NVMQ_/, '').toLowerCase();
+/**
+ * Label values of the error cells: the status's stable code in lower case
+ * ("lba_out_of_range"), then the host failures' codes so ("controller_reset"),
+ * then "other".
+ */
+export const ERROR_STATUS_LABELS: readonly string[] = [...ERROR_STATUSES.map((s) => label(describeStatus(s).code)), ...HOST_FAILURES.map(label), 'other'];
+
+/** The error cell of a host failure with error code `code` (an unknown code counts as "other"). */
+export function hostFailureIndex(code: string): number {
+  const i = HOST_FAILURES.indexOf(code);
+  return i < 0 ? ERROR_OTHER : HOST_FAILURE_BASE + i;
+}
 
 // Queue cells.
 export const Q_INFLIGHT = 0;
@@ -123,7 +143,7 @@ export const C_BYTES = 1;
 export const C_TIME_MS = 2;
 export const C_BUCKETS = 3;
 export const C_ERRORS = C_BUCKETS + LATENCY_BUCKETS + 1;
-const OP_CELLS = C_ERRORS + ERROR_STATUSES.length + 1;
+const OP_CELLS = C_ERRORS + ERROR_STATUS_LABELS.length;
 const NS_CELLS = OPS.length * OP_CELLS;
 
 const NSID_ALL = 0xffffffff;
@@ -243,20 +263,34 @@ export class QueueMetrics {
     const c = this.c;
     const ms = now - table.submitTime(cid);
     this.batchMs += ms;
-    const nsid = table.nsid(cid);
-    if (nsid !== this.lastNsid) {
-      this.lastNsid = nsid;
-      this.lastBase = QUEUE_CELLS + this.layout.namespaceSlot(nsid) * NS_CELLS;
-    }
-    const base = this.lastBase + OP_OF_OPCODE[table.opcode(cid) & 0xff]! * OP_CELLS;
+    const base = this.opBase(table, cid);
     if (status === 0) {
       c[base + C_COMPLETED]!++;
       c[base + C_BYTES]! += table.length(cid);
       c[base + C_TIME_MS]! += ms;
       c[base + C_BUCKETS + latencyBucket(ms)]!++;
     } else {
-      c[base + C_ERRORS + (STATUS_INDEX.get(statusCode(status)) ?? ERROR_STATUSES.length)]!++;
+      c[base + C_ERRORS + (STATUS_INDEX.get(statusCode(status)) ?? ERROR_OTHER)]!++;
     }
+  }
+
+  /**
+   * Request slot `cid`'s command, failed by the host without a completion
+   * (`failure`: a `hostFailureIndex()`), counts as an error. The pair's
+   * `failed()` has taken it out of Q_INFLIGHT already.
+   */
+  hostFailed(table: RequestTable, cid: number, failure: number): void {
+    this.c[this.opBase(table, cid) + C_ERRORS + failure]!++;
+  }
+
+  /** The first cell of the (namespace, op) of slot `cid`'s command. */
+  private opBase(table: RequestTable, cid: number): number {
+    const nsid = table.nsid(cid);
+    if (nsid !== this.lastNsid) {
+      this.lastNsid = nsid;
+      this.lastBase = QUEUE_CELLS + this.layout.namespaceSlot(nsid) * NS_CELLS;
+    }
+    return this.lastBase + OP_OF_OPCODE[table.opcode(cid) & 0xff]! * OP_CELLS;
   }
 
   /**

@@ -13,6 +13,7 @@ import { loadNative, type DataPath } from '../../../src/engine/native.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
 import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
+import { NvmqError } from '../../../src/engine/host/errors.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -429,10 +430,11 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
   it('q.wait() refuses a bad timeout or spin budget, naming the value, and leaves the command in flight', async () => {
     const h = await up(new FileBackend({ path: path.join(dir(), 'w.img'), size: 1 << 20 }), 'io_uring');
     const q = await h.driver.createIoQueuePair({ entries: 4 });
-    for (const ms of [-1, Number.NaN, Number.NEGATIVE_INFINITY]) expect(() => q.wait(ms)).toThrow(new RangeError(`wait: timeoutMs must be a number of milliseconds >= 0, got ${ms}`));
-    for (const us of [-1, 1.5, 1_000_001, Number.NaN]) expect(() => q.wait(10, us)).toThrow(new RangeError(`wait: spinUs must be an integer from 0 to 1000000, got ${us}`));
+    const invalid = (message: string): unknown => expect.objectContaining({ name: 'NvmqError', code: 'NVMQ_INVALID_ARGUMENT', message });
+    for (const ms of [-1, Number.NaN, Number.NEGATIVE_INFINITY]) expect(() => q.wait(ms)).toThrow(invalid(`wait: timeoutMs must be a number of milliseconds >= 0, got ${ms}`));
+    for (const us of [-1, 1.5, 1_000_001, Number.NaN]) expect(() => q.wait(10, us)).toThrow(invalid(`wait: spinUs must be an integer from 0 to 1000000, got ${us}`));
     const done = q.read(1, 0, 1, new Uint8Array(4096));
-    expect(() => q.wait(10, -5)).toThrow(RangeError);
+    expect(() => q.wait(10, -5)).toThrow(NvmqError);
     await expect(done).resolves.toMatchObject({ status: 0 });
     // The addon checks too.
     const n = loadNative()!;

@@ -122,7 +122,7 @@ describe('I/O queue pairs', () => {
   it('a malformed command field fails that submission only: no slot leaks and the queue keeps working', async () => {
     h = await bringUp();
     const q = await h.driver.createIoQueuePair({ entries: 4 });
-    await expect(q.passthru({ opcode: 0x02, nsid: 1, cdw12: 1n as unknown as number })).rejects.toThrow(TypeError);
+    await expect(q.passthru({ opcode: 0x02, nsid: 1, cdw12: 1n as unknown as number })).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
     expect(q.outstanding).toBe(0);
     await q.write(1, 0, 1, pattern(4096, 1));
   });
@@ -149,6 +149,46 @@ describe('I/O queue pairs', () => {
     dv.setUint16(at + 14, 1, true);
     expect(q.processCompletions()).toBe(1);
     expect(q.stats.spurious).toBe(1);
+  });
+});
+
+describe('admin queue transfers', () => {
+  /** Get Log Page, Commands Supported and Effects (05h), `bytes` long: the 4 KiB log, zeros past it. */
+  const effectsLog = (bytes: number) => ({ opcode: 0x02, nsid: 0, cdw10: (0x05 | (((bytes / 4 - 1) & 0xffff) << 16)) >>> 0, cdw11: (bytes / 4 - 1) >>> 16 });
+
+  it.each([
+    [7, 512 * 1024],
+    [8, 1024 * 1024],
+  ])('go up to the controller\'s MDTS (MDTS %d: %d bytes), through passthrough and log pages, and after a reset', async (mdts, limit) => {
+    h = await bringUp({ controller: { mdts }, arenaSize: 64 << 20 });
+    expect(h.driver.controller.maxTransferBytes).toBe(limit);
+    const log = await h.driver.getLogPage(0x05, 4096);
+    // Identify (06h) is supported: CSUPP set in its entry.
+    expect(log[0x06 * 4]! & 1).toBe(1);
+    for (const round of ['first', 'after reset']) {
+      const big = new Uint8Array(limit);
+      const c = await h.driver.adminPassthru(effectsLog(limit), { buffer: big, direction: 'from-device' });
+      expect(c.status, round).toBe(0);
+      expect(sameBytes(big.subarray(0, 4096), log), round).toBe('equal');
+      expect(big.subarray(4096).every((b) => b === 0), round).toBe(true);
+      expect((await h.driver.getLogPage(0x05, limit)).length, round).toBe(limit);
+      await expect(h.driver.adminPassthru(effectsLog(limit + 4096), { buffer: new Uint8Array(limit + 4096), direction: 'from-device' })).rejects.toMatchObject({
+        code: 'NVMQ_INVALID_ARGUMENT',
+        message: `data.buffer must be at most ${limit} bytes (the queue's maximum transfer), got a Uint8Array of ${limit + 4096} bytes`,
+      });
+      await h.driver.reset();
+    }
+  });
+
+  it('a raw admin SQE with a data buffer gets its PRPs from it (Identify Controller)', async () => {
+    h = await bringUp();
+    const sqe = new Uint8Array(64);
+    sqe[0] = 0x06;
+    sqe[40] = 0x01;
+    const buffer = new Uint8Array(4096);
+    const c = await h.driver.adminPassthru({ raw: sqe }, { buffer, direction: 'from-device' });
+    expect(c.status).toBe(0);
+    expect(sameBytes(buffer, await h.driver.identify(0x01, 0))).toBe('equal');
   });
 });
 
@@ -185,7 +225,7 @@ describe('callback forms (readCallback / writeCallback)', () => {
     expect(q.outstanding).toBe(0);
   });
 
-  it('report a failed command as its typed error with the completion, and throw on bad arguments', async () => {
+  it('report a failed command as its typed error with the completion, and bad arguments the same way', async () => {
     h = await bringUp({ namespaces: [memoryNamespace(1 << 20)] });
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     const out = await once((done) => q.readCallback(1, 256, 1, new Uint8Array(4096), done));
@@ -193,8 +233,11 @@ describe('callback forms (readCallback / writeCallback)', () => {
     expect(out.err).toMatchObject({ code: 'NVMQ_LBA_OUT_OF_RANGE' });
     expect(out.status).not.toBe(0);
     expect(out.sync).toBe(false);
-    expect(() => q.readCallback(1, 0, 2, new Uint8Array(4096), () => {})).toThrow(NvmqError);
-    expect(() => q.writeCallback(7, 0, 1, new Uint8Array(4096), () => {})).toThrow(/namespace 7 is not active/);
+    const badLength = await once((done) => q.readCallback(1, 0, 2, new Uint8Array(4096), done));
+    expect(badLength).toMatchObject({ sync: false, status: undefined });
+    expect(badLength.err).toBeInstanceOf(NvmqError);
+    const badNamespace = await once((done) => q.writeCallback(7, 0, 1, new Uint8Array(4096), done));
+    expect(badNamespace).toMatchObject({ sync: false, status: undefined, err: { code: 'NVMQ_INVALID_ARGUMENT', message: 'nsid must be an active NSID (1), got 7' } });
     expect(q.outstanding).toBe(0);
   });
 

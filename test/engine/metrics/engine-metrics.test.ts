@@ -86,6 +86,23 @@ describe('Engine metrics: counters equal the I/O done', () => {
     expect(total(s, 'nvmq_io_now')).toBe(0);
   }, 30_000);
 
+  it('a reset with reads in flight in the workers counts each one it fails, once, as a controller_reset error', async () => {
+    engine = await Engine.open({ namespaces: [namespaceSpec('file')], workers: 2 });
+    const probes = Promise.allSettled([0, 1].map(() => engine!.run<Record<string, number>>(fixture('reset-probe-task.mjs'), { nsid: 1, depth: 8 })));
+    await new Promise((r) => setTimeout(r, 100));
+    await engine.reset();
+    let seen = 0;
+    for (const p of await probes) if (p.status === 'fulfilled') seen += p.value.NVMQ_CONTROLLER_RESET ?? 0;
+    const s = parseExposition(await engine.metrics());
+    const counted = total(s, 'nvmq_io_errors_total', { op: 'read', status: 'controller_reset' });
+    // The workers failed their own reads and counted them. A read a worker submitted after the queue died
+    // was refused before reaching it: its task saw the error, but it was never a command.
+    expect(counted).toBeGreaterThan(0);
+    expect(counted).toBeLessThanOrEqual(seen);
+    expect(total(s, 'nvmq_io_errors_total')).toBe(counted);
+    expect(total(s, 'nvmq_io_now')).toBe(0);
+  }, 30_000);
+
   it('passes promtool check metrics', async (ctx) => {
     if (!haveTool('promtool')) return ctx.skip();
     engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 16 << 20 }], workers: 2 });

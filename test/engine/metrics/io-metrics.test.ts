@@ -1,6 +1,10 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { bringUp, memoryNamespace, type Harness } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, stalledDevice, tempDir, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import { parseExposition, total } from '../../helpers/exposition.js';
+import { FileBackend } from '../../../src/engine/device/backends/file.js';
+import { createMetricsRegistry } from '../../../src/engine/metrics/collector.js';
+import type { NvmqError } from '../../../src/engine/host/errors.js';
 import { sharedNow } from '../../../src/engine/shared/clock.js';
 import {
   IoMetrics, OPS, latencyBucket, bucketBoundSeconds, LATENCY_BUCKETS, ERROR_STATUS_LABELS,
@@ -8,9 +12,11 @@ import {
 } from '../../../src/engine/metrics/io-metrics.js';
 
 let h: Harness | undefined;
+const cleanups: Array<() => void> = [];
 afterEach(async () => {
   await h?.close().catch(() => {});
   h = undefined;
+  for (const c of cleanups.splice(0)) c();
 });
 
 const op = (name: (typeof OPS)[number]): number => OPS.indexOf(name);
@@ -134,4 +140,43 @@ describe('I/O counters of a queue pair', () => {
     await q2.flush(1);
     expect(metrics.openedQueues()).toEqual([1]);
   });
+
+  it.each(DATA_PATHS)('a reset counts each command it fails once, as controller_reset in nvmq_io_errors_total (%s)', async (dataPath) => {
+    const dir = tempDir();
+    cleanups.push(dir.cleanup);
+    // Reads of the stalled device never complete: every one is in flight when the reset comes.
+    const device = stalledDevice(dataPath, dir.dir, 8 << 20);
+    cleanups.push(device.close);
+    h = await bringUp({ namespaces: [{ backend: new FileBackend(device.options), lbaSize: 4096 }], controller: { dataPath } });
+    const metrics = IoMetrics.create({ maxQid: 4, nsids: [1] });
+    const info = { version: '0', backend: 'file', namespaces: '1', model: '', serial: '', firmware: '' };
+    const registry = createMetricsRegistry({ io: metrics, smartLog: () => h!.driver.smartLog(), info, namespaces: [] });
+    const scrape = async (): Promise<ReturnType<typeof parseExposition>> => parseExposition(await registry.metrics());
+    const q = await h.driver.createIoQueuePair({ entries: 32, metrics });
+    const inflight = [
+      ...Array.from({ length: 9 }, (_, i) => q.read(1, i * 2, 2, new Uint8Array(8192))),
+      ...Array.from({ length: 3 }, (_, i) => q.passthru({ opcode: 0x02, nsid: 1, cdw10: 100 + i }, { buffer: new Uint8Array(4096), direction: 'from-device' })),
+    ].map((p) => p.then(() => 'done', (e: NvmqError) => e.code));
+    await h.driver.reset();
+    expect(await Promise.all(inflight)).toEqual(Array(12).fill('NVMQ_CONTROLLER_RESET'));
+
+    const s = await scrape();
+    expect(total(s, 'nvmq_io_errors_total', { namespace: '1', queue: String(q.qid), op: 'read', status: 'controller_reset' })).toBe(12);
+    expect(total(s, 'nvmq_io_errors_total')).toBe(12);
+    expect(total(s, 'nvmq_reads_completed_total')).toBe(0);
+    expect(total(s, 'nvmq_io_now')).toBe(0);
+    // The dead pair refuses what comes after: refusals never reached a queue and are not counted.
+    await expect(q.read(1, 0, 1, new Uint8Array(4096))).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_RESET' });
+    // A fresh pair counts on the same row; nothing of the failed commands comes back to be counted twice.
+    const q2 = await h.driver.createIoQueuePair({ entries: 8, metrics });
+    expect(q2.qid).toBe(q.qid);
+    // (Past the end: the controller answers without touching the stalled device.)
+    await expect(q2.read(1, 2048, 1, new Uint8Array(4096))).rejects.toMatchObject({ code: 'NVMQ_LBA_OUT_OF_RANGE' });
+    const after = await scrape();
+    expect(total(after, 'nvmq_io_errors_total', { status: 'controller_reset' })).toBe(12);
+    expect(total(after, 'nvmq_io_errors_total', { status: 'lba_out_of_range' })).toBe(1);
+    expect(total(after, 'nvmq_io_errors_total')).toBe(13);
+    await h.driver.close();
+  });
+
 });

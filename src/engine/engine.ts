@@ -25,6 +25,7 @@ import type { QueuePairHandle } from './host/queue-pair.js';
 import type { IoTask } from '../workers/worker.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, errorFromWire, isWireError, type WireError } from './host/errors.js';
+import { checkBlocks, checkInteger, flag, invalidArgument } from './host/arguments.js';
 import { openLocal, type NamespaceSpec } from './local.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
@@ -103,8 +104,6 @@ function workerFile(): string {
 }
 
 let engines = 0;
-/** NLB is a 16-bit 0's based field: at most 65536 blocks a command. */
-const MAX_NLB = 65536;
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
@@ -190,19 +189,19 @@ export class Engine {
    * open file or image created by this call is left behind.
    */
   static async open(opts: EngineOptions): Promise<Engine> {
-    if (typeof opts !== 'object' || opts === null) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `Engine.open takes an options object, got ${String(opts)}`);
+    if (typeof opts !== 'object' || opts === null) throw invalidArgument('Engine.open options', 'an options object', opts);
     const workers = opts.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workers must be 1..256, got ${String(opts.workers)}`);
+    checkInteger('workers', workers, 1, 256, '1..256');
     const wanted = opts.queues ?? workers;
-    if (!Number.isInteger(wanted) || wanted < 1) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queues must be a positive integer, got ${String(opts.queues)}`);
+    checkInteger('queues', wanted, 1, 65535, '1..65535');
     const depth = opts.queueDepth ?? 128;
-    if (!Number.isInteger(depth) || depth < 2 || depth > 4096) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queueDepth must be 2..4096, got ${String(opts.queueDepth)}`);
+    checkInteger('queueDepth', depth, 2, 4096, '2..4096');
     const poolSize = opts.poolSize ?? 8 << 20;
-    if (!Number.isInteger(poolSize) || poolSize < 1 << 20 || poolSize > 1 << 30) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `poolSize must be 1 MiB..1 GiB, got ${String(opts.poolSize)}`);
+    checkInteger('poolSize', poolSize, 1 << 20, 1 << 30, '1 MiB..1 GiB (in bytes)');
     const semiSpace = opts.workerSemiSpaceMb ?? 0;
-    if (!Number.isInteger(semiSpace) || semiSpace < 0 || semiSpace > 256) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `workerSemiSpaceMb must be 0..256, got ${String(opts.workerSemiSpaceMb)}`);
+    checkInteger('workerSemiSpaceMb', semiSpace, 0, 256, '0..256');
     if (opts.metrics !== undefined && typeof opts.metrics !== 'boolean' && (typeof opts.metrics !== 'object' || opts.metrics === null)) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `metrics must be true, false or { host, port }, got ${String(opts.metrics)}`);
+      throw invalidArgument('metrics', 'true, false or { host?, port? }', opts.metrics);
     }
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
@@ -332,7 +331,7 @@ export class Engine {
   run<T = unknown>(taskModuleUrl: string | URL, args?: unknown): Promise<T> {
     if (this.closing) return closed();
     if (typeof taskModuleUrl !== 'string' && !(taskModuleUrl instanceof URL)) {
-      return Promise.reject(new NvmqError('NVMQ_INVALID_ARGUMENT', `taskModuleUrl must be a module URL (string or URL), got ${String(taskModuleUrl)}`));
+      return Promise.reject(invalidArgument('taskModuleUrl', 'a module URL (string or URL)', taskModuleUrl));
     }
     return this.dispatch({ kind: 'run', module: String(taskModuleUrl), args }) as Promise<T>;
   }
@@ -360,33 +359,23 @@ export class Engine {
     return p;
   }
 
-  /** Checks an LBA range for read / write against the namespace; returns its block size. */
-  private checkRange(op: string, nsid: number, slba: number, nlb: number): number {
-    const ns = this.namespace(nsid);
-    if (!Number.isSafeInteger(slba) || slba < 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `${op}: slba must be an integer 0..${ns.blocks - 1}, got ${String(slba)}`);
-    if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `${op}: nlb must be 1..${MAX_NLB}, got ${String(nlb)}`);
-    return ns.lbaSize;
-  }
-
   /** Reads blocks through a worker (a convenience for the main thread, not the fast path). */
   async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
     if (this.closing) return closed();
-    this.checkRange('read', nsid, slba, nlb);
+    this.namespace(nsid);
+    checkBlocks(slba, nlb);
     return (await this.dispatch({ kind: 'io', op: 'read', nsid, slba, nlb })) as Uint8Array;
   }
 
-  async write(nsid: number, slba: number, data: Uint8Array, opts: { fua?: boolean } = {}): Promise<void> {
+  async write(nsid: number, slba: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
     if (this.closing) return closed();
-    if (!(data instanceof Uint8Array)) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write: data must be a Uint8Array, got ${data === null ? 'null' : typeof data}`);
     const lbaSize = this.namespace(nsid).lbaSize;
-    if (data.length === 0 || data.length % lbaSize !== 0) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write of ${data.length} bytes is not a whole number of ${lbaSize}-byte blocks`);
+    if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
+      throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
     }
-    this.checkRange('write', nsid, slba, data.length / lbaSize);
-    if (typeof opts !== 'object' || opts === null || (opts.fua !== undefined && typeof opts.fua !== 'boolean')) {
-      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `write: opts must be { fua?: boolean }, got ${String(opts)}`);
-    }
-    await this.dispatch({ kind: 'io', op: 'write', nsid, slba, data, fua: opts.fua ?? false });
+    checkBlocks(slba, data.length / lbaSize);
+    const fua = flag(opts, 'fua');
+    await this.dispatch({ kind: 'io', op: 'write', nsid, slba, data, fua });
   }
 
   /** Flushes one namespace, or every namespace (NSID FFFFFFFFh, the default). */
@@ -399,7 +388,7 @@ export class Engine {
   namespace(nsid: number): NamespaceInfo {
     if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
     const ns = this.driver.namespaces.get(nsid);
-    if (!ns) throw new NvmqError('NVMQ_INVALID_NAMESPACE', `namespace ${String(nsid)} is not active (active: ${[...this.driver.namespaces.keys()].join(', ')})`);
+    if (!ns) throw invalidArgument('nsid', `an active NSID (${[...this.driver.namespaces.keys()].join(', ')})`, nsid);
     return ns;
   }
 

@@ -75,6 +75,19 @@ export function scratch(): { cleanups: Array<() => unknown>; dir(): string } {
   };
 }
 
+/** Temporary directories for a test file: `dir()` makes one, removed after the test that made it. */
+export function tempDirsPerTest(): () => string {
+  const cleanups: Array<() => void> = [];
+  afterEach(() => {
+    for (const c of cleanups.splice(0)) c();
+  });
+  return () => {
+    const t = tempDir();
+    cleanups.push(t.cleanup);
+    return t.dir;
+  };
+}
+
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(): { dir: string; cleanup(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvmq-test-'));

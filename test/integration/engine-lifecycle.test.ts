@@ -6,23 +6,17 @@ import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine.js';
 import { NvmqError, NvmeStatusError } from '../../src/engine/host/errors.js';
 import { loadNative } from '../../src/engine/native.js';
-import { tempDir } from '../helpers/harness.js';
+import { tempDirsPerTest } from '../helpers/harness.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
 
+// Registered first, so it runs after the engine is closed (vitest runs after-hooks last in, first out).
+const dir = tempDirsPerTest();
 let engine: Engine | undefined;
-const cleanups: Array<() => void> = [];
 afterEach(async () => {
   await engine?.close();
   engine = undefined;
-  for (const c of cleanups.splice(0)) c();
 });
-
-function dir(): string {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
 
 /** Settles `p`, or says it hung: every API call must answer. */
 async function settle(p: () => Promise<unknown>, ms = 5000): Promise<unknown> {
@@ -124,7 +118,7 @@ describe('Engine lifecycle', () => {
     const open = (o: unknown) => () => Engine.open(o as Parameters<typeof Engine.open>[0]);
     const mem = (extra: object) => ({ namespaces: [{ backend: 'memory', size: 1 << 20, ...extra }], workers: 1 });
     const openCases: Array<[string, () => Promise<unknown>, string, RegExp]> = [
-      ['no options', open(undefined), 'NVMQ_INVALID_ARGUMENT', /options object/],
+      ['no options', open(undefined), 'NVMQ_INVALID_ARGUMENT', /Engine\.open options must be an options object, got undefined/],
       ['no namespaces', open({ workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces must be a non-empty array/],
       ['empty namespaces', open({ namespaces: [], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces must be a non-empty array/],
       ['negative size', open(mem({ size: -1 })), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.size must be a whole number of 4096-byte blocks.*got -1/],
@@ -136,8 +130,8 @@ describe('Engine lifecycle', () => {
       ['nsid twice', open({ namespaces: [{ backend: 'memory', size: 1 << 20, nsid: 2 }, { backend: 'memory', size: 1 << 20, nsid: 2 }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /nsid 2 is used twice/],
       ['file path', open({ namespaces: [{ backend: 'file', path: '' }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.path must be a non-empty/],
       ['file flag', open({ namespaces: [{ backend: 'file', path: path.join(d, 'x.img'), direct: 'yes' }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.direct must be true or false/],
-      ['workers', open({ ...mem({}), workers: 'two' }), 'NVMQ_INVALID_ARGUMENT', /workers must be 1\.\.256/],
-      ['metrics', open({ ...mem({}), metrics: 'yes' }), 'NVMQ_INVALID_ARGUMENT', /metrics must be true, false or/],
+      ['workers', open({ ...mem({}), workers: 'two' }), 'NVMQ_INVALID_ARGUMENT', /workers must be 1\.\.256, got "two"/],
+      ['metrics', open({ ...mem({}), metrics: 'yes' }), 'NVMQ_INVALID_ARGUMENT', /metrics must be true, false or \{ host\?, port\? \}, got "yes"/],
       ['controller option', open({ ...mem({}), controller: { mdts: 99 } }), 'NVMQ_INVALID_ARGUMENT', /mdts must be 0\.\.15, got 99/],
     ];
     for (const [name, call, code, message] of openCases) {
@@ -153,17 +147,18 @@ describe('Engine lifecycle', () => {
     engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], workers: 1 });
     const e = engine;
     const calls: Array<[string, () => Promise<unknown>, string, RegExp]> = [
-      ['nlb -1', () => e.read(1, 0, -1), 'NVMQ_INVALID_ARGUMENT', /read: nlb must be 1\.\.65536, got -1/],
-      ['nlb 0', () => e.read(1, 0, 0), 'NVMQ_INVALID_ARGUMENT', /nlb must be 1\.\.65536, got 0/],
-      ['slba -1', () => e.read(1, -1, 1), 'NVMQ_INVALID_ARGUMENT', /read: slba must be an integer 0\.\.255, got -1/],
-      ['slba fraction', () => e.read(1, 0.5, 1), 'NVMQ_INVALID_ARGUMENT', /slba must be an integer/],
-      ['inactive namespace', () => e.read(9, 0, 1), 'NVMQ_INVALID_NAMESPACE', /namespace 9 is not active \(active: 1\)/],
-      ['null data', () => e.write(1, 0, null as unknown as Uint8Array), 'NVMQ_INVALID_ARGUMENT', /write: data must be a Uint8Array, got null/],
-      ['string data', () => e.write(1, 0, 'abc' as unknown as Uint8Array), 'NVMQ_INVALID_ARGUMENT', /data must be a Uint8Array, got string/],
-      ['partial block', () => e.write(1, 0, new Uint8Array(100)), 'NVMQ_INVALID_ARGUMENT', /not a whole number of 4096-byte blocks/],
-      ['fua', () => e.write(1, 0, new Uint8Array(4096), { fua: 'yes' as unknown as boolean }), 'NVMQ_INVALID_ARGUMENT', /opts must be \{ fua\?: boolean \}/],
-      ['flush namespace', () => e.flush(9), 'NVMQ_INVALID_NAMESPACE', /namespace 9 is not active/],
-      ['task module type', () => e.run(42 as unknown as string), 'NVMQ_INVALID_ARGUMENT', /taskModuleUrl must be a module URL/],
+      ['nlb -1', () => e.read(1, 0, -1), 'NVMQ_INVALID_ARGUMENT', /^nlb must be 1\.\.65536, got -1$/],
+      ['nlb 0', () => e.read(1, 0, 0), 'NVMQ_INVALID_ARGUMENT', /^nlb must be 1\.\.65536, got 0$/],
+      ['slba -1', () => e.read(1, -1, 1), 'NVMQ_INVALID_ARGUMENT', /^slba must be a non-negative integer, got -1$/],
+      ['slba fraction', () => e.read(1, 0.5, 1), 'NVMQ_INVALID_ARGUMENT', /^slba must be a non-negative integer, got 0\.5$/],
+      ['inactive namespace', () => e.read(9, 0, 1), 'NVMQ_INVALID_ARGUMENT', /^nsid must be an active NSID \(1\), got 9$/],
+      ['null data', () => e.write(1, 0, null as unknown as Uint8Array), 'NVMQ_INVALID_ARGUMENT', /^data must be a Uint8Array of whole 4096-byte blocks, got null$/],
+      ['string data', () => e.write(1, 0, 'abc' as unknown as Uint8Array), 'NVMQ_INVALID_ARGUMENT', /data must be a Uint8Array .*, got "abc"/],
+      ['partial block', () => e.write(1, 0, new Uint8Array(100)), 'NVMQ_INVALID_ARGUMENT', /data must be a Uint8Array of whole 4096-byte blocks, got a Uint8Array of 100 bytes/],
+      ['fua', () => e.write(1, 0, new Uint8Array(4096), { fua: 'yes' as unknown as boolean }), 'NVMQ_INVALID_ARGUMENT', /^opts\.fua must be a boolean, got "yes"$/],
+      ['flush namespace', () => e.flush(9), 'NVMQ_INVALID_ARGUMENT', /nsid must be an active NSID \(1\), got 9/],
+      ['beyond the transfer limit', () => e.read(1, 0, 65536), 'NVMQ_INVALID_ARGUMENT', /^nlb must be 1\.\.\d+ \(the queue's maximum transfer/],
+      ['task module type', () => e.run(42 as unknown as string), 'NVMQ_INVALID_ARGUMENT', /taskModuleUrl must be a module URL \(string or URL\), got 42/],
       ['task module missing', () => e.run(new URL('file:///nonexistent/task.mjs')), 'NVMQ_INVALID_ARGUMENT', /task module file:\/\/\/nonexistent\/task\.mjs failed to load/],
       ['task without default', () => e.run(fixture('dist.mjs')), 'NVMQ_INVALID_ARGUMENT', /has no default export function/],
     ];

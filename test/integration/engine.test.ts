@@ -1,24 +1,18 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import { pattern, sameBytes, tempDir, writtenImage, DATA_PATHS } from '../helpers/harness.js';
+import { pattern, sameBytes, tempDirsPerTest, writtenImage, DATA_PATHS } from '../helpers/harness.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
 type VerifyResult = { threadId: number; qid: number; ios: number; bad: number[]; outstanding: number; free: number; slots: number };
 
+// Registered first, so it runs after the engine is closed (vitest runs after-hooks last in, first out).
+const dir = tempDirsPerTest();
 let engine: Engine | undefined;
-const cleanups: Array<() => void> = [];
 afterEach(async () => {
   await engine?.close();
   engine = undefined;
-  for (const c of cleanups.splice(0)) c();
 });
-
-function dir(): string {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
 
 describe('Engine', () => {
   it('gives every worker its own queue pair and runs tasks with it', async () => {

@@ -97,3 +97,22 @@ function checkData(data: unknown): boolean {
 export function checkInteger(name: string, v: unknown, min: number, max: number, range?: string): void {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalidArgument(name, range ?? `an integer ${min}..${max}`, v);
 }
+
+/** NLB is a 16-bit 0's based field: at most 65536 blocks a command. */
+export const MAX_NLB = 0x10000;
+
+/** An LBA range of a read / write: a non-negative SLBA and 1..65536 blocks. */
+export function checkBlocks(slba: number, nlb: number): void {
+  if (!Number.isSafeInteger(slba) || slba < 0) throw invalidArgument('slba', 'a non-negative integer', slba);
+  if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw invalidArgument('nlb', `1..${MAX_NLB}`, nlb);
+}
+
+/** A boolean option (`fua`, `deallocate`) of an options object that may be left out. */
+export function flag<K extends string>(opts: Partial<Record<K, boolean>> | undefined, key: K): boolean {
+  if (opts === undefined) return false;
+  if (typeof opts !== 'object' || opts === null) throw invalidArgument('opts', `an object ({ ${key}?: boolean }) or undefined`, opts);
+  const v = opts[key];
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw invalidArgument(`opts.${key}`, 'a boolean', v);
+  return v;
+}

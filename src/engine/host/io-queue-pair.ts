@@ -9,7 +9,7 @@ import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';
 import { withBits, writeU64 } from '../spec/layout.js';
 import type { Completion } from '../spec/command.js';
-import { checkCallback, checkInteger, invalidArgument } from './arguments.js';
+import { checkBlocks, checkCallback, checkInteger, flag, invalidArgument } from './arguments.js';
 
 export interface WriteOptions {
   /** Force Unit Access: durable before completion. */
@@ -26,7 +26,6 @@ export interface LbaRange {
   nlb: number;
 }
 
-const MAX_NLB = 0x10000;
 const NSID_ALL = 0xffffffff;
 
 export class IoQueuePair extends QueuePair {
@@ -187,19 +186,4 @@ export class IoQueuePair extends QueuePair {
   passthru(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
     return this.submitRaw(cmd, data);
   }
-}
-
-function checkBlocks(slba: number, nlb: number): void {
-  if (!Number.isSafeInteger(slba) || slba < 0) throw invalidArgument('slba', 'a non-negative integer', slba);
-  if (!Number.isInteger(nlb) || nlb < 1 || nlb > MAX_NLB) throw invalidArgument('nlb', `1..${MAX_NLB}`, nlb);
-}
-
-/** A boolean option (`fua`, `deallocate`) of an options object that may be left out. */
-function flag<K extends string>(opts: Partial<Record<K, boolean>> | undefined, key: K): boolean {
-  if (opts === undefined) return false;
-  if (typeof opts !== 'object' || opts === null) throw invalidArgument('opts', `an object ({ ${key}?: boolean }) or undefined`, opts);
-  const v = opts[key];
-  if (v === undefined) return false;
-  if (typeof v !== 'boolean') throw invalidArgument(`opts.${key}`, 'a boolean', v);
-  return v;
 }

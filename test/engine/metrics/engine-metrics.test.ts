@@ -95,9 +95,12 @@ describe('Engine metrics: counters equal the I/O done', () => {
     for (const p of await probes) if (p.status === 'fulfilled') seen += p.value.NVMQ_CONTROLLER_RESET ?? 0;
     const s = parseExposition(await engine.metrics());
     const counted = total(s, 'nvmq_io_errors_total', { op: 'read', status: 'controller_reset' });
-    // The workers failed their own reads and counted them. A read a worker submitted after the queue died
-    // was refused before reaching it: its task saw the error, but it was never a command.
-    expect(counted).toBeGreaterThan(0);
+    // The workers failed their own reads and counted them, each once. A read a worker submitted after the
+    // queue died was refused before reaching it: its task saw the error, but it was never a command. How
+    // many were still in flight at the reset depends on timing (on io_uring a cached read completes inside
+    // its doorbell), so this says "at most once each"; the reset test with a stalled device in
+    // test/engine/metrics/io-metrics.test.ts pins that every failed in-flight command is counted.
+    expect(seen).toBeGreaterThan(0);
     expect(counted).toBeLessThanOrEqual(seen);
     expect(total(s, 'nvmq_io_errors_total')).toBe(counted);
     expect(total(s, 'nvmq_io_now')).toBe(0);

@@ -5,7 +5,7 @@
 // --metrics both alternates runs without and with the I/O counters (metrics/io-metrics.ts), so the two
 // medians come from the same invocation, interleaved, and prints their ratio.
 import { parseArgs } from 'node:util';
-import { openController } from '../dist/engine/local.js';
+import { openController } from '../dist/engine/local-device.js';
 import { IoMetrics } from '../dist/engine/metrics/io-metrics.js';
 
 const { values } = parseArgs({

@@ -5,13 +5,13 @@ export { FileBackend, type FileBackendOptions } from './engine/device/backends/f
 export { BackendError, type Backend } from './engine/device/backends/backend.js';
 export { openImage, closeImage, isNvmqImage, ImageError, type ImageOptions } from './engine/device/backends/image.js';
 export { LocalTransport } from './engine/transport/local.js';
-export type { Transport } from './engine/host/transport.js';
+export type { Transport } from './engine/transport/transport.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
 export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';
 export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
-export { NvmqError, NvmeStatusError, statusToError } from './engine/host/errors.js';
+export { NvmqError, NvmeStatusError, statusToError } from './engine/errors.js';
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
-export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local.js';
+export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local-device.js';
 export * as spec from './engine/spec/index.js';
 export { Engine, type EngineOptions } from './engine/engine.js';
 export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';

@@ -8,9 +8,9 @@
  * a command that only reads), 2 a bad option or job file (one line on stderr).
  */
 import * as fs from 'node:fs';
-import { openController } from '../engine/local.js';
-import type { NamespaceSpec } from '../engine/local.js';
-import { NvmqError } from '../engine/host/errors.js';
+import { openController } from '../engine/local-device.js';
+import type { NamespaceSpec } from '../engine/local-device.js';
+import { NvmqError } from '../engine/errors.js';
 import { ImageError } from '../engine/device/backends/backend.js';
 import { takePortableNotice } from '../engine/native.js';
 import {

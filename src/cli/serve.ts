@@ -4,7 +4,7 @@
  * controller down (CC.SHN) before exiting.
  */
 import { Engine } from '../engine/engine.js';
-import type { NamespaceSpec } from '../engine/local.js';
+import type { NamespaceSpec } from '../engine/local-device.js';
 import type { RunSettings } from './options.js';
 import { dataPath } from './bench/runner.js';
 import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';

@@ -3,8 +3,8 @@
  * controller; callers get errors with a stable `code`, made from a status by
  * exactly one function, `statusToError()`.
  */
-import { describeStatus, formatStatus } from '../spec/status.js';
-import { opcodeName } from '../spec/opcodes.js';
+import { describeStatus, formatStatus } from './spec/status.js';
+import { opcodeName } from './spec/opcodes.js';
 
 export class NvmqError extends Error {
   readonly code: string;

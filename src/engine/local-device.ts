@@ -14,7 +14,7 @@ import type { Backend } from './device/backends/backend.js';
 import { SUPPORTED_LBA_SIZES, type LbaSize } from './device/namespace.js';
 import { LocalTransport } from './transport/local.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
-import { NvmqError } from './host/errors.js';
+import { NvmqError } from './errors.js';
 
 export type NamespaceSpec =
   | { backend: 'memory'; size: number; lbaSize?: LbaSize; nsid?: number }

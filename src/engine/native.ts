@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** One io_uring (native/ring.h); driven by IoRing (src/engine/device/io-ring.ts). */
+/** One io_uring (native/ring.h); driven by IoRing (src/engine/uring/ring.ts). */
 export interface NativeRing {
   /** Submits the first `n` staged operations; returns completions now in the completion array, or -errno. */
   submit(n: number): number;

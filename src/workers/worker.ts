@@ -10,7 +10,7 @@ import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { QueueGrant, WorkerBoot } from '../engine/engine.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
-import { NvmqError, errorToWire, type WireError } from '../engine/host/errors.js';
+import { NvmqError, errorToWire, type WireError } from '../engine/errors.js';
 
 const boot = workerData as WorkerBoot;
 const namespaces = new Map<number, NamespaceInfo>(boot.namespaces.map((n) => [n.nsid, n]));

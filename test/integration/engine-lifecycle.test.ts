@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine.js';
-import { NvmqError, NvmeStatusError } from '../../src/engine/host/errors.js';
+import { NvmqError, NvmeStatusError } from '../../src/engine/errors.js';
 import { loadNative } from '../../src/engine/native.js';
 import { tempDirsPerTest } from '../helpers/harness.js';
 

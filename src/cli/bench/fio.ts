@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { isNvmqImage } from '../../engine/device/backends/image.js';
-import { NvmqError } from '../../engine/host/errors.js';
+import { NvmqError } from '../../engine/errors.js';
 import type { RunSettings } from '../options.js';
 import { writes, type JobLayout } from './runner.js';
 import { PERCENTILES, type DirectionResult, type JobResult, type RunResult } from './results.js';

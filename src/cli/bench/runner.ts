@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';
 import { Engine, type EngineOptions } from '../../engine/engine.js';
-import type { NamespaceSpec } from '../../engine/local.js';
+import type { NamespaceSpec } from '../../engine/local-device.js';
 import type { NvmeController } from '../../engine/device/controller.js';
 import { dataPathStatus } from '../../engine/native.js';
 import { Histogram, RELATIVE_ERROR } from './histogram.js';

@@ -28,7 +28,7 @@ import { mapPrps, gather, scatter } from './prp.js';
 import { adminCommands } from './admin.js';
 import { nvmCommands } from './nvm.js';
 import { BackendError, type IoDone } from './backends/backend.js';
-import { IoRing } from './io-ring.js';
+import { IoRing } from '../uring/ring.js';
 import { FileBackend } from './backends/file.js';
 import { loadNative, notePortable, resolveDataPath, type DataPath } from '../native.js';
 

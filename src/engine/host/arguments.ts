@@ -6,7 +6,7 @@
  * The checks on the I/O path (read / write) are integer compares and a type
  * test; the message is built only once a check has failed.
  */
-import { NvmqError } from './errors.js';
+import { NvmqError } from '../errors.js';
 import { SQE_SIZE, Sqe } from '../spec/command.js';
 import { readU64 } from '../spec/layout.js';
 

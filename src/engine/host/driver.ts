@@ -5,10 +5,10 @@
  * shuts the controller down (7.6.2).
  */
 import { debuglog } from 'node:util';
-import type { Transport } from './transport.js';
+import type { Transport } from '../transport/transport.js';
 import { QueuePair, type CommandFields, type DataSpec } from './queue-pair.js';
 import { IoQueuePair } from './io-queue-pair.js';
-import { NvmqError } from './errors.js';
+import { NvmqError } from '../errors.js';
 import { parseErrorLog, parseIdentifyController, parseIdentifyNamespace, parseSmartLog, type ControllerInfo, type ErrorLogRecord, type NamespaceInfo, type SmartHealth } from './identify.js';
 import { Aqa, Cap, Cc, Csts, Regs, ShutdownNotification, ShutdownStatus, CAP_TO_UNIT_MS, pageSizeOf } from '../spec/registers.js';
 import { bitsOf, withBits } from '../spec/layout.js';

@@ -3,7 +3,7 @@
  * blocks of the namespaces the driver identified.
  */
 import { QueuePair, type QueuePairOptions, type QueuePairHandle, type CommandFields, type CompletionCallback, type DataSpec } from './queue-pair.js';
-import type { Transport } from './transport.js';
+import type { Transport } from '../transport/transport.js';
 import type { NamespaceInfo } from './identify.js';
 import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';

@@ -38,13 +38,13 @@
  * one thread on it, so it skips both locks and the request table's.
  */
 import { debuglog } from 'node:util';
-import type { Transport } from './transport.js';
+import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
 import { CQE_SIZE, SQE_SIZE, Sqe, decodeCompletionWords, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
-import { NvmqError, statusToError } from './errors.js';
+import { NvmqError, statusToError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
 import { CACHE_LINE, RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';

@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { NvmqError } from '../host/errors.js';
+import { NvmqError } from '../errors.js';
 
 export const DEFAULT_METRICS_PORT = 9469;
 export const DEFAULT_METRICS_HOST = '127.0.0.1';

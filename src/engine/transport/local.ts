@@ -5,7 +5,7 @@
  * completion posted inside a doorbell write never re-enters the host's
  * submission path.
  */
-import type { Transport } from '../host/transport.js';
+import type { Transport } from './transport.js';
 import type { NvmeController } from '../device/controller.js';
 import type { DmaArena } from '../dma-arena.js';
 

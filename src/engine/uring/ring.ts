@@ -19,7 +19,7 @@
 import { debuglog } from 'node:util';
 import type { DmaArena } from '../dma-arena.js';
 import type { NativeBinding, NativeRing } from '../native.js';
-import { BackendError, type BackendErrorKind, type IoDone } from './backends/backend.js';
+import { BackendError, type BackendErrorKind, type IoDone } from '../device/backends/backend.js';
 
 const trace = debuglog('nvmq');
 

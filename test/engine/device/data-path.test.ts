@@ -7,13 +7,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { BackendError } from '../../../src/engine/device/backends/backend.js';
-import { IoRing } from '../../../src/engine/device/io-ring.js';
+import { IoRing } from '../../../src/engine/uring/ring.js';
 import { DmaArena } from '../../../src/engine/dma-arena.js';
 import { loadNative, type DataPath } from '../../../src/engine/native.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
 import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
-import { NvmqError } from '../../../src/engine/host/errors.js';
+import { NvmqError } from '../../../src/engine/errors.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {

@@ -11,13 +11,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, stalledBackend, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
 import type { DataPath } from '../../../src/engine/native.js';
-import type { IoRing } from '../../../src/engine/device/io-ring.js';
+import type { IoRing } from '../../../src/engine/uring/ring.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { IoDone } from '../../../src/engine/device/backends/backend.js';
 import type { NvmeController } from '../../../src/engine/device/controller.js';
 import type { DmaArena } from '../../../src/engine/dma-arena.js';
 import { NvmeDriver } from '../../../src/engine/host/driver.js';
-import type { Transport } from '../../../src/engine/host/transport.js';
+import type { Transport } from '../../../src/engine/transport/transport.js';
 import type { Completion } from '../../../src/engine/spec/command.js';
 
 // ------------------------------------------------------------------ spec constants (Figure 78 and 3.1.x)

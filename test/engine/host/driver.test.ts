@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { bringUp, memoryNamespace, pattern, sameBytes, tempDir, tick, stalledDevice, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
-import { NvmeStatusError, NvmqError } from '../../../src/engine/host/errors.js';
+import { NvmeStatusError, NvmqError } from '../../../src/engine/errors.js';
 import { Regs, Csts, Cc } from '../../../src/engine/spec/registers.js';
 import { bitsOf } from '../../../src/engine/spec/layout.js';
-import { openController } from '../../../src/engine/local.js';
+import { openController } from '../../../src/engine/local-device.js';
 
 let h: Harness | undefined;
 const cleanups: Array<() => void> = [];

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { bringUp, memoryNamespace, pattern, sameBytes, type Harness } from '../../helpers/harness.js';
-import { NvmqError, NvmeStatusError, statusToError } from '../../../src/engine/host/errors.js';
+import { NvmqError, NvmeStatusError, statusToError } from '../../../src/engine/errors.js';
 import { spec } from '../../../src/index.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
 import type { CompletionCallback } from '../../../src/engine/host/queue-pair.js';

@@ -4,7 +4,7 @@ import { bringUp, memoryNamespace, stalledDevice, tempDir, DATA_PATHS, type Harn
 import { parseExposition, total } from '../../helpers/exposition.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { createMetricsRegistry } from '../../../src/engine/metrics/collector.js';
-import type { NvmqError } from '../../../src/engine/host/errors.js';
+import type { NvmqError } from '../../../src/engine/errors.js';
 import { sharedNow } from '../../../src/engine/shared/clock.js';
 import {
   IoMetrics, OPS, latencyBucket, bucketBoundSeconds, LATENCY_BUCKETS, ERROR_STATUS_LABELS,

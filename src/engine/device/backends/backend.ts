@@ -11,8 +11,8 @@
  * Opening a backend can fail with an ImageError (a bad argument, a busy or
  * missing image): an NvmqError whose stable `code` names the condition.
  */
-import type { IoRing } from '../io-ring.js';
-import { NvmqError } from '../../host/errors.js';
+import type { IoRing } from '../../uring/ring.js';
+import { NvmqError } from '../../errors.js';
 
 /** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
 export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';

@@ -17,7 +17,7 @@ import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError, ImageError, fromSystemError } from './backend.js';
 import { blockDeviceSize, discardImage, openImage, releaseImage, type ImageOptions, type OpenedImage } from './image.js';
 import { loadNative } from '../../native.js';
-import { advance, type IoRing } from '../io-ring.js';
+import { advance, type IoRing } from '../../uring/ring.js';
 
 const ZERO_CHUNK = 1 << 20;
 let zeroChunk: Uint8Array | undefined;

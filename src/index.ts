@@ -1,20 +1,19 @@
-export { DmaArena, ARENA_PAGE_SIZE, type DmaBuffer, type DmaArenaHandle } from './engine/dma-arena.js';
-export { NvmeController, type ControllerOptions } from './engine/device/controller.js';
-export { MemoryBackend } from './engine/device/backends/memory.js';
-export { FileBackend, type FileBackendOptions } from './engine/device/backends/file.js';
-export { BackendError, type Backend } from './engine/device/backends/backend.js';
-export { openImage, closeImage, isNvmqImage, ImageError, type ImageOptions } from './engine/device/backends/image.js';
-export { LocalTransport } from './engine/transport/local.js';
-export type { Transport } from './engine/transport/transport.js';
+/**
+ * nvmq's public API: what the README documents, and nothing else, so the
+ * engine's internals (the controller, backends, transports, shared-memory
+ * primitives) can change without breaking users.
+ */
+export { Engine, type EngineOptions } from './engine/engine.js';
+export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local-device.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
 export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';
 export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
-export { NvmqError, NvmeStatusError, statusToError } from './engine/errors.js';
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
-export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local-device.js';
+export type { Transport } from './engine/transport/transport.js';
+export type { DmaBuffer } from './engine/dma-arena.js';
+export type { DataPath } from './engine/native.js';
+export { NvmqError, NvmeStatusError, statusToError } from './engine/errors.js';
+export { ImageError } from './engine/device/backends/backend.js';
 export * as spec from './engine/spec/index.js';
-export { Engine, type EngineOptions } from './engine/engine.js';
 export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';
 export { startMetricsServer, serveMetrics, DEFAULT_METRICS_PORT, DEFAULT_METRICS_HOST, type MetricsServer, type MetricsServerOptions } from './engine/metrics/server.js';
-export { RequestTable } from './engine/shared/request-table.js';
-export { Mutex } from './engine/shared/mutex.js';

@@ -3,11 +3,27 @@
  * returning an NVMe status (or HELD when it completes later).
  */
 import type { NvmeController, CommandEntry } from './controller.js';
-import { HELD, INVALID_FIELD, INVALID_NAMESPACE, defaultTemperatureThresholds } from './controller.js';
+import { defaultTemperatureThresholds } from './controller.js';
+import {
+  ABORT_REQUESTED,
+  AER_LIMIT_EXCEEDED,
+  COMMAND_SEQUENCE_ERROR,
+  COMPLETION_QUEUE_INVALID,
+  DATA_TRANSFER_ERROR,
+  FEATURE_NOT_SAVEABLE,
+  HELD,
+  INVALID_FIELD,
+  INVALID_INTERRUPT_VECTOR,
+  INVALID_LOG_PAGE,
+  INVALID_NAMESPACE,
+  INVALID_QUEUE_DELETION,
+  INVALID_QUEUE_IDENTIFIER,
+  INVALID_QUEUE_SIZE,
+  PRP_OFFSET_INVALID,
+} from './status.js';
 import type { Request } from './queues.js';
 import { waitAsyncAlive } from '../shared/wait.js';
 import { AdminOpcode } from '../spec/opcodes.js';
-import { CommandSpecificStatus, GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
 import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/queues.js';
@@ -16,19 +32,6 @@ import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EF
 import { Cc, Regs } from '../spec/registers.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
 
-const cs = (sc: number): number => makeStatus(Sct.COMMAND_SPECIFIC, sc, true);
-const INVALID_QUEUE_IDENTIFIER = cs(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER);
-const INVALID_QUEUE_SIZE = cs(CommandSpecificStatus.INVALID_QUEUE_SIZE);
-const COMPLETION_QUEUE_INVALID = cs(CommandSpecificStatus.COMPLETION_QUEUE_INVALID);
-const INVALID_INTERRUPT_VECTOR = cs(CommandSpecificStatus.INVALID_INTERRUPT_VECTOR);
-const INVALID_QUEUE_DELETION = cs(CommandSpecificStatus.INVALID_QUEUE_DELETION);
-const INVALID_LOG_PAGE = cs(CommandSpecificStatus.INVALID_LOG_PAGE);
-const AER_LIMIT_EXCEEDED = cs(CommandSpecificStatus.ASYNC_EVENT_LIMIT_EXCEEDED);
-const FEATURE_NOT_SAVEABLE = cs(CommandSpecificStatus.FEATURE_NOT_SAVEABLE);
-const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);
-const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR, true);
-const COMMAND_SEQUENCE_ERROR = makeStatus(Sct.GENERIC, GenericStatus.COMMAND_SEQUENCE_ERROR, true);
-const ABORT_REQUESTED = makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED);
 /** SMART Critical Warning bit 1 (Figure 196), also bit 1 of the Asynchronous Event Configuration (Figure 305). */
 const CRITICAL_WARNING_TEMPERATURE = 1 << 1;
 /** SMART / Health status asynchronous event information 01h: Temperature Threshold (Figure 148). */

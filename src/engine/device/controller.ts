@@ -17,7 +17,8 @@ import type { LbaSize } from './namespace.js';
 import { Aqa, Cap, Cc, Csts, Regs, ShutdownStatus, Vs, DOORBELL_BASE, NSSR_RESET_VALUE, CAP_CSS_NVM, CC_CSS_NVM, pageSizeOf } from '../spec/registers.js';
 import { readField, writeField } from '../spec/layout.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2, decodeCommandWords, postCompletionWords } from '../spec/command.js';
-import { GenericStatus, MediaStatus, makeStatus, Sct, statusCode, formatStatus } from '../spec/status.js';
+import { statusCode, formatStatus } from '../spec/status.js';
+import { ABORTED_SQ_DELETION, HELD, INTERNAL_ERROR, INVALID_FIELD, INVALID_OPCODE, UNRECOVERED_READ_ERROR, WRITE_FAULT, backendStatus } from './status.js';
 import { opcodeName } from '../spec/opcodes.js';
 import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js';
 import { CompletionQueue, QueueDirectory, SubmissionQueue, type Request } from './queues.js';
@@ -34,15 +35,6 @@ import { loadNative, notePortable, resolveDataPath, type DataPath } from '../nat
 
 const trace = debuglog('nvmq');
 
-export const INVALID_OPCODE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_OPCODE, true);
-export const INVALID_FIELD = makeStatus(Sct.GENERIC, GenericStatus.INVALID_FIELD, true);
-export const INTERNAL_ERROR = makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR);
-export const INVALID_NAMESPACE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_NAMESPACE, true);
-
-/** A handler's answer when the command completes later (held AER, Delete SQ draining). */
-export const HELD = -1;
-
-const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
 
 // Words of NvmeController.globals.
 const G_EPOCH = 0;
@@ -1114,25 +1106,6 @@ export class NvmeController {
   }
 }
 
-const WRITE_FAULT = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.WRITE_FAULT);
-const UNRECOVERED_READ_ERROR = makeStatus(Sct.MEDIA_DATA_INTEGRITY, MediaStatus.UNRECOVERED_READ_ERROR);
-const CAPACITY_EXCEEDED = makeStatus(Sct.GENERIC, GenericStatus.CAPACITY_EXCEEDED, true);
-
-/** NVMe status for a failed backend operation: read → Unrecovered Read Error, write → Write Fault, no space → Capacity Exceeded. */
-export function backendStatus(err: BackendError): number {
-  switch (err.kind) {
-    case 'read':
-      return UNRECOVERED_READ_ERROR;
-    case 'write':
-      return WRITE_FAULT;
-    case 'no-space':
-      return CAPACITY_EXCEEDED;
-    case 'aborted':
-      return ABORTED_SQ_DELETION;
-    default:
-      return INTERNAL_ERROR;
-  }
-}
 
 export interface FeatureValues {
   arbitration: number;

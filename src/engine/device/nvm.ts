@@ -5,20 +5,15 @@
  * the LBAs it addresses.
  */
 import type { NvmeController, CommandEntry } from './controller.js';
-import { INVALID_FIELD, INVALID_NAMESPACE } from './controller.js';
+import { INVALID_FIELD, INVALID_NAMESPACE, LBA_OUT_OF_RANGE, PRP_OFFSET_INVALID, WRITE_PROTECTED } from './status.js';
 import type { Request } from './queues.js';
 import type { Namespace } from './namespace.js';
 import { NvmOpcode } from '../spec/opcodes.js';
-import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { bitsOf, readU64 } from '../spec/layout.js';
 import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/queues.js';
 import { NSID_BROADCAST } from '../spec/identify.js';
 import { CommandEffect } from '../spec/log-pages.js';
 import type { IoDone } from './backends/backend.js';
-
-const LBA_OUT_OF_RANGE = makeStatus(Sct.GENERIC, GenericStatus.LBA_OUT_OF_RANGE, true);
-const WRITE_PROTECTED = makeStatus(Sct.GENERIC, GenericStatus.NAMESPACE_WRITE_PROTECTED, true);
-const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);
 
 export function nvmCommands(): Map<number, CommandEntry> {
   const t = new Map<number, CommandEntry>();

@@ -16,12 +16,9 @@
  * rejects the command without touching memory or media.
  */
 import type { DmaArena } from '../dma-arena.js';
-import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
+import { DATA_TRANSFER_ERROR, PRP_OFFSET_INVALID } from './status.js';
 import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { readU64 } from '../spec/layout.js';
-
-export const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);
-export const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR, true);
 
 export interface PrpResult {
   status: number;

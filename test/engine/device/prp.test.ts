@@ -5,7 +5,8 @@
  */
 import { describe, it, expect } from 'vitest';
 import { DmaArena } from '../../../src/engine/dma-arena.js';
-import { mapPrps, scatter, gather, PRP_OFFSET_INVALID, DATA_TRANSFER_ERROR } from '../../../src/engine/device/prp.js';
+import { mapPrps, scatter, gather } from '../../../src/engine/device/prp.js';
+import { PRP_OFFSET_INVALID, DATA_TRANSFER_ERROR } from '../../../src/engine/device/status.js';
 
 const PS = 4096;
 const TWO32 = 0x1_0000_0000;

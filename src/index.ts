@@ -12,8 +12,7 @@ export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from 
 export type { Transport } from './engine/transport/transport.js';
 export type { DmaBuffer } from './engine/dma-arena.js';
 export type { DataPath } from './engine/native.js';
-export { NvmqError, NvmeStatusError, statusToError } from './engine/errors.js';
-export { ImageError } from './engine/device/backends/backend.js';
+export { NvmqError, NvmeStatusError, ImageError, statusToError } from './engine/errors.js';
 export * as spec from './engine/spec/index.js';
 export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';
 export { startMetricsServer, serveMetrics, DEFAULT_METRICS_PORT, DEFAULT_METRICS_HOST, type MetricsServer, type MetricsServerOptions } from './engine/metrics/server.js';

@@ -10,8 +10,7 @@
 import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
-import { NvmqError } from '../engine/errors.js';
-import { ImageError } from '../engine/device/backends/backend.js';
+import { ImageError, NvmqError } from '../engine/errors.js';
 import { takePortableNotice } from '../engine/native.js';
 import {
   parseArgv,

@@ -24,8 +24,8 @@ import type { IoQueuePair } from './host/io-queue-pair.js';
 import type { QueuePairHandle } from './host/queue-pair.js';
 import type { IoTask } from '../workers/worker.js';
 import type { NamespaceInfo } from './host/identify.js';
-import { NvmqError, errorFromWire, isWireError, type WireError } from './errors.js';
-import { checkBlocks, checkInteger, flag, invalidArgument } from './host/arguments.js';
+import { NvmqError, errorFromWire, unwrapOutcome, type TaskOutcome, type WireError } from './errors.js';
+import { MAX_NLB, checkBlocks, checkInteger, flag, invalidArgument } from './host/arguments.js';
 import { openLocal, type NamespaceSpec } from './local-device.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
@@ -161,6 +161,8 @@ export class Engine {
   }
 
   private startPool(): Piscina {
+    // An earlier pool's failure to attach says nothing about this one.
+    this.attachError = undefined;
     const pool = new Piscina({
       filename: workerFile(),
       minThreads: this.workers,
@@ -226,16 +228,24 @@ export class Engine {
       if (typeof opts.metrics === 'object') engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
       return engine;
     } catch (e) {
-      if (engine) await engine.stopWorkers();
-      await device.abandon();
+      try {
+        if (engine) await engine.stopWorkers();
+      } finally {
+        await device.abandon();
+      }
       throw e;
     }
   }
 
-  /** Resolves once every worker has attached to its queue pair; rejects when one cannot. */
+  /**
+   * Resolves once every worker has attached to its queue pair; rejects when
+   * one cannot. Resolves at once when close() has been called meanwhile (the
+   * workers' messages are ignored from then on, and close() stops them).
+   */
   private async ready(): Promise<void> {
     const deadline = Date.now() + 30_000;
     for (;;) {
+      if (this.closing) return;
       if (this.attachError) throw this.attachError;
       let attached = 0;
       for (const a of this.assignments.values()) if (a.attached) attached++;
@@ -343,10 +353,7 @@ export class Engine {
    */
   private dispatch(task: IoTask): Promise<unknown> {
     const p = this.pool.run(task).then(
-      (r: unknown) => {
-        if (isWireError(r)) throw errorFromWire(r);
-        return r;
-      },
+      (r: TaskOutcome) => unwrapOutcome(r),
       (e: unknown) => {
         throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       },
@@ -373,6 +380,7 @@ export class Engine {
     if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
       throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
     }
+    if (data.length / lbaSize > MAX_NLB) throw invalidArgument('data', `at most ${MAX_NLB} blocks (${MAX_NLB * lbaSize} bytes) a write`, data);
     checkBlocks(slba, data.length / lbaSize);
     const fua = flag(opts, 'fua');
     await this.dispatch({ kind: 'io', op: 'write', nsid, slba, data, fua });

@@ -15,6 +15,17 @@ export class NvmqError extends Error {
   }
 }
 
+/** Opening an image failed: `code` is one of the NVMQ_IMAGE_* / NVMQ_INVALID_ARGUMENT codes, the message one line naming the path or argument. */
+export class ImageError extends NvmqError {
+  /** The image or device the error is about, where there is one. */
+  readonly path: string | undefined;
+  constructor(code: string, message: string, options?: { cause?: unknown; path?: string }) {
+    super(code, message, options);
+    this.name = 'ImageError';
+    this.path = options?.path;
+  }
+}
+
 /** A command completed with a non-zero status. */
 export class NvmeStatusError extends NvmqError {
   /** Status field without the phase tag. */
@@ -68,7 +79,6 @@ export function statusToError(status: number, ctx: { opcode: number; qid: number
  * status), so a worker sends this instead and the caller's thread rebuilds it.
  */
 export interface WireError {
-  readonly wireError: 1;
   name: string;
   message: string;
   stack: string | undefined;
@@ -76,29 +86,47 @@ export interface WireError {
   fields: Record<string, string | number | boolean>;
 }
 
-export function isWireError(x: unknown): x is WireError {
-  return typeof x === 'object' && x !== null && (x as { wireError?: unknown }).wireError === 1;
-}
-
 export function errorToWire(e: Error): WireError {
   const fields: Record<string, string | number | boolean> = {};
   for (const [k, v] of Object.entries(e)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') fields[k] = v;
-  return { wireError: 1, name: e.name, message: e.message, stack: e.stack, fields };
+  return { name: e.name, message: e.message, stack: e.stack, fields };
 }
 
-/** Rebuilds what errorToWire() sent: an NvmeStatusError or NvmqError again (any NVMQ_ code), or an Error with the same name and fields. */
+/** JavaScript's own error classes, rebuilt by name on the receiving side. */
+const BUILTIN_ERRORS: Record<string, ErrorConstructor> = { Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
+
+/**
+ * Rebuilds what errorToWire() sent: an NvmeStatusError, ImageError or
+ * NvmqError again (any NVMQ_ code), one of JavaScript's own classes by name,
+ * or else an Error with the same name; own fields come along.
+ */
 export function errorFromWire(w: WireError): Error {
   const f = w.fields;
   let e: Error;
   if (w.name === 'NvmeStatusError' && typeof f.code === 'string') {
     e = new NvmeStatusError(f.code, w.message, f as unknown as ConstructorParameters<typeof NvmeStatusError>[2]);
+  } else if (w.name === 'ImageError' && typeof f.code === 'string') {
+    e = Object.assign(new ImageError(f.code, w.message, typeof f.path === 'string' ? { path: f.path } : {}), f);
   } else if (typeof f.code === 'string' && f.code.startsWith('NVMQ_')) {
-    // An NvmqError or one of its kinds (ImageError, ...): an NvmqError with the same name and fields.
     e = Object.assign(new NvmqError(f.code, w.message), f);
   } else {
-    e = Object.assign(new Error(w.message), f);
+    e = Object.assign(new (BUILTIN_ERRORS[w.name] ?? Error)(w.message), f);
     e.name = w.name;
   }
   if (w.stack !== undefined) e.stack = w.stack;
   return e;
+}
+
+/**
+ * How a task ended, as a worker sends it back: its value, its Error (as a
+ * WireError), or something else it threw. An envelope rather than the bare
+ * value, so a task's own return value is never mistaken for an error.
+ */
+export type TaskOutcome = { ok: unknown } | { err: WireError } | { thrown: unknown };
+
+/** The value of a task's outcome, or what it threw, rebuilt. */
+export function unwrapOutcome(o: TaskOutcome): unknown {
+  if ('ok' in o) return o.ok;
+  if ('err' in o) throw errorFromWire(o.err);
+  throw o.thrown;
 }

@@ -15,6 +15,7 @@ import { SUPPORTED_LBA_SIZES, type LbaSize } from './device/namespace.js';
 import { LocalTransport } from './transport/local.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { NvmqError } from './errors.js';
+import { invalidArgument } from './host/arguments.js';
 
 export type NamespaceSpec =
   | { backend: 'memory'; size: number; lbaSize?: LbaSize; nsid?: number }
@@ -41,46 +42,45 @@ const MAX_BYTES = 2 ** 48;
 /** Largest NSID a controller accepts (NVMe 1.4, 6.1: FFFFFFF0h and above are reserved or broadcast). */
 const MAX_NSID = 0xffffffef;
 
-const invalid = (message: string): NvmqError => new NvmqError('NVMQ_INVALID_ARGUMENT', message);
-const describe = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : String(v));
-
 function checkBool(where: string, name: string, v: unknown): void {
-  if (v !== undefined && typeof v !== 'boolean') throw invalid(`${where}.${name} must be true or false, got ${describe(v)}`);
+  if (v !== undefined && typeof v !== 'boolean') throw invalidArgument(`${where}.${name}`, 'true or false', v);
 }
 
-function checkSize(where: string, name: string, v: unknown, lbaSize: number): void {
+/** A namespace's size: whole blocks. A size for a new image (defaultSize) may be any byte count: it is rounded up to whole blocks. */
+function checkSize(where: string, name: string, v: unknown, lbaSize: number, wholeBlocks: boolean): void {
   if (v === undefined) return;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lbaSize || v > MAX_BYTES || v % lbaSize !== 0) {
-    throw invalid(`${where}.${name} must be a whole number of ${lbaSize}-byte blocks from ${lbaSize} to 2^48 bytes, got ${describe(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (wholeBlocks ? lbaSize : 1) || v > MAX_BYTES || (wholeBlocks && v % lbaSize !== 0)) {
+    const accepted = wholeBlocks ? `a whole number of ${lbaSize}-byte blocks from ${lbaSize} to 2^48 bytes` : 'a byte count from 1 to 2^48 (rounded up to whole blocks)';
+    throw invalidArgument(`${where}.${name}`, accepted, v);
   }
 }
 
 /** Throws NVMQ_INVALID_ARGUMENT naming the first bad field of the namespace list. */
 export function checkNamespaceSpecs(specs: unknown): asserts specs is NamespaceSpec[] {
-  if (!Array.isArray(specs) || specs.length === 0) throw invalid(`namespaces must be a non-empty array of { backend: 'memory' | 'file', ... }, got ${describe(specs)}`);
+  if (!Array.isArray(specs) || specs.length === 0) throw invalidArgument('namespaces', "a non-empty array of { backend: 'memory' | 'file', ... }", specs);
   const nsids = new Set<number>();
   let next = 1;
   specs.forEach((s: unknown, i) => {
     const where = `namespaces[${i}]`;
-    if (typeof s !== 'object' || s === null) throw invalid(`${where} must be an object, got ${describe(s)}`);
+    if (typeof s !== 'object' || s === null) throw invalidArgument(where, 'an object', s);
     const spec = s as Record<string, unknown>;
     const lbaSize = spec.lbaSize ?? 4096;
-    if (!(SUPPORTED_LBA_SIZES as readonly unknown[]).includes(lbaSize)) throw invalid(`${where}.lbaSize must be 512 or 4096, got ${describe(spec.lbaSize)}`);
+    if (!(SUPPORTED_LBA_SIZES as readonly unknown[]).includes(lbaSize)) throw invalidArgument(`${where}.lbaSize`, '512 or 4096', spec.lbaSize);
     const nsid = spec.nsid ?? next;
-    if (typeof nsid !== 'number' || !Number.isInteger(nsid) || nsid < 1 || nsid > MAX_NSID) throw invalid(`${where}.nsid must be 1..${MAX_NSID}, got ${describe(spec.nsid)}`);
-    if (nsids.has(nsid)) throw invalid(`${where}.nsid ${nsid} is used twice`);
+    if (typeof nsid !== 'number' || !Number.isInteger(nsid) || nsid < 1 || nsid > MAX_NSID) throw invalidArgument(`${where}.nsid`, `1..${MAX_NSID}`, spec.nsid);
+    if (nsids.has(nsid)) throw invalidArgument(`${where}.nsid`, 'an NSID no other namespace has', nsid);
     nsids.add(nsid);
     next = nsid + 1;
     if (spec.backend === 'memory') {
-      if (spec.size === undefined) throw invalid(`${where}.size is required for a memory namespace`);
-      checkSize(where, 'size', spec.size, lbaSize as number);
+      if (spec.size === undefined) throw invalidArgument(`${where}.size`, 'given for a memory namespace', undefined);
+      checkSize(where, 'size', spec.size, lbaSize as number, true);
     } else if (spec.backend === 'file') {
-      if (typeof spec.path !== 'string' || spec.path.length === 0 || spec.path.includes('\0')) throw invalid(`${where}.path must be a non-empty file or device path, got ${describe(spec.path)}`);
-      checkSize(where, 'size', spec.size, lbaSize as number);
-      checkSize(where, 'defaultSize', spec.defaultSize, lbaSize as number);
+      if (typeof spec.path !== 'string' || spec.path.length === 0 || spec.path.includes('\0')) throw invalidArgument(`${where}.path`, 'a non-empty file or device path', spec.path);
+      checkSize(where, 'size', spec.size, lbaSize as number, true);
+      checkSize(where, 'defaultSize', spec.defaultSize, lbaSize as number, false);
       for (const flag of ['create', 'force', 'readOnly', 'direct']) checkBool(where, flag, spec[flag]);
     } else {
-      throw invalid(`${where}.backend must be 'memory' or 'file', got ${describe(spec.backend)}`);
+      throw invalidArgument(`${where}.backend`, "'memory' or 'file'", spec.backend);
     }
   });
 }
@@ -89,7 +89,7 @@ export function makeBackend(spec: NamespaceSpec): Backend {
   if (spec.backend === 'memory') return new MemoryBackend({ size: spec.size });
   // The LBA size the namespace will use, so the image is checked against it before anything is created.
   if (spec.backend === 'file') return new FileBackend({ ...spec, lbaSize: spec.lbaSize ?? 4096 });
-  throw invalid(`unknown backend ${describe((spec as { backend: unknown }).backend)}: use memory or file`);
+  throw invalidArgument('backend', "'memory' or 'file'", (spec as { backend: unknown }).backend);
 }
 
 /** A RangeError or TypeError from a constructor is a bad option: give it the engine's code. */
@@ -111,7 +111,7 @@ export async function openLocal(opts: {
 }): Promise<LocalDevice> {
   checkNamespaceSpecs(opts.namespaces);
   if (!Number.isSafeInteger(opts.arenaSize) || opts.arenaSize < 1 << 20 || opts.arenaSize > MAX_BYTES) {
-    throw invalid(`arenaSize must be 1 MiB to 2^48 bytes, got ${describe(opts.arenaSize)}`);
+    throw invalidArgument('arenaSize', '1 MiB to 2^48 bytes', opts.arenaSize);
   }
   const backends: Backend[] = [];
   let transport: LocalTransport | undefined;

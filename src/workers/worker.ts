@@ -10,7 +10,7 @@ import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { QueueGrant, WorkerBoot } from '../engine/engine.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
-import { NvmqError, errorToWire, type WireError } from '../engine/errors.js';
+import { NvmqError, errorToWire, type TaskOutcome } from '../engine/errors.js';
 
 const boot = workerData as WorkerBoot;
 const namespaces = new Map<number, NamespaceInfo>(boot.namespaces.map((n) => [n.nsid, n]));
@@ -55,16 +55,15 @@ export type IoTask =
   | { kind: 'io'; op: 'flush'; nsid: number };
 
 /**
- * Runs a task. An Error it ends with comes back as a WireError, which the
- * engine turns into the same error again: piscina's structured clone would
- * keep the message and lose the class, `code` and NVMe status.
+ * Runs a task and says how it ended: piscina's structured clone would keep
+ * an Error's message and lose its class, `code` and NVMe status, so the
+ * engine gets a TaskOutcome and rebuilds the error on its side.
  */
-export default async function task(t: IoTask): Promise<unknown> {
+export default async function task(t: IoTask): Promise<TaskOutcome> {
   try {
-    return await execute(t);
+    return { ok: await execute(t) };
   } catch (e) {
-    if (e instanceof Error) return errorToWire(e) satisfies WireError;
-    throw e;
+    return e instanceof Error ? { err: errorToWire(e) } : { thrown: e };
   }
 }
 

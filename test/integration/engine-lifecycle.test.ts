@@ -107,11 +107,45 @@ describe('Engine lifecycle', () => {
     expect(inTask).toMatchObject({ code: 'NVMQ_LBA_OUT_OF_RANGE', sct: 0, sc: 0x80 });
     expect((inTask as Error).stack).toContain('throw-task.mjs');
     const own = await settle(() => engine!.run(fixture('throw-task.mjs'), { kind: 'own' }));
-    expect(own).toBeInstanceOf(Error);
+    expect(own).toBeInstanceOf(RangeError);
     expect(own).toMatchObject({ name: 'RangeError', message: 'the task gave up', code: 'TASK_OWN', detail: 7 });
+    // What is not an Error is passed on as it was thrown; a value that looks like an error is a value.
+    expect(await settle(() => engine!.run(fixture('throw-task.mjs'), { kind: 'string' }))).toBe('a plain string');
+    expect(await settle(() => engine!.run(fixture('throw-task.mjs'), { kind: 'lookalike' }))).toEqual({
+      resolved: { err: { name: 'NvmqError', message: 'not an error', fields: {} }, wireError: 1 },
+    });
     // The engine goes on serving after all of these.
     expect((await engine.read(1, 0, 1)).length).toBe(4096);
   });
+
+  // A close() while a reset was starting its fresh workers used to wait out ready()'s 30 s deadline
+  // (the workers' messages are ignored once closing), and the reset failed with NVMQ_TIMEOUT.
+  it('regression: a close() issued while a reset brings fresh workers up ends both promptly', async () => {
+    const e = await Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], workers: 2 });
+    const t0 = Date.now();
+    const reset = e.reset();
+    // Once the reset has stopped the old workers, close() comes in while the new ones attach.
+    const oldThreads = e.threadIds;
+    while (e.threadIds.every((t) => oldThreads.includes(t))) await new Promise((r) => setTimeout(r, 1));
+    const closing = e.close();
+    expect(await settle(() => reset, 20_000)).toEqual({ resolved: undefined });
+    expect(await settle(() => closing, 20_000)).toEqual({ resolved: undefined });
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  }, 30_000);
+
+  // One worker that could not attach used to fail every later reset with the same error.
+  it('regression: a reset whose fresh worker cannot get a queue fails; the next one succeeds', async () => {
+    engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], workers: 1 });
+    const driver = engine.driver;
+    const create = driver.createIoQueuePair.bind(driver);
+    driver.createIoQueuePair = async () => {
+      driver.createIoQueuePair = create;
+      throw new NvmqError('NVMQ_NO_QUEUE', 'refused once');
+    };
+    expect(await settle(() => engine!.reset(), 20_000)).toMatchObject({ code: 'NVMQ_NO_QUEUE', message: expect.stringContaining('refused once') });
+    expect(await settle(() => engine!.reset(), 20_000)).toEqual({ resolved: undefined });
+    expect((await engine.read(1, 0, 1)).length).toBe(4096);
+  }, 60_000);
 
   it('malformed calls reject with NvmqError naming the argument and its range; none hangs', async () => {
     const d = dir();
@@ -127,7 +161,7 @@ describe('Engine lifecycle', () => {
       ['lbaSize', open(mem({ lbaSize: 1000 })), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.lbaSize must be 512 or 4096, got 1000/],
       ['backend', open(mem({ backend: 'tape' })), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.backend must be 'memory' or 'file', got "tape"/],
       ['nsid 0', open(mem({ nsid: 0 })), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.nsid must be 1\.\./],
-      ['nsid twice', open({ namespaces: [{ backend: 'memory', size: 1 << 20, nsid: 2 }, { backend: 'memory', size: 1 << 20, nsid: 2 }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /nsid 2 is used twice/],
+      ['nsid twice', open({ namespaces: [{ backend: 'memory', size: 1 << 20, nsid: 2 }, { backend: 'memory', size: 1 << 20, nsid: 2 }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces\[1\]\.nsid must be an NSID no other namespace has, got 2/],
       ['file path', open({ namespaces: [{ backend: 'file', path: '' }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.path must be a non-empty/],
       ['file flag', open({ namespaces: [{ backend: 'file', path: path.join(d, 'x.img'), direct: 'yes' }], workers: 1 }), 'NVMQ_INVALID_ARGUMENT', /namespaces\[0\]\.direct must be true or false/],
       ['workers', open({ ...mem({}), workers: 'two' }), 'NVMQ_INVALID_ARGUMENT', /workers must be 1\.\.256, got "two"/],

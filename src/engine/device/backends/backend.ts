@@ -12,7 +12,8 @@
  * missing image): an NvmqError whose stable `code` names the condition.
  */
 import type { IoRing } from '../../uring/ring.js';
-import { NvmqError } from '../../errors.js';
+// Image errors belong to the engine's one error module; the backends raise them from here.
+export { ImageError } from '../../errors.js';
 
 /** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
 export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';
@@ -29,17 +30,6 @@ export class BackendError extends Error {
 }
 
 export type IoDone = (err: BackendError | null) => void;
-
-/** Opening an image failed: `code` is one of the NVMQ_IMAGE_* / NVMQ_INVALID_ARGUMENT codes, the message one line naming the path or argument. */
-export class ImageError extends NvmqError {
-  /** The image or device the error is about, where there is one. */
-  readonly path: string | undefined;
-  constructor(code: string, message: string, options?: { cause?: unknown; path?: string }) {
-    super(code, message, options);
-    this.name = 'ImageError';
-    this.path = options?.path;
-  }
-}
 
 export interface Backend {
   readonly kind: 'memory' | 'file';

@@ -61,8 +61,21 @@ export interface Backend {
    * close(). Safe after close(). What it cannot remove is reported as a
    * process warning (NVMQ_DISCARD_INCOMPLETE), never thrown over the failure
    * being handled.
+   *
+   * Called on a backend that is still open, or one closed after
+   * prepareDiscard(), it removes the image under the claim this open holds:
+   * nobody else can have opened the image in between. After a plain close()
+   * the claim is gone and is taken again first; an image someone holds by
+   * then stays, but one opened, used and closed again in between is removed.
    */
   discard(): Promise<void>;
+  /**
+   * Marks the backend for discard() (where a backend has a claim to keep):
+   * close() then keeps the claim on an image this open created until
+   * discard() removes it. For a caller whose failure path closes the backend
+   * (by closing its controller) before discarding it.
+   */
+  prepareDiscard?(): void;
   /** What another thread needs to reach the same blocks (shared memory or the same file descriptor). */
   handle(): BackendHandle;
 }

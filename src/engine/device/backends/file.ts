@@ -51,6 +51,8 @@ export class FileBackend implements Backend {
   /** Set once the file system has refused a fallocate mode, so the zero-write path is used from then on. */
   private punchUnsupported = false;
   private zeroRangeUnsupported = false;
+  /** Set by prepareDiscard(): close() keeps the claim of an image this open created, for discard() to remove it under. */
+  private discardPending = false;
 
   constructor(opts: FileBackendOptions | { handle: Extract<BackendHandle, { kind: 'file' }> }) {
     if ('handle' in opts) {
@@ -221,7 +223,11 @@ export class FileBackend implements Backend {
     return { kind: 'file', fd: this.fd, path: this.path, size: this.size, readOnly: this.readOnly, direct: this.direct };
   }
 
-  /** Closes the descriptor (a view's stays open: its owner closes it) and releases the image's lock. */
+  /**
+   * Closes the descriptor (a view's stays open: its owner closes it) and
+   * releases the image's lock, except after prepareDiscard() on an image this
+   * open created: then the lock stays until discard().
+   */
   async close(): Promise<void> {
     if (this.fd < 0) return;
     const fd = this.fd;
@@ -230,12 +236,29 @@ export class FileBackend implements Backend {
     try {
       await new Promise<void>((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
     } finally {
-      releaseImage(this.image);
+      if (!this.keepsClaim) releaseImage(this.image);
     }
   }
 
-  /** close(), then, if this open created the image, removes it, its sidecar and the directories it made. */
+  /**
+   * Marks the backend for discard(): from now on close() (from whoever closes
+   * it, such as the controller) closes the descriptor but keeps the claim on
+   * an image this open created, so that no one can open that image before
+   * discard() removes it and releases the claim. Call it before anything may
+   * close the backend; a marked backend must be discarded, or its lock stays
+   * until the process ends (and is then stale: the next opener takes it over).
+   */
+  prepareDiscard(): void {
+    this.discardPending = true;
+  }
+
+  private get keepsClaim(): boolean {
+    return this.discardPending && this.image.created;
+  }
+
+  /** close(), then, if this open created the image, removes it, the sidecar it created and the directories it made. */
   async discard(): Promise<void> {
+    this.discardPending = true;
     if (!this.ownsFd || !this.image.created) return this.close();
     if (this.fd >= 0) {
       const fd = this.fd;

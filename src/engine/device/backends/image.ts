@@ -11,7 +11,11 @@
  * An open either succeeds or leaves the file system as it found it: whatever
  * it created (directories, the image, its sidecar, the lock) is removed when
  * a later step fails, and discardImage() removes it after a successful open
- * whose image is not going to be used after all.
+ * whose image is not going to be used after all. Only what this open created
+ * is ever removed, and nothing is ever written over: the sidecar is created
+ * with O_EXCL (which also refuses a symlink at its name), and a sidecar left
+ * beside a missing image is refused (NVMQ_IMAGE_SIDECAR_EXISTS) rather than
+ * replaced or deleted.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -54,6 +58,8 @@ export interface OpenedImage {
   createdDirs?: readonly string[] | undefined;
   /** dev:ino of the image, so that discarding it never removes a file that replaced it. */
   inode?: string | undefined;
+  /** dev:ino of the sidecar this open created (only when it created the image): the one sidecar discarding may remove. */
+  sidecarInode?: string | undefined;
   /** Where the lock goes (the image's real path), for retaking the claim to discard a closed image. */
   lockTarget?: string | undefined;
 }
@@ -107,6 +113,16 @@ function statOrUndefined(p: string): fs.Stats | undefined {
   }
 }
 
+/** lstat(2): the name itself, so a symlink (even a dangling one) counts as there. */
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    return undefined;
+  }
+}
+
 /** mkdir -p that returns the directories it created, deepest first. */
 function makeDirs(dir: string): string[] {
   const first = fs.mkdirSync(dir, { recursive: true });
@@ -118,13 +134,21 @@ function makeDirs(dir: string): string[] {
   }
 }
 
+/** The files an open created, each by dev:ino: removing them never removes a file that has taken a name since. */
+interface Created {
+  path: string;
+  inode: string;
+  /** Set only once this open has created the sidecar (O_EXCL): a sidecar it did not create is never removed. */
+  sidecar?: string | undefined;
+}
+
 /** What an open in progress has made, so a failure can take it back. */
 interface Undo {
   fds: number[];
   dirs: string[];
   claim?: ImageClaim;
-  /** The image and sidecar this open created. */
-  created?: { path: string; inode: string };
+  /** The image (and, once made, the sidecar) this open created. */
+  created?: Created;
 }
 
 export function openImage(opts: ImageOptions): OpenedImage {
@@ -192,6 +216,9 @@ function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage
 }
 
 function create(p: string, size: number, extra: number, lockTarget: string, undo: Undo): OpenedImage {
+  // Under the claim no nvmq opener is creating or removing this image, so a sidecar here without its image is a
+  // leftover (the image deleted by hand) or not nvmq's at all: refused before anything is created, never replaced.
+  if (lstatOrUndefined(sidecarPath(p))) throw sidecarExists(p);
   // O_EXCL: never replace a file that appeared since the stat. Created without the extra flags (a file system that
   // refuses O_DIRECT would fail the open after creating the file), then reopened with them.
   let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
@@ -205,9 +232,54 @@ function create(p: string, size: number, extra: number, lockTarget: string, undo
     fs.closeSync(undo.fds.pop()!);
     undo.fds.push(fd);
   }
-  // Last: an image is nvmq's only once it is whole. (A sidecar left by an image deleted by hand is replaced.)
-  fs.writeFileSync(sidecarPath(p), JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n');
-  return { fd, path: p, size, created: true, blockDevice: false, readOnly: false, claim: undo.claim, createdDirs: undo.dirs, inode: undo.created.inode, lockTarget };
+  // Last: an image is nvmq's only once it is whole.
+  writeSidecar(p, size, undo.created);
+  return {
+    fd,
+    path: p,
+    size,
+    created: true,
+    blockDevice: false,
+    readOnly: false,
+    claim: undo.claim,
+    createdDirs: undo.dirs,
+    inode: undo.created.inode,
+    sidecarInode: undo.created.sidecar,
+    lockTarget,
+  };
+}
+
+/**
+ * Creates the sidecar with O_EXCL ('wx'): it never replaces a file, and never
+ * follows a symlink at its name (open(2) with O_CREAT | O_EXCL fails with
+ * EEXIST on any existing name, a dangling symlink included). Records its
+ * dev:ino in `created` as soon as it exists, so a rollback removes it and
+ * nothing else.
+ */
+function writeSidecar(p: string, size: number, created: Created): void {
+  const content = JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n';
+  let fd: number;
+  try {
+    fd = fs.openSync(sidecarPath(p), 'wx', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw sidecarExists(p);
+    throw e;
+  }
+  try {
+    created.sidecar = inodeOf(fs.fstatSync(fd));
+    fs.writeFileSync(fd, content);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function sidecarExists(p: string): ImageError {
+  const sc = sidecarPath(p);
+  return new ImageError(
+    'NVMQ_IMAGE_SIDECAR_EXISTS',
+    `${p} does not exist but ${sc} does: nvmq will not replace or remove a file it did not create; if that sidecar is left from an image deleted by hand, remove it, or use another path`,
+    { path: p },
+  );
 }
 
 function inodeOf(st: fs.Stats): string {
@@ -264,7 +336,7 @@ function openWith(p: string, flags: number, extra: number): number {
 function rollBack(undo: Undo): void {
   const steps = [
     ...undo.fds.map((fd) => () => fs.closeSync(fd)),
-    () => undo.created && removeImage(undo.created.path, undo.created.inode),
+    () => undo.created && removeImage(undo.created),
     () => undo.claim?.release(),
     () => removeDirs(undo.dirs),
   ];
@@ -277,18 +349,20 @@ function rollBack(undo: Undo): void {
   }
 }
 
-/** Removes an image this open created and its sidecar (a file: any other kind is not ours), unless another file has taken the image's name since. */
-function removeImage(p: string, inode: string): void {
-  const st = statOrUndefined(p);
-  if (st && inodeOf(st) !== inode) return;
-  fs.rmSync(p, { force: true });
-  let sidecar: fs.Stats | undefined;
-  try {
-    sidecar = fs.lstatSync(sidecarPath(p));
-  } catch {
-    return;
-  }
-  if (sidecar.isFile()) fs.rmSync(sidecarPath(p));
+/**
+ * Removes what an open created: its sidecar first (the image stops being
+ * nvmq's, the reverse of creating), then the image. Each only if it is still
+ * the regular file that open created (same dev:ino): a file that has taken
+ * either name since, or a sidecar the open did not create, stays.
+ */
+function removeImage(created: Created): void {
+  if (created.sidecar !== undefined) removeIfSame(sidecarPath(created.path), created.sidecar);
+  removeIfSame(created.path, created.inode);
+}
+
+function removeIfSame(p: string, inode: string): void {
+  const st = lstatOrUndefined(p);
+  if (st?.isFile() && inodeOf(st) === inode) fs.rmSync(p);
 }
 
 /** Removes the directories an open created, deepest first, as long as they are empty. */
@@ -318,23 +392,29 @@ export function releaseImage(img: OpenedImage): void {
 
 /**
  * Undoes a successful open whose descriptor is closed: if it created the
- * image, removes the image, its sidecar and the directories it made (those
- * still empty), then releases the claim. After releaseImage() the claim is
- * taken again first; if someone else holds the image by then, it is theirs
- * and stays. Several opens are undone in the reverse order they were made
- * in (a later one may have put its image in a directory an earlier one
- * created). Throws only what removing throws.
+ * image, removes the image, the sidecar it created and the directories it
+ * made (those still empty), then releases the claim. Several opens are
+ * undone in the reverse order they were made in (a later one may have put
+ * its image in a directory an earlier one created). Throws only what
+ * removing throws.
+ *
+ * Safe only while the claim is still held (the descriptor closed without
+ * releaseImage()): then nobody can have opened the image since this open
+ * made it. After releaseImage() the claim is taken again first,
+ * and if someone else holds the image by then it is theirs and stays; but
+ * between the release and the retake another process may have opened the
+ * image, used it and closed it again, and it is removed all the same. That
+ * fallback remains only for callers that close before they discard (see
+ * FileBackend.prepareDiscard()).
  */
 export function discardImage(img: OpenedImage): void {
   if (!img.created || img.inode === undefined || img.lockTarget === undefined) return releaseImage(img);
-  const st = statOrUndefined(img.path);
-  if (!st || inodeOf(st) !== img.inode) {
-    // Gone already, or another file has its name: nothing of this open is left but, perhaps, empty directories.
-    releaseImage(img);
-    return removeDirs(img.createdDirs ?? []);
-  }
+  const created: Created = { path: img.path, inode: img.inode, sidecar: img.sidecarInode };
   let claim = img.claim;
   if (!claim?.held) {
+    const st = statOrUndefined(img.path);
+    // Gone already, or another file has its name: nothing of this open is left but, perhaps, empty directories.
+    if (!st || inodeOf(st) !== img.inode) return removeDirs(img.createdDirs ?? []);
     try {
       claim = ImageClaim.take(img.path, img.lockTarget);
     } catch (e) {
@@ -343,7 +423,7 @@ export function discardImage(img: OpenedImage): void {
     }
   }
   try {
-    removeImage(img.path, img.inode);
+    removeImage(created);
   } finally {
     claim.release();
   }

@@ -55,8 +55,10 @@
  *   refuses with EBUSY while another holds it or a file system on it is
  *   mounted; it ends with the descriptor, so it can never go stale.
  *
- * The claim is released by close() and discard(); a process that dies
- * without either leaves a stale lock file that the next opener takes over.
+ * The claim is released by close() and discard() (close() keeps it on an
+ * image it created after prepareDiscard(), so that nobody opens the image
+ * before discard() removes it); a process that dies without either leaves a
+ * stale lock file that the next opener takes over.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -268,17 +270,34 @@ export class ImageClaim {
   }
 }
 
+/**
+ * Rounds acquire() tries before giving up. A round ends without a result only
+ * while the lock is stale or vanishing and other openers are taking it over
+ * too (a live holder ends the loop at once with NVMQ_IMAGE_BUSY), and each
+ * such race is settled within a few rounds; 200 rounds of at most
+ * RETRY_PAUSE_MAX_MS is about a second of contention at the worst, after
+ * which the opener gets an error to retry on rather than spinning forever.
+ */
+const ACQUIRE_ATTEMPTS = 200;
+/**
+ * Pause after losing the takeover's critical section to another taker: a
+ * random 1..RETRY_PAUSE_MAX_MS ms, so that takers who met do not meet again
+ * in lockstep. Short, since a taker stays in the section for only a few
+ * system calls; the pause blocks the thread (the open is synchronous).
+ */
+const RETRY_PAUSE_MAX_MS = 10;
+
 /** Creates the lock file `file` for `image`, taking over a stale one; returns the nonce it holds. */
 function acquire(image: string, file: string): string {
   const nonce = randomBytes(8).toString('hex');
   const content = JSON.stringify({ ...self(), nonce, image }) + '\n';
-  for (let attempt = 0; attempt < 200; attempt++) {
+  for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
     if (createWith(image, file, content)) return nonce;
     const h = readHolder(file);
     if (h === 'gone') continue;
     const verdict: Verdict = h ? judge(h) : { state: 'unknown', why: '' };
     if (verdict.state !== 'dead') throw busyError(image, describeHolder(h, verdict, file));
-    if (!removeStale(image, file, content)) sleepMs(1 + Math.floor(Math.random() * 10));
+    if (!removeStale(image, file, content)) sleepMs(1 + Math.floor(Math.random() * RETRY_PAUSE_MAX_MS));
   }
   throw busyError(image, `by other openers taking over the stale ${file} at the same time; try again`);
 }

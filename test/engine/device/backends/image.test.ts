@@ -80,7 +80,8 @@ describe('a failed open leaves the directory as it was', () => {
   it('a file system that refuses O_DIRECT: the image, its sidecar and the directories made for it are removed', () => {
     if (!loadNative()) {
       // Without the addon direct: true is refused before anything is touched.
-      expectCleanFailure(dir(), () => new FileBackend({ path: path.join(dir(), 'a.img'), size: 1 << 20, direct: true }), 'NVMQ_DIRECT_UNSUPPORTED');
+      const d = populated();
+      expectCleanFailure(d, () => new FileBackend({ path: path.join(d, 'new', 'a.img'), size: 1 << 20, direct: true }), 'NVMQ_DIRECT_UNSUPPORTED');
       return;
     }
     const mnt = dir();
@@ -91,15 +92,13 @@ describe('a failed open leaves the directory as it was', () => {
     expect(err.message).toContain(path.join(mnt, 'a', 'b', 'c.img'));
   });
 
-  it('a failure after the image is made (its sidecar cannot be written) removes the image and the directories', () => {
-    const d = populated();
-    const img = path.join(d, 'new', 'a.img');
-    // Only the sidecar's name is taken, by a directory: everything before it succeeds.
-    fs.mkdirSync(path.join(d, 'new'));
-    fs.mkdirSync(img + '.nvmq.json');
-    const before = treeOf(d);
-    expect(() => new FileBackend({ path: img, size: 1 << 20 })).toThrow(/EISDIR/);
-    expect(treeOf(d)).toEqual(before);
+  it('a failure after the image is made (its sidecar cannot be created) removes the image and the lock', () => {
+    // A tmpfs with inodes for its root, the lock and the image only: creating the sidecar fails with ENOSPC.
+    const mnt = dir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=3', 'nvmq-test', mnt]);
+    cleanups.push(() => execFileSync('umount', [mnt]));
+    expect(() => new FileBackend({ path: path.join(mnt, 'a.img'), size: 1 << 20 })).toThrow(/ENOSPC/);
+    expect(treeOf(mnt)).toEqual({});
   });
 
   it('openController and Engine.open with a bad namespace leave nothing behind', async () => {
@@ -110,6 +109,71 @@ describe('a failed open leaves the directory as it was', () => {
     await expect(openController({ namespaces: [{ backend: 'file', path: img, size: 512, lbaSize: 4096 }] })).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
     await expect(Engine.open({ workers: 1, metrics: false, namespaces: [{ backend: 'file', path: img, size: 1 << 20, lbaSize: 1000 as 4096 }] })).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
     expect(treeOf(d)).toEqual(before);
+  });
+});
+
+describe('a sidecar beside a missing image is never written over or removed', () => {
+  const SIDECAR_EXISTS = /^(\S+) does not exist but \1\.nvmq\.json does: nvmq will not replace or remove a file it did not create; .*remove it, or use another path$/;
+
+  it.each([
+    ['a stale sidecar (its image deleted by hand)', (sc: string) => fs.writeFileSync(sc, JSON.stringify({ format: 'nvmq-image', version: 1, size: 4096 }))],
+    ['a file that is not a sidecar', (sc: string) => fs.writeFileSync(sc, 'precious, not nvmq\'s\n')],
+    ['a directory', (sc: string) => fs.mkdirSync(sc)],
+  ] as const)('%s is refused with NVMQ_IMAGE_SIDECAR_EXISTS and survives byte for byte', async (_what, make) => {
+    const d = populated();
+    const img = path.join(d, 'a.img');
+    make(img + '.nvmq.json');
+    const err = expectCleanFailure(d, () => new FileBackend({ path: img, size: 1 << 20 }), 'NVMQ_IMAGE_SIDECAR_EXISTS', SIDECAR_EXISTS);
+    expect(err.path).toBe(img);
+    expect(err.message).toContain(`${img}.nvmq.json`);
+    await expect(openController({ namespaces: [{ backend: 'file', path: img, size: 1 << 20 }] })).rejects.toMatchObject({ code: 'NVMQ_IMAGE_SIDECAR_EXISTS' });
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img.nvmq.json', 'existing', 'keep.txt']);
+    // Once the leftover is removed, as the message says, the image is created as usual.
+    fs.rmSync(img + '.nvmq.json', { recursive: true });
+    const backend = new FileBackend({ path: img, size: 1 << 20 });
+    expect(backend.image.created).toBe(true);
+    expect(isNvmqImage(img)).toBe(true);
+    await backend.close();
+  });
+
+  it('a symlink at the sidecar name: its target is never written, a dangling one never created', () => {
+    const d = populated();
+    const elsewhere = dir();
+    const target = path.join(elsewhere, 'precious.json');
+    fs.writeFileSync(target, 'someone else\'s\n');
+    const img = path.join(d, 'a.img');
+    fs.symlinkSync(target, img + '.nvmq.json');
+    const outside = treeOf(elsewhere);
+    expectCleanFailure(d, () => new FileBackend({ path: img, size: 1 << 20 }), 'NVMQ_IMAGE_SIDECAR_EXISTS', SIDECAR_EXISTS);
+    expect(treeOf(elsewhere)).toEqual(outside);
+
+    const img2 = path.join(d, 'b.img');
+    const dangling = path.join(elsewhere, 'not-there.json');
+    fs.symlinkSync(dangling, img2 + '.nvmq.json');
+    expectCleanFailure(d, () => new FileBackend({ path: img2, size: 1 << 20 }), 'NVMQ_IMAGE_SIDECAR_EXISTS', SIDECAR_EXISTS);
+    expect(fs.existsSync(dangling)).toBe(false);
+    expect(treeOf(elsewhere)).toEqual(outside);
+  });
+
+  it('the normal create path writes a fresh sidecar, and discard() removes that one only', async () => {
+    const d = populated();
+    const before = treeOf(d);
+    const img = path.join(d, 'new', 'a.img');
+    const backend = new FileBackend({ path: img, size: 1 << 20 });
+    const meta = JSON.parse(fs.readFileSync(img + '.nvmq.json', 'utf8')) as Record<string, unknown>;
+    expect(meta).toMatchObject({ format: 'nvmq-image', version: 1, size: 1 << 20 });
+    expect(fs.lstatSync(img + '.nvmq.json').mode & 0o777).toBe(0o644);
+    await backend.discard();
+    expect(treeOf(d)).toEqual(before);
+
+    // A sidecar that replaced the one this open created is not this open's: it stays (and so does the directory holding it).
+    const again = new FileBackend({ path: img, size: 1 << 20 });
+    // (Moved aside, not deleted: a deleted file's inode number could be given to the new one.)
+    fs.renameSync(img + '.nvmq.json', path.join(d, 'moved-aside.json'));
+    fs.writeFileSync(img + '.nvmq.json', 'replaced\n');
+    await again.discard();
+    expect(Object.keys(treeOf(d)).sort()).toEqual(['existing', 'keep.txt', 'moved-aside.json', 'new', 'new/a.img.nvmq.json']);
+    expect(fs.readFileSync(img + '.nvmq.json', 'utf8')).toBe('replaced\n');
   });
 });
 
@@ -157,6 +221,35 @@ describe('discard() undoes an open', () => {
     expect(treeOf(d)).toEqual(before);
     // Its lock is gone: it opens again.
     await new FileBackend({ path: img }).close();
+  });
+
+  it('after prepareDiscard(), close() keeps the claim: nobody can open the image before discard() removes it', async () => {
+    const d = populated();
+    const before = treeOf(d);
+    const img = path.join(d, 'new', 'a.img');
+    const backend = new FileBackend({ path: img, size: 1 << 20 });
+    backend.prepareDiscard();
+    // As when a failed open closes its controller, and with it the backend, before discarding.
+    await backend.close();
+    expect(backend.descriptor).toBe(-1);
+    expect(fs.existsSync(img + '.nvmq.lock')).toBe(true);
+    expect(() => new FileBackend({ path: img })).toThrow(expect.objectContaining({ code: 'NVMQ_IMAGE_BUSY' }));
+    await backend.discard();
+    expect(treeOf(d)).toEqual(before);
+    await backend.discard();
+  });
+
+  it('prepareDiscard() on an image the open did not create: close() releases as usual', async () => {
+    const d = dir();
+    const img = path.join(d, 'a.img');
+    await new FileBackend({ path: img, size: 1 << 20 }).close();
+    const reopened = new FileBackend({ path: img });
+    reopened.prepareDiscard();
+    await reopened.close();
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json']);
+    await new FileBackend({ path: img }).close();
+    await reopened.discard();
+    expect(fs.readdirSync(d).sort()).toEqual(['a.img', 'a.img.nvmq.json']);
   });
 
   it('after close(), an image someone else has opened since is theirs and stays', async () => {

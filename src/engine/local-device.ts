@@ -119,6 +119,9 @@ export async function openLocal(opts: {
     // The transport closes the controller (its event watcher and rings) and with it the backends; then
     // each backend removes what its open created, the last first (a later image may sit in a directory
     // an earlier one created). discard() never rejects.
+    // Marked first: a marked backend's close() keeps the lock on an image this open created, so nothing
+    // else can open it before discard() removes it.
+    for (const b of backends) b.prepareDiscard?.();
     if (transport) await transport.close().catch(() => {});
     for (const b of backends.reverse()) await b.discard();
   };

@@ -61,14 +61,14 @@ describe('Engine lifecycle', () => {
       'NVMQ_TIMEOUT',
       'NVMQ_METRICS_LISTEN',
     ]);
-    expect(out.after.fds).toBeLessThanOrEqual(out.before.fds);
-    expect(out.after.threads).toBeLessThanOrEqual(out.before.threads);
+    expect(out.after.fds, r.stdout).toBeLessThanOrEqual(out.before.fds);
+    expect(out.after.threads, r.stdout).toBeLessThanOrEqual(out.before.threads);
     // 48 cycles open engines of 8-64 MiB of shared memory each; after the last close none is reachable
     // (a delayed CSTS.RDY timer used to hold a failed bring-up's 64 MiB arena for 700 ms).
-    expect(out.after.arrayBuffersMiB - out.before.arrayBuffersMiB).toBeLessThan(8);
+    expect(out.after.arrayBuffersMiB - out.before.arrayBuffersMiB, r.stdout).toBeLessThan(8);
     // Resident memory: the addon pins glibc's mmap threshold (see native/binding.cc); without it the C
     // library keeps freed shared memory resident, which is outside what the engine can change.
-    if (loadNative()) expect(out.after.rssMiB - out.before.rssMiB).toBeLessThan(64);
+    if (loadNative()) expect(out.after.rssMiB - out.before.rssMiB, r.stdout).toBeLessThan(64);
     // Failed opens removed the images they created; the one that succeeded every time stays.
     expect(out.files).toEqual(['keep.img', 'keep.img.nvmq.json']);
   }, 150_000);

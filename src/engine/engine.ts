@@ -95,11 +95,10 @@ interface Assignment {
 /** What workers post on the engine's channel. */
 type WorkerMessage = { type: 'attach' | 'attached'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
 
+/** The pool's worker module, beside this one in the build (worker threads run JavaScript, not TypeScript). */
 function workerFile(): string {
-  const here = fileURLToPath(import.meta.url);
-  // Run from TypeScript sources (tests): workers still need the compiled engine.
-  const file = here.endsWith('.ts') ? fileURLToPath(new URL('../../dist/workers/worker.js', import.meta.url)) : fileURLToPath(new URL('../workers/worker.js', import.meta.url));
-  if (!existsSync(file)) throw new NvmqError('NVMQ_NOT_BUILT', `${file} is missing: run npm run build`);
+  const file = fileURLToPath(new URL('../workers/worker.js', import.meta.url));
+  if (!existsSync(file)) throw new NvmqError('NVMQ_NOT_BUILT', `${file} is missing: run npm run build, and load the engine from dist/`);
   return file;
 }
 

@@ -3,8 +3,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Engine } from '../../src/engine/engine.js';
-import { NvmqError, NvmeStatusError } from '../../src/engine/errors.js';
+// Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it and the
+// error classes it throws from there too.
+import { Engine, NvmqError, NvmeStatusError } from '../../dist/index.js';
 import { loadNative } from '../../src/engine/native.js';
 import { tempDirsPerTest } from '../helpers/harness.js';
 

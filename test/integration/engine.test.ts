@@ -1,6 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as path from 'node:path';
-import { Engine } from '../../src/engine/engine.js';
+// Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
+import { Engine } from '../../dist/index.js';
 import { pattern, sameBytes, tempDirsPerTest, writtenImage, DATA_PATHS } from '../helpers/harness.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;

@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Engine } from '../../src/engine/engine.js';
+// Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
+import { Engine } from '../../dist/index.js';
 import { tempDir, haveTool } from '../helpers/harness.js';
 import { parseExposition } from '../helpers/exposition.js';
 

@@ -1,7 +1,8 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { Engine } from '../../../src/engine/engine.js';
+// Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
+import { Engine } from '../../../dist/index.js';
 import { startMetricsServer, DEFAULT_METRICS_PORT } from '../../../src/engine/metrics/server.js';
 import { tempDir, haveTool } from '../../helpers/harness.js';
 import { parseExposition, total, promtoolCheck } from '../../helpers/exposition.js';

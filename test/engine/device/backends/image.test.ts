@@ -11,7 +11,8 @@ import { ImageError } from '../../../../src/engine/device/backends/backend.js';
 import { openImage, closeImage, isNvmqImage } from '../../../../src/engine/device/backends/image.js';
 import { NvmqError } from '../../../../src/engine/errors.js';
 import { openController } from '../../../../src/engine/local-device.js';
-import { Engine } from '../../../../src/engine/engine.js';
+// Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
+import { Engine } from '../../../../dist/index.js';
 import { loadNative } from '../../../../src/engine/native.js';
 import { bringUp, scratch, treeOf } from '../../../helpers/harness.js';
 

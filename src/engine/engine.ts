@@ -1,30 +1,19 @@
 /**
  * The embedding API: one controller, brought up on the main thread, and a
- * fixed pool of worker threads (piscina), each with its own I/O queue pair —
- * so the data path takes no contended lock and never waits on another thread.
- *
- * A worker asks for its queue when it starts (over a BroadcastChannel): the
- * main thread creates the CQ / SQ with admin commands and answers with the
- * pair's shared-memory handle and a buffer pool carved from the DMA arena.
- * When threads outnumber queues (`queues` below the worker count, or the
- * controller grants fewer), threads share queues round robin. A worker that
- * dies has its queue pair deleted; its replacement gets a fresh one.
+ * fixed pool of worker threads (src/workers/pool.ts), each with its own I/O
+ * queue pair, so the data path takes no contended lock and never waits on
+ * another thread. The engine owns the lifecycle: open, reset (a fresh
+ * generation of workers), close.
  */
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
-import { BroadcastChannel } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
-import { Piscina } from 'piscina';
-import type { DmaBuffer } from './dma-arena.js';
-import type { NvmeController, ControllerHandle, ControllerOptions } from './device/controller.js';
+import type { NvmeController, ControllerOptions } from './device/controller.js';
 import type { NvmeDriver } from './host/driver.js';
-import type { IoQueuePair } from './host/io-queue-pair.js';
-import type { QueuePairHandle } from './host/queue-pair.js';
 import type { IoTask } from '../workers/worker.js';
+import { WorkerPool } from '../workers/pool.js';
 import type { NamespaceInfo } from './host/identify.js';
-import { NvmqError, errorFromWire, unwrapOutcome, type TaskOutcome, type WireError } from './errors.js';
+import { NvmqError, unwrapOutcome } from './errors.js';
 import { MAX_NLB, checkBlocks, checkInteger, flag, invalidArgument } from './host/arguments.js';
 import { openLocal, type NamespaceSpec } from './local-device.js';
 import type { Registry } from 'prom-client';
@@ -65,44 +54,6 @@ export interface EngineOptions {
   metrics?: boolean | MetricsServerOptions;
 }
 
-/** What a worker receives when it starts. */
-export interface WorkerBoot {
-  channel: string;
-  controller: ControllerHandle;
-  namespaces: NamespaceInfo[];
-}
-
-/** The main thread's answer to a worker asking for its queue. */
-export interface QueueGrant {
-  threadId: number;
-  /** Where the worker counts the commands it executes (so a death can be accounted for). */
-  threadSlot: number;
-  queue: QueuePairHandle;
-  vector: number;
-  pool: { offset: number; size: number };
-}
-
-/** A worker's grant: its queue pair (its own, or one it shares), its buffer pool and its counting slot. */
-interface Assignment {
-  qp: IoQueuePair;
-  pool: DmaBuffer;
-  shared: boolean;
-  threadSlot: number;
-  /** The worker has set its queue up (it is out of the addon and idle). */
-  attached: boolean;
-}
-
-/** What workers post on the engine's channel. */
-type WorkerMessage = { type: 'attach' | 'attached'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
-
-/** The pool's worker module, beside this one in the build (worker threads run JavaScript, not TypeScript). */
-function workerFile(): string {
-  const file = fileURLToPath(new URL('../workers/worker.js', import.meta.url));
-  if (!existsSync(file)) throw new NvmqError('NVMQ_NOT_BUILT', `${file} is missing: run npm run build, and load the engine from dist/`);
-  return file;
-}
-
-let engines = 0;
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
@@ -110,21 +61,14 @@ export class Engine {
   readonly driver: NvmeDriver;
   readonly controller: NvmeController;
   readonly workers: number;
-  private pool: Piscina;
-  private readonly channel: BroadcastChannel;
-  private readonly boot: WorkerBoot;
-  private readonly assignments = new Map<number, Assignment>();
-  private readonly sharedQueues: IoQueuePair[] = [];
+  /** The current generation of workers (a reset starts the next). */
+  private pool: WorkerPool;
   /** Serializes reset() and close(). */
   private lifecycle: Promise<void> = Promise.resolve();
-  private resetting = false;
-  private readonly opts: Required<Pick<EngineOptions, 'queueDepth' | 'poolSize'>> & { queues: number };
+  private readonly opts: { queueDepth: number; poolSize: number; queues: number };
   private closing = false;
   /** Tasks submitted and not settled. */
   private readonly running = new Set<Promise<unknown>>();
-  private grants: Promise<void> = Promise.resolve();
-  /** Why a worker of the current pool could not attach, if one could not. */
-  private attachError: Error | undefined;
   /** Every queue's I/O counters (undefined with `metrics: false`), and the registry that reads them. */
   private readonly io: IoMetrics | undefined;
   private readonly registry: Registry | undefined;
@@ -135,11 +79,6 @@ export class Engine {
     this.controller = controller;
     this.workers = workers;
     this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues };
-    const name = `nvmq-engine-${process.pid}-${++engines}-${Date.now()}`;
-    this.channel = new BroadcastChannel(name);
-    this.channel.unref();
-    this.channel.onmessage = (ev) => this.onWorkerMessage((ev as MessageEvent).data as WorkerMessage);
-    this.boot = { channel: name, controller: controller.handle(), namespaces: [...driver.namespaces.values()] };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });
       this.registry = createMetricsRegistry({
@@ -159,29 +98,16 @@ export class Engine {
     this.pool = this.startPool();
   }
 
-  private startPool(): Piscina {
-    // An earlier pool's failure to attach says nothing about this one.
-    this.attachError = undefined;
-    const pool = new Piscina({
-      filename: workerFile(),
-      minThreads: this.workers,
-      maxThreads: this.workers,
-      idleTimeout: Infinity,
-      // 'async': an idle worker keeps its event loop free, so completions and interrupts still run there.
-      atomics: 'async',
-      workerData: this.boot,
+  private startPool(): WorkerPool {
+    return new WorkerPool({
+      driver: this.driver,
+      controller: this.controller,
+      workers: this.workers,
+      ...this.opts,
+      metrics: this.io,
+      onSharedDeath: (threadId) =>
+        void this.reset().catch((e: unknown) => trace('reset after the death of thread %d failed: %s', threadId, e instanceof Error ? e.message : String(e))),
     });
-    // A worker's threadId reads -1 once it has exited (and piscina's destroy event carries no other
-    // identity), so watch each thread's own 'exit' from the moment it is created.
-    pool.on('workerCreate', (w: { id: number }) => {
-      const id = w.id;
-      const thread = pool.threads.find((t) => t.threadId === id);
-      thread?.once('exit', () => {
-        if (!this.closing && this.pool === pool) void this.recycle(id);
-      });
-    });
-    pool.on('error', (e: unknown) => trace('worker pool error: %s', e instanceof Error ? e.message : String(e)));
-    return pool;
   }
 
   /**
@@ -223,12 +149,12 @@ export class Engine {
     let engine: Engine | undefined;
     try {
       engine = new Engine(device.driver, device.controller, workers, Math.min(wanted, device.driver.grantedIoQueues), opts);
-      await engine.ready();
+      await engine.pool.ready();
       if (typeof opts.metrics === 'object') engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
       return engine;
     } catch (e) {
       try {
-        if (engine) await engine.stopWorkers();
+        if (engine) await engine.pool.stop();
       } finally {
         await device.abandon();
       }
@@ -236,100 +162,18 @@ export class Engine {
     }
   }
 
-  /**
-   * Resolves once every worker has attached to its queue pair; rejects when
-   * one cannot. Resolves at once when close() has been called meanwhile (the
-   * workers' messages are ignored from then on, and close() stops them).
-   */
-  private async ready(): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (this.closing) return;
-      if (this.attachError) throw this.attachError;
-      let attached = 0;
-      for (const a of this.assignments.values()) if (a.attached) attached++;
-      if (attached >= this.workers) break;
-      if (Date.now() > deadline) throw new NvmqError('NVMQ_TIMEOUT', `only ${attached} of ${this.workers} workers attached to a queue`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    await this.grants;
-  }
-
   /** Threads share queues when there are fewer queues than workers. */
   get sharing(): boolean {
-    return this.opts.queues < this.workers;
-  }
-
-  private onWorkerMessage(msg: WorkerMessage): void {
-    if (this.closing) return;
-    if (msg.type === 'attached') {
-      const a = this.assignments.get(msg.threadId);
-      if (a) a.attached = true;
-      return;
-    }
-    if (msg.type === 'attach-failed') {
-      this.attachError ??= new NvmqError('NVMQ_NO_QUEUE', `worker ${msg.threadId} could not attach to its queue: ${msg.error.message}`, { cause: errorFromWire(msg.error) });
-      return;
-    }
-    // One grant at a time: admin commands for queue creation are sequential.
-    this.grants = this.grants.then(() => this.grant(msg.threadId)).catch((e: unknown) => {
-      trace('queue for thread %d failed: %s', msg.threadId, e instanceof Error ? e.message : String(e));
-      this.attachError ??= new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for worker ${msg.threadId}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      this.channel.postMessage({ type: 'refused', threadId: msg.threadId, message: e instanceof Error ? e.message : String(e) });
-    });
-  }
-
-  private async grant(threadId: number): Promise<void> {
-    let qp: IoQueuePair;
-    if (this.sharing) {
-      const i = this.assignments.size % this.opts.queues;
-      qp = this.sharedQueues[i] ?? (this.sharedQueues[i] = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: true, reapHere: false, metrics: this.io }));
-    } else {
-      qp = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, shared: false, reapHere: false, metrics: this.io });
-    }
-    const pool = this.driver.transport.arena.alloc(this.opts.poolSize);
-    let threadSlot = 1;
-    const used = new Set([...this.assignments.values()].map((a) => a.threadSlot));
-    while (used.has(threadSlot)) threadSlot++;
-    this.assignments.set(threadId, { qp, pool, shared: this.sharing, threadSlot, attached: false });
-    const grant: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
-    this.channel.postMessage({ type: 'grant', ...grant });
-  }
-
-  /**
-   * A worker died: the commands it was executing will never complete in its
-   * thread, so the controller forgets them. An unshared pair is deleted and the
-   * replacement piscina starts asks for a fresh one; the other workers are not
-   * involved. A shared pair may hold other threads' commands that the dead
-   * thread had fetched, which nothing would complete: the engine resets.
-   */
-  private async recycle(threadId: number): Promise<void> {
-    const a = this.assignments.get(threadId);
-    if (!a) return;
-    this.controller.abandonThread(a.threadSlot);
-    if (this.resetting) return; // the reset deletes every pair and pool
-    this.assignments.delete(threadId);
-    if (a.shared) {
-      this.reset().catch((e: unknown) => trace('reset after the death of thread %d failed: %s', threadId, e instanceof Error ? e.message : String(e)));
-      return;
-    }
-    this.controller.abandonInflight(a.qp.qid);
-    try {
-      await this.driver.deleteIoQueuePair(a.qp);
-    } catch (e) {
-      trace('deleting the queue of dead thread %d: %s', threadId, (e as Error).message);
-    }
-    // Its pool may still be written by a read the dead thread had started in libuv: give that a moment.
-    setTimeout(() => this.driver.transport.arena.release(a.pool), 1000).unref();
+    return this.pool.sharing;
   }
 
   /** Queue pairs in use, by worker thread id (for tests and metrics). */
   queueOf(threadId: number): number | undefined {
-    return this.assignments.get(threadId)?.qp.qid;
+    return this.pool.queueOf(threadId);
   }
 
   get threadIds(): number[] {
-    return this.pool.threads.map((t) => t.threadId);
+    return this.pool.threadIds;
   }
 
   /**
@@ -352,7 +196,7 @@ export class Engine {
    */
   private dispatch(task: IoTask): Promise<unknown> {
     const p = this.pool.run(task).then(
-      (r: TaskOutcome) => unwrapOutcome(r),
+      (r) => unwrapOutcome(r),
       (e: unknown) => {
         throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       },
@@ -433,28 +277,19 @@ export class Engine {
   private async doReset(): Promise<void> {
     // A close() requested meanwhile wins: it tears everything down anyway.
     if (this.closing) return;
-    this.resetting = true;
     const old = this.pool;
-    try {
-      // Fails every queue pair, in every thread, once the controller has drained.
-      await this.driver.reset();
-      // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
-      await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, RESET_GRACE_MS).unref())]);
-      await old.destroy();
-      // The old workers are gone: nothing can touch their rings and pools any more.
-      this.driver.releaseOrphans();
-      for (const a of this.assignments.values()) {
-        this.controller.abandonThread(a.threadSlot);
-        this.driver.transport.arena.release(a.pool);
-      }
-      this.assignments.clear();
-      this.sharedQueues.length = 0;
-    } finally {
-      this.resetting = false;
-    }
+    // Deaths from here on are the reset's to clean up, not grounds for another reset.
+    old.quiesce();
+    // Fails every queue pair, in every thread, once the controller has drained.
+    await this.driver.reset();
+    // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
+    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, RESET_GRACE_MS).unref())]);
+    await old.retire();
+    // The old workers are gone: nothing can touch their rings and pools any more.
+    this.driver.releaseOrphans();
     if (this.closing) return;
     this.pool = this.startPool();
-    await this.ready();
+    await this.pool.ready();
   }
 
   /**
@@ -464,6 +299,8 @@ export class Engine {
   close(): Promise<void> {
     if (this.closing) return this.lifecycle;
     this.closing = true;
+    // Workers' grant requests and deaths are close()'s to deal with from here (a reset bringing workers up stops waiting).
+    this.pool.quiesce();
     this.lifecycle = this.lifecycle.then(() => this.doClose());
     return this.lifecycle;
   }
@@ -474,28 +311,10 @@ export class Engine {
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
-    await this.stopWorkers();
+    await this.pool.stop();
     await this.driver.close();
   }
 
-  /** Stops the pool and deletes every queue pair its workers had; the controller stays up. */
-  private async stopWorkers(): Promise<void> {
-    this.closing = true;
-    await this.pool.destroy();
-    this.channel.close();
-    await this.grants.catch(() => {});
-    // Workers are gone: whatever they left executing will not complete in their threads.
-    const pairs = new Set<IoQueuePair>();
-    for (const a of this.assignments.values()) {
-      this.controller.abandonThread(a.threadSlot);
-      pairs.add(a.qp);
-    }
-    for (const qp of pairs) {
-      this.controller.abandonInflight(qp.qid);
-      await this.driver.deleteIoQueuePair(qp).catch((e: unknown) => trace('deleting queue %d: %s', qp.qid, e instanceof Error ? e.message : String(e)));
-    }
-    this.assignments.clear();
-  }
 }
 
 const closed = (): Promise<never> => Promise.reject(new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed'));

@@ -8,7 +8,7 @@ import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { NvmeController } from '../engine/device/controller.js';
 import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
-import type { QueueGrant, WorkerBoot } from '../engine/engine.js';
+import type { QueueGrant, WorkerBoot } from './pool.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
 import { NvmqError, errorToWire, type TaskOutcome } from '../engine/errors.js';
 

@@ -26,7 +26,7 @@ import { waitAsyncAlive } from '../shared/wait.js';
 import { AdminOpcode } from '../spec/opcodes.js';
 import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
 import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
-import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/queues.js';
+import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/admin-commands.js';
 import { FeatureId, FeatureSelect, FeatureCapability, GetFeaturesCdw10, SetFeaturesCdw10, NumberOfQueuesDw, VolatileWriteCacheDw, TemperatureThresholdDw } from '../spec/features.js';
 import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType } from '../spec/log-pages.js';
 import { Cc, Regs } from '../spec/registers.js';

@@ -10,7 +10,7 @@ import type { Request } from './queues.js';
 import type { Namespace } from './namespace.js';
 import { NvmOpcode } from '../spec/opcodes.js';
 import { bitsOf, readU64 } from '../spec/layout.js';
-import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/queues.js';
+import { RwCdw12, DsmCdw10, DsmCdw11, DsmRange, DSM_RANGE_SIZE } from '../spec/nvm-commands.js';
 import { NSID_BROADCAST } from '../spec/identify.js';
 import { CommandEffect } from '../spec/log-pages.js';
 import type { IoDone } from './backends/backend.js';

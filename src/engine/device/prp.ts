@@ -17,7 +17,7 @@
  */
 import type { DmaArena } from '../dma-arena.js';
 import { DATA_TRANSFER_ERROR, PRP_OFFSET_INVALID } from './status.js';
-import { PRP_ENTRY_SIZE } from '../spec/queues.js';
+import { PRP_ENTRY_SIZE } from '../spec/command.js';
 import { readU64 } from '../spec/layout.js';
 
 export interface PrpResult {

@@ -17,7 +17,7 @@ import { AdminOpcode } from '../spec/opcodes.js';
 import { Cns, IDENTIFY_DATA_SIZE, ACTIVE_NS_LIST_ENTRIES } from '../spec/identify.js';
 import { FeatureId, NumberOfQueuesDw } from '../spec/features.js';
 import { LogPageId, SMART_LOG_SIZE, AsyncEventDw0 } from '../spec/log-pages.js';
-import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/queues.js';
+import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/admin-commands.js';
 import type { IoMetrics } from '../metrics/io-metrics.js';
 
 const trace = debuglog('nvmq');

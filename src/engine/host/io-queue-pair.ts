@@ -6,7 +6,7 @@ import { QueuePair, type QueuePairOptions, type QueuePairHandle, type CommandFie
 import type { Transport } from '../transport/transport.js';
 import type { NamespaceInfo } from './identify.js';
 import { NvmOpcode } from '../spec/opcodes.js';
-import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/queues.js';
+import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/nvm-commands.js';
 import { withBits, writeU64 } from '../spec/layout.js';
 import type { Completion } from '../spec/command.js';
 import { checkBlocks, checkCallback, checkInteger, flag, invalidArgument } from './arguments.js';

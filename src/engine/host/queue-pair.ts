@@ -40,9 +40,8 @@
 import { debuglog } from 'node:util';
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
-import { CQE_SIZE, SQE_SIZE, Sqe, decodeCompletionWords, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
+import { CQE_SIZE, PRP_ENTRY_SIZE, SQE_SIZE, Sqe, decodeCompletionWords, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
-import { PRP_ENTRY_SIZE } from '../spec/queues.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError, statusToError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';

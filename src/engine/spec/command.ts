@@ -187,3 +187,6 @@ function wordsOf(dv: DataView, at: number): [Uint32Array, number] {
 export const Psdt = { PRP: 0, SGL_MPTR_CONTIG: 1, SGL_MPTR_SGL: 2 } as const;
 /** FUSE values. */
 export const Fuse = { NORMAL: 0, FIRST: 1, SECOND: 2 } as const;
+
+/** A PRP entry is 8 bytes; PRP1 offsets must be dword aligned (4.3). */
+export const PRP_ENTRY_SIZE = 8;

@@ -6,4 +6,5 @@ export * from './status.js';
 export * from './identify.js';
 export * from './features.js';
 export * from './log-pages.js';
-export * from './queues.js';
+export * from './admin-commands.js';
+export * from './nvm-commands.js';

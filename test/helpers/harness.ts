@@ -75,6 +75,17 @@ export function scratch(): { cleanups: Array<() => unknown>; dir(): string } {
   };
 }
 
+/** Clean-ups for a test file: `defer(fn)` runs `fn` after the test that registered it, the last first. */
+export function deferPerTest(): (fn: () => unknown) => void {
+  const fns: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const fn of fns.splice(0).reverse()) await fn();
+  });
+  return (fn) => {
+    fns.push(fn);
+  };
+}
+
 /** Temporary directories for a test file: `dir()` makes one, removed after the test that made it. */
 export function tempDirsPerTest(): () => string {
   const cleanups: Array<() => void> = [];

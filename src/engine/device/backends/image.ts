@@ -104,19 +104,13 @@ function checkArguments(opts: ImageOptions): number {
   return lba;
 }
 
-function statOrUndefined(p: string): fs.Stats | undefined {
+/**
+ * stat(2) of `p`, or undefined when nothing is there. With `{ link: true }`,
+ * lstat(2): the name itself, so a symlink (even a dangling one) counts as there.
+ */
+function statIfThere(p: string, opts: { link?: boolean } = {}): fs.Stats | undefined {
   try {
-    return fs.statSync(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    return undefined;
-  }
-}
-
-/** lstat(2): the name itself, so a symlink (even a dangling one) counts as there. */
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
+    return opts.link ? fs.lstatSync(p) : fs.statSync(p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     return undefined;
@@ -164,7 +158,7 @@ export function openImage(opts: ImageOptions): OpenedImage {
 
 function openReadOnly(opts: ImageOptions, lba: number): OpenedImage {
   const p = opts.path;
-  const st = statOrUndefined(p);
+  const st = statIfThere(p);
   if (!st) throw new ImageError('NVMQ_IMAGE_NOT_FOUND', `${p} does not exist (read-only: nothing is created)`, { path: p });
   const size = existingSize(p, st, opts, lba);
   const fd = openWith(p, fs.constants.O_RDONLY | (opts.extraFlags ?? 0), opts.extraFlags ?? 0);
@@ -174,7 +168,7 @@ function openReadOnly(opts: ImageOptions, lba: number): OpenedImage {
 function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage {
   const p = opts.path;
   const extra = opts.extraFlags ?? 0;
-  const before = statOrUndefined(p);
+  const before = statIfThere(p);
   if (before?.isBlockDevice()) {
     checkWritable(p, before, opts);
     const size = existingSize(p, before, opts, lba);
@@ -203,7 +197,7 @@ function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage
   const lockTarget = before ? fs.realpathSync(p) : path.join(fs.realpathSync(path.dirname(path.resolve(p))), path.basename(p));
   undo.claim = ImageClaim.take(p, lockTarget, before);
   // Under the claim, look again: another opener may have created, replaced or removed it meanwhile.
-  const st = statOrUndefined(p);
+  const st = statIfThere(p);
   if (!st) {
     if (opts.create === false) throw notFound(p);
     return create(p, creationSize(p, opts, lba), extra, lockTarget, undo);
@@ -218,7 +212,7 @@ function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage
 function create(p: string, size: number, extra: number, lockTarget: string, undo: Undo): OpenedImage {
   // Under the claim no nvmq opener is creating or removing this image, so a sidecar here without its image is a
   // leftover (the image deleted by hand) or not nvmq's at all: refused before anything is created, never replaced.
-  if (lstatOrUndefined(sidecarPath(p))) throw sidecarExists(p);
+  if (statIfThere(sidecarPath(p), { link: true })) throw sidecarExists(p);
   // O_EXCL: never replace a file that appeared since the stat. Created without the extra flags (a file system that
   // refuses O_DIRECT would fail the open after creating the file), then reopened with them.
   let fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
@@ -361,7 +355,7 @@ function removeImage(created: Created): void {
 }
 
 function removeIfSame(p: string, inode: string): void {
-  const st = lstatOrUndefined(p);
+  const st = statIfThere(p, { link: true });
   if (st?.isFile() && inodeOf(st) === inode) fs.rmSync(p);
 }
 
@@ -412,7 +406,7 @@ export function discardImage(img: OpenedImage): void {
   const created: Created = { path: img.path, inode: img.inode, sidecar: img.sidecarInode };
   let claim = img.claim;
   if (!claim?.held) {
-    const st = statOrUndefined(img.path);
+    const st = statIfThere(img.path);
     // Gone already, or another file has its name: nothing of this open is left but, perhaps, empty directories.
     if (!st || inodeOf(st) !== img.inode) return removeDirs(img.createdDirs ?? []);
     try {

@@ -178,10 +178,7 @@ export class WorkerPool {
    * workers, then gives their pools back. Nothing is deleted: the pairs are gone.
    */
   async retire(): Promise<void> {
-    this.ending = true;
-    await this.piscina.destroy();
-    this.channel.close();
-    await this.grants.catch(() => {});
+    await this.halt();
     for (const a of this.assignments.values()) {
       this.o.controller.abandonThread(a.threadSlot);
       this.o.driver.transport.arena.release(a.pool);
@@ -192,10 +189,7 @@ export class WorkerPool {
 
   /** Stops the workers and deletes every queue pair they had; the controller stays up. */
   async stop(): Promise<void> {
-    this.ending = true;
-    await this.piscina.destroy();
-    this.channel.close();
-    await this.grants.catch(() => {});
+    await this.halt();
     // Workers are gone: whatever they left executing will not complete in their threads.
     const pairs = new Set<IoQueuePair>();
     for (const a of this.assignments.values()) {
@@ -207,6 +201,14 @@ export class WorkerPool {
       await this.o.driver.deleteIoQueuePair(qp).catch((e: unknown) => trace('deleting queue %d: %s', qp.qid, e instanceof Error ? e.message : String(e)));
     }
     this.assignments.clear();
+  }
+
+  /** Stops the workers and the channel, and lets a grant in progress finish. */
+  private async halt(): Promise<void> {
+    this.ending = true;
+    await this.piscina.destroy();
+    this.channel.close();
+    await this.grants.catch(() => {});
   }
 
   private onWorkerMessage(msg: WorkerMessage): void {

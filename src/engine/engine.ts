@@ -14,7 +14,7 @@ import type { IoTask } from '../workers/worker.js';
 import { WorkerPool } from '../workers/pool.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
-import { MAX_NLB, checkBlocks, checkInteger, flag, invalidArgument } from './host/arguments.js';
+import { MAX_NLB, checkBlocks, checkInteger, flag, inactiveNsid, invalidArgument } from './host/arguments.js';
 import { openLocal, type NamespaceSpec } from './local-device.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
@@ -239,7 +239,7 @@ export class Engine {
   namespace(nsid: number): NamespaceInfo {
     if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
     const ns = this.driver.namespaces.get(nsid);
-    if (!ns) throw invalidArgument('nsid', `an active NSID (${[...this.driver.namespaces.keys()].join(', ')})`, nsid);
+    if (!ns) throw inactiveNsid(nsid, this.driver.namespaces.keys());
     return ns;
   }
 

@@ -116,3 +116,8 @@ export function flag<K extends string>(opts: Partial<Record<K, boolean>> | undef
   if (typeof v !== 'boolean') throw invalidArgument(`opts.${key}`, 'a boolean', v);
   return v;
 }
+
+/** An NSID that names no active namespace: the same refusal from the engine and from a queue pair. */
+export function inactiveNsid(nsid: unknown, active: Iterable<number>, accepted = ''): NvmqError {
+  return invalidArgument('nsid', `an active NSID (${[...active].join(', ') || 'none'})${accepted}`, nsid);
+}

@@ -9,7 +9,7 @@ import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw11, DsmRange, DSM_RANGE_SIZE, DSM_MAX_RANGES } from '../spec/nvm-commands.js';
 import { withBits, writeU64 } from '../spec/layout.js';
 import type { Completion } from '../spec/command.js';
-import { checkBlocks, checkCallback, checkInteger, flag, invalidArgument } from './arguments.js';
+import { checkBlocks, checkCallback, checkInteger, flag, inactiveNsid, invalidArgument } from './arguments.js';
 
 export interface WriteOptions {
   /** Force Unit Access: durable before completion. */
@@ -44,12 +44,8 @@ export class IoQueuePair extends QueuePair {
 
   private ns(nsid: number): NamespaceInfo {
     const ns = this.namespaces.get(nsid);
-    if (!ns) throw invalidArgument('nsid', `an active NSID (${this.activeNsids()})`, nsid);
+    if (!ns) throw inactiveNsid(nsid, this.namespaces.keys());
     return ns;
-  }
-
-  private activeNsids(): string {
-    return [...this.namespaces.keys()].join(', ') || 'none';
   }
 
   /** The Read / Write command for `nlb` blocks at `slba` moving `buffer`, after checking them. */
@@ -121,7 +117,7 @@ export class IoQueuePair extends QueuePair {
 
   /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */
   async flush(nsid: number): Promise<void> {
-    if (nsid !== NSID_ALL && !this.namespaces.has(nsid)) throw invalidArgument('nsid', `an active NSID (${this.activeNsids()}) or 0xffffffff (all)`, nsid);
+    if (nsid !== NSID_ALL && !this.namespaces.has(nsid)) throw inactiveNsid(nsid, this.namespaces.keys(), ' or 0xffffffff (all)');
     await this.enqueue({ opcode: NvmOpcode.FLUSH, nsid }, undefined, true, 0);
   }
 

@@ -21,7 +21,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { Engine } from '../dist/engine/engine.js';
 import { openImage } from '../dist/engine/device/backends/image.js';
-import { dataPathStatus } from '../dist/engine/native.js';
+import { dataPathStatus } from '../dist/engine/uring/data-path.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, runs: { type: 'string', default: '1' }, ramp: { type: 'string', default: '1' },

@@ -11,7 +11,7 @@ export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions 
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
 export type { Transport } from './engine/transport/transport.js';
 export type { DmaBuffer } from './engine/dma-arena.js';
-export type { DataPath } from './engine/native.js';
+export type { DataPath } from './engine/uring/data-path.js';
 export { NvmqError, NvmeStatusError, ImageError, statusToError } from './engine/errors.js';
 export * as spec from './engine/spec/index.js';
 export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';

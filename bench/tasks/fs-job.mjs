@@ -3,7 +3,7 @@
 // which Node has no way to do).
 import { workerData, parentPort } from 'node:worker_threads';
 import { open, constants } from 'node:fs/promises';
-import { loadNative } from '../../dist/engine/native.js';
+import { loadNative } from '../../dist/engine/uring/native.js';
 
 const { path, blocks, lbaSize, depth, seconds, write, direct, ramp = 0 } = workerData;
 const fh = await open(path, (write ? constants.O_RDWR : constants.O_RDONLY) | (direct ? constants.O_DIRECT : 0));

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
 import { ImageError, NvmqError } from '../engine/errors.js';
-import { takePortableNotice } from '../engine/native.js';
+import { takePortableNotice } from '../engine/uring/data-path.js';
 import {
   parseArgv,
   makeJob,

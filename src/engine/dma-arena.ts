@@ -16,7 +16,7 @@
  * arena offsets, from the first byte of `bytes`; `offsetOf()` turns a view
  * on the buffer into one.
  */
-import { loadNative } from './native.js';
+import { loadNative } from './uring/native.js';
 
 export const ARENA_PAGE_SIZE = 4096;
 /** IOVA of arena byte 0. Above 4 GiB so that both halves of every 64-bit pointer matter. */

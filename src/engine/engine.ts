@@ -10,7 +10,7 @@ import v8 from 'node:v8';
 import { debuglog } from 'node:util';
 import type { NvmeController, ControllerOptions } from './device/controller.js';
 import type { NvmeDriver } from './host/driver.js';
-import type { IoTask } from '../workers/worker.js';
+import type { IoTask } from '../workers/protocol.js';
 import { WorkerPool } from '../workers/pool.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';

@@ -130,3 +130,33 @@ export function unwrapOutcome(o: TaskOutcome): unknown {
   if ('err' in o) throw errorFromWire(o.err);
   throw o.thrown;
 }
+
+// ------------------------------------------------------------------ backends
+
+/**
+ * What a backend operation reports: the kind picks the NVMe status (read →
+ * Unrecovered Read Error, write → Write Fault, no-space → Capacity Exceeded).
+ * Internal to the device; hosts see the status.
+ */
+/** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
+export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';
+
+export class BackendError extends Error {
+  readonly kind: BackendErrorKind;
+  readonly errno: string | undefined;
+  constructor(kind: BackendErrorKind, message: string, errno?: string) {
+    super(message);
+    this.name = 'BackendError';
+    this.kind = kind;
+    this.errno = errno;
+  }
+}
+
+/** Completes a backend operation, exactly once. */
+export type IoDone = (err: BackendError | null) => void;
+
+/** Error from a Node.js system call as a backend error of the given kind. */
+export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {
+  const k: BackendErrorKind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : kind;
+  return new BackendError(k, `${kind} failed: ${err.message}`, err.code);
+}

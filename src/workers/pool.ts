@@ -21,36 +21,14 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Piscina } from 'piscina';
 import type { DmaBuffer } from '../engine/dma-arena.js';
-import type { NvmeController, ControllerHandle } from '../engine/device/controller.js';
+import type { NvmeController } from '../engine/device/controller.js';
 import type { NvmeDriver } from '../engine/host/driver.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
-import type { QueuePairHandle } from '../engine/host/queue-pair.js';
-import type { NamespaceInfo } from '../engine/host/identify.js';
 import type { IoMetrics } from '../engine/metrics/io-metrics.js';
-import { NvmqError, errorFromWire, type TaskOutcome, type WireError } from '../engine/errors.js';
-import type { IoTask } from './worker.js';
+import { NvmqError, errorFromWire, type TaskOutcome } from '../engine/errors.js';
+import type { IoTask, QueueGrant, WorkerBoot, WorkerMessage } from './protocol.js';
 
 const trace = debuglog('nvmq');
-
-/** What a worker receives when it starts. */
-export interface WorkerBoot {
-  channel: string;
-  controller: ControllerHandle;
-  namespaces: NamespaceInfo[];
-}
-
-/** The main thread's answer to a worker asking for its queue. */
-export interface QueueGrant {
-  threadId: number;
-  /** Where the worker counts the commands it executes (so a death can be accounted for). */
-  threadSlot: number;
-  queue: QueuePairHandle;
-  vector: number;
-  pool: { offset: number; size: number };
-}
-
-/** What workers post on the pool's channel. */
-type WorkerMessage = { type: 'attach' | 'attached'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
 
 /** A worker's grant: its queue pair (its own, or one it shares), its buffer pool and its counting slot. */
 interface Assignment {

@@ -8,7 +8,7 @@ import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
 import { NvmeController } from '../engine/device/controller.js';
 import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
-import type { QueueGrant, WorkerBoot } from './pool.js';
+import type { IoTask, QueueGrant, WorkerBoot } from './protocol.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
 import { NvmqError, errorToWire, type TaskOutcome } from '../engine/errors.js';
 
@@ -47,12 +47,6 @@ async function attach(): Promise<IoQueuePair> {
 
 /** This worker's queue pair (the argument of every task). */
 export const queue = await attach();
-
-export type IoTask =
-  | { kind: 'run'; module: string; args: unknown }
-  | { kind: 'io'; op: 'read'; nsid: number; slba: number; nlb: number }
-  | { kind: 'io'; op: 'write'; nsid: number; slba: number; data: Uint8Array; fua: boolean }
-  | { kind: 'io'; op: 'flush'; nsid: number };
 
 /**
  * Runs a task and says how it ended: piscina's structured clone would keep

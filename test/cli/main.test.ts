@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, haveTool } from '../helpers/harness.js';
-import { dataPathStatus } from '../../src/engine/native.js';
+import { dataPathStatus } from '../../src/engine/uring/data-path.js';
 
 const BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 

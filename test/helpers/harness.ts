@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { closeImage, openImage } from '../../src/engine/device/backends/image.js';
 import type { FileBackendOptions } from '../../src/engine/device/backends/file.js';
 import type { BackendHandle } from '../../src/engine/device/backends/backend.js';
-import { dataPathStatus, type DataPath } from '../../src/engine/native.js';
+import { dataPathStatus, type DataPath } from '../../src/engine/uring/data-path.js';
 
 export interface HarnessOptions {
   /** Namespaces; default one 16 MiB memory namespace with 4 KiB blocks. */

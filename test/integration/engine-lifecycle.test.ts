@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 // Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it and the
 // error classes it throws from there too.
 import { Engine, NvmqError, NvmeStatusError } from '../../dist/index.js';
-import { loadNative } from '../../src/engine/native.js';
+import { loadNative } from '../../src/engine/uring/native.js';
 import { tempDirsPerTest } from '../helpers/harness.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;

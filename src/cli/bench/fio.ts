@@ -7,7 +7,8 @@ import { execFile } from 'node:child_process';
 import { isNvmqImage } from '../../engine/device/backends/image.js';
 import { NvmqError } from '../../engine/errors.js';
 import type { RunSettings } from '../options.js';
-import { writes, type JobLayout } from './runner.js';
+import { writes } from './runner.js';
+import type { JobLayout } from './stats.js';
 import { PERCENTILES, type DirectionResult, type JobResult, type RunResult } from './results.js';
 
 /** fio's command line for the jobs (one fio job per nvmq job; numjobs workers each on its own slice, as nvmq does). */

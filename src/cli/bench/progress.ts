@@ -4,9 +4,8 @@
  * and otherwise a plain line every few seconds (a log should not fill up with
  * carriage returns).
  */
-import type { JobLayout } from './runner.js';
 import type { Sample } from './results.js';
-import { WorkerStats, Phase, C_PHASE, C_READ_IOS, C_WRITE_IOS } from './stats.js';
+import { WorkerStats, type JobLayout, Phase, C_PHASE, C_READ_IOS, C_WRITE_IOS } from './stats.js';
 import { formatBytes, formatCount } from './units.js';
 
 const STATE: Record<string, string> = { read: 'R', write: 'W', randread: 'r', randwrite: 'w', rw: 'M', randrw: 'm' };

@@ -9,10 +9,10 @@ import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';
 import { Engine, type EngineOptions } from '../../engine/engine.js';
 import type { NamespaceSpec } from '../../engine/local-device.js';
-import type { NvmeController } from '../../engine/device/controller.js';
-import { dataPathStatus } from '../../engine/native.js';
+import type { InProcessDevice } from '../../engine/device/controller.js';
+import { dataPathStatus } from '../../engine/uring/data-path.js';
 import { Histogram, RELATIVE_ERROR } from './histogram.js';
-import { WorkerStats, C_READ_IOS, C_READ_BYTES, C_WRITE_IOS, C_WRITE_BYTES, C_MEASURED_MS } from './stats.js';
+import { WorkerStats, type JobLayout, C_READ_IOS, C_READ_BYTES, C_WRITE_IOS, C_WRITE_BYTES, C_MEASURED_MS } from './stats.js';
 import { direction, type JobResult, type RunResult, type Sample, type WorkerResult } from './results.js';
 import { Progress } from './progress.js';
 import { DEFAULT_NEW_SIZE, UsageError, type JobSpec, type RunSettings } from '../options.js';
@@ -21,7 +21,7 @@ import type { JobTaskArgs } from './job-task.js';
 import type { FsTaskArgs } from './fs-task.js';
 
 /** Which data path moves the engine's file I/O, and why: printed once in the report header. */
-export function dataPath(controller: NvmeController): string {
+export function dataPath(controller: InProcessDevice): string {
   const files = [...controller.namespaces.values()].some((ns) => ns.backend.kind === 'file');
   if (!files) return 'memory (no kernel I/O)';
   if (controller.dataPath === 'io_uring') return 'io_uring (one ring per I/O queue, zero copy)';
@@ -95,17 +95,6 @@ export function engineOptions(namespaces: NamespaceSpec[], jobs: readonly JobSpe
 }
 
 /** Where each job's workers run on its namespace. */
-export interface JobLayout {
-  job: JobSpec;
-  nsid: number;
-  lbaSize: number;
-  path?: string;
-  regionStart: number;
-  perWorker: number;
-  /** Global worker indices (stats slots). */
-  workers: number[];
-}
-
 function layout(jobs: readonly JobSpec[], plans: NamespacePlan[], nsBytes: (nsid: number) => number): JobLayout[] {
   const out: JobLayout[] = [];
   let next = 0;

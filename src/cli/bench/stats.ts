@@ -17,6 +17,7 @@
  * | 8.. | read latency histogram, then write latency histogram (ns) |
  */
 import { Histogram, HISTOGRAM_SLOTS } from './histogram.js';
+import type { JobSpec } from '../options.js';
 
 export const Phase = { STARTING: 0, RAMP: 1, MEASURING: 2, VERIFYING: 3, DONE: 4 } as const;
 
@@ -46,4 +47,16 @@ export class WorkerStats {
   static allocate(slots: number): SharedArrayBuffer {
     return new SharedArrayBuffer(Math.max(1, slots) * SLOT_BYTES);
   }
+}
+
+/** Where one job of a run does its I/O, and which workers (stats slots) run it. */
+export interface JobLayout {
+  job: JobSpec;
+  nsid: number;
+  lbaSize: number;
+  path?: string;
+  regionStart: number;
+  perWorker: number;
+  /** Global worker indices (stats slots). */
+  workers: number[];
 }

@@ -20,8 +20,10 @@ export class Namespace {
   /** NSZE: size in logical blocks. */
   readonly blocks: number;
   readonly backend: Backend;
+  /** Position among the controller's namespaces: per-thread tables (a ring's operations) are indexed by it. */
+  readonly index: number;
 
-  constructor(nsid: number, cfg: NamespaceConfig) {
+  constructor(nsid: number, cfg: NamespaceConfig, index: number) {
     const lbaSize = cfg.lbaSize ?? 4096;
     if (!(SUPPORTED_LBA_SIZES as readonly number[]).includes(lbaSize)) {
       throw new RangeError(`namespace ${nsid}: LBA size must be 512 or 4096, got ${lbaSize}`);
@@ -35,5 +37,6 @@ export class Namespace {
     // A trailing partial block is not addressable.
     this.blocks = Math.floor(cfg.backend.size / lbaSize);
     this.backend = cfg.backend;
+    this.index = index;
   }
 }

@@ -4,7 +4,7 @@
  * command touches neither host memory nor media; an accepted one touches only
  * the LBAs it addresses.
  */
-import type { NvmeController, CommandEntry } from './controller.js';
+import type { CommandEntry, IoContext } from './context.js';
 import { INVALID_FIELD, INVALID_NAMESPACE, LBA_OUT_OF_RANGE, PRP_OFFSET_INVALID, WRITE_PROTECTED } from './status.js';
 import type { Request } from './queues.js';
 import type { Namespace } from './namespace.js';
@@ -15,9 +15,9 @@ import { NSID_BROADCAST } from '../spec/identify.js';
 import { CommandEffect } from '../spec/log-pages.js';
 import type { IoDone } from './backends/backend.js';
 
-export function nvmCommands(): Map<number, CommandEntry> {
-  const t = new Map<number, CommandEntry>();
-  const add = (opcode: number, handler: CommandEntry['handler'], effects = 0): void => {
+export function nvmCommands(): Map<number, CommandEntry<IoContext>> {
+  const t = new Map<number, CommandEntry<IoContext>>();
+  const add = (opcode: number, handler: CommandEntry<IoContext>['handler'], effects = 0): void => {
     t.set(opcode, { opcode, handler, effects });
   };
   add(NvmOpcode.FLUSH, executeFlush);
@@ -28,7 +28,7 @@ export function nvmCommands(): Map<number, CommandEntry> {
   return t;
 }
 
-function namespaceOf(c: NvmeController, req: Request): Namespace | undefined {
+function namespaceOf(c: IoContext, req: Request): Namespace | undefined {
   return c.namespace(req.cmd.nsid);
 }
 
@@ -41,19 +41,19 @@ function inRange(ns: Namespace, slba: number, nlb: number): boolean {
   return slba + nlb <= ns.blocks;
 }
 
-function executeRead(c: NvmeController, req: Request): number {
+function executeRead(c: IoContext, req: Request): number {
   return readWrite(c, req, false);
 }
 
-function executeWrite(c: NvmeController, req: Request): number {
+function executeWrite(c: IoContext, req: Request): number {
   return readWrite(c, req, true);
 }
 
-function readWrite(c: NvmeController, req: Request, write: boolean): number {
+function readWrite(c: IoContext, req: Request, write: boolean): number {
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
   const d12 = req.cmd.cdw12;
-  const nlb = (d12 & 0xffff) + 1;
+  const nlb = bitsOf(d12, RwCdw12.NLB) + 1;
   const slba = slbaOf(req);
   req.lba = slba;
   const length = nlb * ns.lbaSize;
@@ -66,30 +66,29 @@ function readWrite(c: NvmeController, req: Request, write: boolean): number {
   if (req.cmd.prp1 % ns.backend.alignment !== 0) return PRP_OFFSET_INVALID;
   req.bytes = length;
   const pos = slba * ns.lbaSize;
-  const ring = c.ringFor(req.sq);
+  const io = c.blockIo(req, ns);
   if (write) {
     // With the volatile write cache disabled every write is made durable before it completes.
     const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
-    c.backendOp(req, (done) => ns.backend.write(pos, m.segments, fua, done, ring));
+    c.backendOp(req, (done) => io.write(pos, m.segments, fua, done));
   } else {
-    c.backendOp(req, (done) => ns.backend.read(pos, m.segments, done, ring));
+    c.backendOp(req, (done) => io.read(pos, m.segments, done));
   }
   return 0;
 }
 
-function executeFlush(c: NvmeController, req: Request): number {
-  const ring = c.ringFor(req.sq);
+function executeFlush(c: IoContext, req: Request): number {
   if (req.cmd.nsid === NSID_BROADCAST) {
-    for (const ns of c.namespaces.values()) c.backendOp(req, (done) => ns.backend.flush(done, ring));
+    for (const ns of c.namespaces.values()) c.backendOp(req, (done) => c.blockIo(req, ns).flush(done));
     return 0;
   }
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
-  c.backendOp(req, (done) => ns.backend.flush(done, ring));
+  c.backendOp(req, (done) => c.blockIo(req, ns).flush(done));
   return 0;
 }
 
-function executeWriteZeroes(c: NvmeController, req: Request): number {
+function executeWriteZeroes(c: IoContext, req: Request): number {
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
   const d12 = req.cmd.cdw12;
@@ -100,10 +99,10 @@ function executeWriteZeroes(c: NvmeController, req: Request): number {
   if (ns.backend.readOnly) return WRITE_PROTECTED;
   const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
   const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
-  const ring = c.ringFor(req.sq);
+  const io = c.blockIo(req, ns);
   // FUA: a flush after the zeroes have landed makes them durable.
-  const after = (done: IoDone): IoDone => (fua ? (err) => (err ? done(err) : ns.backend.flush(done, ring)) : done);
-  c.backendOp(req, (done) => ns.backend.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, after(done), ring));
+  const after = (done: IoDone): IoDone => (fua ? (err) => (err ? done(err) : io.flush(done)) : done);
+  c.backendOp(req, (done) => io.writeZeroes(slba * ns.lbaSize, nlb * ns.lbaSize, deac, after(done)));
   return 0;
 }
 
@@ -113,7 +112,7 @@ function executeWriteZeroes(c: NvmeController, req: Request): number {
  * before the first one is deallocated, and each range is its own backend
  * operation: the command completes when all have.
  */
-function executeDatasetManagement(c: NvmeController, req: Request): number {
+function executeDatasetManagement(c: IoContext, req: Request): number {
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
   const nr = bitsOf(req.cmd.cdw10, DsmCdw10.NR) + 1;
@@ -135,9 +134,9 @@ function executeDatasetManagement(c: NvmeController, req: Request): number {
     ranges.push([slba, nlb]);
   }
   if (ranges.length > 0 && ns.backend.readOnly) return WRITE_PROTECTED;
-  const ring = c.ringFor(req.sq);
+  const io = c.blockIo(req, ns);
   for (const [slba, nlb] of ranges) {
-    c.backendOp(req, (done) => ns.backend.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done, ring));
+    c.backendOp(req, (done) => io.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done));
   }
   return 0;
 }

@@ -6,7 +6,7 @@
  * submission path.
  */
 import type { Transport } from './transport.js';
-import type { NvmeController } from '../device/controller.js';
+import type { InProcessDevice } from '../device/controller.js';
 import type { DmaArena } from '../dma-arena.js';
 
 export class LocalTransport implements Transport {
@@ -18,9 +18,9 @@ export class LocalTransport implements Transport {
   private readonly isRaised: boolean[] = [];
   private scheduled = false;
 
-  constructor(readonly controller: NvmeController) {
+  constructor(readonly controller: InProcessDevice) {
     this.arena = controller.arena;
-    controller.onInterrupt = (vector) => this.raise(vector);
+    controller.interrupts.onInterrupt = (vector) => this.raise(vector);
   }
 
   read32(offset: number): number {
@@ -48,13 +48,13 @@ export class LocalTransport implements Transport {
     const had = this.handlers.has(vector);
     if (handler) {
       this.handlers.set(vector, handler);
-      this.controller.localVectors[vector] = 1;
+      this.controller.interrupts.setLocal(vector, true);
       if (!had) void this.watch(vector);
     } else {
       this.handlers.delete(vector);
-      this.controller.localVectors[vector] = 0;
+      this.controller.interrupts.setLocal(vector, false);
       // Release the watcher's wait.
-      const { words, index } = this.controller.interruptWord(vector);
+      const { words, index } = this.controller.interrupts.word(vector);
       Atomics.add(words, index, 1);
       Atomics.notify(words, index);
     }
@@ -66,7 +66,7 @@ export class LocalTransport implements Transport {
    * holds no event-loop handle: an idle thread stays idle.
    */
   private async watch(vector: number): Promise<void> {
-    const { words, index } = this.controller.interruptWord(vector);
+    const { words, index } = this.controller.interrupts.word(vector);
     let seen = Atomics.load(words, index);
     while (this.handlers.has(vector)) {
       const r = Atomics.waitAsync(words, index, seen);

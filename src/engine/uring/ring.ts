@@ -18,8 +18,8 @@
  */
 import { debuglog } from 'node:util';
 import type { DmaArena } from '../dma-arena.js';
-import type { NativeBinding, NativeRing } from '../native.js';
-import { BackendError, type BackendErrorKind, type IoDone } from '../device/backends/backend.js';
+import type { NativeBinding, NativeRing } from './native.js';
+import { BackendError, type BackendErrorKind, type IoDone } from '../errors.js';
 
 const trace = debuglog('nvmq');
 

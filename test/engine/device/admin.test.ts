@@ -10,7 +10,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as path from 'node:path';
 import { bringUp, memoryNamespace, tempDir, tick, pattern, stalledBackend, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
-import type { DataPath } from '../../../src/engine/native.js';
+import type { DataPath } from '../../../src/engine/uring/data-path.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { Completion } from '../../../src/engine/spec/command.js';
 import type { CommandFields, DataSpec } from '../../../src/engine/host/queue-pair.js';

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { BackendError } from '../../../src/engine/device/backends/backend.js';
-import { loadNative, type DataPath } from '../../../src/engine/native.js';
+import { loadNative } from '../../../src/engine/uring/native.js';
+import type { DataPath } from '../../../src/engine/uring/data-path.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
 import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
@@ -124,7 +125,7 @@ describe('the data paths', () => {
       const q = await h.driver.createIoQueuePair({ entries: 16 });
       const model = await workload(h, q, lbaSize, (2 << 20) / lbaSize, 42);
       // Page-cache reads gain nothing from a registered arena: a buffered namespace's ring does without.
-      if (dataPath === 'io_uring') expect(h.controller.ringFor(h.controller.sq(q.qid)!)?.fixedBuffers).toBe(false);
+      if (dataPath === 'io_uring') expect(h.controller.rings?.ring(q.qid)?.fixedBuffers).toBe(false);
       await h.close();
       const bytes = fs.readFileSync(file);
       expect(sameBytes(bytes, model)).toBe('equal');
@@ -144,7 +145,7 @@ describe('the data paths', () => {
     const model = await workload(h, q, 4096, 1024, 7, fs.readFileSync(file));
     // On io_uring the ring serving a direct namespace has the arena registered: single-buffer transfers
     // go as READ_FIXED / WRITE_FIXED (the workload above ran through them).
-    if (dataPath === 'io_uring') expect(h.controller.ringFor(h.controller.sq(q.qid)!)?.fixedBuffers).toBe(true);
+    if (dataPath === 'io_uring') expect(h.controller.rings?.ring(q.qid)?.fixedBuffers).toBe(true);
     await h.close();
     expect(sameBytes(fs.readFileSync(file), model)).toBe('equal');
   });

@@ -895,7 +895,7 @@ async function runIo(sqes: Uint8Array[]): Promise<void> {
   }
   if (list.length === 0) return;
   const { qp, h } = w;
-  const cq = h.controller.cq(qp.qid)!;
+  const cq = h.controller.executor.cq(qp.qid)!;
   const tailBefore = cq.tail;
   const spurious = qp.stats.spurious;
   qp.plug();
@@ -933,7 +933,7 @@ async function runAdmin(sqe: Uint8Array): Promise<void> {
     stats.skipped++;
     return;
   }
-  const cq = w.h.controller.cq(0)!;
+  const cq = w.h.controller.executor.cq(0)!;
   const tailBefore = cq.tail;
   const what = `admin ${describeSqe(sqe)}`;
   const c = await withTimeout(w.h.driver.adminPassthru({ raw: sqe }), what);

@@ -10,7 +10,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bringUp, makeController, memoryNamespace, tempDir, tick, pattern, stalledBackend, DATA_PATHS, type Harness, type HarnessOptions, type StalledDevice } from '../../helpers/harness.js';
-import type { DataPath } from '../../../src/engine/native.js';
+import type { DataPath } from '../../../src/engine/uring/data-path.js';
 import type { IoRing } from '../../../src/engine/uring/ring.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import type { IoDone } from '../../../src/engine/device/backends/backend.js';
@@ -608,8 +608,8 @@ describe('interrupt mask (INTMS / INTMC)', () => {
     const t = h.transport;
     const qp = await h.driver.createIoQueuePair({ entries: 8 }); // vector 1
     const seen: number[] = [];
-    const raise = h.controller.onInterrupt;
-    h.controller.onInterrupt = (v) => {
+    const raise = h.controller.interrupts.onInterrupt;
+    h.controller.interrupts.onInterrupt = (v) => {
       seen.push(v);
       raise(v);
     };

@@ -11,7 +11,7 @@ import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { BackendError } from '../../../src/engine/device/backends/backend.js';
 import { IoRing } from '../../../src/engine/uring/ring.js';
 import { DmaArena } from '../../../src/engine/dma-arena.js';
-import { loadNative } from '../../../src/engine/native.js';
+import { loadNative } from '../../../src/engine/uring/native.js';
 import { NvmqError } from '../../../src/engine/errors.js';
 import { bringUp, deferPerTest, stalledDevice, tempDir, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 

@@ -5,49 +5,51 @@
  * (memory) or later (file). Errors carry what failed so the controller can pick
  * the NVMe status (read → Unrecovered Read Error, write → Write Fault).
  *
- * Each operation may be given the io_uring of the submission queue being
- * executed; a backend that can use it submits there, the others ignore it.
+ * A backend that can submit to io_uring (a file) says so with `uring`: the
+ * executing thread's ring set registers its descriptor and asks it for its
+ * operations bound to one ring. The backend never looks for a ring itself.
  *
  * Opening a backend can fail with an ImageError (a bad argument, a busy or
  * missing image): an NvmqError whose stable `code` names the condition.
  */
 import type { IoRing } from '../../uring/ring.js';
-// Image errors belong to the engine's one error module; the backends raise them from here.
-export { ImageError } from '../../errors.js';
+// Backend and image errors belong to the engine's one error module; the backends raise them from here.
+export { ImageError, BackendError, fromSystemError, type BackendErrorKind, type IoDone } from '../../errors.js';
+import type { IoDone } from '../../errors.js';
 
-/** `aborted`: the operation was cancelled (its ring torn down) before it finished. */
-export type BackendErrorKind = 'read' | 'write' | 'no-space' | 'aborted' | 'internal';
-
-export class BackendError extends Error {
-  readonly kind: BackendErrorKind;
-  readonly errno: string | undefined;
-  constructor(kind: BackendErrorKind, message: string, errno?: string) {
-    super(message);
-    this.name = 'BackendError';
-    this.kind = kind;
-    this.errno = errno;
-  }
+/** The data operations of a backend. */
+export interface BlockIo {
+  /** Reads `pos ..` into the segments, in order. */
+  read(pos: number, segments: readonly Uint8Array[], done: IoDone): void;
+  /** Writes the segments at `pos`; with `fua` the data is durable before `done`. */
+  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void;
+  /** Makes every completed write durable. */
+  flush(done: IoDone): void;
+  /** Zeroes [pos, pos + length); with `deallocate` the blocks may be unmapped. Reads of them return zeroes either way. */
+  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void;
+  /** Deallocates [pos, pos + length); reads of deallocated blocks return zeroes (DLFEAT 001b). */
+  deallocate(pos: number, length: number, done: IoDone): void;
 }
 
-export type IoDone = (err: BackendError | null) => void;
+/** The io_uring side of a backend that has one. */
+export interface UringFile {
+  /** The descriptor operations use (registered with each ring as a fixed file). */
+  readonly fd: number;
+  /** Opened with O_DIRECT: rings register the arena as a fixed buffer. */
+  readonly direct: boolean;
+  /** The backend's operations submitted to `ring`. */
+  via(ring: IoRing): BlockIo;
+}
 
-export interface Backend {
+export interface Backend extends BlockIo {
   readonly kind: 'memory' | 'file';
   /** Capacity in bytes. */
   readonly size: number;
   /** For logs and `nvmq` output: "memory 64 MiB", "file ./nvmq-data/default.img". */
   readonly description: string;
   readonly readOnly: boolean;
-  /** Reads `pos ..` into the segments, in order. */
-  read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void;
-  /** Writes the segments at `pos`; with `fua` the data is durable before `done`. */
-  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone, ring?: IoRing): void;
-  /** Makes every completed write durable. */
-  flush(done: IoDone, ring?: IoRing): void;
-  /** Zeroes [pos, pos + length); with `deallocate` the blocks may be unmapped. Reads of them return zeroes either way. */
-  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone, ring?: IoRing): void;
-  /** Deallocates [pos, pos + length); reads of deallocated blocks return zeroes (DLFEAT 001b). */
-  deallocate(pos: number, length: number, done: IoDone, ring?: IoRing): void;
+  /** Present when the backend can submit to io_uring. */
+  readonly uring?: UringFile;
   /** Memory alignment transfers need (O_DIRECT); 1 when any will do. */
   readonly alignment: number;
   /** Closes the backend; for a file, releases its lock. Idempotent. */
@@ -83,9 +85,3 @@ export interface Backend {
 export type BackendHandle =
   | { kind: 'memory'; buffer: SharedArrayBuffer }
   | { kind: 'file'; fd: number; path: string; size: number; readOnly: boolean; direct: boolean };
-
-/** Error from a Node.js system call as a backend error of the given kind. */
-export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {
-  const k: BackendErrorKind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : kind;
-  return new BackendError(k, `${kind} failed: ${err.message}`, err.code);
-}

@@ -1,8 +1,8 @@
 /**
  * A namespace in a regular file or block device. Two data paths reach it:
  *
- * - the io_uring path: the controller passes the ring of the submission queue
- *   being executed (`IoRing`), and reads, writes, fdatasync and fallocate go
+ * - the io_uring path: the executing thread's ring set binds the operations to
+ *   the ring of the submission queue being executed (`uring.via`), and reads, writes, fdatasync and fallocate go
  *   to the kernel from this thread, straight between the file and the DMA
  *   arena's shared memory;
  * - the portable path: node:fs (libuv's thread pool), also zero copy.
@@ -13,10 +13,10 @@
  * fall back to writing zeroes otherwise.
  */
 import * as fs from 'node:fs';
-import type { Backend, BackendHandle, IoDone } from './backend.js';
+import type { Backend, BackendHandle, IoDone, UringFile } from './backend.js';
 import { BackendError, ImageError, fromSystemError } from './backend.js';
 import { blockDeviceSize, discardImage, openImage, releaseImage, type ImageOptions, type OpenedImage } from './image.js';
-import { loadNative } from '../../native.js';
+import { loadNative } from '../../uring/native.js';
 import { advance, type IoRing } from '../../uring/ring.js';
 
 const ZERO_CHUNK = 1 << 20;
@@ -132,7 +132,42 @@ export class FileBackend implements Backend {
     };
   }
 
-  read(pos: number, segments: readonly Uint8Array[], done: IoDone, ring?: IoRing): void {
+  read(pos: number, segments: readonly Uint8Array[], done: IoDone): void {
+    this.readOn(undefined, pos, segments, done);
+  }
+
+  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void {
+    this.writeOn(undefined, pos, segments, fua, done);
+  }
+
+  flush(done: IoDone): void {
+    this.flushOn(undefined, done);
+  }
+
+  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone): void {
+    this.writeZeroesOn(undefined, pos, length, deallocate, done);
+  }
+
+  deallocate(pos: number, length: number, done: IoDone): void {
+    this.deallocateOn(undefined, pos, length, done);
+  }
+
+  /** The same operations on one queue's io_uring, for the executing thread's ring set. */
+  get uring(): UringFile {
+    return {
+      fd: this.fd,
+      direct: this.direct,
+      via: (ring) => ({
+        read: (pos, segments, done) => this.readOn(ring, pos, segments, done),
+        write: (pos, segments, fua, done) => this.writeOn(ring, pos, segments, fua, done),
+        flush: (done) => this.flushOn(ring, done),
+        writeZeroes: (pos, length, deallocate, done) => this.writeZeroesOn(ring, pos, length, deallocate, done),
+        deallocate: (pos, length, done) => this.deallocateOn(ring, pos, length, done),
+      }),
+    };
+  }
+
+  private readOn(ring: IoRing | undefined, pos: number, segments: readonly Uint8Array[], done: IoDone): void {
     const closed = this.closed('read');
     if (closed) return done(closed);
     const pastEnd = this.device ? 'error' : 'zeroes';
@@ -140,7 +175,7 @@ export class FileBackend implements Backend {
     readAll(this.fd, [...segments], pos, pastEnd, done);
   }
 
-  write(pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone, ring?: IoRing): void {
+  private writeOn(ring: IoRing | undefined, pos: number, segments: readonly Uint8Array[], fua: boolean, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
@@ -148,18 +183,18 @@ export class FileBackend implements Backend {
     if (ring) return ring.write(this.fd, pos, segments, fua, done);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
-      this.flush(done);
+      this.flushOn(undefined, done);
     });
   }
 
-  flush(done: IoDone, ring?: IoRing): void {
+  private flushOn(ring: IoRing | undefined, done: IoDone): void {
     const closed = this.closed('write');
     if (closed) return done(closed);
     if (ring) return ring.fdatasync(this.fd, done);
     fs.fdatasync(this.fd, (err) => done(err ? fromSystemError('write', err) : null));
   }
 
-  writeZeroes(pos: number, length: number, deallocate: boolean, done: IoDone, ring?: IoRing): void {
+  private writeZeroesOn(ring: IoRing | undefined, pos: number, length: number, deallocate: boolean, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);
@@ -177,7 +212,7 @@ export class FileBackend implements Backend {
     this.allocate('punch', pos, length, ring, (err) => (err ? zeroRange() : done(null)));
   }
 
-  deallocate(pos: number, length: number, done: IoDone, ring?: IoRing): void {
+  private deallocateOn(ring: IoRing | undefined, pos: number, length: number, done: IoDone): void {
     if (this.readOnly) return done(new BackendError('write', `${this.path} is open read-only`, 'EBADF'));
     const closed = this.closed('write');
     if (closed) return done(closed);

@@ -13,7 +13,7 @@ import { NvmqError } from '../../../../src/engine/errors.js';
 import { openController } from '../../../../src/engine/local-device.js';
 // Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
 import { Engine } from '../../../../dist/index.js';
-import { loadNative } from '../../../../src/engine/native.js';
+import { loadNative } from '../../../../src/engine/uring/native.js';
 import { bringUp, scratch, treeOf } from '../../../helpers/harness.js';
 
 const { cleanups, dir } = scratch();

@@ -49,9 +49,8 @@ import { CACHE_LINE, RequestTable, SlotState, type RequestTableHandle } from '..
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, hostFailureIndex, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
+import { MAX_SPIN_US } from '../uring/ring.js';
 
-/** The longest spin QueuePair.wait() accepts before it sleeps: a second, in microseconds (the addon's limit too). */
-export const MAX_SPIN_US = 1_000_000;
 const SPIN_RANGE = `an integer from 0 to ${MAX_SPIN_US}`;
 
 const trace = debuglog('nvmq');

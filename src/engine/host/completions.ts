@@ -21,7 +21,7 @@ import { statusToError, type NvmqError } from '../errors.js';
 import { SlotState, type RequestTable } from '../shared/request-table.js';
 import type { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
-import { hostFailureIndex, type QueueMetrics } from '../metrics/io-metrics.js';
+import { hostFailureIndex, type QueueCounts, type QueueMetrics } from '../metrics/io-metrics.js';
 import type { DataMap } from './data-map.js';
 import { H_CQ_HEAD, H_CQ_PHASE, H_DEAD, deadError } from './host-words.js';
 
@@ -78,8 +78,9 @@ export interface CompletionContext {
   readonly dbLock: Mutex;
   readonly table: RequestTable;
   readonly data: DataMap;
+  /** The pair's event counts (its row's when it has `metrics`). */
+  readonly counts: QueueCounts;
   readonly metrics: QueueMetrics | undefined;
-  readonly stats: { cqDoorbells: number; spurious: number };
 }
 
 export class Completions {
@@ -96,8 +97,8 @@ export class Completions {
   private readonly table: RequestTable;
   private readonly slots: number;
   private readonly data: DataMap;
+  private readonly counts: QueueCounts;
   private readonly metrics: QueueMetrics | undefined;
-  private readonly stats: { cqDoorbells: number; spurious: number };
   /** This thread's outstanding commands by CID (slots are reused: no allocation per command). */
   private readonly local: LocalSlot[] = [];
   /** See reap(). */
@@ -121,8 +122,8 @@ export class Completions {
     this.table = x.table;
     this.slots = x.table.slots;
     this.data = x.data;
+    this.counts = x.counts;
     this.metrics = x.metrics;
-    this.stats = x.stats;
   }
 
   /**
@@ -213,8 +214,7 @@ export class Completions {
         n++;
         if (c.cid >= this.slots || this.table.state(c.cid) !== 1) {
           // The controller broke the spec: a CID nobody has outstanding.
-          this.stats.spurious++;
-          m?.spurious();
+          this.counts.spurious();
           trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);
           continue;
         }
@@ -230,16 +230,16 @@ export class Completions {
       if (n > 0) {
         Atomics.store(this.host, H_CQ_HEAD, head);
         Atomics.store(this.host, H_CQ_PHASE, phase);
-        m?.found(n, reaped, interrupt, now);
+        this.counts.found(n, interrupt);
+        m?.reapedBatch(reaped, now);
       }
     } finally {
       if (this.shared) this.lock.unlock();
     }
     if (n > 0) {
-      this.stats.cqDoorbells++;
       if (this.shared) this.dbLock.lock();
       try {
-        m?.cqDoorbell();
+        this.counts.cqDoorbell();
         this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
       } finally {
         if (this.shared) this.dbLock.unlock();

@@ -20,7 +20,10 @@
  * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
  * locks that order those steps on a shared pair; a command failed without a
  * completion (reset, shutdown, deletion) is counted as an error by the
- * thread it was outstanding in, when that thread fails it.
+ * thread it was outstanding in, when that thread fails it. Its events
+ * (doorbell writes, CQEs found, spurious CQEs, waits for a slot) are
+ * counted once, into that row or, without one, into cells of the pair's
+ * own; `stats` reads them.
  */
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
@@ -32,7 +35,7 @@ import { checkCallback, checkCommand, checkInteger, invalidArgument } from './ar
 import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
-import { IoMetrics, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
+import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
 import { MAX_SPIN_US } from '../uring/ring.js';
 import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
 import { Completions, type CompletionCallback } from './completions.js';
@@ -101,6 +104,8 @@ export interface QueuePairHandle {
   table: RequestTableHandle;
   host: SharedArrayBuffer;
   metrics: IoMetricsHandle | undefined;
+  /** The pair's event counts when it has no row of I/O counters (`QueueCounts.own()`). */
+  counts: SharedArrayBuffer | undefined;
 }
 
 export class QueuePair {
@@ -110,8 +115,8 @@ export class QueuePair {
   readonly sq: DmaBuffer;
   readonly cq: DmaBuffer;
   readonly shared: boolean;
-  /** This thread's counters: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
-  readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
+  /** The pair's events since this object was made, by every thread on it: a view of the cells it counts into. */
+  readonly stats: QueueStats;
   /** The largest transfer, in bytes, the pair builds PRPs for. */
   get maxTransfer(): number {
     return this.data.maxTransfer;
@@ -119,6 +124,8 @@ export class QueuePair {
   readonly table: RequestTable;
   /** This pair's row of the I/O counters, when it has one. */
   readonly metrics: QueueMetrics | undefined;
+  /** Where the pair's events are counted (`stats`). */
+  private readonly counts: QueueCounts;
 
   protected readonly transport: Transport;
   protected readonly arena: DmaArena;
@@ -172,6 +179,9 @@ export class QueuePair {
       this.metrics = opts.metrics?.queue(this.qid);
       this.metrics?.opened();
     }
+    // Counted once, in the row when there is one; in cells of the pair's own (shared by its threads) when not.
+    this.counts = this.metrics ? this.metrics.counts : QueueCounts.own(attach?.counts);
+    this.stats = this.counts.since();
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
@@ -187,8 +197,8 @@ export class QueuePair {
       dbLock: this.dbLock,
       table: this.table,
       data: this.data,
+      counts: this.counts,
       metrics: this.metrics,
-      stats: this.stats,
     });
     if (attach) void this.watchDead();
     // One thread on the pair: its locks would never be contended, so they are skipped.
@@ -239,6 +249,7 @@ export class QueuePair {
       table: this.table.handle,
       host: this.host.buffer as SharedArrayBuffer,
       metrics: this.metricsHandle,
+      counts: this.metrics ? undefined : this.counts.buffer,
     };
   }
 
@@ -323,7 +334,7 @@ export class QueuePair {
     if (dead) return failed(dead, callback);
     const cid = this.table.tryAllocate();
     if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError, length, callback);
-    if (this.metrics) this.countWait(this.metrics);
+    this.countWait();
     if (this.blockingWait) {
       // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
       // A blocked thread cannot run its own completion callbacks, so the blocking wait is short and the
@@ -346,9 +357,9 @@ export class QueuePair {
   }
 
   /** A submission found no free request slot (the slow path: the lock orders it with the other counting threads). */
-  private countWait(m: QueueMetrics): void {
+  private countWait(): void {
     if (this.shared) this.lock.lock();
-    m.waited();
+    this.counts.waited();
     if (this.shared) this.lock.unlock();
   }
 
@@ -412,16 +423,15 @@ export class QueuePair {
 
   private ringSq(): void {
     this.unrung = 0;
-    this.stats.sqDoorbells++;
     if (this.shared) this.dbLock.lock();
     try {
-      this.metrics?.sqDoorbell();
+      this.counts.sqDoorbell();
       this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
     } finally {
       if (this.shared) this.dbLock.unlock();
     }
     // Poll straight away: a memory namespace has already completed.
-    this.stats.polled += this.completions.reap(false, true);
+    this.completions.reap(false, true);
   }
 
   /**
@@ -430,9 +440,7 @@ export class QueuePair {
    */
   poll(): number {
     this.transport.poll?.();
-    const n = this.processCompletions();
-    this.stats.polled += n;
-    return n;
+    return this.processCompletions();
   }
 
   /**
@@ -459,14 +467,12 @@ export class QueuePair {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw invalidArgument('wait: timeoutMs', 'a number of milliseconds >= 0', timeoutMs);
     checkInteger('wait: spinUs', spinUs, 0, MAX_SPIN_US, SPIN_RANGE);
     this.transport.wait?.(timeoutMs, spinUs);
-    const n = this.processCompletions();
-    this.stats.polled += n;
-    return n;
+    return this.processCompletions();
   }
 
   /** The interrupt handler for this queue's vector. */
   onInterrupt(): void {
-    this.stats.interrupted += this.completions.reap(true);
+    this.completions.reap(true);
   }
 
   /**

@@ -68,7 +68,7 @@ bool ring_supported() { return true; }
 
 int Ring::Create(unsigned entries, uint8_t* arena, size_t arena_len,
                  Ring** out) {
-  if (entries == 0 || entries > 4096 || arena == nullptr) return -EINVAL;
+  if (entries == 0 || entries > kMaxEntries || arena == nullptr) return -EINVAL;
   Ring* r = new Ring();
   r->impl_ = new Impl();
   r->arena_ = arena;
@@ -159,7 +159,7 @@ int Ring::Submit(const double* ops, unsigned n, const double* segs,
   for (unsigned i = 0; i < n; i++) {
     const double* o = ops + i * kOpWords;
     if ((o[kOpCode] == kRingReadv || o[kOpCode] == kRingWritev) &&
-        IsUint(o[kOpLen], 1024)) {
+        IsUint(o[kOpLen], kMaxSegments)) {
       want += static_cast<size_t>(o[kOpLen]);
     }
   }
@@ -182,7 +182,7 @@ int Ring::Submit(const double* ops, unsigned n, const double* segs,
     } else if (code == kRingRead || code == kRingWrite) {
       if (!InArena(addr, len, arena_len_)) bad = -EFAULT;
     } else if (code == kRingReadv || code == kRingWritev) {
-      if (!IsUint(len, 1024) || len == 0 ||
+      if (!IsUint(len, kMaxSegments) || len == 0 ||
           !InArena(addr * kSegWords, len * kSegWords, segs_len)) {
         bad = -EINVAL;
       } else {

@@ -16,6 +16,11 @@
 
 namespace nvmq {
 
+// What this file and src/engine/uring/ring.ts (which stages the operations)
+// must agree on: every name and value from here to kMaxSpinUs is written
+// there again, and test/engine/uring/layout.test.ts reads this header to
+// check the two against each other. Change both.
+
 // Staged operation layout: kOpWords doubles per operation.
 enum RingField : unsigned {
   kOpCode = 0,    // RingOpcode
@@ -41,7 +46,13 @@ enum RingOpcode : unsigned {
 // Segments of readv / writev: (arena offset, length) pairs of doubles.
 constexpr unsigned kSegWords = 2;
 
-// The longest spin Wait() accepts (a second; QueuePair's MAX_SPIN_US).
+// Segments one readv / writev may have (IOV_MAX); more is -EINVAL.
+constexpr unsigned kMaxSegments = 1024;
+
+// The most submission slots Create() accepts.
+constexpr unsigned kMaxEntries = 4096;
+
+// The longest spin Wait() accepts: a second, in microseconds.
 constexpr unsigned kMaxSpinUs = 1000000;
 
 // user_data of the ring's own cancel requests; never reported.

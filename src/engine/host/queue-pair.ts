@@ -1,14 +1,14 @@
 /**
  * One queue pair on the host side: the SQ ring the host fills and the CQ ring
- * it drains, a request table in shared memory (CID = slot index), PRP lists
- * built into per-slot pages, and the doorbells.
+ * it drains, a request table in shared memory (CID = slot index), and the
+ * doorbells. The command's data and its PRPs are `data-map.ts`'s, reaping
+ * and handing completions back `completions.ts`'s, the words the pair's
+ * threads share `host-words.ts`'s (with their writers and locks).
  *
  * Submission writes the SQE under the queue lock, then rings the SQ tail
  * doorbell outside it (or, while plugged, leaves the doorbell for `unplug()`:
  * one write for many commands). Completions are reaped right after a doorbell
- * write (a memory namespace completes inside it) and from the CQ's interrupt;
- * the phase tag tells new entries from old ones, and the CQ head doorbell is
- * written once per batch.
+ * write (a memory namespace completes inside it) and from the CQ's interrupt.
  *
  * A queue pair may be shared by several threads (`attach()` in each). Then
  * any thread may submit, whichever thread reaps writes each completion into
@@ -20,57 +20,31 @@
  * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
  * locks that order those steps on a shared pair; a command failed without a
  * completion (reset, shutdown, deletion) is counted as an error by the
- * thread it was outstanding in, when that thread fails it.
- *
- * Host words (Int32, shared by the threads using the pair):
- *
- * | word      | field                              | writer                          |
- * | --------- | ---------------------------------- | ------------------------------- |
- * | H_LOCK    | Mutex over SQ tail and CQ reaping  | any thread                      |
- * | H_SQ_TAIL | next SQ entry to fill              | submitter, under H_LOCK         |
- * | H_CQ_HEAD, H_CQ_PHASE | next CQE to read, its expected phase | reaper, under H_LOCK |
- * | H_DB_LOCK | Mutex ordering doorbell writes     | the thread writing a doorbell   |
- * | H_DEAD    | the pair was failed (reset, delete)| fail()                          |
- *
- * No doorbell write and no completion callback runs under H_LOCK. H_DB_LOCK
- * only keeps doorbell values monotonic when threads race to write them (each
- * writes the newest tail / head, read inside the lock). An unshared pair has
- * one thread on it, so it skips both locks and the request table's.
+ * thread it was outstanding in, when that thread fails it. Its events
+ * (doorbell writes, CQEs found, spurious CQEs, waits for a slot) are
+ * counted once, into that row or, without one, into cells of the pair's
+ * own; `stats` reads them.
  */
-import { debuglog } from 'node:util';
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
-import { CQE_SIZE, PRP_ENTRY_SIZE, SQE_SIZE, Sqe, decodeCompletionWords, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
+import { CQE_SIZE, SQE_SIZE, Sqe, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { writeU64 } from '../spec/layout.js';
-import { NvmqError, statusToError } from '../errors.js';
+import { NvmqError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
-import { CACHE_LINE, RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
+import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
-import { IoMetrics, hostFailureIndex, type IoMetricsHandle, type QueueMetrics } from '../metrics/io-metrics.js';
+import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
+import { MAX_SPIN_US } from '../uring/ring.js';
+import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
+import { Completions, type CompletionCallback } from './completions.js';
+import { H_DB_LOCK, H_DEAD, H_LOCK, H_SQ_TAIL, HOST_WORDS, createHostWords, deadError, markDead } from './host-words.js';
 
-/** The longest spin QueuePair.wait() accepts before it sleeps: a second, in microseconds (the addon's limit too). */
-export const MAX_SPIN_US = 1_000_000;
+export type { DataSpec } from './data-map.js';
+export type { CompletionCallback } from './completions.js';
+
 const SPIN_RANGE = `an integer from 0 to ${MAX_SPIN_US}`;
-
-const trace = debuglog('nvmq');
-const noop = (): void => {};
-
-/**
- * Runs a completion callback. One that throws must not strand the
- * completions reaped with it: its error is rethrown on a later microtask
- * (an uncaught exception, as from any Node callback) and reaping goes on.
- */
-function invoke(callback: CompletionCallback, err: Error | null, c: Completion | undefined): void {
-  try {
-    callback(err, c);
-  } catch (e) {
-    queueMicrotask(() => {
-      throw e;
-    });
-  }
-}
 
 /** A command refused before it was queued: a rejected Promise, or its callback on a later microtask. */
 function failed(err: Error, callback: CompletionCallback | undefined): Promise<Completion> | undefined {
@@ -79,43 +53,17 @@ function failed(err: Error, callback: CompletionCallback | undefined): Promise<C
   return undefined;
 }
 
-/**
- * PRP list pages each request slot needs for transfers up to `maxTransfer`:
- * none up to two pages (PRP1 and PRP2 suffice); beyond, pageSize / 8 entries
- * a page, the last of which chains to the next page (4.3).
- */
-function prpListPages(maxTransfer: number, pageSize: number): number {
-  const perPage = pageSize / PRP_ENTRY_SIZE;
-  const dataPages = Math.ceil(maxTransfer / pageSize) + 1;
-  return dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
-}
-
 /** `submit()`'s arguments: command fields (no raw SQE), data, and the length counted. */
 function checkSubmission(cmd: unknown, data: unknown, length: unknown): void {
   checkCommand(cmd, data, false);
   if (length !== undefined) checkInteger('length', length, 0, Number.MAX_SAFE_INTEGER);
 }
 
-const H_LOCK = 0;
-const H_SQ_TAIL = 1;
-const H_CQ_HEAD = 2;
-const H_CQ_PHASE = 3;
-const H_DB_LOCK = 4;
-const H_DEAD = 5;
-const HOST_WORDS = 8;
-/** Why the pair was failed, by H_DEAD's value (0: it was not); other threads rebuild the error from it. */
-const DEAD_CODES: readonly string[] = ['', 'NVMQ_CONTROLLER_RESET', 'NVMQ_QUEUE_DELETED', 'NVMQ_CONTROLLER_SHUTDOWN'];
 /** Longest a blocking free-slot wait blocks its thread before it waits asynchronously. */
 const BLOCKING_WAIT_MS = 5;
 
 /** Fields of a command; the queue pair assigns the CID and, when given data, the PRPs. */
 export type CommandFields = Partial<Omit<Command, 'cid'>> & { opcode: number };
-
-export interface DataSpec {
-  /** Bytes to send (host → controller) or a buffer to fill (controller → host). */
-  buffer: Uint8Array;
-  direction: 'to-device' | 'from-device';
-}
 
 export interface QueuePairOptions {
   transport: Transport;
@@ -156,31 +104,8 @@ export interface QueuePairHandle {
   table: RequestTableHandle;
   host: SharedArrayBuffer;
   metrics: IoMetricsHandle | undefined;
-}
-
-/**
- * How the callback forms (`submitCallback`, `IoQueuePair.readCallback`...) report a command's end:
- * `err` null and the completion, or the error the Promise form would reject with (then `c` is the
- * completion when the controller posted one, undefined when the command never reached it).
- */
-export type CompletionCallback = (err: Error | null, c: Completion | undefined) => void;
-
-interface LocalSlot {
-  /** Whether the CID is outstanding from this thread. */
-  busy: boolean;
-  /** The Promise form's settlers, or `noop` for the callback form. */
-  resolve: (c: Completion) => void;
-  reject: (e: Error) => void;
-  /** The callback form's callback. */
-  callback: CompletionCallback | undefined;
-  /** The opcode when a failed status should reject as a typed error; -1 to resolve with any status. */
-  opcode: number;
-  bounce: DmaBuffer | undefined;
-  readBack: Uint8Array | undefined;
-}
-
-function view(arena: DmaArena, offset: number, size: number): DmaBuffer {
-  return { iova: arena.iovaOf(offset), offset, size, bytes: new Uint8Array(arena.buffer, arena.skew + offset, size) };
+  /** The pair's event counts when it has no row of I/O counters (`QueueCounts.own()`). */
+  counts: SharedArrayBuffer | undefined;
 }
 
 export class QueuePair {
@@ -190,40 +115,31 @@ export class QueuePair {
   readonly sq: DmaBuffer;
   readonly cq: DmaBuffer;
   readonly shared: boolean;
-  /** This thread's counters: doorbell writes, completions found by polling vs interrupt, spurious CQEs. */
-  readonly stats = { sqDoorbells: 0, cqDoorbells: 0, polled: 0, interrupted: 0, spurious: 0 };
+  /** The pair's events since this object was made, by every thread on it: a view of the cells it counts into. */
+  readonly stats: QueueStats;
   /** The largest transfer, in bytes, the pair builds PRPs for. */
   get maxTransfer(): number {
-    return this.transferLimit;
+    return this.data.maxTransfer;
   }
   readonly table: RequestTable;
   /** This pair's row of the I/O counters, when it has one. */
   readonly metrics: QueueMetrics | undefined;
+  /** Where the pair's events are counted (`stats`). */
+  private readonly counts: QueueCounts;
 
   protected readonly transport: Transport;
   protected readonly arena: DmaArena;
   private readonly pageSize: number;
   private readonly dstrd: number;
   private readonly sqDoorbell: number;
-  private readonly cqDoorbell: number;
   private readonly host: Int32Array;
   private readonly lock: Mutex;
   private readonly dbLock: Mutex;
-  /** This thread's outstanding commands by CID (slots are reused: no allocation per command). */
-  private readonly local: LocalSlot[] = [];
-  /** PRP1 / PRP2 as `buildPrps` left them. */
-  private prp1 = 0;
-  private prp2 = 0;
-  private readonly prpPages: DmaBuffer[];
-  private prpPagesPerSlot: number;
-  private transferLimit: number;
+  /** Data placement and PRPs. */
+  private readonly data: DataMap;
+  /** Reaping, and this thread's outstanding commands. */
+  private readonly completions: Completions;
   private plugDepth = 0;
-  /** See reap(). */
-  private reaping = false;
-  private reapAgain = false;
-  /** Callbacks of completions reaped inside a submission call, run on a later microtask (see reap()). */
-  private deferCallbacks = false;
-  private deferred: Array<() => void> = [];
   private plugClock = 0;
   private unrung = 0;
   private readonly metricsHandle: IoMetricsHandle | undefined;
@@ -239,20 +155,17 @@ export class QueuePair {
     this.entries = opts.entries;
     this.pageSize = opts.pageSize;
     this.dstrd = opts.dstrd;
-    this.transferLimit = opts.maxTransfer;
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
-    this.cqDoorbell = cqHeadDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
     this.blockingWait = opts.blockingWait ?? false;
     this.metricsHandle = attach ? attach.metrics : opts.metrics?.handle;
     if (attach) {
       this.shared = attach.shared;
-      this.sq = view(this.arena, attach.sq.offset, attach.sq.size);
-      this.cq = view(this.arena, attach.cq.offset, attach.cq.size);
+      this.sq = arenaBuffer(this.arena, attach.sq.offset, attach.sq.size);
+      this.cq = arenaBuffer(this.arena, attach.cq.offset, attach.cq.size);
       this.table = new RequestTable(attach.table);
       this.host = new Int32Array(attach.host, 0, HOST_WORDS);
-      this.prpPagesPerSlot = attach.prpPagesPerSlot;
-      this.prpPages = attach.prpPages.map((off) => view(this.arena, off, this.pageSize));
+      this.data = DataMap.attach(this.arena, this.pageSize, opts.maxTransfer, { offsets: attach.prpPages, perSlot: attach.prpPagesPerSlot });
       this.metrics = attach.metrics && new IoMetrics(attach.metrics).queue(this.qid);
     } else {
       this.shared = opts.shared ?? false;
@@ -261,31 +174,35 @@ export class QueuePair {
       this.sq = this.arena.alloc(opts.entries * SQE_SIZE);
       this.cq = this.arena.alloc(opts.entries * CQE_SIZE);
       this.table = RequestTable.create(slots);
-      // Padded past a cache line: see CACHE_LINE.
-      this.host = new Int32Array(new SharedArrayBuffer(HOST_WORDS * 4 + CACHE_LINE), 0, HOST_WORDS);
-      this.host[H_CQ_PHASE] = 1;
-      this.prpPagesPerSlot = prpListPages(this.maxTransfer, this.pageSize);
-      this.prpPages = this.allocPrpPages(slots * this.prpPagesPerSlot);
+      this.host = createHostWords();
+      this.data = DataMap.create(this.arena, this.pageSize, opts.maxTransfer, slots);
       this.metrics = opts.metrics?.queue(this.qid);
       this.metrics?.opened();
     }
+    // Counted once, in the row when there is one; in cells of the pair's own (shared by its threads) when not.
+    this.counts = this.metrics ? this.metrics.counts : QueueCounts.own(attach?.counts);
+    this.stats = this.counts.since();
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
+    this.completions = new Completions({
+      qid: this.qid,
+      entries: this.entries,
+      cq: this.cq,
+      transport: this.transport,
+      cqDoorbell: cqHeadDoorbell(opts.qid, opts.dstrd),
+      host: this.host,
+      shared: this.shared,
+      lock: this.lock,
+      dbLock: this.dbLock,
+      table: this.table,
+      data: this.data,
+      counts: this.counts,
+      metrics: this.metrics,
+    });
     if (attach) void this.watchDead();
     // One thread on the pair: its locks would never be contended, so they are skipped.
     this.table.exclusive = !this.shared;
-  }
-
-  private allocPrpPages(n: number): DmaBuffer[] {
-    const pages: DmaBuffer[] = [];
-    try {
-      for (let i = 0; i < n; i++) pages.push(this.arena.alloc(this.pageSize));
-    } catch (e) {
-      for (const p of pages) this.arena.release(p);
-      throw e;
-    }
-    return pages;
   }
 
   /**
@@ -299,14 +216,7 @@ export class QueuePair {
     if (!this.owner || this.shared || this.outstanding > 0) {
       throw new NvmqError('NVMQ_QUEUE_BUSY', `queue ${this.qid}: its maximum transfer can change only while it is idle, unshared and in the thread that created it`);
     }
-    const perSlot = prpListPages(bytes, this.pageSize);
-    if (perSlot !== this.prpPagesPerSlot) {
-      const pages = this.allocPrpPages(this.slots * perSlot);
-      for (const p of this.prpPages) this.arena.release(p);
-      this.prpPages.splice(0, this.prpPages.length, ...pages);
-      this.prpPagesPerSlot = perSlot;
-    }
-    this.transferLimit = bytes;
+    this.data.setMaxTransfer(bytes, this.slots);
   }
 
   /**
@@ -319,12 +229,12 @@ export class QueuePair {
       const r = Atomics.waitAsync(this.host, H_DEAD, 0);
       if (r.async) await r.value;
     }
-    const err = this.deadError()!;
-    this.failAllLocal(err);
+    this.completions.failAll(deadError(this.host, this.qid)!);
   }
 
   /** What `attach()` in another thread needs. */
   handle(): QueuePairHandle {
+    const pages = this.data.listPages();
     return {
       qid: this.qid,
       entries: this.entries,
@@ -334,11 +244,12 @@ export class QueuePair {
       shared: this.shared,
       sq: { offset: this.sq.offset, size: this.sq.size },
       cq: { offset: this.cq.offset, size: this.cq.size },
-      prpPages: this.prpPages.map((p) => p.offset),
-      prpPagesPerSlot: this.prpPagesPerSlot,
+      prpPages: pages.offsets,
+      prpPagesPerSlot: pages.perSlot,
       table: this.table.handle,
       host: this.host.buffer as SharedArrayBuffer,
       metrics: this.metricsHandle,
+      counts: this.metrics ? undefined : this.counts.buffer,
     };
   }
 
@@ -356,13 +267,6 @@ export class QueuePair {
   unplug(): void {
     if (this.plugDepth === 0) throw new Error('unplug() without plug()');
     if (--this.plugDepth === 0 && this.unrung > 0) this.ringSq();
-  }
-
-  private deadError(): NvmqError | undefined {
-    const code = DEAD_CODES[Atomics.load(this.host, H_DEAD)];
-    if (!code) return undefined;
-    if (code === 'NVMQ_QUEUE_DELETED') return new NvmqError(code, `I/O queue ${this.qid} was deleted`);
-    return new NvmqError(code, code === 'NVMQ_CONTROLLER_SHUTDOWN' ? 'the controller was shut down' : 'the controller was reset');
   }
 
   /**
@@ -426,11 +330,11 @@ export class QueuePair {
   protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
   protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
   protected enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
-    const dead = this.deadError();
+    const dead = deadError(this.host, this.qid);
     if (dead) return failed(dead, callback);
     const cid = this.table.tryAllocate();
     if (cid >= 0) return this.enqueueWithSlot(cid, cmd, data, throwOnError, length, callback);
-    if (this.metrics) this.countWait(this.metrics);
+    this.countWait();
     if (this.blockingWait) {
       // Completions this thread can reap free slots at once; then, on a shared pair, other threads' can.
       // A blocked thread cannot run its own completion callbacks, so the blocking wait is short and the
@@ -453,9 +357,9 @@ export class QueuePair {
   }
 
   /** A submission found no free request slot (the slow path: the lock orders it with the other counting threads). */
-  private countWait(m: QueueMetrics): void {
+  private countWait(): void {
     if (this.shared) this.lock.lock();
-    m.waited();
+    this.counts.waited();
     if (this.shared) this.lock.unlock();
   }
 
@@ -465,26 +369,15 @@ export class QueuePair {
     let prp1 = 0;
     let prp2 = 0;
     try {
-      const late = this.deadError();
+      const late = deadError(this.host, this.qid);
       if (late) throw late;
       if (data && data.buffer.length > 0) {
-        if (data.buffer.length > this.transferLimit) {
-          throw invalidArgument('data.buffer', `at most ${this.transferLimit} bytes (the queue's maximum transfer)`, data.buffer);
-        }
-        let region: Uint8Array = data.buffer;
-        if (!this.arena.contains(data.buffer)) {
-          // Bounce path: a buffer outside the DMA arena is copied through one inside it.
-          bounce = this.arena.alloc(data.buffer.length);
-          region = bounce.bytes.subarray(0, data.buffer.length);
-          if (data.direction === 'to-device') region.set(data.buffer);
-          else readBack = data.buffer;
-        }
-        this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
-        prp1 = this.prp1;
-        prp2 = this.prp2;
+        bounce = this.data.map(cid, data);
+        if (bounce && data.direction !== 'to-device') readBack = data.buffer;
+        prp1 = this.data.prp1;
+        prp2 = this.data.prp2;
       }
     } catch (e) {
-      if (bounce) this.arena.release(bounce);
       this.table.release(cid);
       return failed(e as Error, callback);
     }
@@ -521,39 +414,24 @@ export class QueuePair {
     } finally {
       if (this.shared) this.lock.unlock();
     }
-    let slot = this.local[cid];
-    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, callback: undefined, bounce: undefined, readBack: undefined, opcode: -1 };
-    slot.busy = true;
-    slot.bounce = bounce;
-    slot.readBack = readBack;
-    slot.opcode = throwOnError ? opcode : -1;
-    let done: Promise<Completion> | undefined;
-    if (callback) slot.callback = callback;
-    else {
-      const s = slot;
-      done = new Promise<Completion>((resolve, reject) => {
-        s.resolve = resolve;
-        s.reject = reject;
-      });
-    }
+    const done = this.completions.track(cid, throwOnError ? opcode : -1, bounce, readBack, callback);
     this.unrung++;
     if (this.plugDepth === 0) this.ringSq();
-    if (this.shared) void this.awaitSlot(cid);
+    if (this.shared) void this.completions.awaitCompletion(cid);
     return done;
   }
 
   private ringSq(): void {
     this.unrung = 0;
-    this.stats.sqDoorbells++;
     if (this.shared) this.dbLock.lock();
     try {
-      this.metrics?.sqDoorbell();
+      this.counts.sqDoorbell();
       this.transport.write32(this.sqDoorbell, Atomics.load(this.host, H_SQ_TAIL));
     } finally {
       if (this.shared) this.dbLock.unlock();
     }
     // Poll straight away: a memory namespace has already completed.
-    this.stats.polled += this.reap(false, true);
+    this.completions.reap(false, true);
   }
 
   /**
@@ -562,9 +440,7 @@ export class QueuePair {
    */
   poll(): number {
     this.transport.poll?.();
-    const n = this.processCompletions();
-    this.stats.polled += n;
-    return n;
+    return this.processCompletions();
   }
 
   /**
@@ -591,231 +467,22 @@ export class QueuePair {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw invalidArgument('wait: timeoutMs', 'a number of milliseconds >= 0', timeoutMs);
     checkInteger('wait: spinUs', spinUs, 0, MAX_SPIN_US, SPIN_RANGE);
     this.transport.wait?.(timeoutMs, spinUs);
-    const n = this.processCompletions();
-    this.stats.polled += n;
-    return n;
+    return this.processCompletions();
   }
 
   /** The interrupt handler for this queue's vector. */
   onInterrupt(): void {
-    this.stats.interrupted += this.reap(true);
+    this.completions.reap(true);
   }
 
   /**
    * Reaps every new CQE (phase tag matches), then writes the CQ head doorbell
    * once. Returns how many. Each completion lands in its request slot; the
    * ones this thread submitted on an unshared pair are resolved here, after
-   * the lock is dropped.
+   * the lock is dropped (see `completions.ts`).
    */
   processCompletions(): number {
-    return this.reap(false);
-  }
-
-  /**
-   * processCompletions(), counted as found by polling or by the interrupt.
-   * A completion callback that submits (and so reaps) again inside a reap
-   * only leaves a note: the outer reap goes round once more, so a closed
-   * loop of callbacks iterates instead of recursing. A reap that a
-   * submission call started (`inSubmit`) defers the callbacks it would run
-   * to a microtask: a callback never runs inside the call that submitted.
-   */
-  private reap(interrupt: boolean, inSubmit = false): number {
-    if (this.reaping) {
-      this.reapAgain = true;
-      return 0;
-    }
-    this.reaping = true;
-    this.deferCallbacks = inSubmit;
-    let n = 0;
-    try {
-      do {
-        this.reapAgain = false;
-        n += this.reapOnce(interrupt);
-      } while (this.reapAgain);
-    } finally {
-      this.reaping = false;
-      this.deferCallbacks = false;
-    }
-    return n;
-  }
-
-  /** Runs `callback` now, or after the submission call that reaped its completion has returned. */
-  private callBack(callback: CompletionCallback, err: Error | null, c: Completion | undefined): void {
-    if (!this.deferCallbacks) return invoke(callback, err, c);
-    if (this.deferred.length === 0) queueMicrotask(() => this.runDeferred());
-    this.deferred.push(() => invoke(callback, err, c));
-  }
-
-  private runDeferred(): void {
-    const calls = this.deferred;
-    this.deferred = [];
-    for (const call of calls) call();
-  }
-
-  private reapOnce(interrupt: boolean): number {
-    const words = this.arena.u32;
-    const mine: Completion[] = [];
-    const m = this.metrics;
-    let now = 0;
-    let reaped = 0;
-    let n = 0;
-    if (this.shared) this.lock.lock();
-    try {
-      let head = this.host[H_CQ_HEAD]!;
-      let phase = this.host[H_CQ_PHASE]!;
-      for (;;) {
-        const at = this.cq.offset + head * CQE_SIZE;
-        // Atomic load of dword 3 (CID, phase, status), which the controller stored last: the rest of the CQE is visible with it.
-        const dw3 = Atomics.load(words, (at >> 2) + 3);
-        if (((dw3 >>> 16) & 1) !== phase) break;
-        const c = decodeCompletionWords(words, at >> 2, dw3);
-        if (++head === this.entries) {
-          head = 0;
-          phase ^= 1;
-        }
-        n++;
-        if (c.cid >= this.slots || this.table.state(c.cid) !== 1) {
-          // The controller broke the spec: a CID nobody has outstanding.
-          this.stats.spurious++;
-          m?.spurious();
-          trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);
-          continue;
-        }
-        if (m) {
-          // One clock reading for the whole batch.
-          if (now === 0) now = sharedNow();
-          m.reaped(this.table, c.cid, c.status, now);
-          reaped++;
-        }
-        if (this.shared) this.table.complete(c.cid, c.status, c.dw0);
-        else mine.push(c);
-      }
-      if (n > 0) {
-        Atomics.store(this.host, H_CQ_HEAD, head);
-        Atomics.store(this.host, H_CQ_PHASE, phase);
-        m?.found(n, reaped, interrupt, now);
-      }
-    } finally {
-      if (this.shared) this.lock.unlock();
-    }
-    if (n > 0) {
-      this.stats.cqDoorbells++;
-      if (this.shared) this.dbLock.lock();
-      try {
-        m?.cqDoorbell();
-        this.transport.write32(this.cqDoorbell, Atomics.load(this.host, H_CQ_HEAD));
-      } finally {
-        if (this.shared) this.dbLock.unlock();
-      }
-    }
-    for (const c of mine) this.finishLocal(c);
-    return n;
-  }
-
-  /** Shared pairs: the submitter waits on its slot, whichever thread reaped it. */
-  private async awaitSlot(cid: number): Promise<void> {
-    await this.table.waitCompleted(cid);
-    if (!this.local[cid]?.busy) return;
-    const dead = Atomics.load(this.host, H_DEAD) !== 0 && this.table.status(cid) === -1;
-    if (dead) return this.failLocal(cid, this.deadError()!);
-    this.finishLocal({ dw0: this.table.dw0(cid), dw1: 0, sqhd: 0, sqid: this.qid, cid, status: this.table.status(cid), phase: 0 });
-  }
-
-  private finishLocal(c: Completion): void {
-    const slot = this.local[c.cid];
-    if (!slot?.busy) return;
-    const { resolve, reject, callback, bounce, readBack, opcode } = slot;
-    this.clearLocal(slot);
-    if (bounce) {
-      if (readBack && c.status === 0) readBack.set(bounce.bytes.subarray(0, readBack.length));
-      this.arena.release(bounce);
-    }
-    this.table.release(c.cid);
-    const err = opcode >= 0 && c.status !== 0 ? statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }) : null;
-    if (callback) this.callBack(callback, err, c);
-    else if (err) reject(err);
-    else resolve(c);
-  }
-
-  private failLocal(cid: number, err: Error): void {
-    const slot = this.local[cid];
-    if (!slot?.busy) return;
-    const { reject, callback, bounce } = slot;
-    this.clearLocal(slot);
-    if (bounce) this.arena.release(bounce);
-    if (this.metrics) this.countHostFailure(this.metrics, cid, err);
-    this.table.release(cid);
-    if (callback) this.callBack(callback, err, undefined);
-    else reject(err);
-  }
-
-  /**
-   * Counts a command failed without a completion as an error, once: not
-   * when a reaper found its CQE first (it counted that), which on a shared
-   * pair it may have done before this thread got to the slot. Under the
-   * pair's lock there, as the reaper counts.
-   */
-  private countHostFailure(m: QueueMetrics, cid: number, err: Error): void {
-    if (this.shared) this.lock.lock();
-    try {
-      const state = this.table.state(cid);
-      // fail() marks the slots it finds submitted COMPLETED with status -1 (see awaitSlot()).
-      if (state === SlotState.SUBMITTED || (state === SlotState.COMPLETED && this.table.status(cid) === -1)) {
-        m.hostFailed(this.table, cid, hostFailureIndex((err as Partial<NvmqError>).code ?? ''));
-      }
-    } finally {
-      if (this.shared) this.lock.unlock();
-    }
-  }
-
-  private failAllLocal(err: Error): void {
-    for (let cid = 0; cid < this.local.length; cid++) this.failLocal(cid, err);
-  }
-
-  /** Frees a local slot for the CID's next command, dropping what it held. */
-  private clearLocal(slot: LocalSlot): void {
-    slot.busy = false;
-    slot.resolve = noop;
-    slot.reject = noop;
-    slot.callback = undefined;
-    slot.bounce = undefined;
-    slot.readBack = undefined;
-  }
-
-  /**
-   * Leaves in `prp1` / `prp2` the PRPs for a contiguous region of the
-   * arena. Beyond two pages PRP2 points at the slot's list pages, chained
-   * when one page of entries is not enough (4.3).
-   */
-  private buildPrps(cid: number, iova: number, length: number): void {
-    const ps = this.pageSize;
-    const first = ps - (iova % ps);
-    this.prp1 = iova;
-    this.prp2 = 0;
-    if (length <= first) return;
-    const rest = length - first;
-    const second = iova + first;
-    if (rest <= ps) {
-      this.prp2 = second;
-      return;
-    }
-    const pages = Math.ceil(rest / ps);
-    const perPage = ps / PRP_ENTRY_SIZE;
-    const dv = this.arena.view;
-    let listIndex = cid * this.prpPagesPerSlot;
-    let list = this.prpPages[listIndex]!;
-    let slot = 0;
-    for (let i = 0; i < pages; i++) {
-      if (slot === perPage - 1 && pages - i > 1) {
-        const next = this.prpPages[++listIndex]!;
-        writeU64(dv, list.offset + slot * PRP_ENTRY_SIZE, next.iova);
-        list = next;
-        slot = 0;
-      }
-      writeU64(dv, list.offset + slot * PRP_ENTRY_SIZE, second + i * ps);
-      slot++;
-    }
-    this.prp2 = this.prpPages[cid * this.prpPagesPerSlot]!.iova;
+    return this.completions.reap(false);
   }
 
   /**
@@ -825,10 +492,9 @@ export class QueuePair {
    * the queue deleted).
    */
   fail(err: NvmqError): void {
-    Atomics.store(this.host, H_DEAD, Math.max(1, DEAD_CODES.indexOf(err.code)));
-    Atomics.notify(this.host, H_DEAD);
+    markDead(this.host, err);
     this.metrics?.failed(sharedNow());
-    this.failAllLocal(err);
+    this.completions.failAll(err);
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);
   }
@@ -838,7 +504,6 @@ export class QueuePair {
     if (!this.owner) return;
     this.arena.release(this.sq);
     this.arena.release(this.cq);
-    for (const p of this.prpPages) this.arena.release(p);
-    this.prpPages.length = 0;
+    this.data.release();
   }
 }

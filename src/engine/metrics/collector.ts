@@ -78,7 +78,7 @@ const OP_FAMILIES: ReadonlyArray<{ op: OpName; what: string; completed: string; 
 const QUEUE_COUNTERS: ReadonlyArray<readonly [string, string, number, Labels]> = [
   ['nvmq_doorbell_writes_total', 'Doorbell register writes by the host, by doorbell (SQ tail, CQ head).', Q_SQ_DOORBELLS, { doorbell: 'sq_tail' }],
   ['nvmq_doorbell_writes_total', '', Q_CQ_DOORBELLS, { doorbell: 'cq_head' }],
-  ['nvmq_completions_reaped_total', 'Completion queue entries the host found, by how: polling right after a doorbell write, or from the interrupt.', Q_POLLED, { by: 'poll' }],
+  ['nvmq_completions_reaped_total', 'Completion queue entries the host found, by how: polling (right after a doorbell write, or in poll() / wait()), or the interrupt handler.', Q_POLLED, { by: 'poll' }],
   ['nvmq_completions_reaped_total', '', Q_INTERRUPTED, { by: 'interrupt' }],
   ['nvmq_spurious_completions_total', 'Completion queue entries for a command ID that was not outstanding (the controller broke the spec).', Q_SPURIOUS, {}],
   ['nvmq_request_waits_total', 'Submissions that found every request slot of the queue in use and waited for one.', Q_WAITS, {}],

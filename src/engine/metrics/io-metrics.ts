@@ -25,7 +25,7 @@
  * | Q_BUSY_MS                | ms with Q_INFLIGHT > 0, closed intervals| reaper (H_LOCK)                         |
  * | Q_WEIGHTED_MS            | sum of every reaped command's latency   | reaper (H_LOCK)                         |
  * | Q_SQ_DOORBELLS, Q_CQ_DOORBELLS | doorbell writes                   | doorbell writer (H_DB_LOCK)             |
- * | Q_POLLED, Q_INTERRUPTED  | completions reaped by polling / from the interrupt | reaper (H_LOCK)              |
+ * | Q_POLLED, Q_INTERRUPTED  | CQEs found by polling (after a doorbell write, poll(), wait()) / by the interrupt handler | reaper (H_LOCK) |
  * | Q_SPURIOUS               | CQEs for a CID not outstanding          | reaper (H_LOCK)                         |
  * | Q_WAITS                  | submissions that found no free request slot | submitter (H_LOCK, taken for it)    |
  * | Q_OPENED                 | 1 once a pair with this QID was created | creating thread (main)                  |
@@ -33,6 +33,12 @@
  * |   +C_COMPLETED, +C_BYTES, +C_TIME_MS | successful commands, bytes they addressed, their summed latency |    |
  * |   +C_BUCKETS .. +LATENCY_BUCKETS | latency histogram of successful commands, not cumulative: bucket k counts latencies in (2^(k-1), 2^k] µs, the last one everything above 2^24 µs | |
  * |   +C_ERRORS .. +ERROR_STATUS_LABELS.length | failed commands: by status, then by the host's reason for those failed without a completion (HOST_FAILURES), the last one "other" | reaper; for a host failure, the thread the command was outstanding in (H_LOCK) |
+ *
+ * The cells from Q_SQ_DOORBELLS to Q_WAITS are the pair's event counts
+ * (`QueueCounts`), the only place those events are counted: `QueuePair.stats`
+ * reads them. A pair that has no row (no IoMetrics, the admin queue, a QID
+ * past maxQid) counts them into a buffer of its own, with the same layout and
+ * writers: one row's queue cells.
  *
  * Namespace slots: the active NSIDs in ascending order, then "all" (NSID
  * FFFFFFFFh, e.g. a flush of every namespace), then "other" (an NSID that is
@@ -44,7 +50,7 @@
  */
 import { describeStatus, GenericStatus, makeStatus, MediaStatus, Sct, statusCode } from '../spec/status.js';
 import { NvmOpcode } from '../spec/opcodes.js';
-import type { RequestTable } from '../shared/request-table.js';
+import { CACHE_LINE, type RequestTable } from '../shared/request-table.js';
 
 export const OPS = ['read', 'write', 'flush', 'write_zeroes', 'deallocate', 'other'] as const;
 export type OpName = (typeof OPS)[number];
@@ -182,7 +188,7 @@ export class IoMetrics {
     this.namespaceLabels = [...handle.nsids.map(String), 'all', 'other'];
   }
 
-  /** The counters of queue `qid`, or undefined when it lies past the rows made (then that queue is not counted). */
+  /** The counters of queue `qid`, or undefined when it lies past the rows made (then its commands are not counted). */
   queue(qid: number): QueueMetrics | undefined {
     if (!Number.isInteger(qid) || qid < 1 || qid > this.maxQid) return undefined;
     return new QueueMetrics(this, this.cells.subarray(qid * this.rowCells, (qid + 1) * this.rowCells));
@@ -221,21 +227,109 @@ export class IoMetrics {
   }
 }
 
+/** A queue pair's event counts, as `QueuePair.stats` shows them. */
+export interface QueueStats {
+  /** SQ tail doorbell writes. */
+  readonly sqDoorbells: number;
+  /** CQ head doorbell writes. */
+  readonly cqDoorbells: number;
+  /** CQEs found by polling: right after a doorbell write, in poll(), wait() or processCompletions(). */
+  readonly polled: number;
+  /** CQEs found by the interrupt handler. */
+  readonly interrupted: number;
+  /** CQEs for a CID that was not outstanding. */
+  readonly spurious: number;
+  /** Submissions that found every request slot in use and waited. */
+  readonly waits: number;
+}
+
+const STAT_CELLS: Readonly<Record<keyof QueueStats, number>> = {
+  sqDoorbells: Q_SQ_DOORBELLS,
+  cqDoorbells: Q_CQ_DOORBELLS,
+  polled: Q_POLLED,
+  interrupted: Q_INTERRUPTED,
+  spurious: Q_SPURIOUS,
+  waits: Q_WAITS,
+};
+
+/**
+ * A queue pair's event counts: doorbell writes, CQEs found and how,
+ * spurious CQEs, waits for a request slot. In its row of the I/O counters
+ * (`QueueMetrics.counts`), or in cells of its own (`QueueCounts.own()`).
+ * Each method is one store (see the map above for who may call which).
+ */
+export class QueueCounts {
+  /** `c`: a row's queue cells (from Q_INFLIGHT on). */
+  constructor(private readonly c: Float64Array) {}
+
+  /**
+   * Counts of a pair with no row of I/O counters: in `buffer`, another
+   * thread's pair's (`buffer` there), or in a new one.
+   */
+  static own(buffer = new SharedArrayBuffer(QUEUE_CELLS * 8 + CACHE_LINE)): QueueCounts {
+    return new QueueCounts(new Float64Array(buffer, 0, QUEUE_CELLS));
+  }
+
+  /** The SharedArrayBuffer the cells are in. */
+  get buffer(): SharedArrayBuffer {
+    return this.c.buffer as SharedArrayBuffer;
+  }
+
+  sqDoorbell(): void {
+    this.c[Q_SQ_DOORBELLS]!++;
+  }
+
+  cqDoorbell(): void {
+    this.c[Q_CQ_DOORBELLS]!++;
+  }
+
+  /** `n` CQEs found, by polling (`interrupt` false) or by the interrupt handler. */
+  found(n: number, interrupt: boolean): void {
+    this.c[interrupt ? Q_INTERRUPTED : Q_POLLED]! += n;
+  }
+
+  spurious(): void {
+    this.c[Q_SPURIOUS]!++;
+  }
+
+  waited(): void {
+    this.c[Q_WAITS]!++;
+  }
+
+  /**
+   * The counts as they go on, from zero now: a read-only view whose
+   * properties read the cells (the cells themselves never go back).
+   */
+  since(): QueueStats {
+    const c = this.c;
+    const view = {};
+    for (const [name, cell] of Object.entries(STAT_CELLS)) {
+      const start = c[cell]!;
+      Object.defineProperty(view, name, { enumerable: true, get: () => c[cell]! - start });
+    }
+    return Object.freeze(view) as QueueStats;
+  }
+}
+
 /**
  * One queue pair's row: what the host side calls as it submits, rings and
  * reaps. Every method is a few stores into the row (see the map above for
  * who may call which).
  */
 export class QueueMetrics {
+  /** The row's event counts. */
+  readonly counts: QueueCounts;
   private lastNsid = -1;
   private lastBase = 0;
-  /** Latency summed over the batch being reaped, added to Q_WEIGHTED_MS by `found()`. */
+  /** Latency summed over the batch being reaped, added to Q_WEIGHTED_MS by `reapedBatch()`. */
   private batchMs = 0;
 
   constructor(
     private readonly layout: IoMetrics,
     private readonly c: Float64Array,
-  ) {}
+  ) {
+    this.counts = new QueueCounts(c);
+  }
 
   /** The creating thread, when a pair takes this QID: a fresh pair has nothing in flight. */
   opened(): void {
@@ -257,7 +351,7 @@ export class QueueMetrics {
 
   /**
    * The completion of request slot `cid` with `status`, reaped at `now`
-   * (shared clock). The batch it belongs to ends with `found()`.
+   * (shared clock). The batch it belongs to ends with `reapedBatch()`.
    */
   reaped(table: RequestTable, cid: number, status: number, now: number): void {
     const c = this.c;
@@ -293,33 +387,12 @@ export class QueueMetrics {
     return this.lastBase + OP_OF_OPCODE[table.opcode(cid) & 0xff]! * OP_CELLS;
   }
 
-  /**
-   * The end of a batch: `n` CQEs found by polling (`interrupt` false) or by
-   * the interrupt handler at `now`, `reaped` of them for commands outstanding
-   * (the others were spurious).
-   */
-  found(n: number, reaped: number, interrupt: boolean, now: number): void {
-    const c = this.c;
-    c[interrupt ? Q_INTERRUPTED : Q_POLLED]! += n;
+  /** The end of a batch in which `reaped` CQEs (`reaped()` each; the spurious ones not) were found at `now`. */
+  reapedBatch(reaped: number, now: number): void {
     if (reaped === 0) return;
+    const c = this.c;
     c[Q_WEIGHTED_MS]! += this.batchMs;
     this.batchMs = 0;
     if ((c[Q_INFLIGHT]! -= reaped) === 0) c[Q_BUSY_MS]! += now - c[Q_BUSY_SINCE]!;
-  }
-
-  sqDoorbell(): void {
-    this.c[Q_SQ_DOORBELLS]!++;
-  }
-
-  cqDoorbell(): void {
-    this.c[Q_CQ_DOORBELLS]!++;
-  }
-
-  spurious(): void {
-    this.c[Q_SPURIOUS]!++;
-  }
-
-  waited(): void {
-    this.c[Q_WAITS]!++;
   }
 }

@@ -23,23 +23,44 @@ import { BackendError, type BackendErrorKind, type IoDone } from '../errors.js';
 
 const trace = debuglog('nvmq');
 
-// Staged operation layout, as native/ring.h reads it.
-const OP_WORDS = 8;
-const F_CODE = 0;
-const F_FD = 1;
-const F_USER = 2;
-const F_POS = 3;
-const F_ADDR = 4;
-const F_LEN = 5;
-const F_FLAGS = 6;
-const F_FIXED = 7;
+// What the addon and this file must agree on, written again in native/ring.h (and ring.cc):
+// test/engine/uring/layout.test.ts reads the header and checks every name and value below against it.
 
-const OP_READ = 1;
-const OP_WRITE = 2;
-const OP_READV = 3;
-const OP_WRITEV = 4;
-const OP_FSYNC = 5;
-const OP_FALLOCATE = 6;
+/** Doubles per staged operation (ring.h kOpWords); F_* are their indices (ring.h RingField kOp*). */
+export const OP_WORDS = 8;
+/** Opcode: one of OP_*. */
+export const F_CODE = 0;
+/** File descriptor, or with F_FIXED the index of a registered one. */
+export const F_FD = 1;
+/** 32-bit tag returned with the completion. */
+export const F_USER = 2;
+/** File offset in bytes. */
+export const F_POS = 3;
+/** Read / write: arena offset; readv / writev: index of the first segment. */
+export const F_ADDR = 4;
+/** Read / write / fallocate: bytes; readv / writev: segment count. */
+export const F_LEN = 5;
+/** Read / write: RWF_* flags; fsync: IORING_FSYNC_*; fallocate: mode. */
+export const F_FLAGS = 6;
+/** 1: F_FD is an index into the registered files. */
+export const F_FIXED = 7;
+
+// Opcodes of staged operations (ring.h RingOpcode kRing*).
+export const OP_READ = 1;
+export const OP_WRITE = 2;
+export const OP_READV = 3;
+export const OP_WRITEV = 4;
+export const OP_FSYNC = 5;
+export const OP_FALLOCATE = 6;
+
+/** Doubles per readv / writev segment: (arena offset, length) (ring.h kSegWords). */
+export const SEG_WORDS = 2;
+/** IOV_MAX: segments per readv / writev, past which the addon refuses an operation (ring.h kMaxSegments). */
+export const MAX_IOV = 1024;
+/** The most submission slots a ring may have (ring.h kMaxEntries). */
+export const MAX_RING_ENTRIES = 4096;
+/** The longest spin wait() accepts before it sleeps: a second, in microseconds (ring.h kMaxSpinUs). */
+export const MAX_SPIN_US = 1_000_000;
 
 /** RWF_DSYNC from <linux/fs.h>: the write is durable when it completes (FUA). */
 const RWF_DSYNC = 0x2;
@@ -49,8 +70,6 @@ const ECANCELED = 125;
 const ENOSPC = 28;
 const EDQUOT = 122;
 
-/** IOV_MAX: buffers per readv / writev. */
-const MAX_IOV = 1024;
 /** How long a teardown waits for the kernel to give operations back. */
 const CANCEL_TIMEOUT_MS = 30_000;
 /** The longest single wait() in the kernel (an hour, in microseconds). */
@@ -109,11 +128,11 @@ export class IoRing {
     /** Runs after completions arrived through the eventfd were dispatched. */
     onEvent?: () => void,
   ) {
-    const size = Math.min(4096, Math.max(8, 2 ** Math.ceil(Math.log2(entries))));
+    const size = Math.min(MAX_RING_ENTRIES, Math.max(8, 2 ** Math.ceil(Math.log2(entries))));
     this.capacity = size;
     this.skew = arena.skew;
     this.ops = new Float64Array(size * OP_WORDS);
-    this.segs = new Float64Array(Math.max(size * 16, MAX_IOV) * 2);
+    this.segs = new Float64Array(Math.max(size * 16, MAX_IOV) * SEG_WORDS);
     this.cqes = new Int32Array(size * 4 * 2);
     this.ring = new native.Ring(arena.bytes, size, this.ops, this.segs, this.cqes);
     this.ring.watch(() => {
@@ -239,8 +258,8 @@ export class IoRing {
       this.stage(kind === 'write' ? OP_WRITE : OP_READ, fd, tag, pos, first.byteOffset - this.skew, len, flags);
       return;
     }
-    if (this.segsUsed + runs * 2 > this.segs.length) this.submit();
-    const at = this.segsUsed / 2;
+    if (this.segsUsed + runs * SEG_WORDS > this.segs.length) this.submit();
+    const at = this.segsUsed / SEG_WORDS;
     let w = this.segsUsed;
     for (let i = 0; i < take; i++) {
       const s = segs[i]!;

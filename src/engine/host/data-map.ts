@@ -1,0 +1,173 @@
+/**
+ * Where a command's data lies for the controller, and the PRPs that point at
+ * it: a buffer inside the DMA arena is used in place (zero copy); any other
+ * is copied through a bounce buffer allocated for the command. Beyond two
+ * pages PRP2 points at a PRP list in pages each request slot owns, made when
+ * the queue pair is (nothing is allocated per command but a bounce buffer).
+ */
+import type { DmaArena, DmaBuffer } from '../dma-arena.js';
+import { PRP_ENTRY_SIZE } from '../spec/command.js';
+import { writeU64 } from '../spec/layout.js';
+import { invalidArgument } from './arguments.js';
+
+export interface DataSpec {
+  /** Bytes to send (host → controller) or a buffer to fill (controller → host). */
+  buffer: Uint8Array;
+  direction: 'to-device' | 'from-device';
+}
+
+/**
+ * PRP list pages each request slot needs for transfers up to `maxTransfer`:
+ * none up to two pages (PRP1 and PRP2 suffice); beyond, pageSize / 8 entries
+ * a page, the last of which chains to the next page (4.3).
+ */
+function prpListPages(maxTransfer: number, pageSize: number): number {
+  const perPage = pageSize / PRP_ENTRY_SIZE;
+  const dataPages = Math.ceil(maxTransfer / pageSize) + 1;
+  return dataPages <= 2 ? 0 : Math.max(1, Math.ceil((dataPages - 1) / (perPage - 1)));
+}
+
+/** A buffer of the arena that another thread allocated, by its offset. */
+export function arenaBuffer(arena: DmaArena, offset: number, size: number): DmaBuffer {
+  return { iova: arena.iovaOf(offset), offset, size, bytes: new Uint8Array(arena.buffer, arena.skew + offset, size) };
+}
+
+export class DataMap {
+  /** PRP1 / PRP2 as `map()` left them. */
+  prp1 = 0;
+  prp2 = 0;
+  private readonly pages: DmaBuffer[];
+  private pagesPerSlot: number;
+  private limit: number;
+
+  private constructor(
+    private readonly arena: DmaArena,
+    private readonly pageSize: number,
+    maxTransfer: number,
+    pages: DmaBuffer[],
+    pagesPerSlot: number,
+  ) {
+    this.limit = maxTransfer;
+    this.pages = pages;
+    this.pagesPerSlot = pagesPerSlot;
+  }
+
+  /** For a new pair of `slots` request slots: allocates their PRP list pages. */
+  static create(arena: DmaArena, pageSize: number, maxTransfer: number, slots: number): DataMap {
+    const perSlot = prpListPages(maxTransfer, pageSize);
+    return new DataMap(arena, pageSize, maxTransfer, allocPages(arena, pageSize, slots * perSlot), perSlot);
+  }
+
+  /** The list pages another thread's pair made (`listPages()` there). */
+  static attach(arena: DmaArena, pageSize: number, maxTransfer: number, pages: { offsets: number[]; perSlot: number }): DataMap {
+    return new DataMap(arena, pageSize, maxTransfer, pages.offsets.map((off) => arenaBuffer(arena, off, pageSize)), pages.perSlot);
+  }
+
+  /** The largest transfer, in bytes, PRPs are built for. */
+  get maxTransfer(): number {
+    return this.limit;
+  }
+
+  /** What `attach()` in another thread needs (structured-cloneable). */
+  listPages(): { offsets: number[]; perSlot: number } {
+    return { offsets: this.pages.map((p) => p.offset), perSlot: this.pagesPerSlot };
+  }
+
+  /**
+   * Changes the largest transfer, re-making the list pages of `slots`
+   * request slots to fit. Only while no command uses them.
+   */
+  setMaxTransfer(bytes: number, slots: number): void {
+    const perSlot = prpListPages(bytes, this.pageSize);
+    if (perSlot !== this.pagesPerSlot) {
+      const pages = allocPages(this.arena, this.pageSize, slots * perSlot);
+      for (const p of this.pages) this.arena.release(p);
+      this.pages.splice(0, this.pages.length, ...pages);
+      this.pagesPerSlot = perSlot;
+    }
+    this.limit = bytes;
+  }
+
+  /**
+   * Places `data` (non-empty) for request slot `cid`'s command: leaves its
+   * PRPs in `prp1` / `prp2` and returns the bounce buffer it copied through,
+   * if any (a to-device buffer is copied in here; `unmap()` copies a
+   * from-device one back). Throws, having allocated nothing, for a buffer
+   * past the maximum transfer or when the arena has no room for a bounce.
+   */
+  map(cid: number, data: DataSpec): DmaBuffer | undefined {
+    const { buffer } = data;
+    if (buffer.length > this.limit) {
+      throw invalidArgument('data.buffer', `at most ${this.limit} bytes (the queue's maximum transfer)`, buffer);
+    }
+    let region: Uint8Array = buffer;
+    let bounce: DmaBuffer | undefined;
+    if (!this.arena.contains(buffer)) {
+      bounce = this.arena.alloc(buffer.length);
+      region = bounce.bytes.subarray(0, buffer.length);
+      if (data.direction === 'to-device') region.set(buffer);
+    }
+    this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
+    return bounce;
+  }
+
+  /** Releases a command's bounce buffer, copying into `readBack` (the from-device buffer) first when it succeeded. */
+  unmap(bounce: DmaBuffer, readBack: Uint8Array | undefined, status: number): void {
+    if (readBack && status === 0) readBack.set(bounce.bytes.subarray(0, readBack.length));
+    this.arena.release(bounce);
+  }
+
+  /** Returns the list pages to the arena (the thread that created the pair). */
+  release(): void {
+    for (const p of this.pages) this.arena.release(p);
+    this.pages.length = 0;
+  }
+
+  /**
+   * Leaves in `prp1` / `prp2` the PRPs for a contiguous region of the
+   * arena. Beyond two pages PRP2 points at the slot's list pages, chained
+   * when one page of entries is not enough (4.3).
+   */
+  private buildPrps(cid: number, iova: number, length: number): void {
+    const ps = this.pageSize;
+    const first = ps - (iova % ps);
+    this.prp1 = iova;
+    this.prp2 = 0;
+    if (length <= first) return;
+    const rest = length - first;
+    const second = iova + first;
+    if (rest <= ps) {
+      this.prp2 = second;
+      return;
+    }
+    const pages = Math.ceil(rest / ps);
+    const perPage = ps / PRP_ENTRY_SIZE;
+    const dv = this.arena.view;
+    let listIndex = cid * this.pagesPerSlot;
+    let list = this.pages[listIndex]!;
+    let slot = 0;
+    for (let i = 0; i < pages; i++) {
+      if (slot === perPage - 1 && pages - i > 1) {
+        const next = this.pages[++listIndex]!;
+        writeU64(dv, list.offset + slot * PRP_ENTRY_SIZE, next.iova);
+        list = next;
+        slot = 0;
+      }
+      writeU64(dv, list.offset + slot * PRP_ENTRY_SIZE, second + i * ps);
+      slot++;
+    }
+    this.prp2 = this.pages[cid * this.pagesPerSlot]!.iova;
+  }
+}
+
+/** `n` pages of the arena, all or none. */
+function allocPages(arena: DmaArena, pageSize: number, n: number): DmaBuffer[] {
+  const pages: DmaBuffer[] = [];
+  try {
+    for (let i = 0; i < n; i++) pages.push(arena.alloc(pageSize));
+  } catch (e) {
+    for (const p of pages) arena.release(p);
+    throw e;
+  }
+  return pages;
+}

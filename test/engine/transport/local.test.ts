@@ -97,6 +97,21 @@ function recorder(calls: number[], vector: number): () => void {
   return () => void calls.push(vector);
 }
 
+/** Puts `n` Flush commands on `q` and rings its doorbell once: `n` completions, `n` raises of its vector. */
+function flushes(m: Controller, q: Queue, n = 1): void {
+  for (let i = 0; i < n; i++) put(m, q, flush);
+  ring(m, q);
+}
+
+/** An enabled controller with I/O queue 1 on vector 1, whose handler records its calls in `calls`. */
+function queueOnVector1(opts: Parameters<typeof enabledController>[0] = {}): { m: ReturnType<typeof enabledController>; q: Queue; calls: number[] } {
+  const m = enabledController(opts);
+  const q = ioQueue(m, 1, 1);
+  const calls: number[] = [];
+  m.transport.setInterruptHandler(1, recorder(calls, 1));
+  return { m, q, calls };
+}
+
 /** Lets the microtasks queued so far run (and a few after them), but no timer or I/O callback. */
 async function microtasks(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
@@ -161,21 +176,14 @@ describe('interrupt delivery', () => {
   });
 
   it('raises of one vector before its delivery are one handler call; a raise after it is another', async () => {
-    const m = enabledController();
-    const q = ioQueue(m, 1, 1);
-    const calls: number[] = [];
-    m.transport.setInterruptHandler(1, recorder(calls, 1));
+    const { m, q, calls } = queueOnVector1();
     // Two completions behind one doorbell write, a third behind another: three raises.
-    put(m, q, flush);
-    put(m, q, flush);
-    ring(m, q);
-    put(m, q, flush);
-    ring(m, q);
+    flushes(m, q, 2);
+    flushes(m, q);
     expect(posted(m, q)).toEqual([0, 0, 0]);
     await microtasks();
     expect(calls).toEqual([1]);
-    put(m, q, flush);
-    ring(m, q);
+    flushes(m, q);
     await microtasks();
     expect(calls).toEqual([1, 1]);
   });
@@ -187,10 +195,7 @@ describe('interrupt delivery', () => {
     const calls: number[] = [];
     m.transport.setInterruptHandler(1, recorder(calls, 1));
     m.transport.setInterruptHandler(2, recorder(calls, 2));
-    for (const q of [q2, q1, q2, q1]) {
-      put(m, q, flush);
-      ring(m, q);
-    }
+    for (const q of [q2, q1, q2, q1]) flushes(m, q);
     expect(calls).toEqual([]);
     await microtasks();
     expect(calls).toEqual([2, 1]);
@@ -208,27 +213,21 @@ describe('interrupt delivery', () => {
   });
 
   it('a removed handler is not called, neither for a raise before its removal nor after it; a new one is', async () => {
-    const m = enabledController();
-    const q = ioQueue(m, 1, 1);
-    const calls: number[] = [];
-    m.transport.setInterruptHandler(1, recorder(calls, 1));
-    put(m, q, flush);
-    ring(m, q);
+    const { m, q, calls } = queueOnVector1();
+    flushes(m, q);
     // Raised, not yet delivered: removed in between.
     m.transport.setInterruptHandler(1, undefined);
     await microtasks();
     expect(calls).toEqual([]);
     // Raised after the removal.
-    put(m, q, flush);
-    ring(m, q);
+    flushes(m, q);
     expect(posted(m, q)).toEqual([0, 0]);
     await tick(5);
     expect(calls).toEqual([]);
     // A handler installed again gets the next raise.
     const again: number[] = [];
     m.transport.setInterruptHandler(1, recorder(again, 1));
-    put(m, q, flush);
-    ring(m, q);
+    flushes(m, q);
     await microtasks();
     expect([calls, again]).toEqual([[], [1]]);
   });
@@ -270,15 +269,11 @@ describe('close()', () => {
 
   it('closes the controller (its backends) before it resolves, and removes every handler', async () => {
     const backend = new SlowClosingBackend({ size: 1 << 20 });
-    const m = enabledController({ backend, keepOpen: true });
-    const q = ioQueue(m, 1, 1);
-    const calls: number[] = [];
-    m.transport.setInterruptHandler(1, recorder(calls, 1));
+    const { m, q, calls } = queueOnVector1({ backend, keepOpen: true });
     await m.transport.close();
     expect({ closes: backend.closes, closed: backend.closed }).toEqual({ closes: 1, closed: true });
     // The queue still completes a command; nobody is called for it.
-    put(m, q, flush);
-    ring(m, q);
+    flushes(m, q);
     expect(posted(m, q)).toEqual([0]);
     await tick(5);
     expect(calls).toEqual([]);

@@ -1,19 +1,18 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bringUp, memoryNamespace, pattern, sameBytes, tempDir, tick, stalledDevice, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import { bringUp, memoryNamespace, pattern, sameBytes, tempDirsPerTest, tick, stalledDevice, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
 import { NvmqError } from '../../../src/engine/errors.js';
 import { Regs, Csts, Cc } from '../../../src/engine/spec/registers.js';
 import { bitsOf } from '../../../src/engine/spec/layout.js';
 import { openController } from '../../../src/engine/local-device.js';
 
+const mk = tempDirsPerTest();
 let h: Harness | undefined;
-const cleanups: Array<() => void> = [];
 afterEach(async () => {
   await h?.close().catch(() => {});
   h = undefined;
-  for (const c of cleanups.splice(0)) c();
 });
 
 describe('bring-up', () => {
@@ -163,9 +162,3 @@ describe('openController', () => {
     await d3.close();
   });
 });
-
-function mk(): string {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return t.dir;
-}

@@ -11,9 +11,8 @@
  * Importing this module registers an afterEach hook in the test file that
  * runs the clean-ups `up()` and the namespace helpers register.
  */
-import { afterEach } from 'vitest';
 import * as path from 'node:path';
-import { bringUp, tempDir, stalledBackend, type Harness, type HarnessOptions, type StalledDevice } from '../../../helpers/harness.js';
+import { bringUp, scratch, tempDir, stalledBackend, type Harness, type HarnessOptions, type StalledDevice } from '../../../helpers/harness.js';
 import type { DataPath } from '../../../../src/engine/native.js';
 import { FileBackend } from '../../../../src/engine/device/backends/file.js';
 import type { Completion } from '../../../../src/engine/spec/command.js';
@@ -74,10 +73,8 @@ export const FEATURE_NOT_SAVEABLE = S(1, 0x0d, true);
 
 // ------------------------------------------------------------------ helpers
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+/** Clean-ups run after each test of the importing file, the last registered first. */
+const { cleanups } = scratch();
 
 /** A controller brought up by the driver; disabled and closed at the end of the test whatever state it is in. */
 export async function up(opts: HarnessOptions = {}): Promise<Harness> {

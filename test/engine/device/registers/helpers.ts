@@ -10,9 +10,9 @@
  * Importing this module registers an afterEach hook in the test file that
  * runs the clean-ups the controller and namespace helpers register.
  */
-import { expect, afterEach } from 'vitest';
+import { expect } from 'vitest';
 import * as path from 'node:path';
-import { bringUp, makeController, tempDir, tick, stalledBackend, type Harness, type HarnessOptions, type StalledDevice } from '../../../helpers/harness.js';
+import { bringUp, scratch, makeController, tempDir, tick, stalledBackend, type Harness, type HarnessOptions, type StalledDevice } from '../../../helpers/harness.js';
 import type { DataPath } from '../../../../src/engine/native.js';
 import type { IoRing } from '../../../../src/engine/uring/ring.js';
 import { FileBackend } from '../../../../src/engine/device/backends/file.js';
@@ -76,10 +76,8 @@ export const OPC_AER = 0x0c;
 
 // ------------------------------------------------------------------ helpers
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+/** Clean-ups run after each test of the importing file, the last registered first. */
+const { cleanups } = scratch();
 
 /** Disables the controller and closes its backends at the end of the test, whatever state the driver is in. */
 function disposeAtEnd(controller: NvmeController, transport: Transport): void {

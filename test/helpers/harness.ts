@@ -125,6 +125,15 @@ export function tick(ms = 0): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Resolves once `cond()` holds, checking every couple of milliseconds; rejects, naming `what`, after `ms`. */
+export async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await tick(2);
+  }
+}
+
 /** Fast byte comparison for large buffers; on a mismatch the message names the first differing offset. */
 export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
   if (actual.length !== expected.length) return `length ${actual.length} != ${expected.length}`;

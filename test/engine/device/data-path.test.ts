@@ -1,18 +1,17 @@
 // The two data paths of file namespaces, io_uring and portable (node:fs): the same commands leave the same
-// bytes, kernel errors become the same NVMe statuses, and a ring torn down with I/O in flight finishes or
-// aborts every operation. Real files, a real loop device, real file systems (root, as CI has).
+// bytes and kernel errors become the same NVMe statuses. Real files, a real loop device, real file systems
+// (root, as CI has). The io_uring ring itself (teardown with I/O in flight, bounds) is tested in
+// test/engine/uring/ring.test.ts.
 import { describe, it, expect, afterEach } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
-import { BackendError } from '../../../src/engine/device/backends/backend.js';
 import { loadNative } from '../../../src/engine/uring/native.js';
 import type { DataPath } from '../../../src/engine/uring/data-path.js';
 import { HealthCounter } from '../../../src/engine/device/health.js';
-import { bringUp, pattern, sameBytes, tempDir, stalledDevice, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
+import { bringUp, pattern, sameBytes, tempDir, writtenImage, DATA_PATHS, PORTABLE_ON_PURPOSE, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
-import { NvmqError } from '../../../src/engine/errors.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {

@@ -1,40 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { Worker } from 'node:worker_threads';
-import { Mutex } from '../../../src/engine/shared/mutex.js';
 import { RequestTable, SlotState } from '../../../src/engine/shared/request-table.js';
-
-const fixture = (name: string): URL => new URL(`../../fixtures/${name}`, import.meta.url);
-
-function run<T>(name: string, workerData: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(fixture(name), { workerData });
-    w.once('message', (m: T) => {
-      resolve(m);
-      void w.terminate();
-    });
-    w.once('error', reject);
-    // A worker that ends without answering (its event loop ran dry) is a failure, not a hang.
-    w.once('exit', (code) => reject(new Error(`${name} exited (code ${code}) without answering`)));
-  });
-}
-
-describe('Mutex', () => {
-  it('excludes four threads from each other: no increment is lost', async () => {
-    const sab = new SharedArrayBuffer(8);
-    const iterations = 10_000;
-    await Promise.all([0, 1, 2, 3].map((i) => run('mutex-worker.mjs', { sab, iterations, useAsync: i % 2 === 1 })));
-    expect(new Int32Array(sab)[1]).toBe(4 * iterations);
-    expect(new Mutex(new Int32Array(sab), 0).isLocked()).toBe(false);
-  });
-
-  it('tryLock fails while held and succeeds after unlock', () => {
-    const m = new Mutex(new Int32Array(new SharedArrayBuffer(4)), 0);
-    expect(m.tryLock()).toBe(true);
-    expect(m.tryLock()).toBe(false);
-    m.unlock();
-    expect(m.tryLock()).toBe(true);
-  });
-});
+import { run } from './helpers.js';
 
 describe('RequestTable', () => {
   it('hands out each CID once until released, lowest first', () => {

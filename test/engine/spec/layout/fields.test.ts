@@ -1,5 +1,5 @@
 /**
- * Layout tests for every field table in src/engine/spec.
+ * Layout tests for every field table in src/engine/spec: field positions.
  *
  * The expectations below were written from the NVMe Base Specification 1.4
  * (section numbers and figure titles are given next to each group), in the
@@ -12,11 +12,8 @@
  * come out set (and the reverse with all-zeroes into an all-ones structure).
  */
 import { describe, it, expect } from 'vitest';
-import * as spec from '../../../src/engine/spec/index.js';
 import {
-  checkLayout,
   readField,
-  struct,
   writeField,
   type Field,
   Regs,
@@ -54,119 +51,8 @@ import {
   DsmCdw10,
   DsmCdw11,
   DsmRange,
-  sqTailDoorbell,
-  cqHeadDoorbell,
-  pageSizeOf,
-} from '../../../src/engine/spec/index.js';
-
-type AnyStruct = { readonly $name: string; readonly $size: number; readonly $fields: readonly Field[] };
-
-function isStruct(v: unknown): v is AnyStruct {
-  return typeof v === 'object' && v !== null && '$fields' in v && '$size' in v && '$name' in v;
-}
-
-// ---------------------------------------------------------------------------
-// Sizes, from the spec.
-// ---------------------------------------------------------------------------
-
-/** Export name -> size in bytes the NVMe 1.4 spec gives the structure. */
-const EXPECTED_SIZES: Record<string, number> = {
-  // 3.1: controller registers 00h..FFFh, doorbells start at 1000h.
-  Regs: 0x1000,
-  Cap: 8, // 3.1.1, 64-bit register
-  Vs: 4, // 3.1.2
-  Cc: 4, // 3.1.5
-  Csts: 4, // 3.1.6
-  Aqa: 4, // 3.1.8
-  Sqe: 64, // 4.2, 64-byte submission queue entry
-  Cqe: 16, // 4.6, 16-byte completion queue entry
-  IdCtrl: 4096, // 5.15.2.2, Identify data structures are 4 KiB
-  IdNs: 4096,
-  LbaFormat: 4, // LBA Format Data Structure, one dword
-  IdentifyCdw10: 4,
-  SetFeaturesCdw10: 4,
-  GetFeaturesCdw10: 4,
-  ArbitrationDw: 4,
-  TemperatureThresholdDw: 4,
-  VolatileWriteCacheDw: 4,
-  NumberOfQueuesDw: 4,
-  AsyncEventConfigDw: 4,
-  GetLogPageCdw10: 4,
-  GetLogPageCdw11: 4,
-  ErrorLogEntry: 64, // 5.14.1.1, 64 bytes per entry
-  SmartLog: 512, // 5.14.1.2, 512 bytes
-  CommandsEffectsLog: 4096, // 5.14.1.5, 4096 bytes
-  AsyncEventDw0: 4,
-  CreateCqCdw10: 4,
-  CreateCqCdw11: 4,
-  CreateSqCdw10: 4,
-  CreateSqCdw11: 4,
-  DeleteQueueCdw10: 4,
-  AbortCdw10: 4,
-  RwCdw12: 4,
-  DsmCdw10: 4,
-  DsmCdw11: 4,
-  DsmRange: 16, // 6.7, each range is 16 bytes
-};
-
-const exportedStructs: Array<[string, AnyStruct]> = (Object.entries(spec) as Array<[string, unknown]>).filter((e): e is [string, AnyStruct] => isStruct(e[1]));
-
-describe('every exported structure', () => {
-  it('is one this test knows the spec size of', () => {
-    expect(exportedStructs.map(([k]) => k).sort()).toEqual(Object.keys(EXPECTED_SIZES).sort());
-  });
-
-  for (const [key, s] of exportedStructs) {
-    it(`${key}: checkLayout() finds no problems`, () => {
-      expect(checkLayout(s)).toEqual([]);
-    });
-    it(`${key}: $size is ${EXPECTED_SIZES[key]} bytes`, () => {
-      expect(s.$size).toBe(EXPECTED_SIZES[key]);
-    });
-    it(`${key}: no two bit fields of the same word share a bit`, () => {
-      const byWord = new Map<string, Field[]>();
-      for (const f of s.$fields) {
-        if (f.bits === 0) continue;
-        const k = `${f.offset}/${f.size}`;
-        byWord.set(k, [...(byWord.get(k) ?? []), f]);
-      }
-      for (const fields of byWord.values()) {
-        let used = 0n;
-        for (const f of fields) {
-          const mask = ((1n << BigInt(f.bits)) - 1n) << BigInt(f.shift);
-          expect(used & mask, `${s.$name}.${f.name}`).toBe(0n);
-          used |= mask;
-        }
-      }
-    });
-    it(`${key}: every field's name matches its key`, () => {
-      for (const f of s.$fields) expect((s as unknown as Record<string, Field>)[f.name]).toBe(f);
-    });
-  }
-});
-
-describe('checkLayout() detects broken tables', () => {
-  it('a field past the end', () => {
-    const s = struct('T', 8, { A: [0, 4], B: [6, 4] });
-    expect(checkLayout(s)).toHaveLength(1);
-    expect(checkLayout(s)[0]).toContain('T.B');
-  });
-  it('a negative offset', () => {
-    expect(checkLayout(struct('T', 8, { A: [-1, 2] }))).toHaveLength(1);
-  });
-  it('partially overlapping byte fields', () => {
-    const p = checkLayout(struct('T', 8, { A: [0, 4], B: [2, 4] }));
-    expect(p).toHaveLength(1);
-    expect(p[0]).toContain('overlaps');
-  });
-  it('a bit field that does not fit its word', () => {
-    expect(checkLayout(struct('T', 4, { A: [0, 2, 10, 8] }))).toHaveLength(1);
-    expect(checkLayout(struct('T', 4, { A: [0, 4, 30, 3] }))).toHaveLength(1);
-  });
-  it('accepts contained fields and adjacent ones', () => {
-    expect(checkLayout(struct('T', 8, { W: [0, 4], LO: [0, 2], HI: [2, 2], X: [4, 4], F: [4, 4, 31, 1] }))).toEqual([]);
-  });
-});
+} from '../../../../src/engine/spec/index.js';
+import { type AnyStruct, exportedStructs } from './helpers.js';
 
 // ---------------------------------------------------------------------------
 // The independent table.
@@ -580,126 +466,4 @@ describe('field positions match the NVMe 1.4 specification', () => {
       });
     }
   }
-});
-
-describe('doorbells (3.1.24, 3.1.25)', () => {
-  // SQyTDBL at 1000h + (2y * (4 << CAP.DSTRD)); CQyHDBL at 1000h + ((2y + 1) * (4 << CAP.DSTRD)).
-  const cases: Array<[dstrd: number, qid: number, sqTail: number, cqHead: number]> = [
-    [0, 0, 0x1000, 0x1004],
-    [0, 1, 0x1008, 0x100c],
-    [0, 2, 0x1010, 0x1014],
-    [0, 7, 0x1038, 0x103c],
-    [0, 65535, 0x1000 + 65535 * 8, 0x1000 + 65535 * 8 + 4],
-    [2, 0, 0x1000, 0x1010],
-    [2, 1, 0x1020, 0x1030],
-    [2, 2, 0x1040, 0x1050],
-    [2, 7, 0x10e0, 0x10f0],
-  ];
-  for (const [dstrd, qid, sq, cq] of cases) {
-    it(`DSTRD ${dstrd}, queue ${qid}: SQ tail 0x${sq.toString(16)}, CQ head 0x${cq.toString(16)}`, () => {
-      expect(sqTailDoorbell(qid, dstrd)).toBe(sq);
-      expect(cqHeadDoorbell(qid, dstrd)).toBe(cq);
-    });
-  }
-  it('the first doorbell follows the register file', () => {
-    expect(spec.DOORBELL_BASE).toBe(0x1000);
-    expect(sqTailDoorbell(0, 0)).toBe(Regs.$size);
-  });
-});
-
-describe('register constants', () => {
-  it('CC.SHN and CSTS.SHST encodings (3.1.5, 3.1.6)', () => {
-    expect(spec.ShutdownNotification).toEqual({ NONE: 0b00, NORMAL: 0b01, ABRUPT: 0b10 });
-    expect(spec.ShutdownStatus).toEqual({ NORMAL: 0b00, PROCESSING: 0b01, COMPLETE: 0b10 });
-  });
-  it('NSSR reset value is "NVMe" (3.1.7)', () => {
-    const dv = new DataView(new ArrayBuffer(4));
-    dv.setUint32(0, spec.NSSR_RESET_VALUE, false);
-    expect(String.fromCharCode(...new Uint8Array(dv.buffer))).toBe('NVMe');
-    expect(spec.NSSR_RESET_VALUE).toBe(0x4e564d65);
-  });
-  it('NVM command set: CC.CSS 000b, CAP.CSS bit 0', () => {
-    expect(spec.CC_CSS_NVM).toBe(0);
-    expect(spec.CAP_CSS_NVM).toBe(1 << 0);
-  });
-  it('memory page size is 2 ^ (12 + MPS)', () => {
-    expect(pageSizeOf(0)).toBe(4096);
-    expect(pageSizeOf(1)).toBe(8192);
-    expect(pageSizeOf(4)).toBe(65536);
-    expect(pageSizeOf(15)).toBe(2 ** 27);
-  });
-  it('CAP.TO unit is 500 ms', () => {
-    expect(spec.CAP_TO_UNIT_MS).toBe(500);
-  });
-});
-
-describe('other spec constants', () => {
-  it('queue entry sizes (4.2, 4.6) and their log2 for CC.IOSQES / IOCQES', () => {
-    expect(spec.SQE_SIZE).toBe(64);
-    expect(spec.CQE_SIZE).toBe(16);
-    expect(2 ** spec.SQE_SIZE_LOG2).toBe(64);
-    expect(2 ** spec.CQE_SIZE_LOG2).toBe(16);
-  });
-  it('identify (5.15)', () => {
-    expect(spec.IDENTIFY_DATA_SIZE).toBe(4096);
-    expect(spec.Cns).toEqual({ NAMESPACE: 0x00, CONTROLLER: 0x01, ACTIVE_NAMESPACE_LIST: 0x02 });
-    expect(spec.LBAF_ENTRY_SIZE).toBe(4);
-    expect(spec.MAX_LBA_FORMATS).toBe(16);
-    // LBAF15 is the last format and ends at byte 191.
-    expect(IdNs.LBAF0.offset + spec.MAX_LBA_FORMATS * spec.LBAF_ENTRY_SIZE - 1).toBe(191);
-    expect(spec.ACTIVE_NS_LIST_ENTRIES * 4).toBe(4096);
-    expect(spec.NSID_BROADCAST).toBe(0xffffffff);
-  });
-  it('feature identifiers (5.21.1, Figure 271)', () => {
-    expect(spec.FeatureId).toEqual({
-      ARBITRATION: 0x01,
-      POWER_MANAGEMENT: 0x02,
-      LBA_RANGE_TYPE: 0x03,
-      TEMPERATURE_THRESHOLD: 0x04,
-      ERROR_RECOVERY: 0x05,
-      VOLATILE_WRITE_CACHE: 0x06,
-      NUMBER_OF_QUEUES: 0x07,
-      INTERRUPT_COALESCING: 0x08,
-      INTERRUPT_VECTOR_CONFIG: 0x09,
-      WRITE_ATOMICITY: 0x0a,
-      ASYNC_EVENT_CONFIG: 0x0b,
-    });
-    expect(spec.featureName(0x07)).toBe('Number of Queues (0x07)');
-    expect(spec.featureName(0xc0)).toBe('Unknown feature (0xc0)');
-  });
-  it('Get Features select values and capability bits (5.9)', () => {
-    expect(spec.FeatureSelect).toEqual({ CURRENT: 0b000, DEFAULT: 0b001, SAVED: 0b010, SUPPORTED_CAPABILITIES: 0b011 });
-    expect(spec.FeatureCapability).toEqual({ SAVEABLE: 1 << 0, NAMESPACE_SPECIFIC: 1 << 1, CHANGEABLE: 1 << 2 });
-  });
-  it('log page identifiers (5.14)', () => {
-    expect(spec.LogPageId).toEqual({
-      ERROR_INFORMATION: 0x01,
-      SMART_HEALTH: 0x02,
-      FIRMWARE_SLOT: 0x03,
-      CHANGED_NAMESPACES: 0x04,
-      COMMANDS_SUPPORTED_EFFECTS: 0x05,
-    });
-    expect(spec.ERROR_LOG_ENTRY_SIZE).toBe(64);
-    expect(spec.SMART_LOG_SIZE).toBe(512);
-    expect(spec.COMMANDS_EFFECTS_LOG_SIZE).toBe(4096);
-  });
-  it('commands supported and effects bits (5.14.1.5)', () => {
-    expect(spec.CommandEffect).toEqual({ CSUPP: 1 << 0, LBCC: 1 << 1, NCC: 1 << 2, NIC: 1 << 3, CCC: 1 << 4 });
-  });
-  it('asynchronous event types and error information (5.2)', () => {
-    expect(spec.AsyncEventType).toEqual({ ERROR: 0b000, SMART_HEALTH: 0b001, NOTICE: 0b010, IO_COMMAND_SET: 0b110, VENDOR: 0b111 });
-    expect(spec.AsyncErrorInfo).toEqual({
-      INVALID_DOORBELL_REGISTER: 0x00,
-      INVALID_DOORBELL_VALUE: 0x01,
-      DIAGNOSTIC_FAILURE: 0x02,
-      PERSISTENT_INTERNAL_ERROR: 0x03,
-      TRANSIENT_INTERNAL_ERROR: 0x04,
-      FIRMWARE_IMAGE_LOAD_ERROR: 0x05,
-    });
-  });
-  it('dataset management limits (6.7) and PRP entry size (4.3)', () => {
-    expect(spec.DSM_RANGE_SIZE).toBe(16);
-    expect(spec.DSM_MAX_RANGES).toBe(256);
-    expect(spec.PRP_ENTRY_SIZE).toBe(8);
-  });
 });

@@ -241,7 +241,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     Napi::Env env = info.Env();
     double entries;
     if (info.Length() < 5 ||
-        !ReadInteger(info, 1, "entries", 1, 4096, &entries)) {
+        !ReadInteger(info, 1, "entries", 1, nvmq::kMaxEntries, &entries)) {
       if (!env.IsExceptionPending()) {
         Napi::TypeError::New(env, "nvmq_native: new Ring(arena, entries, ops, segs, cqes)")
             .ThrowAsJavaScriptException();

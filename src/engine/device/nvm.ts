@@ -32,9 +32,21 @@ function namespaceOf(c: IoContext, req: Request): Namespace | undefined {
   return c.namespace(req.cmd.nsid);
 }
 
-/** SLBA from CDW10 (low) and CDW11 (high). */
+/** SLBA from CDW10 (low) and CDW11 (high), recorded for the error log. */
 function slbaOf(req: Request): number {
-  return req.cmd.cdw10 + req.cmd.cdw11 * 0x1_0000_0000;
+  const slba = req.cmd.cdw10 + req.cmd.cdw11 * 0x1_0000_0000;
+  req.lba = slba;
+  return slba;
+}
+
+/** NLB (0's based in CDW12) as a count of blocks. */
+function nlbOf(req: Request): number {
+  return bitsOf(req.cmd.cdw12, RwCdw12.NLB) + 1;
+}
+
+/** FUA, or any write while the volatile write cache is disabled: durable before it completes. */
+function fuaOf(c: IoContext, req: Request): boolean {
+  return bitsOf(req.cmd.cdw12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
 }
 
 function inRange(ns: Namespace, slba: number, nlb: number): boolean {
@@ -52,10 +64,8 @@ function executeWrite(c: IoContext, req: Request): number {
 function readWrite(c: IoContext, req: Request, write: boolean): number {
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
-  const d12 = req.cmd.cdw12;
-  const nlb = bitsOf(d12, RwCdw12.NLB) + 1;
+  const nlb = nlbOf(req);
   const slba = slbaOf(req);
-  req.lba = slba;
   const length = nlb * ns.lbaSize;
   if (length > c.maxTransfer) return INVALID_FIELD;
   if (!inRange(ns, slba, nlb)) return LBA_OUT_OF_RANGE;
@@ -68,8 +78,7 @@ function readWrite(c: IoContext, req: Request, write: boolean): number {
   const pos = slba * ns.lbaSize;
   const io = c.blockIo(req, ns);
   if (write) {
-    // With the volatile write cache disabled every write is made durable before it completes.
-    const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
+    const fua = fuaOf(c, req);
     c.backendOp(req, (done) => io.write(pos, m.segments, fua, done));
   } else {
     c.backendOp(req, (done) => io.read(pos, m.segments, done));
@@ -91,14 +100,12 @@ function executeFlush(c: IoContext, req: Request): number {
 function executeWriteZeroes(c: IoContext, req: Request): number {
   const ns = namespaceOf(c, req);
   if (!ns) return INVALID_NAMESPACE;
-  const d12 = req.cmd.cdw12;
-  const nlb = bitsOf(d12, RwCdw12.NLB) + 1;
+  const nlb = nlbOf(req);
   const slba = slbaOf(req);
-  req.lba = slba;
   if (!inRange(ns, slba, nlb)) return LBA_OUT_OF_RANGE;
   if (ns.backend.readOnly) return WRITE_PROTECTED;
-  const deac = bitsOf(d12, RwCdw12.DEAC) === 1;
-  const fua = bitsOf(d12, RwCdw12.FUA) === 1 || !c.writeCacheEnabled;
+  const deac = bitsOf(req.cmd.cdw12, RwCdw12.DEAC) === 1;
+  const fua = fuaOf(c, req);
   const io = c.blockIo(req, ns);
   // FUA: a flush after the zeroes have landed makes them durable.
   const after = (done: IoDone): IoDone => (fua ? (err) => (err ? done(err) : io.flush(done)) : done);

@@ -212,7 +212,7 @@ export class Completions {
           phase ^= 1;
         }
         n++;
-        if (c.cid >= this.slots || this.table.state(c.cid) !== 1) {
+        if (c.cid >= this.slots || this.table.state(c.cid) !== SlotState.SUBMITTED) {
           // The controller broke the spec: a CID nobody has outstanding.
           this.counts.spurious();
           trace('qid %d: completion for CID %d, which is not outstanding', this.qid, c.cid);

@@ -32,7 +32,7 @@ import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
-import { RequestTable, type RequestTableHandle } from '../shared/request-table.js';
+import { RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
@@ -496,7 +496,7 @@ export class QueuePair {
     this.metrics?.failed(sharedNow());
     this.completions.failAll(err);
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
-    for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === 1) this.table.complete(cid, -1, 0);
+    for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === SlotState.SUBMITTED) this.table.complete(cid, -1, 0);
   }
 
   /** Returns ring and PRP memory to the arena (the thread that created the pair). */

@@ -217,7 +217,7 @@ function executeDeleteIoSq(c: AdminContext, req: Request): number {
   const remove = (): void => {
     sq.invalidate();
     c.io.cq(sq.cqid)?.addSq(-1);
-    // This thread's ring for the queue is idle now; rings in other threads go when they notice (ringFor) or end.
+    // This thread's ring for the queue is idle now; rings in other threads go when they next see a recreated QID (a new generation), close or end.
     c.io.retireRing(qid);
   };
   // Operations of this thread's ring for the queue are cancelled: their commands complete as aborted now.

@@ -65,11 +65,14 @@ export interface QueueControl extends IoContext {
   retireRing(qid: number): void;
 }
 
+/** The shared controller words an admin command reads or sets. */
+export type AdminShared = Pick<SharedState, 'regs' | 'epoch' | 'pageSize' | 'setWriteCacheEnabled' | 'nextSqGeneration'>;
+
 /** What an admin command needs, on the main thread. */
 export interface AdminContext {
   readonly io: QueueControl;
   readonly config: ControllerConfig;
-  readonly shared: SharedState;
+  readonly shared: AdminShared;
   readonly admin: AdminState;
   readonly arena: DmaArena;
   readonly health: HealthCounters;

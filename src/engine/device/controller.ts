@@ -37,8 +37,7 @@ import { resolveDataPath, type DataPath } from '../uring/data-path.js';
 
 const trace = debuglog('nvmq');
 
-export type { ControllerIdentity, ControllerOptions, ControllerState, SharedControllerMemory };
-export { MAX_THREAD_SLOTS };
+export type { ControllerIdentity, ControllerOptions };
 
 /** Everything another thread needs to execute this controller's I/O queues (structured-cloneable). */
 export interface ControllerHandle {

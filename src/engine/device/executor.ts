@@ -168,7 +168,7 @@ export class QueueExecutor implements QueueControl {
 
   // ---------------------------------------------------------------- doorbells
 
-  /** A write to the doorbell at BAR `offset` (>= DOORBELL_BASE), after the caller checked it lies in the BAR. */
+  /** A write to BAR `offset` at or past DOORBELL_BASE: a doorbell, or an invalid-doorbell event when it names none. */
   doorbell(offset: number, value: number): void {
     const rel = offset - DOORBELL_BASE;
     if (rel % this.doorbellStride !== 0 || offset + 4 > this.shared.bar.byteLength) {
@@ -354,8 +354,7 @@ export class QueueExecutor implements QueueControl {
   }
 
   blockIo(req: Request, ns: Namespace): BlockIo {
-    const sq = req.sq;
-    return this.rings?.active ? this.rings.io(sq.qid, sq.generation, sq.size, ns.index) : ns.backend;
+    return this.rings?.active ? this.rings.io(req.sq, ns.index) : ns.backend;
   }
 
   backendOp(req: Request, op: (done: IoDone) => void): void {

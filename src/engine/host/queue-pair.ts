@@ -36,7 +36,7 @@ import { RequestTable, SlotState, type RequestTableHandle } from '../shared/requ
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
-import { MAX_SPIN_US } from '../uring/ring.js';
+import { MAX_SPIN_US } from '../transport/transport.js';
 import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
 import { Completions, type CompletionCallback } from './completions.js';
 import { H_DB_LOCK, H_DEAD, H_LOCK, H_SQ_TAIL, HOST_WORDS, createHostWords, deadError, markDead } from './host-words.js';

@@ -6,6 +6,9 @@
  */
 import type { DmaArena } from '../dma-arena.js';
 
+/** The longest spin a transport's wait() is asked for: a second, in microseconds (the addon's ring.h kMaxSpinUs). */
+export const MAX_SPIN_US = 1_000_000;
+
 export interface Transport {
   /** Host memory the controller can reach (PRPs and queue rings point into it). */
   readonly arena: DmaArena;
@@ -24,7 +27,8 @@ export interface Transport {
   /**
    * Blocks the thread until a controller in this thread has something to
    * complete (an io_uring operation finished) or `timeoutMs` passes, then
-   * completes it as poll() does; polls for up to `spinUs` before it sleeps.
+   * completes it as poll() does; polls for up to `spinUs` (at most
+   * MAX_SPIN_US) before it sleeps.
    * Returns at once when nothing in this thread can be waited for that way.
    * Optional.
    */

@@ -16,6 +16,14 @@ import type { NativeBinding } from './native.js';
 import { IoRing } from './ring.js';
 import { notePortable } from './data-path.js';
 
+/** What the set needs of a submission queue (device/queues.ts SubmissionQueue). */
+export interface RingQueue {
+  readonly qid: number;
+  /** Which creation of the QID this is: a ring serves one. */
+  readonly generation: number;
+  readonly size: number;
+}
+
 interface Entry {
   readonly ring: IoRing;
   readonly generation: number;
@@ -46,13 +54,13 @@ export class RingSet {
   }
 
   /**
-   * The operations of backend `index` for a command of SQ `qid` (generation
-   * `generation`, `size` entries), through that SQ's ring, made on first use.
-   * Returns the backend itself when it has no io_uring side or no ring can
-   * be set up.
+   * The operations of backend `index` for a command of `sq`, through that
+   * SQ's ring, made on first use (with a slot per SQ entry). Returns the
+   * backend itself when it has no io_uring side or no ring can be set up.
    */
-  io(qid: number, generation: number, size: number, index: number): BlockIo {
-    const e = this.entry(qid, generation, size);
+  io(sq: RingQueue, index: number): BlockIo {
+    const had = this.byQid[sq.qid];
+    const e = had && had.generation === sq.generation ? had : this.replace(sq);
     return e ? e.io[index]! : this.backends[index]!;
   }
 
@@ -61,11 +69,10 @@ export class RingSet {
     return this.byQid[qid]?.ring;
   }
 
-  private entry(qid: number, generation: number, size: number): Entry | undefined {
-    const had = this.byQid[qid];
-    if (had && had.generation === generation) return had;
-    if (had) this.retire(qid);
-    return this.make(qid, generation, size);
+  /** A ring for this creation of `sq`, after tearing down one left from an earlier creation of its QID. */
+  private replace(sq: RingQueue): Entry | undefined {
+    this.retire(sq.qid);
+    return this.make(sq.qid, sq.generation, sq.size);
   }
 
   private make(qid: number, generation: number, size: number): Entry | undefined {

@@ -59,8 +59,8 @@ export const SEG_WORDS = 2;
 export const MAX_IOV = 1024;
 /** The most submission slots a ring may have (ring.h kMaxEntries). */
 export const MAX_RING_ENTRIES = 4096;
-/** The longest spin wait() accepts before it sleeps: a second, in microseconds (ring.h kMaxSpinUs). */
-export const MAX_SPIN_US = 1_000_000;
+/** The longest spin wait() accepts before it sleeps (ring.h kMaxSpinUs): the transport's limit. */
+export { MAX_SPIN_US } from '../transport/transport.js';
 
 /** RWF_DSYNC from <linux/fs.h>: the write is durable when it completes (FUA). */
 const RWF_DSYNC = 0x2;

@@ -154,8 +154,12 @@ export class FileBackend implements Backend {
 
   /** The same operations on one queue's io_uring, for the executing thread's ring set. */
   get uring(): UringFile {
-    return {
-      fd: this.fd,
+    // The descriptor is read when a ring registers it: -1 once closed.
+    const backend = this;
+    return (this.uringSide ??= {
+      get fd() {
+        return backend.fd;
+      },
       direct: this.direct,
       via: (ring) => ({
         read: (pos, segments, done) => this.readOn(ring, pos, segments, done),
@@ -164,8 +168,10 @@ export class FileBackend implements Backend {
         writeZeroes: (pos, length, deallocate, done) => this.writeZeroesOn(ring, pos, length, deallocate, done),
         deallocate: (pos, length, done) => this.deallocateOn(ring, pos, length, done),
       }),
-    };
+    });
   }
+
+  private uringSide: UringFile | undefined;
 
   private readOn(ring: IoRing | undefined, pos: number, segments: readonly Uint8Array[], done: IoDone): void {
     const closed = this.closed('read');

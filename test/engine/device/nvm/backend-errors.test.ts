@@ -83,9 +83,8 @@ describe('backend errors', () => {
     }
   });
 
-  // BUG (controller.ts, shutdown(), line 371): the shutdown flush calls ns.backend.flush() unguarded; a
-  // backend that throws (closed) throws out of the host's CC register write, and CSTS.SHST never
-  // reaches "complete". Remove `.fails` once fixed.
+  // The shutdown flush is guarded (RegisterFront.shutdown): a backend that throws fails its flush, it does
+  // not throw out of the host's CC register write, and CSTS.SHST still reaches "complete".
   it('an orderly shutdown with a closed backend completes (CSTS.SHST = complete) without throwing out of the CC write', async () => {
     const t = tempDir();
     const file = new FileBackend({ path: path.join(t.dir, 'closed.img'), size: 1 << 20 });

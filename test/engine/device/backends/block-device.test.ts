@@ -2,8 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FileBackend } from '../../../src/engine/device/backends/file.js';
-import { bringUp, pattern, sameBytes, tempDir } from '../../helpers/harness.js';
+import { FileBackend } from '../../../../src/engine/device/backends/file.js';
+import { bringUp, pattern, sameBytes, tempDir } from '../../../helpers/harness.js';
 
 // A real block device: a loop device over a file in a temp dir (needs root, as CI has).
 describe('block device namespace', () => {

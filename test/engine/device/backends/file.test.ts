@@ -1,9 +1,9 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FileBackend } from '../../../src/engine/device/backends/file.js';
-import { loadNative } from '../../../src/engine/uring/native.js';
-import { bringUp, pattern, sameBytes, tempDir } from '../../helpers/harness.js';
+import { FileBackend } from '../../../../src/engine/device/backends/file.js';
+import { loadNative } from '../../../../src/engine/uring/native.js';
+import { bringUp, pattern, sameBytes, tempDir } from '../../../helpers/harness.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

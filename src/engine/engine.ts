@@ -1,20 +1,23 @@
 /**
- * The embedding API: one controller, brought up on the main thread, and a
- * fixed pool of worker threads (src/workers/pool.ts), each with its own I/O
- * queue pair, so the data path takes no contended lock and never waits on
- * another thread. The engine owns the lifecycle: open, reset (a fresh
- * generation of workers), close.
+ * The embedding API: one controller, brought up on the main thread, a fixed
+ * pool of worker threads (src/workers/pool.ts), each with its own I/O queue
+ * pair, and a queue pair of the main thread's own for the engine's I/O calls
+ * made there. Every thread's I/O runs the controller in that thread: no
+ * contended lock, no waiting on another thread. The engine owns the
+ * lifecycle: open, reset (a fresh generation of workers, a fresh main-thread
+ * queue), close.
  */
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
 import { debuglog } from 'node:util';
 import type { NvmeController, ControllerOptions } from './device/controller.js';
 import type { NvmeDriver } from './host/driver.js';
+import type { IoQueuePair, LbaRange, WriteOptions, WriteZeroesOptions } from './host/io-queue-pair.js';
 import type { IoTask } from '../workers/protocol.js';
 import { WorkerPool } from '../workers/pool.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
-import { MAX_NLB, checkBlocks, checkInteger, flag, inactiveNsid, invalidArgument } from './host/arguments.js';
+import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
 import { openLocal, type NamespaceSpec } from './local-device.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
@@ -67,8 +70,10 @@ export class Engine {
   private lifecycle: Promise<void> = Promise.resolve();
   private readonly opts: { queueDepth: number; poolSize: number; queues: number };
   private closing = false;
-  /** Tasks submitted and not settled. */
+  /** Tasks and main-thread I/O submitted and not settled. */
   private readonly running = new Set<Promise<unknown>>();
+  /** The main thread's queue pair, made on first use and again after a reset. */
+  private main: Promise<IoQueuePair> | undefined;
   /** Every queue's I/O counters (undefined with `metrics: false`), and the registry that reads them. */
   private readonly io: IoMetrics | undefined;
   private readonly registry: Registry | undefined;
@@ -134,17 +139,18 @@ export class Engine {
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
+    // Workers and their replacements, the main thread's queue, and the admin queue.
     const device = await openLocal({
       namespaces: opts.namespaces,
-      arenaSize: Math.ceil((workers * 2 * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096,
+      arenaSize: Math.ceil(((workers * 2 + 1) * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096,
       controller: {
-        maxIoQueues: Math.max(64, workers * 2),
+        maxIoQueues: Math.max(64, workers * 2 + 1),
         // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
         // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
         dstrd: 4,
         ...opts.controller,
       },
-      driver: { ioQueues: Math.max(wanted, workers * 2) },
+      driver: { ioQueues: Math.max(wanted, workers * 2) + 1 },
     });
     let engine: Engine | undefined;
     try {
@@ -195,12 +201,18 @@ export class Engine {
    * itself means the worker went away under the task.
    */
   private dispatch(task: IoTask): Promise<unknown> {
-    const p = this.pool.run(task).then(
-      (r) => unwrapOutcome(r),
-      (e: unknown) => {
-        throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      },
+    return this.track(
+      this.pool.run(task).then(
+        (r) => unwrapOutcome(r),
+        (e: unknown) => {
+          throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+        },
+      ),
     );
+  }
+
+  /** Keeps `p` among the running work until it settles: close() waits for it. */
+  private track<T>(p: Promise<T>): Promise<T> {
     this.running.add(p);
     const forget = (): void => {
       this.running.delete(p);
@@ -209,31 +221,72 @@ export class Engine {
     return p;
   }
 
-  /** Reads blocks through a worker (a convenience for the main thread, not the fast path). */
-  async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
+  /**
+   * The main thread's I/O queue pair: the same API a task gets (plug /
+   * unplug batches, DMA buffers, callback forms), running the controller in
+   * this thread with completions through this thread's event loop. Made on
+   * first use; after a reset the next call makes a fresh one.
+   */
+  queue(): Promise<IoQueuePair> {
     if (this.closing) return closed();
-    this.namespace(nsid);
-    checkBlocks(slba, nlb);
-    return (await this.dispatch({ kind: 'io', op: 'read', nsid, slba, nlb })) as Uint8Array;
+    return (this.main ??= this.makeMainQueue());
   }
 
-  async write(nsid: number, slba: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
+  private async makeMainQueue(): Promise<IoQueuePair> {
+    const mine = this.main;
+    try {
+      // A reset in progress brings the controller back first.
+      await this.lifecycle;
+      if (this.closing) return await closed();
+      return await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, metrics: this.io });
+    } catch (e) {
+      if (this.main === mine) this.main = undefined;
+      throw e;
+    }
+  }
+
+  /** Runs `op` on the main thread's queue pair, tracked for close(). */
+  private onMain<T>(op: (q: IoQueuePair) => Promise<T>): Promise<T> {
     if (this.closing) return closed();
+    return this.track(this.queue().then(op));
+  }
+
+  /** Reads `nlb` blocks from `slba` on the main thread's queue pair into a new buffer. */
+  async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
+    const lbaSize = this.namespace(nsid).lbaSize;
+    return this.onMain(async (q) => {
+      // A count the queue refuses gets its one-line error from the queue, before any buffer is made.
+      const out = new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
+      await q.read(nsid, slba, nlb, out);
+      return out;
+    });
+  }
+
+  /** Writes whole blocks of `data` at `slba` on the main thread's queue pair. */
+  async write(nsid: number, slba: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     const lbaSize = this.namespace(nsid).lbaSize;
     if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
       throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
     }
-    if (data.length / lbaSize > MAX_NLB) throw invalidArgument('data', `at most ${MAX_NLB} blocks (${MAX_NLB * lbaSize} bytes) a write`, data);
-    checkBlocks(slba, data.length / lbaSize);
-    const fua = flag(opts, 'fua');
-    await this.dispatch({ kind: 'io', op: 'write', nsid, slba, data, fua });
+    await this.onMain((q) => q.write(nsid, slba, data.length / lbaSize, data, opts));
   }
 
   /** Flushes one namespace, or every namespace (NSID FFFFFFFFh, the default). */
   async flush(nsid = 0xffffffff): Promise<void> {
-    if (this.closing) return closed();
     if (nsid !== 0xffffffff) this.namespace(nsid);
-    await this.dispatch({ kind: 'io', op: 'flush', nsid });
+    await this.onMain((q) => q.flush(nsid));
+  }
+
+  /** Write Zeroes over `nlb` blocks from `slba` (with `deallocate`, the blocks may be unmapped). */
+  async writeZeroes(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): Promise<void> {
+    this.namespace(nsid);
+    await this.onMain((q) => q.writeZeroes(nsid, slba, nlb, opts));
+  }
+
+  /** Deallocates the ranges (Dataset Management): they read as zeroes afterwards. */
+  async deallocate(nsid: number, ranges: readonly LbaRange[]): Promise<void> {
+    this.namespace(nsid);
+    await this.onMain((q) => q.deallocate(nsid, ranges));
   }
 
   namespace(nsid: number): NamespaceInfo {
@@ -280,6 +333,8 @@ export class Engine {
     const old = this.pool;
     // Deaths from here on are the reset's to clean up, not grounds for another reset.
     old.quiesce();
+    // The reset fails the main thread's queue pair too; the next main-thread I/O makes a fresh one.
+    this.main = undefined;
     // Fails every queue pair, in every thread, once the controller has drained.
     await this.driver.reset();
     // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.

@@ -29,9 +29,9 @@ export interface QueueGrant {
 /** What workers post on the pool's channel. */
 export type WorkerMessage = { type: 'attach' | 'attached'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
 
-/** A task for a pool worker: a module of the application's, or one I/O of the engine's API. */
-export type IoTask =
-  | { kind: 'run'; module: string; args: unknown }
-  | { kind: 'io'; op: 'read'; nsid: number; slba: number; nlb: number }
-  | { kind: 'io'; op: 'write'; nsid: number; slba: number; data: Uint8Array; fua: boolean }
-  | { kind: 'io'; op: 'flush'; nsid: number };
+/** A task for a pool worker: a module of the application's, run with the worker's queue pair. */
+export interface IoTask {
+  kind: 'run';
+  module: string;
+  args: unknown;
+}

@@ -73,21 +73,5 @@ async function loadTask(module: string): Promise<(q: IoQueuePair, args: unknown)
 }
 
 async function execute(t: IoTask): Promise<unknown> {
-  if (t.kind === 'run') return (await loadTask(t.module))(queue, t.args);
-  switch (t.op) {
-    case 'read': {
-      const ns = namespaces.get(t.nsid);
-      const out = new Uint8Array(t.nlb * (ns?.lbaSize ?? 0));
-      await queue.read(t.nsid, t.slba, t.nlb, out);
-      return out;
-    }
-    case 'write': {
-      const ns = namespaces.get(t.nsid);
-      await queue.write(t.nsid, t.slba, t.data.length / (ns?.lbaSize ?? 1), t.data, { fua: t.fua });
-      return undefined;
-    }
-    case 'flush':
-      await queue.flush(t.nsid);
-      return undefined;
-  }
+  return (await loadTask(t.module))(queue, t.args);
 }

@@ -1,0 +1,114 @@
+/**
+ * The main thread's own I/O queue pair: engine.read / write / flush /
+ * writeZeroes / deallocate and engine.queue() run the controller in the
+ * main thread, with no worker in the path.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import * as path from 'node:path';
+import { Engine, NvmqError, NvmeStatusError } from '../../dist/index.js';
+import { pattern, sameBytes, tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
+
+const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
+const dir = tempDirsPerTest();
+let engine: Engine | undefined;
+afterEach(async () => {
+  await engine?.close();
+  engine = undefined;
+});
+
+const BLOCK = 4096;
+
+for (const dataPath of DATA_PATHS) {
+  describe(`the main thread's queue pair (${dataPath})`, () => {
+    const open = async (workers = 1): Promise<Engine> =>
+      (engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'm.img'), size: 32 << 20 }], workers, controller: { dataPath } }));
+
+    it('verified writes and reads from 256 concurrent callers', async () => {
+      const e = await open();
+      const lbas = Array.from({ length: 256 }, (_, i) => i * 7);
+      await Promise.all(lbas.map((lba) => e.write(1, lba, pattern(BLOCK, lba))));
+      const back = await Promise.all(lbas.map((lba) => e.read(1, lba, 1)));
+      back.forEach((b, i) => expect(sameBytes(b, pattern(BLOCK, lbas[i]!))).toBe('equal'));
+      // Several blocks at once, and FUA.
+      const big = pattern(16 * BLOCK, 3);
+      await e.write(1, 5000, big, { fua: true });
+      expect(sameBytes(await e.read(1, 5000, 16), big)).toBe('equal');
+      await e.flush();
+      await e.flush(1);
+    });
+
+    it('needs no worker: I/O completes while the only worker is busy', async () => {
+      const e = await open(1);
+      const main = await e.queue();
+      expect(e.threadIds.map((t) => e.queueOf(t))).not.toContain(main.qid);
+      const busy = e.run<number>(fixture('busy-task.mjs'), { ms: 1500 });
+      // Let the task start, then do I/O: through a worker it would wait for the task to end.
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      for (let i = 0; i < 50; i++) await e.write(1, i, pattern(BLOCK, i));
+      expect(sameBytes(await e.read(1, 49, 1), pattern(BLOCK, 49))).toBe('equal');
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(await busy).toBeGreaterThan(0);
+    });
+
+    it('write zeroes and deallocate read back as zeroes; the rest is untouched', async () => {
+      const e = await open();
+      await e.write(1, 100, pattern(8 * BLOCK, 5));
+      await e.writeZeroes(1, 101, 2);
+      await e.deallocate(1, [{ slba: 105, nlb: 1 }]);
+      const got = await e.read(1, 100, 8);
+      const want = pattern(8 * BLOCK, 5);
+      want.fill(0, BLOCK, 3 * BLOCK);
+      want.fill(0, 5 * BLOCK, 6 * BLOCK);
+      expect(sameBytes(got, want)).toBe('equal');
+    });
+  });
+}
+
+describe("the main thread's queue pair: errors, close and reset", () => {
+  const open = async (): Promise<Engine> => (engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 1 }));
+
+  it('bad arguments and device errors are typed, one line each', async () => {
+    const e = await open();
+    await expect(e.read(9, 0, 1)).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message: expect.stringContaining('nsid') });
+    await expect(e.read(1, 0, 0)).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message: expect.stringContaining('nlb') });
+    await expect(e.read(1, 0, 1 << 20)).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message: expect.stringContaining('nlb') });
+    await expect(e.write(1, 0, new Uint8Array(100))).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT' });
+    const past = await e.read(1, 2048, 1).catch((x: unknown) => x);
+    expect(past).toBeInstanceOf(NvmeStatusError);
+    expect(past).toBeInstanceOf(NvmqError);
+    expect((past as NvmeStatusError).code).toBe('NVMQ_LBA_OUT_OF_RANGE');
+  });
+
+  it('close with main-thread I/O in flight: every call settles once, later calls are refused', async () => {
+    const e = await open();
+    let settled = 0;
+    const calls = Array.from({ length: 300 }, (_, i) =>
+      e.write(1, i, pattern(BLOCK, i)).then(
+        () => settled++,
+        () => settled++,
+      ),
+    );
+    await e.close();
+    engine = undefined;
+    await Promise.all(calls);
+    expect(settled).toBe(300);
+    await expect(e.read(1, 0, 1)).rejects.toMatchObject({ code: 'NVMQ_ENGINE_CLOSED' });
+  });
+
+  it('reset: commands in flight fail with NVMQ_CONTROLLER_RESET or complete; the next call gets a fresh queue', async () => {
+    const e = await open();
+    await e.write(1, 7, pattern(BLOCK, 7));
+    const before = await e.queue();
+    const inflight = Array.from({ length: 100 }, (_, i) => e.write(1, 100 + i, pattern(BLOCK, i)).then(
+      () => 'ok',
+      (x: unknown) => (x as NvmqError).code,
+    ));
+    await e.reset();
+    for (const r of await Promise.all(inflight)) expect(['ok', 'NVMQ_CONTROLLER_RESET']).toContain(r);
+    expect(sameBytes(await e.read(1, 7, 1), pattern(BLOCK, 7))).toBe('equal');
+    const after = await e.queue();
+    expect(after).not.toBe(before);
+    expect(sameBytes(await e.read(1, 7, 1), pattern(BLOCK, 7))).toBe('equal');
+  });
+});

@@ -3,25 +3,29 @@
  * writeZeroes / deallocate and engine.queue() run the controller in the
  * main thread, with no worker in the path.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import * as path from 'node:path';
 import { Engine, NvmqError, NvmeStatusError } from '../../dist/index.js';
-import { pattern, sameBytes, tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
+import { deferPerTest, pattern, sameBytes, tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
 
-const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
+const busyTask = new URL('../fixtures/busy-task.mjs', import.meta.url).href;
+// Registered first, so its directories go after the engines are closed (after-hooks run last in, first out).
 const dir = tempDirsPerTest();
-let engine: Engine | undefined;
-afterEach(async () => {
-  await engine?.close();
-  engine = undefined;
-});
+const defer = deferPerTest();
+
+/** An engine closed after the test (closing twice is harmless). */
+async function openEngine(opts: Parameters<typeof Engine.open>[0]): Promise<Engine> {
+  const e = await Engine.open(opts);
+  defer(() => e.close());
+  return e;
+}
 
 const BLOCK = 4096;
 
 for (const dataPath of DATA_PATHS) {
   describe(`the main thread's queue pair (${dataPath})`, () => {
     const open = async (workers = 1): Promise<Engine> =>
-      (engine = await Engine.open({ namespaces: [{ backend: 'file', path: path.join(dir(), 'm.img'), size: 32 << 20 }], workers, controller: { dataPath } }));
+      openEngine({ namespaces: [{ backend: 'file', path: path.join(dir(), 'm.img'), size: 32 << 20 }], workers, controller: { dataPath } });
 
     it('verified writes and reads from 256 concurrent callers', async () => {
       const e = await open();
@@ -41,7 +45,7 @@ for (const dataPath of DATA_PATHS) {
       const e = await open(1);
       const main = await e.queue();
       expect(e.threadIds.map((t) => e.queueOf(t))).not.toContain(main.qid);
-      const busy = e.run<number>(fixture('busy-task.mjs'), { ms: 1500 });
+      const busy = e.run<number>(busyTask, { ms: 1500 });
       // Let the task start, then do I/O: through a worker it would wait for the task to end.
       await new Promise((r) => setTimeout(r, 200));
       const t0 = performance.now();
@@ -66,7 +70,7 @@ for (const dataPath of DATA_PATHS) {
 }
 
 describe("the main thread's queue pair: errors, close and reset", () => {
-  const open = async (): Promise<Engine> => (engine = await Engine.open({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 1 }));
+  const open = (): Promise<Engine> => openEngine({ namespaces: [{ backend: 'memory', size: 8 << 20 }], workers: 1 });
 
   it('bad arguments and device errors are typed, one line each', async () => {
     const e = await open();
@@ -90,7 +94,6 @@ describe("the main thread's queue pair: errors, close and reset", () => {
       ),
     );
     await e.close();
-    engine = undefined;
     await Promise.all(calls);
     expect(settled).toBe(300);
     await expect(e.read(1, 0, 1)).rejects.toMatchObject({ code: 'NVMQ_ENGINE_CLOSED' });

@@ -8,6 +8,8 @@ export { openController, type OpenControllerOptions, type NamespaceSpec } from '
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
 export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';
 export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
+export { attach, AttachedQueue } from './workers/attach.js';
+export type { AttachHandle } from './workers/protocol.js';
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';
 export type { Transport } from './engine/transport/transport.js';
 export type { DmaBuffer } from './engine/dma-arena.js';

@@ -15,6 +15,9 @@ import type { NvmeDriver } from './host/driver.js';
 import type { IoQueuePair, LbaRange, WriteOptions, WriteZeroesOptions } from './host/io-queue-pair.js';
 import type { IoTask } from '../workers/protocol.js';
 import { WorkerPool } from '../workers/pool.js';
+import { ThreadSlots } from '../workers/grants.js';
+import { Attachments } from '../workers/attachments.js';
+import type { AttachHandle } from '../workers/protocol.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
@@ -74,6 +77,10 @@ export class Engine {
   private readonly running = new Set<Promise<unknown>>();
   /** The main thread's queue pair, made on first use and again after a reset. */
   private main: Promise<IoQueuePair> | undefined;
+  /** Thread slots of the pool's workers and attached threads. */
+  private readonly slots = new ThreadSlots();
+  /** The application's own threads attached with attachHandle(). */
+  private readonly attached: Attachments;
   /** Every queue's I/O counters (undefined with `metrics: false`), and the registry that reads them. */
   private readonly io: IoMetrics | undefined;
   private readonly registry: Registry | undefined;
@@ -100,6 +107,7 @@ export class Engine {
         namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
       });
     }
+    this.attached = new Attachments({ driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io });
     this.pool = this.startPool();
   }
 
@@ -109,6 +117,7 @@ export class Engine {
       controller: this.controller,
       workers: this.workers,
       ...this.opts,
+      slots: this.slots,
       metrics: this.io,
       onSharedDeath: (threadId) =>
         void this.reset().catch((e: unknown) => trace('reset after the death of thread %d failed: %s', threadId, e instanceof Error ? e.message : String(e))),
@@ -140,17 +149,19 @@ export class Engine {
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
     // Workers and their replacements, the main thread's queue, and the admin queue.
+    const maxIoQueues = opts.controller?.maxIoQueues ?? Math.max(64, workers * 2 + 1);
     const device = await openLocal({
       namespaces: opts.namespaces,
       arenaSize: Math.ceil(((workers * 2 + 1) * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096,
       controller: {
-        maxIoQueues: Math.max(64, workers * 2 + 1),
+        maxIoQueues,
         // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
         // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
         dstrd: 4,
         ...opts.controller,
       },
-      driver: { ioQueues: Math.max(wanted, workers * 2) + 1 },
+      // Every queue the controller has: workers, their replacements, the main thread, attached threads.
+      driver: { ioQueues: maxIoQueues },
     });
     let engine: Engine | undefined;
     try {
@@ -251,6 +262,19 @@ export class Engine {
     return this.track(this.queue().then(op));
   }
 
+  /**
+   * A handle for one thread the application created (not one of the pool's):
+   * post it to the thread with its port in the transfer list, and there
+   * `await attach(handle)` gives that thread an I/O queue pair of its own.
+   *
+   *   const h = engine.attachHandle();
+   *   new Worker(url, { workerData: h, transferList: [h.port] });
+   */
+  attachHandle(): AttachHandle {
+    if (this.closing) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
+    return this.attached.handle();
+  }
+
   /** Reads `nlb` blocks from `slba` on the main thread's queue pair into a new buffer. */
   async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
     const lbaSize = this.namespace(nsid).lbaSize;
@@ -340,8 +364,10 @@ export class Engine {
     // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, RESET_GRACE_MS).unref())]);
     await old.retire();
-    // The old workers are gone: nothing can touch their rings and pools any more.
-    this.driver.releaseOrphans();
+    // The old workers are gone: nothing can touch their rings and pools any more. Attached threads still
+    // hold their old pairs (failed now) until they detach or end.
+    this.attached.markStale();
+    this.driver.releaseOrphans((qp) => this.attached.holds(qp.qid));
     if (this.closing) return;
     this.pool = this.startPool();
     await this.pool.ready();
@@ -363,6 +389,7 @@ export class Engine {
   private async doClose(): Promise<void> {
     await this.metricsServer?.close();
     this.metricsServer = undefined;
+    await this.attached.close();
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);

@@ -20,22 +20,19 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Piscina } from 'piscina';
-import type { DmaBuffer } from '../engine/dma-arena.js';
 import type { NvmeController } from '../engine/device/controller.js';
 import type { NvmeDriver } from '../engine/host/driver.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { IoMetrics } from '../engine/metrics/io-metrics.js';
 import { NvmqError, errorFromWire, type TaskOutcome } from '../engine/errors.js';
-import type { IoTask, QueueGrant, WorkerBoot, WorkerMessage } from './protocol.js';
+import type { IoTask, WorkerBoot, WorkerMessage } from './protocol.js';
+import { endGrant, grantQueue, type Grant, type ThreadSlots } from './grants.js';
 
 const trace = debuglog('nvmq');
 
 /** A worker's grant: its queue pair (its own, or one it shares), its buffer pool and its counting slot. */
-interface Assignment {
-  qp: IoQueuePair;
-  pool: DmaBuffer;
+interface Assignment extends Grant {
   shared: boolean;
-  threadSlot: number;
   /** The worker has set its queue up (it is out of the addon and idle). */
   attached: boolean;
 }
@@ -51,14 +48,14 @@ export interface WorkerPoolOptions {
   poolSize: number;
   /** Where the pairs count their I/O (undefined: not counted). */
   metrics: IoMetrics | undefined;
+  /** Thread slots, shared with the engine's other threads that do I/O. */
+  slots: ThreadSlots;
   /** A worker died holding a shared pair: only a controller reset can complete what it had fetched. */
   onSharedDeath: (threadId: number) => void;
 }
 
 /** How long ready() waits for every worker to attach. */
 const READY_TIMEOUT_MS = 30_000;
-/** How long a dead worker's buffer pool stays reserved: a read it started in libuv may still land there. */
-const DEAD_POOL_GRACE_MS = 1000;
 
 let pools = 0;
 
@@ -157,10 +154,7 @@ export class WorkerPool {
    */
   async retire(): Promise<void> {
     await this.halt();
-    for (const a of this.assignments.values()) {
-      this.o.controller.abandonThread(a.threadSlot);
-      this.o.driver.transport.arena.release(a.pool);
-    }
+    for (const a of this.assignments.values()) await endGrant(this.o, a, { dead: false, deletePair: false });
     this.assignments.clear();
     this.sharedQueues.length = 0;
   }
@@ -172,6 +166,7 @@ export class WorkerPool {
     const pairs = new Set<IoQueuePair>();
     for (const a of this.assignments.values()) {
       this.o.controller.abandonThread(a.threadSlot);
+      this.o.slots.give(a.threadSlot);
       pairs.add(a.qp);
     }
     for (const qp of pairs) {
@@ -209,21 +204,15 @@ export class WorkerPool {
   }
 
   private async grant(threadId: number): Promise<void> {
-    const { driver, queues, queueDepth, poolSize, metrics } = this.o;
-    let qp: IoQueuePair;
+    const { driver, queues, queueDepth, metrics } = this.o;
+    let shared: IoQueuePair | undefined;
     if (this.sharing) {
       const i = this.assignments.size % queues;
-      qp = this.sharedQueues[i] ?? (this.sharedQueues[i] = await driver.createIoQueuePair({ entries: queueDepth, shared: true, reapHere: false, metrics }));
-    } else {
-      qp = await driver.createIoQueuePair({ entries: queueDepth, shared: false, reapHere: false, metrics });
+      shared = this.sharedQueues[i] ??= await driver.createIoQueuePair({ entries: queueDepth, shared: true, reapHere: false, metrics });
     }
-    const pool = driver.transport.arena.alloc(poolSize);
-    let threadSlot = 1;
-    const used = new Set([...this.assignments.values()].map((a) => a.threadSlot));
-    while (used.has(threadSlot)) threadSlot++;
-    this.assignments.set(threadId, { qp, pool, shared: this.sharing, threadSlot, attached: false });
-    const grant: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
-    this.channel.postMessage({ type: 'grant', ...grant });
+    const g = await grantQueue(this.o, threadId, shared);
+    this.assignments.set(threadId, { ...g, shared: this.sharing, attached: false });
+    this.channel.postMessage({ type: 'grant', ...g.message });
   }
 
   /**
@@ -240,13 +229,10 @@ export class WorkerPool {
     this.o.controller.abandonThread(a.threadSlot);
     if (this.ending) return;
     this.assignments.delete(threadId);
-    if (a.shared) return this.o.onSharedDeath(threadId);
-    this.o.controller.abandonInflight(a.qp.qid);
-    try {
-      await this.o.driver.deleteIoQueuePair(a.qp);
-    } catch (e) {
-      trace('deleting the queue of dead thread %d: %s', threadId, (e as Error).message);
+    if (a.shared) {
+      this.o.slots.give(a.threadSlot);
+      return this.o.onSharedDeath(threadId);
     }
-    setTimeout(() => this.o.driver.transport.arena.release(a.pool), DEAD_POOL_GRACE_MS).unref();
+    await endGrant(this.o, a, { dead: true, deletePair: true });
   }
 }

@@ -7,14 +7,35 @@
 import type { ControllerHandle } from '../engine/device/controller.js';
 import type { QueuePairHandle } from '../engine/host/queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
+import type { MessagePort } from 'node:worker_threads';
 import type { WireError } from '../engine/errors.js';
 
-/** What a worker receives when it starts. */
-export interface WorkerBoot {
-  channel: string;
+/** What any thread needs to attach to the engine's controller, besides its grant. */
+export interface ThreadBoot {
   controller: ControllerHandle;
   namespaces: NamespaceInfo[];
 }
+
+/** What a pool worker receives when it starts: it asks for its grant on `channel`. */
+export interface WorkerBoot extends ThreadBoot {
+  channel: string;
+}
+
+/**
+ * What an application's own thread attaches with (`engine.attachHandle()`):
+ * post it to the thread with `port` in the transfer list. The thread asks
+ * for its grant on `port`; when the thread ends, the port closes and the
+ * engine takes its queue back.
+ */
+export interface AttachHandle extends ThreadBoot {
+  port: MessagePort;
+}
+
+/** What an attached thread says on its port. */
+export type AttachedMessage = { type: 'attach' | 'attached' | 'detach'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
+
+/** What the engine answers on an attached thread's port. */
+export type AttachReply = ({ type: 'grant' } & QueueGrant) | { type: 'refused'; message: string } | { type: 'detached' };
 
 /** The main thread's answer to a worker asking for its queue. */
 export interface QueueGrant {

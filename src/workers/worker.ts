@@ -5,15 +5,12 @@
  * queue pair, and its interrupt handler. Tasks run with that queue.
  */
 import { BroadcastChannel, threadId, workerData } from 'node:worker_threads';
-import { NvmeController } from '../engine/device/controller.js';
-import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { IoTask, QueueGrant, WorkerBoot } from './protocol.js';
-import type { NamespaceInfo } from '../engine/host/identify.js';
+import { attachGranted } from './attach.js';
 import { NvmqError, errorToWire, type TaskOutcome } from '../engine/errors.js';
 
 const boot = workerData as WorkerBoot;
-const namespaces = new Map<number, NamespaceInfo>(boot.namespaces.map((n) => [n.nsid, n]));
 
 async function attach(): Promise<IoQueuePair> {
   const channel = new BroadcastChannel(boot.channel);
@@ -28,10 +25,7 @@ async function attach(): Promise<IoQueuePair> {
       channel.postMessage({ type: 'attach', threadId });
     });
     try {
-      const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
-      const transport = new LocalTransport(controller);
-      const queue = IoQueuePair.attach(transport, grant.queue, namespaces);
-      transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
+      const { queue } = attachGranted(boot, grant, (opts, namespaces, h) => new IoQueuePair(opts, namespaces, h));
       // The engine counts a worker ready only now: until here it may be inside the addon, and stopping
       // a thread there is what the engine must never do.
       channel.postMessage({ type: 'attached', threadId });

@@ -37,6 +37,9 @@ import { resolveDataPath, type DataPath } from '../uring/data-path.js';
 
 const trace = debuglog('nvmq');
 
+/** How long an attached thread's close() waits for its own commands to finish. */
+const CLOSE_DRAIN_MS = 30_000;
+
 export type { ControllerIdentity, ControllerOptions };
 
 /** Everything another thread needs to execute this controller's I/O queues (structured-cloneable). */
@@ -138,9 +141,12 @@ abstract class ThreadController implements InProcessDevice {
     return this.executor.waitRings(timeoutMs, spinUs);
   }
 
+  /** Resolves once the commands close() must see finish have finished. */
+  protected abstract drained(): Promise<void>;
+
   /** Waits for what this thread executes to finish, closes its rings and its views of the backends. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.shared.whenDrained(resolve));
+    await this.drained();
     this.executor.retireRings();
     for (const ns of this.namespaces.values()) await ns.backend.close();
   }
@@ -183,6 +189,11 @@ export class NvmeController extends ThreadController {
       (dw0) => events.raiseWord(dw0),
       () => this.closed,
     );
+  }
+
+  /** Every thread's commands: the main thread closes the controller last, after the host shut it down. */
+  protected drained(): Promise<void> {
+    return new Promise<void>((resolve) => this.shared.whenDrained(resolve));
   }
 
   /** The controller state CSTS reports. */
@@ -249,7 +260,10 @@ export class NvmeController extends ThreadController {
 export class IoThreadController extends ThreadController {
   readonly executor: QueueExecutor;
 
-  constructor(h: ControllerHandle, threadSlot: number) {
+  constructor(
+    h: ControllerHandle,
+    private readonly threadSlot: number,
+  ) {
     if (!Number.isInteger(threadSlot) || threadSlot < 1 || threadSlot >= MAX_THREAD_SLOTS) {
       throw new RangeError(`thread slot must be 1..${MAX_THREAD_SLOTS - 1}, got ${threadSlot}`);
     }
@@ -258,6 +272,16 @@ export class IoThreadController extends ThreadController {
     super(arena, { ...h.options, arena, namespaces }, h.memory, threadSlot);
     // Events belong to the admin queue's thread: they are handed over through the shared words.
     this.executor = this.makeExecutor(threadSlot, (dw0) => this.shared.postEvent(dw0));
+  }
+
+  /**
+   * This thread's own commands (their completions run in this thread, so the
+   * count only drops while it waits here); other threads' go on. Bounded:
+   * what is left after CLOSE_DRAIN_MS is abandoned, as for a thread that died.
+   */
+  protected async drained(): Promise<void> {
+    const deadline = Date.now() + CLOSE_DRAIN_MS;
+    while (this.shared.inflightOf(this.threadSlot) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
   }
 
   mmioRead32(offset: number): number {

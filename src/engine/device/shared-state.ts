@@ -182,6 +182,11 @@ export class SharedState {
     if (Atomics.sub(this.globals, word, n) === n && Atomics.load(this.globals, G_DRAINING) > 0) this.drained();
   }
 
+  /** Commands thread slot `slot` is executing. */
+  inflightOf(slot: number): number {
+    return Atomics.load(this.globals, this.threadWord(slot));
+  }
+
   /** Zeroes a dead thread's count (its callbacks will never run); returns what it was. */
   abandonSlot(slot: number): number {
     const n = Atomics.exchange(this.globals, this.threadWord(slot), 0);

@@ -75,9 +75,13 @@ export class NvmeDriver {
   /** Pairs used by other threads, failed by a reset, whose memory is released once those threads are gone. */
   private readonly orphans: IoQueuePair[] = [];
 
-  /** Releases the memory of pairs other threads used before a reset (call when those threads have stopped). */
-  releaseOrphans(): void {
-    for (const qp of this.orphans.splice(0)) qp.releaseMemory();
+  /**
+   * Releases the memory of pairs other threads used before a reset (call
+   * when those threads have stopped). Pairs `keep` names are left to the
+   * caller, whose threads still hold them (their releaseMemory() is its to call).
+   */
+  releaseOrphans(keep: (qp: IoQueuePair) => boolean = () => false): void {
+    for (const qp of this.orphans.splice(0)) if (!keep(qp)) qp.releaseMemory();
   }
   private readonly opts: DriverOptions;
   private readonly pageSize = 4096;
@@ -300,13 +304,27 @@ export class NvmeDriver {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queue entries must be 2..${this.cap.mqes + 1} (CAP.MQES + 1), got ${entries}`);
     }
     let qid = opts.qid;
+    const taken = (q: number): boolean => this.ioQueues.has(q) || this.creating.has(q);
     if (qid === undefined) {
       qid = 1;
-      while (this.ioQueues.has(qid)) qid++;
+      while (taken(qid)) qid++;
     }
-    if (qid < 1 || qid > this.grantedIoQueues || this.ioQueues.has(qid)) {
-      throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size} in use`);
+    if (qid < 1 || qid > this.grantedIoQueues || taken(qid)) {
+      throw new NvmqError('NVMQ_NO_QUEUE', `no I/O queue ${qid} to create: ${this.grantedIoQueues} granted, ${this.ioQueues.size + this.creating.size} in use`);
     }
+    // Reserved until the pair exists or its creation failed: creations may overlap (threads asking at once).
+    this.creating.add(qid);
+    try {
+      return await this.makeIoQueuePair(qid, entries, opts);
+    } finally {
+      this.creating.delete(qid);
+    }
+  }
+
+  /** QIDs whose pair is being created. */
+  private readonly creating = new Set<number>();
+
+  private async makeIoQueuePair(qid: number, entries: number, opts: IoQueuePairOptions): Promise<IoQueuePair> {
     const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics }, this.namespaces);
     const vector = qid;
     try {

@@ -1,0 +1,127 @@
+/**
+ * A thread attaching to the engine's controller: the controller's I/O path
+ * (its doorbell writes run the controller in this thread), the host side of
+ * the granted queue pair, and its interrupt handler, all in this thread.
+ * Pool workers do it when they start (worker.ts); an application's own
+ * worker threads do it with `attach(handle)`:
+ *
+ *   thread (attach)                 engine (workers/attachments.ts)
+ *   attach {threadId}        ──►    create CQ + SQ, carve a pool, a slot
+ *                            ◄──    grant {...} | refused {message}
+ *   attached | attach-failed ──►
+ *   ... I/O on its own queue pair, no message per I/O ...
+ *   detach                   ──►    delete the pair, give pool and slot back
+ *                            ◄──    detached
+ *
+ * A thread that ends without detaching closes its end of the port: the
+ * engine then completes what it had fetched as aborted and takes the queue
+ * back, as for a pool worker that dies.
+ */
+import { threadId, type MessagePort } from 'node:worker_threads';
+import { NvmeController, type IoThreadController } from '../engine/device/controller.js';
+import { LocalTransport } from '../engine/transport/local.js';
+import { IoQueuePair } from '../engine/host/io-queue-pair.js';
+import type { NamespaceInfo } from '../engine/host/identify.js';
+import type { QueuePairOptions, QueuePairHandle } from '../engine/host/queue-pair.js';
+import { NvmqError, errorToWire } from '../engine/errors.js';
+import { invalidArgument } from '../engine/host/arguments.js';
+import type { AttachHandle, AttachReply, AttachedMessage, QueueGrant, ThreadBoot } from './protocol.js';
+
+/** How long detach() waits for this thread's outstanding commands before it gives the queue back anyway. */
+const DETACH_DRAIN_MS = 30_000;
+/** How long attach() and detach() wait for the engine to answer. */
+const ANSWER_MS = 30_000;
+
+/** The controller's view, transport and queue pair of a thread attached with `grant`. */
+export function attachGranted<Q extends IoQueuePair>(
+  boot: ThreadBoot,
+  grant: QueueGrant,
+  make: (opts: QueuePairOptions, namespaces: ReadonlyMap<number, NamespaceInfo>, h: QueuePairHandle) => Q,
+): { controller: IoThreadController; transport: LocalTransport; queue: Q } {
+  const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
+  const transport = new LocalTransport(controller);
+  const h = grant.queue;
+  const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
+  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer }, namespaces, h);
+  transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
+  return { controller, transport, queue };
+}
+
+/** Sends `msg` on `port` and waits for the reply `accept` recognizes (a timeout is an NVMQ_TIMEOUT). */
+function ask<T extends AttachReply>(port: MessagePort, msg: AttachedMessage, accept: (r: AttachReply) => r is T, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => done(new NvmqError('NVMQ_TIMEOUT', `the engine did not answer ${what} within ${ANSWER_MS / 1000} s`)), ANSWER_MS);
+    const onClose = (): void => done(new NvmqError('NVMQ_ENGINE_CLOSED', `the engine closed before it answered ${what}`));
+    const onMessage = (r: AttachReply): void => {
+      if (r.type === 'refused') done(new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for this thread: ${r.message}`));
+      else if (accept(r)) done(undefined, r);
+    };
+    const done = (err: Error | undefined, r?: T): void => {
+      clearTimeout(timer);
+      port.off('message', onMessage);
+      port.off('close', onClose);
+      port.unref();
+      if (err) reject(err);
+      else resolve(r!);
+    };
+    port.on('message', onMessage);
+    port.on('close', onClose);
+    port.ref();
+    port.postMessage(msg);
+  });
+}
+
+/** An application thread's own queue pair: the API an `engine.run()` task gets, plus `detach()`. */
+export class AttachedQueue extends IoQueuePair {
+  private detaching: Promise<void> | undefined;
+  private port: MessagePort | undefined;
+  private local: LocalTransport | undefined;
+
+  /** Set up by attach(). */
+  bind(port: MessagePort, transport: LocalTransport): void {
+    this.port = port;
+    this.local = transport;
+  }
+
+  /**
+   * Waits for this thread's outstanding commands, gives the queue back to the
+   * engine and closes this thread's view of the controller. Later I/O on the
+   * queue fails with NVMQ_QUEUE_DELETED; `attach()` again for a new one.
+   */
+  detach(): Promise<void> {
+    return (this.detaching ??= this.doDetach());
+  }
+
+  private async doDetach(): Promise<void> {
+    const deadline = Date.now() + DETACH_DRAIN_MS;
+    while (this.outstanding > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    try {
+      await ask(this.port!, { type: 'detach', threadId }, (r): r is Extract<AttachReply, { type: 'detached' }> => r.type === 'detached', 'detach');
+    } finally {
+      await this.local!.close();
+    }
+  }
+}
+
+/**
+ * Attaches this thread (a worker the application created, not one of the
+ * engine's pool) to the engine: it gets an I/O queue pair of its own whose
+ * I/O runs the controller in this thread. `handle` comes from
+ * `engine.attachHandle()`, posted with its port in the transfer list.
+ */
+export async function attach(handle: AttachHandle): Promise<AttachedQueue> {
+  if (typeof handle !== 'object' || handle === null || typeof handle.port?.postMessage !== 'function' || typeof handle.controller !== 'object') {
+    throw invalidArgument('handle', 'what engine.attachHandle() returned, posted with its port in the transfer list', handle);
+  }
+  const port = handle.port;
+  const grant = await ask(port, { type: 'attach', threadId }, (r): r is Extract<AttachReply, { type: 'grant' }> => r.type === 'grant', 'attach');
+  try {
+    const { transport, queue } = attachGranted(handle, grant, (opts, namespaces, h) => new AttachedQueue(opts, namespaces, h));
+    queue.bind(port, transport);
+    port.postMessage({ type: 'attached', threadId } satisfies AttachedMessage);
+    return queue;
+  } catch (e) {
+    port.postMessage({ type: 'attach-failed', threadId, error: errorToWire(e instanceof Error ? e : new Error(String(e))) } satisfies AttachedMessage);
+    throw e;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * What a thread that does I/O is given, for the engine's pool workers and
+ * for the application's own attached threads alike: an I/O queue pair, a
+ * buffer pool carved from the DMA arena (allocated in that thread without
+ * locks), and a thread slot (its SMART row and in-flight count in the
+ * controller). And how a grant ends: a thread that detaches gives it back;
+ * for a thread that died, the controller first forgets what it was executing.
+ */
+import { debuglog } from 'node:util';
+import type { DmaBuffer } from '../engine/dma-arena.js';
+import type { NvmeController } from '../engine/device/controller.js';
+import { MAX_THREAD_SLOTS } from '../engine/device/shared-state.js';
+import type { NvmeDriver } from '../engine/host/driver.js';
+import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
+import type { IoMetrics } from '../engine/metrics/io-metrics.js';
+import { NvmqError } from '../engine/errors.js';
+import type { QueueGrant } from './protocol.js';
+
+const trace = debuglog('nvmq');
+
+/** How long a dead thread's buffer pool stays reserved: a read it started in libuv may still land there. */
+const DEAD_POOL_GRACE_MS = 1000;
+
+/** The thread slots in use (slot 0 is the main thread's). */
+export class ThreadSlots {
+  private readonly used = new Set<number>();
+
+  take(): number {
+    for (let s = 1; s < MAX_THREAD_SLOTS; s++) {
+      if (!this.used.has(s)) {
+        this.used.add(s);
+        return s;
+      }
+    }
+    throw new NvmqError('NVMQ_NO_QUEUE', `no thread slot left: at most ${MAX_THREAD_SLOTS - 1} threads besides the main thread do I/O at once`);
+  }
+
+  give(slot: number): void {
+    this.used.delete(slot);
+  }
+}
+
+/** Where grants come from. */
+export interface GrantSource {
+  driver: NvmeDriver;
+  controller: NvmeController;
+  slots: ThreadSlots;
+  queueDepth: number;
+  /** Bytes of DMA buffer pool per thread. */
+  poolSize: number;
+  /** Where the pairs count their I/O (undefined: not counted). */
+  metrics: IoMetrics | undefined;
+}
+
+export interface Grant {
+  qp: IoQueuePair;
+  pool: DmaBuffer;
+  threadSlot: number;
+  /** What the thread is sent. */
+  message: QueueGrant;
+}
+
+/**
+ * A grant for thread `threadId`: on `shared`, a pair several threads use,
+ * else a new pair of its own. Undone entirely when a step fails.
+ */
+export async function grantQueue(src: GrantSource, threadId: number, shared?: IoQueuePair): Promise<Grant> {
+  const { driver } = src;
+  const qp = shared ?? (await driver.createIoQueuePair({ entries: src.queueDepth, shared: false, reapHere: false, metrics: src.metrics }));
+  let pool: DmaBuffer | undefined;
+  try {
+    pool = driver.transport.arena.alloc(src.poolSize);
+    const threadSlot = src.slots.take();
+    const message: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
+    return { qp, pool, threadSlot, message };
+  } catch (e) {
+    if (pool) driver.transport.arena.release(pool);
+    if (!shared) await driver.deleteIoQueuePair(qp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Ends a grant. `dead`: the thread is gone without detaching, so the
+ * controller forgets the commands it was executing (their callbacks will
+ * never run), those it had fetched from its own pair complete as aborted,
+ * and its pool stays reserved a moment longer. `deletePair`: the pair is
+ * the thread's own and still exists (not after a reset, not a shared one).
+ */
+export async function endGrant(src: GrantSource, g: Grant, how: { dead: boolean; deletePair: boolean }): Promise<void> {
+  src.controller.abandonThread(g.threadSlot);
+  if (how.dead && how.deletePair) src.controller.abandonInflight(g.qp.qid);
+  if (how.deletePair) {
+    try {
+      await src.driver.deleteIoQueuePair(g.qp);
+    } catch (e) {
+      trace('deleting queue %d: %s', g.qp.qid, e instanceof Error ? e.message : String(e));
+    }
+  }
+  src.slots.give(g.threadSlot);
+  const release = (): void => src.driver.transport.arena.release(g.pool);
+  if (how.dead) setTimeout(release, DEAD_POOL_GRACE_MS).unref();
+  else release();
+}

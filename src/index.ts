@@ -3,11 +3,11 @@
  * engine's internals (the controller, backends, transports, shared-memory
  * primitives) can change without breaking users.
  */
-export { Engine, type EngineOptions } from './engine/engine.js';
+export { Engine, type EngineOptions, type EngineBatchOp } from './engine/engine.js';
 export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local-device.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
 export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';
-export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions } from './engine/host/io-queue-pair.js';
+export { IoQueuePair, type LbaRange, type WriteOptions, type WriteZeroesOptions, type BatchOp, type BatchCallback } from './engine/host/io-queue-pair.js';
 export { attach, AttachedQueue } from './workers/attach.js';
 export type { AttachHandle } from './workers/protocol.js';
 export type { ControllerInfo, NamespaceInfo, SmartHealth, ErrorLogRecord } from './engine/host/identify.js';

@@ -12,7 +12,7 @@ import v8 from 'node:v8';
 import { debuglog } from 'node:util';
 import type { NvmeController, ControllerOptions } from './device/controller.js';
 import type { NvmeDriver } from './host/driver.js';
-import type { IoQueuePair, LbaRange, WriteOptions, WriteZeroesOptions } from './host/io-queue-pair.js';
+import type { BatchOp, IoQueuePair, LbaRange, WriteOptions, WriteZeroesOptions } from './host/io-queue-pair.js';
 import type { IoTask } from '../workers/protocol.js';
 import { WorkerPool } from '../workers/pool.js';
 import { ThreadSlots } from '../workers/grants.js';
@@ -59,6 +59,13 @@ export interface EngineOptions {
    */
   metrics?: boolean | MetricsServerOptions;
 }
+
+/** One command of `engine.batch()`: reads return their data. */
+export type EngineBatchOp =
+  | { op: 'read'; nsid: number; slba: number; nlb: number }
+  | { op: 'write'; nsid: number; slba: number; data: Uint8Array; fua?: boolean }
+  | { op: 'flush'; nsid?: number }
+  | { op: 'writeZeroes'; nsid: number; slba: number; nlb: number; deallocate?: boolean; fua?: boolean };
 
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
@@ -305,6 +312,35 @@ export class Engine {
   async writeZeroes(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): Promise<void> {
     this.namespace(nsid);
     await this.onMain((q) => q.writeZeroes(nsid, slba, nlb, opts));
+  }
+
+  /**
+   * Several commands behind one doorbell on the main thread's queue pair
+   * (one entry into the kernel on the io_uring path). Resolves once all have
+   * completed with, in order, each read's data (undefined for the others);
+   * rejects with the first failure once all have ended. Every entry is
+   * checked before any is submitted.
+   */
+  async batch(ops: readonly EngineBatchOp[]): Promise<Array<Uint8Array | undefined>> {
+    if (!Array.isArray(ops)) throw invalidArgument('ops', 'an array of commands', ops);
+    return this.onMain(async (q) => {
+      const entries: BatchOp[] = ops.map((o, i) => {
+        if (typeof o !== 'object' || o === null) throw invalidArgument(`ops[${i}]`, "{ op: 'read' | 'write' | 'flush' | 'writeZeroes', ... }", o);
+        if (o.op === 'flush') return { op: 'flush', nsid: o.nsid ?? 0xffffffff };
+        const lbaSize = this.namespace(o.nsid).lbaSize;
+        // A count the queue refuses gets its one-line error from the queue, before any buffer is made.
+        if (o.op === 'read') return { ...o, buffer: new Uint8Array(Number.isSafeInteger(o.nlb) && o.nlb > 0 && o.nlb * lbaSize <= q.maxTransfer ? o.nlb * lbaSize : 0) };
+        if (o.op === 'write') {
+          if (!(o.data instanceof Uint8Array) || o.data.length === 0 || o.data.length % lbaSize !== 0) {
+            throw invalidArgument(`ops[${i}].data`, `a Uint8Array of whole ${lbaSize}-byte blocks`, o.data);
+          }
+          return { op: 'write', nsid: o.nsid, slba: o.slba, nlb: o.data.length / lbaSize, buffer: o.data, fua: o.fua };
+        }
+        return o;
+      });
+      await q.batch(entries);
+      return entries.map((e) => (e.op === 'read' ? e.buffer : undefined));
+    });
   }
 
   /** Deallocates the ranges (Dataset Management): they read as zeroes afterwards. */

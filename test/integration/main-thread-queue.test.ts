@@ -55,6 +55,26 @@ for (const dataPath of DATA_PATHS) {
       expect(await busy).toBeGreaterThan(0);
     });
 
+    it('engine.batch: writes, a flush and reads behind one doorbell, the reads\' data in order', async () => {
+      const e = await open();
+      const q = await e.queue();
+      const before = q.stats.sqDoorbells;
+      const out = await e.batch([
+        { op: 'write', nsid: 1, slba: 40, data: pattern(2 * BLOCK, 40) },
+        { op: 'write', nsid: 1, slba: 42, data: pattern(BLOCK, 42), fua: true },
+        { op: 'flush' },
+      ]);
+      expect(out).toEqual([undefined, undefined, undefined]);
+      const [a, b] = await e.batch([
+        { op: 'read', nsid: 1, slba: 40, nlb: 2 },
+        { op: 'read', nsid: 1, slba: 42, nlb: 1 },
+      ]);
+      expect(q.stats.sqDoorbells - before).toBe(2);
+      expect(sameBytes(a!, pattern(2 * BLOCK, 40))).toBe('equal');
+      expect(sameBytes(b!, pattern(BLOCK, 42))).toBe('equal');
+      await expect(e.batch([{ op: 'write', nsid: 1, slba: 0, data: new Uint8Array(10) }])).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message: expect.stringContaining('ops[0].data') });
+    });
+
     it('write zeroes and deallocate read back as zeroes; the rest is untouched', async () => {
       const e = await open();
       await e.write(1, 100, pattern(8 * BLOCK, 5));

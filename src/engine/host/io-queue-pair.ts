@@ -26,6 +26,19 @@ export interface LbaRange {
   nlb: number;
 }
 
+/** One command of a batch (`IoQueuePair.batch`). */
+export type BatchOp =
+  | { op: 'read'; nsid: number; slba: number; nlb: number; buffer: Uint8Array }
+  | { op: 'write'; nsid: number; slba: number; nlb: number; buffer: Uint8Array; fua?: boolean }
+  | { op: 'flush'; nsid: number }
+  | { op: 'writeZeroes'; nsid: number; slba: number; nlb: number; deallocate?: boolean; fua?: boolean };
+
+/** A batch's outcome: each command's completion in order, or the first failure (in order) once all have ended. */
+export type BatchCallback = (err: Error | null, completions: Array<Completion | undefined>) => void;
+
+/** The most commands one batch takes. */
+const MAX_BATCH = 65536;
+
 const NSID_ALL = 0xffffffff;
 
 export class IoQueuePair extends QueuePair {
@@ -115,19 +128,88 @@ export class IoQueuePair extends QueuePair {
     this.enqueue(cmd, { buffer, direction: 'to-device' }, true, buffer.length, done);
   }
 
-  /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */
-  async flush(nsid: number): Promise<void> {
+  private flushCommand(nsid: number): CommandFields {
     if (nsid !== NSID_ALL && !this.namespaces.has(nsid)) throw inactiveNsid(nsid, this.namespaces.keys(), ' or 0xffffffff (all)');
-    await this.enqueue({ opcode: NvmOpcode.FLUSH, nsid }, undefined, true, 0);
+    return { opcode: NvmOpcode.FLUSH, nsid };
   }
 
-  async writeZeroes(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): Promise<void> {
-    const ns = this.ns(nsid);
+  private writeZeroesCommand(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): CommandFields {
+    this.ns(nsid);
     checkBlocks(slba, nlb);
     let cdw12 = withBits(0, RwCdw12.NLB, nlb - 1);
     if (flag(opts, 'deallocate')) cdw12 = withBits(cdw12, RwCdw12.DEAC, 1);
     if (flag(opts, 'fua')) cdw12 = withBits(cdw12, RwCdw12.FUA, 1);
-    await this.enqueue({ opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 }, undefined, true, nlb * ns.lbaSize);
+    return { opcode: NvmOpcode.WRITE_ZEROES, nsid, cdw10: slba % 0x1_0000_0000, cdw11: Math.floor(slba / 0x1_0000_0000), cdw12 };
+  }
+
+  /** Flushes one namespace, or every namespace with NSID FFFFFFFFh. */
+  async flush(nsid: number): Promise<void> {
+    await this.enqueue(this.flushCommand(nsid), undefined, true, 0);
+  }
+
+  async writeZeroes(nsid: number, slba: number, nlb: number, opts?: WriteZeroesOptions): Promise<void> {
+    const cmd = this.writeZeroesCommand(nsid, slba, nlb, opts);
+    await this.enqueue(cmd, undefined, true, nlb * this.ns(nsid).lbaSize);
+  }
+
+  /** What one batch entry submits, checked. */
+  private batchEntry(o: BatchOp, i: number): { cmd: CommandFields; data: DataSpec | undefined; length: number } {
+    if (typeof o !== 'object' || o === null) throw invalidArgument(`ops[${i}]`, "{ op: 'read' | 'write' | 'flush' | 'writeZeroes', ... }", o);
+    switch (o.op) {
+      case 'read':
+        return { cmd: this.rw(NvmOpcode.READ, o.nsid, o.slba, o.nlb, o.buffer, false), data: { buffer: o.buffer, direction: 'from-device' }, length: o.buffer.length };
+      case 'write':
+        return { cmd: this.rw(NvmOpcode.WRITE, o.nsid, o.slba, o.nlb, o.buffer, flag(o, 'fua')), data: { buffer: o.buffer, direction: 'to-device' }, length: o.buffer.length };
+      case 'flush':
+        return { cmd: this.flushCommand(o.nsid), data: undefined, length: 0 };
+      case 'writeZeroes':
+        return { cmd: this.writeZeroesCommand(o.nsid, o.slba, o.nlb, o), data: undefined, length: o.nlb * this.ns(o.nsid).lbaSize };
+      default:
+        throw invalidArgument(`ops[${i}].op`, "'read', 'write', 'flush' or 'writeZeroes'", (o as { op: unknown }).op);
+    }
+  }
+
+  /**
+   * Submits every command of `ops` behind one SQ doorbell write (on the
+   * io_uring path, one entry into the kernel) and calls `done` once, when
+   * all have completed: their completions in order, or the first failure in
+   * order. Every entry is checked before any is submitted: a bad one
+   * refuses the whole batch (through `done`). Never calls `done` inside this call.
+   */
+  batchCallback(ops: readonly BatchOp[], done: BatchCallback): void {
+    checkCallback(done);
+    let entries: Array<{ cmd: CommandFields; data: DataSpec | undefined; length: number }>;
+    try {
+      if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH) throw invalidArgument('ops', `an array of 1..${MAX_BATCH} commands`, ops);
+      entries = ops.map((o, i) => this.batchEntry(o, i));
+    } catch (e) {
+      return this.refuse(e as Error, (err) => done(err, []));
+    }
+    const out = new Array<Completion | undefined>(entries.length);
+    const errors = new Array<Error | undefined>(entries.length);
+    let left = entries.length;
+    const one = (i: number): CompletionCallback => (err, c) => {
+      out[i] = c;
+      errors[i] = err ?? undefined;
+      if (--left === 0) done(errors.find((x) => x !== undefined) ?? null, out);
+    };
+    this.plug();
+    try {
+      entries.forEach((e, i) => this.enqueue(e.cmd, e.data, true, e.length, one(i)));
+    } finally {
+      this.unplug();
+    }
+  }
+
+  /** batchCallback() as a Promise: resolves with the completions in order, rejects with the first failure once all have ended. */
+  batch(ops: readonly BatchOp[]): Promise<Completion[]> {
+    return new Promise((resolve, reject) => {
+      try {
+        this.batchCallback(ops, (err, completions) => (err ? reject(err) : resolve(completions as Completion[])));
+      } catch (e) {
+        reject(e as Error);
+      }
+    });
   }
 
   /** Dataset Management with the Deallocate attribute over up to 256 ranges. */

@@ -212,3 +212,79 @@ describe('a failed pair', () => {
     await expect(q.flush(1)).rejects.toMatchObject({ code, message });
   });
 });
+
+describe('batches: many commands, one doorbell', () => {
+  it('a batch of writes, reads, write zeroes and a flush rings the SQ doorbell once and completes in order', async () => {
+    const q = await pair();
+    const data = [0, 1, 2, 3].map((i) => pattern(4096, 100 + i));
+    const before = q.stats.sqDoorbells;
+    const done = await q.batch([
+      ...data.map((buffer, i) => ({ op: 'write' as const, nsid: 1, slba: 10 + i, nlb: 1, buffer })),
+      { op: 'writeZeroes', nsid: 1, slba: 20, nlb: 2 },
+      { op: 'flush', nsid: 1 },
+    ]);
+    expect(q.stats.sqDoorbells - before).toBe(1);
+    expect(done).toHaveLength(6);
+    expect(done.every((c) => c.status === 0)).toBe(true);
+    const bufs = data.map(() => block());
+    const zero = new Uint8Array(8192).fill(9);
+    const mid = q.stats.sqDoorbells;
+    await q.batch([...bufs.map((buffer, i) => ({ op: 'read' as const, nsid: 1, slba: 10 + i, nlb: 1, buffer })), { op: 'read', nsid: 1, slba: 20, nlb: 2, buffer: zero }]);
+    expect(q.stats.sqDoorbells - mid).toBe(1);
+    bufs.forEach((b, i) => expect(sameBytes(b, data[i]!)).toBe('equal'));
+    expect(zero.every((x) => x === 0)).toBe(true);
+  });
+
+  it('more commands than the queue has slots: the batch still completes (later ones wait for slots)', async () => {
+    const q = await pair();
+    const bufs = Array.from({ length: 30 }, (_, i) => pattern(4096, i));
+    await q.batch(bufs.map((buffer, i) => ({ op: 'write', nsid: 1, slba: i, nlb: 1, buffer })));
+    const back = bufs.map(() => block());
+    await q.batch(back.map((buffer, i) => ({ op: 'read', nsid: 1, slba: i, nlb: 1, buffer })));
+    back.forEach((b, i) => expect(sameBytes(b, bufs[i]!)).toBe('equal'));
+  });
+
+  it('a bad entry refuses the whole batch before anything is submitted', async () => {
+    const q = await pair();
+    const before = q.stats.sqDoorbells;
+    await expect(q.batch([{ op: 'write', nsid: 1, slba: 0, nlb: 1, buffer: pattern(4096, 1) }, { op: 'read', nsid: 9, slba: 0, nlb: 1, buffer: block() }])).rejects.toThrow(
+      'nsid must be an active NSID (1), got 9',
+    );
+    await expect(q.batch(bad([{ op: 'erase', nsid: 1 }]))).rejects.toThrow("ops[0].op must be 'read', 'write', 'flush' or 'writeZeroes', got \"erase\"");
+    await expect(q.batch([])).rejects.toThrow('ops must be an array of 1..65536 commands');
+    expect(q.stats.sqDoorbells).toBe(before);
+    const b = block();
+    await q.read(1, 0, 1, b);
+    expect(b.every((x) => x === 0)).toBe(true);
+  });
+
+  it('a device error fails the batch once every command has ended; the others took effect', async () => {
+    const q = await pair();
+    const err = await q.batch([
+      { op: 'write', nsid: 1, slba: 3, nlb: 1, buffer: pattern(4096, 3) },
+      { op: 'read', nsid: 1, slba: 255, nlb: 2, buffer: new Uint8Array(8192) },
+      { op: 'write', nsid: 1, slba: 4, nlb: 1, buffer: pattern(4096, 4) },
+    ]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NvmeStatusError);
+    expect((err as NvmeStatusError).code).toBe('NVMQ_LBA_OUT_OF_RANGE');
+    for (const lba of [3, 4]) {
+      const b = block();
+      await q.read(1, lba, 1, b);
+      expect(sameBytes(b, pattern(4096, lba))).toBe('equal');
+    }
+  });
+
+  it('the callback form: called once, after the call returns, with every completion', async () => {
+    const q = await pair();
+    let inCall = true;
+    const got = await new Promise<{ err: Error | null; n: number; during: boolean }>((resolve) => {
+      q.batchCallback(
+        [0, 1, 2].map((i) => ({ op: 'write', nsid: 1, slba: i, nlb: 1, buffer: pattern(4096, i) })),
+        (err, cs) => resolve({ err, n: cs.filter((c) => c?.status === 0).length, during: inCall }),
+      );
+      inCall = false;
+    });
+    expect(got).toEqual({ err: null, n: 3, during: false });
+    expect(() => q.batchCallback([], bad(null))).toThrow(NvmqError);
+  });
+});

@@ -84,6 +84,8 @@ export class Engine {
   private readonly running = new Set<Promise<unknown>>();
   /** The main thread's queue pair, made on first use and again after a reset. */
   private main: Promise<IoQueuePair> | undefined;
+  /** The same once made: read and write take it without a Promise hop. */
+  private mainReady: IoQueuePair | undefined;
   /** Thread slots of the pool's workers and attached threads. */
   private readonly slots = new ThreadSlots();
   /** The application's own threads attached with attachHandle(). */
@@ -247,20 +249,25 @@ export class Engine {
    */
   queue(): Promise<IoQueuePair> {
     if (this.closing) return closed();
-    return (this.main ??= this.makeMainQueue());
+    if (!this.main) {
+      const made: Promise<IoQueuePair> = this.makeMainQueue().catch((e: unknown) => {
+        // A failed attempt is not kept: the next call tries again.
+        if (this.main === made) this.main = undefined;
+        throw e;
+      });
+      this.main = made;
+    }
+    return this.main;
   }
 
   private async makeMainQueue(): Promise<IoQueuePair> {
-    const mine = this.main;
-    try {
-      // A reset in progress brings the controller back first.
-      await this.lifecycle;
-      if (this.closing) return await closed();
-      return await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, metrics: this.io });
-    } catch (e) {
-      if (this.main === mine) this.main = undefined;
-      throw e;
-    }
+    // A reset in progress brings the controller back first.
+    await this.lifecycle;
+    if (this.closing) return closed();
+    // Main-thread callers each await their own command: their submissions share a doorbell per microtask turn.
+    const q = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, metrics: this.io, coalesce: true });
+    this.mainReady = q;
+    return q;
   }
 
   /** Runs `op` on the main thread's queue pair, tracked for close(). */
@@ -282,24 +289,40 @@ export class Engine {
     return this.attached.handle();
   }
 
-  /** Reads `nlb` blocks from `slba` on the main thread's queue pair into a new buffer. */
-  async read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
-    const lbaSize = this.namespace(nsid).lbaSize;
-    return this.onMain(async (q) => {
+  /**
+   * Reads `nlb` blocks from `slba` on the main thread's queue pair into a new
+   * buffer. Not an async function: once the pair exists a read costs one
+   * Promise (close() waits for the pair's outstanding commands).
+   */
+  read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
+    const q = this.mainReady;
+    if (!q || this.closing) return this.onMain(() => this.read(nsid, slba, nlb));
+    let out: Uint8Array;
+    try {
+      const lbaSize = this.namespace(nsid).lbaSize;
       // A count the queue refuses gets its one-line error from the queue, before any buffer is made.
-      const out = new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
-      await q.read(nsid, slba, nlb, out);
-      return out;
-    });
+      out = new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return new Promise((resolve, reject) => q.readCallback(nsid, slba, nlb, out, (err) => (err ? reject(err) : resolve(out))));
   }
 
   /** Writes whole blocks of `data` at `slba` on the main thread's queue pair. */
-  async write(nsid: number, slba: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
-    const lbaSize = this.namespace(nsid).lbaSize;
-    if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
-      throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
+  write(nsid: number, slba: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+    const q = this.mainReady;
+    if (!q || this.closing) return this.onMain(() => this.write(nsid, slba, data, opts));
+    let nlb: number;
+    try {
+      const lbaSize = this.namespace(nsid).lbaSize;
+      if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
+        throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
+      }
+      nlb = data.length / lbaSize;
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    await this.onMain((q) => q.write(nsid, slba, data.length / lbaSize, data, opts));
+    return new Promise((resolve, reject) => q.writeCallback(nsid, slba, nlb, data, (err) => (err ? reject(err) : resolve()), opts));
   }
 
   /** Flushes one namespace, or every namespace (NSID FFFFFFFFh, the default). */
@@ -395,6 +418,7 @@ export class Engine {
     old.quiesce();
     // The reset fails the main thread's queue pair too; the next main-thread I/O makes a fresh one.
     this.main = undefined;
+    this.mainReady = undefined;
     // Fails every queue pair, in every thread, once the controller has drained.
     await this.driver.reset();
     // Running tasks now see their I/O fail; give them a moment to end on their own before the workers go.
@@ -428,7 +452,10 @@ export class Engine {
     await this.attached.close();
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
+    const deadline = Date.now() + 10_000;
     await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    // Main-thread reads and writes are not tracked one by one: their queue pair counts them.
+    while ((this.mainReady?.outstanding ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
     await this.pool.stop();
     await this.driver.close();
   }

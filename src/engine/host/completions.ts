@@ -276,7 +276,7 @@ export class Completions {
     if (!slot?.busy) return;
     const { reject, callback, bounce } = slot;
     this.clear(slot);
-    if (bounce) this.arena.release(bounce);
+    if (bounce) this.data.drop(bounce);
     if (this.metrics) this.countHostFailure(this.metrics, cid, err);
     this.table.release(cid);
     if (callback) this.callBack(callback, err, undefined);

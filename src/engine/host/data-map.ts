@@ -37,6 +37,9 @@ export class DataMap {
   prp1 = 0;
   prp2 = 0;
   private readonly pages: DmaBuffer[];
+  /** Each request slot's bounce page for transfers of a page or less, made on first use in this thread. */
+  private readonly slotPages: Array<DmaBuffer | undefined> = [];
+  private readonly kept = new Set<DmaBuffer>();
   private pagesPerSlot: number;
   private limit: number;
 
@@ -103,7 +106,8 @@ export class DataMap {
     let region: Uint8Array = buffer;
     let bounce: DmaBuffer | undefined;
     if (!this.arena.contains(buffer)) {
-      bounce = this.arena.alloc(buffer.length);
+      // A page or less goes through the slot's own bounce page, made once: no allocation per command.
+      bounce = buffer.length <= this.pageSize ? (this.slotPages[cid] ??= this.keep(this.arena.alloc(this.pageSize))) : this.arena.alloc(buffer.length);
       region = bounce.bytes.subarray(0, buffer.length);
       if (data.direction === 'to-device') region.set(buffer);
     }
@@ -114,13 +118,26 @@ export class DataMap {
   /** Releases a command's bounce buffer, copying into `readBack` (the from-device buffer) first when it succeeded. */
   unmap(bounce: DmaBuffer, readBack: Uint8Array | undefined, status: number): void {
     if (readBack && status === 0) readBack.set(bounce.bytes.subarray(0, readBack.length));
-    this.arena.release(bounce);
+    this.drop(bounce);
   }
 
-  /** Returns the list pages to the arena (the thread that created the pair). */
+  /** Gives a bounce buffer back (a slot's own page stays with the slot). */
+  drop(bounce: DmaBuffer): void {
+    if (!this.kept.has(bounce)) this.arena.release(bounce);
+  }
+
+  private keep(page: DmaBuffer): DmaBuffer {
+    this.kept.add(page);
+    return page;
+  }
+
+  /** Returns the list pages and the slots' bounce pages to the arena (the thread that created the pair). */
   release(): void {
     for (const p of this.pages) this.arena.release(p);
     this.pages.length = 0;
+    for (const p of this.kept) this.arena.release(p);
+    this.kept.clear();
+    this.slotPages.length = 0;
   }
 
   /**

@@ -56,6 +56,8 @@ export interface IoQueuePairOptions {
   reapHere?: boolean;
   /** I/O counters to count the pair's commands into (see QueuePairOptions.metrics). */
   metrics?: IoMetrics;
+  /** One SQ doorbell write per microtask turn for unplugged submissions (see QueuePairOptions.coalesce). */
+  coalesce?: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -325,7 +327,7 @@ export class NvmeDriver {
   private readonly creating = new Set<number>();
 
   private async makeIoQueuePair(qid: number, entries: number, opts: IoQueuePairOptions): Promise<IoQueuePair> {
-    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics }, this.namespaces);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics, coalesce: opts.coalesce }, this.namespaces);
     const vector = qid;
     try {
       await this.adminCommand({

@@ -17,13 +17,10 @@
  * without a shared-memory wait.
  *
  * With `metrics`, the pair counts into its row of the I/O counters
- * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the same
- * locks that order those steps on a shared pair; a command failed without a
- * completion (reset, shutdown, deletion) is counted as an error by the
- * thread it was outstanding in, when that thread fails it. Its events
- * (doorbell writes, CQEs found, spurious CQEs, waits for a slot) are
- * counted once, into that row or, without one, into cells of the pair's
- * own; `stats` reads them.
+ * (`metrics/io-metrics.ts`) as it submits, rings and reaps, under the locks
+ * that order those steps; a command failed without a completion is counted
+ * as an error by the thread that fails it. Events (doorbells, CQEs, waits
+ * for a slot) are counted once, there or in cells of its own; `stats` reads them.
  */
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
@@ -87,6 +84,13 @@ export interface QueuePairOptions {
   blockingWait?: boolean;
   /** I/O counters to count this pair's commands into (its row is its QID). */
   metrics?: IoMetrics;
+  /**
+   * Submissions made outside plug() / unplug() share one SQ doorbell write
+   * per microtask turn instead of one each: callers that each await their
+   * own command (the engine's main-thread calls) still reach the controller
+   * and the kernel in batches. Default false: a doorbell per command.
+   */
+  coalesce?: boolean;
 }
 
 /** Everything another thread needs to use the same queue pair (structured-cloneable). */
@@ -139,6 +143,7 @@ export class QueuePair {
   private readonly data: DataMap;
   /** Reaping, and this thread's outstanding commands. */
   private readonly completions: Completions;
+  private readonly coalesce: boolean;
   private plugDepth = 0;
   private plugClock = 0;
   private unrung = 0;
@@ -158,6 +163,7 @@ export class QueuePair {
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
     this.blockingWait = opts.blockingWait ?? false;
+    this.coalesce = opts.coalesce ?? false;
     this.metricsHandle = attach ? attach.metrics : opts.metrics?.handle;
     if (attach) {
       this.shared = attach.shared;
@@ -408,7 +414,7 @@ export class QueuePair {
       this.metrics?.submitted(now);
     } catch (e) {
       // A malformed field (a BigInt, say): nothing was queued.
-      if (bounce) this.arena.release(bounce);
+      if (bounce) this.data.drop(bounce);
       this.table.release(cid);
       return failed(e as Error, callback);
     } finally {
@@ -416,10 +422,23 @@ export class QueuePair {
     }
     const done = this.completions.track(cid, throwOnError ? opcode : -1, bounce, readBack, callback);
     this.unrung++;
-    if (this.plugDepth === 0) this.ringSq();
+    if (this.plugDepth === 0) {
+      if (!this.coalesce) this.ringSq();
+      else if (!this.ringQueued) {
+        this.ringQueued = true;
+        queueMicrotask(this.ringQueuedSq);
+      }
+    }
     if (this.shared) void this.completions.awaitCompletion(cid);
     return done;
   }
+
+  /** coalesce: a doorbell write is queued for the end of this microtask turn (inside a plug, unplug rings it). */
+  private ringQueued = false;
+  private readonly ringQueuedSq = (): void => {
+    this.ringQueued = false;
+    if (this.unrung > 0 && this.plugDepth === 0) this.ringSq();
+  };
 
   private ringSq(): void {
     this.unrung = 0;
@@ -434,34 +453,22 @@ export class QueuePair {
     this.completions.reap(false, true);
   }
 
-  /**
-   * Polled completion: lets the controller finish what the kernel has done
-   * (no system call), then reaps the CQ. Returns the completions reaped.
-   */
+  /** Polled completion: the controller finishes what the kernel has done (no system call), then the CQ is reaped. */
   poll(): number {
     this.transport.poll?.();
     return this.processCompletions();
   }
 
   /**
-   * Waits for completions by blocking the thread, as fio waits inside
-   * io_uring_enter: no event-loop turn, no eventfd, no wake-up through
-   * libuv. Blocks until the controller (in this thread) finishes an I/O or
-   * `timeoutMs` passes, then reaps; callbacks of the callback forms run
-   * inside this call. Returns the completions reaped.
-   *
-   * For a thread dedicated to I/O with nothing else to do: timers and
-   * messages wait meanwhile. Returns at once, with what it could reap, when
-   * nothing this thread executes can be waited for so (the portable data
-   * path, a memory namespace, a controller in another thread): a caller
-   * that got 0 should give the event loop a turn before waiting again.
-   *
-   * `spinUs` > 0 makes it hybrid polling: the thread first polls the ring
-   * from user space for up to that many microseconds, and sleeps only if
-   * nothing finished meanwhile. A completion caught so costs no sleep and no
-   * wake-up, which on a virtual machine is most of a depth-1 I/O's latency
-   * beyond the device's own; the price is a core kept busy while it spins.
-   * A single wait lasts an hour at most (`Infinity` waits that long).
+   * Waits for completions by blocking the thread inside io_uring_enter (as
+   * fio does) until the controller in this thread finishes an I/O or
+   * `timeoutMs` passes, then reaps; callbacks run inside this call. Returns
+   * the completions reaped. For a thread with nothing else to do: timers and
+   * messages wait meanwhile. Returns at once when nothing this thread
+   * executes can be waited for so (portable path, memory namespace, a
+   * controller in another thread): give the event loop a turn then.
+   * `spinUs` > 0 polls the ring that long first (hybrid polling: no sleep,
+   * no wake-up, a core kept busy). One wait lasts an hour at most.
    */
   wait(timeoutMs = 10, spinUs = 0): number {
     if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) throw invalidArgument('wait: timeoutMs', 'a number of milliseconds >= 0', timeoutMs);

@@ -288,3 +288,24 @@ describe('batches: many commands, one doorbell', () => {
     expect(() => q.batchCallback([], bad(null))).toThrow(NvmqError);
   });
 });
+
+describe('coalesce: unplugged submissions share a doorbell per microtask turn', () => {
+  it('ten separate writes in one turn ring the SQ doorbell once; each still completes on its own', async () => {
+    h = await bringUp({ namespaces: [memoryNamespace(1 << 20, 4096)] });
+    const q = await h.driver.createIoQueuePair({ entries: 16, coalesce: true });
+    const before = q.stats.sqDoorbells;
+    const writes = Array.from({ length: 10 }, (_, i) => q.write(1, i, 1, pattern(4096, i)));
+    // Nothing rung yet inside this turn.
+    expect(q.stats.sqDoorbells).toBe(before);
+    await Promise.all(writes);
+    expect(q.stats.sqDoorbells - before).toBe(1);
+    const b = block();
+    await q.read(1, 9, 1, b);
+    expect(sameBytes(b, pattern(4096, 9))).toBe('equal');
+    // Without it, a doorbell per command.
+    const plain = await h.driver.createIoQueuePair({ entries: 16 });
+    const p0 = plain.stats.sqDoorbells;
+    await Promise.all(Array.from({ length: 10 }, (_, i) => plain.write(1, i, 1, pattern(4096, i))));
+    expect(plain.stats.sqDoorbells - p0).toBe(10);
+  });
+});

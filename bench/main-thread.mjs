@@ -11,6 +11,7 @@
 import { parseArgs } from 'node:util';
 import { promises as fsp, openSync, closeSync, writeSync, readFileSync, existsSync, mkdirSync, constants } from 'node:fs';
 import { Engine } from '../dist/index.js';
+import { loadNative } from '../dist/engine/uring/native.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, depth: { type: 'string', default: '1,32' },
@@ -79,8 +80,14 @@ async function runEngine(kind, depth) {
 async function runFs(depth) {
   const fh = await fsp.open(file, (write ? constants.O_RDWR : constants.O_RDONLY) | (direct ? constants.O_DIRECT : 0));
   try {
-    // O_DIRECT needs aligned memory: a page-aligned view of a larger buffer.
-    const bufs = Array.from({ length: depth }, () => { const b = Buffer.alloc(8192); const skew = (4096 - (b.byteOffset % 4096)) % 4096; return b.subarray(skew, skew + 4096); });
+    // O_DIRECT needs page-aligned memory: a view of a larger buffer starting where the addon says a page begins.
+    const native = loadNative();
+    if (direct && !native) throw new Error('--direct 1 needs the native addon (to align node:fs buffers)');
+    const bufs = Array.from({ length: depth }, () => {
+      const b = Buffer.alloc(8192);
+      const skew = native ? (4096 - native.pageOffsetOf(b)) % 4096 : 0;
+      return b.subarray(skew, skew + 4096);
+    });
     return await measure(depth, (k) => (write ? () => fh.write(bufs[k], 0, 4096, lba() * 4096) : () => fh.read(bufs[k], 0, 4096, lba() * 4096)));
   } finally {
     await fh.close();

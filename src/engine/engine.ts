@@ -18,6 +18,7 @@ import { WorkerPool } from '../workers/pool.js';
 import { ThreadSlots } from '../workers/grants.js';
 import { Attachments } from '../workers/attachments.js';
 import type { AttachHandle } from '../workers/protocol.js';
+import { WAIT_MODES, type WaitMode } from './host/waiter.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
@@ -51,6 +52,13 @@ export interface EngineOptions {
    * while a worker was being torn down (cause not established).
    */
   workerSemiSpaceMb?: number;
+  /**
+   * How worker threads' queue pairs learn of completions (see README):
+   * 'adaptive' (default) waits in the ring for a bounded time after each
+   * event-loop turn that left I/O in flight; 'event-loop', 'ring' and 'poll'
+   * pin one way. The main thread always waits through its event loop.
+   */
+  waitMode?: WaitMode;
   /** Controller tuning (MDTS, MQES, identity, ...). */
   controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
   /**
@@ -78,7 +86,7 @@ export class Engine {
   private pool: WorkerPool;
   /** Serializes reset() and close(). */
   private lifecycle: Promise<void> = Promise.resolve();
-  private readonly opts: { queueDepth: number; poolSize: number; queues: number };
+  private readonly opts: { queueDepth: number; poolSize: number; queues: number; waitMode: WaitMode | undefined };
   private closing = false;
   /** Tasks and main-thread I/O submitted and not settled. */
   private readonly running = new Set<Promise<unknown>>();
@@ -99,7 +107,7 @@ export class Engine {
     this.driver = driver;
     this.controller = controller;
     this.workers = workers;
-    this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues };
+    this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues, waitMode: opts.waitMode };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });
       this.registry = createMetricsRegistry({
@@ -116,7 +124,7 @@ export class Engine {
         namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
       });
     }
-    this.attached = new Attachments({ driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io });
+    this.attached = new Attachments({ driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io, waitMode: this.opts.waitMode });
     this.pool = this.startPool();
   }
 
@@ -148,6 +156,7 @@ export class Engine {
     checkInteger('queueDepth', depth, 2, 4096, '2..4096');
     const poolSize = opts.poolSize ?? 8 << 20;
     checkInteger('poolSize', poolSize, 1 << 20, 1 << 30, '1 MiB..1 GiB (in bytes)');
+    if (opts.waitMode !== undefined && !WAIT_MODES.includes(opts.waitMode)) throw invalidArgument('waitMode', `one of ${WAIT_MODES.map((m) => `'${m}'`).join(', ')}`, opts.waitMode);
     const semiSpace = opts.workerSemiSpaceMb ?? 0;
     checkInteger('workerSemiSpaceMb', semiSpace, 0, 256, '0..256');
     if (opts.metrics !== undefined && typeof opts.metrics !== 'boolean' && (typeof opts.metrics !== 'object' || opts.metrics === null)) {

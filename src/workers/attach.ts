@@ -42,7 +42,7 @@ export function attachGranted<Q extends IoQueuePair>(
   const transport = new LocalTransport(controller);
   const h = grant.queue;
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
-  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer }, namespaces, h);
+  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode }, namespaces, h);
   transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
   return { controller, transport, queue };
 }

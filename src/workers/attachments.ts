@@ -39,7 +39,7 @@ export class Attachments {
     port1.on('close', () => this.serially(() => this.end(port1, entry, true)));
     // An unused handle must not keep the process alive.
     port1.unref();
-    return { controller: this.src.controller.handle(), namespaces: [...this.src.driver.namespaces.values()], port: port2 };
+    return { controller: this.src.controller.handle(), namespaces: [...this.src.driver.namespaces.values()], waitMode: this.src.waitMode, port: port2 };
   }
 
   /** Threads attached now. */

@@ -15,6 +15,7 @@ import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { IoMetrics } from '../engine/metrics/io-metrics.js';
 import { NvmqError } from '../engine/errors.js';
 import type { QueueGrant } from './protocol.js';
+import type { WaitMode } from '../engine/host/waiter.js';
 
 const trace = debuglog('nvmq');
 
@@ -50,6 +51,8 @@ export interface GrantSource {
   poolSize: number;
   /** Where the pairs count their I/O (undefined: not counted). */
   metrics: IoMetrics | undefined;
+  /** How the threads' pairs wait for completions (undefined: adaptive). */
+  waitMode?: WaitMode | undefined;
 }
 
 export interface Grant {

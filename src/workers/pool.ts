@@ -20,13 +20,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { Piscina } from 'piscina';
-import type { NvmeController } from '../engine/device/controller.js';
-import type { NvmeDriver } from '../engine/host/driver.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
-import type { IoMetrics } from '../engine/metrics/io-metrics.js';
 import { NvmqError, errorFromWire, type TaskOutcome } from '../engine/errors.js';
 import type { IoTask, WorkerBoot, WorkerMessage } from './protocol.js';
-import { endGrant, grantQueue, type Grant, type ThreadSlots } from './grants.js';
+import { endGrant, grantQueue, type Grant, type GrantSource } from './grants.js';
 
 const trace = debuglog('nvmq');
 
@@ -37,19 +34,11 @@ interface Assignment extends Grant {
   attached: boolean;
 }
 
-export interface WorkerPoolOptions {
-  driver: NvmeDriver;
-  controller: NvmeController;
+/** Where the grants come from (driver, controller, slots, queue depth, pool size, metrics, wait mode), and the pool's shape. */
+export interface WorkerPoolOptions extends GrantSource {
   workers: number;
   /** Queue pairs to spread the workers over; fewer than `workers` are shared. */
   queues: number;
-  queueDepth: number;
-  /** Bytes of DMA buffer pool per worker. */
-  poolSize: number;
-  /** Where the pairs count their I/O (undefined: not counted). */
-  metrics: IoMetrics | undefined;
-  /** Thread slots, shared with the engine's other threads that do I/O. */
-  slots: ThreadSlots;
   /** A worker died holding a shared pair: only a controller reset can complete what it had fetched. */
   onSharedDeath: (threadId: number) => void;
 }
@@ -80,7 +69,7 @@ export class WorkerPool {
 
   constructor(private readonly o: WorkerPoolOptions) {
     const name = `nvmq-pool-${process.pid}-${++pools}-${Date.now()}`;
-    const boot: WorkerBoot = { channel: name, controller: o.controller.handle(), namespaces: [...o.driver.namespaces.values()] };
+    const boot: WorkerBoot = { channel: name, controller: o.controller.handle(), namespaces: [...o.driver.namespaces.values()], waitMode: o.waitMode };
     // Resolved first: a missing build must not leave a channel open.
     const filename = workerFile();
     this.channel = new BroadcastChannel(name);

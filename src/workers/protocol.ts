@@ -7,6 +7,7 @@
 import type { ControllerHandle } from '../engine/device/controller.js';
 import type { QueuePairHandle } from '../engine/host/queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
+import type { WaitMode } from '../engine/host/waiter.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { WireError } from '../engine/errors.js';
 
@@ -14,6 +15,8 @@ import type { WireError } from '../engine/errors.js';
 export interface ThreadBoot {
   controller: ControllerHandle;
   namespaces: NamespaceInfo[];
+  /** How the thread's queue pair waits for completions (EngineOptions.waitMode). */
+  waitMode?: WaitMode;
 }
 
 /** What a pool worker receives when it starts: it asks for its grant on `channel`. */

@@ -34,6 +34,8 @@ import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
 import { MAX_SPIN_US } from '../transport/transport.js';
+import { Waiter, type WaitMode } from './waiter.js';
+import { SqDoorbell } from './sq-doorbell.js';
 import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
 import { Completions, type CompletionCallback } from './completions.js';
 import { H_DB_LOCK, H_DEAD, H_LOCK, H_SQ_TAIL, HOST_WORDS, createHostWords, deadError, markDead } from './host-words.js';
@@ -91,6 +93,8 @@ export interface QueuePairOptions {
    * and the kernel in batches. Default false: a doorbell per command.
    */
   coalesce?: boolean;
+  /** How the pair waits for completions after a submission (see waiter.ts); default 'adaptive' ('event-loop' on the main thread). */
+  waitMode?: WaitMode;
 }
 
 /** Everything another thread needs to use the same queue pair (structured-cloneable). */
@@ -135,7 +139,6 @@ export class QueuePair {
   protected readonly arena: DmaArena;
   private readonly pageSize: number;
   private readonly dstrd: number;
-  private readonly sqDoorbell: number;
   private readonly host: Int32Array;
   private readonly lock: Mutex;
   private readonly dbLock: Mutex;
@@ -143,10 +146,11 @@ export class QueuePair {
   private readonly data: DataMap;
   /** Reaping, and this thread's outstanding commands. */
   private readonly completions: Completions;
-  private readonly coalesce: boolean;
-  private plugDepth = 0;
-  private plugClock = 0;
-  private unrung = 0;
+  /** When submissions are rung: at once, at unplug, or once per microtask turn. */
+  private readonly doorbell: SqDoorbell;
+  private readonly sqDoorbell: number;
+  /** How completions are waited for after a submission. */
+  readonly waiter: Waiter;
   private readonly metricsHandle: IoMetricsHandle | undefined;
   /** Whether this object allocated the rings (and so releases them). */
   private readonly owner: boolean;
@@ -160,10 +164,9 @@ export class QueuePair {
     this.entries = opts.entries;
     this.pageSize = opts.pageSize;
     this.dstrd = opts.dstrd;
-    this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.owner = !attach;
     this.blockingWait = opts.blockingWait ?? false;
-    this.coalesce = opts.coalesce ?? false;
+    this.waiter = new Waiter(this, opts.waitMode);
     this.metricsHandle = attach ? attach.metrics : opts.metrics?.handle;
     if (attach) {
       this.shared = attach.shared;
@@ -206,6 +209,8 @@ export class QueuePair {
       counts: this.counts,
       metrics: this.metrics,
     });
+    this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
+    this.doorbell = new SqDoorbell(() => this.ringSq(), opts.coalesce ?? false);
     if (attach) void this.watchDead();
     // One thread on the pair: its locks would never be contended, so they are skipped.
     this.table.exclusive = !this.shared;
@@ -266,13 +271,11 @@ export class QueuePair {
 
   /** Delays SQ doorbell writes until the matching `unplug()` (doorbell batching). */
   plug(): void {
-    // Commands of one plugged batch reach the controller together, at unplug: one clock reading serves them all.
-    if (this.plugDepth++ === 0) this.plugClock = sharedNow();
+    this.doorbell.plug();
   }
 
   unplug(): void {
-    if (this.plugDepth === 0) throw new Error('unplug() without plug()');
-    if (--this.plugDepth === 0 && this.unrung > 0) this.ringSq();
+    this.doorbell.unplug();
   }
 
   /**
@@ -394,7 +397,7 @@ export class QueuePair {
     try {
       const tail = this.host[H_SQ_TAIL]!;
       const at = this.sq.offset + tail * SQE_SIZE;
-      const now = this.plugDepth > 0 ? this.plugClock : sharedNow();
+      const now = this.doorbell.now();
       this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
       const withData = data !== undefined && data.buffer.length > 0;
       if (raw) {
@@ -421,27 +424,12 @@ export class QueuePair {
       if (this.shared) this.lock.unlock();
     }
     const done = this.completions.track(cid, throwOnError ? opcode : -1, bounce, readBack, callback);
-    this.unrung++;
-    if (this.plugDepth === 0) {
-      if (!this.coalesce) this.ringSq();
-      else if (!this.ringQueued) {
-        this.ringQueued = true;
-        queueMicrotask(this.ringQueuedSq);
-      }
-    }
+    if (this.doorbell.submitted()) this.ringSq();
     if (this.shared) void this.completions.awaitCompletion(cid);
     return done;
   }
 
-  /** coalesce: a doorbell write is queued for the end of this microtask turn (inside a plug, unplug rings it). */
-  private ringQueued = false;
-  private readonly ringQueuedSq = (): void => {
-    this.ringQueued = false;
-    if (this.unrung > 0 && this.plugDepth === 0) this.ringSq();
-  };
-
   private ringSq(): void {
-    this.unrung = 0;
     if (this.shared) this.dbLock.lock();
     try {
       this.counts.sqDoorbell();
@@ -449,9 +437,11 @@ export class QueuePair {
     } finally {
       if (this.shared) this.dbLock.unlock();
     }
-    // Poll straight away: a memory namespace has already completed.
+    // Reap straight away: a memory namespace has already completed.
     this.completions.reap(false, true);
+    this.waiter.afterSubmit();
   }
+
 
   /** Polled completion: the controller finishes what the kernel has done (no system call), then the CQ is reaped. */
   poll(): number {

@@ -88,8 +88,12 @@ export class Engine {
   private lifecycle: Promise<void> = Promise.resolve();
   private readonly opts: { queueDepth: number; poolSize: number; queues: number; waitMode: WaitMode | undefined };
   private closing = false;
-  /** Tasks and main-thread I/O submitted and not settled. */
+  /** Tasks submitted and not settled (a reset gives them a grace period). */
   private readonly running = new Set<Promise<unknown>>();
+  /** Main-thread calls still waiting for the main thread's pair (close() waits for them too). */
+  private readonly mainCalls = new Set<Promise<unknown>>();
+  /** Bumped by each reset: a main-thread pair made across one is not kept. */
+  private mainGeneration = 0;
   /** The main thread's queue pair, made on first use and again after a reset. */
   private main: Promise<IoQueuePair> | undefined;
   /** The same once made: read and write take it without a Promise hop. */
@@ -240,11 +244,11 @@ export class Engine {
     );
   }
 
-  /** Keeps `p` among the running work until it settles: close() waits for it. */
-  private track<T>(p: Promise<T>): Promise<T> {
-    this.running.add(p);
+  /** Keeps `p` in `set` until it settles: close() waits for it. */
+  private track<T>(p: Promise<T>, set = this.running): Promise<T> {
+    set.add(p);
     const forget = (): void => {
-      this.running.delete(p);
+      set.delete(p);
     };
     p.then(forget, forget);
     return p;
@@ -273,16 +277,18 @@ export class Engine {
     // A reset in progress brings the controller back first.
     await this.lifecycle;
     if (this.closing) return closed();
+    const generation = this.mainGeneration;
     // Main-thread callers each await their own command: their submissions share a doorbell per microtask turn.
     const q = await this.driver.createIoQueuePair({ entries: this.opts.queueDepth, metrics: this.io, coalesce: true });
-    this.mainReady = q;
+    // A reset meanwhile failed this pair: the next call makes another.
+    if (generation === this.mainGeneration) this.mainReady = q;
     return q;
   }
 
   /** Runs `op` on the main thread's queue pair, tracked for close(). */
   private onMain<T>(op: (q: IoQueuePair) => Promise<T>): Promise<T> {
     if (this.closing) return closed();
-    return this.track(this.queue().then(op));
+    return this.track(this.queue().then(op), this.mainCalls);
   }
 
   /**
@@ -426,6 +432,7 @@ export class Engine {
     // Deaths from here on are the reset's to clean up, not grounds for another reset.
     old.quiesce();
     // The reset fails the main thread's queue pair too; the next main-thread I/O makes a fresh one.
+    this.mainGeneration++;
     this.main = undefined;
     this.mainReady = undefined;
     // Fails every queue pair, in every thread, once the controller has drained.
@@ -435,8 +442,7 @@ export class Engine {
     await old.retire();
     // The old workers are gone: nothing can touch their rings and pools any more. Attached threads still
     // hold their old pairs (failed now) until they detach or end.
-    this.attached.markStale();
-    this.driver.releaseOrphans((qp) => this.attached.holds(qp.qid));
+    this.driver.releaseOrphans((qp) => this.attached.keep(qp));
     if (this.closing) return;
     this.pool = this.startPool();
     await this.pool.ready();
@@ -461,12 +467,16 @@ export class Engine {
     await this.attached.close();
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
+    await Promise.race([Promise.allSettled([...this.running, ...this.mainCalls]), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    // Main-thread reads and writes on the made pair are not tracked one by one: the pair counts them.
     const deadline = Date.now() + 10_000;
-    await Promise.race([Promise.allSettled(this.running), new Promise((r) => setTimeout(r, 10_000).unref())]);
-    // Main-thread reads and writes are not tracked one by one: their queue pair counts them.
     while ((this.mainReady?.outstanding ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-    await this.pool.stop();
-    await this.driver.close();
+    try {
+      await this.pool.stop();
+      await this.driver.close();
+    } finally {
+      this.attached.dispose();
+    }
   }
 
 }

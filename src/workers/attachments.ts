@@ -12,13 +12,12 @@ import { debuglog } from 'node:util';
 import { NvmqError, errorFromWire } from '../engine/errors.js';
 import { endGrant, grantQueue, type Grant, type GrantSource } from './grants.js';
 import type { AttachHandle, AttachReply, AttachedMessage } from './protocol.js';
+import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
 
 const trace = debuglog('nvmq');
 
 interface Attached {
   grant: Grant | undefined;
-  /** A reset deleted the pair under it: the thread still holds it until it detaches or ends. */
-  stale: boolean;
 }
 
 export class Attachments {
@@ -26,6 +25,12 @@ export class Attachments {
   /** One grant or release at a time, in the order asked. */
   private work: Promise<void> = Promise.resolve();
   private closed = false;
+  /**
+   * Pairs a reset failed while an attached thread still held them: the
+   * driver left their memory to us (releaseOrphans' keep), released when
+   * the thread detaches or ends.
+   */
+  private readonly adopted = new Set<IoQueuePair>();
 
   constructor(private readonly src: GrantSource) {}
 
@@ -33,7 +38,7 @@ export class Attachments {
   handle(): AttachHandle {
     if (this.closed) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
     const { port1, port2 } = new MessageChannel();
-    const entry: Attached = { grant: undefined, stale: false };
+    const entry: Attached = { grant: undefined };
     this.ports.set(port1, entry);
     port1.on('message', (m: AttachedMessage) => this.onMessage(port1, entry, m));
     port1.on('close', () => this.serially(() => this.end(port1, entry, true)));
@@ -64,7 +69,6 @@ export class Attachments {
         if (entry.grant) return this.reply(port, { type: 'refused', message: 'this handle is attached already: one handle per thread' });
         try {
           entry.grant = await grantQueue(this.src, m.threadId);
-          entry.stale = false;
           this.reply(port, { type: 'grant', ...entry.grant.message });
         } catch (e) {
           this.reply(port, { type: 'refused', message: e instanceof Error ? e.message : String(e) });
@@ -81,33 +85,49 @@ export class Attachments {
     }
   }
 
-  /** Gives a thread's grant back; `dead`: the thread ended without detaching (its port closed). */
+  /**
+   * Gives a thread's grant back; `dead`: the thread ended without detaching
+   * (its port closed). Whether its pair still exists is asked of the driver
+   * (a reset may have deleted it, and another pair may have its QID by now).
+   */
   private async end(port: MessagePort, entry: Attached, dead: boolean): Promise<void> {
     if (dead) this.ports.delete(port);
     const g = entry.grant;
     if (!g) return;
     entry.grant = undefined;
-    await endGrant(this.src, g, { dead, deletePair: !entry.stale && !this.closed });
-    // After a reset the pair is gone from the driver; its memory waited for this thread to let go.
-    if (entry.stale) g.qp.releaseMemory();
+    const live = this.src.driver.ioQueuePairs.includes(g.qp);
+    // Once the engine is closing the shutdown deletes the pairs; a dead thread's fetched commands must complete first.
+    if (dead && live && this.closed) this.src.controller.abandonInflight(g.qp.qid);
+    await endGrant(this.src, g, { dead, deletePair: live && !this.closed });
+    if (this.adopted.delete(g.qp)) g.qp.releaseMemory();
   }
 
-  /** A controller reset deleted every pair: each attached thread's queue now fails until it attaches again. */
-  markStale(): void {
-    for (const a of this.ports.values()) if (a.grant) a.stale = true;
-  }
-
-  /** The pairs attached threads still hold (a reset must not release their memory yet). */
-  holds(qid: number): boolean {
-    for (const a of this.ports.values()) if (a.grant?.qp.qid === qid) return true;
+  /**
+   * For the driver's releaseOrphans after a reset: true (and the pair's
+   * memory is ours to release) when an attached thread still holds it.
+   */
+  keep(qp: IoQueuePair): boolean {
+    for (const a of this.ports.values()) {
+      if (a.grant?.qp === qp) {
+        this.adopted.add(qp);
+        return true;
+      }
+    }
     return false;
   }
 
-  /** Closes every port: threads see their queues fail (the engine deletes every pair as it shuts down). */
+  /**
+   * The engine is closing: no more grants. Threads stay attached through the
+   * shutdown (their commands in flight are waited for; one that ends now is
+   * handled as a death), which deletes their pairs.
+   */
   async close(): Promise<void> {
     this.closed = true;
     await this.work;
-    // Their commands in flight still count: the shutdown that follows waits for them, and deletes the pairs.
+  }
+
+  /** After the shutdown: closes every port (threads see their queues failed already). */
+  dispose(): void {
     for (const [port, a] of this.ports) {
       if (a.grant) this.src.slots.give(a.grant.threadSlot);
       a.grant = undefined;

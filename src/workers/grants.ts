@@ -91,7 +91,8 @@ export async function grantQueue(src: GrantSource, threadId: number, shared?: Io
  * the thread's own and still exists (not after a reset, not a shared one).
  */
 export async function endGrant(src: GrantSource, g: Grant, how: { dead: boolean; deletePair: boolean }): Promise<void> {
-  src.controller.abandonThread(g.threadSlot);
+  // A live thread that detached has its commands counted until they end in its own thread.
+  if (how.dead) src.controller.abandonThread(g.threadSlot);
   if (how.dead && how.deletePair) src.controller.abandonInflight(g.qp.qid);
   if (how.deletePair) {
     try {

@@ -143,7 +143,8 @@ export class WorkerPool {
    */
   async retire(): Promise<void> {
     await this.halt();
-    for (const a of this.assignments.values()) await endGrant(this.o, a, { dead: false, deletePair: false });
+    // The workers are stopped: what they were executing will not complete in their threads.
+    for (const a of this.assignments.values()) await endGrant(this.o, a, { dead: true, deletePair: false });
     this.assignments.clear();
     this.sharedQueues.length = 0;
   }

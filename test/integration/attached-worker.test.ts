@@ -128,4 +128,14 @@ describe('attached application threads', () => {
     expect(after.same).toBe(true);
     expect(await w.exited).toBe(0);
   });
+
+  it('a thread that dies while the engine closes: close() still ends (its commands are abandoned, not waited for)', async () => {
+    const e = await openEngine();
+    const handle = e.attachHandle();
+    const w = new Worker(fixture, { workerData: { first: 0, count: 8, mode: 'hold', handle }, transferList: [handle.port] });
+    await new Promise((resolve) => w.once('message', resolve));
+    const t0 = Date.now();
+    await Promise.all([e.close(), w.terminate()]);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
 });

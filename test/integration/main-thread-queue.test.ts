@@ -134,4 +134,18 @@ describe("the main thread's queue pair: errors, close and reset", () => {
     expect(after).not.toBe(before);
     expect(sameBytes(await e.read(1, 7, 1), pattern(BLOCK, 7))).toBe('equal');
   });
+
+  it('a main-thread read issued while a reset runs waits for the reset, not for its grace period', async () => {
+    const e = await open();
+    await e.write(1, 3, pattern(BLOCK, 3));
+    const t0 = performance.now();
+    const reset = e.reset();
+    const read = e.read(1, 3, 1).catch((x: unknown) => (x as NvmqError).code);
+    await reset;
+    const got = await read;
+    // Either it ran before the reset took the pair, or after it on a fresh pair; never 5 s later.
+    if (typeof got !== 'string') expect(sameBytes(got, pattern(BLOCK, 3))).toBe('equal');
+    else expect(got).toBe('NVMQ_CONTROLLER_RESET');
+    expect(performance.now() - t0).toBeLessThan(3000);
+  });
 });

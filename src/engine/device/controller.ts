@@ -69,6 +69,8 @@ export interface InProcessDevice {
   pollRings(): number;
   /** Blocks until this thread's first busy ring finishes something or `timeoutMs` passes (spinning `spinUs` first). */
   waitRings(timeoutMs: number, spinUs?: number): number;
+  /** Operations in flight in this thread's rings. */
+  ringsInflight(): number;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,10 @@ abstract class ThreadController implements InProcessDevice {
 
   waitRings(timeoutMs: number, spinUs = 0): number {
     return this.executor.waitRings(timeoutMs, spinUs);
+  }
+
+  ringsInflight(): number {
+    return this.rings?.inflight() ?? 0;
   }
 
   /** Resolves once the commands close() must see finish have finished. */

@@ -10,6 +10,9 @@ import { PRP_ENTRY_SIZE } from '../spec/command.js';
 import { writeU64 } from '../spec/layout.js';
 import { invalidArgument } from './arguments.js';
 
+/** Request slots that keep a bounce page of their own (256 KiB of pages at 4 KiB). */
+const SLOT_PAGES = 64;
+
 export interface DataSpec {
   /** Bytes to send (host → controller) or a buffer to fill (controller → host). */
   buffer: Uint8Array;
@@ -107,7 +110,8 @@ export class DataMap {
     let bounce: DmaBuffer | undefined;
     if (!this.arena.contains(buffer)) {
       // A page or less goes through the slot's own bounce page, made once: no allocation per command.
-      bounce = buffer.length <= this.pageSize ? (this.slotPages[cid] ??= this.keep(this.arena.alloc(this.pageSize))) : this.arena.alloc(buffer.length);
+      // (The first SLOT_PAGES slots only: a deep queue must not tie up a thread's whole buffer pool.)
+      bounce = buffer.length <= this.pageSize && cid < SLOT_PAGES ? (this.slotPages[cid] ??= this.keep(this.arena.alloc(this.pageSize))) : this.arena.alloc(buffer.length);
       region = bounce.bytes.subarray(0, buffer.length);
       if (data.direction === 'to-device') region.set(buffer);
     }

@@ -325,8 +325,11 @@ export class NvmeDriver {
 
   /** QIDs whose pair is being created. */
   private readonly creating = new Set<number>();
+  /** Bumped when the controller is disabled (reset, shutdown): a pair whose creation spans it is not kept. */
+  private generation = 0;
 
   private async makeIoQueuePair(qid: number, entries: number, opts: IoQueuePairOptions): Promise<IoQueuePair> {
+    const generation = this.generation;
     const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics, coalesce: opts.coalesce }, this.namespaces);
     const vector = qid;
     try {
@@ -350,6 +353,13 @@ export class NvmeDriver {
     } catch (e) {
       qp.releaseMemory();
       throw e;
+    }
+    if (generation !== this.generation) {
+      // The controller was reset under the creation: the queue is gone with it, and disable() never saw this pair.
+      const err = new NvmqError('NVMQ_CONTROLLER_RESET', `the controller was reset while I/O queue ${qid} was being created`);
+      qp.fail(err);
+      qp.releaseMemory();
+      throw err;
     }
     if (opts.reapHere !== false) this.transport.setInterruptHandler(vector, () => qp.onInterrupt());
     else this.remoteReaped.add(qid);
@@ -385,6 +395,7 @@ export class NvmeDriver {
   /** Disables the controller (CC.EN = 0) and waits for CSTS.RDY = 0; every queue and outstanding command is failed. */
   private async disable(reason: NvmqError): Promise<void> {
     this.state = 'down';
+    this.generation++;
     this.transport.write32(Regs.CC.offset, withBits(this.transport.read32(Regs.CC.offset), Cc.EN, 0));
     await this.waitReady(0);
     for (const qp of this.ioQueues.values()) {

@@ -430,6 +430,8 @@ export class QueuePair {
   }
 
   private ringSq(): void {
+    // A coalesced ring queued before the pair was failed (reset, deletion): its rings may be gone.
+    if (Atomics.load(this.host, H_DEAD) !== 0) return;
     if (this.shared) this.dbLock.lock();
     try {
       this.counts.sqDoorbell();
@@ -465,6 +467,11 @@ export class QueuePair {
     checkInteger('wait: spinUs', spinUs, 0, MAX_SPIN_US, SPIN_RANGE);
     this.transport.wait?.(timeoutMs, spinUs);
     return this.processCompletions();
+  }
+
+  /** Operations this thread's wait() can wait for (its io_uring operations in flight). */
+  waitable(): number {
+    return this.transport.waitable?.() ?? 0;
   }
 
   /** The interrupt handler for this queue's vector. */

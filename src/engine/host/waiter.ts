@@ -35,12 +35,12 @@ const MIN_WAIT_MS = 0.05;
 const SPIN_BELOW_US = 60;
 /** The spin of 'poll' mode. */
 const POLL_SPIN_US = 200;
-/** A wait shorter than this that found nothing had nothing to wait for. */
-const NOTHING_MS = 0.005;
 
 /** What the waiter needs of its queue pair. */
 export interface Waitable {
   readonly outstanding: number;
+  /** Operations this thread's wait() can wait for (0: it would return at once). */
+  waitable(): number;
   /** Blocks in this thread's ring for up to `timeoutMs` (polling `spinUs` first); reaps; returns how many. */
   wait(timeoutMs: number, spinUs: number): number;
 }
@@ -73,7 +73,8 @@ export class Waiter {
 
   private check(): void {
     this.armed = false;
-    if (this.q.outstanding === 0) return;
+    // Nothing in this thread's ring (portable path, memory namespace, a controller in another thread): the event loop takes over.
+    if (this.q.outstanding === 0 || this.q.waitable() === 0) return;
     const start = performance.now();
     let timeoutMs: number;
     let spinUs = 0;
@@ -90,13 +91,14 @@ export class Waiter {
     const n = this.q.wait(timeoutMs, spinUs);
     const end = performance.now();
     this.lastEnd = end;
-    // Nothing in this thread's ring, or a busy thread that only looked: the event loop takes over.
-    if (timeoutMs === 0 || (n === 0 && end - start < NOTHING_MS)) return;
+    // A busy thread only looked: the event loop takes over.
+    if (timeoutMs === 0) return;
     this.ringWaits++;
     this.ringCompletions += n;
     if (n > 0) this.meanMs += (end - start - this.meanMs) / 8;
     else if (timeoutMs > 0) this.meanMs = Math.min(MAX_WAIT_MS, this.meanMs * 2); // slower than thought
-    if (this.q.outstanding > 0) {
+    // A callback run inside the wait may have resubmitted and armed the next check already.
+    if (this.q.outstanding > 0 && !this.armed) {
       this.armed = true;
       setImmediate(this.run);
     }

@@ -44,6 +44,10 @@ export class LocalTransport implements Transport {
     this.controller.waitRings(timeoutMs, spinUs);
   }
 
+  waitable(): number {
+    return this.controller.ringsInflight();
+  }
+
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
     const had = this.handlers.has(vector);
     if (handler) {

@@ -33,6 +33,8 @@ export interface Transport {
    * Optional.
    */
   wait?(timeoutMs: number, spinUs?: number): void;
+  /** Operations in flight that wait() can wait for in this thread (0: wait() would return at once). Optional. */
+  waitable?(): number;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

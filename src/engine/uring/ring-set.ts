@@ -133,6 +133,13 @@ export class RingSet {
     return 0;
   }
 
+  /** Operations in flight in this thread's rings. */
+  inflight(): number {
+    let n = 0;
+    for (const qid of this.qids) n += this.byQid[qid]!.ring.inflight;
+    return n;
+  }
+
   /** Completes what the rings have finished, without a system call (polled mode). Returns how many. */
   poll(): number {
     let n = 0;

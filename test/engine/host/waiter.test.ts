@@ -65,3 +65,20 @@ describe('waiting for completions', () => {
     });
   });
 });
+
+describe('the waiter under a closed loop that resubmits inside its wait', () => {
+  it('arms one check per turn, not one more each time (timers keep running, work does not grow)', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const w = new Worker(new URL('../../fixtures/waiter-worker.mjs', import.meta.url));
+    defer(() => w.terminate());
+    const { perTick } = await new Promise<{ perTick: number[] }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    // One check per event-loop turn: about the same number every tick. Arming a second check each time
+    // doubled them every turn (tens of thousands within a few ticks, timers starving).
+    expect(perTick).toHaveLength(30);
+    const sorted = [...perTick].sort((a, b) => a - b);
+    expect(sorted[29]!).toBeLessThan(20 * Math.max(1, sorted[15]!));
+  });
+});

@@ -468,9 +468,11 @@ export class Engine {
     // Drain (not pool.close(): it can count a worker done twice and stop another mid-task); a task that
     // never ends is cut off after a grace period rather than holding close() forever.
     await Promise.race([Promise.allSettled([...this.running, ...this.mainCalls]), new Promise((r) => setTimeout(r, 10_000).unref())]);
-    // Main-thread reads and writes on the made pair are not tracked one by one: the pair counts them.
+    // Main-thread reads and writes on the made pair are not tracked one by one: the pair counts them, and
+    // those still waiting for a request slot.
     const deadline = Date.now() + 10_000;
-    while ((this.mainReady?.outstanding ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    const busy = (q: IoQueuePair | undefined): boolean => q !== undefined && q.outstanding + q.waitingForSlot > 0;
+    while (busy(this.mainReady) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
     try {
       await this.pool.stop();
       await this.driver.close();

@@ -106,16 +106,21 @@ describe("the main thread's queue pair: errors, close and reset", () => {
 
   it('close with main-thread I/O in flight: every call settles once, later calls are refused', async () => {
     const e = await open();
+    await e.read(1, 0, 1);
     let settled = 0;
+    let written = 0;
+    // More than the pair's 127 request slots: some wait for a slot when close() is called.
     const calls = Array.from({ length: 300 }, (_, i) =>
       e.write(1, i, pattern(BLOCK, i)).then(
-        () => settled++,
+        () => (settled++, written++),
         () => settled++,
       ),
     );
     await e.close();
     await Promise.all(calls);
     expect(settled).toBe(300);
+    // Called before close(): every one was written, those that waited for a slot included.
+    expect(written).toBe(300);
     await expect(e.read(1, 0, 1)).rejects.toMatchObject({ code: 'NVMQ_ENGINE_CLOSED' });
   });
 

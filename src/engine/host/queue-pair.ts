@@ -269,11 +269,16 @@ export class QueuePair {
     return this.slots - this.table.freeCount();
   }
 
+  /** Commands this thread handed to the pair still waiting for a free request slot. */
+  get waitingForSlot(): number {
+    return this.slotWaiters;
+  }
+  private slotWaiters = 0;
+
   /** Delays SQ doorbell writes until the matching `unplug()` (doorbell batching). */
   plug(): void {
     this.doorbell.plug();
   }
-
   unplug(): void {
     this.doorbell.unplug();
   }
@@ -356,7 +361,8 @@ export class QueuePair {
         if (shared >= 0) return this.enqueueWithSlot(shared, cmd, data, throwOnError, length, callback);
       }
     }
-    const later = this.table.allocateAsync();
+    this.slotWaiters++;
+    const later = this.table.allocateAsync().finally(() => this.slotWaiters--);
     if (!callback) return later.then((got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length)!);
     later.then(
       (got) => this.enqueueWithSlot(got, cmd, data, throwOnError, length, callback),

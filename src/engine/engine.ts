@@ -68,6 +68,23 @@ export interface EngineOptions {
   metrics?: boolean | MetricsServerOptions;
 }
 
+/**
+ * The buffer a main-thread read returns, for `nlb` blocks. A count the queue
+ * refuses gets an empty one, so the queue's one-line error names the count
+ * before any large buffer is made.
+ */
+function resultBuffer(q: IoQueuePair, nlb: number, lbaSize: number): Uint8Array {
+  return new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
+}
+
+/** How many `lbaSize` blocks `data` holds; an error naming `name` unless it is a Uint8Array of whole blocks. */
+function wholeBlocks(name: string, data: Uint8Array, lbaSize: number): number {
+  if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
+    throw invalidArgument(name, `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
+  }
+  return data.length / lbaSize;
+}
+
 /** One command of `engine.batch()`: reads return their data. */
 export type EngineBatchOp =
   | { op: 'read'; nsid: number; slba: number; nlb: number }
@@ -315,8 +332,7 @@ export class Engine {
     let out: Uint8Array;
     try {
       const lbaSize = this.namespace(nsid).lbaSize;
-      // A count the queue refuses gets its one-line error from the queue, before any buffer is made.
-      out = new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
+      out = resultBuffer(q, nlb, lbaSize);
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -330,10 +346,7 @@ export class Engine {
     let nlb: number;
     try {
       const lbaSize = this.namespace(nsid).lbaSize;
-      if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
-        throw invalidArgument('data', `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
-      }
-      nlb = data.length / lbaSize;
+      nlb = wholeBlocks('data', data, lbaSize);
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -366,13 +379,9 @@ export class Engine {
         if (typeof o !== 'object' || o === null) throw invalidArgument(`ops[${i}]`, "{ op: 'read' | 'write' | 'flush' | 'writeZeroes', ... }", o);
         if (o.op === 'flush') return { op: 'flush', nsid: o.nsid ?? 0xffffffff };
         const lbaSize = this.namespace(o.nsid).lbaSize;
-        // A count the queue refuses gets its one-line error from the queue, before any buffer is made.
-        if (o.op === 'read') return { ...o, buffer: new Uint8Array(Number.isSafeInteger(o.nlb) && o.nlb > 0 && o.nlb * lbaSize <= q.maxTransfer ? o.nlb * lbaSize : 0) };
+        if (o.op === 'read') return { ...o, buffer: resultBuffer(q, o.nlb, lbaSize) };
         if (o.op === 'write') {
-          if (!(o.data instanceof Uint8Array) || o.data.length === 0 || o.data.length % lbaSize !== 0) {
-            throw invalidArgument(`ops[${i}].data`, `a Uint8Array of whole ${lbaSize}-byte blocks`, o.data);
-          }
-          return { op: 'write', nsid: o.nsid, slba: o.slba, nlb: o.data.length / lbaSize, buffer: o.data, fua: o.fua };
+          return { op: 'write', nsid: o.nsid, slba: o.slba, nlb: wholeBlocks(`ops[${i}].data`, o.data, lbaSize), buffer: o.data, fua: o.fua };
         }
         return o;
       });

@@ -39,6 +39,11 @@ function defaultFeatures(maxIoQueues: number): FeatureValues {
   };
 }
 
+/** An asynchronous event's completion DW0: type (2:0), information (15:8), log page (23:16). */
+export function eventWord(type: number, info: number, lid: number): number {
+  return (type & 0x7) | ((info & 0xff) << 8) | ((lid & 0xff) << 16);
+}
+
 /** Asynchronous events (5.2): Asynchronous Event Requests held until an event completes one. */
 export class AsyncEvents {
   /** Held Asynchronous Event Requests, oldest first. */
@@ -56,7 +61,7 @@ export class AsyncEvents {
 
   /** Queues an event and completes a held request with it when one is outstanding. */
   raise(type: number, info: number, lid: number): void {
-    this.raiseWord((type & 0x7) | ((info & 0xff) << 8) | ((lid & 0xff) << 16));
+    this.raiseWord(eventWord(type, info, lid));
   }
 
   /** The same, given the completion DW0. */

@@ -291,8 +291,7 @@ export class IoThreadController extends ThreadController {
   }
 
   mmioRead32(offset: number): number {
-    if (offset < 0 || offset + 4 > this.shared.bar.byteLength || offset % 4 !== 0) return 0xffffffff;
-    return this.shared.regs.getUint32(offset, true);
+    return this.shared.readBar(offset);
   }
 
   mmioWrite32(offset: number, value: number): void {

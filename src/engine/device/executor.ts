@@ -31,6 +31,7 @@ import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js'
 import { statusCode, formatStatus } from '../spec/status.js';
 import { ABORTED_SQ_DELETION, HELD, INTERNAL_ERROR, INVALID_FIELD, INVALID_OPCODE, UNRECOVERED_READ_ERROR, WRITE_FAULT, backendStatus } from './status.js';
 import { HealthCounter } from './health.js';
+import { eventWord } from './admin-state.js';
 import { mapPrps, gather, scatter } from './prp.js';
 import type { RingSet } from '../uring/ring-set.js';
 
@@ -187,7 +188,7 @@ export class QueueExecutor implements QueueControl {
 
   private invalidDoorbell(info: number, why: string): void {
     trace('host broke the spec: %s', why);
-    this.raiseEvent((AsyncEventType.ERROR & 0x7) | ((info & 0xff) << 8) | ((LogPageId.ERROR_INFORMATION & 0xff) << 16));
+    this.raiseEvent(eventWord(AsyncEventType.ERROR, info, LogPageId.ERROR_INFORMATION));
   }
 
   private writeSqTail(qid: number, tail: number): void {

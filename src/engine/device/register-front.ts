@@ -97,8 +97,7 @@ export class RegisterFront {
 
   read32(offset: number): number {
     if (offset === Regs.INTMS.offset || offset === Regs.INTMC.offset) return this.p.interrupts.masked;
-    if (offset < 0 || offset + 4 > this.p.shared.bar.byteLength || offset % 4 !== 0) return 0xffffffff;
-    return this.regs.getUint32(offset, true);
+    return this.p.shared.readBar(offset);
   }
 
   /** A register write below the doorbells. */

@@ -91,6 +91,12 @@ export class SharedState {
     }
   }
 
+  /** A 32-bit register read: all ones outside the BAR or unaligned, as a failed PCIe read reads. */
+  readBar(offset: number): number {
+    if (offset < 0 || offset + 4 > this.bar.byteLength || offset % 4 !== 0) return 0xffffffff;
+    return this.regs.getUint32(offset, true);
+  }
+
   /** The buffers, given the health and error log buffers that live with their own classes. */
   memory(health: SharedArrayBuffer, errorLog: SharedArrayBuffer): SharedControllerMemory {
     return { bar: this.bar, inflightCids: this.inflightCids.buffer as SharedArrayBuffer, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health, errorLog };

@@ -76,10 +76,17 @@ describe('attached application threads', () => {
 
   it('two threads at once, each on its own pair', async () => {
     const e = await openEngine();
-    const [a, b] = [startWorker(e, { first: 0, count: 128 }), startWorker(e, { first: 1000, count: 128 })];
+    // Both hold on to their queue until told to go on: a thread that detached first would give its
+    // QID back, and the other could then be granted the same one.
+    const hold = { count: 128, mode: 'hold' as const };
+    const [a, b] = [startWorker(e, { first: 0, ...hold }), startWorker(e, { first: 1000, ...hold })];
     const [ra, rb] = await Promise.all([a.first, b.first]);
     expect(ra.bad + rb.bad).toBe(0);
     expect(ra.qid).not.toBe(rb.qid);
+    expect(pairs(e)).toEqual(expect.arrayContaining([ra.qid, rb.qid]));
+    a.post('go');
+    b.post('go');
+    expect(await Promise.all([a.message(1), b.message(1)])).toEqual([{ afterClose: 'ok' }, { afterClose: 'ok' }]);
     await Promise.all([a.exited, b.exited]);
   });
 

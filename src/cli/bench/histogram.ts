@@ -28,6 +28,9 @@ const HEADER = 5;
 /** Float64 slots one histogram takes. */
 export const HISTOGRAM_SLOTS = HEADER + BUCKETS;
 
+/** 2^e for every exponent a bucket uses. */
+const POW2 = Float64Array.from({ length: MAX_MSB + 2 }, (_, e) => 2 ** e);
+
 function msb(v: number): number {
   return v < 0x1_0000_0000 ? 31 - Math.clz32(v) : 63 - Math.clz32(Math.floor(v / 0x1_0000_0000));
 }
@@ -38,7 +41,8 @@ export function bucketOf(v: number): number {
   const top = msb(v);
   if (top > MAX_MSB) return BUCKETS - 1;
   const e = top - SUB_BITS;
-  const m = Math.floor(v / 2 ** e);
+  // A shift where the value fits 32 bits (every latency under 4.3 s): Math.pow per I/O showed in profiles.
+  const m = v < 0x1_0000_0000 ? v >>> e : Math.floor(v / POW2[e]!);
   return (e + 1) * SUB + (m - SUB);
 }
 

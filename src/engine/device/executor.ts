@@ -202,21 +202,12 @@ export class QueueExecutor implements QueueControl {
   private writeCqHead(qid: number, head: number): void {
     const cq = this.cq(qid);
     if (!cq) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_REGISTER, `CQ ${qid} head doorbell, but CQ ${qid} does not exist`);
-    cq.lock.lock();
-    const posted = (cq.tail - cq.head + cq.size) % cq.size;
-    const consumed = (head - cq.head + cq.size) % cq.size;
-    const bad = head >= cq.size || consumed > posted;
-    if (!bad) {
-      cq.head = head;
-      cq.used -= consumed;
-    }
-    cq.lock.unlock();
-    if (bad) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `CQ ${qid} head ${head} past the ${posted} posted entries`);
-    // Room again: fetch what the SQs posting here left waiting.
-    if (consumed > 0) {
+    const stalled = cq.consume(head);
+    if (stalled < 0) return this.invalidDoorbell(AsyncErrorInfo.INVALID_DOORBELL_VALUE, `CQ ${qid} head ${head} past the posted entries`);
+    // Room again after a fetch stopped for it: fetch what the SQs posting here left waiting.
+    if (stalled === 1) {
       for (let q = 0; q <= this.shared.queues.maxQid; q++) {
         const sq = this.sq(q);
-        // Only an SQ with commands waiting can have stopped for room (the common case has none: no fetch).
         if (sq && sq.cqid === qid && sq.tail !== sq.head) this.processSq(sq);
       }
     }

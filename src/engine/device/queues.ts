@@ -23,11 +23,15 @@
  * | CQ_HEAD       | last head doorbell value    | the thread handling the doorbell, CQ_LOCK   |
  * | CQ_USED       | entries posted and not consumed, plus ones reserved by fetched commands | CQ_LOCK |
  * | CQ_SQS        | SQs posting here            | Create / Delete I/O SQ                      |
+ * | CQ_STALLED    | a fetch stopped for room    | reserve() sets, the head doorbell takes, CQ_LOCK |
  * | CQ_LOCK       | Mutex                       | any thread                                  |
  *
  * A command is fetched only when its CQ has room reserved for its completion
  * (CQ_USED < size - 1), so a CQ can never overflow and no completion ever
- * waits in a thread-local list; fetching resumes on the next CQ head doorbell.
+ * waits in a thread-local list; fetching resumes on the next CQ head doorbell,
+ * which looks for SQs to resume only when a fetch found the CQ full since the
+ * last one (CQ_STALLED): both happen under CQ_LOCK, so either the fetch sees
+ * the room the doorbell freed or the doorbell sees the fetch's mark.
  */
 import type { Command } from '../spec/command.js';
 import { Mutex } from '../shared/mutex.js';
@@ -59,6 +63,7 @@ const CQ_USED = 25;
 const CQ_SQS = 26;
 const CQ_IOVA_LO = 27;
 const CQ_IOVA_HI = 28;
+const CQ_STALLED = 29;
 /** Words of fields per QID. */
 const QUEUE_FIELDS = 32;
 /**
@@ -172,13 +177,39 @@ export class CompletionQueue {
     Atomics.add(this.w, this.b + CQ_SQS, delta);
   }
 
-  /** Reserves room for up to `wanted` completions; returns how many fit ("one empty slot means full"). */
+  /**
+   * Reserves room for up to `wanted` completions; returns how many fit ("one
+   * empty slot means full"). Fewer than wanted marks the CQ stalled: the next
+   * head doorbell resumes the SQs posting here (see consume()).
+   */
   reserve(wanted: number): number {
     this.lock.lock();
     const n = Math.max(0, Math.min(wanted, this.size - 1 - this.used));
     this.used += n;
+    if (n < wanted) this.w[this.b + CQ_STALLED] = 1;
     this.lock.unlock();
     return n;
+  }
+
+  /**
+   * A head doorbell: moves the head to `head` and frees the room of the
+   * entries it consumed. Returns -1 when `head` is invalid (past what was
+   * posted; nothing changes), else 1 when a fetch stopped for room since the
+   * last head doorbell (the caller resumes the SQs posting here), else 0.
+   */
+  consume(head: number): number {
+    this.lock.lock();
+    const posted = (this.tail - this.head + this.size) % this.size;
+    const consumed = (head - this.head + this.size) % this.size;
+    let result = -1;
+    if (head < this.size && consumed <= posted) {
+      this.head = head;
+      this.used -= consumed;
+      result = consumed > 0 ? this.w[this.b + CQ_STALLED]! : 0;
+      if (result === 1) this.w[this.b + CQ_STALLED] = 0;
+    }
+    this.lock.unlock();
+    return result;
   }
 
   /** Gives back room reserved for commands that were not fetched after all. */

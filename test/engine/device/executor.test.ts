@@ -9,6 +9,7 @@ import { AdminOpcode, NvmOpcode } from '../../../src/engine/spec/opcodes.js';
 import { CQE_SIZE, decodeCompletion, decodeCommandWords, encodeCommandWords, type Command, type Completion } from '../../../src/engine/spec/command.js';
 import { INVALID_OPCODE } from '../../../src/engine/device/status.js';
 import type { DmaBuffer } from '../../../src/engine/dma-arena.js';
+import { sqTailDb, cqHeadDb } from './registers/helpers.js';
 
 const QID = 60;
 const QSIZE = 4;
@@ -74,5 +75,57 @@ describe('QueueExecutor.submit', () => {
     const sq = exec.sq(QID)!;
     await h.driver.reset();
     expect(exec.submit(sq, command({ opcode: NvmOpcode.FLUSH, nsid: 1 }, 1))).toBe(false);
+  });
+});
+
+describe('a CQ with no room', () => {
+  it('stops the fetch, and the next head doorbell resumes every SQ posting to it', async () => {
+    h = await bringUp();
+    // One CQ of 3 entries (room for 2 completions) fed by two SQs of 8.
+    const CQ = 50;
+    const cq = h.arena.alloc(4096);
+    await h.driver.adminCommand({ opcode: AdminOpcode.CREATE_IO_CQ, cdw10: CQ | (2 << 16), cdw11: 1, prp1: cq.iova });
+    const sqs = [51, 52].map((qid) => ({ qid, mem: h!.arena.alloc(4096), tail: 0 }));
+    for (const sq of sqs) {
+      await h.driver.adminCommand({ opcode: AdminOpcode.CREATE_IO_SQ, cdw10: sq.qid | (7 << 16), cdw11: 1 | (CQ << 16), prp1: sq.mem.iova });
+    }
+    const dv = new DataView(cq.bytes.buffer, cq.bytes.byteOffset, cq.bytes.byteLength);
+    const t = h.transport;
+    const post = (sq: (typeof sqs)[number], cid: number): void => {
+      encodeCommandWords(new Uint32Array(sq.mem.bytes.buffer, sq.mem.bytes.byteOffset, 16 * 8), sq.tail * 16, { opcode: NvmOpcode.FLUSH, nsid: 1 }, cid);
+      sq.tail = (sq.tail + 1) % 8;
+    };
+    // Three commands on the first SQ, two on the second: only two completions fit.
+    for (const cid of [1, 2, 3]) post(sqs[0]!, cid);
+    t.write32(sqTailDb(sqs[0]!.qid), sqs[0]!.tail);
+    for (const cid of [4, 5]) post(sqs[1]!, cid);
+    t.write32(sqTailDb(sqs[1]!.qid), sqs[1]!.tail);
+    let head = 0;
+    let phase = 1;
+    const reap = (): number[] => {
+      const cids: number[] = [];
+      for (;;) {
+        const c = decodeCompletion(dv, head * CQE_SIZE);
+        if (c.phase !== phase) return cids;
+        expect(c.status).toBe(0);
+        cids.push(c.cid);
+        head = (head + 1) % 3;
+        if (head === 0) phase ^= 1;
+      }
+    };
+    const seen = reap();
+    expect(seen).toEqual([1, 2]);
+    // Each head doorbell frees room: the stalled SQs go on, the first one's rest and then the second's.
+    for (let i = 0; i < 3 && seen.length < 5; i++) {
+      t.write32(cqHeadDb(CQ), head);
+      seen.push(...reap());
+    }
+    expect(seen.sort()).toEqual([1, 2, 3, 4, 5]);
+    // Nothing stalled any more: a head doorbell with room to spare fetches nothing new and loses nothing.
+    t.write32(cqHeadDb(CQ), head);
+    expect(reap()).toEqual([]);
+    post(sqs[1]!, 6);
+    t.write32(sqTailDb(sqs[1]!.qid), sqs[1]!.tail);
+    expect(reap()).toEqual([6]);
   });
 });

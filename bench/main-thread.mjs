@@ -2,6 +2,7 @@
 // What an application calling the engine from its main thread gets, against node:fs on the same file in
 // the same process: 4 KiB random reads (or writes), `depth` concurrent callers each in a closed loop.
 //   engine.read       engine.read(nsid, lba, 1): a new Uint8Array per call (copied out of a bounce buffer)
+//   engine.read-into  engine.read(nsid, lba, 1, buf): into the caller's Uint8Array, as node:fs reads (copied out of a bounce buffer)
 //   engine.queue      (await engine.queue()).read(nsid, lba, 1, buf) with buffers from q.allocBuffer (zero copy)
 //   node-fs           fs.promises FileHandle.read(buf, 0, 4096, pos)
 // Warm page cache (the file is read once before each round); --direct 1 opens both with O_DIRECT.
@@ -16,7 +17,7 @@ import { loadNative } from '../dist/engine/uring/native.js';
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, depth: { type: 'string', default: '1,32' },
   rw: { type: 'string', default: 'randread' }, direct: { type: 'string', default: '0' }, 'size-mib': { type: 'string', default: '256' },
-  engines: { type: 'string', default: 'engine.read,engine.queue,node-fs' },
+  engines: { type: 'string', default: 'engine.read,engine.read-into,engine.queue,node-fs' },
 } });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
@@ -68,6 +69,10 @@ async function runEngine(kind, depth) {
     if (kind === 'engine.read') {
       const data = new Uint8Array(4096).fill(7);
       return await measure(depth, () => (write ? () => e.write(1, lba(), data) : () => e.read(1, lba(), 1)));
+    }
+    if (kind === 'engine.read-into') {
+      const bufs = Array.from({ length: depth }, () => new Uint8Array(4096).fill(7));
+      return await measure(depth, (k) => (write ? () => e.write(1, lba(), bufs[k]) : () => e.read(1, lba(), 1, bufs[k])));
     }
     const q = await e.queue();
     const bufs = Array.from({ length: depth }, () => q.allocBuffer(4096));

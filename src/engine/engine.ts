@@ -85,9 +85,9 @@ function wholeBlocks(name: string, data: Uint8Array, lbaSize: number): number {
   return data.length / lbaSize;
 }
 
-/** One command of `engine.batch()`: reads return their data. */
+/** One command of `engine.batch()`: reads return their data (in `buffer` when given). */
 export type EngineBatchOp =
-  | { op: 'read'; nsid: number; slba: number; nlb: number }
+  | { op: 'read'; nsid: number; slba: number; nlb: number; buffer?: Uint8Array }
   | { op: 'write'; nsid: number; slba: number; data: Uint8Array; fua?: boolean }
   | { op: 'flush'; nsid?: number }
   | { op: 'writeZeroes'; nsid: number; slba: number; nlb: number; deallocate?: boolean; fua?: boolean };
@@ -322,17 +322,20 @@ export class Engine {
   }
 
   /**
-   * Reads `nlb` blocks from `slba` on the main thread's queue pair into a new
-   * buffer. Not an async function: once the pair exists a read costs one
-   * Promise (close() waits for the pair's outstanding commands).
+   * Reads `nlb` blocks from `slba` on the main thread's queue pair, into
+   * `buffer` (exactly `nlb` blocks long, as node:fs reads into the caller's
+   * buffer) or else a new one, and resolves with it. Not an async function:
+   * once the pair exists a read costs one Promise (close() waits for the
+   * pair's outstanding commands).
    */
-  read(nsid: number, slba: number, nlb: number): Promise<Uint8Array> {
+  read(nsid: number, slba: number, nlb: number, buffer?: Uint8Array): Promise<Uint8Array> {
     const q = this.mainReady;
-    if (!q || this.closing) return this.onMain(() => this.read(nsid, slba, nlb));
+    if (!q || this.closing) return this.onMain(() => this.read(nsid, slba, nlb, buffer));
     let out: Uint8Array;
     try {
       const lbaSize = this.namespace(nsid).lbaSize;
-      out = resultBuffer(q, nlb, lbaSize);
+      // The queue pair checks a given buffer's length and names it in its error.
+      out = buffer ?? resultBuffer(q, nlb, lbaSize);
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -379,7 +382,7 @@ export class Engine {
         if (typeof o !== 'object' || o === null) throw invalidArgument(`ops[${i}]`, "{ op: 'read' | 'write' | 'flush' | 'writeZeroes', ... }", o);
         if (o.op === 'flush') return { op: 'flush', nsid: o.nsid ?? 0xffffffff };
         const lbaSize = this.namespace(o.nsid).lbaSize;
-        if (o.op === 'read') return { ...o, buffer: resultBuffer(q, o.nlb, lbaSize) };
+        if (o.op === 'read') return { op: 'read', nsid: o.nsid, slba: o.slba, nlb: o.nlb, buffer: o.buffer ?? resultBuffer(q, o.nlb, lbaSize) };
         if (o.op === 'write') {
           return { op: 'write', nsid: o.nsid, slba: o.slba, nlb: wholeBlocks(`ops[${i}].data`, o.data, lbaSize), buffer: o.data, fua: o.fua };
         }

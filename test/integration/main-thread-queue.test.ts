@@ -6,7 +6,7 @@
 import { describe, it, expect } from 'vitest';
 import * as path from 'node:path';
 import { Engine, NvmqError, NvmeStatusError } from '../../dist/index.js';
-import { deferPerTest, pattern, sameBytes, tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
+import { allBytes, deferPerTest, pattern, sameBytes, tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
 
 const busyTask = new URL('../fixtures/busy-task.mjs', import.meta.url).href;
 // Registered first, so its directories go after the engines are closed (after-hooks run last in, first out).
@@ -53,6 +53,29 @@ for (const dataPath of DATA_PATHS) {
       expect(sameBytes(await e.read(1, 49, 1), pattern(BLOCK, 49))).toBe('equal');
       expect(performance.now() - t0).toBeLessThan(1000);
       expect(await busy).toBeGreaterThan(0);
+    });
+
+    it('engine.read into the caller\'s buffer: the data lands there, nothing outside it changes', async () => {
+      const e = await open();
+      await e.write(1, 60, pattern(2 * BLOCK, 60));
+      const mem = new Uint8Array(4 * BLOCK).fill(0xee);
+      const into = mem.subarray(BLOCK, 3 * BLOCK);
+      expect(await e.read(1, 60, 2, into)).toBe(into);
+      expect(sameBytes(into, pattern(2 * BLOCK, 60))).toBe('equal');
+      expect(allBytes(mem.subarray(0, BLOCK), 0xee) && allBytes(mem.subarray(3 * BLOCK), 0xee)).toBe(true);
+      // Also in a batch, mixed with a read into a new buffer.
+      const one = new Uint8Array(BLOCK);
+      const [x, y] = await e.batch([
+        { op: 'read', nsid: 1, slba: 61, nlb: 1, buffer: one },
+        { op: 'read', nsid: 1, slba: 60, nlb: 1 },
+      ]);
+      expect(x).toBe(one);
+      expect(sameBytes(one, pattern(2 * BLOCK, 60).subarray(BLOCK))).toBe('equal');
+      expect(sameBytes(y!, pattern(BLOCK, 60))).toBe('equal');
+      // A buffer of the wrong length is refused, in one line, and left as it was.
+      const short = new Uint8Array(BLOCK).fill(1);
+      await expect(e.read(1, 60, 2, short)).rejects.toMatchObject({ code: 'NVMQ_INVALID_ARGUMENT', message: expect.stringContaining('buffer') });
+      expect(allBytes(short, 1)).toBe(true);
     });
 
     it('engine.batch: writes, a flush and reads behind one doorbell, the reads\' data in order', async () => {

@@ -3,6 +3,7 @@
  * one fio process, its JSON read back into nvmq's result shape. fio writes
  * for write and mixed jobs, so it gets a file only nvmq created, unless --force.
  */
+import { performance } from 'node:perf_hooks';
 import { execFile } from 'node:child_process';
 import { isNvmqImage } from '../../engine/device/backends/image.js';
 import { NvmqError } from '../../engine/errors.js';

@@ -9,6 +9,7 @@
  * one plugged batch (one doorbell write); figures go to the worker's slot of
  * a SharedArrayBuffer, never through a message.
  */
+import { performance } from 'node:perf_hooks';
 import { WorkerStats, Phase, C_READ_IOS, C_READ_BYTES, C_WRITE_IOS, C_WRITE_BYTES, C_PHASE, C_MEASURED_MS, C_VERIFIED } from './stats.js';
 import { stampBlock, checkBlock, isStamped } from './block.js';
 import type { RwMode } from '../options.js';

@@ -4,6 +4,7 @@
  * threads over node:fs for --compare node-fs), watch their shared counters
  * for live progress, and gather the figures once they are done.
  */
+import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';

@@ -12,6 +12,7 @@
  * `submit()` runs one that arrived some other way (a network transport's
  * capsule) through the same accounting and completion path.
  */
+import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
 import type { DmaArena } from '../dma-arena.js';
 import type { Namespace } from './namespace.js';

@@ -5,6 +5,7 @@
  * Counters live in a SharedArrayBuffer, a row per thread, so that any thread
  * executing a queue can count what it completes without contending.
  */
+import { performance } from 'node:perf_hooks';
 import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
 import { writeField } from '../spec/layout.js';
 import { Mutex } from '../shared/mutex.js';

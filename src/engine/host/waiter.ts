@@ -22,6 +22,7 @@
  * The check runs from setImmediate: after the loop's poll phase, once the
  * microtasks of this turn (the resubmissions of a closed loop) have run.
  */
+import { performance } from 'node:perf_hooks';
 import { isMainThread } from 'node:worker_threads';
 
 export const WAIT_MODES = ['adaptive', 'event-loop', 'ring', 'poll'] as const;

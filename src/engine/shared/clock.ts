@@ -8,6 +8,8 @@
  * per-thread origin: that origin is measured once per thread here, and
  * `sharedNow()` adds it back, at the cost of one addition per reading.
  */
+import { performance } from 'node:perf_hooks';
+
 function measureOrigin(): number {
   let best = Infinity;
   let offset = 0;

@@ -38,6 +38,7 @@
  * and `Atomics.notify(state)`: the submitter that sees COMPLETED (by
  * `Atomics.load` or a wait on the state word) sees the status too.
  */
+import { performance } from 'node:perf_hooks';
 import { Mutex } from './mutex.js';
 import { waitAsyncAlive } from './wait.js';
 import { sharedNow } from './clock.js';

@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { WorkerStats, Phase, C_READ_IOS, C_READ_BYTES, C_WRITE_IOS, C_WRITE_BYTES, C_PHASE, C_MEASURED_MS, C_VERIFIED } from './stats.js';
 import { stampBlock, checkBlock, isStamped } from './block.js';
 import type { RwMode } from '../options.js';
+import { microtask } from '../../engine/shared/microtask.js';
 
 /** The I/O calls the loop needs, at byte positions. */
 export interface IoTarget {
@@ -165,7 +166,7 @@ export async function runLoop(io: IoTarget, a: LoopArgs): Promise<LoopResult> {
     inflight--;
     if (burstClock === 0) {
       burstClock = performance.now();
-      queueMicrotask(resetClock);
+      microtask(resetClock);
     }
     const block = slotBlock[slot]!;
     const write = slotWrite[slot] === 1;
@@ -201,7 +202,7 @@ export async function runLoop(io: IoTarget, a: LoopArgs): Promise<LoopResult> {
     ready[readyCount++] = slot;
     if (!flushQueued) {
       flushQueued = true;
-      queueMicrotask(flush);
+      microtask(flush);
     }
   };
   const fail = (e: unknown): void => {

@@ -21,6 +21,7 @@ import { statusToError, type NvmqError } from '../errors.js';
 import { SlotState, type RequestTable } from '../shared/request-table.js';
 import type { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
+import { microtask } from '../shared/microtask.js';
 import { hostFailureIndex, type QueueCounts, type QueueMetrics } from '../metrics/io-metrics.js';
 import type { DataMap } from './data-map.js';
 import { H_CQ_HEAD, H_CQ_PHASE, H_DEAD, deadError } from './host-words.js';
@@ -180,10 +181,11 @@ export class Completions {
   /** Runs `callback` now, or after the submission call that reaped its completion has returned. */
   private callBack(callback: CompletionCallback, err: Error | null, c: Completion | undefined): void {
     if (!this.deferCallbacks) return invoke(callback, err, c);
-    if (this.deferred.length === 0) queueMicrotask(() => this.runDeferred());
+    if (this.deferred.length === 0) microtask(this.runDeferredBound);
     this.deferred.push(() => invoke(callback, err, c));
   }
 
+  private readonly runDeferredBound = (): void => this.runDeferred();
   private runDeferred(): void {
     const calls = this.deferred;
     this.deferred = [];

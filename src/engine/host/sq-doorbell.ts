@@ -12,6 +12,7 @@
  * completed) and its waiter decides how to wait for the rest.
  */
 import { sharedNow } from '../shared/clock.js';
+import { microtask } from '../shared/microtask.js';
 
 export class SqDoorbell {
   private depth = 0;
@@ -60,7 +61,7 @@ export class SqDoorbell {
     }
     if (!this.queued) {
       this.queued = true;
-      queueMicrotask(this.ringQueued);
+      microtask(this.ringQueued);
     }
     return false;
   }

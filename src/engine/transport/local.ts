@@ -8,6 +8,7 @@
 import type { Transport } from './transport.js';
 import type { InProcessDevice } from '../device/controller.js';
 import type { DmaArena } from '../dma-arena.js';
+import { microtask } from '../shared/microtask.js';
 
 export class LocalTransport implements Transport {
   readonly name = 'local';
@@ -86,9 +87,11 @@ export class LocalTransport implements Transport {
     this.raised.push(vector);
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => this.deliver());
+    microtask(this.deliverNow);
   }
 
+  private readonly deliverNow = (): void => this.deliver();
+  /** Never throws: it runs from microtask(). */
   private deliver(): void {
     this.scheduled = false;
     const vectors = this.raised;
@@ -99,12 +102,16 @@ export class LocalTransport implements Transport {
       try {
         this.handlers.get(v)?.();
       } catch (e) {
-        // The vectors after it are raised again before the error goes on: none is lost.
+        // The vectors after it are raised again before the error goes on (an uncaught exception, as from
+        // any Node callback, thrown from a microtask of its own): none is lost.
         for (const w of vectors.slice(i + 1)) {
           this.isRaised[w] = false;
           this.raise(w);
         }
-        throw e;
+        queueMicrotask(() => {
+          throw e;
+        });
+        return;
       }
     }
   }

@@ -163,9 +163,9 @@ export class IoRing {
 
   /**
    * Operations on these descriptors (O_DIRECT files: each one a device
-   * request) go to the kernel as soon as they are staged, one
-   * io_uring_enter each, rather than together when the doorbell's commands
-   * have all been fetched: the device starts on the first command of a
+   * request) go to the kernel one by one, each as the next is staged and
+   * the last with submit() (so a lone one takes the path it always did),
+   * rather than together when the doorbell's commands have all been fetched: the device starts on the first command of a
    * batch while the controller still executes the rest, as fio's default
    * `iodepth_batch_submit=1` does. A batch of 32 handed over at once is
    * served as one, and the device idles while the host turns the batch
@@ -297,7 +297,10 @@ export class IoRing {
       this.finish(tag, p, errorOf(p.kind, ECANCELED));
       return;
     }
-    if (this.staged === this.capacity) this.submit();
+    // An O_DIRECT operation sends what is staged ahead of it on its way first (submitEach); the last of a
+    // doorbell goes with submit() as a lone one always did. Inside a completion batch, follow-ups (the rest
+    // of a short transfer) go once it is dispatched.
+    if (this.staged === this.capacity || (this.staged > 0 && this.each[fd] === true && this.nesting === 0)) this.submit();
     const o = this.staged++ * OP_WORDS;
     const ops = this.ops;
     const index = this.fixed[fd];
@@ -309,8 +312,6 @@ export class IoRing {
     ops[o + F_ADDR] = addr;
     ops[o + F_LEN] = len;
     ops[o + F_FLAGS] = flags;
-    // Inside a completion batch, follow-ups (the rest of a short transfer) go once it is dispatched.
-    if (this.each[fd] === true && this.nesting === 0) this.submit();
   }
 
   /**

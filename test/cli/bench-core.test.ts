@@ -4,6 +4,8 @@ import { Histogram, bucketOf, bucketRange, BUCKETS, RELATIVE_ERROR } from '../..
 import { stampBlock, checkBlock, isStamped } from '../../src/cli/bench/block.js';
 import { scatter, runLoop, type IoTarget, type LoopArgs } from '../../src/cli/bench/loop.js';
 import { WorkerStats } from '../../src/cli/bench/stats.js';
+import { fioArgs, parseFioJson } from '../../src/cli/bench/fio.js';
+import type { JobLayout } from '../../src/cli/bench/stats.js';
 
 const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -217,5 +219,18 @@ describe('the worker loop', () => {
     const lossy = device(16, (block, nth) => block === 3 && nth > 1);
     const bad = await runLoop(lossy.target, args({ regionBytes: 16 * BS, runtime: 2000, timeBased: true }));
     expect(bad.failure).toEqual({ lba: 3, reason: expect.stringMatching(/^write sequence \d+, expected \d+/) as unknown });
+  });
+});
+
+describe('--compare fio', () => {
+  it("reads fio's total latency (lat_ns, from before its submission call), the span nvmq times, not clat", () => {
+    const job = { name: 'j', rw: 'randread', bs: 4096, iodepth: 1, numjobs: 1, direct: true, runtime: 1000, timeBased: true, rampTime: 0, rwmixread: 50, verify: 'none' } as unknown as JobLayout['job'];
+    const layout: JobLayout = { job, nsid: 1, lbaSize: 4096, path: '/tmp/x', regionStart: 0, perWorker: 1 << 20, workers: [0] };
+    expect(fioArgs([layout])).toContain('--lat_percentiles=1');
+    const lat = (p50: number): Record<string, unknown> => ({ min: 1, max: 9, mean: p50, stddev: 1, N: 10, percentile: { '50.000000': p50 } });
+    const dir = (p: number): Record<string, unknown> => ({ io_bytes: 40960, bw_bytes: 1, iops: 10, runtime: 1000, total_ios: 10, slat_ns: lat(13_000), clat_ns: lat(p), lat_ns: lat(p + 13_000) });
+    const doc = { 'fio version': 'fio-3.33', jobs: [{ jobname: 'j', error: 0, read: dir(28_000), write: dir(0), usr_cpu: 1, sys_cpu: 1, job_runtime: 1000 }] };
+    const r = parseFioJson(JSON.stringify(doc), [layout], 1000);
+    expect(r.jobs[0]!.read.lat.percentile['50.000000']).toBe(41_000);
   });
 });

@@ -14,7 +14,9 @@ import { PERCENTILES, type DirectionResult, type JobResult, type RunResult } fro
 
 /** fio's command line for the jobs (one fio job per nvmq job; numjobs workers each on its own slice, as nvmq does). */
 export function fioArgs(layouts: readonly JobLayout[]): string[] {
-  const args = ['--output-format=json', `--percentile_list=${PERCENTILES.join(':')}`];
+  // Percentiles of fio's total latency (lat_ns: from before its io_uring_enter to the completion), the
+  // span nvmq times (from before its submission call); fio's clat starts after the system call returns.
+  const args = ['--output-format=json', `--percentile_list=${PERCENTILES.join(':')}`, '--lat_percentiles=1'];
   layouts.forEach((l, i) => {
     const j = l.job;
     args.push(
@@ -47,7 +49,17 @@ interface FioDir {
   iops: number;
   runtime: number;
   total_ios: number;
-  clat_ns: { min: number; max: number; mean: number; stddev: number; N: number; percentile?: Record<string, number> };
+  clat_ns: FioLatency;
+  lat_ns: FioLatency;
+}
+
+interface FioLatency {
+  min: number;
+  max: number;
+  mean: number;
+  stddev: number;
+  N: number;
+  percentile?: Record<string, number>;
 }
 
 interface FioJob {
@@ -61,7 +73,7 @@ interface FioJob {
 }
 
 function fromFio(d: FioDir): DirectionResult {
-  return { ios: d.total_ios, bytes: d.io_bytes, runtimeMs: d.runtime, iops: d.iops, bw: d.bw_bytes, lat: { ...d.clat_ns, percentile: d.clat_ns.percentile ?? {} } };
+  return { ios: d.total_ios, bytes: d.io_bytes, runtimeMs: d.runtime, iops: d.iops, bw: d.bw_bytes, lat: { ...d.lat_ns, percentile: d.lat_ns.percentile ?? {} } };
 }
 
 /** Reads fio's JSON output into nvmq's result shape, job by job. */

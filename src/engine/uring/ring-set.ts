@@ -91,6 +91,8 @@ export class RingSet {
     // 9% less CPU per 4 KiB O_DIRECT read here); reads from the page cache gain nothing from it, and the
     // registration pins the whole arena, so only rings serving an O_DIRECT namespace register it.
     if (this.direct) ring.registerBuffers();
+    // Each O_DIRECT operation is a device request: it goes to the kernel as it is staged (IoRing.submitEach).
+    ring.submitEach(this.backends.flatMap((b) => (b.uring?.direct === true ? [b.uring.fd] : [])));
     const entry: Entry = { ring, generation, io: this.backends.map((b) => b.uring?.via(ring) ?? b) };
     this.byQid[qid] = entry;
     this.qids.add(qid);

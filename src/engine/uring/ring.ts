@@ -6,7 +6,7 @@
  * crosses into C++), addressed by offsets into the DMA arena's
  * SharedArrayBuffer: the kernel moves data straight between the file and the
  * memory the host's PRPs point at. `submit()` hands everything staged to the
- * kernel with one io_uring_enter (once per doorbell) and completes what the
+ * kernel with one io_uring_enter (once per doorbell; an O_DIRECT file's operations each as staged, see submitEach()) and completes what the
  * kernel finished inline (page-cache hits); `poll()` reaps the completion
  * ring without a system call. The rest arrive through the ring's eventfd,
  * which the addon watches from this thread's event loop: an I/O never waits
@@ -120,6 +120,8 @@ export class IoRing {
   private nesting = 0;
   /** Registered-file index by descriptor (fixed files), where registered. */
   private readonly fixed: number[] = [];
+  /** Descriptors whose operations go to the kernel as they are staged (submitEach). */
+  private readonly each: boolean[] = [];
 
   constructor(
     native: NativeBinding,
@@ -157,6 +159,20 @@ export class IoRing {
     }
     fds.forEach((fd, i) => (this.fixed[fd] = i));
     return true;
+  }
+
+  /**
+   * Operations on these descriptors (O_DIRECT files: each one a device
+   * request) go to the kernel one by one, each as the next is staged and
+   * the last with submit() (so a lone one takes the path it always did),
+   * rather than together when the doorbell's commands have all been fetched: the device starts on the first command of a
+   * batch while the controller still executes the rest, as fio's default
+   * `iodepth_batch_submit=1` does. A batch of 32 handed over at once is
+   * served as one, and the device idles while the host turns the batch
+   * around (see docs/ARCHITECTURE.md).
+   */
+  submitEach(fds: readonly number[]): void {
+    for (const fd of fds) this.each[fd] = true;
   }
 
   /**
@@ -281,7 +297,10 @@ export class IoRing {
       this.finish(tag, p, errorOf(p.kind, ECANCELED));
       return;
     }
-    if (this.staged === this.capacity) this.submit();
+    // An O_DIRECT operation sends what is staged ahead of it on its way first (submitEach); the last of a
+    // doorbell goes with submit() as a lone one always did. Inside a completion batch, follow-ups (the rest
+    // of a short transfer) go once it is dispatched.
+    if (this.staged === this.capacity || (this.staged > 0 && this.each[fd] === true && this.nesting === 0)) this.submit();
     const o = this.staged++ * OP_WORDS;
     const ops = this.ops;
     const index = this.fixed[fd];

@@ -57,6 +57,31 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(results).toHaveLength(10);
   });
 
+  it('operations on a descriptor named by submitEach() go to the kernel one by one as a batch is staged; others wait for submit()', () => {
+    const arena = new DmaArena({ sizeBytes: 1 << 20 });
+    const device = stalledDevice('io_uring', dir(), 1 << 20);
+    defer(() => device.close());
+    const fd = (device.options as { handle: { fd: number } }).handle.fd;
+    const other = fs.openSync(path.join(dir(), 'other'), 'w+');
+    defer(() => fs.closeSync(other));
+    const r = ring(arena);
+    defer(() => r.close());
+    r.submitEach([fd]);
+    const results: Array<BackendError | null> = [];
+    // Each one goes as the next is staged; the last waits for submit(), as a lone one does.
+    r.read(fd, 0, [arena.bytes.subarray(0, 4096)], (err) => results.push(err));
+    expect(r.inflight).toBe(0);
+    r.read(fd, 4096, [arena.bytes.subarray(4096, 8192)], (err) => results.push(err));
+    expect(r.inflight).toBe(1);
+    r.read(fd, 8192, [arena.bytes.subarray(8192, 12288)], (err) => results.push(err));
+    expect(r.inflight).toBe(2);
+    // A descriptor not named: staged behind the rest until submit(), one io_uring_enter for both.
+    r.fdatasync(other, (err) => results.push(err));
+    expect(r.inflight).toBe(2);
+    r.submit();
+    expect(r.inflight + results.length).toBe(4);
+  });
+
   it('a stalled read completes through the eventfd on this thread once the device answers', async () => {
     const arena = new DmaArena({ sizeBytes: 1 << 20 });
     const device = stalledDevice('io_uring', dir(), 1 << 20);

@@ -232,7 +232,7 @@ export function stalledBackend<B extends { close(): Promise<void> }>(
 }
 
 /** The Debian package each outside tool the suite runs against comes from. */
-const TOOL_PACKAGES = { prometheus: 'prometheus', promtool: 'prometheus', fio: 'fio' } as const;
+const TOOL_PACKAGES = { prometheus: 'prometheus', promtool: 'prometheus', fio: 'fio', strace: 'strace' } as const;
 
 /** Whether an outside tool is on PATH; in CI (CI set, as .ci/run does) its absence is a failure, not a skip. */
 export function haveTool(command: keyof typeof TOOL_PACKAGES): boolean {

@@ -9,18 +9,28 @@
  * read-only open creates nothing and claims nothing.
  *
  * An open either succeeds or leaves the file system as it found it: whatever
- * it created (directories, the image, its sidecar, the lock) is removed when
- * a later step fails, and discardImage() removes it after a successful open
- * whose image is not going to be used after all. Only what this open created
- * is ever removed, and nothing is ever written over: the sidecar is created
- * with O_EXCL (which also refuses a symlink at its name), and a sidecar left
- * beside a missing image is refused (NVMQ_IMAGE_SIDECAR_EXISTS) rather than
- * replaced or deleted.
+ * it created (directories, the image, its sidecar, the lock, a temporary
+ * file) is removed when a later step fails, and discardImage() removes it
+ * after a successful open whose image is not going to be used after all.
+ * Only what this open created is ever removed, and nothing is ever written
+ * over: the sidecar appears by link(2) from a temporary file (publish.ts),
+ * which fails on any name already there, a symlink included, and a sidecar
+ * left beside a missing image is refused (NVMQ_IMAGE_SIDECAR_EXISTS) rather
+ * than replaced or deleted.
+ *
+ * Crashes: a new image is made durable before its sidecar is, and the
+ * sidecar is published whole (publish.ts), so after a crash at any point an
+ * image either has a complete sidecar and its full size, or has no sidecar
+ * (its creation did not finish: it is not nvmq's, and holds nothing nvmq
+ * wrote). A temporary sidecar a crash left is never read as the sidecar; the
+ * next read-write open of the image removes it (under the claim no live
+ * opener is writing one). Read-only opens leave it, as they change nothing.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageError } from './backend.js';
 import { ImageClaim, LOCK_SUFFIX, busyError } from './lock.js';
+import { publishFile, removeTemps, syncDirectory } from './publish.js';
 import { SUPPORTED_LBA_SIZES } from '../namespace.js';
 
 export { ImageError };
@@ -206,6 +216,7 @@ function openReadWrite(opts: ImageOptions, lba: number, undo: Undo): OpenedImage
   undo.claim.bind(st);
   const size = existingSize(p, st, opts, lba);
   const fd = openWith(p, fs.constants.O_RDWR | extra, extra);
+  removeTemps(sidecarPath(p));
   return { fd, path: p, size, created: false, blockDevice: false, readOnly: false, claim: undo.claim, inode: inodeOf(st), lockTarget };
 }
 
@@ -221,6 +232,9 @@ function create(p: string, size: number, extra: number, lockTarget: string, undo
   undo.created = { path: p, inode: inodeOf(st) };
   undo.claim!.bind(st);
   fs.ftruncateSync(fd, size);
+  // Durable before the sidecar can say the image is whole: its size, its name and the names of the directories made for it.
+  fs.fsyncSync(fd);
+  for (const d of new Set([path.dirname(path.resolve(p)), ...undo.dirs.map((made) => path.dirname(made))])) syncDirectory(d);
   if (extra !== 0) {
     fd = openWith(p, fs.constants.O_RDWR | extra, extra);
     fs.closeSync(undo.fds.pop()!);
@@ -228,6 +242,7 @@ function create(p: string, size: number, extra: number, lockTarget: string, undo
   }
   // Last: an image is nvmq's only once it is whole.
   writeSidecar(p, size, undo.created);
+  removeTemps(sidecarPath(p));
   return {
     fd,
     path: p,
@@ -244,27 +259,23 @@ function create(p: string, size: number, extra: number, lockTarget: string, undo
 }
 
 /**
- * Creates the sidecar with O_EXCL ('wx'): it never replaces a file, and never
- * follows a symlink at its name (open(2) with O_CREAT | O_EXCL fails with
- * EEXIST on any existing name, a dangling symlink included). Records its
- * dev:ino in `created` as soon as it exists, so a rollback removes it and
- * nothing else.
+ * Publishes the sidecar (publish.ts): whole or not at all, durable once this
+ * returns, and never in place of a file already at its name (a dangling
+ * symlink included). Records its dev:ino in `created`, so that a rollback
+ * removes it and nothing else.
  */
 function writeSidecar(p: string, size: number, created: Created): void {
+  const sc = sidecarPath(p);
   const content = JSON.stringify({ format: SIDECAR_FORMAT, version: 1, size, created: new Date().toISOString() }, null, 2) + '\n';
-  let fd: number;
+  let st: fs.Stats | undefined;
   try {
-    fd = fs.openSync(sidecarPath(p), 'wx', 0o644);
+    st = publishFile(sc, content);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw sidecarExists(p);
-    throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new ImageError('NVMQ_IMAGE_SIDECAR_FAILED', `cannot create ${p}: writing its sidecar ${sc} failed (${err.syscall ?? 'error'}: ${err.code ?? err.message})`, { cause: e, path: p });
   }
-  try {
-    created.sidecar = inodeOf(fs.fstatSync(fd));
-    fs.writeFileSync(fd, content);
-  } finally {
-    fs.closeSync(fd);
-  }
+  if (!st) throw sidecarExists(p);
+  created.sidecar = inodeOf(st);
 }
 
 function sidecarExists(p: string): ImageError {

@@ -21,10 +21,14 @@
  *   they exclude one another.
  * - Regular files: a lock file `<image>.nvmq.lock` beside the image's real
  *   path (a symlink and its target share one lock). It appears with its
- *   content in one step: written to a temporary file, then link(2)ed to the
- *   lock's name, which fails with EEXIST when the lock exists (O_EXCL's
- *   guarantee: of two openers at once exactly one creates it). On a file
- *   system without hard links it is created with O_EXCL and then written.
+ *   content in one step (publish.ts): written to a temporary file and
+ *   fsynced, then link(2)ed to the lock's name, which fails with EEXIST when
+ *   the lock exists (O_EXCL's guarantee: of two openers at once exactly one
+ *   creates it), then the directory is fsynced. So a lock that survives a
+ *   crash always names its holder (an empty one could not be judged, and
+ *   would hold the image until removed by hand); that holder is then stale
+ *   (another boot). On a file system without hard links it is created with
+ *   O_EXCL and then written.
  * - The content names the holder: pid, the process start time from
  *   /proc/<pid>/stat (field 22), the boot id, the PID namespace and the host.
  *   A lock whose process is gone, a zombie, or a different process under the
@@ -46,6 +50,9 @@
  *   is stale nobody else can replace it: creating fails while it exists, and
  *   only a taker inside the section removes it). Then the taker competes for
  *   the lock as any opener does. No live lock is ever removed.
+ * - Temporary files and announcements a process left when it died (killed
+ *   mid-way, or a crash) are removed by the next opener that takes the lock,
+ *   judged by the holder their content names, as announcements are.
  * - In one thread the claim also records the image's dev + ino, so a second
  *   name for the same file (a hard link, another mount) is caught too. Across
  *   threads and processes two hard-linked names have two lock files: a known
@@ -65,6 +72,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ImageError } from './backend.js';
+import { publishFile } from './publish.js';
 
 export const LOCK_SUFFIX = '.nvmq.lock';
 
@@ -166,30 +174,11 @@ function lockFailed(image: string, file: string, e: unknown): ImageError {
   return new ImageError('NVMQ_IMAGE_LOCK_FAILED', `cannot lock ${image} for writing: creating ${file} failed (${why}); nvmq keeps a lock file beside an image it opens read-write`, { cause: e });
 }
 
-/** Creates `file` holding `content`, atomically; false when it exists. */
+/** Creates `file` holding `content`, atomically and durably (publish.ts); false when it exists. */
 function createWith(image: string, file: string, content: string): boolean {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    fs.writeFileSync(tmp, content, { flag: 'wx', mode: 0o644 });
+    return publishFile(file, content) !== undefined;
   } catch (e) {
-    throw lockFailed(image, file, e);
-  }
-  try {
-    fs.linkSync(tmp, file);
-    return true;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return false;
-    if (code !== 'EPERM' && code !== 'EOPNOTSUPP' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw lockFailed(image, file, e);
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-  // No hard links here (FAT, some FUSE file systems): O_EXCL, then the content.
-  try {
-    fs.writeFileSync(file, content, { flag: 'wx', mode: 0o644 });
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw lockFailed(image, file, e);
   }
 }
@@ -292,7 +281,10 @@ function acquire(image: string, file: string): string {
   const nonce = randomBytes(8).toString('hex');
   const content = JSON.stringify({ ...self(), nonce, image }) + '\n';
   for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
-    if (createWith(image, file, content)) return nonce;
+    if (createWith(image, file, content)) {
+      sweepQuietly(file);
+      return nonce;
+    }
     const h = readHolder(file);
     if (h === 'gone') continue;
     const verdict: Verdict = h ? judge(h) : { state: 'unknown', why: '' };
@@ -302,34 +294,51 @@ function acquire(image: string, file: string): string {
   throw busyError(image, `by other openers taking over the stale ${file} at the same time; try again`);
 }
 
+/** After taking the lock: what dead processes left beside it goes (best effort: litter never blocks an open). */
+function sweepQuietly(file: string): void {
+  try {
+    sweep(file);
+  } catch {
+    // Left for the next opener.
+  }
+}
+
 /**
  * The takeover's critical section (see the header): announce, check that no
  * other live taker is announced, remove the lock if it is still stale.
  * False when another taker was seen (the caller pauses and retries).
  */
 function removeStale(image: string, file: string, content: string): boolean {
-  const dir = path.dirname(file);
-  const prefix = path.basename(file) + '.';
   const mine = `${file}.break.${process.pid}.${randomBytes(4).toString('hex')}`;
   if (!createWith(image, mine, content)) return false;
   try {
-    let contended = false;
-    for (const name of fs.readdirSync(dir)) {
-      if (!name.startsWith(prefix) || path.join(dir, name) === mine) continue;
-      const isTaker = name.startsWith(prefix + 'break.');
-      if (!isTaker && !name.endsWith('.tmp')) continue;
-      const other = path.join(dir, name);
-      const h = readHolder(other);
-      if (h === 'gone') continue;
-      // Announcements and temporary files of dead processes are litter: no live process will use them.
-      if (h && judge(h).state === 'dead') fs.rmSync(other, { force: true });
-      else if (isTaker) contended = true;
-    }
-    if (contended) return false;
+    if (sweep(file, mine)) return false;
     const h = readHolder(file);
     if (typeof h === 'object' && judge(h).state === 'dead') fs.rmSync(file, { force: true });
     return true;
   } finally {
     fs.rmSync(mine, { force: true });
   }
+}
+
+/**
+ * Looks at the takeover announcements and temporary files beside the lock
+ * `file` (but `mine`), removes those of dead processes (litter: no live
+ * process will use them) and says whether another live taker is announced.
+ */
+function sweep(file: string, mine?: string): boolean {
+  const dir = path.dirname(file);
+  const prefix = path.basename(file) + '.';
+  let contended = false;
+  for (const name of fs.readdirSync(dir)) {
+    if (!name.startsWith(prefix) || path.join(dir, name) === mine) continue;
+    const isTaker = name.startsWith(prefix + 'break.');
+    if (!isTaker && !name.endsWith('.tmp')) continue;
+    const other = path.join(dir, name);
+    const h = readHolder(other);
+    if (h === 'gone') continue;
+    if (h && judge(h).state === 'dead') fs.rmSync(other, { force: true });
+    else if (isTaker) contended = true;
+  }
+  return contended;
 }

@@ -63,7 +63,8 @@ export interface EngineOptions {
   controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
   /**
    * Prometheus metrics: counted unless false (default true); an object also
-   * serves them at http://host:port/metrics (default 127.0.0.1:9469).
+   * serves them at http://host:port/metrics (default 127.0.0.1:9469), with
+   * its connection limits (timeouts, maxConnections: see MetricsServerOptions).
    */
   metrics?: boolean | MetricsServerOptions;
 }

@@ -28,14 +28,9 @@ import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
 import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/admin-commands.js';
 import { FeatureId, FeatureSelect, FeatureCapability, GetFeaturesCdw10, SetFeaturesCdw10, NumberOfQueuesDw, VolatileWriteCacheDw, TemperatureThresholdDw } from '../spec/features.js';
-import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType } from '../spec/log-pages.js';
+import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType, AsyncSmartInfo, CriticalWarning } from '../spec/log-pages.js';
 import { Cc, Regs } from '../spec/registers.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
-
-/** SMART Critical Warning bit 1 (Figure 196), also bit 1 of the Asynchronous Event Configuration (Figure 305). */
-const CRITICAL_WARNING_TEMPERATURE = 1 << 1;
-/** SMART / Health status asynchronous event information 01h: Temperature Threshold (Figure 148). */
-const SMART_EVENT_TEMPERATURE_THRESHOLD = 0x01;
 
 export function adminCommands(): Map<number, CommandEntry<AdminContext>> {
   const t = new Map<number, CommandEntry<AdminContext>>();
@@ -314,11 +309,9 @@ const featureTable = new Map<number, FeatureDef>([
         const tmpsel = bitsOf(d, TemperatureThresholdDw.TMPSEL);
         const thsel = bitsOf(d, TemperatureThresholdDw.THSEL);
         for (const s of tmpsel === TMPSEL_ALL ? TEMP_SENSORS : [tmpsel]) c.admin.features.temperatureThresholds[s * 2 + thsel] = bitsOf(d, TemperatureThresholdDw.TMPTH);
-        // Crossing a threshold raises a SMART / Health event, once, when enabled in Asynchronous Event Configuration.
+        // Crossing a threshold raises a SMART / Health event, once (sent when enabled in Asynchronous Event Configuration).
         const warning = temperatureWarning(c);
-        if (warning && !c.admin.features.temperatureWarning && (c.admin.features.asyncEventConfig & CRITICAL_WARNING_TEMPERATURE) !== 0) {
-          c.admin.events.raise(AsyncEventType.SMART_HEALTH, SMART_EVENT_TEMPERATURE_THRESHOLD, LogPageId.SMART_HEALTH);
-        }
+        if (warning && !c.admin.features.temperatureWarning) c.admin.events.raise(AsyncEventType.SMART_HEALTH, AsyncSmartInfo.TEMPERATURE_THRESHOLD, LogPageId.SMART_HEALTH);
         c.admin.features.temperatureWarning = warning;
         return 0;
       },
@@ -425,7 +418,7 @@ function executeGetLogPage(c: AdminContext, req: Request): number {
       // No per-namespace SMART data (LPA bit 0 clear): only the controller-wide page.
       if (req.cmd.nsid !== 0 && req.cmd.nsid !== NSID_BROADCAST) return INVALID_FIELD;
       log = c.health.encodeSmartLog(c.config.temperatureKelvin);
-      if (temperatureWarning(c)) log[SmartLog.CRITICAL_WARNING.offset]! |= CRITICAL_WARNING_TEMPERATURE;
+      if (temperatureWarning(c)) log[SmartLog.CRITICAL_WARNING.offset]! |= CriticalWarning.TEMPERATURE;
       eventType = 1;
       break;
     case LogPageId.COMMANDS_SUPPORTED_EFFECTS:

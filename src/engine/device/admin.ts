@@ -124,6 +124,8 @@ function identifyNamespace(c: AdminContext, nsid: number): Uint8Array {
   writeField(dv, 0, IdNs.FLBAS, 0);
   // Deallocated blocks read as zeroes (001b); Write Zeroes may deallocate (bit 3).
   writeField(dv, 0, IdNs.DLFEAT, 0x09);
+  // NSATTR bit 0: write protected (opened read-only, or gone read-only after data may have been lost).
+  writeField(dv, 0, IdNs.NSATTR, ns.writeProtected ? 1 : 0);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.LBADS, ns.lbaShift);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.MS, 0);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.RP, 0);
@@ -278,6 +280,17 @@ function checkTemperatureSelect(cdw11: number, forSet: boolean): number {
   return 0;
 }
 
+/**
+ * SMART Critical Warning: bit 1 for the temperature; bits 2 (reliability
+ * degraded) and 3 (read only) while a namespace may have lost acknowledged
+ * data (it stays so until the engine is opened again).
+ */
+function criticalWarning(c: AdminContext): number {
+  let w = temperatureWarning(c) ? CriticalWarning.TEMPERATURE : 0;
+  for (const ns of c.io.namespaces.values()) if (ns.media.lost) w |= CriticalWarning.RELIABILITY_DEGRADED | CriticalWarning.READ_ONLY;
+  return w;
+}
+
 /** SMART Critical Warning bit 1: a temperature at or above its over threshold, or at or below its under threshold. */
 function temperatureWarning(c: AdminContext): boolean {
   // Both sensors report the controller's one temperature (health.ts).
@@ -418,7 +431,7 @@ function executeGetLogPage(c: AdminContext, req: Request): number {
       // No per-namespace SMART data (LPA bit 0 clear): only the controller-wide page.
       if (req.cmd.nsid !== 0 && req.cmd.nsid !== NSID_BROADCAST) return INVALID_FIELD;
       log = c.health.encodeSmartLog(c.config.temperatureKelvin);
-      if (temperatureWarning(c)) log[SmartLog.CRITICAL_WARNING.offset]! |= CriticalWarning.TEMPERATURE;
+      log[SmartLog.CRITICAL_WARNING.offset]! |= criticalWarning(c);
       eventType = 1;
       break;
     case LogPageId.COMMANDS_SUPPORTED_EFFECTS:

@@ -5,8 +5,8 @@
  * the LBAs it addresses.
  *
  * Durability: a command that is to be durable when it completes (a Flush; a
- * Write or Write Zeroes with FUA; any Write or Write Zeroes while the
- * volatile write cache is disabled) is made so
+ * Write or Write Zeroes with FUA; any Write, Write Zeroes or deallocating
+ * Dataset Management while the volatile write cache is disabled) is made so
  * by its backend (fdatasync, RWF_DSYNC) before it completes. When such a
  * sync fails, data the namespace had acknowledged may never reach the medium,
  * and the kernel reports that failure once: the namespace's media state
@@ -177,7 +177,9 @@ function executeWriteZeroes(c: IoContext, req: Request): number {
  * Dataset Management (6.7): only the Deallocate attribute does anything; the
  * integral-read/write hints are accepted and ignored. Every range is checked
  * before the first one is deallocated, and each range is its own backend
- * operation: the command completes when all have.
+ * operation: the command completes when all have. With the write cache
+ * disabled the ranges are deallocated one after the other and a flush
+ * follows, so that reads return zeroes for them after a power loss too.
  */
 function executeDatasetManagement(c: IoContext, req: Request): number {
   const ns = namespaceOf(c, req);
@@ -203,8 +205,19 @@ function executeDatasetManagement(c: IoContext, req: Request): number {
   if (ranges.length === 0) return 0;
   if (ns.writeProtected) return WRITE_PROTECTED;
   const io = c.blockIo(req, ns);
-  ns.media.noteCached();
-  for (const [slba, nlb] of ranges) c.backendOp(req, (done) => io.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done));
+  if (c.writeCacheEnabled) {
+    ns.media.noteCached();
+    for (const [slba, nlb] of ranges) c.backendOp(req, (done) => io.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, done));
+    return 0;
+  }
+  c.backendOp(req, (done) => {
+    const next = (i: number): void => {
+      if (i === ranges.length) return thenFlush(ns, io, true, done)(null);
+      const [slba, nlb] = ranges[i]!;
+      io.deallocate(slba * ns.lbaSize, nlb * ns.lbaSize, (err) => (err ? done(err) : next(i + 1)));
+    };
+    next(0);
+  });
   return 0;
 }
 

@@ -186,6 +186,16 @@ describe('durable before completion', () => {
     expect(await code(q.write(1, 0, 1, pattern(4096, 1)))).toBe('NVMQ_NAMESPACE_WRITE_PROTECTED');
   });
 
+  it.each(DATA_PATHS)('with the write cache disabled a deallocate is followed by a flush (%s)', async (dataPath) => {
+    const thin = thinDevice();
+    const { q, h } = await up(new FileBackend({ path: thin.dev, force: true }), dataPath);
+    expect(await writeChunks(q, 16)).toEqual(Array(16).fill('ok'));
+    await h.driver.setVolatileWriteCache(false);
+    // The flush after the deallocate meets the cached writes' failed write-back.
+    expect(await code(q.deallocate(1, [{ slba: 0, nlb: 8 }, { slba: 64, nlb: 8 }]))).toBe('NVMQ_WRITE_FAULT');
+    expect(await code(q.flush(1))).toBe('NVMQ_WRITE_FAULT');
+  });
+
   it.each(DATA_PATHS)('out of space on a full file system: Capacity Exceeded, and the namespace goes on when no write was ever cached (%s)', async (dataPath) => {
     const mnt = smallFs();
     const { h, q } = await up(new FileBackend({ path: path.join(mnt.dir, 'full.img'), size: 4 * MiB }), dataPath);

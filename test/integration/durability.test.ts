@@ -3,18 +3,14 @@
 // across engine.reset(), until the engine is opened again. A loop device over a sparse file on a 1 MiB tmpfs
 // takes buffered writes, then fails their write-back with EIO; root, as CI has.
 import { describe, it, expect, afterEach } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 // Engine runs its workers from the build (worker threads cannot run TypeScript): tests take it from there too.
 import { Engine } from '../../dist/index.js';
-import { tempDirsPerTest, DATA_PATHS } from '../helpers/harness.js';
+import { tempDirsPerTest, thinLoopDevice, DATA_PATHS } from '../helpers/harness.js';
 import type { DataPath } from '../../src/engine/uring/data-path.js';
 
 const fixture = (name: string): string => new URL(`../fixtures/${name}`, import.meta.url).href;
 type Outcome = { threadId: number; writes: string[]; flushes: string[]; probe: string | undefined };
 
-const MiB = 1 << 20;
 /** SMART Critical Warning bits 2 (reliability degraded) and 3 (read only); Asynchronous Event Configuration enables their events with the same bits. */
 const LOST = 0x0c;
 const ASYNC_EVENT_CONFIG = 0x0b;
@@ -29,18 +25,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** An 8 MiB loop device over a sparse file on a 1 MiB tmpfs; `grow` gives the tmpfs room. */
-function thinDevice(): { dev: string; grow(size: string): void } {
-  const mnt = dir();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nvmq-test', mnt]);
-  cleanups.push(() => execFileSync('umount', [mnt]));
-  const backing = path.join(mnt, 'thin.img');
-  fs.writeFileSync(backing, '');
-  fs.truncateSync(backing, 8 * MiB);
-  const dev = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
-  cleanups.push(() => execFileSync('losetup', ['--detach', dev]));
-  return { dev, grow: (size) => execFileSync('mount', ['-o', `remount,size=${size}`, mnt]) };
-}
+const thinDevice = (): { dev: string; grow(size: string): void } => thinLoopDevice(dir(), cleanups);
 
 async function open(dev: string, dataPath: DataPath): Promise<Engine> {
   const engine = await Engine.open({ namespaces: [{ backend: 'file', path: dev, force: true }], workers: 1, controller: { dataPath } });

@@ -2,7 +2,6 @@
 // file on a 1 MiB tmpfs takes writes into its page cache, then fails their write-back with EIO, which the
 // kernel reports to one sync only (the fsync-error trap). Both data paths; root, as CI has.
 import { describe, it, expect, afterEach } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileBackend } from '../../../src/engine/device/backends/file.js';
@@ -11,7 +10,7 @@ import type { AsyncEvent } from '../../../src/engine/host/driver.js';
 import { FeatureId } from '../../../src/engine/spec/features.js';
 import { AsyncEventType, AsyncSmartInfo, CriticalWarning, LogPageId } from '../../../src/engine/spec/log-pages.js';
 import { IdNs } from '../../../src/engine/spec/identify.js';
-import { bringUp, pattern, sameBytes, tempDir, waitFor, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import { bringUp, pattern, sameBytes, smallTmpfs, tempDir, thinLoopDevice, waitFor, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import type { IoQueuePair } from '../../../src/engine/host/io-queue-pair.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -24,25 +23,14 @@ const MiB = 1 << 20;
 const LOST = CriticalWarning.RELIABILITY_DEGRADED | CriticalWarning.READ_ONLY;
 const LOST_EVENT: AsyncEvent = { type: AsyncEventType.SMART_HEALTH, info: AsyncSmartInfo.RELIABILITY, logPage: LogPageId.SMART_HEALTH };
 
-/** A 1 MiB tmpfs, unmounted by the cleanups; `size` remounts it bigger. */
-function smallFs(): { dir: string; grow(size: string): void } {
+function dir(): string {
   const t = tempDir();
   cleanups.push(t.cleanup);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nvmq-test', t.dir]);
-  cleanups.push(() => execFileSync('umount', [t.dir]));
-  return { dir: t.dir, grow: (size) => execFileSync('mount', ['-o', `remount,size=${size}`, t.dir]) };
+  return t.dir;
 }
 
-/** An 8 MiB loop device over a sparse file on a 1 MiB tmpfs: buffered writes land, their write-back fails. */
-function thinDevice(): { dev: string; grow(size: string): void } {
-  const mnt = smallFs();
-  const backing = path.join(mnt.dir, 'thin.img');
-  fs.writeFileSync(backing, '');
-  fs.truncateSync(backing, 8 * MiB);
-  const dev = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
-  cleanups.push(() => execFileSync('losetup', ['--detach', dev]));
-  return { dev, grow: mnt.grow };
-}
+const smallFs = (): { dir: string } => smallTmpfs(dir(), cleanups);
+const thinDevice = (): { dev: string; grow(size: string): void } => thinLoopDevice(dir(), cleanups);
 
 async function up(backend: FileBackend, dataPath: DataPath, events?: AsyncEvent[]): Promise<{ h: Harness; q: IoQueuePair }> {
   cleanups.push(() => backend.close());

@@ -231,6 +231,29 @@ export function stalledBackend<B extends { close(): Promise<void> }>(
   return { backend, device };
 }
 
+/** A 1 MiB tmpfs mounted on `dir`, unmounted by `cleanups`; `grow` remounts it with more room ("16m"). */
+export function smallTmpfs(dir: string, cleanups: Array<() => unknown>): { dir: string; grow(size: string): void } {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nvmq-test', dir]);
+  cleanups.push(() => execFileSync('umount', [dir]));
+  return { dir, grow: (size) => execFileSync('mount', ['-o', `remount,size=${size}`, dir]) };
+}
+
+/**
+ * An 8 MiB loop device over a sparse file on a 1 MiB tmpfs mounted on `dir`
+ * (detached and unmounted by `cleanups`): buffered writes to it are
+ * acknowledged from the page cache, and their write-back fails with EIO
+ * past 1 MiB, until `grow` gives the tmpfs room. Needs root.
+ */
+export function thinLoopDevice(dir: string, cleanups: Array<() => unknown>): { dev: string; grow(size: string): void } {
+  const mnt = smallTmpfs(dir, cleanups);
+  const backing = path.join(dir, 'thin.img');
+  fs.writeFileSync(backing, '');
+  fs.truncateSync(backing, 8 << 20);
+  const dev = execFileSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }).trim();
+  cleanups.push(() => execFileSync('losetup', ['--detach', dev]));
+  return { dev, grow: mnt.grow };
+}
+
 /** The Debian package each outside tool the suite runs against comes from. */
 const TOOL_PACKAGES = { prometheus: 'prometheus', promtool: 'prometheus', fio: 'fio', strace: 'strace' } as const;
 

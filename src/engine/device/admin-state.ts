@@ -5,6 +5,7 @@
  * reset returns all of it to its defaults.
  */
 import type { Request } from './queues.js';
+import { AsyncEventType, AsyncSmartInfo, CriticalWarning } from '../spec/log-pages.js';
 
 export interface FeatureValues {
   arbitration: number;
@@ -44,6 +45,26 @@ export function eventWord(type: number, info: number, lid: number): number {
   return (type & 0x7) | ((info & 0xff) << 8) | ((lid & 0xff) << 16);
 }
 
+/**
+ * Whether Asynchronous Event Configuration `config` lets an event (its
+ * completion DW0) be sent: a SMART / Health event only when one of the
+ * Critical Warning bits it reports is enabled (5.21.1.11); other types
+ * always (no notice is supported, and error events cannot be disabled).
+ */
+export function eventEnabled(config: number, dw0: number): boolean {
+  if ((dw0 & 0x7) !== AsyncEventType.SMART_HEALTH) return true;
+  switch ((dw0 >>> 8) & 0xff) {
+    case AsyncSmartInfo.RELIABILITY:
+      return (config & (CriticalWarning.RELIABILITY_DEGRADED | CriticalWarning.READ_ONLY | CriticalWarning.VOLATILE_BACKUP_FAILED)) !== 0;
+    case AsyncSmartInfo.TEMPERATURE_THRESHOLD:
+      return (config & CriticalWarning.TEMPERATURE) !== 0;
+    case AsyncSmartInfo.SPARE_BELOW_THRESHOLD:
+      return (config & CriticalWarning.SPARE_BELOW_THRESHOLD) !== 0;
+    default:
+      return false;
+  }
+}
+
 /** Asynchronous events (5.2): Asynchronous Event Requests held until an event completes one. */
 export class AsyncEvents {
   /** Held Asynchronous Event Requests, oldest first. */
@@ -52,6 +73,9 @@ export class AsyncEvents {
   private readonly pending: number[] = [];
   /** Event types reported and not yet cleared by reading their log page. */
   private readonly masked = new Set<number>();
+
+  /** Whether an event may be sent (Asynchronous Event Configuration); one it refuses is dropped. AdminState sets it. */
+  enabled: (dw0: number) => boolean = () => true;
 
   /** `post` completes a held request; `epoch` says which reset a request belongs to. */
   constructor(
@@ -66,6 +90,7 @@ export class AsyncEvents {
 
   /** The same, given the completion DW0. */
   raiseWord(dw0: number): void {
+    if (!this.enabled(dw0)) return;
     this.pending.push(dw0);
     this.deliver();
   }
@@ -116,6 +141,7 @@ export class AdminState {
     this.features = defaultFeatures(maxIoQueues);
     this.grantedSqs = maxIoQueues;
     this.grantedCqs = maxIoQueues;
+    events.enabled = (dw0) => eventEnabled(this.features.asyncEventConfig, dw0);
   }
 
   /** Controller reset: features to their defaults, all queues grantable again, events gone. */

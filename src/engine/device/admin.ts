@@ -28,14 +28,9 @@ import { bitsOf, readField, writeAscii, writeField } from '../spec/layout.js';
 import { Cns, IdCtrl, IdNs, IdentifyCdw10, IDENTIFY_DATA_SIZE, LbaFormat, ACTIVE_NS_LIST_ENTRIES, NSID_BROADCAST } from '../spec/identify.js';
 import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11, DeleteQueueCdw10, AbortCdw10 } from '../spec/admin-commands.js';
 import { FeatureId, FeatureSelect, FeatureCapability, GetFeaturesCdw10, SetFeaturesCdw10, NumberOfQueuesDw, VolatileWriteCacheDw, TemperatureThresholdDw } from '../spec/features.js';
-import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType } from '../spec/log-pages.js';
+import { GetLogPageCdw10, GetLogPageCdw11, LogPageId, CommandEffect, COMMANDS_EFFECTS_LOG_SIZE, SmartLog, AsyncEventType, AsyncSmartInfo, CriticalWarning } from '../spec/log-pages.js';
 import { Cc, Regs } from '../spec/registers.js';
 import { CQE_SIZE, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
-
-/** SMART Critical Warning bit 1 (Figure 196), also bit 1 of the Asynchronous Event Configuration (Figure 305). */
-const CRITICAL_WARNING_TEMPERATURE = 1 << 1;
-/** SMART / Health status asynchronous event information 01h: Temperature Threshold (Figure 148). */
-const SMART_EVENT_TEMPERATURE_THRESHOLD = 0x01;
 
 export function adminCommands(): Map<number, CommandEntry<AdminContext>> {
   const t = new Map<number, CommandEntry<AdminContext>>();
@@ -129,6 +124,8 @@ function identifyNamespace(c: AdminContext, nsid: number): Uint8Array {
   writeField(dv, 0, IdNs.FLBAS, 0);
   // Deallocated blocks read as zeroes (001b); Write Zeroes may deallocate (bit 3).
   writeField(dv, 0, IdNs.DLFEAT, 0x09);
+  // NSATTR bit 0: write protected (opened read-only, or gone read-only after data may have been lost).
+  writeField(dv, 0, IdNs.NSATTR, ns.writeProtected ? 1 : 0);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.LBADS, ns.lbaShift);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.MS, 0);
   writeField(dv, IdNs.LBAF0.offset, LbaFormat.RP, 0);
@@ -283,6 +280,17 @@ function checkTemperatureSelect(cdw11: number, forSet: boolean): number {
   return 0;
 }
 
+/**
+ * SMART Critical Warning: bit 1 for the temperature; bits 2 (reliability
+ * degraded) and 3 (read only) while a namespace may have lost acknowledged
+ * data (it stays so until the engine is opened again).
+ */
+function criticalWarning(c: AdminContext): number {
+  let w = temperatureWarning(c) ? CriticalWarning.TEMPERATURE : 0;
+  for (const ns of c.io.namespaces.values()) if (ns.media.lost) w |= CriticalWarning.RELIABILITY_DEGRADED | CriticalWarning.READ_ONLY;
+  return w;
+}
+
 /** SMART Critical Warning bit 1: a temperature at or above its over threshold, or at or below its under threshold. */
 function temperatureWarning(c: AdminContext): boolean {
   // Both sensors report the controller's one temperature (health.ts).
@@ -314,11 +322,9 @@ const featureTable = new Map<number, FeatureDef>([
         const tmpsel = bitsOf(d, TemperatureThresholdDw.TMPSEL);
         const thsel = bitsOf(d, TemperatureThresholdDw.THSEL);
         for (const s of tmpsel === TMPSEL_ALL ? TEMP_SENSORS : [tmpsel]) c.admin.features.temperatureThresholds[s * 2 + thsel] = bitsOf(d, TemperatureThresholdDw.TMPTH);
-        // Crossing a threshold raises a SMART / Health event, once, when enabled in Asynchronous Event Configuration.
+        // Crossing a threshold raises a SMART / Health event, once (sent when enabled in Asynchronous Event Configuration).
         const warning = temperatureWarning(c);
-        if (warning && !c.admin.features.temperatureWarning && (c.admin.features.asyncEventConfig & CRITICAL_WARNING_TEMPERATURE) !== 0) {
-          c.admin.events.raise(AsyncEventType.SMART_HEALTH, SMART_EVENT_TEMPERATURE_THRESHOLD, LogPageId.SMART_HEALTH);
-        }
+        if (warning && !c.admin.features.temperatureWarning) c.admin.events.raise(AsyncEventType.SMART_HEALTH, AsyncSmartInfo.TEMPERATURE_THRESHOLD, LogPageId.SMART_HEALTH);
         c.admin.features.temperatureWarning = warning;
         return 0;
       },
@@ -425,7 +431,7 @@ function executeGetLogPage(c: AdminContext, req: Request): number {
       // No per-namespace SMART data (LPA bit 0 clear): only the controller-wide page.
       if (req.cmd.nsid !== 0 && req.cmd.nsid !== NSID_BROADCAST) return INVALID_FIELD;
       log = c.health.encodeSmartLog(c.config.temperatureKelvin);
-      if (temperatureWarning(c)) log[SmartLog.CRITICAL_WARNING.offset]! |= CRITICAL_WARNING_TEMPERATURE;
+      log[SmartLog.CRITICAL_WARNING.offset]! |= criticalWarning(c);
       eventType = 1;
       break;
     case LogPageId.COMMANDS_SUPPORTED_EFFECTS:

@@ -95,7 +95,7 @@ abstract class ThreadController implements InProcessDevice {
   constructor(arena: DmaArena, opts: ControllerOptions, memory: SharedControllerMemory | undefined, threadSlot: number) {
     this.arena = arena;
     this.config = controllerConfig(opts);
-    this.shared = new SharedState(this.config, memory);
+    this.shared = new SharedState(this.config, memory, opts.namespaces.length);
     this.health = new HealthCounters(memory?.health, threadSlot);
     this.errorLog = new ErrorLog(this.config.errorLogEntries, this.health, memory?.errorLog);
     let next = 1;
@@ -103,7 +103,7 @@ abstract class ThreadController implements InProcessDevice {
       const nsid = cfg.nsid ?? next;
       if (!Number.isInteger(nsid) || nsid < 1 || nsid >= 0xfffffff0) throw new RangeError(`invalid NSID ${nsid}`);
       if (this.namespaces.has(nsid)) throw new RangeError(`NSID ${nsid} is used twice`);
-      this.namespaces.set(nsid, new Namespace(nsid, cfg, this.namespaces.size));
+      this.namespaces.set(nsid, new Namespace(nsid, cfg, this.namespaces.size, this.shared.mediaOf(this.namespaces.size)));
       next = nsid + 1;
     }
     this.interrupts = new Interrupts(this.shared, this.config.interruptVectors);

@@ -1,14 +1,16 @@
 /**
  * What the controller remembers about its own health: the SMART / Health
- * counters and the Error Information log.
+ * counters, the Error Information log, and each namespace's media state
+ * (whether acknowledged data may have been lost).
  *
  * Counters live in a SharedArrayBuffer, a row per thread, so that any thread
  * executing a queue can count what it completes without contending.
  */
 import { performance } from 'node:perf_hooks';
-import { ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
+import { AsyncEventType, AsyncSmartInfo, ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, LogPageId, SmartLog, SMART_LOG_SIZE } from '../spec/log-pages.js';
 import { writeField } from '../spec/layout.js';
 import { Mutex } from '../shared/mutex.js';
+import { eventWord } from './admin-state.js';
 
 export const HealthCounter = {
   /** 512-byte units read / written by Read / Write commands. */
@@ -173,5 +175,64 @@ export class ErrorLog {
     }
     this.mutex.unlock();
     return out;
+  }
+}
+
+/** Int32 words per namespace in the media buffer: one 64-byte line each, so namespaces never share one. */
+export const MEDIA_STRIDE = 16;
+/** Flags word: MEDIA_LOST | MEDIA_CACHED, set (never cleared) by any executing thread with Atomics.or. */
+const M_FLAGS = 0;
+/** The NVMe status of the failure that set MEDIA_LOST; written once, by the thread whose Atomics.or set it. */
+const M_STATUS = 1;
+/** Acknowledged data may not have reached the medium: flushes fail, writes are refused. */
+const MEDIA_LOST = 1 << 0;
+/** A write completed without being made durable (it sits in a volatile cache): a later failed sync may have lost it. */
+const MEDIA_CACHED = 1 << 1;
+
+/**
+ * One namespace's media state, in shared memory so that every thread
+ * executing the controller's queues sees it: once a failure may have lost
+ * acknowledged data (see nvm.ts for which failures), the namespace stays
+ * failed for as long as the controller exists (a controller reset keeps it;
+ * a new open starts clean). The thread that records the failure first raises
+ * a SMART / Health event (reliability; Critical Warning bits 2 and 3).
+ */
+export class MediaHealth {
+  constructor(
+    private readonly words: Int32Array,
+    private readonly base: number,
+    private readonly postEvent: (dw0: number) => void,
+  ) {}
+
+  /** A namespace on its own (no controller to tell): for backends used outside one. */
+  static standalone(): MediaHealth {
+    return new MediaHealth(new Int32Array(MEDIA_STRIDE), 0, () => {});
+  }
+
+  /** Acknowledged data may have been lost: flushes fail and writes are refused from now on. */
+  get lost(): boolean {
+    return (Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_LOST) !== 0;
+  }
+
+  /** The status of the failure that marked the namespace (0 while it is not). */
+  get lostStatus(): number {
+    return Atomics.load(this.words, this.base + M_STATUS);
+  }
+
+  /** Some write was acknowledged from a volatile cache since the namespace was opened. */
+  get cached(): boolean {
+    return (Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_CACHED) !== 0;
+  }
+
+  /** Notes a write acknowledged without being durable. A load per write; the store happens once. */
+  noteCached(): void {
+    if ((Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_CACHED) === 0) Atomics.or(this.words, this.base + M_FLAGS, MEDIA_CACHED);
+  }
+
+  /** Records that acknowledged data may have been lost (`status`: what the failing command completed with). */
+  markLost(status: number): void {
+    if (Atomics.or(this.words, this.base + M_FLAGS, MEDIA_LOST) & MEDIA_LOST) return;
+    Atomics.store(this.words, this.base + M_STATUS, status);
+    this.postEvent(eventWord(AsyncEventType.SMART_HEALTH, AsyncSmartInfo.RELIABILITY, LogPageId.SMART_HEALTH));
   }
 }

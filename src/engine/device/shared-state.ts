@@ -11,6 +11,7 @@
  * | globals       | the words below                                          | see each word                       |
  * | health        | SMART counters, a row per thread (health.ts)             | each thread its row                 |
  * | errorLog      | Error Information log entries (health.ts)                | any thread, under its lock          |
+ * | media         | per namespace (by index) its media state (health.ts)     | any thread, Atomics.or; see below   |
  *
  * Globals, in Int32 words:
  *
@@ -27,9 +28,16 @@
  * | G_EVENTS ..           | G_EVENT_SLOTS event words (DW0 | EVENT_PRESENT)      | I/O threads; main takes     |
  * | G_IRQ + v             | bumped when vector v is raised for another thread    | the posting thread          |
  * | threadBase + s·STRIDE | thread slot s's commands in flight, one cache line   | that thread alone           |
+ *
+ * Media, MEDIA_STRIDE Int32 words (one cache line) per namespace: a flags
+ * word that only ever gains bits (Atomics.or by whichever thread executes the
+ * command that sets one: "a write was cached", "data may have been lost"), and
+ * the status of the failure that set "lost", stored once by the thread whose
+ * Atomics.or set it. Nothing clears them: a controller reset keeps them, a new
+ * controller (a new open) has new memory.
  */
 import { DOORBELL_BASE } from '../spec/registers.js';
-import { HEALTH_ROWS } from './health.js';
+import { HEALTH_ROWS, MEDIA_STRIDE, MediaHealth } from './health.js';
 import { QueueDirectory } from './queues.js';
 import { waitAsyncAlive } from '../shared/wait.js';
 import type { ControllerConfig } from './config.js';
@@ -63,6 +71,8 @@ export interface SharedControllerMemory {
   globals: SharedArrayBuffer;
   health: SharedArrayBuffer;
   errorLog: SharedArrayBuffer;
+  /** Each namespace's media state (health.ts MediaHealth), by namespace index. */
+  media: SharedArrayBuffer;
 }
 
 export class SharedState {
@@ -73,11 +83,12 @@ export class SharedState {
   readonly queues: QueueDirectory;
   readonly globals: Int32Array;
   private readonly inflightCids: Int32Array;
+  private readonly media: Int32Array;
   /** Where the threads' in-flight counts start among the globals. */
   private readonly threadBase: number;
 
-  /** New memory for a controller (`memory` absent), or the memory of one made in another thread. */
-  constructor(cfg: ControllerConfig, memory?: SharedControllerMemory) {
+  /** New memory for a controller of `namespaces` namespaces (`memory` absent), or the memory of one made in another thread. */
+  constructor(cfg: ControllerConfig, memory?: SharedControllerMemory, namespaces = 0) {
     this.bar = memory?.bar ?? new SharedArrayBuffer(DOORBELL_BASE + 2 * (cfg.maxIoQueues + 1) * (4 << cfg.dstrd));
     this.barWords = new Int32Array(this.bar);
     this.regs = new DataView(this.bar);
@@ -85,6 +96,7 @@ export class SharedState {
     this.inflightCids = new Int32Array(memory?.inflightCids ?? new SharedArrayBuffer((cfg.maxIoQueues + 1) * CID_WORDS * 4));
     this.threadBase = Math.ceil((G_IRQ + cfg.interruptVectors) / THREAD_STRIDE) * THREAD_STRIDE;
     this.globals = new Int32Array(memory?.globals ?? new SharedArrayBuffer((this.threadBase + MAX_THREAD_SLOTS * THREAD_STRIDE) * 4));
+    this.media = new Int32Array(memory?.media ?? new SharedArrayBuffer(Math.max(1, namespaces) * MEDIA_STRIDE * 4));
     if (!memory) {
       this.globals[G_PAGE_SIZE] = 4096;
       this.globals[G_VWC] = 1;
@@ -99,7 +111,13 @@ export class SharedState {
 
   /** The buffers, given the health and error log buffers that live with their own classes. */
   memory(health: SharedArrayBuffer, errorLog: SharedArrayBuffer): SharedControllerMemory {
-    return { bar: this.bar, inflightCids: this.inflightCids.buffer as SharedArrayBuffer, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health, errorLog };
+    return { bar: this.bar, inflightCids: this.inflightCids.buffer as SharedArrayBuffer, queues: this.queues.buffer, globals: this.globals.buffer as SharedArrayBuffer, health, errorLog, media: this.media.buffer as SharedArrayBuffer };
+  }
+
+  /** The media state of the namespace at `index` (its position among the controller's namespaces); its event goes to the admin queue's thread. */
+  mediaOf(index: number): MediaHealth {
+    if (!Number.isInteger(index) || index < 0 || (index + 1) * MEDIA_STRIDE > this.media.length) throw new RangeError(`no media state for namespace index ${index}`);
+    return new MediaHealth(this.media, index * MEDIA_STRIDE, (dw0) => this.postEvent(dw0));
   }
 
   // ------------------------------------------------------------ controller words

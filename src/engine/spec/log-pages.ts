@@ -68,6 +68,14 @@ export const SmartLog = struct('SmartHealthLog', 512, {
   TEMP_SENSOR_1: [200, 2],
 });
 export const SMART_LOG_SIZE = 512;
+/** SMART Critical Warning bits (Figure 196); the same bits of Asynchronous Event Configuration (Figure 305) enable their events. */
+export const CriticalWarning = {
+  SPARE_BELOW_THRESHOLD: 1 << 0,
+  TEMPERATURE: 1 << 1,
+  RELIABILITY_DEGRADED: 1 << 2,
+  READ_ONLY: 1 << 3,
+  VOLATILE_BACKUP_FAILED: 1 << 4,
+} as const;
 
 /** Commands Supported and Effects log (Figure 205): 256 admin then 256 I/O dwords. */
 export const CommandsEffectsLog = struct('CommandsSupportedEffects', 4096, {
@@ -93,4 +101,11 @@ export const AsyncErrorInfo = {
   PERSISTENT_INTERNAL_ERROR: 0x03,
   TRANSIENT_INTERNAL_ERROR: 0x04,
   FIRMWARE_IMAGE_LOAD_ERROR: 0x05,
+} as const;
+/** SMART / Health status event information (Figure 148), with the Critical Warning bits each reports. */
+export const AsyncSmartInfo = {
+  /** NVM subsystem reliability: Critical Warning bits 2 (reliability degraded), 3 (read only), 4 (volatile memory backup). */
+  RELIABILITY: 0x00,
+  TEMPERATURE_THRESHOLD: 0x01,
+  SPARE_BELOW_THRESHOLD: 0x02,
 } as const;

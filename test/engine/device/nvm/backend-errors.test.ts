@@ -11,7 +11,7 @@ import { MemoryBackend } from '../../../../src/engine/device/backends/memory.js'
 import { FileBackend } from '../../../../src/engine/device/backends/file.js';
 import type { IoQueuePair } from '../../../../src/engine/host/io-queue-pair.js';
 import type { Completion } from '../../../../src/engine/spec/command.js';
-import { PS, status, WRITE_FAULT, OP, FUA, DEAC, DSM_AD, withRig, rwFields, prpsFor, contiguous, dsmRanges, expectStatus, expectBytes, isZero } from './helpers.js';
+import { PS, status, WRITE_FAULT, WRITE_PROTECTED, OP, FUA, DEAC, DSM_AD, withRig, rwFields, prpsFor, contiguous, dsmRanges, expectStatus, expectBytes, isZero } from './helpers.js';
 
 /** The current RLIMIT_FSIZE of this process as prlimit(1) prints it, or undefined without prlimit. */
 function fsizeLimit(): { soft: string; hard: string } | undefined {
@@ -55,8 +55,9 @@ describe('backend errors', () => {
         ['write zeroes DEAC FUA', { ...rwFields(OP.WRITE_ZEROES, 1, 0, 8, DEAC | FUA) }],
         ['deallocate', { opcode: OP.DSM, nsid: 1, cdw10: 0, cdw11: DSM_AD, prp1: buf.iova }],
       ];
-      // Internal Error, or the media error a read or write failure maps to.
-      const acceptable = [status(0, 0x06, false), status(2, 0x81, false), WRITE_FAULT];
+      // Internal Error, or the media error a read or write failure maps to; once the FUA write has failed,
+      // data may have been lost, and the namespace's writes are refused (Namespace is Write Protected).
+      const acceptable = [status(0, 0x06, false), status(2, 0x81, false), WRITE_FAULT, WRITE_PROTECTED];
       for (const [what, cmd] of commands) {
         let timer: NodeJS.Timeout | undefined;
         const c = await Promise.race([

@@ -29,7 +29,7 @@
  * |   +0 state              | FREE/SUBMITTED/COMPLETED | submitter (SUBMITTED), reaper (COMPLETED, Atomics.store + notify), releaser (FREE) |
  * |   +1 opcode, +2 nsid    |                | submitter, before the SQE is written    |
  * |   +3 LBA low, +4 high   |                | submitter                               |
- * |   +5                    | (unused)       |                                         |
+ * |   +5 owner              | threadId of the thread that took the slot | allocate, under the lock |
  * |   +6 status             | CQE status     | reaper, before state = COMPLETED        |
  * |   +7 dw0                | CQE DW0        | reaper, before state = COMPLETED        |
  * | Float64 × 2 per slot     | submit time, length | submitter: ms of `sharedNow()` (comparable between threads), bytes the command addresses |
@@ -37,8 +37,14 @@
  * The reaper writes status and DW0, then `Atomics.store(state, COMPLETED)`
  * and `Atomics.notify(state)`: the submitter that sees COMPLETED (by
  * `Atomics.load` or a wait on the state word) sees the status too.
+ *
+ * Each slot records the thread that took it (`owner`): a thread sharing the
+ * pair counts its own commands by it (`heldBy`), and when a thread ends
+ * without picking its completions up, the slots it held are freed for it
+ * (`releaseCompletedOf`).
  */
 import { performance } from 'node:perf_hooks';
+import { threadId } from 'node:worker_threads';
 import { Mutex } from './mutex.js';
 import { waitAsyncAlive } from './wait.js';
 import { sharedNow } from './clock.js';
@@ -63,6 +69,7 @@ const F_OPCODE = 1;
 const F_NSID = 2;
 const F_LBA_LO = 3;
 const F_LBA_HI = 4;
+const F_OWNER = 5;
 const F_STATUS = 6;
 const F_DW0 = 7;
 
@@ -128,7 +135,9 @@ export class RequestTable {
     if (n === 0) return -1;
     this.w[kFreeCount] = n - 1;
     const cid = this.w[this.stackBase + n - 1]!;
-    this.w[this.slotBase + cid * SLOT_WORDS + F_STATE] = SlotState.SUBMITTED;
+    const s = this.slotBase + cid * SLOT_WORDS;
+    this.w[s + F_OWNER] = threadId;
+    this.w[s + F_STATE] = SlotState.SUBMITTED;
     return cid;
   }
 
@@ -209,6 +218,48 @@ export class RequestTable {
     this.w[kFreeCount]!++;
     Atomics.add(this.w, kFreeSeq, 1);
     return this.w[kWaiters]!;
+  }
+
+  /** Slots thread `tid` has taken and not released (its commands outstanding, completed or not). */
+  heldBy(tid: number): number {
+    let n = 0;
+    this.forEachHeldBy(tid, () => n++);
+    return n;
+  }
+
+  /**
+   * Frees the slots thread `tid` holds whose commands have completed, for a
+   * thread that ended without picking them up (only its own thread frees a
+   * slot otherwise). Returns how many it still holds: commands that have not
+   * completed yet.
+   */
+  releaseCompletedOf(tid: number): number {
+    let left = 0;
+    let freed = 0;
+    let waiters = 0;
+    this.forEachHeldBy(tid, (cid) => {
+      if (this.state(cid) !== SlotState.COMPLETED) left++;
+      else {
+        waiters = this.pushLocked(cid);
+        freed++;
+      }
+    });
+    if (freed > 0 && waiters > 0) Atomics.notify(this.w, kFreeSeq, freed);
+    return left;
+  }
+
+  /** Calls `fn` with each slot `tid` holds, under the lock (slots are taken and freed only under it). */
+  private forEachHeldBy(tid: number, fn: (cid: number) => void): void {
+    const locked = !this.exclusive;
+    if (locked) this.mutex.lock();
+    try {
+      for (let cid = 0; cid < this.slots; cid++) {
+        const s = this.slotBase + cid * SLOT_WORDS;
+        if (this.w[s + F_STATE] !== SlotState.FREE && this.w[s + F_OWNER] === tid) fn(cid);
+      }
+    } finally {
+      if (locked) this.mutex.unlock();
+    }
   }
 
   /** Records what a submitter put in slot `cid` (before its SQE is written). */

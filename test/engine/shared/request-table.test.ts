@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import { threadId } from 'node:worker_threads';
 import { RequestTable, SlotState } from '../../../src/engine/shared/request-table.js';
 import { run } from './helpers.js';
 
@@ -22,6 +23,20 @@ describe('RequestTable', () => {
     setTimeout(() => t.complete(cid, 0x4080, 0x1234), 10);
     expect(await waiting).toBe(true);
     expect([t.state(cid), t.status(cid), t.dw0(cid), t.opcode(cid)]).toEqual([SlotState.COMPLETED, 0x4080, 0x1234, 0x02]);
+  });
+
+  it('records the thread that took each slot: its own count, and a gone thread’s completed slots freed for it', () => {
+    const t = RequestTable.create(4);
+    const [a, b] = [t.tryAllocate(), t.tryAllocate()];
+    expect([t.heldBy(threadId), t.heldBy(threadId + 1)]).toEqual([2, 0]);
+    t.complete(a, 0, 0);
+    // One completed (freed now), one still in flight (held until it completes).
+    expect(t.releaseCompletedOf(threadId)).toBe(1);
+    expect([t.state(a), t.freeCount(), t.heldBy(threadId)]).toEqual([SlotState.FREE, 3, 1]);
+    expect(t.releaseCompletedOf(threadId + 1)).toBe(0);
+    t.complete(b, 0, 0);
+    expect(t.releaseCompletedOf(threadId)).toBe(0);
+    expect([t.freeCount(), t.heldBy(threadId)]).toEqual([4, 0]);
   });
 
   it('never gives one CID to two threads (8 threads, 4 slots)', async () => {

@@ -146,7 +146,10 @@ export class Engine {
         namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
       });
     }
-    this.attached = new Attachments({ driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io, waitMode: this.opts.waitMode });
+    this.attached = new Attachments(
+      { driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io, waitMode: this.opts.waitMode },
+      () => void this.reset().catch((e: unknown) => trace('reset for a shared queue failed: %s', e instanceof Error ? e.message : String(e))),
+    );
     this.pool = this.startPool();
   }
 

@@ -6,23 +6,28 @@
  * worker threads do it with `attach(handle)`:
  *
  *   thread (attach)                 engine (workers/attachments.ts)
- *   attach {threadId}        ──►    create CQ + SQ, carve a pool, a slot
- *                            ◄──    grant {...} | refused {message}
+ *   attach {threadId}        ──►    create CQ + SQ (or pick a shared pair),
+ *                                   carve a pool, a slot
+ *                            ◄──    grant {...} | refused {message, code}
  *   attached | attach-failed ──►
- *   ... I/O on its own queue pair, no message per I/O ...
- *   detach                   ──►    delete the pair, give pool and slot back
+ *   ... I/O on its queue pair, no message per I/O ...
+ *   (its commands done, its view of the controller closed)
+ *   detach                   ──►    delete the pair (a shared one once its
+ *                                   last holder leaves), give pool and slot back
  *                            ◄──    detached
  *
  * A thread that ends without detaching closes its end of the port: the
  * engine then completes what it had fetched as aborted and takes the queue
- * back, as for a pool worker that dies.
+ * back, as for a pool worker that dies (on a shared pair, only what was the
+ * thread's: see sharing.ts).
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
 import { NvmeController, type IoThreadController } from '../engine/device/controller.js';
 import { LocalTransport } from '../engine/transport/local.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
-import type { QueuePairOptions, QueuePairHandle } from '../engine/host/queue-pair.js';
+import type { CommandFields, CompletionCallback, DataSpec, QueuePairOptions, QueuePairHandle } from '../engine/host/queue-pair.js';
+import type { Completion } from '../engine/spec/command.js';
 import { NvmqError, errorToWire } from '../engine/errors.js';
 import { invalidArgument } from '../engine/host/arguments.js';
 import type { AttachHandle, AttachReply, AttachedMessage, QueueGrant, ThreadBoot } from './protocol.js';
@@ -47,13 +52,19 @@ export function attachGranted<Q extends IoQueuePair>(
   return { controller, transport, queue };
 }
 
+/** The error a refused attach fails with: NVMQ_NO_QUEUE, or the code of what the engine ran out of (the DMA arena). */
+function refusal(r: Extract<AttachReply, { type: 'refused' }>): NvmqError {
+  if (r.code?.startsWith('NVMQ_') && r.code !== 'NVMQ_NO_QUEUE') return new NvmqError(r.code, `this thread cannot attach: ${r.message}`);
+  return new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for this thread: ${r.message}`);
+}
+
 /** Sends `msg` on `port` and waits for the reply `accept` recognizes (a timeout is an NVMQ_TIMEOUT). */
 function ask<T extends AttachReply>(port: MessagePort, msg: AttachedMessage, accept: (r: AttachReply) => r is T, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => done(new NvmqError('NVMQ_TIMEOUT', `the engine did not answer ${what} within ${ANSWER_MS / 1000} s`)), ANSWER_MS);
     const onClose = (): void => done(new NvmqError('NVMQ_ENGINE_CLOSED', `the engine closed before it answered ${what}`));
     const onMessage = (r: AttachReply): void => {
-      if (r.type === 'refused') done(new NvmqError('NVMQ_NO_QUEUE', `no I/O queue for this thread: ${r.message}`));
+      if (r.type === 'refused') done(refusal(r));
       else if (accept(r)) done(undefined, r);
     };
     const done = (err: Error | undefined, r?: T): void => {
@@ -71,9 +82,11 @@ function ask<T extends AttachReply>(port: MessagePort, msg: AttachedMessage, acc
   });
 }
 
-/** An application thread's own queue pair: the API an `engine.run()` task gets, plus `detach()`. */
+/** An application thread's queue pair (its own, or a share of one): the API an `engine.run()` task gets, plus `detach()`. */
 export class AttachedQueue extends IoQueuePair {
   private detaching: Promise<void> | undefined;
+  /** Set once detach() has waited for this thread's commands: the pair takes none from it any more. */
+  private detached = false;
   private port: MessagePort | undefined;
   private local: LocalTransport | undefined;
 
@@ -83,10 +96,17 @@ export class AttachedQueue extends IoQueuePair {
     this.local = transport;
   }
 
+  /** This thread's commands not yet completed: holding a request slot, or waiting for one (other threads' on a shared pair are theirs). */
+  private get own(): number {
+    return this.table.heldBy(threadId) + this.waitingForSlot;
+  }
+
   /**
-   * Waits for this thread's outstanding commands, gives the queue back to the
-   * engine and closes this thread's view of the controller. Later I/O on the
-   * queue fails with NVMQ_QUEUE_DELETED; `attach()` again for a new one.
+   * Waits for this thread's outstanding commands, closes this thread's view
+   * of the controller (once what it executes, other threads' commands
+   * included on a shared pair, has finished) and gives the queue back to the
+   * engine. Later I/O on the queue fails with NVMQ_QUEUE_DELETED; `attach()`
+   * again for a new one.
    */
   detach(): Promise<void> {
     return (this.detaching ??= this.doDetach());
@@ -94,12 +114,35 @@ export class AttachedQueue extends IoQueuePair {
 
   private async doDetach(): Promise<void> {
     const deadline = Date.now() + DETACH_DRAIN_MS;
-    while (this.outstanding > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    while (this.own > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    this.detached = true;
     try {
-      await ask(this.port!, { type: 'detach', threadId }, (r): r is Extract<AttachReply, { type: 'detached' }> => r.type === 'detached', 'detach');
-    } finally {
       await this.local!.close();
+    } finally {
+      await ask(this.port!, { type: 'detach', threadId }, (r): r is Extract<AttachReply, { type: 'detached' }> => r.type === 'detached', 'detach');
     }
+  }
+
+  /**
+   * Reaps unless detached. A detaching thread stops reaping, and so writing
+   * the CQ head doorbell that would fetch more of a shared pair's commands
+   * into it while it waits for those it executes; the other holders reap.
+   */
+  override processCompletions(): number {
+    return this.detached ? 0 : super.processCompletions();
+  }
+
+  protected override enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number): Promise<Completion>;
+  protected override enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback: CompletionCallback): undefined;
+  protected override enqueue(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, throwOnError: boolean, length: number, callback?: CompletionCallback): Promise<Completion> | undefined {
+    if (this.detached) {
+      // A shared pair lives on for its other holders: this thread's view of it is what is gone.
+      const err = new NvmqError('NVMQ_QUEUE_DELETED', `I/O queue ${this.qid} was detached from this thread`);
+      if (!callback) return Promise.reject(err);
+      this.refuse(err, callback);
+      return undefined;
+    }
+    return callback ? super.enqueue(cmd, data, throwOnError, length, callback) : super.enqueue(cmd, data, throwOnError, length);
   }
 }
 

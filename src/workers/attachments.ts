@@ -2,15 +2,19 @@
  * The engine's side of the application's own attached threads (see
  * attach.ts for the thread's side and the protocol). Each handle is one
  * MessageChannel: the engine keeps one port, the thread gets the other. A
- * thread that attaches gets a queue pair of its own, a buffer pool and a
- * thread slot, like a pool worker; one that detaches gives them back; when
- * its port closes without a detach (the thread ended), what it was executing
- * completes as aborted and the queue is deleted.
+ * thread that attaches gets a queue pair, a buffer pool and a thread slot,
+ * like a pool worker: a pair of its own while the controller has QIDs free
+ * (the last free one is made a shared pair), else a share of a shared pair
+ * (sharing.ts). One that detaches gives them back; when its port closes
+ * without a detach (the thread ended), what it was executing completes as
+ * aborted and its own pair is deleted (a shared pair, once its last holder
+ * is gone).
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { debuglog } from 'node:util';
 import { NvmqError, errorFromWire } from '../engine/errors.js';
 import { endGrant, grantQueue, type Grant, type GrantSource } from './grants.js';
+import { SharedPairs } from './sharing.js';
 import type { AttachHandle, AttachReply, AttachedMessage } from './protocol.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
 
@@ -18,6 +22,8 @@ const trace = debuglog('nvmq');
 
 interface Attached {
   grant: Grant | undefined;
+  /** The thread's id, from its attach (its request slots carry it). */
+  threadId: number;
 }
 
 export class Attachments {
@@ -31,17 +37,29 @@ export class Attachments {
    * the thread detaches or ends.
    */
   private readonly adopted = new Set<IoQueuePair>();
+  /** Shared pairs and their holders. */
+  private readonly shared: SharedPairs;
 
-  constructor(private readonly src: GrantSource) {}
+  /** `onStuck`: a thread left a shared pair with commands only a controller reset can complete. */
+  constructor(
+    private readonly src: GrantSource,
+    onStuck: () => void,
+  ) {
+    this.shared = new SharedPairs(src, onStuck);
+  }
 
   /** A handle for one thread: post it with `handle.port` in the transfer list. */
   handle(): AttachHandle {
     if (this.closed) throw new NvmqError('NVMQ_ENGINE_CLOSED', 'the engine is closed');
     const { port1, port2 } = new MessageChannel();
-    const entry: Attached = { grant: undefined };
+    const entry: Attached = { grant: undefined, threadId: -1 };
     this.ports.set(port1, entry);
     port1.on('message', (m: AttachedMessage) => this.onMessage(port1, entry, m));
-    port1.on('close', () => this.serially(() => this.end(port1, entry, true)));
+    port1.on('close', () => {
+      // Counted at once: another holder of a shared pair leaving meanwhile must not wait for its commands.
+      if (entry.grant) this.shared.died(entry.grant);
+      this.serially(() => this.end(port1, entry, true));
+    });
     // An unused handle must not keep the process alive.
     port1.unref();
     return { controller: this.src.controller.handle(), namespaces: [...this.src.driver.namespaces.values()], waitMode: this.src.waitMode, port: port2 };
@@ -68,10 +86,12 @@ export class Attachments {
         if (this.closed) return this.reply(port, { type: 'refused', message: 'the engine is closing' });
         if (entry.grant) return this.reply(port, { type: 'refused', message: 'this handle is attached already: one handle per thread' });
         try {
-          entry.grant = await grantQueue(this.src, m.threadId);
+          entry.threadId = m.threadId;
+          entry.grant = await this.grant(m.threadId);
           this.reply(port, { type: 'grant', ...entry.grant.message });
         } catch (e) {
-          this.reply(port, { type: 'refused', message: e instanceof Error ? e.message : String(e) });
+          const code = (e as { code?: unknown } | undefined)?.code;
+          this.reply(port, { type: 'refused', message: e instanceof Error ? e.message : String(e), code: typeof code === 'string' ? code : undefined });
         }
       });
     } else if (m.type === 'attach-failed') {
@@ -86,6 +106,34 @@ export class Attachments {
   }
 
   /**
+   * A grant for thread `threadId`: a pair of its own while two QIDs or more
+   * are free; on the last free QID a new shared pair; with none free, a
+   * share of the shared pair with the fewest holders.
+   */
+  private async grant(threadId: number): Promise<Grant> {
+    const free = this.src.driver.freeIoQueues;
+    if (free > 0) {
+      const joinable = free === 1;
+      try {
+        const g = await grantQueue(this.src, threadId, undefined, joinable);
+        if (joinable) this.shared.add(g);
+        return g;
+      } catch (e) {
+        // A pool worker or the main thread took the QID meanwhile: a shared pair, if there is one, still serves.
+        if (!(e instanceof NvmqError && e.code === 'NVMQ_NO_QUEUE' && this.shared.pick())) throw e;
+      }
+    }
+    const on = this.shared.pick();
+    if (!on) {
+      const n = this.src.driver.grantedIoQueues;
+      throw new NvmqError('NVMQ_NO_QUEUE', `all ${n} I/O queues the controller grants are in use by threads that do not share them (the pool's workers, the main thread, attached threads with a queue of their own)`);
+    }
+    const g = await grantQueue(this.src, threadId, on);
+    this.shared.add(g);
+    return g;
+  }
+
+  /**
    * Gives a thread's grant back; `dead`: the thread ended without detaching
    * (its port closed). Whether its pair still exists is asked of the driver
    * (a reset may have deleted it, and another pair may have its QID by now).
@@ -95,25 +143,32 @@ export class Attachments {
     const g = entry.grant;
     if (!g) return;
     entry.grant = undefined;
-    const live = this.src.driver.ioQueuePairs.includes(g.qp);
-    // Once the engine is closing the shutdown deletes the pairs; a dead thread's fetched commands must complete first.
-    if (dead && live && this.closed) this.src.controller.abandonInflight(g.qp.qid);
-    await endGrant(this.src, g, { dead, deletePair: live && !this.closed });
-    if (this.adopted.delete(g.qp)) g.qp.releaseMemory();
+    if (this.shared.has(g)) {
+      await this.shared.leave(g, entry.threadId, { dead, closing: this.closed });
+    } else {
+      const live = this.src.driver.ioQueuePairs.includes(g.qp);
+      // Once the engine is closing the shutdown deletes the pairs; a dead thread's fetched commands must complete first.
+      if (dead && live && this.closed) this.src.controller.abandonInflight(g.qp.qid);
+      await endGrant(this.src, g, { dead, deletePair: live && !this.closed });
+    }
+    if (!this.held(g.qp) && this.adopted.delete(g.qp)) g.qp.releaseMemory();
+  }
+
+  /** Whether an attached thread holds `qp`. */
+  private held(qp: IoQueuePair): boolean {
+    for (const a of this.ports.values()) if (a.grant?.qp === qp) return true;
+    return false;
   }
 
   /**
    * For the driver's releaseOrphans after a reset: true (and the pair's
-   * memory is ours to release) when an attached thread still holds it.
+   * memory is ours to release, once its last holder is gone) when an
+   * attached thread still holds it.
    */
   keep(qp: IoQueuePair): boolean {
-    for (const a of this.ports.values()) {
-      if (a.grant?.qp === qp) {
-        this.adopted.add(qp);
-        return true;
-      }
-    }
-    return false;
+    if (!this.held(qp)) return false;
+    this.adopted.add(qp);
+    return true;
   }
 
   /**

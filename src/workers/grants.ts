@@ -65,11 +65,12 @@ export interface Grant {
 
 /**
  * A grant for thread `threadId`: on `shared`, a pair several threads use,
- * else a new pair of its own. Undone entirely when a step fails.
+ * else a new pair (`joinable`: made shared, for other threads to join
+ * later). Undone entirely when a step fails.
  */
-export async function grantQueue(src: GrantSource, threadId: number, shared?: IoQueuePair): Promise<Grant> {
+export async function grantQueue(src: GrantSource, threadId: number, shared?: IoQueuePair, joinable = false): Promise<Grant> {
   const { driver } = src;
-  const qp = shared ?? (await driver.createIoQueuePair({ entries: src.queueDepth, shared: false, reapHere: false, metrics: src.metrics }));
+  const qp = shared ?? (await driver.createIoQueuePair({ entries: src.queueDepth, shared: joinable, reapHere: false, metrics: src.metrics }));
   let pool: DmaBuffer | undefined;
   try {
     pool = driver.transport.arena.alloc(src.poolSize);
@@ -101,8 +102,18 @@ export async function endGrant(src: GrantSource, g: Grant, how: { dead: boolean;
       trace('deleting queue %d: %s', g.qp.qid, e instanceof Error ? e.message : String(e));
     }
   }
+  giveBack(src, g, how.dead);
+}
+
+/**
+ * Gives a grant's thread slot and buffer pool back. A dead thread's pool
+ * stays reserved until `settled` (what may still land in it) and a moment
+ * longer.
+ */
+export function giveBack(src: GrantSource, g: Grant, dead: boolean, settled: Promise<unknown> = Promise.resolve()): void {
   src.slots.give(g.threadSlot);
   const release = (): void => src.driver.transport.arena.release(g.pool);
-  if (how.dead) setTimeout(release, DEAD_POOL_GRACE_MS).unref();
-  else release();
+  if (!dead) return release();
+  const later = (): void => void setTimeout(release, DEAD_POOL_GRACE_MS).unref();
+  void settled.then(later, later);
 }

@@ -38,7 +38,7 @@ export interface AttachHandle extends ThreadBoot {
 export type AttachedMessage = { type: 'attach' | 'attached' | 'detach'; threadId: number } | { type: 'attach-failed'; threadId: number; error: WireError };
 
 /** What the engine answers on an attached thread's port. */
-export type AttachReply = ({ type: 'grant' } & QueueGrant) | { type: 'refused'; message: string } | { type: 'detached' };
+export type AttachReply = ({ type: 'grant' } & QueueGrant) | { type: 'refused'; message: string; code?: string } | { type: 'detached' };
 
 /** The main thread's answer to a worker asking for its queue. */
 export interface QueueGrant {

@@ -390,6 +390,11 @@ export class NvmeDriver {
     return [...this.ioQueues.values()];
   }
 
+  /** I/O queues granted that no pair has, or is being created with. */
+  get freeIoQueues(): number {
+    return this.grantedIoQueues - this.ioQueues.size - this.creating.size;
+  }
+
   // ---------------------------------------------------------------- reset and shutdown
 
   /** Disables the controller (CC.EN = 0) and waits for CSTS.RDY = 0; every queue and outstanding command is failed. */

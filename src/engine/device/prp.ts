@@ -18,7 +18,7 @@
 import type { DmaArena } from '../dma-arena.js';
 import { DATA_TRANSFER_ERROR, PRP_OFFSET_INVALID } from './status.js';
 import { PRP_ENTRY_SIZE } from '../spec/command.js';
-import { readU64 } from '../spec/layout.js';
+import { readAddress } from '../spec/layout.js';
 
 export interface PrpResult {
   status: number;
@@ -74,7 +74,7 @@ export function mapPrps(arena: DmaArena, prp1: number, prp2: number, length: num
     if (listOff < 0) return { status: DATA_TRANSFER_ERROR, segments: EMPTY };
     let chained = false;
     for (let i = 0; i < entries && remaining > 0; i++) {
-      const entry = readU64(arena.view, listOff + i * PRP_ENTRY_SIZE);
+      const entry = readAddress(arena.view, listOff + i * PRP_ENTRY_SIZE);
       if (entry % pageSize !== 0) return { status: PRP_OFFSET_INVALID, segments: EMPTY };
       if (i === entries - 1 && remaining > pageSize) {
         list = entry;

@@ -1,7 +1,7 @@
 /**
  * Submission and completion queue entries (NVMe 1.4, sections 4.2 and 4.6).
  */
-import { struct } from './layout.js';
+import { addressOf, struct } from './layout.js';
 
 export const SQE_SIZE = 64;
 export const CQE_SIZE = 16;
@@ -93,8 +93,8 @@ export function decodeCommandWords(w: Uint32Array, at: number): Command {
     cdw2: w[at + 2]!,
     cdw3: w[at + 3]!,
     mptr: w[at + 4]! + w[at + 5]! * TWO32,
-    prp1: w[at + 6]! + w[at + 7]! * TWO32,
-    prp2: w[at + 8]! + w[at + 9]! * TWO32,
+    prp1: addressOf(w[at + 6]!, w[at + 7]!),
+    prp2: addressOf(w[at + 8]!, w[at + 9]!),
     cdw10: w[at + 10]!,
     cdw11: w[at + 11]!,
     cdw12: w[at + 12]!,

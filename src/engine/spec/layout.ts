@@ -120,6 +120,22 @@ export function readAscii(dv: DataView, base: number, f: Field): string {
 const TWO32 = 0x1_0000_0000;
 
 /** A 64-bit little-endian value as a number; values past 2^53 lose precision, which no field we read can reach. */
+/**
+ * A 64-bit host address as a Number: exact below 2^53; at or above it (no
+ * host memory is there) a value just under 2^53 with the same low 16 bits,
+ * so that alignment checks (dword, PRP entry, page up to 64 KiB) still see
+ * the address's real offset, which rounding to a double would lose.
+ */
+export function addressOf(lo: number, hi: number): number {
+  return hi < 0x20_0000 ? lo + hi * TWO32 : HIGH_ADDRESS + (lo & 0xffff);
+}
+const HIGH_ADDRESS = 2 ** 53 - 0x1_0000;
+
+/** A PRP entry (or any 64-bit host address) read little endian, as addressOf() gives it. */
+export function readAddress(dv: DataView, at: number): number {
+  return addressOf(dv.getUint32(at, true), dv.getUint32(at + 4, true));
+}
+
 export function readU64(dv: DataView, at: number): number {
   return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
 }

@@ -550,3 +550,27 @@ function expandPages(spans: ReadonlyArray<readonly [number, number]>): Array<[nu
   }
   return out;
 }
+
+describe('addresses at or above 2^53 (past what a double holds exactly)', () => {
+  // Found by the fuzzer: rounded to a double, an unaligned address up there looked page aligned, and the
+  // command failed with Data Transfer Error where the spec's offset checks say PRP Offset Invalid.
+  it('a PRP list entry up there that is not page aligned is PRP Offset Invalid', () => {
+    const a = arenaOf(8);
+    const list = 2 * PS;
+    // 0x44ad464b_dba29054: not page aligned; as a double it rounds to a multiple of 4096.
+    a.view.setUint32(list, 0xdba29054, true);
+    a.view.setUint32(list + 4, 0x44ad464b, true);
+    const r = mapPrps(a, a.iovaOf(0), a.iovaOf(list), 3 * PS, PS);
+    expect(r.status).toBe(PRP_OFFSET_INVALID_STATUS);
+    expect(PRP_OFFSET_INVALID).toBe(PRP_OFFSET_INVALID_STATUS);
+  });
+
+  it('a page-aligned entry up there is outside host memory: Data Transfer Error', () => {
+    const a = arenaOf(8);
+    const list = 2 * PS;
+    a.view.setUint32(list, 0xdba29000, true);
+    a.view.setUint32(list + 4, 0x44ad464b, true);
+    expect(mapPrps(a, a.iovaOf(0), a.iovaOf(list), 3 * PS, PS).status).toBe(DATA_TRANSFER_ERROR_STATUS);
+    expect(DATA_TRANSFER_ERROR).toBe(DATA_TRANSFER_ERROR_STATUS);
+  });
+});

@@ -15,6 +15,7 @@ import {
   SmartLog,
   bitsOf,
   decodeCommand,
+  decodeCommandWords,
   decodeCompletion,
   encodeCommand,
   encodeCompletion,
@@ -45,6 +46,24 @@ function bytesOf(v: DataView, from: number, to: number): number[] {
 }
 
 describe('encodeCommand / decodeCommand', () => {
+  it('keeps the low 16 bits of PRP1 / PRP2 at or above 2^53, where a double cannot hold the address', () => {
+    // Found by the fuzzer: Create I/O CQ with PRP1 0x44ad464b_dba29054 failed with Data Transfer Error, since
+    // the rounded address looked page aligned; its offset makes it PRP Offset Invalid.
+    const w = new Uint32Array(16);
+    w[6] = 0xdba29054;
+    w[7] = 0x44ad464b;
+    w[8] = 0x00000ffc;
+    w[9] = 0xffffffff;
+    const c = decodeCommandWords(w, 0);
+    expect(c.prp1 % 4096).toBe(0x054);
+    expect(c.prp1 >= 2 ** 52).toBe(true);
+    expect(c.prp2 % 4096).toBe(0xffc);
+    expect(Number.isSafeInteger(c.prp1) && Number.isSafeInteger(c.prp2)).toBe(true);
+    // Below 2^53 addresses stay exact.
+    w[7] = 0x1fffff;
+    expect(decodeCommandWords(w, 0).prp1).toBe(0x1fffff * 2 ** 32 + 0xdba29054);
+  });
+
   const full: Command = {
     opcode: 0xff,
     fuse: Fuse.SECOND,
@@ -158,7 +177,7 @@ describe('encodeCommand / decodeCommand', () => {
     expect(c.nsid).toBe(0xffffffff);
     expect(c.cdw10).toBe(0xffffffff);
     expect(c.cid).toBe(0xffff);
-    expect(c.prp1).toBe(2 ** 64 - 1); // the nearest double; nothing negative
+    expect(c.prp1).toBe(2 ** 53 - 1); // past 2^53 the low 16 bits are kept just under 2^53 (layout.ts addressOf); nothing negative
     expect(c.prp1).toBeGreaterThan(0);
   });
 

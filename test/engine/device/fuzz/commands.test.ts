@@ -29,32 +29,18 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import fc from 'fast-check';
-import { PS, ARENA_SIZE, IO_ENTRIES, SEED, w, setUpWorld, closeWorld, reset } from './world.js';
-import { ioPlanArb, buildIo, adminPlanArb, buildAdmin } from './plans.js';
-import { stats, runIo, runAdmin } from './runners.js';
+import { PS, ARENA_SIZE, SEED, w, setUpWorld, closeWorld } from './world.js';
+import { stats } from './runners.js';
+import { properties, label, sanityRound, type PropertyName } from './properties.js';
 
-// ------------------------------------------------------------------ properties
-
-const ioSequence = fc.record({ fill: fc.nat({ max: 2 }), plans: fc.array(ioPlanArb, { minLength: 1, maxLength: 6 }) });
-const ioBatches = fc.record({ fill: fc.nat({ max: 2 }), plans: fc.array(ioPlanArb, { minLength: 2, maxLength: IO_ENTRIES - 1 }) });
-const adminSequence = fc.record({ fill: fc.nat({ max: 2 }), plans: fc.array(adminPlanArb, { minLength: 1, maxLength: 6 }) });
-
-const ioOneByOne = fc.asyncProperty(ioSequence, async ({ fill, plans }) => {
-  reset(fill);
-  for (const p of plans) await runIo([buildIo(p)]);
-});
-const ioBatched = fc.asyncProperty(ioBatches, async ({ fill, plans }) => {
-  reset(fill);
-  // Every plan is built (lists and ranges written) before the doorbell: later commands see what earlier ones did.
-  await runIo(plans.map(buildIo));
-});
-const adminOneByOne = fc.asyncProperty(adminSequence, async ({ fill, plans }) => {
-  reset(fill);
-  for (const p of plans) await runAdmin(buildAdmin(p));
-});
-
-beforeAll(setUpWorld);
+beforeAll(() => setUpWorld({ backend: 'memory' }));
 afterAll(closeWorld);
+
+async function check(name: PropertyName, numRuns: number, seed?: number): Promise<void> {
+  label(name, seed);
+  await fc.assert(properties[name] as fc.IAsyncProperty<[unknown]>, { numRuns, endOnFailure: true, ...(seed !== undefined ? { seed } : {}) });
+  w.watchdog.disarm();
+}
 
 describe('fuzzing the controller with random and mutated commands', () => {
   it('sets up guard memory around what the host owns', () => {
@@ -69,21 +55,35 @@ describe('fuzzing the controller with random and mutated commands', () => {
   });
 
   it('I/O commands one at a time (seeded)', async () => {
-    await fc.assert(ioOneByOne, { seed: SEED, numRuns: 600 });
+    await check('ioOneByOne', 600, SEED);
   });
 
   it('I/O commands in batches behind one doorbell (seeded)', async () => {
-    await fc.assert(ioBatched, { seed: SEED + 1, numRuns: 200 });
+    await check('ioBatched', 200, SEED + 1);
   });
 
-  it('admin commands one at a time (seeded)', async () => {
-    await fc.assert(adminOneByOne, { seed: SEED + 2, numRuns: 400 });
+  it('admin commands one at a time, queue commands, AERs and Aborts included (seeded)', async () => {
+    await check('adminOneByOne', 400, SEED + 2);
   });
 
-  it('I/O and admin commands, unseeded', async () => {
-    await fc.assert(ioOneByOne, { numRuns: 300 });
-    await fc.assert(ioBatched, { numRuns: 100 });
-    await fc.assert(adminOneByOne, { numRuns: 200 });
+  it('I/O commands between register and doorbell writes a host may make at any time (seeded)', async () => {
+    await check('ioWithRegisters', 300, SEED + 3);
+  });
+
+  it('register chaos, then a reset that completes and a fresh bring-up that serves (seeded)', async () => {
+    await check('registerChaos', 60, SEED + 4);
+  });
+
+  it('every property, unseeded (the failure report names the seed)', async () => {
+    await check('ioOneByOne', 200);
+    await check('ioBatched', 60);
+    await check('adminOneByOne', 150);
+    await check('ioWithRegisters', 100);
+    await check('registerChaos', 20);
+  });
+
+  it('still serves a verified sanity round', async () => {
+    await sanityRound();
   });
 
   it('reached successes of every kind and the interesting failures', () => {
@@ -95,8 +95,11 @@ describe('fuzzing the controller with random and mutated commands', () => {
     }
     expect(stats.okListed, 'successful transfers through PRP lists').toBeGreaterThan(20);
     expect(stats.okChained, 'successful transfers through chained PRP lists').toBeGreaterThan(5);
-    for (const code of [0x000, 0x001, 0x002, 0x004, 0x00b, 0x013, 0x080]) {
+    for (const code of [0x000, 0x001, 0x002, 0x004, 0x00b, 0x013, 0x080, 0x100, 0x101, 0x102, 0x105, 0x108, 0x10c, 0x00c]) {
       expect(stats.statuses.get(code) ?? 0, `status 0x${code.toString(16)} seen`).toBeGreaterThan(0);
+    }
+    for (const kind of ['admin: create I/O CQ', 'admin: create I/O SQ', 'admin: delete I/O SQ', 'admin: delete I/O CQ', 'admin: abort', 'admin: async event request', 'register: CC toggle', 'register: NSSR reset', 'register: INTMS / INTMC', 'chaos: I/O submitted']) {
+      expect(stats.kinds.get(kind) ?? 0, kind).toBeGreaterThan(0);
     }
     if (process.env.NVMQ_FUZZ_STATS) console.log(stats);
   });

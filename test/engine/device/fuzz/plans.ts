@@ -6,9 +6,10 @@
  * memory.
  */
 import fc from 'fast-check';
-import { PS, NAMESPACES, w } from './world.js';
+import { PS, NAMESPACES, MAX_IO_QUEUES, MQES, w } from './world.js';
 import { encode } from './sqe.js';
 import { refMap, sanitizeAdmin } from './reference.js';
+import { adminModel } from './runners.js';
 
 // ------------------------------------------------------------------ pointer plans and their resolution
 
@@ -336,6 +337,8 @@ export function buildIo(plan: IoPlan): Uint8Array {
 
 interface AdminPlan {
   kind: 'admin';
+  /** Abort: names the held AER of this index (modulo those held), when any is held. */
+  abortAer: number | undefined;
   opcode: number;
   nsid: number;
   cdw10: number;
@@ -357,13 +360,74 @@ const logPageCdw10 = fc
   )
   .map(([lid, rae, numdl]) => (lid | (rae ? 1 << 15 : 0) | (numdl << 16)) >>> 0);
 
+const qidArb = fc.oneof(
+  { weight: 8, arbitrary: fc.integer({ min: 1, max: MAX_IO_QUEUES }) },
+  { weight: 2, arbitrary: fc.constantFrom(0, MAX_IO_QUEUES + 1, 0xffff) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) },
+);
+const qsize0Arb = fc.oneof(
+  { weight: 6, arbitrary: fc.integer({ min: 1, max: 63 }) },
+  { weight: 2, arbitrary: fc.constantFrom(0, MQES - 1, MQES, MQES + 1, 0xffff) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) },
+);
+/** CDW10 / CDW11 of Create I/O CQ / SQ and Delete I/O SQ / CQ, mostly valid, with every field broken now and then. */
+const queueWordsArb = fc.record({
+  qid: qidArb,
+  qsize0: qsize0Arb,
+  pc: fc.oneof({ weight: 8, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.constant(0) }),
+  ien: fc.boolean(),
+  iv: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 0, max: MAX_IO_QUEUES }) }, { weight: 1, arbitrary: fc.integer({ min: MAX_IO_QUEUES + 1, max: 0xffff }) }),
+  cqid: fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: MAX_IO_QUEUES }) }, { weight: 2, arbitrary: fc.constantFrom(0, 0xffff) }),
+  qprio: fc.integer({ min: 0, max: 3 }),
+  rest: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: u32 }),
+});
+const nsidAdminArb = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(0, 1, 2, 3, 0xffffffff, 0xfffffffe) }, { weight: 1, arbitrary: u32 });
+const queuePrp1Arb: fc.Arbitrary<Ptr> = fc.oneof(
+  { weight: 8, arbitrary: fc.record({ k: fc.constant('guard' as const), page: pageArb, off: fc.constant(0) }) },
+  { weight: 2, arbitrary: dataPtrArb },
+);
+
+/** Queue creation and deletion, Asynchronous Event Requests and Aborts (of held AERs, or of anything), Number of Queues. */
+const queueAdminArb: fc.Arbitrary<AdminPlan> = fc
+  .record({
+    opcode: fc.constantFrom(0x05, 0x05, 0x01, 0x01, 0x00, 0x04, 0x0c, 0x0c, 0x08, 0x08, 0x09),
+    q: queueWordsArb,
+    abortAer: fc.oneof({ weight: 3, arbitrary: fc.nat({ max: 7 }) }, { weight: 1, arbitrary: fc.constant(undefined) }),
+    abortWords: fc.tuple(fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) }), fc.integer({ min: 0, max: 0xffff })),
+    noq: fc.tuple(fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 16 }) }, { weight: 1, arbitrary: fc.constant(0xffff) }), fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 16 }) }, { weight: 1, arbitrary: fc.constant(0xffff) }), fc.boolean()),
+    nsid: nsidAdminArb,
+    prp1: queuePrp1Arb,
+    fuse: fc.oneof({ weight: 30, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
+    psdt: fc.oneof({ weight: 30, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
+  })
+  .map(({ opcode, q, abortAer, abortWords, noq, nsid, prp1, fuse, psdt }): AdminPlan => {
+    let cdw10 = 0;
+    let cdw11 = 0;
+    if (opcode === 0x05) {
+      cdw10 = (q.qid | (q.qsize0 << 16)) >>> 0;
+      cdw11 = (q.pc | (q.ien ? 2 : 0) | (q.iv << 16) | (q.rest & 0xfffc)) >>> 0;
+    } else if (opcode === 0x01) {
+      cdw10 = (q.qid | (q.qsize0 << 16)) >>> 0;
+      cdw11 = (q.pc | (q.qprio << 1) | (q.cqid << 16)) >>> 0;
+    } else if (opcode === 0x00 || opcode === 0x04) {
+      cdw10 = (q.qid | (q.rest & 0xffff0000)) >>> 0;
+    } else if (opcode === 0x08) {
+      cdw10 = (abortWords[0] | (abortWords[1] << 16)) >>> 0;
+    } else if (opcode === 0x09) {
+      cdw10 = (0x07 | (noq[2] ? 1 << 31 : 0)) >>> 0;
+      cdw11 = (noq[0] | (noq[1] << 16)) >>> 0;
+    }
+    return { kind: 'admin', abortAer: opcode === 0x08 ? abortAer : undefined, opcode, nsid, cdw10, cdw11, cdw12: 0, cdw13: 0, prp1, prp2: { k: 'zero' }, fuse, psdt, mutations: [] };
+  });
+
 export const adminPlanArb: fc.Arbitrary<AdminPlan | RandomPlan> = fc.oneof(
+  { weight: 5, arbitrary: queueAdminArb },
   {
     weight: 9,
     arbitrary: fc
       .record({
         opcode: fc.oneof({ weight: 10, arbitrary: fc.constantFrom(0x06, 0x06, 0x02, 0x02, 0x0a, 0x09, 0x08) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
-        nsid: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(0, 1, 2, 3, 0xffffffff, 0xfffffffe) }, { weight: 1, arbitrary: u32 }),
+        nsid: nsidAdminArb,
         cns: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(0, 1, 2) }, { weight: 1, arbitrary: u32 }),
         glp: logPageCdw10,
         feature: fc.tuple(fc.oneof({ weight: 4, arbitrary: fc.constantFrom(0x01, 0x04, 0x06, 0x0b) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }), fc.integer({ min: 0, max: 7 })),
@@ -378,6 +442,7 @@ export const adminPlanArb: fc.Arbitrary<AdminPlan | RandomPlan> = fc.oneof(
       })
       .map((r): AdminPlan => ({
         kind: 'admin',
+        abortAer: undefined,
         opcode: r.opcode,
         nsid: r.nsid,
         cdw10: r.opcode === 0x06 ? r.cns : r.opcode === 0x02 ? r.glp : r.opcode === 0x09 || r.opcode === 0x0a ? (r.feature[0] | (r.feature[1] << 8)) >>> 0 : r.cns,
@@ -396,6 +461,9 @@ export const adminPlanArb: fc.Arbitrary<AdminPlan | RandomPlan> = fc.oneof(
 
 export function buildAdmin(plan: AdminPlan | RandomPlan): Uint8Array {
   if (plan.kind === 'random') return sanitizeAdmin(plan.bytes.slice());
+  let cdw10 = plan.cdw10;
+  const held = adminModel.aers.filter((a) => !a.done);
+  if (plan.abortAer !== undefined && held.length > 0) cdw10 = (held[plan.abortAer % held.length]!.cid << 16) >>> 0;
   const sqe = encode({
     opcode: plan.opcode,
     fuse: plan.fuse,
@@ -406,7 +474,7 @@ export function buildAdmin(plan: AdminPlan | RandomPlan): Uint8Array {
     mptr: 0n,
     prp1: resolve(plan.prp1),
     prp2: resolve(plan.prp2),
-    cdw10: plan.cdw10,
+    cdw10,
     cdw11: plan.cdw11,
     cdw12: plan.cdw12,
     cdw13: plan.cdw13,

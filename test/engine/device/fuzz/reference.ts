@@ -3,7 +3,7 @@
  * model: the PRP walker (section 4.3) and what each NVM command (section 6)
  * and each admin command with data may do.
  */
-import { PS, PSn, MDTS_BYTES, type State, w } from './world.js';
+import { PS, PSn, MDTS_BYTES, MAX_IO_QUEUES, MQES, type State, w } from './world.js';
 import { decode } from './sqe.js';
 
 // ------------------------------------------------------------------ reference PRP walker (spec 4.3), on the model
@@ -15,6 +15,8 @@ interface Mapping {
   touchesHost: boolean;
   /** PRP list pages followed through a chain pointer. */
   chains: number;
+  /** Arena pages the walk read (list entries) or addressed (data), whether or not it succeeded. */
+  pages?: Set<number>;
 }
 
 function inArena(addr: bigint, n: number): boolean {
@@ -27,11 +29,18 @@ function guardSpan(off: number, n: number): boolean {
 }
 
 export function refMap(arena: Uint8Array, prp1: bigint, prp2: bigint, len: number): Mapping {
-  const m: Mapping = { regions: [], touchesHost: false, chains: 0 };
+  const pages = new Set<number>();
+  const m: Mapping = { regions: [], touchesHost: false, chains: 0, pages };
   if (len === 0) return m;
+  const visit = (addr: bigint, n: number): void => {
+    if (!inArena(addr, n)) return;
+    const off = Number(addr - w.base);
+    for (let p = Math.floor(off / PS); p <= Math.floor((off + n - 1) / PS); p++) pages.add(p);
+  };
   const dv = new DataView(arena.buffer, arena.byteOffset, arena.byteLength);
-  const fail = (): Mapping => ({ regions: null, touchesHost: m.touchesHost, chains: m.chains });
+  const fail = (): Mapping => ({ regions: null, touchesHost: m.touchesHost, chains: m.chains, pages });
   const take = (addr: bigint, n: number): boolean => {
+    visit(addr, n);
     if (!inArena(addr, n)) return false;
     const off = Number(addr - w.base);
     if (!guardSpan(off, n)) m.touchesHost = true;
@@ -51,6 +60,7 @@ export function refMap(arena: Uint8Array, prp1: bigint, prp2: bigint, len: numbe
   let at = prp2;
   while (rem > 0) {
     if (!inArena(at, 8)) return fail();
+    visit(at, 8);
     const off = Number(at - w.base);
     if (!guardSpan(off, 8)) m.touchesHost = true;
     const entry = dv.getBigUint64(off, true);
@@ -90,6 +100,13 @@ interface Outcome {
   /** Pieces of host memory a successful command transfers, and list chains followed. */
   pieces?: number;
   chains?: number;
+  /**
+   * What the command may touch, whatever its outcome: arena pages (read or written) and namespace
+   * blocks ([nsid, first byte, bytes]). Commands of one batch whose footprints are disjoint give the
+   * same result in any order, as the spec lets a controller run them.
+   */
+  hostPages?: Set<number>;
+  nsSpan?: [number, number, number];
 }
 
 const nothing = (): void => {};
@@ -197,9 +214,161 @@ export function refAdmin(s: State, sqe: Uint8Array): { writes: boolean; mapping:
   return { writes: true, mapping: refMap(s.arena, c.prp1, c.prp2, len), len };
 }
 
-/** Keeps the harness alive: no queue rebuilding, no held AER, no Number of Queues. */
+/** Keeps the harness alive: its own I/O SQ is never deleted (Delete I/O SQ of its QID becomes one of QID 0). */
 export function sanitizeAdmin(sqe: Uint8Array): Uint8Array {
-  if ([0x00, 0x01, 0x04, 0x05, 0x0c].includes(sqe[0]!)) sqe[0] = 0x06;
-  if (sqe[0] === 0x09 && sqe[40] === 0x07) sqe[40] = 0x06;
+  if (sqe[0] === 0x00 && sqe[40]! + sqe[41]! * 256 === w.qp.qid) sqe[40] = sqe[41] = 0;
   return sqe;
+}
+
+// ------------------------------------------------------------------ reference admin statuses (section 5)
+
+/** The I/O queues that exist, as the host has made them. */
+export interface QueueModel {
+  sqs: Map<number, { cqid: number; size: number }>;
+  cqs: Map<number, { size: number }>;
+}
+
+/** Status codes (SCT << 8 | SC) the admin commands below may fail with. */
+export const SC = {
+  INVALID_FIELD: 0x002,
+  DATA_TRANSFER_ERROR: 0x004,
+  ABORT_REQUESTED: 0x007,
+  COMMAND_SEQUENCE_ERROR: 0x00c,
+  PRP_OFFSET_INVALID: 0x013,
+  COMPLETION_QUEUE_INVALID: 0x100,
+  INVALID_QUEUE_IDENTIFIER: 0x101,
+  INVALID_QUEUE_SIZE: 0x102,
+  AER_LIMIT_EXCEEDED: 0x105,
+  INVALID_INTERRUPT_VECTOR: 0x108,
+  INVALID_QUEUE_DELETION: 0x10c,
+  FEATURE_NOT_SAVEABLE: 0x10d,
+} as const;
+/** Interrupt vectors: maxIoQueues + 1 by default. */
+const VECTORS = MAX_IO_QUEUES + 1;
+
+export interface AdminVerdict {
+  /** Failures the spec allows here (any one of them when several rules are broken); none: it must succeed. */
+  failures: number[];
+  /** The model change a success makes. */
+  apply: () => void;
+  why: string;
+}
+
+/** Queue memory (PRP1, physically contiguous): zero or not page aligned is PRP Offset Invalid, outside host memory Data Transfer Error. */
+function queueMemory(prp1: bigint, bytes: number): number[] {
+  if (prp1 === 0n || prp1 % PSn !== 0n) return [SC.PRP_OFFSET_INVALID];
+  return inArena(prp1, bytes) ? [] : [SC.DATA_TRANSFER_ERROR];
+}
+
+/**
+ * What the queue commands and Set Features Number of Queues must complete
+ * with, given the queues that exist (sections 5.3-5.6, 5.21.1.7); undefined
+ * for other commands. The controller was brought up with CC.IOSQES / IOCQES
+ * 6 / 4 and nothing here changes them.
+ */
+export function refAdminStatus(q: QueueModel, sqe: Uint8Array): AdminVerdict | undefined {
+  const c = decode(sqe);
+  const none = (): void => {};
+  const qid = c.cdw10 & 0xffff;
+  const size = (c.cdw10 >>> 16) + 1;
+  const common: number[] = c.fuse !== 0 || c.psdt !== 0 ? [SC.INVALID_FIELD] : [];
+  switch (c.opcode) {
+    case 0x05: {
+      const iv = c.cdw11 >>> 16;
+      const f = [...common];
+      if (qid === 0 || qid > MAX_IO_QUEUES || q.cqs.has(qid)) f.push(SC.INVALID_QUEUE_IDENTIFIER);
+      if (size < 2 || size > MQES + 1) f.push(SC.INVALID_QUEUE_SIZE);
+      if (!(c.cdw11 & 1)) f.push(SC.INVALID_FIELD);
+      if (iv >= VECTORS) f.push(SC.INVALID_INTERRUPT_VECTOR);
+      f.push(...queueMemory(c.prp1, size * 16));
+      return { failures: f, apply: () => q.cqs.set(qid, { size }), why: 'create I/O CQ' };
+    }
+    case 0x01: {
+      const cqid = c.cdw11 >>> 16;
+      const f = [...common];
+      if (qid === 0 || qid > MAX_IO_QUEUES || q.sqs.has(qid)) f.push(SC.INVALID_QUEUE_IDENTIFIER);
+      if (cqid === 0 || !q.cqs.has(cqid)) f.push(SC.COMPLETION_QUEUE_INVALID);
+      if (size < 2 || size > MQES + 1) f.push(SC.INVALID_QUEUE_SIZE);
+      if (!(c.cdw11 & 1)) f.push(SC.INVALID_FIELD);
+      f.push(...queueMemory(c.prp1, size * 64));
+      return { failures: f, apply: () => q.sqs.set(qid, { cqid, size }), why: 'create I/O SQ' };
+    }
+    case 0x00: {
+      const f = [...common];
+      if (qid === 0 || !q.sqs.has(qid)) f.push(SC.INVALID_QUEUE_IDENTIFIER);
+      return { failures: f, apply: () => q.sqs.delete(qid), why: 'delete I/O SQ' };
+    }
+    case 0x04: {
+      const f = [...common];
+      if (qid === 0 || !q.cqs.has(qid)) f.push(SC.INVALID_QUEUE_IDENTIFIER);
+      else if ([...q.sqs.values()].some((s) => s.cqid === qid)) f.push(SC.INVALID_QUEUE_DELETION);
+      return { failures: f, apply: () => q.cqs.delete(qid), why: 'delete I/O CQ' };
+    }
+    case 0x09: {
+      if ((c.cdw10 & 0xff) !== 0x07) return undefined;
+      // Number of Queues after I/O queues were created (the harness's pair always exists): Command Sequence Error.
+      const f: number[] = [...common, SC.COMMAND_SEQUENCE_ERROR];
+      if ((c.cdw10 >>> 31) & 1) f.push(SC.FEATURE_NOT_SAVEABLE);
+      if ((c.cdw11 & 0xffff) === 0xffff || c.cdw11 >>> 16 === 0xffff) f.push(SC.INVALID_FIELD);
+      return { failures: f, apply: none, why: 'set features number of queues' };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * An asynchronous event's completion DW0 (Figure 146) is one this
+ * controller can report: an error event (invalid doorbell register or value,
+ * log page 01h) or the SMART temperature event (log page 02h).
+ */
+export function validEventWord(dw0: number): boolean {
+  const type = dw0 & 7;
+  const info = (dw0 >>> 8) & 0xff;
+  const lid = (dw0 >>> 16) & 0xff;
+  if (type === 0) return (info === 0 || info === 1) && lid === 0x01;
+  if (type === 1) return info === 0x01 && lid === 0x02;
+  return false;
+}
+
+// ------------------------------------------------------------------ footprints (reordering in a batch)
+
+export interface Footprint {
+  /** Arena pages the command's PRPs (or DSM ranges) read or address, valid or not. */
+  hostPages: Set<number>;
+  /** [nsid, first byte, bytes] of the namespace it reads or changes, and whether it changes it. */
+  ns: [number, number, number] | undefined;
+  nsWrite: boolean;
+}
+
+/** What an I/O command may touch, whatever its outcome (a superset). */
+export function footprint(s: State, sqe: Uint8Array): Footprint {
+  const c = decode(sqe);
+  const ns = w.nsBlocks.get(c.nsid);
+  const none: Footprint = { hostPages: new Set(), ns: undefined, nsWrite: false };
+  if (!ns) return none;
+  const slba = (BigInt(c.cdw11) << 32n) | BigInt(c.cdw10);
+  const nlb = (c.cdw12 & 0xffff) + 1;
+  const span = (): [number, number, number] => {
+    const first = slba < BigInt(ns.blocks) ? Number(slba) : ns.blocks;
+    return [c.nsid, first * ns.lbaSize, Math.min(nlb, ns.blocks - first) * ns.lbaSize];
+  };
+  switch (c.opcode) {
+    case 0x01:
+    case 0x02:
+      return { hostPages: refMap(s.arena, c.prp1, c.prp2, Math.min(nlb * ns.lbaSize, MDTS_BYTES)).pages ?? new Set(), ns: span(), nsWrite: c.opcode === 0x01 };
+    case 0x08:
+      return { hostPages: new Set(), ns: span(), nsWrite: true };
+    case 0x09:
+      return { hostPages: refMap(s.arena, c.prp1, c.prp2, ((c.cdw10 & 0xff) + 1) * 16).pages ?? new Set(), ns: [c.nsid, 0, ns.blocks * ns.lbaSize], nsWrite: true };
+    default:
+      return none;
+  }
+}
+
+/** Two commands whose effects may depend on their order. */
+export function conflict(a: Footprint, b: Footprint): boolean {
+  for (const p of a.hostPages) if (b.hostPages.has(p)) return true;
+  if (!a.ns || !b.ns || a.ns[0] !== b.ns[0] || (!a.nsWrite && !b.nsWrite)) return false;
+  return a.ns[1] < b.ns[1] + b.ns[2] && b.ns[1] < a.ns[1] + a.ns[2];
 }

@@ -91,7 +91,9 @@ export class AsyncEvents {
   /** The same, given the completion DW0. */
   raiseWord(dw0: number): void {
     if (!this.enabled(dw0)) return;
-    this.pending.push(dw0);
+    // The same event twice before a request takes it is one event: a host that keeps writing bad
+    // doorbells cannot grow the list (it holds at most one entry per distinct event).
+    if (!this.pending.includes(dw0)) this.pending.push(dw0);
     this.deliver();
   }
 

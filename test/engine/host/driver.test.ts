@@ -42,6 +42,25 @@ describe('bring-up', () => {
     h = { ...h, driver: again, close: () => again.close() };
   });
 
+  it('clears interrupt masks a previous user left set: completions still raise their vector', async () => {
+    const { makeController } = await import('../../helpers/harness.js');
+    const { NvmeDriver } = await import('../../../src/engine/host/driver.js');
+    const m = makeController();
+    m.transport.write32(Regs.INTMS.offset, 0xffffffff); // set while the controller is disabled
+    const driver = await NvmeDriver.attach(m.transport);
+    h = { ...m, driver, close: () => driver.close() };
+    expect(m.transport.read32(Regs.INTMS.offset)).toBe(0);
+    const qp = await driver.createIoQueuePair({ entries: 8 });
+    let raised = 0;
+    const handler = m.controller.interrupts.onInterrupt;
+    m.controller.interrupts.onInterrupt = (v) => {
+      if (v === 1) raised++;
+      handler(v);
+    };
+    await qp.write(1, 0, 1, pattern(4096, 1));
+    expect(raised).toBeGreaterThan(0);
+  });
+
   it('asks for the requested number of I/O queues and is granted at most the maximum', async () => {
     h = await bringUp({ controller: { maxIoQueues: 4 }, driver: { ioQueues: 16 } });
     expect(h.driver.grantedIoQueues).toBe(4);

@@ -110,6 +110,24 @@ describe('invalid doorbell writes complete an Asynchronous Event Request', () =>
     expect((await aer2).dw0).toBe(aerDw0(AER_ERROR, INFO_INVALID_DOORBELL_VALUE, LID_ERROR_INFORMATION));
   });
 
+  it('the same event raised many times before a request takes it is held once', async () => {
+    const h = await up();
+    const t = h.transport;
+    for (let i = 0; i < 1000; i++) t.write32(sqTailDb(5), 1);
+    // One event waits; once taken and its log read, no stale copies of it follow.
+    const first = await h.driver.adminPassthru({ opcode: OPC_AER });
+    expect(first.dw0).toBe(aerDw0(AER_ERROR, INFO_INVALID_DOORBELL_REGISTER, LID_ERROR_INFORMATION));
+    await h.driver.errorLog();
+    let second: number | undefined;
+    const { done: aer2 } = await heldAer(h);
+    void aer2.then((c) => (second = c.dw0));
+    await tick(20);
+    expect(second).toBeUndefined();
+    // A new occurrence after that is reported.
+    t.write32(sqTailDb(5), 1);
+    expect((await aer2).dw0).toBe(aerDw0(AER_ERROR, INFO_INVALID_DOORBELL_REGISTER, LID_ERROR_INFORMATION));
+  });
+
   it('a doorbell of a queue that does not exist: Write to Invalid Doorbell Register', async () => {
     const h = await up();
     const t = h.transport;

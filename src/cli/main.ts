@@ -29,7 +29,7 @@ import { loadJobFile } from './jobfile.js';
 import { runNvmq, runNodeFs, dataPath, type RunIo } from './bench/runner.js';
 import type { LocalTransport } from '../engine/transport/local.js';
 import { runFio } from './bench/fio.js';
-import { formatNormal, formatComparison, toJson, UNCHECKED_WHY } from './bench/report.js';
+import { formatNormal, formatComparison, comparisonJson, toJson, UNCHECKED_WHY } from './bench/report.js';
 import { renderHtml } from './bench/html.js';
 import { formatIdentify, formatSmartLog } from './identify.js';
 import { serve } from './serve.js';
@@ -69,7 +69,7 @@ async function bench(jobFiles: string[], options: RawOptions): Promise<number> {
   if (settings.compare === 'node-fs') other = await runNodeFs(layouts, io);
   else if (settings.compare === 'fio') other = await runFio(layouts, settings);
   if (settings.outputFormat === 'json') {
-    console.log(JSON.stringify(other ? { ...toJson(result), compare: toJson(other) } : toJson(result), null, 2));
+    console.log(JSON.stringify(other ? comparisonJson(result, other) : toJson(result), null, 2));
   } else {
     console.log(formatNormal(result));
     if (other) console.log(['', formatNormal(other), '', formatComparison(result, other)].join('\n'));

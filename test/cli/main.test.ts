@@ -330,6 +330,32 @@ describe('nvmq bench', () => {
     });
   });
 
+  it.skipIf(!hasFio)('puts CPU per I/O of both, all their threads, and its ratio side by side with fio, in text and JSON', () => {
+    inTemp((dir) => {
+      makeImage(dir, 'f.img', '16m');
+      const job = ['bench', '--filename', 'f.img', '--size', '16m', '--rw', 'randread', '--iodepth', '32', ...SHORT, '--compare', 'fio'];
+      const r = nvmq(dir, job);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/^note: cpu: every thread of fio's processes, io_uring's io-wq workers included, from when fio forked its jobs \(its \d+ ms of CPU before, mostly clock calibration, left out\)$/m);
+      expect(r.out).not.toMatch(/usr_cpu/);
+      const us = (n: string, unit: string): number => Number(n) * ({ ns: 1e-3, us: 1, ms: 1e3 } as Record<string, number>)[unit]!;
+      const [, a, ua, b, ub, ratio] = /\n {2}all jobs\s+CPU per I\/O\s+([\d.]+)(ns|us|ms)\s+([\d.]+)(ns|us|ms)\s+([\d.]+)x$/m.exec(r.out) ?? [];
+      expect(ratio, r.out).toBeDefined();
+      const [nvmqUs, fioUs] = [us(a!, ua!), us(b!, ub!)];
+      expect(nvmqUs).toBeGreaterThan(0);
+      expect(fioUs).toBeGreaterThan(0);
+      // Two decimals each: the printed ratio is the ratio of the printed figures, within their rounding.
+      expect(Math.abs(Number(ratio) - nvmqUs / fioUs)).toBeLessThanOrEqual(0.01 + (0.006 / Math.min(Number(a), Number(b))) * (nvmqUs / fioUs));
+      const json = nvmq(dir, [...job, '--output-format', 'json']);
+      expect(json.code, json.err).toBe(0);
+      const doc = JSON.parse(json.out) as { cpu_per_io_us: number; cpu_per_io_ratio: number; compare: { cpu_per_io_us: number; jobs: Array<{ read: { total_ios: number }; usr_cpu: number; sys_cpu: number }>; elapsed: number } };
+      expect(doc.cpu_per_io_us).toBeGreaterThan(0);
+      expect(doc.compare.cpu_per_io_us).toBeGreaterThan(0);
+      expect(doc.cpu_per_io_ratio).toBeCloseTo(doc.cpu_per_io_us / doc.compare.cpu_per_io_us, 9);
+      expect(doc.compare.jobs[0]!.usr_cpu + doc.compare.jobs[0]!.sys_cpu).toBeGreaterThan(0);
+    });
+  });
+
   it('says in one line that fio is missing and exits non-zero', () => {
     inTemp((dir) => {
       makeImage(dir, 'f.img', '4m');

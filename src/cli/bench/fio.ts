@@ -2,9 +2,11 @@
  * `--compare fio`: the same jobs on the same regions through fio (io_uring),
  * one fio process, its JSON read back into nvmq's result shape. fio writes
  * for write and mixed jobs, so it gets a file only nvmq created, unless --force.
+ * Its CPU time is that of all its processes and threads, io-wq included, from
+ * when it forks its jobs to its exit (fio's own usr_cpu / sys_cpu count only
+ * each job's thread).
  */
-import { performance } from 'node:perf_hooks';
-import { execFile } from 'node:child_process';
+import { runMeasured, NOT_FOUND, type Measured } from './child-cpu.js';
 import { isNvmqImage } from '../../engine/device/backends/image.js';
 import { NvmqError } from '../../engine/errors.js';
 import type { RunSettings } from '../options.js';
@@ -67,17 +69,22 @@ interface FioJob {
   error: number;
   read: FioDir;
   write: FioDir;
-  usr_cpu: number;
-  sys_cpu: number;
-  job_runtime: number;
 }
 
 function fromFio(d: FioDir): DirectionResult {
   return { ios: d.total_ios, bytes: d.io_bytes, runtimeMs: d.runtime, iops: d.iops, bw: d.bw_bytes, lat: { ...d.lat_ns, percentile: d.lat_ns.percentile ?? {} } };
 }
 
-/** Reads fio's JSON output into nvmq's result shape, job by job. */
-export function parseFioJson(text: string, layouts: readonly JobLayout[], elapsedMs: number): RunResult {
+/** What the report says of fio's CPU figure. */
+export function cpuNote(m: Pick<Measured, 'cpu' | 'startup' | 'why'>): string {
+  if (!m.cpu) return `cpu not measured: ${m.why ?? 'no figure'}`;
+  const what = 'cpu: every thread of fio\'s processes, io_uring\'s io-wq workers included';
+  if (!m.startup) return `${what}, fio's startup included (${m.why ?? 'not told apart'})`;
+  return `${what}, from when fio forked its jobs (its ${Math.round(m.startup.userMs + m.startup.systemMs)} ms of CPU before, mostly clock calibration, left out)`;
+}
+
+/** Reads fio's JSON output into nvmq's result shape, job by job; `run` has fio's CPU time and the wall time it covers. */
+export function parseFioJson(text: string, layouts: readonly JobLayout[], run: Pick<Measured, 'elapsedMs' | 'cpu' | 'startup' | 'why'>): RunResult {
   // fio may print notes before the JSON document.
   const doc = JSON.parse(text.slice(text.indexOf('{'))) as { 'fio version': string; jobs: FioJob[] };
   const jobs: JobResult[] = layouts.map((l, i) => {
@@ -86,18 +93,17 @@ export function parseFioJson(text: string, layouts: readonly JobLayout[], elapse
     if (f.error !== 0) throw new NvmqError('NVMQ_FIO_FAILED', `fio job ${f.jobname} failed with error ${f.error}`);
     return { job: l.job, read: fromFio(f.read), write: fromFio(f.write), workers: [], verified: 0, readBack: 0, failures: [], region: { start: l.regionStart, perWorker: l.perWorker } };
   });
-  const cpuMs = (key: 'usr_cpu' | 'sys_cpu'): number => doc.jobs.reduce((s, j) => s + (j[key] / 100) * j.job_runtime, 0);
   return {
     engine: 'fio',
     verifies: false,
     dataPath: `${doc['fio version']}, ioengine=io_uring`,
     jobs,
-    elapsedMs,
-    cpu: { userMs: cpuMs('usr_cpu'), systemMs: cpuMs('sys_cpu') },
+    elapsedMs: run.elapsedMs,
+    ...(run.cpu ? { cpu: run.cpu } : {}),
     maxRssKiB: 0,
     samples: [],
     relativeError: 0,
-    notes: [...(layouts.some((l) => l.job.verify !== 'none') ? ['fio runs without verify (its verify headers are not nvmq\'s stamps)'] : []), 'cpu from fio\'s own usr_cpu / sys_cpu; peak RSS not reported'],
+    notes: [...(layouts.some((l) => l.job.verify !== 'none') ? ['fio runs without verify (its verify headers are not nvmq\'s stamps)'] : []), cpuNote(run), 'peak RSS not reported'],
   };
 }
 
@@ -108,13 +114,8 @@ export async function runFio(layouts: readonly JobLayout[], settings: RunSetting
       throw new NvmqError('NVMQ_REFUSING_TO_OVERWRITE', `refusing to let fio write to ${l.path}: nvmq did not create it; pass --force to use it anyway`);
     }
   }
-  const t0 = performance.now();
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile('fio', fioArgs(layouts), { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(new NvmqError('NVMQ_FIO_MISSING', 'fio is not installed (not found on PATH): --compare fio needs it'));
-      else if (err) reject(new NvmqError('NVMQ_FIO_FAILED', `fio failed: ${(stderr || err.message).trim().split('\n')[0]}`));
-      else resolve(stdout);
-    });
-  });
-  return parseFioJson(out, layouts, performance.now() - t0);
+  const run = await runMeasured('fio', fioArgs(layouts), { leaveOutStartup: true });
+  if (run.code === NOT_FOUND) throw new NvmqError('NVMQ_FIO_MISSING', 'fio is not installed (not found on PATH): --compare fio needs it');
+  if (run.code !== 0) throw new NvmqError('NVMQ_FIO_FAILED', `fio failed: ${(run.stderr.trim() || `exit status ${run.code}`).split('\n')[0]}`);
+  return parseFioJson(run.stdout, layouts, run);
 }

@@ -3,9 +3,9 @@
  * bandwidth, latency with percentiles, then a per-worker breakdown, CPU and
  * peak RSS), fio's structure in JSON (`jobs[].read.iops`, `.bw` in KiB/s,
  * `.clat_ns.percentile["99.000000"]`, ...) so tools made for fio read it, and
- * the side-by-side table of a comparison.
+ * the side-by-side table of a comparison, CPU time per I/O included.
  */
-import { PERCENTILES, percentileKey, verifyOutcome, type DirectionResult, type JobResult, type RunResult } from './results.js';
+import { PERCENTILES, cpuPerIoUs, percentileKey, verifyOutcome, type DirectionResult, type JobResult, type RunResult } from './results.js';
 import { formatBytes, formatCount, formatNs } from './units.js';
 
 const VERSION = '0.1.0';
@@ -56,7 +56,11 @@ function jobLines(j: JobResult, r: RunResult): string[] {
 
 function cpuLine(r: RunResult): string {
   const s = r.elapsedMs;
-  return `  cpu: usr=${((r.cpu.userMs / s) * 100).toFixed(1)}%, sys=${((r.cpu.systemMs / s) * 100).toFixed(1)}% (of one core, all threads)${r.maxRssKiB > 0 ? `, peak RSS=${formatBytes(r.maxRssKiB * 1024)}` : ''}`;
+  const perIo = cpuPerIoUs(r);
+  const cpu = r.cpu
+    ? `usr=${((r.cpu.userMs / s) * 100).toFixed(1)}%, sys=${((r.cpu.systemMs / s) * 100).toFixed(1)}% (of one core, all threads)${perIo !== undefined ? `, ${formatNs(perIo * 1000)} per I/O` : ''}`
+    : 'not measured';
+  return `  cpu: ${cpu}${r.maxRssKiB > 0 ? `, peak RSS=${formatBytes(r.maxRssKiB * 1024)}` : ''}`;
 }
 
 /** The text report of one run. */
@@ -121,16 +125,29 @@ export function toJson(r: RunResult): Record<string, unknown> {
       write: dirJson(j.write),
       trim: dirJson(EMPTY),
       job_runtime: Math.round(Math.max(j.read.runtimeMs, j.write.runtimeMs)),
-      usr_cpu: (r.cpu.userMs / r.elapsedMs) * 100,
-      sys_cpu: (r.cpu.systemMs / r.elapsedMs) * 100,
+      ...(r.cpu ? { usr_cpu: (r.cpu.userMs / r.elapsedMs) * 100, sys_cpu: (r.cpu.systemMs / r.elapsedMs) * 100 } : {}),
       verify: { checked: j.verified, read_back: j.readBack, failures: j.failures },
       workers: j.workers.map((w) => ({ worker: w.worker, ...(w.qid !== undefined ? { qid: w.qid } : {}), read: dirJson(w.read), write: dirJson(w.write), verified: w.verified, read_back: w.readBack })),
     })),
     max_rss_kib: r.maxRssKiB,
+    ...(cpuPerIoUs(r) !== undefined ? { cpu_per_io_us: cpuPerIoUs(r) } : {}),
   };
 }
 
-/** nvmq against another engine, job by job: IOPS, bandwidth, p99 and the ratio. */
+/** CPU per I/O of `a` over `b`'s (undefined unless both were measured). */
+function cpuRatio(a: RunResult, b: RunResult): number | undefined {
+  const x = cpuPerIoUs(a);
+  const y = cpuPerIoUs(b);
+  return x !== undefined && y !== undefined && y > 0 ? x / y : undefined;
+}
+
+/** A comparison in JSON: the first run, the other under `compare`, and the ratio of their CPU per I/O. */
+export function comparisonJson(a: RunResult, b: RunResult): Record<string, unknown> {
+  const ratio = cpuRatio(a, b);
+  return { ...toJson(a), compare: toJson(b), ...(ratio !== undefined ? { cpu_per_io_ratio: ratio } : {}) };
+}
+
+/** nvmq against another engine, job by job: IOPS, p99 and the ratio; then, for the whole run, CPU time per I/O. */
 export function formatComparison(a: RunResult, b: RunResult): string {
   const rows: string[][] = [['job', 'dir', `${a.engine} IOPS`, `${b.engine} IOPS`, 'ratio', `${a.engine} p99`, `${b.engine} p99`]];
   a.jobs.forEach((ja, i) => {
@@ -144,7 +161,13 @@ export function formatComparison(a: RunResult, b: RunResult): string {
       rows.push([ja.job.name, dir, formatCount(x.iops), formatCount(y.iops), y.iops > 0 ? `${(x.iops / y.iops).toFixed(2)}x` : '-', formatNs(x.lat.percentile[p99] ?? 0), formatNs(y.lat.percentile[p99] ?? 0)]);
     }
   });
+  const perIo = (r: RunResult): string => {
+    const us = cpuPerIoUs(r);
+    return us === undefined ? '-' : formatNs(us * 1000);
+  };
+  const ratio = cpuRatio(a, b);
+  rows.push(['all jobs', 'CPU per I/O', perIo(a), perIo(b), ratio === undefined ? '-' : `${ratio.toFixed(2)}x`, '', '']);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const text = rows.map((r) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
-  return [`Side by side (same jobs, same regions, one after the other; ratio = ${a.engine} / ${b.engine}):`, ...text.map((t) => `  ${t}`)].join('\n');
+  const text = rows.map((r) => r.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd());
+  return [`Side by side (same jobs, same regions, one after the other; ratio = ${a.engine} / ${b.engine}; CPU: all threads of each process, io-wq included):`, ...text.map((t) => `  ${t}`)].join('\n');
 }

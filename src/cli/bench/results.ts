@@ -79,7 +79,8 @@ export interface RunResult {
   verifies: boolean;
   jobs: JobResult[];
   elapsedMs: number;
-  cpu: { userMs: number; systemMs: number };
+  /** CPU time of every thread of the engine's processes (io_uring's io-wq workers included); absent when not measured. */
+  cpu?: { userMs: number; systemMs: number };
   maxRssKiB: number;
   samples: Sample[];
   /** Relative error of the percentiles (0 when the engine reported exact ones). */
@@ -96,6 +97,19 @@ export function verifyOutcome(r: RunResult, j: JobResult): 'off' | 'ok' | 'misma
   if (!r.verifies || j.job.verify === 'none') return 'off';
   if (j.failures.length > 0) return 'mismatch';
   return j.verified > 0 ? 'ok' : 'unchecked';
+}
+
+/**
+ * Microseconds of CPU per I/O, every job and direction together: the run's CPU rate (its CPU time over
+ * elapsedMs, as usr_cpu / sys_cpu give it) over the measured window (the longest job's runtime) per I/O
+ * measured, so the CPU of a ramp, whose I/Os are not counted, is not charged to the others. Undefined
+ * when the CPU was not measured or nothing ran.
+ */
+export function cpuPerIoUs(r: RunResult): number | undefined {
+  const ios = r.jobs.reduce((s, j) => s + j.read.ios + j.write.ios, 0);
+  const windowMs = Math.min(r.elapsedMs, Math.max(...r.jobs.map((j) => Math.max(j.read.runtimeMs, j.write.runtimeMs))));
+  if (!r.cpu || ios === 0 || !(r.elapsedMs > 0)) return undefined;
+  return (((r.cpu.userMs + r.cpu.systemMs) / r.elapsedMs) * windowMs * 1000) / ios;
 }
 
 export function summarize(h: Histogram): LatencySummary {

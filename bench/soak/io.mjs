@@ -141,6 +141,7 @@ export async function runRegion(io, { region, ranges, stats, control, depth = 8,
   const busy = new Set();
   const codes = {};
   const mismatches = [];
+  // A reset fails every command of this queue pair: with stopOnReset the lanes end rather than spin on it.
   let ended = null;
   const pick = () => {
     const r = ranges.length > 1 && rand() < 0.35 ? ranges[1] : ranges[0];
@@ -171,6 +172,7 @@ export async function runRegion(io, { region, ranges, stats, control, depth = 8,
         const { r, lba } = pick();
         const seq = ++stats[s + ST.seq];
         maybe(r.model, lba, seq);
+        stats[s + ST.writes]++;
         const buf = io.alloc();
         stamp(buf, r.nsid, lba, seq, region);
         io.write(r.nsid, lba, buf).catch(() => {});

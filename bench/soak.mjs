@@ -30,6 +30,8 @@ const { values } = parseArgs({
     hang: { type: 'string' },
     // Host command timeouts are not in the engine yet; this flag stays off and the report says "not injected".
     'inject-timeouts': { type: 'boolean', default: false },
+    // Checks the checker: one block overwritten behind the model's back before the final read-back.
+    'corrupt-once': { type: 'boolean', default: false },
   },
 });
 const durationMs = values.seconds !== undefined ? Number(values.seconds) * 1000 : Number(values.minutes ?? 5) * 60_000;
@@ -441,6 +443,12 @@ async function finish(hung = false) {
     mismatchDetails.push(...attachedOut.mismatches);
   }
   await attachedWorker.terminate();
+  if (!hung && values['corrupt-once']) {
+    const { nsid, first } = rangesOf(0)[0];
+    const bad = new Uint8Array(BS);
+    stamp(bad, nsid, first, 0x7fffffff, 0);
+    await engine.write(nsid, first, bad);
+  }
   if (!hung) {
     // Every block of every region read back once more and checked against the model.
     for (let r = 0; r < regions; r++) {

@@ -53,4 +53,14 @@ describe('soak, short', () => {
     expect(end.fds).toBeLessThanOrEqual(start.fds + tolerance.fds);
     expect(end.threads).toBeLessThanOrEqual(start.threads + tolerance.threads);
   }, 120_000);
+
+  it('a block that does not hold what the model says is a mismatch: the run fails, naming it', () => {
+    const r = spawnSync(process.execPath, [script, '--seconds', '2', '--seed', '7', '--workers', '1', '--json', '--corrupt-once'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.passed).toBe(false);
+    expect(rep.mismatches).toBe(1);
+    expect(rep.mismatchDetails).toEqual([expect.objectContaining({ region: 0, nsid: 1, lba: 0, reason: expect.stringMatching(/final read-back: holds sequence 2147483647/) })]);
+    expect(rep.failures).toContain('1 mismatches');
+  }, 60_000);
 });

@@ -199,20 +199,44 @@ async function mainLoop() {
   }
 }
 
+// The attached worker: started again, with a fresh handle, after an injected exit.
 let attachedWorker;
-const attachedDone = new Promise((resolve) => {
-  const h = engine.attachHandle();
-  attachedWorker = new Worker(new URL('./soak/attached.mjs', import.meta.url), {
-    workerData: { handle: h, dist: distIndex, args: argsOf(ATTACHED) },
-    transferList: [h.port],
+let attachedDone;
+let attachedExitAsked = 0;
+let attachedExits = 0;
+function startAttached() {
+  attachedDone = new Promise((resolve) => {
+    const h = engine.attachHandle();
+    const w = new Worker(new URL('./soak/attached.mjs', import.meta.url), {
+      workerData: { handle: h, dist: distIndex, args: argsOf(ATTACHED), epoch },
+      transferList: [h.port],
+    });
+    attachedWorker = w;
+    let reported = false;
+    w.on('message', (m) => {
+      if (m.done) {
+        reported = true;
+        resolve(m);
+      }
+    });
+    w.on('error', (e) => {
+      failures.push(`attached worker: ${e.stack ?? e}`);
+      resolve(null);
+    });
+    w.on('exit', (code) => {
+      if (reported) return;
+      if (code === 7 && attachedExitAsked > attachedExits && !stopping) {
+        attachedExits++;
+        startAttached();
+        attachedDone.then(resolve);
+      } else {
+        if (!stopping) failures.push(`attached worker exited with status ${code} unasked`);
+        resolve(null);
+      }
+    });
   });
-  attachedWorker.on('message', (m) => m.done && resolve(m));
-  attachedWorker.on('error', (e) => {
-    failures.push(`attached worker: ${e.stack ?? e}`);
-    resolve(null);
-  });
-  attachedWorker.on('exit', () => resolve(null));
-});
+}
+startAttached();
 
 // ---- faults
 async function injectReset() {
@@ -227,6 +251,17 @@ async function injectReset() {
     resetting = null;
     attachedWorker.postMessage({ epoch: ++epoch });
   }
+}
+
+/** Asks the attached worker to end its thread with writes in flight, without detaching; a new one attaches. */
+async function injectAttachedExit() {
+  const before = attachedExits;
+  attachedExitAsked++;
+  Atomics.store(control, ATTACHED * CSTRIDE + 1, 1);
+  const until = Date.now() + 10_000;
+  while (attachedExits === before && Date.now() < until && !stopping) await sleep(20);
+  if (attachedExits > before) injectedCount('attached-exit');
+  else if (!stopping) verdict('attached-exit', false, 'the attached worker did not end within 10 s of being asked');
 }
 
 /** Asks a pool task to end its worker with writes in flight (1) or to throw (2); counts it once it has happened. */
@@ -388,10 +423,10 @@ const watchdog = setInterval(() => {
 }, 1000);
 
 // ---- the schedule
-const kinds = ['reset', 'worker-exit', 'task-throw', 'flush', 'scrape'];
+const kinds = ['reset', 'worker-exit', 'attached-exit', 'task-throw', 'flush', 'scrape'];
 if (tmpfsDir) kinds.push('full-disk');
 if (loopOk) kinds.push('flush-error');
-const run = { reset: injectReset, 'worker-exit': () => injectTaskEnd(1), 'task-throw': () => injectTaskEnd(2), flush: injectFlush, scrape: injectScrape, 'full-disk': injectFullDisk, 'flush-error': injectFlushError };
+const run = { reset: injectReset, 'worker-exit': () => injectTaskEnd(1), 'attached-exit': injectAttachedExit, 'task-throw': () => injectTaskEnd(2), flush: injectFlush, scrape: injectScrape, 'full-disk': injectFullDisk, 'flush-error': injectFlushError };
 const t0 = Date.now();
 const participants = [...Array.from({ length: workers }, (_, r) => poolLoop(r)), mainLoop()];
 let progressAt = t0;
@@ -492,6 +527,7 @@ async function finish(hung = false) {
     workers,
     dataPath,
     participants: { poolTaskLoops: workers, mainThread: 1, attachedWorker: 1 },
+    attachedWorkerExits: attachedExits,
     ios: sum(ST.ios),
     reads: sum(ST.reads),
     readsVerified: sum(ST.verified),

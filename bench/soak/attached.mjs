@@ -1,12 +1,14 @@
 // The soak's application worker thread: attaches with its handle and runs verified random I/O on its region
 // (io.mjs). When a reset fails its queue it detaches, waits for the main thread to say the reset is over
-// ({ epoch }), and attaches again with the same handle. { stop: true } ends it: it detaches and reports.
+// ({ epoch }), and attaches again with the same handle. The stop word in shared memory ends it: it detaches
+// and reports. Asked to (io.mjs), it ends its thread with writes in flight, without detaching.
 import { workerData, parentPort } from 'node:worker_threads';
 import { runRegion, BS } from './io.mjs';
 
 const { handle, dist, args } = workerData;
 const { attach } = await import(dist);
-let epoch = 0;
+// Resets that had resolved before this thread started (it may be a replacement for one that exited).
+let epoch = workerData.epoch ?? 0;
 parentPort.on('message', (m) => {
   if (typeof m.epoch === 'number') epoch = Math.max(epoch, m.epoch);
 });

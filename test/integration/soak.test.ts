@@ -29,11 +29,12 @@ describe('soak, short', () => {
     expect(rep.writes).toBe(rep.writesAcknowledged + rep.writesFailed + rep.writesUnresolved);
     expect(rep.writesUnresolved).toBeGreaterThanOrEqual(0);
 
-    const always = ['reset', 'worker-exit', 'task-throw', 'flush', 'scrape', 'scrape-slow', 'scrape-idle'];
+    const always = ['reset', 'worker-exit', 'attached-exit', 'task-throw', 'flush', 'scrape', 'scrape-slow', 'scrape-idle'];
     const needRoot = ['full-disk', 'flush-error'];
     for (const kind of always) expect(rep.injected[kind], kind).toBeGreaterThan(0);
     expect(rep.taskEnds.WORKER_EXITED).toBeGreaterThanOrEqual(rep.injected['worker-exit']);
     expect(rep.taskEnds.THROWN).toBeGreaterThanOrEqual(rep.injected['task-throw']);
+    expect(rep.attachedWorkerExits).toBe(rep.injected['attached-exit']);
     for (const kind of needRoot) {
       if (rep.notInjected[kind]) {
         console.log(`soak: ${kind} not injected: ${rep.notInjected[kind]}`);

@@ -161,8 +161,15 @@ export async function runRegion(io, { region, ranges, stats, control, depth = 8,
     if (code === 'NVMQ_CONTROLLER_RESET') {
       stats[s + ST.resetErrors]++;
       if (stopOnReset) ended ??= 'reset';
-    } else if (code === 'NVMQ_CAPACITY_EXCEEDED' && what === 'write') stats[s + ST.capacity]++;
-    else stats[s + ST.errors]++;
+    } else if (code === 'NVMQ_CAPACITY_EXCEEDED' && (what === 'write' || what === 'deallocate')) {
+      // Out of space on the full disk: a write's new blocks; a deallocate too where holes cannot be punched
+      // (without the native addon the file backend writes zeroes).
+      stats[s + ST.capacity]++;
+    }
+    else {
+      // Anything else is a failure of the run: say what it was, from whichever thread saw it.
+      if (stats[s + ST.errors]++ < 5) log(`soak: unexpected error on a ${what} (region ${region}): ${code}: ${e?.message ?? e}`);
+    }
   };
   const inject = () => {
     const kind = Atomics.exchange(control, c + 1, 0);

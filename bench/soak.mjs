@@ -622,5 +622,7 @@ async function finish(hung = false) {
   process.exit(report.passed ? 0 : 1);
 }
 
+// Interrupted: stop the load, check and report what ran, and unmount what was mounted.
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => void finish());
 await schedule();
 await finish();

@@ -73,7 +73,7 @@ export async function grantQueue(src: GrantSource, threadId: number, shared?: Io
   const qp = shared ?? (await driver.createIoQueuePair({ entries: src.queueDepth, shared: joinable, reapHere: false, metrics: src.metrics }));
   let pool: DmaBuffer | undefined;
   try {
-    pool = driver.transport.arena.alloc(src.poolSize);
+    pool = await allocPool(src);
     const threadSlot = src.slots.take();
     const message: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
     return { qp, pool, threadSlot, message };
@@ -112,8 +112,38 @@ export async function endGrant(src: GrantSource, g: Grant, how: { dead: boolean;
  */
 export function giveBack(src: GrantSource, g: Grant, dead: boolean, settled: Promise<unknown> = Promise.resolve()): void {
   src.slots.give(g.threadSlot);
-  const release = (): void => src.driver.transport.arena.release(g.pool);
-  if (!dead) return release();
-  const later = (): void => void setTimeout(release, DEAD_POOL_GRACE_MS).unref();
-  void settled.then(later, later);
+  const arena = src.driver.transport.arena;
+  if (!dead) return arena.release(g.pool);
+  let pending = reservedPools.get(arena);
+  if (!pending) reservedPools.set(arena, (pending = new Set()));
+  const released: Promise<void> = new Promise((resolve) => {
+    const later = (): void =>
+      void setTimeout(() => {
+        arena.release(g.pool);
+        pending.delete(released);
+        resolve();
+      }, DEAD_POOL_GRACE_MS).unref();
+    void settled.then(later, later);
+  });
+  pending.add(released);
+}
+
+/** Dead threads' pools still reserved, per arena, each a promise that resolves once it is released. */
+const reservedPools = new WeakMap<object, Set<Promise<void>>>();
+
+/**
+ * A thread's buffer pool. When the arena has no room but dead threads' pools are waiting out their grace
+ * (a reset just retired its workers, or workers died a moment ago), it waits for them rather than fail.
+ */
+async function allocPool(src: GrantSource): Promise<DmaBuffer> {
+  const arena = src.driver.transport.arena;
+  for (;;) {
+    try {
+      return arena.alloc(src.poolSize);
+    } catch (e) {
+      const pending = reservedPools.get(arena);
+      if ((e as { code?: string }).code !== 'NVMQ_ARENA_EXHAUSTED' || !pending?.size) throw e;
+      await Promise.race(pending);
+    }
+  }
 }

@@ -7,6 +7,7 @@ import type { Command } from '../spec/command.js';
 import type { RequestTableHandle } from '../shared/request-table.js';
 import type { IoMetrics, IoMetricsHandle } from '../metrics/io-metrics.js';
 import type { WaitMode } from './waiter.js';
+import type { DeadlineHandlers } from './deadlines.js';
 
 /** Fields of a command; the queue pair assigns the CID and, when given data, the PRPs. */
 export type CommandFields = Partial<Omit<Command, 'cid'>> & { opcode: number };
@@ -42,6 +43,14 @@ export interface QueuePairOptions {
   coalesce?: boolean;
   /** How the pair waits for completions after a submission (see waiter.ts); default 'adaptive' ('event-loop' on the main thread). */
   waitMode?: WaitMode;
+  /**
+   * Milliseconds each command this thread submits may stay outstanding
+   * before `deadlines` is told (see deadlines.ts); Infinity (the default
+   * here) for none. The driver and the engine pass their timeouts.
+   */
+  timeoutMs?: number;
+  /** What to do about a command past its deadline (abort it, then reset); needed with `timeoutMs`. */
+  deadlines?: DeadlineHandlers;
 }
 
 /** Everything another thread needs to use the same queue pair (structured-cloneable). */

@@ -38,6 +38,7 @@ import { Waiter } from './waiter.js';
 import { SqDoorbell } from './sq-doorbell.js';
 import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
 import { Completions, type CompletionCallback } from './completions.js';
+import { Deadlines } from './deadlines.js';
 import { H_DB_LOCK, H_DEAD, H_LOCK, H_SQ_TAIL, HOST_WORDS, createHostWords, deadError, markDead } from './host-words.js';
 
 import type { CommandFields, QueuePairHandle, QueuePairOptions } from './queue-pair-options.js';
@@ -92,6 +93,8 @@ export class QueuePair {
   private readonly dbLock: Mutex;
   /** Data placement and PRPs. */
   private readonly data: DataMap;
+  /** This thread's command deadlines, when its commands have a timeout. */
+  readonly deadlines: Deadlines | undefined;
   /** Reaping, and this thread's outstanding commands. */
   private readonly completions: Completions;
   /** When submissions are rung: at once, at unplug, or once per microtask turn. */
@@ -141,6 +144,8 @@ export class QueuePair {
     this.stats = this.counts.since();
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
+    const timeout = opts.timeoutMs ?? Infinity;
+    if (timeout > 0 && timeout < Infinity && opts.deadlines) this.deadlines = new Deadlines(this.qid, this.table, timeout, opts.deadlines);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
     this.completions = new Completions({
       qid: this.qid,
@@ -156,6 +161,7 @@ export class QueuePair {
       data: this.data,
       counts: this.counts,
       metrics: this.metrics,
+      deadlines: this.deadlines,
     });
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.doorbell = new SqDoorbell(() => this.ringSq(), opts.coalesce ?? false);

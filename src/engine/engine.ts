@@ -232,6 +232,7 @@ export class Engine {
       try {
         if (engine) await engine.pool.stop();
       } finally {
+        engine?.deadlines.close();
         await device.abandon();
       }
       throw e;

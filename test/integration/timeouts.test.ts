@@ -53,6 +53,29 @@ describe('engine command timeouts', () => {
     expect(await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 2 })).toBe('ok');
   });
 
+  it.each(DATA_PATHS)('pool worker: a stalled write the Abort cannot reach resets the engine; it ends once with NVMQ_TIMEOUT (%s)', async (dataPath) => {
+    const { engine, fs } = await open(dataPath, 500);
+    expect(await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 0 })).toBe('ok');
+    const resets: Array<Promise<void>> = [];
+    const reset = engine.driver.resetForTimeout;
+    engine.driver.resetForTimeout = () => {
+      // The reset drains what the device holds: the file system comes back once it has begun.
+      fs.thawAfter(1000);
+      resets.push(reset());
+      return resets[0]!;
+    };
+    fs.freeze();
+    const result = await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 3 });
+    expect(result).toMatch(/^NVMQ_TIMEOUT: qid \d+ cid \d+: opcode 01h did not complete within its 500 ms timeout/);
+    expect(resets.length).toBe(1);
+    // The task ended as soon as its pair failed; the reset goes on (old workers out, new ones in).
+    await resets[0];
+    // Fresh workers and queues: the engine serves again, in a worker and on the main thread.
+    expect(await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 4 })).toBe('ok');
+    await engine.write(1, 5, new Uint8Array(4096).fill(5));
+    expect((await engine.read(1, 4, 1))[0]).toBe(7);
+  });
+
   it('refuses a bad timeout with a one-line NVMQ_INVALID_ARGUMENT', async () => {
     for (const [name, v] of [['ioTimeoutMs', -5], ['adminTimeoutMs', 'soon']] as const) {
       await expect(Engine.open({ namespaces: [{ backend: 'memory', size: 1 << 20 }], workers: 1, [name]: v as unknown as number })).rejects.toMatchObject({

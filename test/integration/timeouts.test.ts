@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { Engine, type NvmqError } from '../../dist/index.js';
-import { scratch, waitFor, DATA_PATHS } from '../helpers/harness.js';
+import { recordAborts, scratch, waitFor, DATA_PATHS } from '../helpers/harness.js';
 import { freezableFs, type FrozenFs } from '../helpers/frozen.js';
 
 const { cleanups, dir } = scratch();
@@ -35,13 +35,7 @@ describe('engine command timeouts', () => {
   it.each(DATA_PATHS)('main thread: a stalled write is aborted and ends with NVMQ_TIMEOUT; the engine serves on (%s)', async (dataPath) => {
     const { engine, fs } = await open(dataPath, 800);
     await engine.write(1, 0, new Uint8Array(4096).fill(1));
-    const aborts: Array<Promise<boolean>> = [];
-    const abort = engine.driver.abort.bind(engine.driver);
-    engine.driver.abort = (sqid, cid) => {
-      const found = abort(sqid, cid);
-      aborts.push(found);
-      return found;
-    };
+    const aborts = recordAborts(engine.driver);
     fs.freeze();
     const write = outcome(engine.write(1, 0, new Uint8Array(4096).fill(2)));
     await waitFor(() => aborts.length === 1, 'the Abort', 10_000);

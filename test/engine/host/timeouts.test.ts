@@ -12,7 +12,7 @@ import { Cc, Regs } from '../../../src/engine/spec/registers.js';
 import { bitsOf } from '../../../src/engine/spec/layout.js';
 import { NvmeDriver } from '../../../src/engine/host/driver.js';
 import { DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS } from '../../../src/engine/host/deadlines.js';
-import { bringUp, makeController, pattern, scratch, tick, waitFor, DATA_PATHS, type Harness } from '../../helpers/harness.js';
+import { bringUp, makeController, pattern, recordAborts, scratch, tick, waitFor, DATA_PATHS, type Harness } from '../../helpers/harness.js';
 import { freezableFs } from '../../helpers/frozen.js';
 import type { NvmqError } from '../../../src/engine/errors.js';
 
@@ -26,7 +26,7 @@ async function stalled(dataPath: (typeof DATA_PATHS)[number], ioTimeoutMs: numbe
   return { h, dev };
 }
 
-/** How a Promise settled, and how many times its callback twin was called. */
+/** How a Promise settled: "ok", or the error's code and message. */
 function outcome(p: Promise<unknown>): Promise<string> {
   return p.then(
     () => 'ok',
@@ -35,21 +35,15 @@ function outcome(p: Promise<unknown>): Promise<string> {
 }
 
 describe('command timeouts', () => {
-  it.each(DATA_PATHS)('a stalled read times out, the Abort ends it, the queue keeps serving (%s)', async (dataPath) => {
+  it.each(DATA_PATHS)('a stalled write times out, the Abort ends it, the queue keeps serving (%s)', async (dataPath) => {
     const { h, dev } = await stalled(dataPath, 1000);
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     await q.write(1, 0, 1, pattern(4096, 1));
-    const aborts: Array<Promise<boolean>> = [];
-    const abort = h.driver.abort.bind(h.driver);
-    h.driver.abort = (sqid, cid) => {
-      const found = abort(sqid, cid);
-      aborts.push(found);
-      return found;
-    };
+    const aborts = recordAborts(h.driver);
     dev.freeze();
     const buffer = new Uint8Array(4096);
     let calls = 0;
-    const read = outcome(q.write(1, 0, 1, pattern(4096, 3)));
+    const write = outcome(q.write(1, 0, 1, pattern(4096, 3)));
     q.writeCallback(1, 1, 1, pattern(4096, 4), (err) => {
       calls++;
       expect((err as NvmqError | null)?.code).toBe('NVMQ_TIMEOUT');
@@ -59,7 +53,7 @@ describe('command timeouts', () => {
     expect(await Promise.all(aborts)).toEqual([true, true]);
     expect(bitsOf(h.transport.read32(Regs.CC.offset), Cc.EN)).toBe(1);
     dev.thaw();
-    const r = await read;
+    const r = await write;
     expect(r).toMatch(/^NVMQ_TIMEOUT: qid 1 cid \d+: opcode 01h did not complete within its 1000 ms timeout/);
     await waitFor(() => calls === 1, 'the callback');
     // The queue serves on, no reset happened.
@@ -82,12 +76,12 @@ describe('command timeouts', () => {
       resets++;
       return reset();
     };
-    const read = outcome(q.write(1, 0, 1, pattern(4096, 6)));
+    const write = outcome(q.write(1, 0, 1, pattern(4096, 6)));
     // Deadline (200 ms), Abort (not enough: the kernel still holds the write), one more timeout, reset. The
     // reset waits for what the device holds (on io_uring inside the kernel, this thread blocked), so the
     // device comes back well after the reset has begun, from another process.
     dev.thawAfter(3000);
-    expect(await read).toMatch(/^NVMQ_TIMEOUT: qid 1 cid \d+: opcode 01h/);
+    expect(await write).toMatch(/^NVMQ_TIMEOUT: qid 1 cid \d+: opcode 01h/);
     await waitFor(() => h.driver.namespaces.size === 1 && bitsOf(h.transport.read32(Regs.CC.offset), Cc.EN) === 1, 'the bring-up');
     expect(resets).toBe(1);
     await expect(q.flush(1)).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_RESET' });
@@ -107,12 +101,12 @@ describe('command timeouts', () => {
     expect(q.deadlines).toBeUndefined();
     dev.freeze();
     let settled = false;
-    const read = q.write(1, 0, 1, pattern(4096, 7)).finally(() => (settled = true));
+    const write = q.write(1, 0, 1, pattern(4096, 7)).finally(() => (settled = true));
     await tick(500);
     expect(settled).toBe(false);
     expect(bitsOf(h.transport.read32(Regs.CC.offset), Cc.EN)).toBe(1);
     dev.thaw();
-    await expect(read).resolves.toBeDefined();
+    await expect(write).resolves.toBeDefined();
   });
 
   it("defaults to Linux's timeouts, and checks the options", async () => {

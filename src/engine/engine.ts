@@ -141,8 +141,7 @@ export class Engine {
     this.controller = controller;
     this.workers = workers;
     this.deadlines = new DeadlineChannel(driver);
-    // A command stuck past its deadline resets the whole engine (fresh workers and pairs), not only the controller.
-    driver.resetForTimeout = () => this.reset();
+    driver.resetForTimeout = () => this.reset(); // a stuck command resets the whole engine: fresh workers and pairs
     this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues, waitMode: opts.waitMode, timeouts: this.deadlines.timeouts };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });

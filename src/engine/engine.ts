@@ -27,6 +27,8 @@ import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
 import { checkMetricsServerOptions, serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics/server.js';
+import { DeadlineChannel, type ThreadTimeouts } from '../workers/deadline-channel.js';
+import { checkTimeout } from './host/deadlines.js';
 
 const trace = debuglog('nvmq');
 
@@ -67,6 +69,13 @@ export interface EngineOptions {
    * its connection limits (timeouts, maxConnections: see MetricsServerOptions).
    */
   metrics?: boolean | MetricsServerOptions;
+  /**
+   * Milliseconds an I/O command may stay outstanding, in every thread (default 30000, Linux's io_timeout;
+   * 0 or Infinity: none): past it, Abort; one more timeout later, a reset (README, "Command timeouts").
+   */
+  ioTimeoutMs?: number;
+  /** The same for admin commands (default 60000, Linux's admin_timeout): past it, the engine resets. */
+  adminTimeoutMs?: number;
 }
 
 /**
@@ -104,7 +113,9 @@ export class Engine {
   private pool: WorkerPool;
   /** Serializes reset() and close(). */
   private lifecycle: Promise<void> = Promise.resolve();
-  private readonly opts: { queueDepth: number; poolSize: number; queues: number; waitMode: WaitMode | undefined };
+  private readonly opts: { queueDepth: number; poolSize: number; queues: number; waitMode: WaitMode | undefined; timeouts: ThreadTimeouts };
+  /** Where other threads report their commands past the deadline (the admin queue, Abort and reset are here). */
+  private readonly deadlines: DeadlineChannel;
   private closing = false;
   /** Tasks submitted and not settled (a reset gives them a grace period). */
   private readonly running = new Set<Promise<unknown>>();
@@ -129,7 +140,9 @@ export class Engine {
     this.driver = driver;
     this.controller = controller;
     this.workers = workers;
-    this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues, waitMode: opts.waitMode };
+    this.deadlines = new DeadlineChannel(driver);
+    driver.resetForTimeout = () => this.reset(); // a stuck command resets the whole engine: fresh workers and pairs
+    this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues, waitMode: opts.waitMode, timeouts: this.deadlines.timeouts };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });
       this.registry = createMetricsRegistry({
@@ -147,7 +160,7 @@ export class Engine {
       });
     }
     this.attached = new Attachments(
-      { driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io, waitMode: this.opts.waitMode },
+      { driver, controller, slots: this.slots, queueDepth: this.opts.queueDepth, poolSize: this.opts.poolSize, metrics: this.io, waitMode: this.opts.waitMode, timeouts: this.opts.timeouts },
       () => void this.reset().catch((e: unknown) => trace('reset for a shared queue failed: %s', e instanceof Error ? e.message : String(e))),
     );
     this.pool = this.startPool();
@@ -182,6 +195,8 @@ export class Engine {
     const poolSize = opts.poolSize ?? 8 << 20;
     checkInteger('poolSize', poolSize, 1 << 20, 1 << 30, '1 MiB..1 GiB (in bytes)');
     if (opts.waitMode !== undefined && !WAIT_MODES.includes(opts.waitMode)) throw invalidArgument('waitMode', `one of ${WAIT_MODES.map((m) => `'${m}'`).join(', ')}`, opts.waitMode);
+    checkTimeout('ioTimeoutMs', opts.ioTimeoutMs, 0);
+    checkTimeout('adminTimeoutMs', opts.adminTimeoutMs, 0);
     const semiSpace = opts.workerSemiSpaceMb ?? 0;
     checkInteger('workerSemiSpaceMb', semiSpace, 0, 256, '0..256');
     if (opts.metrics !== undefined && typeof opts.metrics !== 'boolean' && (typeof opts.metrics !== 'object' || opts.metrics === null)) {
@@ -204,7 +219,7 @@ export class Engine {
         ...opts.controller,
       },
       // Every queue the controller has: workers, their replacements, the main thread, attached threads.
-      driver: { ioQueues: maxIoQueues },
+      driver: { ioQueues: maxIoQueues, ioTimeoutMs: opts.ioTimeoutMs, adminTimeoutMs: opts.adminTimeoutMs },
     });
     let engine: Engine | undefined;
     try {
@@ -216,6 +231,7 @@ export class Engine {
       try {
         if (engine) await engine.pool.stop();
       } finally {
+        engine?.deadlines.close();
         await device.abandon();
       }
       throw e;
@@ -494,6 +510,7 @@ export class Engine {
       await this.driver.close();
     } finally {
       this.attached.dispose();
+      this.deadlines.close();
     }
   }
 

@@ -30,6 +30,7 @@ import type { CommandFields, CompletionCallback, DataSpec, QueuePairOptions, Que
 import type { Completion } from '../engine/spec/command.js';
 import { NvmqError, errorToWire } from '../engine/errors.js';
 import { invalidArgument } from '../engine/host/arguments.js';
+import { remoteDeadlines } from './deadline-channel.js';
 import type { AttachHandle, AttachReply, AttachedMessage, QueueGrant, ThreadBoot } from './protocol.js';
 
 /** How long detach() waits for this thread's outstanding commands before it gives the queue back anyway. */
@@ -47,7 +48,9 @@ export function attachGranted<Q extends IoQueuePair>(
   const transport = new LocalTransport(controller);
   const h = grant.queue;
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
-  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode }, namespaces, h);
+  const t = boot.timeouts;
+  const deadlines = t && { timeoutMs: t.ioMs, deadlines: remoteDeadlines(t) };
+  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode, ...deadlines }, namespaces, h);
   transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
   return { controller, transport, queue };
 }

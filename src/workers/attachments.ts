@@ -62,7 +62,7 @@ export class Attachments {
     });
     // An unused handle must not keep the process alive.
     port1.unref();
-    return { controller: this.src.controller.handle(), namespaces: [...this.src.driver.namespaces.values()], waitMode: this.src.waitMode, port: port2 };
+    return { controller: this.src.controller.handle(), namespaces: [...this.src.driver.namespaces.values()], waitMode: this.src.waitMode, timeouts: this.src.timeouts, port: port2 };
   }
 
   /** Threads attached now. */

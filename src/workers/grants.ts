@@ -16,6 +16,7 @@ import type { IoMetrics } from '../engine/metrics/io-metrics.js';
 import { NvmqError } from '../engine/errors.js';
 import type { QueueGrant } from './protocol.js';
 import type { WaitMode } from '../engine/host/waiter.js';
+import type { ThreadTimeouts } from './deadline-channel.js';
 
 const trace = debuglog('nvmq');
 
@@ -53,6 +54,8 @@ export interface GrantSource {
   metrics: IoMetrics | undefined;
   /** How the threads' pairs wait for completions (undefined: adaptive). */
   waitMode?: WaitMode | undefined;
+  /** The threads' command timeout and where they report commands past it (undefined: none). */
+  timeouts?: ThreadTimeouts | undefined;
 }
 
 export interface Grant {

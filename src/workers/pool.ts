@@ -69,7 +69,7 @@ export class WorkerPool {
 
   constructor(private readonly o: WorkerPoolOptions) {
     const name = `nvmq-pool-${process.pid}-${++pools}-${Date.now()}`;
-    const boot: WorkerBoot = { channel: name, controller: o.controller.handle(), namespaces: [...o.driver.namespaces.values()], waitMode: o.waitMode };
+    const boot: WorkerBoot = { channel: name, controller: o.controller.handle(), namespaces: [...o.driver.namespaces.values()], waitMode: o.waitMode, timeouts: o.timeouts };
     // Resolved first: a missing build must not leave a channel open.
     const filename = workerFile();
     this.channel = new BroadcastChannel(name);

@@ -10,6 +10,7 @@ import type { NamespaceInfo } from '../engine/host/identify.js';
 import type { WaitMode } from '../engine/host/waiter.js';
 import type { MessagePort } from 'node:worker_threads';
 import type { WireError } from '../engine/errors.js';
+import type { ThreadTimeouts } from './deadline-channel.js';
 
 /** What any thread needs to attach to the engine's controller, besides its grant. */
 export interface ThreadBoot {
@@ -17,6 +18,8 @@ export interface ThreadBoot {
   namespaces: NamespaceInfo[];
   /** How the thread's queue pair waits for completions (EngineOptions.waitMode). */
   waitMode?: WaitMode;
+  /** The thread's command timeout and where it reports commands past it (deadline-channel.ts). */
+  timeouts?: ThreadTimeouts;
 }
 
 /** What a pool worker receives when it starts: it asks for its grant on `channel`. */

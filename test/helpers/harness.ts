@@ -285,3 +285,15 @@ export function treeOf(dir: string): Record<string, string> {
   walk('');
   return out;
 }
+
+/** Wraps `driver.abort` (an NvmeDriver's, an engine's) and collects what each Abort it sends resolves to. */
+export function recordAborts(driver: { abort(sqid: number, cid: number): Promise<boolean> }): Array<Promise<boolean>> {
+  const aborts: Array<Promise<boolean>> = [];
+  const abort = driver.abort.bind(driver);
+  driver.abort = (sqid, cid) => {
+    const found = abort(sqid, cid);
+    aborts.push(found);
+    return found;
+  };
+  return aborts;
+}

@@ -24,6 +24,7 @@ import { sharedNow } from '../shared/clock.js';
 import { microtask } from '../shared/microtask.js';
 import { hostFailureIndex, type QueueCounts, type QueueMetrics } from '../metrics/io-metrics.js';
 import type { DataMap } from './data-map.js';
+import type { Deadlines } from './deadlines.js';
 import { H_CQ_HEAD, H_CQ_PHASE, H_DEAD, deadError } from './host-words.js';
 
 const trace = debuglog('nvmq');
@@ -82,6 +83,8 @@ export interface CompletionContext {
   /** The pair's event counts (its row's when it has `metrics`). */
   readonly counts: QueueCounts;
   readonly metrics: QueueMetrics | undefined;
+  /** This thread's command deadlines on the pair, when commands have a timeout. */
+  readonly deadlines: Deadlines | undefined;
 }
 
 export class Completions {
@@ -100,6 +103,7 @@ export class Completions {
   private readonly data: DataMap;
   private readonly counts: QueueCounts;
   private readonly metrics: QueueMetrics | undefined;
+  private readonly deadlines: Deadlines | undefined;
   /** This thread's outstanding commands by CID (slots are reused: no allocation per command). */
   private readonly local: LocalSlot[] = [];
   /** See reap(). */
@@ -125,6 +129,7 @@ export class Completions {
     this.data = x.data;
     this.counts = x.counts;
     this.metrics = x.metrics;
+    this.deadlines = x.deadlines;
   }
 
   /**
@@ -139,6 +144,7 @@ export class Completions {
     slot.bounce = bounce;
     slot.readBack = readBack;
     slot.opcode = opcode;
+    this.deadlines?.started(cid);
     if (callback) {
       slot.callback = callback;
       return undefined;
@@ -265,19 +271,27 @@ export class Completions {
     if (!slot?.busy) return;
     const { resolve, reject, callback, bounce, readBack, opcode } = slot;
     this.clear(slot);
-    if (bounce) this.data.unmap(bounce, readBack, c.status);
+    // Past its deadline, a command ends with the timeout error whatever its status (Command Abort Requested, most
+    // likely), and its data does not reach the caller's buffer.
+    const late = this.deadlines?.ended(c.cid);
+    if (bounce) {
+      if (late) this.data.drop(bounce);
+      else this.data.unmap(bounce, readBack, c.status);
+    }
     this.table.release(c.cid);
-    const err = opcode >= 0 && c.status !== 0 ? statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }) : null;
+    const err = late ?? (opcode >= 0 && c.status !== 0 ? statusToError(c.status, { opcode, qid: this.qid, cid: c.cid }) : null);
     if (callback) this.callBack(callback, err, c);
     else if (err) reject(err);
     else resolve(c);
   }
 
-  private fail(cid: number, err: Error): void {
+  private fail(cid: number, failure: Error): void {
     const slot = this.local[cid];
     if (!slot?.busy) return;
     const { reject, callback, bounce } = slot;
     this.clear(slot);
+    // A command past its deadline that a reset (or a deletion) ends reports its timeout, not the reset.
+    const err = this.deadlines?.ended(cid) ?? failure;
     if (bounce) this.data.drop(bounce);
     if (this.metrics) this.countHostFailure(this.metrics, cid, err);
     this.table.release(cid);

@@ -17,7 +17,8 @@ import { AdminOpcode } from '../spec/opcodes.js';
 import { Cns, IDENTIFY_DATA_SIZE, ACTIVE_NS_LIST_ENTRIES } from '../spec/identify.js';
 import { FeatureId, NumberOfQueuesDw } from '../spec/features.js';
 import { LogPageId, SMART_LOG_SIZE, AsyncEventDw0 } from '../spec/log-pages.js';
-import { CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/admin-commands.js';
+import { AbortCdw10, CreateCqCdw10, CreateCqCdw11, CreateSqCdw10, CreateSqCdw11 } from '../spec/admin-commands.js';
+import { DEFAULT_ADMIN_TIMEOUT_MS, DEFAULT_IO_TIMEOUT_MS, checkTimeout, type DeadlineHandlers, type ExpiredCommand } from './deadlines.js';
 import type { IoMetrics } from '../metrics/io-metrics.js';
 
 const trace = debuglog('nvmq');
@@ -33,6 +34,13 @@ export interface DriverOptions {
   onAsyncEvent?: (event: AsyncEvent) => void;
   /** Largest transfer, in bytes, when the controller reports no MDTS limit (default 2 MiB). */
   maxTransferFallback?: number;
+  /**
+   * Milliseconds an I/O command may stay outstanding (default 30000, Linux's io_timeout; 0 or Infinity:
+   * none). Past it: Abort; one more timeout later: a reset. It ends with NVMQ_TIMEOUT either way.
+   */
+  ioTimeoutMs?: number;
+  /** The same for admin commands (default 60000, Linux's admin_timeout); past it, the controller is reset. */
+  adminTimeoutMs?: number;
 }
 
 export interface AsyncEvent {
@@ -44,6 +52,8 @@ export interface AsyncEvent {
 export interface IoQueuePairOptions {
   /** Entries per ring (default 256, capped by CAP.MQES + 1). */
   entries?: number;
+  /** This thread's command timeout on the pair (default: the driver's ioTimeoutMs). */
+  timeoutMs?: number;
   /** QID; the lowest free one by default. */
   qid?: number;
   /** Several threads will submit on the pair (see QueuePair). */
@@ -86,12 +96,21 @@ export class NvmeDriver {
     for (const qp of this.orphans.splice(0)) if (!keep(qp)) qp.releaseMemory();
   }
   private readonly opts: DriverOptions;
+  /** Command timeouts in ms, Infinity for none (DriverOptions.ioTimeoutMs, adminTimeoutMs). */
+  readonly ioTimeoutMs: number;
+  readonly adminTimeoutMs: number;
+  /** How a command stuck past its deadline resets the controller: the engine puts its own reset here. */
+  resetForTimeout: () => Promise<void> = () => this.reset();
+  /** Set while a reset asked for by a timeout runs: one reset serves every command stuck meanwhile. */
+  private timeoutResetting = false;
   private readonly pageSize = 4096;
   private state: 'down' | 'up' | 'closed' = 'down';
 
   private constructor(transport: Transport, opts: DriverOptions) {
     this.transport = transport;
     this.opts = opts;
+    this.ioTimeoutMs = checkTimeout('ioTimeoutMs', opts.ioTimeoutMs, DEFAULT_IO_TIMEOUT_MS);
+    this.adminTimeoutMs = checkTimeout('adminTimeoutMs', opts.adminTimeoutMs, DEFAULT_ADMIN_TIMEOUT_MS);
     const lo = transport.read32(Regs.CAP_LO.offset);
     const hi = transport.read32(Regs.CAP_HI.offset);
     this.cap = {
@@ -125,7 +144,7 @@ export class NvmeDriver {
     // 2. Admin queue.
     const entries = Math.min(this.opts.adminQueueEntries ?? 32, this.cap.mqes + 1, 4096);
     // MDTS is known only once Identify Controller (4 KiB) has come back through this queue: room for that until then.
-    this.admin = new QueuePair({ transport: t, qid: 0, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: IDENTIFY_DATA_SIZE });
+    this.admin = new QueuePair({ transport: t, qid: 0, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: IDENTIFY_DATA_SIZE, timeoutMs: this.adminTimeoutMs, deadlines: this.deadlines });
     t.write32(Regs.AQA.offset, withBits(withBits(0, Aqa.ASQS, entries - 1), Aqa.ACQS, entries - 1));
     t.write64(Regs.ASQ.offset, this.admin.sq.iova);
     t.write64(Regs.ACQ.offset, this.admin.cq.iova);
@@ -299,6 +318,45 @@ export class NvmeDriver {
     );
   }
 
+  // ---------------------------------------------------------------- timeouts
+
+  /**
+   * Sends Abort (admin opcode 08h) for command `cid` of SQ `sqid`; resolves
+   * true when the controller found it (DW0 bit 0 clear): it then completes
+   * with Command Abort Requested once its backend work stops.
+   */
+  async abort(sqid: number, cid: number): Promise<boolean> {
+    const c = await this.adminCommand({ opcode: AdminOpcode.ABORT, cdw10: withBits(withBits(0, AbortCdw10.SQID, sqid), AbortCdw10.CID, cid) });
+    return (c.dw0 & 1) === 0;
+  }
+
+  /** What this thread's pairs do about a command past its deadline (another thread's pairs ask through `expired()`). */
+  private readonly deadlines: DeadlineHandlers = { onExpired: (e) => this.expired(e, false), onStuck: (e) => this.expired(e, true) };
+
+  /**
+   * A command past its deadline (`stuck`: and past its grace after the
+   * Abort): an I/O command is aborted first; an admin command, or one the
+   * Abort did not end, resets the controller, as Linux's nvme_timeout does.
+   */
+  expired(e: ExpiredCommand, stuck: boolean): void {
+    if (!stuck && e.qid !== 0) {
+      trace('qid %d cid %d (opcode %d) outstanding %d ms: abort', e.qid, e.cid, e.opcode, Math.round(e.elapsedMs));
+      this.abort(e.qid, e.cid).then(
+        (found) => trace('abort of qid %d cid %d: %s', e.qid, e.cid, found ? 'aborted' : 'not found'),
+        (err: Error) => trace('abort of qid %d cid %d failed: %s', e.qid, e.cid, err.message),
+      );
+      return;
+    }
+    if (this.timeoutResetting || this.state !== 'up') return;
+    trace('qid %d cid %d (opcode %d) outstanding %d ms: controller reset', e.qid, e.cid, e.opcode, Math.round(e.elapsedMs));
+    this.timeoutResetting = true;
+    this.resetForTimeout()
+      .catch((err: Error) => trace('reset after a timeout failed: %s', err.message))
+      .finally(() => {
+        this.timeoutResetting = false;
+      });
+  }
+
   // ---------------------------------------------------------------- I/O queues
 
   /** Creates an I/O CQ and SQ (in that order) and returns the host side of the pair. */
@@ -333,7 +391,7 @@ export class NvmeDriver {
 
   private async makeIoQueuePair(qid: number, entries: number, opts: IoQueuePairOptions): Promise<IoQueuePair> {
     const generation = this.generation;
-    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics, coalesce: opts.coalesce }, this.namespaces);
+    const qp = new IoQueuePair({ transport: this.transport, qid, entries, dstrd: this.cap.dstrd, pageSize: this.pageSize, maxTransfer: this.maxTransfer, shared: opts.shared ?? false, metrics: opts.metrics, coalesce: opts.coalesce, timeoutMs: checkTimeout('timeoutMs', opts.timeoutMs, this.ioTimeoutMs), deadlines: this.deadlines }, this.namespaces);
     const vector = qid;
     try {
       await this.adminCommand({

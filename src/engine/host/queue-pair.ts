@@ -24,23 +24,27 @@
  */
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
-import { CQE_SIZE, SQE_SIZE, Sqe, encodeCommandWords, type Command, type Completion } from '../spec/command.js';
+import { CQE_SIZE, SQE_SIZE, Sqe, encodeCommandWords, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { writeU64 } from '../spec/layout.js';
 import { NvmqError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
-import { RequestTable, SlotState, type RequestTableHandle } from '../shared/request-table.js';
+import { RequestTable, SlotState } from '../shared/request-table.js';
 import { Mutex } from '../shared/mutex.js';
 import { sharedNow } from '../shared/clock.js';
 import { IoMetrics, QueueCounts, type IoMetricsHandle, type QueueMetrics, type QueueStats } from '../metrics/io-metrics.js';
 import { MAX_SPIN_US } from '../transport/transport.js';
-import { Waiter, type WaitMode } from './waiter.js';
+import { Waiter } from './waiter.js';
 import { SqDoorbell } from './sq-doorbell.js';
 import { DataMap, arenaBuffer, type DataSpec } from './data-map.js';
 import { Completions, type CompletionCallback } from './completions.js';
+import { Deadlines } from './deadlines.js';
 import { H_DB_LOCK, H_DEAD, H_LOCK, H_SQ_TAIL, HOST_WORDS, createHostWords, deadError, markDead } from './host-words.js';
 
+import type { CommandFields, QueuePairHandle, QueuePairOptions } from './queue-pair-options.js';
+
 export type { DataSpec } from './data-map.js';
+export type { CommandFields, QueuePairHandle, QueuePairOptions } from './queue-pair-options.js';
 export type { CompletionCallback } from './completions.js';
 
 const SPIN_RANGE = `an integer from 0 to ${MAX_SPIN_US}`;
@@ -60,61 +64,6 @@ function checkSubmission(cmd: unknown, data: unknown, length: unknown): void {
 
 /** Longest a blocking free-slot wait blocks its thread before it waits asynchronously. */
 const BLOCKING_WAIT_MS = 5;
-
-/** Fields of a command; the queue pair assigns the CID and, when given data, the PRPs. */
-export type CommandFields = Partial<Omit<Command, 'cid'>> & { opcode: number };
-
-export interface QueuePairOptions {
-  transport: Transport;
-  qid: number;
-  /** Entries in each ring (1's based). */
-  entries: number;
-  dstrd: number;
-  /** Host memory page size (CC.MPS). */
-  pageSize: number;
-  /** The largest transfer the host will build PRPs for. */
-  maxTransfer: number;
-  /** Request slots; at most entries - 1 (a full SQ keeps one slot empty). */
-  slots?: number;
-  /** Several threads will submit on this pair. */
-  shared?: boolean;
-  /**
-   * Wait for a free request slot by reaping and then, on a shared pair, with
-   * Atomics.wait for a few milliseconds (blocking the thread) before waiting
-   * asynchronously.
-   */
-  blockingWait?: boolean;
-  /** I/O counters to count this pair's commands into (its row is its QID). */
-  metrics?: IoMetrics;
-  /**
-   * Submissions made outside plug() / unplug() share one SQ doorbell write
-   * per microtask turn instead of one each: callers that each await their
-   * own command (the engine's main-thread calls) still reach the controller
-   * and the kernel in batches. Default false: a doorbell per command.
-   */
-  coalesce?: boolean;
-  /** How the pair waits for completions after a submission (see waiter.ts); default 'adaptive' ('event-loop' on the main thread). */
-  waitMode?: WaitMode;
-}
-
-/** Everything another thread needs to use the same queue pair (structured-cloneable). */
-export interface QueuePairHandle {
-  qid: number;
-  entries: number;
-  dstrd: number;
-  pageSize: number;
-  maxTransfer: number;
-  shared: boolean;
-  sq: { offset: number; size: number };
-  cq: { offset: number; size: number };
-  prpPages: number[];
-  prpPagesPerSlot: number;
-  table: RequestTableHandle;
-  host: SharedArrayBuffer;
-  metrics: IoMetricsHandle | undefined;
-  /** The pair's event counts when it has no row of I/O counters (`QueueCounts.own()`). */
-  counts: SharedArrayBuffer | undefined;
-}
 
 export class QueuePair {
   readonly qid: number;
@@ -144,6 +93,8 @@ export class QueuePair {
   private readonly dbLock: Mutex;
   /** Data placement and PRPs. */
   private readonly data: DataMap;
+  /** This thread's command deadlines, when its commands have a timeout. */
+  readonly deadlines: Deadlines | undefined;
   /** Reaping, and this thread's outstanding commands. */
   private readonly completions: Completions;
   /** When submissions are rung: at once, at unplug, or once per microtask turn. */
@@ -193,6 +144,8 @@ export class QueuePair {
     this.stats = this.counts.since();
     this.slots = this.table.slots;
     this.lock = new Mutex(this.host, H_LOCK);
+    const timeout = opts.timeoutMs ?? Infinity;
+    if (timeout > 0 && timeout < Infinity && opts.deadlines) this.deadlines = new Deadlines(this.qid, this.table, timeout, opts.deadlines);
     this.dbLock = new Mutex(this.host, H_DB_LOCK);
     this.completions = new Completions({
       qid: this.qid,
@@ -208,6 +161,7 @@ export class QueuePair {
       data: this.data,
       counts: this.counts,
       metrics: this.metrics,
+      deadlines: this.deadlines,
     });
     this.sqDoorbell = sqTailDoorbell(opts.qid, opts.dstrd);
     this.doorbell = new SqDoorbell(() => this.ringSq(), opts.coalesce ?? false);
@@ -241,6 +195,7 @@ export class QueuePair {
       if (r.async) await r.value;
     }
     this.completions.failAll(deadError(this.host, this.qid)!);
+    this.deadlines?.stop();
   }
 
   /** What `attach()` in another thread needs. */
@@ -505,6 +460,8 @@ export class QueuePair {
     markDead(this.host, err);
     this.metrics?.failed(sharedNow());
     this.completions.failAll(err);
+    // Nothing of this thread's is outstanding now: its sweep timer must not hold the pair (and the arena) either.
+    this.deadlines?.stop();
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === SlotState.SUBMITTED) this.table.complete(cid, -1, 0);
   }

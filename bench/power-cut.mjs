@@ -103,8 +103,21 @@ function qemuPid(dir) {
   return 0;
 }
 
+// The fixture runs in its own process group: stop it with this script (Ctrl-C, SIGTERM);
+// its own cleanup then stops QEMU. The unfinished cut's directory goes too.
+let current = null;
+let currentDir = null;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (current) try { process.kill(-current.pid, 'SIGTERM'); } catch {}
+    if (currentDir && !a.keep) setTimeout(() => { rmSync(currentDir, { recursive: true, force: true }); process.exit(130); }, 3000);
+    else process.exit(130);
+  });
+}
+
 async function oneCut(cut) {
   const dir = mkdtempSync(join(process.env.NVMQ_POWER_CUT_TMP ?? tmpdir(), 'nvmq-power-cut.'));
+  currentDir = dir;
   const share = join(dir, 'share');
   mkdirSync(share);
   const image = join(dir, 'nvme.img');
@@ -132,6 +145,7 @@ async function oneCut(cut) {
     stdio: ['ignore', openSync(fixtureLog, 'a'), openSync(fixtureLog, 'a')],
     detached: true, // its own process group, stopped as a whole if it outlives the cut
   });
+  current = child;
   const exited = new Promise((r) => child.once('exit', (code) => r(code)));
   let exitCode = null;
   exited.then((c) => { exitCode = c; });

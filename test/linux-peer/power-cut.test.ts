@@ -12,7 +12,7 @@ const enabled = process.env.NVMQ_LINUX_PEER === '1';
 const script = fileURLToPath(new URL('../../bench/power-cut.mjs', import.meta.url));
 
 function powerCut(args: string[]): { status: number | null; summary: Record<string, number>; stderr: string } {
-  const r = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 280_000 });
+  const r = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 560_000 });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   return { status: r.status, summary: last.startsWith('{') ? JSON.parse(last) : {}, stderr: r.stderr };
 }
@@ -24,12 +24,12 @@ describe.skipIf(!enabled)('power cuts of a QEMU guest writing through nvmq (NVMQ
     expect(r.status, r.stderr).toBe(0);
     expect(r.summary.losses).toBe(0);
     expect(r.summary.ackedBlocksChecked).toBeGreaterThan(0);
-  }, 300_000);
+  }, 600_000);
 
   it('2 cuts of the negative control (acknowledged, never flushed): blocks are lost, so the check can fail', ({ skip }) => {
     const r = powerCut(['--cuts', '2', '--mode', 'noflush', '--expect-loss', '--min-run', '1', '--max-run', '4']);
     if (r.status === 77) skip('the linux-peer fixture skipped (no QEMU or kernel)');
     expect(r.status, r.stderr).toBe(0);
     expect(r.summary.losses).toBeGreaterThan(0);
-  }, 300_000);
+  }, 600_000);
 });

@@ -107,8 +107,10 @@ function qemuPid(dir) {
 // its own cleanup then stops QEMU. The unfinished cut's directory goes too.
 let current = null;
 let currentDir = null;
+let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
+    stopping = true;
     if (current) try { process.kill(-current.pid, 'SIGTERM'); } catch {}
     if (currentDir && !a.keep) setTimeout(() => { rmSync(currentDir, { recursive: true, force: true }); process.exit(130); }, 3000);
     else process.exit(130);
@@ -116,6 +118,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 async function oneCut(cut) {
+  if (stopping) await new Promise(() => {}); // the signal handler exits
   const dir = mkdtempSync(join(process.env.NVMQ_POWER_CUT_TMP ?? tmpdir(), 'nvmq-power-cut.'));
   currentDir = dir;
   const share = join(dir, 'share');

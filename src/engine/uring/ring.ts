@@ -274,6 +274,9 @@ export class IoRing {
       this.stage(kind === 'write' ? OP_WRITE : OP_READ, fd, tag, pos, first.byteOffset - this.skew, len, flags);
       return;
     }
+    // Whatever goes to the kernel ahead of this operation goes before its segments are written: a submit
+    // frees the whole segment table, which must not happen once `at` points into it.
+    this.submitAhead(fd);
     if (this.segsUsed + runs * SEG_WORDS > this.segs.length) this.submit();
     const at = this.segsUsed / SEG_WORDS;
     let w = this.segsUsed;
@@ -291,16 +294,25 @@ export class IoRing {
     this.stage(kind === 'write' ? OP_WRITEV : OP_READV, fd, tag, pos, at, runs, flags);
   }
 
+  /**
+   * Hands what is staged to the kernel before an operation on `fd` is
+   * staged, when the ring is full or `fd` is an O_DIRECT file (submitEach):
+   * an O_DIRECT operation sends the ones ahead of it on their way; the last
+   * of a doorbell goes with submit() as a lone one always did. Inside a
+   * completion batch, follow-ups (the rest of a short transfer) go once it
+   * is dispatched.
+   */
+  private submitAhead(fd: number): void {
+    if (this.staged === this.capacity || (this.staged > 0 && this.each[fd] === true && this.nesting === 0)) this.submit();
+  }
+
   private stage(code: number, fd: number, tag: number, pos: number, addr: number, len: number, flags: number): void {
     if (this.closed) {
       const p = this.slots[tag]!;
       this.finish(tag, p, errorOf(p.kind, ECANCELED));
       return;
     }
-    // An O_DIRECT operation sends what is staged ahead of it on its way first (submitEach); the last of a
-    // doorbell goes with submit() as a lone one always did. Inside a completion batch, follow-ups (the rest
-    // of a short transfer) go once it is dispatched.
-    if (this.staged === this.capacity || (this.staged > 0 && this.each[fd] === true && this.nesting === 0)) this.submit();
+    this.submitAhead(fd);
     const o = this.staged++ * OP_WORDS;
     const ops = this.ops;
     const index = this.fixed[fd];

@@ -82,6 +82,30 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(r.inflight + results.length).toBe(4);
   });
 
+  it('submitEach(): reads of several scattered pages each land in their own pages', async () => {
+    const arena = new DmaArena({ sizeBytes: 1 << 20 });
+    const file = path.join(dir(), 'data');
+    const content = Buffer.alloc(8 * 8192);
+    for (let i = 0; i < content.length; i += 4) content.writeUInt32LE(i, i);
+    fs.writeFileSync(file, content);
+    const fd = fs.openSync(file, 'r');
+    defer(() => fs.closeSync(fd));
+    const r = ring(arena);
+    defer(() => r.close());
+    r.submitEach([fd]);
+    // Each read: two pages that are not adjacent in the arena (a vectored operation with its own segments).
+    const page = (n: number): Uint8Array => arena.bytes.subarray(n * 4096, (n + 1) * 4096);
+    const done: Array<Promise<BackendError | null>> = [];
+    for (let op = 0; op < 4; op++) done.push(new Promise((res) => r.read(fd, op * 8192, [page(op * 4), page(op * 4 + 2)], res)));
+    r.submit();
+    while (r.inflight > 0) r.wait(100);
+    expect(await Promise.all(done)).toEqual([null, null, null, null]);
+    for (let op = 0; op < 4; op++) {
+      expect(Buffer.from(page(op * 4)).equals(content.subarray(op * 8192, op * 8192 + 4096)), `op ${op} first page`).toBe(true);
+      expect(Buffer.from(page(op * 4 + 2)).equals(content.subarray(op * 8192 + 4096, op * 8192 + 8192)), `op ${op} second page`).toBe(true);
+    }
+  });
+
   it('a stalled read completes through the eventfd on this thread once the device answers', async () => {
     const arena = new DmaArena({ sizeBytes: 1 << 20 });
     const device = stalledDevice('io_uring', dir(), 1 << 20);

@@ -149,8 +149,9 @@ export class NvmeDriver {
     t.write64(Regs.ASQ.offset, this.admin.sq.iova);
     t.write64(Regs.ACQ.offset, this.admin.cq.iova);
     t.setInterruptHandler(0, () => this.admin.onInterrupt());
-    // Interrupt masks survive a reset (whoever used the controller before may have left some set); this
-    // driver does not mask vectors, and a masked one would leave its completions unseen until polled.
+    // Masks set while the controller was disabled survive into this bring-up (a reset clears only the ones
+    // set before it); this driver does not mask vectors, and a masked one would leave its completions unseen
+    // until polled.
     t.write32(Regs.INTMC.offset, 0xffffffff);
 
     // 3. Enable with the NVM command set, 4 KiB pages, round robin, 64/16-byte entries.

@@ -182,8 +182,6 @@ export class ErrorLog {
 export const MEDIA_STRIDE = 16;
 /** Flags word: MEDIA_LOST | MEDIA_CACHED, set (never cleared) by any executing thread with Atomics.or. */
 const M_FLAGS = 0;
-/** The NVMe status of the failure that set MEDIA_LOST; written once, by the thread whose Atomics.or set it. */
-const M_STATUS = 1;
 /** Acknowledged data may not have reached the medium: flushes fail, writes are refused. */
 const MEDIA_LOST = 1 << 0;
 /** A write completed without being made durable (it sits in a volatile cache): a later failed sync may have lost it. */
@@ -214,11 +212,6 @@ export class MediaHealth {
     return (Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_LOST) !== 0;
   }
 
-  /** The status of the failure that marked the namespace (0 while it is not). */
-  get lostStatus(): number {
-    return Atomics.load(this.words, this.base + M_STATUS);
-  }
-
   /** Some write was acknowledged from a volatile cache since the namespace was opened. */
   get cached(): boolean {
     return (Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_CACHED) !== 0;
@@ -229,10 +222,9 @@ export class MediaHealth {
     if ((Atomics.load(this.words, this.base + M_FLAGS) & MEDIA_CACHED) === 0) Atomics.or(this.words, this.base + M_FLAGS, MEDIA_CACHED);
   }
 
-  /** Records that acknowledged data may have been lost (`status`: what the failing command completed with). */
-  markLost(status: number): void {
+  /** Records that acknowledged data may have been lost; the first thread to record it raises the event. */
+  markLost(): void {
     if (Atomics.or(this.words, this.base + M_FLAGS, MEDIA_LOST) & MEDIA_LOST) return;
-    Atomics.store(this.words, this.base + M_STATUS, status);
     this.postEvent(eventWord(AsyncEventType.SMART_HEALTH, AsyncSmartInfo.RELIABILITY, LogPageId.SMART_HEALTH));
   }
 }

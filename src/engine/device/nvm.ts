@@ -14,7 +14,7 @@
  * with Write Fault and its writes with Namespace is Write Protected.
  */
 import type { CommandEntry, IoContext } from './context.js';
-import { INVALID_FIELD, INVALID_NAMESPACE, LBA_OUT_OF_RANGE, PRP_OFFSET_INVALID, WRITE_FAULT, WRITE_PROTECTED, backendStatus } from './status.js';
+import { INVALID_FIELD, INVALID_NAMESPACE, LBA_OUT_OF_RANGE, PRP_OFFSET_INVALID, WRITE_FAULT, WRITE_PROTECTED } from './status.js';
 import type { Request } from './queues.js';
 import type { Namespace } from './namespace.js';
 import { NvmOpcode } from '../spec/opcodes.js';
@@ -115,7 +115,7 @@ function synced(ns: Namespace, done: IoDone, flush: boolean): IoDone {
     if (!err) return done(ns.media.lost ? lostError(ns) : null);
     if (err.kind === 'aborted' || (err.kind === 'no-space' && !flush && !ns.media.cached)) return done(err);
     const e = flush && err.kind !== 'write' ? new BackendError('write', err.message, err.errno) : err;
-    ns.media.markLost(backendStatus(e));
+    ns.media.markLost();
     done(e);
   };
 }

@@ -119,7 +119,6 @@ export function readAscii(dv: DataView, base: number, f: Field): string {
 
 const TWO32 = 0x1_0000_0000;
 
-/** A 64-bit little-endian value as a number; values past 2^53 lose precision, which no field we read can reach. */
 /**
  * A 64-bit host address as a Number: exact below 2^53; at or above it (no
  * host memory is there) a value just under 2^53 with the same low 16 bits,
@@ -136,6 +135,7 @@ export function readAddress(dv: DataView, at: number): number {
   return addressOf(dv.getUint32(at, true), dv.getUint32(at + 4, true));
 }
 
+/** A 64-bit little-endian value as a number; values past 2^53 lose precision, which no field we read can reach. */
 export function readU64(dv: DataView, at: number): number {
   return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * TWO32;
 }

@@ -15,7 +15,6 @@ import type { DmaBuffer } from '../../../../src/engine/dma-arena.js';
 import type { IoQueuePair } from '../../../../src/engine/host/io-queue-pair.js';
 import type { DataPath } from '../../../../src/engine/uring/data-path.js';
 import { Watchdog } from './watchdog.js';
-import { Regs } from '../../../../src/engine/spec/registers.js';
 
 export const PS = 4096;
 export const PSn = 4096n;
@@ -192,9 +191,7 @@ export async function closeWorld(): Promise<void> {
 export async function recover(): Promise<void> {
   for (const b of w.guardBufs.splice(0)) w.h.arena.release(b);
   await withTimeout(w.h.driver.reset(), 'controller reset and bring-up after register writes');
-  // INTMS written while the controller was disabled outlives the bring-up (only a reset clears it), and the
-  // driver does not touch it: a host that masked vectors unmasks them.
-  w.h.transport.write32(Regs.INTMC.offset, 0xffffffff);
+  // INTMS written while the controller was disabled outlives the bring-up: the driver's bring-up unmasks it.
   w.qp = await withTimeout(w.h.driver.createIoQueuePair({ entries: IO_ENTRIES }), 'I/O queue pair after the reset');
   Object.assign(w, takeFreePages(w.h));
 }

@@ -28,19 +28,12 @@
  * generators (plans.ts), and the runners that check each command (runners.ts).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import fc from 'fast-check';
 import { PS, ARENA_SIZE, SEED, w, setUpWorld, closeWorld } from './world.js';
 import { stats } from './runners.js';
-import { properties, label, sanityRound, type PropertyName } from './properties.js';
+import { check, sanityRound } from './properties.js';
 
 beforeAll(() => setUpWorld({ backend: 'memory' }));
 afterAll(closeWorld);
-
-async function check(name: PropertyName, numRuns: number, seed?: number): Promise<void> {
-  label(name, seed);
-  await fc.assert(properties[name] as fc.IAsyncProperty<[unknown]>, { numRuns, endOnFailure: true, ...(seed !== undefined ? { seed } : {}) });
-  w.watchdog.disarm();
-}
 
 describe('fuzzing the controller with random and mutated commands', () => {
   it('sets up guard memory around what the host owns', () => {

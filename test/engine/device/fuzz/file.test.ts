@@ -6,19 +6,12 @@
  * Shorter runs than the memory world's; the long run (npm run fuzz) does more.
  */
 import { describe, it, expect, afterEach } from 'vitest';
-import fc from 'fast-check';
 import { DATA_PATHS } from '../../../helpers/harness.js';
-import { SEED, w, setUpWorld, closeWorld } from './world.js';
+import { SEED, setUpWorld, closeWorld } from './world.js';
 import { stats } from './runners.js';
-import { properties, label, sanityRound, type PropertyName } from './properties.js';
+import { check, sanityRound } from './properties.js';
 
 afterEach(closeWorld);
-
-async function check(name: PropertyName, numRuns: number, seed?: number): Promise<void> {
-  label(name, seed);
-  await fc.assert(properties[name] as fc.IAsyncProperty<[unknown]>, { numRuns, endOnFailure: true, ...(seed !== undefined ? { seed } : {}) });
-  w.watchdog.disarm();
-}
 
 describe.each(DATA_PATHS)('fuzzing the controller on file namespaces (%s)', (dataPath) => {
   it('every property, seeded, then a verified sanity round', async () => {

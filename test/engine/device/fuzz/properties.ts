@@ -124,6 +124,13 @@ export const properties = {
 
 export type PropertyName = keyof typeof properties;
 
+/** Runs property `name` `numRuns` times (from `seed` when given; fast-check names the seed of a failure). */
+export async function check(name: PropertyName, numRuns: number, seed?: number): Promise<void> {
+  label(name, seed);
+  await fc.assert(properties[name] as fc.IAsyncProperty<[unknown]>, { numRuns, endOnFailure: true, ...(seed !== undefined ? { seed } : {}) });
+  w.watchdog.disarm();
+}
+
 /**
  * Valid commands the controller must serve after any sequence: per
  * namespace a write through a PRP list, a read of it, Write Zeroes, a

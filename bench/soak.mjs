@@ -12,7 +12,7 @@
 // Exit status 1 on any failure (a mismatch, a hang, an unhandled rejection, an unexpected error, a leak).
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -28,8 +28,6 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     hang: { type: 'string' },
-    // Host command timeouts are not in the engine yet; this flag stays off and the report says "not injected".
-    'inject-timeouts': { type: 'boolean', default: false },
     // Checks the checker: one block overwritten behind the model's back before the final read-back.
     'corrupt-once': { type: 'boolean', default: false },
   },
@@ -94,43 +92,64 @@ globalThis.gc?.();
 const start = resources();
 const startFds = fdTargets();
 
-// ---- what needs root: a small tmpfs (full disk) and a loop device (failing write-back)
+// ---- what needs root: nsid 2's own small file system (full disk; frozen for host timeouts), a loop device
+// (failing write-back). ext4 on a loop device when mkfs.ext4 and fsfreeze are there (tmpfs cannot be frozen),
+// else a small tmpfs (no host timeouts then).
 const skipped = {};
 const cleanups = [];
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nvmq-soak-'));
 cleanups.push(() => fs.rmSync(scratch, { recursive: true, force: true }));
 const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-let tmpfsDir;
-try {
-  if (process.getuid?.() !== 0) throw new Error('not root (mount needs it)');
-  const dir = path.join(scratch, 'full');
+const firstLine = (e) => e.message.split('\n')[0];
+let smallFsDir;
+let freezable = false;
+if (process.getuid?.() !== 0) {
+  skipped['full-disk'] = 'not root (mount needs it)';
+  skipped['host-timeout'] = skipped['full-disk'];
+} else {
+  const dir = path.join(scratch, 'small');
   fs.mkdirSync(dir);
-  sh('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'nvmq-soak', dir]);
-  cleanups.push(() => sh('umount', [dir]));
-  tmpfsDir = dir;
-} catch (e) {
-  skipped['full-disk'] = `no small tmpfs: ${e.message.split('\n')[0]}`;
+  try {
+    sh('fsfreeze', ['--version']);
+    const backing = path.join(scratch, 'small-ext4.img');
+    fs.writeFileSync(backing, '');
+    fs.truncateSync(backing, 24 << 20);
+    sh('mkfs.ext4', ['-q', '-b', '4096', backing]);
+    const loop = sh('losetup', ['--find', '--show', backing]);
+    cleanups.push(() => sh('losetup', ['--detach', loop]));
+    sh('mount', [loop, dir]);
+    // Run before the unmount (cleanups run last first): a frozen file system cannot be unmounted.
+    cleanups.push(() => sh('umount', [dir]), () => execFileSync('sh', ['-c', `fsfreeze -u ${dir} 2>/dev/null; true`]));
+    smallFsDir = dir;
+    freezable = true;
+  } catch (e) {
+    skipped['host-timeout'] = `no freezable file system (ext4 on a loop device, fsfreeze): ${firstLine(e)}`;
+    try {
+      sh('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'nvmq-soak', dir]);
+      cleanups.push(() => sh('umount', [dir]));
+      smallFsDir = dir;
+    } catch (e2) {
+      skipped['full-disk'] = `no small tmpfs: ${firstLine(e2)}`;
+    }
+  }
 }
 let loopOk = false;
-if (!tmpfsDir) skipped['flush-error'] = skipped['full-disk'];
+if (!smallFsDir) skipped['flush-error'] = skipped['full-disk'];
 else {
   try {
     sh('losetup', ['--version']);
     loopOk = true;
   } catch (e) {
-    skipped['flush-error'] = `no losetup: ${e.message.split('\n')[0]}`;
+    skipped['flush-error'] = `no losetup: ${firstLine(e)}`;
   }
 }
-if (!values['inject-timeouts']) skipped['host-timeout'] = 'not injected: host command timeouts are not in the engine yet';
-else {
-  console.error('soak: --inject-timeouts: host command timeouts are not in the engine yet');
-  process.exit(2);
-}
+/** The load engine's I/O command timeout where host timeouts are injected (else the engine's default). */
+const IO_TIMEOUT_MS = 2000;
 
-// ---- the engine under load: nsid 1 memory, nsid 2 a file (on the small tmpfs when there is one)
+// ---- the engine under load: nsid 1 memory, nsid 2 a file (on the small file system when there is one)
 const NS1_BLOCKS = 16384; // 64 MiB
 const NS2_BLOCKS = 2048; // 8 MiB
-const nsFile = path.join(tmpfsDir ?? scratch, 'soak.img');
+const nsFile = path.join(smallFsDir ?? scratch, 'soak.img');
 const metricsLimits = { headersTimeoutMs: 2000, requestTimeoutMs: 4000, keepAliveTimeoutMs: 2000 };
 const engine = await Engine.open({
   namespaces: [
@@ -139,6 +158,7 @@ const engine = await Engine.open({
   ],
   workers,
   metrics: { port: 0, ...metricsLimits },
+  ...(freezable ? { ioTimeoutMs: IO_TIMEOUT_MS } : {}),
 });
 const dataPath = engine.controller.dataPath;
 const models = { 1: newModel(NS1_BLOCKS), 2: newModel(NS2_BLOCKS) };
@@ -276,6 +296,51 @@ async function injectReset() {
   }
 }
 
+// A command past its deadline and its Abort resets the engine on its own (driver.resetForTimeout): the
+// participants wait for it as for an injected reset, and the attached worker hears when it is over.
+let timeoutResets = 0;
+const resetAfterTimeout = engine.driver.resetForTimeout;
+engine.driver.resetForTimeout = () => {
+  timeoutResets++;
+  const r = resetAfterTimeout();
+  resetting = r;
+  r.catch(() => {}).finally(() => {
+    if (resetting === r) resetting = null;
+    attachedWorker.postMessage({ epoch: ++epoch });
+  });
+  return r;
+};
+
+/**
+ * Freezes nsid 2's file system (fsfreeze): its writes stall in the kernel. Each passes its deadline
+ * (IO_TIMEOUT_MS) and is aborted, and one more timeout later the engine resets; the file system is thawed
+ * from another process after two timeouts and a margin (a reset on io_uring waits in the kernel for the
+ * writes its ring holds, and this thread with it). Checked: commands ended with NVMQ_TIMEOUT, the engine
+ * reset itself, and I/O goes on afterwards (the watchdog and the final read-back check the rest).
+ */
+async function injectHostTimeout() {
+  injectedCount('host-timeout');
+  const timeoutsBefore = sum(ST.timeouts);
+  const resetsBefore = timeoutResets;
+  const thawMs = 2 * IO_TIMEOUT_MS + 2000;
+  sh('fsfreeze', ['-f', smallFsDir]);
+  spawn('sh', ['-c', `sleep ${thawMs / 1000}; fsfreeze -u ${smallFsDir} 2>/dev/null`], { detached: true, stdio: 'ignore' }).unref();
+  const thawAt = Date.now() + thawMs;
+  while (Date.now() < thawAt + 500) await sleep(50);
+  // The reset finishes once the kernel has given back what the frozen file system held.
+  const until = Date.now() + 10_000;
+  while (resetting && Date.now() < until) await sleep(20);
+  const iosBefore = sum(ST.ios);
+  while (sum(ST.ios) === iosBefore && Date.now() < until) await sleep(20);
+  const timeouts = sum(ST.timeouts) - timeoutsBefore;
+  timeoutsDuringInjection += timeouts;
+  verdict('host-timeout', timeouts > 0, 'no command ended with NVMQ_TIMEOUT while the file system was frozen');
+  verdict('host-timeout', timeoutResets > resetsBefore, 'the engine did not reset after the Abort');
+  verdict('host-timeout', !resetting, 'the reset after the timeout did not resolve within 10 s of the thaw');
+  verdict('host-timeout', sum(ST.ios) > iosBefore, 'no I/O completed after the thaw');
+}
+let timeoutsDuringInjection = 0;
+
 /** Asks the attached worker to end its thread with writes in flight, without detaching; a new one attaches. */
 async function injectAttachedExit() {
   const before = attachedExits;
@@ -306,10 +371,10 @@ async function injectFlush() {
   verdict('flush', code === 'ok' || code === 'NVMQ_CONTROLLER_RESET', `engine.flush() failed: ${code}`);
 }
 
-/** Fills the small tmpfs with another file for a while: writes to blocks of nsid 2 not yet allocated get ENOSPC. */
+/** Fills nsid 2's file system with another file for a while: writes to blocks of nsid 2 not yet allocated get ENOSPC. */
 async function injectFullDisk() {
   injectedCount('full-disk');
-  const filler = path.join(tmpfsDir, 'filler');
+  const filler = path.join(smallFsDir, 'filler');
   const before = sum(ST.capacity);
   const fd = fs.openSync(filler, 'w');
   const chunk = Buffer.alloc(64 << 10, 0x5a);
@@ -447,9 +512,10 @@ const watchdog = setInterval(() => {
 
 // ---- the schedule
 const kinds = ['reset', 'worker-exit', 'attached-exit', 'task-throw', 'flush', 'scrape'];
-if (tmpfsDir) kinds.push('full-disk');
+if (smallFsDir) kinds.push('full-disk');
+if (freezable) kinds.push('host-timeout');
 if (loopOk) kinds.push('flush-error');
-const run = { reset: injectReset, 'worker-exit': () => injectTaskEnd(1), 'attached-exit': injectAttachedExit, 'task-throw': () => injectTaskEnd(2), flush: injectFlush, scrape: injectScrape, 'full-disk': injectFullDisk, 'flush-error': injectFlushError };
+const run = { reset: injectReset, 'worker-exit': () => injectTaskEnd(1), 'attached-exit': injectAttachedExit, 'task-throw': () => injectTaskEnd(2), flush: injectFlush, scrape: injectScrape, 'full-disk': injectFullDisk, 'flush-error': injectFlushError, 'host-timeout': injectHostTimeout };
 const t0 = Date.now();
 const participants = [...Array.from({ length: workers }, (_, r) => poolLoop(r)), mainLoop()];
 let progressAt = t0;
@@ -576,6 +642,9 @@ async function finish(hung = false) {
     capacityExceeded: sum(ST.capacity),
     capacityExceededDuringFullDisk: fullDiskCapacityErrors,
     commandsFailedByReset: sum(ST.resetErrors),
+    commandsTimedOut: sum(ST.timeouts),
+    timeoutsDuringHostTimeout: timeoutsDuringInjection,
+    resetsAfterTimeouts: timeoutResets,
     unexpectedErrors: sum(ST.errors),
     errorCodes: codes,
     taskEnds,
@@ -605,7 +674,7 @@ async function finish(hung = false) {
     console.log(`soak: ${report.passed ? 'passed' : 'FAILED'} (seed ${seed}, ${report.minutes} min, ${workers} pool workers, ${dataPath})`);
     l('I/Os', `${report.ios} (reads ${report.reads}, writes ${report.writes}, deallocates ${report.deallocates}, flushes ${report.flushes})`);
     l('reads verified', `${report.readsVerified} during the run, ${finalVerified} blocks at the end, ${flushErrorBlocksVerified} after flush errors`);
-    l('writes', `${report.writesAcknowledged} acknowledged, ${report.writesFailed} failed, ${report.writesUnresolved} never completed (their thread ended) (${report.commandsFailedByReset} commands failed by resets, ${report.capacityExceeded} Capacity Exceeded)`);
+    l('writes', `${report.writesAcknowledged} acknowledged, ${report.writesFailed} failed, ${report.writesUnresolved} never completed (their thread ended) (${report.commandsFailedByReset} commands failed by resets, ${report.commandsTimedOut} timed out, ${report.capacityExceeded} Capacity Exceeded)`);
     l('mismatches', mismatches);
     l('hangs', hangs.length);
     l('unhandled', unhandled.length);

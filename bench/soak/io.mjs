@@ -21,8 +21,9 @@ const ANY = -2;
 export const ST = {
   ios: 0, reads: 1, verified: 2, writes: 3, writesOk: 4, writesFailed: 5, deallocs: 6, flushes: 7,
   mismatches: 8, errors: 9, lastProgress: 10, inflight: 11, seq: 12, capacity: 13, resetErrors: 14, readsFailed: 15,
+  timeouts: 16,
 };
-export const STRIDE = 16;
+export const STRIDE = 17;
 /** Per-region control words (an Int32Array, CSTRIDE per region): [0] stop, [1] 1 = exit the thread, 2 = throw. */
 export const CSTRIDE = 2;
 
@@ -165,8 +166,11 @@ export async function runRegion(io, { region, ranges, stats, control, depth = 8,
       // Out of space on the full disk: a write's new blocks; a deallocate too where holes cannot be punched
       // (without the native addon the file backend writes zeroes).
       stats[s + ST.capacity]++;
-    }
-    else {
+    } else if (code === 'NVMQ_TIMEOUT') {
+      // Past its deadline (a frozen file system): aborted, or ended by the reset that followed. A write may
+      // or may not have landed, as with a reset.
+      stats[s + ST.timeouts]++;
+    } else {
       // Anything else is a failure of the run: say what it was, from whichever thread saw it.
       if (stats[s + ST.errors]++ < 5) log(`soak: unexpected error on a ${what} (region ${region}): ${code}: ${e?.message ?? e}`);
     }

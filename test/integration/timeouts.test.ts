@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Engine, type NvmqError } from '../../dist/index.js';
 import { recordAborts, scratch, waitFor, DATA_PATHS } from '../helpers/harness.js';
 import { freezableFs, type FrozenFs } from '../helpers/frozen.js';
@@ -68,6 +69,38 @@ describe('engine command timeouts', () => {
     expect(await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 4 })).toBe('ok');
     await engine.write(1, 5, new Uint8Array(4096).fill(5));
     expect((await engine.read(1, 4, 1))[0]).toBe(7);
+  });
+
+  it.each(DATA_PATHS)('attached thread: its stalled write resets the engine and ends once with NVMQ_TIMEOUT; it attaches again (%s)', async (dataPath) => {
+    const { engine, fs } = await open(dataPath, 500);
+    const resets: Array<Promise<void>> = [];
+    const reset = engine.driver.resetForTimeout;
+    engine.driver.resetForTimeout = () => {
+      fs.thawAfter(1000);
+      resets.push(reset());
+      return resets[0]!;
+    };
+    const handle = engine.attachHandle();
+    const w = new Worker(new URL(fixture('attached-timeout-worker.mjs')), { workerData: { handle }, transferList: [handle.port] });
+    cleanups.push(() => w.terminate());
+    const messages: Array<Record<string, unknown>> = [];
+    const message = (): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        w.once('message', (m: Record<string, unknown>) => (messages.push(m), resolve(m)));
+        w.once('error', reject);
+      });
+    expect(await message()).toMatchObject({ ready: true });
+    fs.freeze();
+    w.postMessage('go');
+    const { stalled } = await message();
+    expect(stalled).toMatch(/^NVMQ_TIMEOUT: qid \d+ cid \d+: opcode 01h did not complete within its 500 ms timeout/);
+    // No Abort reaches a command another thread executes: the engine reset, once.
+    expect(resets.length).toBe(1);
+    await resets[0];
+    w.postMessage('again');
+    expect(await message()).toEqual({ write: 'ok', read: 'ok', byte: 3 });
+    // And the engine serves on the main thread.
+    expect((await engine.read(1, 0, 1))[0]).toBe(1);
   });
 
   it('refuses a bad timeout with a one-line NVMQ_INVALID_ARGUMENT', async () => {

@@ -26,6 +26,7 @@ import { hostFailureIndex, type QueueCounts, type QueueMetrics } from '../metric
 import type { DataMap } from './data-map.js';
 import type { Deadlines } from './deadlines.js';
 import { H_CQ_HEAD, H_CQ_PHASE, H_DEAD, deadError } from './host-words.js';
+import { AdminOpcode } from '../spec/opcodes.js';
 
 const trace = debuglog('nvmq');
 const noop = (): void => {};
@@ -64,6 +65,8 @@ interface LocalSlot {
   opcode: number;
   bounce: DmaBuffer | undefined;
   readBack: Uint8Array | undefined;
+  /** Whether it holds the thread alive (every command but an Asynchronous Event Request). */
+  holds: boolean;
 }
 
 /** What the completion side works on: the pair's CQ, words, locks and table. */
@@ -112,6 +115,16 @@ export class Completions {
   /** Callbacks of completions reaped inside a submission call, run on a later microtask (see reap()). */
   private deferCallbacks = false;
   private deferred: Array<() => void> = [];
+  /**
+   * This thread's outstanding commands but AERs. While there are some, `alive`
+   * (a ref'd timer that never fires) holds the thread's event loop open, as a
+   * pending fs call does: otherwise a worker awaiting only a command whose
+   * completion a reset dropped would exit before the reset fails it (the
+   * H_DEAD wait holds no handle). One timer per pair, ref'd and unref'd at
+   * 0 <-> 1 (about 10 ns), made on first use and cleared by `stop()`.
+   */
+  private live = 0;
+  private alive: NodeJS.Timeout | undefined;
 
   constructor(x: CompletionContext) {
     this.qid = x.qid;
@@ -139,11 +152,19 @@ export class Completions {
    */
   track(cid: number, opcode: number, bounce: DmaBuffer | undefined, readBack: Uint8Array | undefined, callback: CompletionCallback | undefined): Promise<Completion> | undefined {
     let slot = this.local[cid];
-    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, callback: undefined, bounce: undefined, readBack: undefined, opcode: -1 };
+    if (!slot) this.local[cid] = slot = { busy: false, resolve: noop, reject: noop, callback: undefined, bounce: undefined, readBack: undefined, opcode: -1, holds: false };
     slot.busy = true;
     slot.bounce = bounce;
     slot.readBack = readBack;
     slot.opcode = opcode;
+    // An AER waits for an event, maybe for ever: it must not keep the thread alive.
+    if (this.qid !== 0 || this.table.opcode(cid) !== AdminOpcode.ASYNC_EVENT_REQUEST) {
+      slot.holds = true;
+      if (this.live++ === 0) {
+        if (this.alive) this.alive.ref();
+        else this.alive = setInterval(noop, 2 ** 30);
+      }
+    }
     this.deadlines?.started(cid);
     if (callback) {
       slot.callback = callback;
@@ -323,8 +344,19 @@ export class Completions {
     for (let cid = 0; cid < this.local.length; cid++) this.fail(cid, err);
   }
 
+  /** The pair is gone from this thread (after failAll()): its keep-alive timer goes. */
+  stop(): void {
+    clearInterval(this.alive);
+    this.alive = undefined;
+    this.live = 0;
+  }
+
   /** Frees a local slot for the CID's next command, dropping what it held. */
   private clear(slot: LocalSlot): void {
+    if (slot.holds) {
+      slot.holds = false;
+      if (--this.live === 0) this.alive?.unref();
+    }
     slot.busy = false;
     slot.resolve = noop;
     slot.reject = noop;

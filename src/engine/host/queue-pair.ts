@@ -195,6 +195,7 @@ export class QueuePair {
       if (r.async) await r.value;
     }
     this.completions.failAll(deadError(this.host, this.qid)!);
+    this.completions.stop();
     this.deadlines?.stop();
   }
 
@@ -460,7 +461,8 @@ export class QueuePair {
     markDead(this.host, err);
     this.metrics?.failed(sharedNow());
     this.completions.failAll(err);
-    // Nothing of this thread's is outstanding now: its sweep timer must not hold the pair (and the arena) either.
+    // Nothing of this thread's is outstanding now: its timers must not hold the pair (and the arena) either.
+    this.completions.stop();
     this.deadlines?.stop();
     // Submitters in other threads wait on their slots: complete them with a marker they recognise.
     for (let cid = 0; cid < this.slots; cid++) if (this.table.state(cid) === SlotState.SUBMITTED) this.table.complete(cid, -1, 0);

@@ -20,9 +20,12 @@
  *   lies in one chunk, else of a buffer the reader reuses. Either way they
  *   stay valid until the next `next()` call only; copy what must outlive it
  *   (command data into its DMA buffer).
- * - Memory: the reader allocates at most `maxPduBytes` plus one header;
- *   after `next()` has returned null, fewer than `maxPduBytes` bytes of
- *   pushed chunks are held (a partial PDU) besides the unread chunks.
+ * - Memory: the reader allocates at most `maxPduBytes` plus one header.
+ *   Once `next()` has returned null, `bufferedBytes` (a partial PDU) is
+ *   below `maxPduBytes`; the chunks those bytes sit in stay referenced.
+ * - An H2CTermReq comes out as a PDU: the host is ending the connection,
+ *   which gets no answer. A TermReq that is itself malformed throws a
+ *   `PduError` with `sendTermReq` false.
  *
  * Digests (TCP transport, "PDU Header and Data Digests"): a header digest
  * error is fatal (`PduError`, FES Header Digest Error, FEI the received
@@ -215,8 +218,9 @@ export class PduReader {
     const hlen = ch[CH.HLEN.offset]!;
     const pdo = ch[CH.PDO.offset]!;
     const plen = readField(new DataView(ch.buffer, ch.byteOffset, CH_SIZE), 0, CH.PLEN);
-    const fail = (fes: number, field: { offset: number } | number, why: string, sendTermReq = true): PduError =>
-      new PduError(fes, typeof field === 'number' ? field : field.offset, why, { pduType: type, offendingHeader: this.copyHeader(hlen), sendTermReq });
+    // A peer's TermReq already ends the connection: one in error is not answered with another.
+    const fail = (fes: number, field: { offset: number }, why: string): PduError =>
+      new PduError(fes, field.offset, why, { pduType: type, offendingHeader: this.copyHeader(hlen), sendTermReq: !isTermReq(type) });
 
     // PDU-TYPE: a known type of this direction, in sequence (the ICReq / ICResp first and only once).
     const receivedDirection = this.side === 'controller' ? 0 : PDU_TYPE_C2H_BIT;
@@ -251,7 +255,7 @@ export class PduReader {
     // PLEN.
     if (isTermReq(t)) {
       // NVMe-oF 1.1 7.4.7: a TermReq with a bad PLEN closes the connection, unanswered.
-      if (plen < hlen || plen > TERM_REQ_MAX_PLEN) throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `TermReq PLEN ${plen}`, false);
+      if (plen < hlen || plen > TERM_REQ_MAX_PLEN) throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `TermReq PLEN ${plen}`);
     } else if (isInit(t)) {
       if (plen !== hlen) throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen}, not ${hlen}`);
     } else if (plen < fullHlen || (!hasPdoData(t) && plen !== fullHlen)) {

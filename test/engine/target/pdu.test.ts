@@ -305,7 +305,7 @@ describe('header checks: FES and FEI', () => {
       const b = pdu();
       r.push(b);
       const err = expectPduError(() => r.next(), fes, fei);
-      expect(err.sendTermReq).toBe(true);
+      expect(err.sendTermReq).toBe(b[AT_TYPE] !== 0x02);
       expect(err.code).toMatch(/^NVMQ_TCP_/);
       expect(err.offendingHeader.length).toBeGreaterThanOrEqual(8);
       expect([...err.offendingHeader]).toEqual([...b.subarray(0, err.offendingHeader.length)]);
@@ -326,6 +326,12 @@ describe('header checks: FES and FEI', () => {
     r.push(setPlen(encodeH2CTermReq({ fes: 1, fei: 0, offendingHeader: bytes(128, 1) }), 153));
     const err = expectPduError(() => r.next(), FES_INVALID_HEADER_FIELD, AT_PLEN);
     expect(err.sendTermReq).toBe(false);
+  });
+
+  it('a malformed H2CTermReq is not answered either', () => {
+    const r = controller();
+    r.push(Object.assign(encodeH2CTermReq({ fes: 1, fei: 0, offendingHeader: bytes(8, 1) }), { [AT_HLEN]: 28 }));
+    expect(expectPduError(() => r.next(), FES_INVALID_HEADER_FIELD, AT_HLEN).sendTermReq).toBe(false);
   });
 
   it('a TermReq never carries digests, whatever was negotiated', () => {

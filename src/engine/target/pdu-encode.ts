@@ -3,7 +3,11 @@
  * CapsuleResp, C2HData, R2T and C2HTermReq; the host-side PDUs (ICReq,
  * CapsuleCmd, H2CData, H2CTermReq) are here too, for a host and for tests.
  *
- * Each encoder returns freshly allocated header bytes. A PDU with data comes
+ * Each encoder returns freshly allocated header bytes, or, for the ones the
+ * target sends per command (CapsuleResp, C2HData, R2T), writes them into
+ * `into` when given (a preallocated per-command buffer of
+ * `MAX_HEADER_SEGMENT` bytes, the data digest included) and returns views of
+ * it. A PDU with data comes
  * back as segments, `[header + digest + padding, data, data digest]`, for
  * `socket.writev()` or a corked run of writes: the data is the caller's own
  * array (a view of the DMA buffer), never copied. The caller must not change
@@ -48,10 +52,24 @@ export interface WireOptions {
 
 const NONE: WireOptions = {};
 
-/** Header bytes with the common header filled in; the caller writes the type's fields and then `seal()`s it. */
-function begin(type: number, flags: number, hlen: number, length: number, pdo: number, plen: number): [Uint8Array, DataView] {
-  const bytes = new Uint8Array(length);
-  const dv = new DataView(bytes.buffer);
+/**
+ * Room for the most an encoder writes into `into`: a header segment (a
+ * header, its digest and padding to the largest data alignment, 128 bytes)
+ * and after it the data digest.
+ */
+export const MAX_HEADER_SEGMENT = pdaBytes(MAX_PDA) + DDGST_SIZE;
+
+/** Header bytes with the common header filled in (in `into` if given); the caller writes the type's fields and then `seal()`s it. */
+function begin(type: number, flags: number, hlen: number, length: number, pdo: number, plen: number, into?: Uint8Array): [Uint8Array, DataView] {
+  let bytes: Uint8Array;
+  if (into === undefined) {
+    bytes = new Uint8Array(length);
+  } else {
+    if (into.length < length) throw new RangeError(`a ${length}-byte PDU header does not fit ${into.length} bytes`);
+    bytes = into.subarray(0, length);
+    bytes.fill(0);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, length);
   writeField(dv, 0, CH.PDU_TYPE, type);
   writeField(dv, 0, CH.FLAGS, flags);
   writeField(dv, 0, CH.HLEN, hlen);
@@ -67,31 +85,31 @@ function seal(bytes: Uint8Array, dv: DataView, hlen: number, hdgst: boolean): Ui
 }
 
 /** A PDU without data: header and, when negotiated and `digestible`, its digest. */
-function headerOnly(type: number, hlen: number, wire: WireOptions, fill: (dv: DataView) => void, digestible = true): Uint8Array {
+function headerOnly(type: number, hlen: number, wire: WireOptions, fill: (dv: DataView) => void, digestible = true, into?: Uint8Array): Uint8Array {
   const hdgst = digestible && wire.hdgst === true;
   const full = hlen + (hdgst ? HDGST_SIZE : 0);
-  const [bytes, dv] = begin(type, hdgst ? PduFlag.HDGSTF : 0, hlen, full, 0, full);
+  const [bytes, dv] = begin(type, hdgst ? PduFlag.HDGSTF : 0, hlen, full, 0, full, into);
   fill(dv);
   return seal(bytes, dv, hlen, hdgst);
 }
 
 /** A PDU with data at PDO: `[header + digest + padding, data, data digest?]`. */
-function withData(type: number, flags: number, hlen: number, data: Uint8Array, wire: WireOptions, fill: (dv: DataView) => void): Uint8Array[] {
+function withData(type: number, flags: number, hlen: number, data: Uint8Array, wire: WireOptions, fill: (dv: DataView) => void, into?: Uint8Array): Uint8Array[] {
   const hdgst = wire.hdgst === true;
   const ddgst = wire.ddgst === true && data.length > 0;
   const full = hlen + (hdgst ? HDGST_SIZE : 0);
-  if (data.length === 0) return [headerOnly(type, hlen, wire, fill)];
+  if (data.length === 0) return [headerOnly(type, hlen, wire, fill, true, into)];
   const align = pdaBytes(checkPda(wire.pda ?? 0));
   const pdo = Math.ceil(full / align) * align;
   const plen = pdo + data.length + (ddgst ? DDGST_SIZE : 0);
   if (plen > 0xffffffff) throw new RangeError(`PDU of ${plen} bytes does not fit PLEN`);
   const f = flags | (hdgst ? PduFlag.HDGSTF : 0) | (ddgst ? PduFlag.DDGSTF : 0);
-  const [bytes, dv] = begin(type, f, hlen, pdo, pdo, plen);
+  const [bytes, dv] = begin(type, f, hlen, pdo, pdo, plen, into);
   fill(dv);
   seal(bytes, dv, hlen, hdgst);
   if (!ddgst) return [bytes, data];
-  const digest = new Uint8Array(DDGST_SIZE);
-  new DataView(digest.buffer).setUint32(0, crc32c(data), true);
+  const digest = into !== undefined && into.length >= pdo + DDGST_SIZE ? into.subarray(pdo, pdo + DDGST_SIZE) : new Uint8Array(DDGST_SIZE);
+  new DataView(digest.buffer, digest.byteOffset, DDGST_SIZE).setUint32(0, crc32c(data), true);
   return [bytes, data, digest];
 }
 
@@ -133,8 +151,8 @@ export function encodeIcReq(f: Omit<IcReqFields, 'pfv'> & { pfv?: number }): Uin
 }
 
 /** CapsuleResp carrying a 16-byte CQE. */
-export function encodeCapsuleResp(cqe: Uint8Array, wire: WireOptions = NONE): Uint8Array {
-  return headerOnly(PduType.CAPSULE_RESP, CapsuleRespPdu.$size, wire, (dv) => copyInto(dv, CapsuleRespPdu.CQE, cqe, 'CQE'));
+export function encodeCapsuleResp(cqe: Uint8Array, wire: WireOptions = NONE, into?: Uint8Array): Uint8Array {
+  return headerOnly(PduType.CAPSULE_RESP, CapsuleRespPdu.$size, wire, (dv) => copyInto(dv, CapsuleRespPdu.CQE, cqe, 'CQE'), true, into);
 }
 
 /** CapsuleCmd carrying a 64-byte SQE and, optionally, in-capsule data. */
@@ -143,7 +161,7 @@ export function encodeCapsuleCmd(sqe: Uint8Array, data: Uint8Array = new Uint8Ar
 }
 
 /** C2HData: `data` (not empty) at offset `datao` of command `cccid`'s data. `success` (no CapsuleResp follows) requires `last`. */
-export function encodeC2HData(f: { cccid: number; datao: number; data: Uint8Array; last: boolean; success?: boolean }, wire: WireOptions = NONE): Uint8Array[] {
+export function encodeC2HData(f: { cccid: number; datao: number; data: Uint8Array; last: boolean; success?: boolean }, wire: WireOptions = NONE, into?: Uint8Array): Uint8Array[] {
   if (f.data.length === 0) throw new RangeError('a C2HData PDU carries data');
   // NVMe-oF 1.1 7.4.5.2: SUCCESS only on the last data PDU of the command.
   if (f.success === true && !f.last) throw new RangeError('SUCCESS requires LAST_PDU');
@@ -152,7 +170,7 @@ export function encodeC2HData(f: { cccid: number; datao: number; data: Uint8Arra
     writeField(dv, 0, C2HDataPdu.CCCID, f.cccid);
     writeField(dv, 0, C2HDataPdu.DATAO, f.datao);
     writeField(dv, 0, C2HDataPdu.DATAL, f.data.length);
-  });
+  }, into);
 }
 
 /** H2CData: `data` (not empty) at offset `datao` of command `cccid`'s data, answering the R2T tagged `ttag`. */
@@ -167,14 +185,14 @@ export function encodeH2CData(f: Omit<DataPduFields, 'datal' | 'success'> & { da
 }
 
 /** R2T: ask the host for `r2tl` (> 0) bytes of command `cccid`'s data from offset `r2to`, tagged `ttag`. */
-export function encodeR2T(f: R2TFields, wire: WireOptions = NONE): Uint8Array {
+export function encodeR2T(f: R2TFields, wire: WireOptions = NONE, into?: Uint8Array): Uint8Array {
   if (f.r2tl <= 0) throw new RangeError(`R2TL ${f.r2tl}`);
   return headerOnly(PduType.R2T, R2TPdu.$size, wire, (dv) => {
     writeField(dv, 0, R2TPdu.CCCID, f.cccid);
     writeField(dv, 0, R2TPdu.TTAG, f.ttag);
     writeField(dv, 0, R2TPdu.R2TO, f.r2to);
     writeField(dv, 0, R2TPdu.R2TL, f.r2tl);
-  });
+  }, true, into);
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   encodeC2HTermReq,
   encodeH2CTermReq,
   concatSegments,
+  MAX_HEADER_SEGMENT,
   type WireOptions,
 } from '../../../src/engine/target/pdu-encode.js';
 import { crc32c } from '../../../src/engine/shared/crc32c.js';
@@ -245,6 +246,22 @@ describe('encoders', () => {
     expect(segs).toHaveLength(2);
     expect([...segs[0]!]).toEqual([0x07, 0, 24, 24, 32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0]);
   });
+  it('write into a caller’s buffer when given one, the same bytes as fresh ones', () => {
+    const into = new Uint8Array(MAX_HEADER_SEGMENT).fill(0xee);
+    const wire = { hdgst: true, ddgst: true, pda: 31 };
+    const data = bytes(100, 1);
+    const fresh = encodeC2HData({ cccid: 1, datao: 0, data, last: true }, wire);
+    const reused = encodeC2HData({ cccid: 1, datao: 0, data, last: true }, wire, into);
+    expect(reused.map((s) => [...s])).toEqual(fresh.map((s) => [...s]));
+    expect(reused[0]!.buffer).toBe(into.buffer);
+    expect(reused[2]!.buffer).toBe(into.buffer);
+    const resp = encodeCapsuleResp(bytes(16, 2), wire, into);
+    expect([...resp]).toEqual([...encodeCapsuleResp(bytes(16, 2), wire)]);
+    expect(resp.buffer).toBe(into.buffer);
+    const r2t = { cccid: 1, ttag: 2, r2to: 0, r2tl: 4096 };
+    expect([...encodeR2T(r2t, wire, into)]).toEqual([...encodeR2T(r2t, wire)]);
+    expect(() => encodeR2T(r2t, wire, new Uint8Array(27))).toThrow(RangeError);
+  });
   it('refuse what the spec forbids', () => {
     expect(() => encodeC2HData({ cccid: 1, datao: 0, data: bytes(8, 1), last: false, success: true })).toThrow(/LAST_PDU/);
     expect(() => encodeC2HData({ cccid: 1, datao: 0, data: new Uint8Array(0), last: true })).toThrow(RangeError);
@@ -357,6 +374,21 @@ describe('truncation and digests', () => {
     r.push(b.subarray(50));
     expect(r.next()?.data).toEqual(bytes(100, 1));
     expect(r.bufferedBytes).toBe(0);
+  });
+
+  it('a PDU inside one chunk is a view of it; one split across chunks is assembled once', () => {
+    const r = controller();
+    const chunk = concatSegments(encodeCapsuleCmd(sqe(1), bytes(4096, 1)));
+    r.push(chunk);
+    const whole = r.next()!;
+    expect(whole.data.buffer).toBe(chunk.buffer);
+    expect(whole.header.buffer).toBe(chunk.buffer);
+    r.push(chunk.subarray(0, 1000));
+    expect(r.next()).toBeNull();
+    r.push(chunk.subarray(1000));
+    const split = r.next()!;
+    expect(split.data.buffer).not.toBe(chunk.buffer);
+    expect(split.data).toEqual(bytes(4096, 1));
   });
 
   it('a header digest error is fatal: FES 03h, FEI the digest received', () => {

@@ -179,8 +179,11 @@ export const MAX_PDA = 31;
 export function pdaBytes(pda: number): number {
   return (pda + 1) * 4;
 }
-/** ICResp.MAXH2CDATA: at least 4096 bytes, a multiple of 4. */
+/** ICResp.MAXH2CDATA: at least 4096 bytes, a multiple of 4 (whole dwords). */
 export const MIN_MAXH2CDATA = 4096;
+export const MAXH2CDATA_MULTIPLE = 4;
+/** PLEN is a 32-bit count: no PDU is longer. */
+export const MAX_PLEN = 0xffffffff;
 
 /** TermReq.FES values ("Fatal Error Status"). */
 export const Fes = {

@@ -30,6 +30,8 @@ import {
   IcReqPdu,
   IcRespPdu,
   MAX_PDA,
+  MAX_PLEN,
+  MAXH2CDATA_MULTIPLE,
   MIN_MAXH2CDATA,
   PduFlag,
   PduType,
@@ -102,7 +104,7 @@ function withData(type: number, flags: number, hlen: number, data: Uint8Array, w
   const align = pdaBytes(checkPda(wire.pda ?? 0));
   const pdo = Math.ceil(full / align) * align;
   const plen = pdo + data.length + (ddgst ? DDGST_SIZE : 0);
-  if (plen > 0xffffffff) throw new RangeError(`PDU of ${plen} bytes does not fit PLEN`);
+  if (plen > MAX_PLEN) throw new RangeError(`PDU of ${plen} bytes does not fit PLEN`);
   const f = flags | (hdgst ? PduFlag.HDGSTF : 0) | (ddgst ? PduFlag.DDGSTF : 0);
   const [bytes, dv] = begin(type, f, hlen, pdo, pdo, plen, into);
   fill(dv);
@@ -126,8 +128,8 @@ function copyInto(dv: DataView, f: Field, src: Uint8Array, what: string): void {
 /** ICResp (no digests: they start with the next PDU). `pfv` defaults to 0. */
 export function encodeIcResp(f: Omit<IcRespFields, 'pfv'> & { pfv?: number }): Uint8Array {
   checkPda(f.cpda);
-  if (!Number.isInteger(f.maxh2cdata) || f.maxh2cdata < MIN_MAXH2CDATA || f.maxh2cdata % 4 !== 0 || f.maxh2cdata > 0xffffffff) {
-    throw new RangeError(`MAXH2CDATA ${f.maxh2cdata} is not a multiple of 4 of at least ${MIN_MAXH2CDATA}`);
+  if (!Number.isInteger(f.maxh2cdata) || f.maxh2cdata < MIN_MAXH2CDATA || f.maxh2cdata % MAXH2CDATA_MULTIPLE !== 0 || f.maxh2cdata > MAX_PLEN) {
+    throw new RangeError(`MAXH2CDATA ${f.maxh2cdata} is not a multiple of ${MAXH2CDATA_MULTIPLE} of at least ${MIN_MAXH2CDATA}`);
   }
   return headerOnly(PduType.IC_RESP, IcRespPdu.$size, NONE, (dv) => {
     writeField(dv, 0, IcRespPdu.PFV, f.pfv ?? TCP_PFV_1_0);

@@ -27,7 +27,7 @@
  *   which gets no answer. A TermReq that is itself malformed throws a
  *   `PduError` with `sendTermReq` false.
  *
- * Digests (TCP transport, "PDU Header and Data Digests"): a header digest
+ * Digests (TCP transport, header and data digests): a header digest
  * error is fatal (`PduError`, FES Header Digest Error, FEI the received
  * digest). A data digest error is not: the PDU is returned with
  * `dataDigestError` set and the connection carries on; the target completes
@@ -46,6 +46,8 @@ import {
   IcReqPdu,
   IcRespPdu,
   MAX_PDA,
+  MAX_PLEN,
+  MAXH2CDATA_MULTIPLE,
   MIN_MAXH2CDATA,
   PDU_HLEN,
   PDU_TYPE_C2H_BIT,
@@ -148,7 +150,7 @@ export class PduReader {
 
   constructor(options: PduReaderOptions) {
     const { maxPduBytes, side = 'controller', pda = 0 } = options;
-    if (!Number.isSafeInteger(maxPduBytes) || maxPduBytes < IcReqPdu.$size || maxPduBytes > 0xffffffff) throw new RangeError(`maxPduBytes ${maxPduBytes} is not an integer in [${IcReqPdu.$size}, 2^32)`);
+    if (!Number.isSafeInteger(maxPduBytes) || maxPduBytes < IcReqPdu.$size || maxPduBytes > MAX_PLEN) throw new RangeError(`maxPduBytes ${maxPduBytes} is not an integer in [${IcReqPdu.$size}, ${MAX_PLEN}]`);
     if (!Number.isInteger(pda) || pda < 0 || pda > MAX_PDA) throw new RangeError(`pda ${pda} is not in [0, ${MAX_PDA}]`);
     this.maxPduBytes = maxPduBytes;
     this.side = side;
@@ -291,7 +293,7 @@ export class PduReader {
         if (pda > MAX_PDA) throw fail(Fes.INVALID_HEADER_FIELD, pdaField.offset, `${pdaField.name} ${pda}`);
         if (p.type === PduType.IC_RESP) {
           const max = readField(dv, 0, IcRespPdu.MAXH2CDATA);
-          if (max < MIN_MAXH2CDATA || max % 4 !== 0) throw fail(Fes.INVALID_HEADER_FIELD, IcRespPdu.MAXH2CDATA.offset, `MAXH2CDATA ${max}`);
+          if (max < MIN_MAXH2CDATA || max % MAXH2CDATA_MULTIPLE !== 0) throw fail(Fes.INVALID_HEADER_FIELD, IcRespPdu.MAXH2CDATA.offset, `MAXH2CDATA ${max}`);
         }
         break;
       }

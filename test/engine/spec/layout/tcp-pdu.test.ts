@@ -67,6 +67,10 @@ describe('NVMe/TCP connection initialization (ICReq / ICResp)', () => {
     expect(spec.pdaBytes(1)).toBe(8);
     expect(spec.pdaBytes(31)).toBe(128);
     expect(spec.MIN_MAXH2CDATA).toBe(4096);
+    expect(spec.MAXH2CDATA_MULTIPLE).toBe(4);
+  });
+  it('PLEN is 32 bits', () => {
+    expect(spec.MAX_PLEN).toBe(2 ** 32 - 1);
   });
 });
 

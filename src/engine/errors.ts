@@ -5,6 +5,7 @@
  */
 import { describeStatus, formatStatus } from './spec/status.js';
 import { opcodeName } from './spec/opcodes.js';
+import { Fes, fesName, pduTypeName } from './spec/tcp-pdu.js';
 
 export class NvmqError extends Error {
   readonly code: string;
@@ -159,4 +160,38 @@ export type IoDone = (err: BackendError | null) => void;
 export function fromSystemError(kind: 'read' | 'write', err: NodeJS.ErrnoException): BackendError {
   const k: BackendErrorKind = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? 'no-space' : kind;
   return new BackendError(k, `${kind} failed: ${err.message}`, err.code);
+}
+
+// ------------------------------------------------------------------ NVMe/TCP
+
+/**
+ * A received NVMe/TCP PDU broke the transport binding: the connection is
+ * over. `fes` and `fei` are what the C2HTermReq (or H2CTermReq) reports, and
+ * `offendingHeader` its error data: the PDU header as received, cut to
+ * TERM_REQ_MAX_ERROR_DATA bytes. `sendTermReq` is false where the spec wants
+ * the connection closed without a termination request (a malformed TermReq
+ * from the peer). `code` is NVMQ_TCP_ and the FES name
+ * (NVMQ_TCP_HEADER_DIGEST_ERROR).
+ */
+export class PduError extends NvmqError {
+  readonly fes: number;
+  readonly fei: number;
+  /** CH.PDU-TYPE of the offending PDU. */
+  readonly pduType: number;
+  readonly offendingHeader: Uint8Array;
+  readonly sendTermReq: boolean;
+  constructor(fes: number, fei: number, message: string, fields: { pduType: number; offendingHeader: Uint8Array; sendTermReq?: boolean }) {
+    super(`NVMQ_TCP_${fesCode(fes)}`, `${pduTypeName(fields.pduType)}: ${message} (${fesName(fes)}, FEI 0x${(fei >>> 0).toString(16)})`);
+    this.name = 'PduError';
+    this.fes = fes;
+    this.fei = fei >>> 0;
+    this.pduType = fields.pduType;
+    this.offendingHeader = fields.offendingHeader;
+    this.sendTermReq = fields.sendTermReq ?? true;
+  }
+}
+
+function fesCode(fes: number): string {
+  for (const [k, v] of Object.entries(Fes)) if (v === fes) return k;
+  return 'PROTOCOL_ERROR';
 }

@@ -1,36 +1,10 @@
 import { describe, it, expect } from 'vitest';
-import { crc32c } from '../../src/cli/bench/crc32c.js';
 import { Histogram, bucketOf, bucketRange, BUCKETS, RELATIVE_ERROR } from '../../src/cli/bench/histogram.js';
 import { stampBlock, checkBlock, isStamped } from '../../src/cli/bench/block.js';
 import { scatter, runLoop, type IoTarget, type LoopArgs } from '../../src/cli/bench/loop.js';
 import { WorkerStats } from '../../src/cli/bench/stats.js';
 import { fioArgs, parseFioJson } from '../../src/cli/bench/fio.js';
 import type { JobLayout } from '../../src/cli/bench/stats.js';
-
-const ascii = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-describe('crc32c', () => {
-  it('matches the standard check values', () => {
-    expect(crc32c(ascii('123456789'))).toBe(0xe3069283);
-    expect(crc32c(new Uint8Array(0))).toBe(0);
-    // RFC 3720 (iSCSI) B.4 vectors: 32 bytes of zeroes, of ones, ascending and descending.
-    expect(crc32c(new Uint8Array(32))).toBe(0x8a9136aa);
-    expect(crc32c(new Uint8Array(32).fill(0xff))).toBe(0x62a8ab43);
-    expect(crc32c(Uint8Array.from({ length: 32 }, (_, i) => i))).toBe(0x46dd794e);
-    expect(crc32c(Uint8Array.from({ length: 32 }, (_, i) => 31 - i))).toBe(0x113fdb5c);
-  });
-
-  it('gives the same value at any alignment and when continued in pieces', () => {
-    const data = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7919) & 0xff);
-    const whole = crc32c(data);
-    const backing = new Uint8Array(1010);
-    for (let off = 0; off < 8; off++) {
-      backing.set(data, off);
-      expect(crc32c(backing.subarray(off, off + 1000))).toBe(whole);
-    }
-    for (const cut of [1, 3, 8, 333, 999]) expect(crc32c(data.subarray(cut), crc32c(data.subarray(0, cut)))).toBe(whole);
-  });
-});
 
 describe('histogram', () => {
   it('keeps every bucketed value within the stated relative error', () => {

@@ -15,7 +15,7 @@
  * | 28..31 | reserved, 0 |
  * | 32..bs-1 | xorshift32 stream seeded by LBA and sequence |
  */
-import { crc32c } from './crc32c.js';
+import { crc32c } from '../../engine/shared/crc32c.js';
 
 export const MAGIC = 0x514d564e;
 export const HEADER_BYTES = 32;

@@ -51,6 +51,15 @@ import {
   DsmCdw10,
   DsmCdw11,
   DsmRange,
+  TcpCommonHeader,
+  IcReqPdu,
+  IcRespPdu,
+  TermReqPdu,
+  CapsuleCmdPdu,
+  CapsuleRespPdu,
+  H2CDataPdu,
+  C2HDataPdu,
+  R2TPdu,
 } from '../../../../src/engine/spec/index.js';
 import { type AnyStruct, exportedStructs } from './helpers.js';
 
@@ -390,6 +399,61 @@ const ROWS: Row[] = [
   B(DsmRange, DsmRange.CONTEXT_ATTRIBUTES, 3, 0),
   B(DsmRange, DsmRange.NLB, 7, 4),
   B(DsmRange, DsmRange.SLBA, 15, 8),
+
+  // NVMe/TCP transport (TCP Transport Specification 1.0; NVMe-oF 1.1 section 7.4), PDU formats.
+  // Common header: byte 0 PDU-TYPE, byte 1 FLAGS, byte 2 HLEN, byte 3 PDO, bytes 7:4 PLEN.
+  B(TcpCommonHeader, TcpCommonHeader.PDU_TYPE, 0),
+  B(TcpCommonHeader, TcpCommonHeader.FLAGS, 1),
+  b(TcpCommonHeader, TcpCommonHeader.HDGSTF, 1, 1, 0),
+  b(TcpCommonHeader, TcpCommonHeader.DDGSTF, 1, 1, 1),
+  b(TcpCommonHeader, TcpCommonHeader.LAST_PDU, 1, 1, 2),
+  b(TcpCommonHeader, TcpCommonHeader.SUCCESS, 1, 1, 3),
+  B(TcpCommonHeader, TcpCommonHeader.HLEN, 2),
+  B(TcpCommonHeader, TcpCommonHeader.PDO, 3),
+  B(TcpCommonHeader, TcpCommonHeader.PLEN, 7, 4),
+  // ICReq: CH 7:0, PFV 9:8, HPDA 10, DGST 11 (bit 0 HDGST_ENABLE, bit 1 DDGST_ENABLE), MAXR2T 15:12, reserved 127:16.
+  B(IcReqPdu, IcReqPdu.CH, 7, 0),
+  B(IcReqPdu, IcReqPdu.PFV, 9, 8),
+  B(IcReqPdu, IcReqPdu.HPDA, 10),
+  B(IcReqPdu, IcReqPdu.DGST, 11),
+  b(IcReqPdu, IcReqPdu.HDGST_ENABLE, 11, 1, 0),
+  b(IcReqPdu, IcReqPdu.DDGST_ENABLE, 11, 1, 1),
+  B(IcReqPdu, IcReqPdu.MAXR2T, 15, 12),
+  // ICResp: CH 7:0, PFV 9:8, CPDA 10, DGST 11, MAXH2CDATA 15:12, reserved 127:16.
+  B(IcRespPdu, IcRespPdu.CH, 7, 0),
+  B(IcRespPdu, IcRespPdu.PFV, 9, 8),
+  B(IcRespPdu, IcRespPdu.CPDA, 10),
+  B(IcRespPdu, IcRespPdu.DGST, 11),
+  b(IcRespPdu, IcRespPdu.HDGST_ENABLE, 11, 1, 0),
+  b(IcRespPdu, IcRespPdu.DDGST_ENABLE, 11, 1, 1),
+  B(IcRespPdu, IcRespPdu.MAXH2CDATA, 15, 12),
+  // H2CTermReq / C2HTermReq: CH 7:0, FES 9:8, FEI 13:10, reserved 23:14.
+  B(TermReqPdu, TermReqPdu.CH, 7, 0),
+  B(TermReqPdu, TermReqPdu.FES, 9, 8),
+  B(TermReqPdu, TermReqPdu.FEI, 13, 10),
+  // CapsuleCmd: CH 7:0, SQE 71:8.
+  B(CapsuleCmdPdu, CapsuleCmdPdu.CH, 7, 0),
+  B(CapsuleCmdPdu, CapsuleCmdPdu.SQE, 71, 8),
+  // CapsuleResp: CH 7:0, CQE 23:8.
+  B(CapsuleRespPdu, CapsuleRespPdu.CH, 7, 0),
+  B(CapsuleRespPdu, CapsuleRespPdu.CQE, 23, 8),
+  // H2CData: CH 7:0, CCCID 9:8, TTAG 11:10, DATAO 15:12, DATAL 19:16, reserved 23:20.
+  B(H2CDataPdu, H2CDataPdu.CH, 7, 0),
+  B(H2CDataPdu, H2CDataPdu.CCCID, 9, 8),
+  B(H2CDataPdu, H2CDataPdu.TTAG, 11, 10),
+  B(H2CDataPdu, H2CDataPdu.DATAO, 15, 12),
+  B(H2CDataPdu, H2CDataPdu.DATAL, 19, 16),
+  // C2HData: CH 7:0, CCCID 9:8, reserved 11:10, DATAO 15:12, DATAL 19:16, reserved 23:20.
+  B(C2HDataPdu, C2HDataPdu.CH, 7, 0),
+  B(C2HDataPdu, C2HDataPdu.CCCID, 9, 8),
+  B(C2HDataPdu, C2HDataPdu.DATAO, 15, 12),
+  B(C2HDataPdu, C2HDataPdu.DATAL, 19, 16),
+  // R2T: CH 7:0, CCCID 9:8, TTAG 11:10, R2TO 15:12, R2TL 19:16, reserved 23:20.
+  B(R2TPdu, R2TPdu.CH, 7, 0),
+  B(R2TPdu, R2TPdu.CCCID, 9, 8),
+  B(R2TPdu, R2TPdu.TTAG, 11, 10),
+  B(R2TPdu, R2TPdu.R2TO, 15, 12),
+  B(R2TPdu, R2TPdu.R2TL, 19, 16),
 ];
 
 function regValue(bytes: Uint8Array, at: number, n: number): bigint {

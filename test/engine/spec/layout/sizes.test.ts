@@ -54,6 +54,16 @@ const EXPECTED_SIZES: Record<string, number> = {
   DsmCdw10: 4,
   DsmCdw11: 4,
   DsmRange: 16, // 6.7, each range is 16 bytes
+  // NVMe/TCP PDU headers (TCP Transport Specification 1.0): HLEN of each PDU type.
+  TcpCommonHeader: 8, // common header, 8 bytes
+  IcReqPdu: 128, // ICReq HLEN 128
+  IcRespPdu: 128, // ICResp HLEN 128
+  TermReqPdu: 24, // H2CTermReq / C2HTermReq HLEN 24
+  CapsuleCmdPdu: 72, // CH + 64-byte SQE
+  CapsuleRespPdu: 24, // CH + 16-byte CQE
+  H2CDataPdu: 24,
+  C2HDataPdu: 24,
+  R2TPdu: 24,
 };
 
 describe('every exported structure', () => {

@@ -8,3 +8,4 @@ export * from './features.js';
 export * from './log-pages.js';
 export * from './admin-commands.js';
 export * from './nvm-commands.js';
+export * from './fabrics.js';

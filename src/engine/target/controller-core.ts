@@ -129,6 +129,9 @@ export abstract class ControllerCore {
   async execute(sqe: Uint8Array, data?: Uint8Array): Promise<FabricsResponse> {
     if (!(sqe instanceof Uint8Array) || sqe.length !== SQE_SIZE) return invalidField();
     if (this.gone) return failGeneric(GenericStatus.ABORTED_SQ_DELETION);
+    // Any command on the admin queue shows the host alive, as nvmet's traffic accounting does: a host's
+    // bring-up commands precede its first Keep Alive (sent KATO / 2 after it starts its timer, not ours).
+    this.armKeepAlive();
     const dv = viewOf(sqe);
     const opc = readField(dv, 0, Sqe.OPC);
     if (opc === FABRICS_OPCODE) return this.fabricsCommand(sqe, 0);
@@ -309,8 +312,8 @@ export abstract class ControllerCore {
     this.kaTimer.unref?.();
   }
 
+  /** Keep Alive (NVMe 1.4 section 5.16): `execute()` has restarted the timer already. */
   private keepAlive(): FabricsResponse {
-    this.armKeepAlive();
     return ok();
   }
 

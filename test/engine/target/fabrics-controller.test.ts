@@ -319,6 +319,16 @@ describe('keep alive', () => {
     expect(c.isGone).toBe(true);
   });
 
+  it('any admin command restarts it too (the host's bring-up precedes its first Keep Alive)', async () => {
+    vi.useFakeTimers();
+    const { c } = await ready(1000);
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(900);
+      expect((await c.execute(propertySqe(0x04, 0x1c, false))).status).toBe(0);
+    }
+    expect(c.isGone).toBe(false);
+  });
+
   it('KATO 0 means no timer on an I/O controller', async () => {
     vi.useFakeTimers();
     const { c } = await ready(0);

@@ -319,7 +319,7 @@ describe('keep alive', () => {
     expect(c.isGone).toBe(true);
   });
 
-  it('any admin command restarts it too (the host's bring-up precedes its first Keep Alive)', async () => {
+  it("any admin command restarts it too (the host's bring-up precedes its first Keep Alive)", async () => {
     vi.useFakeTimers();
     const { c } = await ready(1000);
     for (let i = 0; i < 5; i++) {

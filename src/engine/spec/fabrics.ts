@@ -74,11 +74,13 @@ export const CONNECT_DATA_SIZE = 1024;
 /** The only Connect record format defined (Fabrics 1.1 section 3.3). */
 export const CONNECT_RECFMT = 0;
 
-/** Connect response DW0 on success (Fabrics 1.1 Figure 21): the controller ID and what authentication it requires. */
+/** Connect response DW0 on success (Fabrics 1.1 Figure 21): the controller ID (bytes 1:0) and AUTHREQ (bytes 3:2). */
 export const ConnectResponseDw0 = struct('ConnectResponse.DW0', 4, {
   CNTLID: [0, 4, 0, 16],
-  AUTHREQ: [0, 4, 16, 2],
+  AUTHREQ: [0, 4, 16, 16],
 });
+/** AUTHREQ bits: an authentication transaction is required (ATR), with a secure channel (ASCR). Bit 0 is reserved. */
+export const AuthReq = { ATR: 1 << 1, ASCR: 1 << 2 } as const;
 
 /** Connect response DW0 with Connect Invalid Parameters (Fabrics 1.1 Figure 22): where the bad value is. */
 export const ConnectInvalidDw0 = struct('ConnectInvalidParameters.DW0', 4, {

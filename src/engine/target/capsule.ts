@@ -10,8 +10,8 @@
  */
 import { Cqe, CQE_SIZE, SQE_SIZE } from '../spec/command.js';
 import { GenericStatus, Sct, makeStatus } from '../spec/status.js';
-import { writeField, readField } from '../spec/layout.js';
-import { FabricsSqe } from '../spec/fabrics.js';
+import { writeField, readField, readU64 } from '../spec/layout.js';
+import { FabricsSqe, SglDescriptor } from '../spec/fabrics.js';
 
 export interface FabricsResponse {
   /** Status field: DNR(14) M(13) CRD(12:11) SCT(10:8) SC(7:0); 0 for success. */
@@ -24,7 +24,7 @@ export interface FabricsResponse {
 
 /** Whatever the transport gives to end one queue's connection. */
 export interface QueueLink {
-  /** Ends the connection; called at most once per queue, never from inside a call into this layer's caller stack twice. */
+  /** Ends the queue's connection; this layer calls it at most once per queue. */
   close(reason: string): void;
 }
 
@@ -82,4 +82,26 @@ export function writeStringField(bytes: Uint8Array, offset: number, size: number
   const enc = new TextEncoder().encode(text);
   bytes.fill(0, offset, offset + size);
   bytes.set(enc.subarray(0, size - 1), offset);
+}
+
+/** SGL1 of a command capsule (bytes 39:24, NVMe 1.4 section 4.4) decoded; see SGL_ID_IN_CAPSULE / SGL_ID_TRANSPORT. */
+export interface Sgl {
+  type: number;
+  subtype: number;
+  /** An address, or for the Offset subtype the offset into the in-capsule data. */
+  address: number;
+  length: number;
+}
+
+/** SGL1 of a 64-byte capsule; undefined for a shorter one. */
+export function readSgl1(sqe: Uint8Array): Sgl | undefined {
+  if (sqe.length < SQE_SIZE) return undefined;
+  const dv = viewOf(sqe);
+  const at = FabricsSqe.SGL1.offset;
+  return {
+    type: readField(dv, at, SglDescriptor.TYPE),
+    subtype: readField(dv, at, SglDescriptor.SUBTYPE),
+    address: readU64(dv, at + SglDescriptor.ADDRESS.offset),
+    length: readField(dv, at, SglDescriptor.LENGTH),
+  };
 }

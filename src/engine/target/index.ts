@@ -8,4 +8,4 @@ export { DiscoveryService, DiscoveryController, type DiscoveryOptions } from './
 export { FabricsController, type LocalAdmin, type FabricsControllerOptions } from './fabrics-controller.js';
 export { ControllerCore, TARGET_VERSION, TARGET_CAP_TO, TARGET_AERL, type ControllerIdentity } from './controller-core.js';
 export { connectTo, parseConnect, type ConnectRequest, type ConnectResult, type ConnectTarget, type FabricsQueueInfo } from './connect.js';
-export { encodeResponse, capsuleCid, type FabricsResponse, type QueueLink } from './capsule.js';
+export { encodeResponse, capsuleCid, readSgl1, type Sgl, type FabricsResponse, type QueueLink } from './capsule.js';

@@ -157,6 +157,9 @@ describe('NVMe over Fabrics constants (NVMe over Fabrics 1.1, NVMe/TCP 1.0)', ()
     expect(spec.CNTLID_MIN).toBe(0x0001);
     expect(spec.CNTLID_MAX).toBe(0xffef);
     expect(spec.ConnectIattr).toEqual({ SQE: 0, DATA: 1 });
+    // AUTHREQ (DW0 31:16): ATR is DW0 bit 17, ASCR bit 18.
+    expect(spec.AuthReq.ATR << 16).toBe(1 << 17);
+    expect(spec.AuthReq.ASCR << 16).toBe(1 << 18);
   });
   it('properties are the controller registers at their offsets (Figure 13)', () => {
     expect(spec.Property).toEqual({

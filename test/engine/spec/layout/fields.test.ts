@@ -443,7 +443,7 @@ const ROWS: Row[] = [
   B(ConnectData, ConnectData.HOSTNQN, 767, 512),
   // Figure 21 / 22: Connect response DW0.
   d(ConnectResponseDw0, ConnectResponseDw0.CNTLID, 15, 0),
-  d(ConnectResponseDw0, ConnectResponseDw0.AUTHREQ, 17, 16),
+  d(ConnectResponseDw0, ConnectResponseDw0.AUTHREQ, 31, 16),
   d(ConnectInvalidDw0, ConnectInvalidDw0.IPO, 15, 0),
   d(ConnectInvalidDw0, ConnectInvalidDw0.IATTR, 23, 16),
   // Figures 14 / 16: Property Get / Set: ATTRIB 40, OFST 47:44, VALUE 55:48.

@@ -46,8 +46,8 @@ interface StatusInfo {
   /** Stable error code for the public API. */
   readonly code: string;
   /**
-   * 'fabrics' for the command specific values of Fabrics commands (Fabrics 1.1
-   * Figure 8): they reuse SC 80h.. of SCT 1, which the NVM command set gives
+   * 'fabrics' for the command specific values of Fabrics commands (NVMe over
+   * Fabrics 1.1): they reuse SC 80h.. of SCT 1, which the NVM command set gives
    * other meanings, so they are looked up only with `describeStatus(s, 'fabrics')`.
    */
   readonly context: 'nvm' | 'fabrics';
@@ -118,7 +118,7 @@ export const CommandSpecificStatus = {
   WRITE_TO_READ_ONLY_RANGE: 0x82,
 } as const;
 
-/** Command specific status of Fabrics commands (Fabrics 1.1 Figure 8), SCT 1. */
+/** Command specific status of Fabrics commands (Fabrics 1.1), SCT 1. */
 export const FabricsStatus = {
   INCOMPATIBLE_FORMAT: 0x80,
   CONTROLLER_BUSY: 0x81,

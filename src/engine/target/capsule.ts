@@ -6,7 +6,7 @@
  * field of `spec/status.ts`, DNR included), completion DW0 / DW1 and, for a
  * command that moves data to the host, the bytes to send. The transport owns
  * SQHD (it knows its queue's head) and the phase tag (none on a fabric:
- * Fabrics 1.1 section 2.3.1), so `encodeResponse()` takes SQHD from it.
+ * Fabrics 1.1, response capsules), so `encodeResponse()` takes SQHD from it.
  */
 import { Cqe, CQE_SIZE, SQE_SIZE } from '../spec/command.js';
 import { GenericStatus, Sct, makeStatus } from '../spec/status.js';
@@ -49,7 +49,7 @@ export function capsuleCid(sqe: Uint8Array): number {
   return sqe.length >= SQE_SIZE ? readField(viewOf(sqe), 0, FabricsSqe.CID) : 0;
 }
 
-/** The 16-byte response capsule of `r` for command `cid` on queue `sqid` (Fabrics 1.1 Figure 5). */
+/** The 16-byte response capsule of `r` for command `cid` on queue `sqid` (Fabrics 1.1, response capsule). */
 export function encodeResponse(r: FabricsResponse, cid: number, sqid: number, sqhd: number): Uint8Array {
   const out = new Uint8Array(CQE_SIZE);
   const dv = viewOf(out);

@@ -1,5 +1,5 @@
 /**
- * Controller IDs of the dynamic controller model (Fabrics 1.1 section 4.2):
+ * Controller IDs of the dynamic controller model (Fabrics 1.1, dynamic controller model):
  * 1..FFEFh, the lowest one not in use, round robin from the last handed out
  * so a CNTLID just freed is not reused at once (a host still holding the old
  * association would otherwise meet a stranger under its ID).

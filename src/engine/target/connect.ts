@@ -1,5 +1,5 @@
 /**
- * The Connect command (Fabrics 1.1 section 3.3), decoded and checked for what
+ * The Connect command (Fabrics 1.1, Connect command), decoded and checked for what
  * does not depend on the subsystem: the capsule's form, RECFMT, the sizes.
  * `connectTo()` routes a Connect to the subsystem (or discovery service) whose
  * NQN its data names.
@@ -27,7 +27,7 @@ export interface ConnectRequest {
   hostnqn: string;
 }
 
-/** Connect Invalid Parameters pointing at `field` of the SQE or of the Connect data (Fabrics 1.1 Figure 22). */
+/** Connect Invalid Parameters pointing at `field` of the SQE or of the Connect data (Fabrics 1.1, Connect response). */
 export function connectInvalid(where: 'sqe' | 'data', field: Field): FabricsResponse {
   let dw0 = withBits(0, ConnectInvalidDw0.IPO, field.offset);
   dw0 = withBits(dw0, ConnectInvalidDw0.IATTR, where === 'data' ? ConnectIattr.DATA : ConnectIattr.SQE);
@@ -46,9 +46,9 @@ export function parseConnect(sqe: Uint8Array, data: Uint8Array | undefined): Con
   const dv = viewOf(sqe);
   if (readField(dv, 0, FabricsSqe.OPC) !== FABRICS_OPCODE) return failGeneric(GenericStatus.INVALID_OPCODE);
   if (readField(dv, 0, FabricsSqe.FCTYPE) !== FabricsType.CONNECT) return failGeneric(GenericStatus.INVALID_FIELD);
-  // Only record format 0 exists (3.3): anything else is a host speaking a format this controller does not know.
+  // Only record format 0 exists: anything else is a host speaking a format this controller does not know.
   if (readField(dv, 0, ConnectSqe.RECFMT) !== CONNECT_RECFMT) return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INCOMPATIBLE_FORMAT);
-  // The Connect data is 1024 bytes (Figure 20); less is a data length the SGL cannot have described.
+  // The Connect data is 1024 bytes; less is a data length the SGL cannot have described.
   if (!(data instanceof Uint8Array) || data.length < CONNECT_DATA_SIZE) return failGeneric(GenericStatus.DATA_SGL_LENGTH_INVALID);
   const subnqn = readNqnField(data, ConnectData.SUBNQN.offset, ConnectData.SUBNQN.size);
   if (subnqn === undefined || subnqn.length === 0 || Buffer.byteLength(subnqn) > NQN_MAX_LENGTH) return connectInvalid('data', ConnectData.SUBNQN);
@@ -106,7 +106,7 @@ export interface ConnectTarget {
 
 /**
  * Routes a Connect by the SUBNQN of its data; an NQN no target has gets
- * Connect Invalid Parameters pointing at SUBNQN (Fabrics 1.1 section 3.3).
+ * Connect Invalid Parameters pointing at SUBNQN (Fabrics 1.1, Connect command).
  */
 export function connectTo(targets: readonly ConnectTarget[], sqe: Uint8Array, data: Uint8Array | undefined, link: QueueLink): ConnectResult<unknown> {
   const req = parseConnect(sqe, data);

@@ -8,7 +8,7 @@
  *
  * Subclasses answer the rest in `adminCommand()`.
  *
- * Controller state (Fabrics 1.1 section 3.5, NVMe 1.4 section 7.6):
+ * Controller state (Fabrics 1.1 controller initialization, NVMe 1.4 section 7.6):
  *
  *   connected (CC.EN 0, CSTS.RDY 0) --CC.EN=1, valid CC--> ready (RDY 1)
  *   ready --CC.EN=0--> connected (I/O queues closed, AERs aborted)
@@ -94,7 +94,7 @@ export abstract class ControllerCore {
   /** Controller type for Identify CNTRLTYPE and logs. */
   abstract readonly kind: 'io' | 'discovery';
 
-  /** The admin commands a subclass answers (Identify, Get Log Page, ...); `cmd` is the decoded SQE. */
+  /** The admin commands a subclass answers (Identify, Get Log Page, ...), given the 64-byte SQE and any host data. */
   protected abstract adminCommand(sqe: Uint8Array, data: Uint8Array | undefined): Promise<FabricsResponse>;
 
   // ---- read-only state for the transport and the I/O path ----------------
@@ -135,7 +135,7 @@ export abstract class ControllerCore {
     const dv = viewOf(sqe);
     const opc = readField(dv, 0, Sqe.OPC);
     if (opc === FABRICS_OPCODE) return this.fabricsCommand(sqe, 0);
-    // Everything but Fabrics commands waits for CC.EN = 1 and CSTS.RDY = 1 (Fabrics 1.1 section 3.5).
+    // Everything but Fabrics commands waits for CC.EN = 1 and CSTS.RDY = 1 (Fabrics 1.1, controller initialization).
     if (!this.enabled) return commandSequenceError();
     try {
       switch (opc) {
@@ -182,7 +182,7 @@ export abstract class ControllerCore {
         // A queue connects once; a second Connect on it is out of sequence.
         return commandSequenceError();
       case FabricsType.DISCONNECT:
-        // Disconnect deletes an I/O queue; on the admin queue it is refused (Fabrics 1.1 section 3.2).
+        // Disconnect deletes an I/O queue; on the admin queue it is refused (Fabrics 1.1, Disconnect command).
         if (admin) return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INVALID_QUEUE_TYPE);
         if (readField(viewOf(sqe), 0, DisconnectSqe.RECFMT) !== CONNECT_RECFMT) return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INCOMPATIBLE_FORMAT);
         this.removeIoQueue(qid);
@@ -193,7 +193,7 @@ export abstract class ControllerCore {
     }
   }
 
-  /** Property Get (Fabrics 1.1 section 3.6): CAP as 8 bytes; VS, CC, CSTS as 4. The value comes back in DW0 (and DW1). */
+  /** Property Get (Fabrics 1.1): CAP as 8 bytes; VS, CC, CSTS as 4. The value comes back in DW0 (and DW1). */
   propertyGet(sqe: Uint8Array): FabricsResponse {
     const dv = viewOf(sqe);
     const attrib = readField(dv, 0, PropertySqe.ATTRIB);
@@ -218,7 +218,7 @@ export abstract class ControllerCore {
     }
   }
 
-  /** Property Set (Fabrics 1.1 section 3.7): only CC is writable. */
+  /** Property Set (Fabrics 1.1): only CC is writable. */
   propertySet(sqe: Uint8Array): FabricsResponse {
     const dv = viewOf(sqe);
     const attrib = readField(dv, 0, PropertySqe.ATTRIB);
@@ -302,7 +302,7 @@ export abstract class ControllerCore {
     if (qid !== 0) this.queues.delete(qid);
   }
 
-  // ---- keep alive (NVMe 1.4 section 7.12, Fabrics 1.1 section 3.x) ---------
+  // ---- keep alive (NVMe 1.4 section 7.12) -----------------------------------
 
   private armKeepAlive(): void {
     if (this.kaTimer) clearTimeout(this.kaTimer);
@@ -336,7 +336,7 @@ export abstract class ControllerCore {
         this.asyncEventConfig = cdw11 & this.supportedAsyncEvents();
         return ok();
       default:
-        // The host identifier of a Fabrics host is fixed by its Connect (Fabrics 1.1 section 3.3).
+        // The host identifier of a Fabrics host is fixed by its Connect (Fabrics 1.1, Connect command).
         return commandSequenceError();
     }
   }

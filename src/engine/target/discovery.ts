@@ -1,5 +1,5 @@
 /**
- * The discovery subsystem (Fabrics 1.1 section 5): `nqn.2014-08.org.nvmexpress.discovery`,
+ * The discovery subsystem (Fabrics 1.1, discovery service): `nqn.2014-08.org.nvmexpress.discovery`,
  * whose controllers answer Identify Controller and the Discovery Log Page
  * (Log Identifier 70h) and nothing about namespaces.
  *
@@ -66,7 +66,7 @@ export class DiscoveryService implements ConnectTarget {
   private readonly subsystems: Subsystem[] = [];
   private readonly pool = new CntlidPool();
   private readonly controllers = new Map<number, DiscoveryController>();
-  /** GENCTR: bumped whenever the log's content changes (Fabrics 1.1 Figure 31). */
+  /** GENCTR: bumped whenever the log's content changes (Fabrics 1.1, Discovery Log Page header). */
   private generation = 0;
 
   constructor(opts: DiscoveryOptions) {
@@ -105,7 +105,7 @@ export class DiscoveryService implements ConnectTarget {
     const req = parseConnect(sqe, data);
     if (isResponse(req)) return connectResult(undefined, req, {}, sqe);
     if (req.subnqn !== DISCOVERY_NQN) return connectResult(req, connectInvalid('data', ConnectData.SUBNQN));
-    // A discovery controller has only an admin queue (Fabrics 1.1 section 5).
+    // A discovery controller has only an admin queue (Fabrics 1.1, discovery service).
     if (req.qid !== 0) return connectResult(req, connectInvalid('sqe', ConnectSqe.QID));
     if (req.cntlid !== CNTLID_DYNAMIC) return connectResult(req, connectInvalid('data', ConnectData.CNTLID));
     if (req.hostid.every((b) => b === 0)) return connectResult(req, connectInvalid('data', ConnectData.HOSTID));
@@ -195,7 +195,7 @@ export class DiscoveryController extends ControllerCore {
     }
   }
 
-  /** Identify Controller of a discovery controller (Fabrics 1.1 section 5.2), built here: there is no device behind it. */
+  /** Identify Controller of a discovery controller (Fabrics 1.1, discovery controllers), built here: there is no device behind it. */
   identifyController(): Uint8Array {
     const data = new Uint8Array(IDENTIFY_DATA_SIZE);
     const dv = viewOf(data);
@@ -220,7 +220,7 @@ export class DiscoveryController extends ControllerCore {
   }
 
   /**
-   * Get Log Page 70h (Fabrics 1.1 section 5.3): NUMD dwords from byte offset
+   * Get Log Page 70h (Fabrics 1.1, Discovery Log Page): NUMD dwords from byte offset
    * LPO (CDW13:CDW12, dword aligned per NVMe 1.4 section 5.14); bytes past
    * the end of the log read as zero.
    */

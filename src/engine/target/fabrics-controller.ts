@@ -13,7 +13,7 @@
  * change the device for all hosts (Format, Namespace Management, Firmware,
  * Sanitize, Set Features of device-wide features...) and the queue commands
  * a fabric has no use for (Create / Delete I/O SQ / CQ, Doorbell Buffer
- * Config: Fabrics 1.1 section 2.1 lists them as not supported) with Invalid
+ * Config: Fabrics 1.1 excludes them from the admin commands a fabric carries) with Invalid
  * Command Opcode.
  *
  * The transport hands every admin-queue capsule to `execute(sqe, data)`

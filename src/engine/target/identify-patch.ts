@@ -66,7 +66,7 @@ export function patchIdentifyController(data: Uint8Array, p: ControllerPatch): v
   set(IdCtrl.ONCS, readField(dv, 0, IdCtrl.ONCS) & oncsKept);
   set(IdCtrl.FUSES, 0);
   set(IdCtrl.MNAN, 0);
-  // NVMe/TCP (1.0 section 3.3.2): SGLs only; Offset for in-capsule data, Transport SGL Data Blocks for R2T / C2HData.
+  // NVMe/TCP 1.0: SGLs only; Offset for in-capsule data, Transport SGL Data Blocks for R2T / C2HData.
   set(IdCtrl.SGLS, SglSupport.SUPPORTED | SglSupport.TRANSPORT_DATA_BLOCK | (p.inCapsuleDataBytes > 0 ? SglSupport.OFFSET : 0));
   writeStringField(data, IdCtrl.SUBNQN.offset, IdCtrl.SUBNQN.size, p.subnqn);
   set(IdCtrl.IOCCSZ, (SQE_SIZE + p.inCapsuleDataBytes) / 16);

@@ -12,7 +12,7 @@
  *   // on an I/O queue, a Fabrics capsule: controller.fabricsCommand(sqe, qid)
  *   // when a connection ends:            admin: controller.disconnect(); I/O: controller.removeIoQueue(qid)
  *
- * Connect checks (Fabrics 1.1 section 3.3), in order, each with its status:
+ * Connect checks (Fabrics 1.1, Connect command), in order, each with its status:
  *   RECFMT ≠ 0                              Incompatible Format
  *   Connect data shorter than 1024 bytes    Data SGL Length Invalid
  *   SUBNQN not this subsystem's             Connect Invalid Parameters, IATTR 1, IPO 256 (SUBNQN)
@@ -166,7 +166,7 @@ export class Subsystem implements ConnectTarget {
   }
 
   private connectAdmin(req: ConnectRequest, link: QueueLink): ConnectResult<FabricsController> {
-    // Dynamic controller model: the host asks for a new controller with FFFFh (Fabrics 1.1 section 4.2).
+    // Dynamic controller model: the host asks for a new controller with FFFFh (Fabrics 1.1, dynamic controller model).
     if (req.cntlid !== CNTLID_DYNAMIC) return connectResult(req, connectInvalid('data', ConnectData.CNTLID));
     if (req.hostid.every((b) => b === 0)) return connectResult(req, connectInvalid('data', ConnectData.HOSTID));
     if (req.sqsize === 0 || req.sqsize >= this.adminQueueSize) return connectResult(req, connectInvalid('sqe', ConnectSqe.SQSIZE));
@@ -191,7 +191,7 @@ export class Subsystem implements ConnectTarget {
     );
     this.controllers.set(cntlid, controller);
     const queue = { qid: 0, entries: req.sqsize + 1, sqFlowControlDisabled: req.sqFlowControlDisabled };
-    // DW0: CNTLID, AUTHREQ 0 (no authentication, Fabrics 1.1 Figure 21).
+    // DW0: CNTLID, AUTHREQ 0 (no authentication, Fabrics 1.1 Connect response).
     return connectResult(req, ok(cntlid), { controller, queue });
   }
 
@@ -200,7 +200,7 @@ export class Subsystem implements ConnectTarget {
     if (!c || c.isGone) return connectResult(req, connectInvalid('data', ConnectData.CNTLID));
     if (c.hostnqn !== req.hostnqn) return connectResult(req, connectInvalid('data', ConnectData.HOSTNQN));
     if (!sameBytes(c.hostid, req.hostid)) return connectResult(req, connectInvalid('data', ConnectData.HOSTID));
-    // I/O queues come after the host has enabled the controller (Fabrics 1.1 section 3.5).
+    // I/O queues come after the host has enabled the controller (Fabrics 1.1, controller initialization).
     if (!c.enabled) return connectResult(req, commandSequenceError());
     if (req.qid > c.ioQueueLimit) {
       const dw0 = withBits(withBits(0, ConnectInvalidDw0.IPO, ConnectSqe.QID.offset), ConnectInvalidDw0.IATTR, ConnectIattr.SQE);

@@ -196,7 +196,7 @@ describe('describeStatus', () => {
   });
 });
 
-describe('Fabrics command statuses (NVMe over Fabrics 1.1, Figure 8)', () => {
+describe('Fabrics command statuses (NVMe over Fabrics 1.1)', () => {
   it('command specific values', () => {
     expect(FabricsStatus).toEqual({
       INCOMPATIBLE_FORMAT: 0x80,

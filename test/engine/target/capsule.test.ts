@@ -1,6 +1,6 @@
 /**
  * Response capsules and SGL1 as the transport reads and writes them (NVMe
- * over Fabrics 1.1 Figure 5: the response capsule is a CQE; NVMe 1.4 Figure
+ * over Fabrics 1.1: the response capsule is a CQE; NVMe 1.4 Figure
  * 114: the SGL descriptor).
  */
 import { describe, it, expect } from 'vitest';

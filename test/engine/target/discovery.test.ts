@@ -1,7 +1,6 @@
 /**
  * The discovery service: its controllers' Identify, the Discovery Log Page
- * (NVMe over Fabrics 1.1 section 5.3, Figures 31 and 32, offsets written from
- * the spec) read whole and in pieces as hosts read it, and keep alive.
+ * (NVMe over Fabrics 1.1, offsets written from the spec) read whole and in pieces as hosts read it, and keep alive.
  */
 import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from 'vitest';
 import { openController } from '../../../src/engine/local-device.js';

@@ -36,7 +36,7 @@ afterEach(() => sub?.close());
 const get = (c: FabricsController, ofst: number, size8 = false) => c.execute(propertySqe(0x04, ofst, size8));
 const set = (c: FabricsController, ofst: number, value: number, size8 = false) => c.execute(propertySqe(0x00, ofst, size8, BigInt(value)));
 
-describe('properties (Fabrics 1.1 sections 3.6, 3.7)', () => {
+describe('properties (NVMe over Fabrics 1.1)', () => {
   it('CAP: MQES from maxQueueSize, CQR 1, TO, DSTRD 0, CSS NVM, MPSMIN 0, read as 8 bytes', async () => {
     const { c } = setup();
     const r = await get(c, 0x00, true);

@@ -1,6 +1,6 @@
 /**
  * Capsule builders for the Fabrics command layer tests. Offsets here are
- * written from NVMe over Fabrics 1.1 (Figures 14, 16, 19, 20) and NVMe 1.4,
+ * written from NVMe over Fabrics 1.1 (Connect, Property Get / Set) and NVMe 1.4,
  * not taken from the source tables, so a wrong table fails the tests.
  */
 import { randomUUID } from 'node:crypto';

@@ -1,7 +1,7 @@
 /**
  * Subsystem.connect(): admin and I/O queue Connect over a real local
  * controller, every rejection with its status and IATTR / IPO (NVMe over
- * Fabrics 1.1 section 3.3, Figures 19 - 22).
+ * Fabrics 1.1, Connect command, Figures 19 - 22).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { openController } from '../../../src/engine/local-device.js';

@@ -142,14 +142,14 @@ describe('other spec constants', () => {
 });
 
 describe('NVMe over Fabrics constants (NVMe over Fabrics 1.1, NVMe/TCP 1.0)', () => {
-  it('Fabrics opcode and command types (Figure 10)', () => {
+  it('Fabrics opcode and command types', () => {
     expect(spec.FABRICS_OPCODE).toBe(0x7f);
     expect(spec.FabricsType).toEqual({ PROPERTY_SET: 0x00, CONNECT: 0x01, PROPERTY_GET: 0x04, AUTHENTICATION_SEND: 0x05, AUTHENTICATION_RECEIVE: 0x06, DISCONNECT: 0x08 });
     expect(spec.fabricsCommandName(0x01)).toBe('Connect (FCTYPE 0x01)');
     expect(spec.fabricsCommandName(0x04)).toBe('Property Get (FCTYPE 0x04)');
     expect(spec.fabricsCommandName(0x02)).toBe('Unknown Fabrics command (FCTYPE 0x02)');
   });
-  it('Connect (3.3): data size, record format, controller IDs, IATTR', () => {
+  it('Connect: data size, record format, controller IDs, IATTR', () => {
     expect(spec.CONNECT_DATA_SIZE).toBe(1024);
     expect(spec.CONNECT_RECFMT).toBe(0);
     expect(spec.CNTLID_DYNAMIC).toBe(0xffff);
@@ -161,7 +161,7 @@ describe('NVMe over Fabrics constants (NVMe over Fabrics 1.1, NVMe/TCP 1.0)', ()
     expect(spec.AuthReq.ATR << 16).toBe(1 << 17);
     expect(spec.AuthReq.ASCR << 16).toBe(1 << 18);
   });
-  it('properties are the controller registers at their offsets (Figure 13)', () => {
+  it('properties are the controller registers at their offsets', () => {
     expect(spec.Property).toEqual({
       CAP: { offset: 0x00, size: 8 },
       VS: { offset: 0x08, size: 4 },

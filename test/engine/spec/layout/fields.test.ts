@@ -421,13 +421,13 @@ const ROWS: Row[] = [
   // 5.21.1.19 Host Identifier, CDW11 bit 0 EXHID.
   d(HostIdentifierCdw11, HostIdentifierCdw11.EXHID, 0),
 
-  // NVMe over Fabrics 1.1, Figure 9: Fabrics command capsule; OPC 00, CID 03:02, FCTYPE 04, SGL1 39:24.
+  // NVMe over Fabrics 1.1, Fabrics command capsule: OPC 00, CID 03:02, FCTYPE 04, SGL1 39:24.
   B(FabricsSqe, FabricsSqe.OPC, 0),
   b(FabricsSqe, FabricsSqe.PSDT, 1, 1, 7, 6),
   B(FabricsSqe, FabricsSqe.CID, 3, 2),
   B(FabricsSqe, FabricsSqe.FCTYPE, 4),
   B(FabricsSqe, FabricsSqe.SGL1, 39, 24),
-  // Figure 19: Connect command.
+  // Connect command.
   B(ConnectSqe, ConnectSqe.RECFMT, 41, 40),
   B(ConnectSqe, ConnectSqe.QID, 43, 42),
   B(ConnectSqe, ConnectSqe.SQSIZE, 45, 44),
@@ -436,34 +436,34 @@ const ROWS: Row[] = [
   // CATTR: bits 1:0 priority class, bit 2 disable SQ flow control.
   b(ConnectCattr, ConnectCattr.PRIORITY_CLASS, 0, 1, 1, 0),
   b(ConnectCattr, ConnectCattr.SQFC_DISABLE, 0, 1, 2),
-  // Figure 20: Connect data.
+  // Connect data.
   B(ConnectData, ConnectData.HOSTID, 15, 0),
   B(ConnectData, ConnectData.CNTLID, 17, 16),
   B(ConnectData, ConnectData.SUBNQN, 511, 256),
   B(ConnectData, ConnectData.HOSTNQN, 767, 512),
-  // Figure 21 / 22: Connect response DW0.
+  // Connect response DW0, success and Connect Invalid Parameters.
   d(ConnectResponseDw0, ConnectResponseDw0.CNTLID, 15, 0),
   d(ConnectResponseDw0, ConnectResponseDw0.AUTHREQ, 31, 16),
   d(ConnectInvalidDw0, ConnectInvalidDw0.IPO, 15, 0),
   d(ConnectInvalidDw0, ConnectInvalidDw0.IATTR, 23, 16),
-  // Figures 14 / 16: Property Get / Set: ATTRIB 40, OFST 47:44, VALUE 55:48.
+  // Property Get / Set: ATTRIB 40, OFST 47:44, VALUE 55:48.
   B(PropertySqe, PropertySqe.ATTRIB, 40),
   B(PropertySqe, PropertySqe.OFST, 47, 44),
   B(PropertySqe, PropertySqe.VALUE, 55, 48),
   b(PropertyAttrib, PropertyAttrib.SIZE, 0, 1, 2, 0),
   // Disconnect: RECFMT 41:40.
   B(DisconnectSqe, DisconnectSqe.RECFMT, 41, 40),
-  // NVMe 1.4 Figure 114: SGL descriptor; SGL Identifier byte 15, type 7:4, subtype 3:0.
+  // NVMe 1.4 section 4.4: SGL descriptor; SGL Identifier byte 15, type 7:4, subtype 3:0.
   B(SglDescriptor, SglDescriptor.ADDRESS, 7, 0),
   B(SglDescriptor, SglDescriptor.LENGTH, 11, 8),
   B(SglDescriptor, SglDescriptor.SGL_ID, 15),
   b(SglDescriptor, SglDescriptor.SUBTYPE, 15, 1, 3, 0),
   b(SglDescriptor, SglDescriptor.TYPE, 15, 1, 7, 4),
-  // Fabrics 1.1 Figure 31: Discovery Log Page header.
+  // Fabrics 1.1 Discovery Log Page header.
   B(DiscoveryLogHeader, DiscoveryLogHeader.GENCTR, 7, 0),
   B(DiscoveryLogHeader, DiscoveryLogHeader.NUMREC, 15, 8),
   B(DiscoveryLogHeader, DiscoveryLogHeader.RECFMT, 17, 16),
-  // Figure 32: Discovery Log Page entry; TSAS 1023:768, whose byte 0 is the TCP SECTYPE (NVMe/TCP 1.0 Figure 8).
+  // Figure 32: Discovery Log Page entry; TSAS 1023:768, whose byte 0 is the TCP SECTYPE (NVMe/TCP 1.0).
   B(DiscoveryLogEntry, DiscoveryLogEntry.TRTYPE, 0),
   B(DiscoveryLogEntry, DiscoveryLogEntry.ADRFAM, 1),
   B(DiscoveryLogEntry, DiscoveryLogEntry.SUBTYPE, 2),

@@ -22,10 +22,10 @@ import { AdminOpcode } from '../spec/opcodes.js';
 import { GenericStatus, CommandSpecificStatus, FabricsStatus, Sct } from '../spec/status.js';
 import { Cap, Cc, Csts, Vs, ShutdownStatus, CAP_CSS_NVM, CC_CSS_NVM } from '../spec/registers.js';
 import { FeatureId, SetFeaturesCdw10, GetFeaturesCdw10, HostIdentifierCdw11, AsyncEventConfigDw } from '../spec/features.js';
-import { AsyncEventDw0 } from '../spec/log-pages.js';
 import { CONNECT_RECFMT, DisconnectSqe, FABRICS_OPCODE, FabricsSqe, FabricsType, Property, PropertyAttrib, PropertySize, PropertySqe } from '../spec/fabrics.js';
 import { commandSequenceError, fail, failGeneric, invalidField, invalidOpcode, ok, viewOf, type FabricsResponse, type QueueLink } from './capsule.js';
 import type { FabricsQueueInfo } from './connect.js';
+import { AsyncEvents } from './async-events.js';
 
 const trace = debuglog('nvmq');
 
@@ -69,9 +69,7 @@ export abstract class ControllerCore {
   private readonly graceMs: number;
   private kaTimer: ReturnType<typeof setTimeout> | undefined;
   private asyncEventConfig = 0;
-  private readonly aers: Array<(r: FabricsResponse) => void> = [];
-  /** Events that arrived with no request outstanding (NVMe 1.4 section 5.2: reported on the next one). */
-  private readonly pendingEvents: number[] = [];
+  private readonly events = new AsyncEvents(TARGET_AERL + 1);
   private readonly queues = new Map<number, ConnectedQueue>();
   private readonly onGone: (c: ControllerCore) => void;
   private gone = false;
@@ -142,7 +140,7 @@ export abstract class ControllerCore {
         case AdminOpcode.KEEP_ALIVE:
           return this.keepAlive();
         case AdminOpcode.ASYNC_EVENT_REQUEST:
-          return this.asyncEventRequest();
+          return this.events.request();
         case AdminOpcode.ABORT:
           // Nothing here is abortable once received: DW0 bit 0 set = not aborted (NVMe 1.4 section 5.1).
           return ok(1);
@@ -259,7 +257,7 @@ export abstract class ControllerCore {
     if (shn !== 0 && bitsOf(old, Cc.SHN) === 0) {
       // Nothing is cached here: shutdown completes at once (NVMe 1.4 section 7.6.2).
       this.csts = withBits(this.csts, Csts.SHST, ShutdownStatus.COMPLETE);
-      this.completeAers(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
+      this.events.abortAll(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
     } else if (shn === 0 && bitsOf(old, Cc.SHN) !== 0) {
       this.csts = withBits(this.csts, Csts.SHST, ShutdownStatus.NORMAL);
     }
@@ -267,8 +265,7 @@ export abstract class ControllerCore {
 
   private resetController(reason: string): void {
     this.csts = 0;
-    this.completeAers(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
-    this.pendingEvents.length = 0;
+    this.events.abortAll(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
     for (const [qid, q] of [...this.queues]) {
       if (qid === 0) continue;
       this.queues.delete(qid);
@@ -364,29 +361,14 @@ export abstract class ControllerCore {
 
   // ---- asynchronous events (NVMe 1.4 section 5.2) ----------------------------
 
-  private asyncEventRequest(): Promise<FabricsResponse> | FabricsResponse {
-    const pending = this.pendingEvents.shift();
-    if (pending !== undefined) return ok(pending);
-    if (this.aers.length > TARGET_AERL) return fail(Sct.COMMAND_SPECIFIC, CommandSpecificStatus.ASYNC_EVENT_LIMIT_EXCEEDED);
-    return new Promise((resolve) => this.aers.push(resolve));
-  }
-
   /** Reports an event to the host: completes an outstanding request or waits for the next. */
   postAsyncEvent(type: number, info: number, logPage: number): void {
-    if (this.gone) return;
-    const dw0 = withBits(withBits(withBits(0, AsyncEventDw0.TYPE, type), AsyncEventDw0.INFO, info), AsyncEventDw0.LID, logPage);
-    const waiter = this.aers.shift();
-    if (waiter) waiter(ok(dw0));
-    else this.pendingEvents.push(dw0);
+    if (!this.gone) this.events.post(type, info, logPage);
   }
 
   /** Outstanding Asynchronous Event Requests. */
   get outstandingAsyncEvents(): number {
-    return this.aers.length;
-  }
-
-  private completeAers(r: FabricsResponse): void {
-    for (const w of this.aers.splice(0)) w(r);
+    return this.events.outstanding;
   }
 
   // ---- teardown --------------------------------------------------------------
@@ -404,7 +386,7 @@ export abstract class ControllerCore {
     trace('fabrics controller %d (%s): torn down: %s', this.cntlid, this.hostnqn, reason);
     if (this.kaTimer) clearTimeout(this.kaTimer);
     this.kaTimer = undefined;
-    this.completeAers(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
+    this.events.abortAll(failGeneric(GenericStatus.ABORTED_SQ_DELETION));
     const queues = [...this.queues.values()].sort((a, b) => b.qid - a.qid);
     this.queues.clear();
     for (const q of queues) {

@@ -1,7 +1,7 @@
 /**
  * Response capsules and SGL1 as the transport reads and writes them (NVMe
- * over Fabrics 1.1: the response capsule is a CQE; NVMe 1.4 Figure
- * 114: the SGL descriptor).
+ * over Fabrics 1.1: the response capsule is a CQE; NVMe 1.4 section
+ * 4.4: the SGL descriptor).
  */
 import { describe, it, expect } from 'vitest';
 import { encodeResponse, readSgl1, capsuleCid } from '../../../src/engine/target/index.js';

@@ -9,6 +9,10 @@ import { readField, type Field } from '../spec/layout.js';
 import { GenericStatus, Sct, FabricsStatus } from '../spec/status.js';
 import { CONNECT_DATA_SIZE, CONNECT_RECFMT, ConnectCattr, ConnectData, ConnectInvalidDw0, ConnectIattr, ConnectSqe, FABRICS_OPCODE, FabricsSqe, FabricsType, NQN_MAX_LENGTH } from '../spec/fabrics.js';
 import { withBits } from '../spec/layout.js';
+import { formatStatus } from '../spec/status.js';
+import { debuglog } from 'node:util';
+
+const trace = debuglog('nvmq');
 import { capsuleCid, encodeResponse, fail, failGeneric, readNqnField, viewOf, type FabricsResponse, type QueueLink } from './capsule.js';
 
 export interface ConnectRequest {
@@ -92,9 +96,12 @@ export interface ConnectResult<C> {
   queue?: FabricsQueueInfo;
 }
 
-export function connectResult<C>(req: { cid: number; qid: number } | undefined, response: FabricsResponse, extra: { controller?: C; queue?: FabricsQueueInfo } = {}, sqe?: Uint8Array): ConnectResult<C> {
+export function connectResult<C>(req: { cid: number; qid: number; hostnqn?: string } | undefined, response: FabricsResponse, extra: { controller?: C; queue?: FabricsQueueInfo } = {}, sqe?: Uint8Array): ConnectResult<C> {
   const cid = req?.cid ?? (sqe ? capsuleCid(sqe) : 0);
   const qid = req?.qid ?? 0;
+  if (response.status !== 0) {
+    trace('Connect (QID %d) from %s refused: %s, DW0 0x%s', qid, req?.hostnqn ?? 'an unreadable capsule', formatStatus(response.status, 'fabrics'), response.dw0.toString(16));
+  }
   return { response, cqe: encodeResponse(response, cid, qid, 0), qid, ...extra };
 }
 

@@ -18,11 +18,11 @@
 import { debuglog } from 'node:util';
 import { Sqe, SQE_SIZE, SQE_SIZE_LOG2, CQE_SIZE_LOG2 } from '../spec/command.js';
 import { bitsOf, readField, withBits, readU64 } from '../spec/layout.js';
-import { AdminOpcode } from '../spec/opcodes.js';
-import { GenericStatus, CommandSpecificStatus, FabricsStatus, Sct } from '../spec/status.js';
+import { AdminOpcode, opcodeName } from '../spec/opcodes.js';
+import { GenericStatus, CommandSpecificStatus, FabricsStatus, Sct, formatStatus } from '../spec/status.js';
 import { Cap, Cc, Csts, Vs, ShutdownStatus, CAP_CSS_NVM, CC_CSS_NVM } from '../spec/registers.js';
 import { FeatureId, SetFeaturesCdw10, GetFeaturesCdw10, HostIdentifierCdw11, AsyncEventConfigDw } from '../spec/features.js';
-import { CONNECT_RECFMT, DisconnectSqe, FABRICS_OPCODE, FabricsSqe, FabricsType, Property, PropertyAttrib, PropertySize, PropertySqe } from '../spec/fabrics.js';
+import { CONNECT_RECFMT, DisconnectSqe, FABRICS_OPCODE, FabricsSqe, fabricsCommandName, FabricsType, Property, PropertyAttrib, PropertySize, PropertySqe } from '../spec/fabrics.js';
 import { commandSequenceError, fail, failGeneric, invalidField, invalidOpcode, ok, viewOf, type FabricsResponse, type QueueLink } from './capsule.js';
 import type { FabricsQueueInfo } from './connect.js';
 import { AsyncEvents } from './async-events.js';
@@ -125,6 +125,16 @@ export abstract class ControllerCore {
    * rejects; a malformed capsule gets its status.
    */
   async execute(sqe: Uint8Array, data?: Uint8Array): Promise<FabricsResponse> {
+    const r = await this.dispatch(sqe, data);
+    if (r.status !== 0 && sqe instanceof Uint8Array && sqe.length === SQE_SIZE) {
+      const opc = sqe[Sqe.OPC.offset]!;
+      const what = opc === FABRICS_OPCODE ? fabricsCommandName(sqe[FabricsSqe.FCTYPE.offset]!) : opcodeName(opc, true);
+      trace('fabrics controller %d: %s refused: %s', this.cntlid, what, formatStatus(r.status, opc === FABRICS_OPCODE ? 'fabrics' : 'nvm'));
+    }
+    return r;
+  }
+
+  private async dispatch(sqe: Uint8Array, data: Uint8Array | undefined): Promise<FabricsResponse> {
     if (!(sqe instanceof Uint8Array) || sqe.length !== SQE_SIZE) return invalidField();
     if (this.gone) return failGeneric(GenericStatus.ABORTED_SQ_DELETION);
     // Any command on the admin queue shows the host alive, as nvmet's traffic accounting does: a host's

@@ -73,6 +73,18 @@ describe('admin queue Connect', () => {
     expect(sub.activeControllers.size).toBe(0);
   });
 
+  it('two hosts get independent Number of Queues grants', async () => {
+    const sub = mkSub();
+    const a = connect(sub).controller!;
+    const b = connect(sub).controller!;
+    await enable(a);
+    await enable(b);
+    expect((await a.execute(adminSqe(0x09, { cdw10: 0x07, cdw11: 0 }))).dw0).toBe(0);
+    expect((await b.execute(adminSqe(0x09, { cdw10: 0x07, cdw11: 2 | (2 << 16) }))).dw0).toBe(2 | (2 << 16));
+    expect([a.ioQueueLimit, b.ioQueueLimit]).toEqual([1, 3]);
+    sub.close();
+  });
+
   it('a torn down controller frees its CNTLID', () => {
     const sub = mkSub();
     const link = new FakeLink();

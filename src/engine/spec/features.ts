@@ -16,6 +16,8 @@ export const FeatureId = {
   INTERRUPT_VECTOR_CONFIG: 0x09,
   WRITE_ATOMICITY: 0x0a,
   ASYNC_EVENT_CONFIG: 0x0b,
+  KEEP_ALIVE_TIMER: 0x0f,
+  HOST_IDENTIFIER: 0x81,
 } as const;
 
 const featureNames = new Map<number, string>([
@@ -30,6 +32,8 @@ const featureNames = new Map<number, string>([
   [0x09, 'Interrupt Vector Configuration'],
   [0x0a, 'Write Atomicity Normal'],
   [0x0b, 'Asynchronous Event Configuration'],
+  [0x0f, 'Keep Alive Timer'],
+  [0x81, 'Host Identifier'],
 ]);
 
 export function featureName(fid: number): string {
@@ -76,6 +80,12 @@ export const NumberOfQueuesDw = struct('NumberOfQueues', 4, {
   NSQ: [0, 4, 0, 16],
   NCQ: [0, 4, 16, 16],
 });
+
+/** Host Identifier (Figure 313): CDW11 bit 0 EXHID asks for the 128-bit identifier, the one Fabrics uses. */
+export const HostIdentifierCdw11 = struct('HostIdentifier.CDW11', 4, {
+  EXHID: [0, 4, 0, 1],
+});
+export const HOST_ID_SIZE = 16;
 
 /** Asynchronous Event Configuration (Figure 305). */
 export const AsyncEventConfigDw = struct('AsyncEventConfig', 4, {

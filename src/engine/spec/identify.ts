@@ -1,6 +1,7 @@
 /**
  * Identify data structures (NVMe 1.4, section 5.15.2): CNS 00h namespace,
- * 01h controller, 02h active namespace ID list. Each is 4096 bytes.
+ * 01h controller, 02h active namespace ID list, 03h namespace identification
+ * descriptor list. Each is 4096 bytes.
  */
 import { struct } from './layout.js';
 
@@ -10,6 +11,7 @@ export const Cns = {
   NAMESPACE: 0x00,
   CONTROLLER: 0x01,
   ACTIVE_NAMESPACE_LIST: 0x02,
+  NS_DESCRIPTOR_LIST: 0x03,
 } as const;
 
 /** Identify command CDW10 fields (Figure 244). */
@@ -37,6 +39,11 @@ export const IdCtrl = struct('IdentifyController', IDENTIFY_DATA_SIZE, {
   OAES: [92, 4],
   CTRATT: [96, 4],
   RRLS: [100, 2],
+  /** Command Retry Delay Times, 100 ms units. */
+  CRDT1: [128, 2],
+  CRDT2: [130, 2],
+  CRDT3: [132, 2],
+  /** Controller Type: 1 I/O, 2 discovery, 3 administrative. */
   CNTRLTYPE: [111, 1],
   FGUID: [112, 16],
   OACS: [256, 2],
@@ -88,8 +95,43 @@ export const IdCtrl = struct('IdentifyController', IDENTIFY_DATA_SIZE, {
   SGLS: [536, 4],
   MNAN: [540, 4],
   SUBNQN: [768, 256],
+  // NVMe over Fabrics attributes (bytes 2047:1792).
+  /** I/O Queue Command Capsule Supported Size, 16-byte units: the SQE plus the in-capsule data a capsule may carry. */
+  IOCCSZ: [1792, 4],
+  /** I/O Queue Response Capsule Supported Size, 16-byte units. */
+  IORCSZ: [1796, 4],
+  /** In Capsule Data Offset, 16-byte units after the SQE; NVMe/TCP requires 0. */
+  ICDOFF: [1800, 2],
+  /** Fabrics Controller Attributes: bit 0 set = static controller model. */
+  FCATT: [1802, 1],
+  /** Maximum SGL Data Block Descriptors a command may carry. */
+  MSDBD: [1803, 1],
+  /** Optional Fabric Commands Support: bit 0 Disconnect. */
+  OFCS: [1804, 2],
   PSD0: [2048, 32],
 });
+
+/** OACS, CTRATT, CMIC bits the Fabrics target reasons about (Figure 247). */
+export const CtrlAttr = { HOST_ID_128_BIT: 1 << 0, TRAFFIC_BASED_KEEP_ALIVE: 1 << 6 } as const;
+export const Cmic = { MULTI_PORT: 1 << 0, MULTI_CONTROLLER: 1 << 1, SRIOV: 1 << 2, ANA: 1 << 3 } as const;
+/** ONCS bits (Figure 247). */
+export const Oncs = { COMPARE: 1 << 0, WRITE_UNCORRECTABLE: 1 << 1, DSM: 1 << 2, WRITE_ZEROES: 1 << 3, SAVE_SELECT: 1 << 4, RESERVATIONS: 1 << 5, TIMESTAMP: 1 << 6, VERIFY: 1 << 7 } as const;
+/** LPA bits (Figure 247). */
+export const Lpa = { SMART_PER_NAMESPACE: 1 << 0, COMMANDS_EFFECTS: 1 << 1, EXTENDED_DATA: 1 << 2, TELEMETRY: 1 << 3 } as const;
+/** KAS granularity: 100 ms units (Figure 247 bytes 321:320). */
+export const KAS_UNIT_MS = 100;
+
+/** A Namespace Identification Descriptor's header (Figure 249); NIDL bytes of identifier follow. */
+export const NsIdDescriptor = struct('NamespaceIdDescriptor', 4, {
+  NIDT: [0, 1],
+  NIDL: [1, 1],
+});
+export const NS_ID_DESCRIPTOR_HEADER_SIZE = 4;
+/** Namespace Identifier Types (Figure 250) and the length each has. */
+export const Nidt = { EUI64: 1, NGUID: 2, UUID: 3, CSI: 4 } as const;
+export const NIDT_LENGTH: Readonly<Record<number, number>> = { 1: 8, 2: 16, 3: 16, 4: 1 };
+/** Command Set Identifier of the NVM command set. */
+export const CSI_NVM = 0;
 
 /** Identify Namespace data structure (Figure 245). */
 export const IdNs = struct('IdentifyNamespace', IDENTIFY_DATA_SIZE, {

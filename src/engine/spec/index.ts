@@ -9,3 +9,4 @@ export * from './log-pages.js';
 export * from './admin-commands.js';
 export * from './nvm-commands.js';
 export * from './tcp-pdu.js';
+export * from './fabrics.js';

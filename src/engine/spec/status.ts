@@ -45,6 +45,12 @@ interface StatusInfo {
   readonly name: string;
   /** Stable error code for the public API. */
   readonly code: string;
+  /**
+   * 'fabrics' for the command specific values of Fabrics commands (NVMe over
+   * Fabrics 1.1): they reuse SC 80h.. of SCT 1, which the NVM command set gives
+   * other meanings, so they are looked up only with `describeStatus(s, 'fabrics')`.
+   */
+  readonly context: 'nvm' | 'fabrics';
 }
 
 // Generic command status (Figure 126 and the NVM command set values 80h-84h).
@@ -112,6 +118,18 @@ export const CommandSpecificStatus = {
   WRITE_TO_READ_ONLY_RANGE: 0x82,
 } as const;
 
+/** Command specific status of Fabrics commands (Fabrics 1.1), SCT 1. */
+export const FabricsStatus = {
+  INCOMPATIBLE_FORMAT: 0x80,
+  CONTROLLER_BUSY: 0x81,
+  CONNECT_INVALID_PARAMETERS: 0x82,
+  CONNECT_RESTART_DISCOVERY: 0x83,
+  CONNECT_INVALID_HOST: 0x84,
+  INVALID_QUEUE_TYPE: 0x85,
+  DISCOVER_RESTART: 0x90,
+  AUTHENTICATION_REQUIRED: 0x91,
+} as const;
+
 // Media and data integrity errors (Figure 128).
 export const MediaStatus = {
   WRITE_FAULT: 0x80,
@@ -125,8 +143,8 @@ export const MediaStatus = {
 } as const;
 
 const table: StatusInfo[] = [];
-function add(sct: number, sc: number, name: string, code: string): void {
-  table.push({ sct, sc, name, code });
+function add(sct: number, sc: number, name: string, code: string, context: 'nvm' | 'fabrics' = 'nvm'): void {
+  table.push({ sct, sc, name, code, context });
 }
 add(0, 0x00, 'Successful Completion', 'NVMQ_SUCCESS');
 add(0, 0x01, 'Invalid Command Opcode', 'NVMQ_INVALID_OPCODE');
@@ -185,6 +203,14 @@ add(1, 0x0f, 'Feature Not Namespace Specific', 'NVMQ_FEATURE_NOT_NAMESPACE_SPECI
 add(1, 0x80, 'Conflicting Attributes', 'NVMQ_CONFLICTING_ATTRIBUTES');
 add(1, 0x81, 'Invalid Protection Information', 'NVMQ_INVALID_PROTECTION_INFO');
 add(1, 0x82, 'Attempted Write to Read Only Range', 'NVMQ_WRITE_TO_READ_ONLY_RANGE');
+add(1, 0x80, 'Incompatible Format', 'NVMQ_INCOMPATIBLE_FORMAT', 'fabrics');
+add(1, 0x81, 'Controller Busy', 'NVMQ_CONTROLLER_BUSY', 'fabrics');
+add(1, 0x82, 'Connect Invalid Parameters', 'NVMQ_CONNECT_INVALID_PARAMETERS', 'fabrics');
+add(1, 0x83, 'Connect Restart Discovery', 'NVMQ_CONNECT_RESTART_DISCOVERY', 'fabrics');
+add(1, 0x84, 'Connect Invalid Host', 'NVMQ_CONNECT_INVALID_HOST', 'fabrics');
+add(1, 0x85, 'Invalid Queue Type', 'NVMQ_INVALID_QUEUE_TYPE', 'fabrics');
+add(1, 0x90, 'Discover Restart', 'NVMQ_DISCOVER_RESTART', 'fabrics');
+add(1, 0x91, 'Authentication Required', 'NVMQ_AUTHENTICATION_REQUIRED', 'fabrics');
 add(2, 0x80, 'Write Fault', 'NVMQ_WRITE_FAULT');
 add(2, 0x81, 'Unrecovered Read Error', 'NVMQ_UNRECOVERED_READ_ERROR');
 add(2, 0x82, 'End-to-end Guard Check Error', 'NVMQ_GUARD_CHECK_ERROR');
@@ -194,7 +220,8 @@ add(2, 0x85, 'Compare Failure', 'NVMQ_COMPARE_FAILURE');
 add(2, 0x86, 'Access Denied', 'NVMQ_ACCESS_DENIED');
 add(2, 0x87, 'Deallocated or Unwritten Logical Block', 'NVMQ_DEALLOCATED_OR_UNWRITTEN');
 
-const byKey = new Map<number, StatusInfo>(table.map((s) => [(s.sct << 8) | s.sc, s]));
+const byKey = new Map<number, StatusInfo>(table.filter((s) => s.context === 'nvm').map((s) => [(s.sct << 8) | s.sc, s]));
+const fabricsByKey = new Map<number, StatusInfo>(table.filter((s) => s.context === 'fabrics').map((s) => [(s.sct << 8) | s.sc, s]));
 
 const SCT_NAMES = ['Generic Command Status', 'Command Specific Status', 'Media and Data Integrity Errors', 'Path Related Status', 'Reserved', 'Reserved', 'Reserved', 'Vendor Specific'];
 
@@ -208,10 +235,12 @@ export interface StatusDescription {
   sctName: string;
 }
 
-export function describeStatus(status: number): StatusDescription {
+/** `context` 'fabrics': the status of a Fabrics command (Connect, Property Get / Set...), whose SCT 1 values differ. */
+export function describeStatus(status: number, context: 'nvm' | 'fabrics' = 'nvm'): StatusDescription {
   const sct = statusSct(status);
   const sc = statusSc(status);
-  const info = byKey.get((sct << 8) | sc);
+  const key = (sct << 8) | sc;
+  const info = (context === 'fabrics' ? fabricsByKey.get(key) : undefined) ?? byKey.get(key);
   return {
     sct,
     sc,
@@ -224,8 +253,8 @@ export function describeStatus(status: number): StatusDescription {
 }
 
 /** "LBA Out of Range (SCT 0, SC 0x80), DNR" */
-export function formatStatus(status: number): string {
-  const d = describeStatus(status);
+export function formatStatus(status: number, context: 'nvm' | 'fabrics' = 'nvm'): string {
+  const d = describeStatus(status, context);
   return `${d.name} (SCT ${d.sct}, SC 0x${d.sc.toString(16).padStart(2, '0')})${d.dnr ? ', DNR' : ''}${d.more ? ', More' : ''}`;
 }
 

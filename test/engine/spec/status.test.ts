@@ -9,6 +9,7 @@ import {
   AdminOpcode,
   CommandSpecificStatus,
   DNR,
+  FabricsStatus,
   GenericStatus,
   MORE,
   MediaStatus,
@@ -195,6 +196,30 @@ describe('describeStatus', () => {
   });
 });
 
+describe('Fabrics command statuses (NVMe over Fabrics 1.1)', () => {
+  it('command specific values', () => {
+    expect(FabricsStatus).toEqual({
+      INCOMPATIBLE_FORMAT: 0x80,
+      CONTROLLER_BUSY: 0x81,
+      CONNECT_INVALID_PARAMETERS: 0x82,
+      CONNECT_RESTART_DISCOVERY: 0x83,
+      CONNECT_INVALID_HOST: 0x84,
+      INVALID_QUEUE_TYPE: 0x85,
+      DISCOVER_RESTART: 0x90,
+      AUTHENTICATION_REQUIRED: 0x91,
+    });
+  });
+  it('the same SCT 1 value names a Fabrics status only in the Fabrics context', () => {
+    expect(describeStatus(makeStatus(1, 0x82)).code).toBe('NVMQ_WRITE_TO_READ_ONLY_RANGE');
+    expect(describeStatus(makeStatus(1, 0x82, true), 'fabrics').code).toBe('NVMQ_CONNECT_INVALID_PARAMETERS');
+    expect(formatStatus(makeStatus(1, 0x84, true), 'fabrics')).toBe('Connect Invalid Host (SCT 1, SC 0x84), DNR');
+    // A generic status reads the same in both.
+    expect(describeStatus(makeStatus(0, 0x0c), 'fabrics').code).toBe('NVMQ_COMMAND_SEQUENCE_ERROR');
+    // A Fabrics-only value is unknown outside the Fabrics context.
+    expect(describeStatus(makeStatus(1, 0x90)).code).toBe('NVMQ_UNKNOWN_STATUS');
+  });
+});
+
 describe('formatStatus', () => {
   it('LBA Out of Range with DNR', () => {
     expect(formatStatus(makeStatus(0, 0x80, true))).toBe('LBA Out of Range (SCT 0, SC 0x80), DNR');
@@ -225,8 +250,8 @@ describe('allStatuses', () => {
     expect(all.some((s) => s.sct === 0 && s.sc === 0 && s.code === 'NVMQ_SUCCESS')).toBe(true);
   });
 
-  it('every (SCT, SC) pair is unique', () => {
-    const keys = all.map((s) => `${s.sct}/${s.sc}`);
+  it('every (SCT, SC) pair is unique within its context (NVM commands, Fabrics commands)', () => {
+    const keys = all.map((s) => `${s.context}/${s.sct}/${s.sc}`);
     expect(new Set(keys).size).toBe(keys.length);
   });
 
@@ -243,7 +268,7 @@ describe('allStatuses', () => {
       expect(s.sct).toBeLessThanOrEqual(7);
       expect(s.sc).toBeGreaterThanOrEqual(0);
       expect(s.sc).toBeLessThanOrEqual(0xff);
-      const d = describeStatus(makeStatus(s.sct, s.sc));
+      const d = describeStatus(makeStatus(s.sct, s.sc), s.context);
       expect(d.code).toBe(s.code);
       expect(d.name).toBe(s.name);
     }
@@ -254,16 +279,17 @@ describe('allStatuses', () => {
   });
 
   it('holds exactly the named constants, each with code NVMQ_<constant name>', () => {
-    const groups: Array<[number, Record<string, number>]> = [
-      [Sct.GENERIC, GenericStatus],
-      [Sct.COMMAND_SPECIFIC, CommandSpecificStatus],
-      [Sct.MEDIA_DATA_INTEGRITY, MediaStatus],
+    const groups: Array<[number, Record<string, number>, 'nvm' | 'fabrics']> = [
+      [Sct.GENERIC, GenericStatus, 'nvm'],
+      [Sct.COMMAND_SPECIFIC, CommandSpecificStatus, 'nvm'],
+      [Sct.MEDIA_DATA_INTEGRITY, MediaStatus, 'nvm'],
+      [Sct.COMMAND_SPECIFIC, FabricsStatus, 'fabrics'],
     ];
     let n = 0;
-    for (const [sct, group] of groups) {
+    for (const [sct, group, context] of groups) {
       for (const [key, sc] of Object.entries(group)) {
         n++;
-        expect(describeStatus(makeStatus(sct, sc)).code, `${key}`).toBe(`NVMQ_${key}`);
+        expect(describeStatus(makeStatus(sct, sc), context).code, `${key}`).toBe(`NVMQ_${key}`);
       }
     }
     expect(all.length).toBe(n);

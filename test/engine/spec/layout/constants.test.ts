@@ -71,7 +71,12 @@ describe('other spec constants', () => {
   });
   it('identify (5.15)', () => {
     expect(spec.IDENTIFY_DATA_SIZE).toBe(4096);
-    expect(spec.Cns).toEqual({ NAMESPACE: 0x00, CONTROLLER: 0x01, ACTIVE_NAMESPACE_LIST: 0x02 });
+    expect(spec.Cns).toEqual({ NAMESPACE: 0x00, CONTROLLER: 0x01, ACTIVE_NAMESPACE_LIST: 0x02, NS_DESCRIPTOR_LIST: 0x03 });
+    // Namespace Identifier Types and lengths (5.15.2.3, Figure 250).
+    expect(spec.Nidt).toEqual({ EUI64: 1, NGUID: 2, UUID: 3, CSI: 4 });
+    expect(spec.NIDT_LENGTH).toEqual({ 1: 8, 2: 16, 3: 16, 4: 1 });
+    expect(spec.NS_ID_DESCRIPTOR_HEADER_SIZE).toBe(4);
+    expect(spec.KAS_UNIT_MS).toBe(100);
     expect(spec.LBAF_ENTRY_SIZE).toBe(4);
     expect(spec.MAX_LBA_FORMATS).toBe(16);
     // LBAF15 is the last format and ends at byte 191.
@@ -92,7 +97,10 @@ describe('other spec constants', () => {
       INTERRUPT_VECTOR_CONFIG: 0x09,
       WRITE_ATOMICITY: 0x0a,
       ASYNC_EVENT_CONFIG: 0x0b,
+      KEEP_ALIVE_TIMER: 0x0f,
+      HOST_IDENTIFIER: 0x81,
     });
+    expect(spec.HOST_ID_SIZE).toBe(16);
     expect(spec.featureName(0x07)).toBe('Number of Queues (0x07)');
     expect(spec.featureName(0xc0)).toBe('Unknown feature (0xc0)');
   });
@@ -130,5 +138,61 @@ describe('other spec constants', () => {
     expect(spec.DSM_RANGE_SIZE).toBe(16);
     expect(spec.DSM_MAX_RANGES).toBe(256);
     expect(spec.PRP_ENTRY_SIZE).toBe(8);
+  });
+});
+
+describe('NVMe over Fabrics constants (NVMe over Fabrics 1.1, NVMe/TCP 1.0)', () => {
+  it('Fabrics opcode and command types', () => {
+    expect(spec.FABRICS_OPCODE).toBe(0x7f);
+    expect(spec.FabricsType).toEqual({ PROPERTY_SET: 0x00, CONNECT: 0x01, PROPERTY_GET: 0x04, AUTHENTICATION_SEND: 0x05, AUTHENTICATION_RECEIVE: 0x06, DISCONNECT: 0x08 });
+    expect(spec.fabricsCommandName(0x01)).toBe('Connect (FCTYPE 0x01)');
+    expect(spec.fabricsCommandName(0x04)).toBe('Property Get (FCTYPE 0x04)');
+    expect(spec.fabricsCommandName(0x02)).toBe('Unknown Fabrics command (FCTYPE 0x02)');
+  });
+  it('Connect: data size, record format, controller IDs, IATTR', () => {
+    expect(spec.CONNECT_DATA_SIZE).toBe(1024);
+    expect(spec.CONNECT_RECFMT).toBe(0);
+    expect(spec.CNTLID_DYNAMIC).toBe(0xffff);
+    expect(spec.CNTLID_STATIC_ANY).toBe(0xfffe);
+    expect(spec.CNTLID_MIN).toBe(0x0001);
+    expect(spec.CNTLID_MAX).toBe(0xffef);
+    expect(spec.ConnectIattr).toEqual({ SQE: 0, DATA: 1 });
+    // AUTHREQ (DW0 31:16): ATR is DW0 bit 17, ASCR bit 18.
+    expect(spec.AuthReq.ATR << 16).toBe(1 << 17);
+    expect(spec.AuthReq.ASCR << 16).toBe(1 << 18);
+  });
+  it('properties are the controller registers at their offsets', () => {
+    expect(spec.Property).toEqual({
+      CAP: { offset: 0x00, size: 8 },
+      VS: { offset: 0x08, size: 4 },
+      CC: { offset: 0x14, size: 4 },
+      CSTS: { offset: 0x1c, size: 4 },
+      NSSR: { offset: 0x20, size: 4 },
+    });
+    expect(spec.PropertySize).toEqual({ FOUR_BYTES: 0, EIGHT_BYTES: 1 });
+  });
+  it('SGL descriptor types, subtypes and the identifiers NVMe/TCP uses (4.4, Figures 115, 116)', () => {
+    expect(spec.SGL_DESCRIPTOR_SIZE).toBe(16);
+    expect(spec.SglType).toEqual({ DATA_BLOCK: 0, BIT_BUCKET: 1, SEGMENT: 2, LAST_SEGMENT: 3, KEYED_DATA_BLOCK: 4, TRANSPORT_DATA_BLOCK: 5 });
+    expect(spec.SglSubtype).toEqual({ ADDRESS: 0, OFFSET: 1, TRANSPORT_SPECIFIC: 0xa });
+    expect(spec.SGL_ID_IN_CAPSULE).toBe(0x01);
+    expect(spec.SGL_ID_TRANSPORT).toBe(0x5a);
+    expect(spec.SglSupport).toEqual({ SUPPORTED: 1, KEYED_DATA_BLOCK: 1 << 2, BIT_BUCKET: 1 << 16, OFFSET: 1 << 20, TRANSPORT_DATA_BLOCK: 1 << 21 });
+  });
+  it('controller types (Identify CNTRLTYPE)', () => {
+    expect(spec.ControllerType).toEqual({ IO: 1, DISCOVERY: 2, ADMIN: 3 });
+  });
+  it('discovery (section 5): LID, NQN, sizes, field values', () => {
+    expect(spec.DISCOVERY_LOG_PAGE_ID).toBe(0x70);
+    expect(spec.DISCOVERY_NQN).toBe('nqn.2014-08.org.nvmexpress.discovery');
+    expect(spec.NQN_FIELD_SIZE).toBe(256);
+    expect(spec.NQN_MAX_LENGTH).toBe(223);
+    expect(spec.DISCOVERY_LOG_HEADER_SIZE).toBe(1024);
+    expect(spec.DISCOVERY_LOG_ENTRY_SIZE).toBe(1024);
+    expect(spec.Trtype).toEqual({ RDMA: 1, FC: 2, TCP: 3, INTRA_HOST: 254 });
+    expect(spec.Adrfam).toEqual({ IPV4: 1, IPV6: 2, IB: 3, FC: 4, INTRA_HOST: 254 });
+    expect(spec.DiscoverySubtype).toEqual({ REFERRAL: 1, NVM: 2, CURRENT_DISCOVERY: 3 });
+    expect(spec.Treq).toEqual({ SECURE_NOT_SPECIFIED: 0, SECURE_REQUIRED: 1, SECURE_NOT_REQUIRED: 2, SQFC_DISABLE_SUPPORTED: 4 });
+    expect(spec.TcpSectype).toEqual({ NONE: 0, TLS12: 1, TLS13: 2 });
   });
 });

@@ -60,6 +60,20 @@ import {
   H2CDataPdu,
   C2HDataPdu,
   R2TPdu,
+  NsIdDescriptor,
+  HostIdentifierCdw11,
+  FabricsSqe,
+  ConnectSqe,
+  ConnectCattr,
+  ConnectData,
+  ConnectResponseDw0,
+  ConnectInvalidDw0,
+  PropertySqe,
+  PropertyAttrib,
+  DisconnectSqe,
+  SglDescriptor,
+  DiscoveryLogHeader,
+  DiscoveryLogEntry,
 } from '../../../../src/engine/spec/index.js';
 import { type AnyStruct, exportedStructs } from './helpers.js';
 
@@ -199,6 +213,9 @@ const ROWS: Row[] = [
   B(IdCtrl, IdCtrl.OAES, 95, 92),
   B(IdCtrl, IdCtrl.CTRATT, 99, 96),
   B(IdCtrl, IdCtrl.RRLS, 101, 100),
+  B(IdCtrl, IdCtrl.CRDT1, 129, 128),
+  B(IdCtrl, IdCtrl.CRDT2, 131, 130),
+  B(IdCtrl, IdCtrl.CRDT3, 133, 132),
   B(IdCtrl, IdCtrl.CNTRLTYPE, 111),
   B(IdCtrl, IdCtrl.FGUID, 127, 112),
   B(IdCtrl, IdCtrl.OACS, 257, 256),
@@ -243,6 +260,13 @@ const ROWS: Row[] = [
   B(IdCtrl, IdCtrl.SGLS, 539, 536),
   B(IdCtrl, IdCtrl.MNAN, 543, 540),
   B(IdCtrl, IdCtrl.SUBNQN, 1023, 768),
+  // NVMe over Fabrics attributes, bytes 2047:1792.
+  B(IdCtrl, IdCtrl.IOCCSZ, 1795, 1792),
+  B(IdCtrl, IdCtrl.IORCSZ, 1799, 1796),
+  B(IdCtrl, IdCtrl.ICDOFF, 1801, 1800),
+  B(IdCtrl, IdCtrl.FCATT, 1802),
+  B(IdCtrl, IdCtrl.MSDBD, 1803),
+  B(IdCtrl, IdCtrl.OFCS, 1805, 1804),
   // Power State 0 Descriptor, 32 bytes.
   B(IdCtrl, IdCtrl.PSD0, 2079, 2048),
 
@@ -454,6 +478,67 @@ const ROWS: Row[] = [
   B(R2TPdu, R2TPdu.TTAG, 11, 10),
   B(R2TPdu, R2TPdu.R2TO, 15, 12),
   B(R2TPdu, R2TPdu.R2TL, 19, 16),
+  // 5.15.2.3 Namespace Identification Descriptor (Figure 249): NIDT byte 0, NIDL byte 1, 3:2 reserved.
+  B(NsIdDescriptor, NsIdDescriptor.NIDT, 0),
+  B(NsIdDescriptor, NsIdDescriptor.NIDL, 1),
+  // 5.21.1.19 Host Identifier, CDW11 bit 0 EXHID.
+  d(HostIdentifierCdw11, HostIdentifierCdw11.EXHID, 0),
+
+  // NVMe over Fabrics 1.1, Fabrics command capsule: OPC 00, CID 03:02, FCTYPE 04, SGL1 39:24.
+  B(FabricsSqe, FabricsSqe.OPC, 0),
+  b(FabricsSqe, FabricsSqe.PSDT, 1, 1, 7, 6),
+  B(FabricsSqe, FabricsSqe.CID, 3, 2),
+  B(FabricsSqe, FabricsSqe.FCTYPE, 4),
+  B(FabricsSqe, FabricsSqe.SGL1, 39, 24),
+  // Connect command.
+  B(ConnectSqe, ConnectSqe.RECFMT, 41, 40),
+  B(ConnectSqe, ConnectSqe.QID, 43, 42),
+  B(ConnectSqe, ConnectSqe.SQSIZE, 45, 44),
+  B(ConnectSqe, ConnectSqe.CATTR, 46),
+  B(ConnectSqe, ConnectSqe.KATO, 51, 48),
+  // CATTR: bits 1:0 priority class, bit 2 disable SQ flow control.
+  b(ConnectCattr, ConnectCattr.PRIORITY_CLASS, 0, 1, 1, 0),
+  b(ConnectCattr, ConnectCattr.SQFC_DISABLE, 0, 1, 2),
+  // Connect data.
+  B(ConnectData, ConnectData.HOSTID, 15, 0),
+  B(ConnectData, ConnectData.CNTLID, 17, 16),
+  B(ConnectData, ConnectData.SUBNQN, 511, 256),
+  B(ConnectData, ConnectData.HOSTNQN, 767, 512),
+  // Connect response DW0, success and Connect Invalid Parameters.
+  d(ConnectResponseDw0, ConnectResponseDw0.CNTLID, 15, 0),
+  d(ConnectResponseDw0, ConnectResponseDw0.AUTHREQ, 31, 16),
+  d(ConnectInvalidDw0, ConnectInvalidDw0.IPO, 15, 0),
+  d(ConnectInvalidDw0, ConnectInvalidDw0.IATTR, 23, 16),
+  // Property Get / Set: ATTRIB 40, OFST 47:44, VALUE 55:48.
+  B(PropertySqe, PropertySqe.ATTRIB, 40),
+  B(PropertySqe, PropertySqe.OFST, 47, 44),
+  B(PropertySqe, PropertySqe.VALUE, 55, 48),
+  b(PropertyAttrib, PropertyAttrib.SIZE, 0, 1, 2, 0),
+  // Disconnect: RECFMT 41:40.
+  B(DisconnectSqe, DisconnectSqe.RECFMT, 41, 40),
+  // NVMe 1.4 section 4.4: SGL descriptor; SGL Identifier byte 15, type 7:4, subtype 3:0.
+  B(SglDescriptor, SglDescriptor.ADDRESS, 7, 0),
+  B(SglDescriptor, SglDescriptor.LENGTH, 11, 8),
+  B(SglDescriptor, SglDescriptor.SGL_ID, 15),
+  b(SglDescriptor, SglDescriptor.SUBTYPE, 15, 1, 3, 0),
+  b(SglDescriptor, SglDescriptor.TYPE, 15, 1, 7, 4),
+  // Fabrics 1.1 Discovery Log Page header.
+  B(DiscoveryLogHeader, DiscoveryLogHeader.GENCTR, 7, 0),
+  B(DiscoveryLogHeader, DiscoveryLogHeader.NUMREC, 15, 8),
+  B(DiscoveryLogHeader, DiscoveryLogHeader.RECFMT, 17, 16),
+  // Figure 32: Discovery Log Page entry; TSAS 1023:768, whose byte 0 is the TCP SECTYPE (NVMe/TCP 1.0).
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TRTYPE, 0),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.ADRFAM, 1),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.SUBTYPE, 2),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TREQ, 3),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.PORTID, 5, 4),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.CNTLID, 7, 6),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.ASQSZ, 9, 8),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TRSVCID, 63, 32),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.SUBNQN, 511, 256),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TRADDR, 767, 512),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TSAS, 1023, 768),
+  B(DiscoveryLogEntry, DiscoveryLogEntry.TSAS_SECTYPE, 768),
 ];
 
 function regValue(bytes: Uint8Array, at: number, n: number): bigint {

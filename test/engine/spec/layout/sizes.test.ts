@@ -64,6 +64,21 @@ const EXPECTED_SIZES: Record<string, number> = {
   H2CDataPdu: 24,
   C2HDataPdu: 24,
   R2TPdu: 24,
+  NsIdDescriptor: 4, // 5.15.2.3, descriptor header (NIDT, NIDL, 2 reserved)
+  HostIdentifierCdw11: 4,
+  // NVMe over Fabrics 1.1.
+  FabricsSqe: 64, // 2.1, a command capsule starts with a 64-byte SQE
+  ConnectSqe: 64, // 3.3, Figure 19
+  ConnectCattr: 1,
+  ConnectData: 1024, // 3.3, Figure 20
+  ConnectResponseDw0: 4,
+  ConnectInvalidDw0: 4,
+  PropertySqe: 64, // 3.6 / 3.7
+  PropertyAttrib: 1,
+  DisconnectSqe: 64,
+  SglDescriptor: 16, // NVMe 1.4 4.4
+  DiscoveryLogHeader: 1024, // 5.3, Figure 31: entries start at byte 1024
+  DiscoveryLogEntry: 1024, // 5.3, Figure 32
 };
 
 describe('every exported structure', () => {

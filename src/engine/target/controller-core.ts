@@ -73,8 +73,7 @@ export abstract class ControllerCore {
   private readonly queues = new Map<number, ConnectedQueue>();
   private readonly onGone: (c: ControllerCore) => void;
   private gone = false;
-  /** Why the controller went away; undefined while it lives. */
-  goneReason: string | undefined;
+  private whyGone: string | undefined;
 
   constructor(id: ControllerIdentity, adminLink: QueueLink) {
     this.cntlid = id.cntlid;
@@ -103,6 +102,10 @@ export abstract class ControllerCore {
   }
   get isGone(): boolean {
     return this.gone;
+  }
+  /** Why the controller went away; undefined while it lives. */
+  get goneReason(): string | undefined {
+    return this.whyGone;
   }
   /** Keep Alive Timeout in effect, ms (0: no timer). */
   get keepAliveTimeoutMs(): number {
@@ -289,7 +292,7 @@ export abstract class ControllerCore {
 
   // ---- I/O queues ----------------------------------------------------------
 
-  /** Registers a connected I/O queue; the Subsystem has checked QID and SQSIZE. */
+  /** Registers a connected I/O queue (the Subsystem's, once it has checked QID and SQSIZE). */
   addIoQueue(q: FabricsQueueInfo, link: QueueLink): void {
     this.queues.set(q.qid, { ...q, link });
   }
@@ -392,7 +395,7 @@ export abstract class ControllerCore {
   teardown(reason: string): void {
     if (this.gone) return;
     this.gone = true;
-    this.goneReason = reason;
+    this.whyGone = reason;
     trace('fabrics controller %d (%s): torn down: %s', this.cntlid, this.hostnqn, reason);
     if (this.kaTimer) clearTimeout(this.kaTimer);
     this.kaTimer = undefined;

@@ -21,6 +21,7 @@ import { NvmqError } from '../errors.js';
 import { invalidArgument } from '../host/arguments.js';
 import { DiscoveryService } from './discovery.js';
 import { Subsystem } from './subsystem.js';
+import { describeListenError } from '../metrics/server.js';
 import { TcpConnection, type ConnectionEnv } from './tcp-connection.js';
 
 const trace = debuglog('nvmq');
@@ -85,7 +86,7 @@ export class TcpTarget {
     }
     const server = net.createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new NvmqError('NVMQ_LISTEN_FAILED', `cannot listen on ${host}:${port}: ${e.code ?? e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new NvmqError('NVMQ_TCP_LISTEN', `NVMe/TCP target cannot listen on ${describeListenError(e, host, port)}`, { cause: e })));
       server.listen({ host, port }, resolve);
     });
     const bound = server.address() as net.AddressInfo;

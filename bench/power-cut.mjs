@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { BLOCK, readStamp } from './power-cut/stamp.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIXTURE_DIR = process.env.NVMQ_LINUX_PEER_DIR ?? '/work/shared/linux-peer';
+const FIXTURE_DIR = process.env.NVMQ_LINUX_PEER_DIR ?? fileURLToPath(new URL('../test/fixtures/linux-peer', import.meta.url));
 
 const { values: a } = parseArgs({
   options: {

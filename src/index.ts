@@ -18,3 +18,4 @@ export { NvmqError, NvmeStatusError, ImageError, statusToError } from './engine/
 export * as spec from './engine/spec/index.js';
 export { IoMetrics, type IoMetricsHandle } from './engine/metrics/io-metrics.js';
 export { startMetricsServer, serveMetrics, DEFAULT_METRICS_PORT, DEFAULT_METRICS_HOST, type MetricsServer, type MetricsServerOptions } from './engine/metrics/server.js';
+export { TcpTarget, DEFAULT_NVME_TCP_PORT, DEFAULT_SUBNQN, type TcpTargetOptions } from './engine/target/tcp-target.js';

@@ -14,6 +14,7 @@ import { ImageError, NvmqError } from '../engine/errors.js';
 import { takePortableNotice } from '../engine/uring/data-path.js';
 import {
   parseArgv,
+  tcpTargetOptions,
   makeJob,
   makeSettings,
   helpText,
@@ -140,7 +141,7 @@ async function main(argv: string[]): Promise<number> {
     case 'smart-log':
       return inspect(command, options);
     case 'serve':
-      return serve(namespaceSpecs(options, makeSettings(options, 'serve'), true), makeSettings(options, 'serve'));
+      return serve(namespaceSpecs(options, makeSettings(options, 'serve'), true), makeSettings(options, 'serve'), tcpTargetOptions(options));
   }
 }
 

@@ -8,6 +8,7 @@
  * so the same words work on the command line and in a fio job file.
  */
 import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
+import { DEFAULT_NVME_TCP_PORT, DEFAULT_SUBNQN, type TcpTargetOptions } from '../engine/target/tcp-target.js';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
 
@@ -43,6 +44,8 @@ interface OptionDef {
   aliases?: readonly string[];
   /** Commands it applies to (default: bench). */
   commands?: readonly Command[];
+  /** May be given more than once: the values are kept, one per line. */
+  repeatable?: boolean;
 }
 
 export type Command = 'bench' | 'identify' | 'smart-log' | 'serve';
@@ -89,6 +92,10 @@ export const OPTIONS = {
   'metrics-port': { kind: 'int', min: 0, max: 65535, description: `serve Prometheus /metrics on this port (serve: default ${DEFAULT_METRICS_PORT})`, commands: ['bench', 'serve'] },
   'metrics-host': { kind: 'host', default: '127.0.0.1', description: 'address /metrics listens on (bench: with --metrics-port)', commands: ['bench', 'serve'] },
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
+  listen: { kind: 'string', description: `serve the namespaces to NVMe/TCP hosts on HOST:PORT ([addr]:PORT for IPv6; PORT alone: 127.0.0.1; the port defaults to ${DEFAULT_NVME_TCP_PORT})`, commands: ['serve'] },
+  nqn: { kind: 'string', default: DEFAULT_SUBNQN, description: 'the NVM subsystem NQN NVMe/TCP hosts connect to (with --listen)', commands: ['serve'] },
+  'allow-host': { kind: 'string', description: 'a host NQN allowed to connect over NVMe/TCP (repeatable)', commands: ['serve'], repeatable: true },
+  'allow-any-host': { kind: 'bool', description: 'let any NVMe/TCP host connect', commands: ['serve'] },
   help: { kind: 'bool', description: 'print this help', commands: COMMANDS },
 } satisfies Record<string, OptionDef>;
 
@@ -240,16 +247,17 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
     if (eq >= 0) value = arg.slice(eq + 1);
     else if (DEFS[name]!.kind === 'bool') value = '1';
     else {
-      if (i + 1 >= argv.length) throw new UsageError(`--${key} needs a value`);
+      // The next option is no value: a value left empty (an unset variable) must not take it.
+      if (i + 1 >= argv.length || argv[i + 1]!.startsWith('--')) throw new UsageError(`--${key} needs a value`);
       value = argv[++i]!;
     }
-    options[name] = value;
+    options[name] = DEFS[name]!.repeatable && options[name] !== undefined ? `${options[name]}\n${value}` : value;
   }
   command ??= 'bench';
   for (const name of Object.keys(options) as OptionName[]) {
     const cmds = DEFS[name]!.commands ?? ['bench'];
     if (!cmds.includes(command)) throw new UsageError(`--${name} does not apply to nvmq ${command}`);
-    checkValue(name, options[name]!);
+    for (const v of DEFS[name]!.repeatable ? options[name]!.split('\n') : [options[name]!]) checkValue(name, v);
   }
   if (command !== 'bench' && jobFiles.length > 0) throw new UsageError(`nvmq ${command} takes no job file (got ${jobFiles[0]})`);
   return { command, jobFiles, options };
@@ -360,6 +368,33 @@ export function makeSettings(raw: RawOptions, command: Command): RunSettings {
   };
 }
 
+const TCP_ONLY: readonly OptionName[] = ['nqn', 'allow-host', 'allow-any-host'];
+
+/**
+ * nvmq serve's NVMe/TCP target, from --listen, --nqn, --allow-host and
+ * --allow-any-host; undefined without --listen. Who may connect must be
+ * said: a host NQN or any host.
+ */
+export function tcpTargetOptions(raw: RawOptions): TcpTargetOptions | undefined {
+  if (raw.listen === undefined) {
+    const stray = TCP_ONLY.find((k) => raw[k] !== undefined);
+    if (stray) throw new UsageError(`--${stray} needs --listen HOST:PORT (the NVMe/TCP target it configures)`);
+    return undefined;
+  }
+  const text = raw.listen.trim();
+  const m = /^(?:\[([^\]]+)\]|([^:]*?))(?::(\d+))?$/.exec(text);
+  const portOnly = /^\d+$/.test(text);
+  const host = portOnly ? '127.0.0.1' : (m?.[1] ?? m?.[2] ?? '');
+  const port = Number(portOnly ? text : (m?.[3] ?? DEFAULT_NVME_TCP_PORT));
+  if (!m || isIP(host) === 0 || !Number.isInteger(port) || port > 65535) {
+    throw new UsageError(`${showValue('--listen', raw.listen)} is not HOST:PORT with an IP address (examples: 127.0.0.1:4420, 0.0.0.0:4420, [::1]:4420, 4420)`);
+  }
+  const allowHosts = raw['allow-host']?.split('\n') ?? [];
+  const allowAnyHost = raw['allow-any-host'] !== undefined && (checkValue('allow-any-host', raw['allow-any-host']) as boolean);
+  if (allowHosts.length === 0 && !allowAnyHost) throw new UsageError('--listen: say which hosts may connect: --allow-host NQN (repeatable) or --allow-any-host');
+  return { host, port, subnqn: raw.nqn ?? DEFAULT_SUBNQN, allowHosts, allowAnyHost };
+}
+
 export function helpText(): string {
   const lines = [
     'usage: nvmq [bench] [jobfile.fio ...] [options]',
@@ -368,7 +403,7 @@ export function helpText(): string {
     '  bench       (default) fio-style load test in worker threads; reads fio job files',
     '  identify    controller and namespace identity, as nvme id-ctrl / id-ns print them',
     '  smart-log   the SMART / Health Information log',
-    '  serve       open the namespaces and serve /metrics until SIGINT / SIGTERM',
+    '  serve       open the namespaces and serve /metrics (and NVMe/TCP with --listen) until SIGINT / SIGTERM',
     '',
     'options (fio names; --key value, --key=value, or a bare --key for a boolean;',
     'untagged options are for bench, {...} names the commands an option applies to):',

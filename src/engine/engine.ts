@@ -10,7 +10,7 @@
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
 import { debuglog } from 'node:util';
-import type { NvmeController, ControllerOptions } from './device/controller.js';
+import type { NvmeController } from './device/controller.js';
 import type { NvmeDriver } from './host/driver.js';
 import type { BatchOp, IoQueuePair, LbaRange, WriteOptions, WriteZeroesOptions } from './host/io-queue-pair.js';
 import type { IoTask } from '../workers/protocol.js';
@@ -22,85 +22,19 @@ import { WAIT_MODES, type WaitMode } from './host/waiter.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
-import { openLocal, type NamespaceSpec } from './local-device.js';
+import { openLocal } from './local-device.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
-import { checkMetricsServerOptions, serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics/server.js';
+import { checkMetricsServerOptions, serveMetrics, type MetricsServer } from './metrics/server.js';
 import { DeadlineChannel, type ThreadTimeouts } from '../workers/deadline-channel.js';
 import { checkTimeout } from './host/deadlines.js';
+import { resultBuffer, wholeBlocks, type EngineBatchOp, type EngineOptions } from './engine-options.js';
+import { TcpTarget, type TcpTargetOptions } from './target/tcp-target.js';
+
+export type { EngineBatchOp, EngineOptions } from './engine-options.js';
 
 const trace = debuglog('nvmq');
-
-export interface EngineOptions {
-  namespaces: NamespaceSpec[];
-  /** Worker threads (default: the machine's available parallelism). */
-  workers?: number;
-  /** At most this many I/O queue pairs (default: one per worker); fewer queues than workers are shared. */
-  queues?: number;
-  /** Entries per I/O queue ring (default 128). */
-  queueDepth?: number;
-  /** Bytes of DMA buffer pool per worker (default 8 MiB). */
-  poolSize?: number;
-  /**
-   * V8's minimum semi-space (young generation) size in MiB for the workers
-   * (default 0: V8's own). Each command allocates a few short-lived objects;
-   * with V8's default a worker sometimes stays with a small young generation
-   * that promotes them, and then spends about a quarter of its time in
-   * mark-compacts (about one run in five); 16 keeps it out of that mode. Set
-   * through `v8.setFlagsFromString`, so it applies to every isolate (worker)
-   * the process creates from then on. Opt-in: a V8 flag changed at run time
-   * is outside what V8 promises, and one test run with it on crashed in V8
-   * while a worker was being torn down (cause not established).
-   */
-  workerSemiSpaceMb?: number;
-  /**
-   * How worker threads' queue pairs learn of completions (see README):
-   * 'adaptive' (default) waits in the ring for a bounded time after each
-   * event-loop turn that left I/O in flight; 'event-loop', 'ring' and 'poll'
-   * pin one way. The main thread always waits through its event loop.
-   */
-  waitMode?: WaitMode;
-  /** Controller tuning (MDTS, MQES, identity, ...). */
-  controller?: Omit<ControllerOptions, 'arena' | 'namespaces'>;
-  /**
-   * Prometheus metrics: counted unless false (default true); an object also
-   * serves them at http://host:port/metrics (default 127.0.0.1:9469), with
-   * its connection limits (timeouts, maxConnections: see MetricsServerOptions).
-   */
-  metrics?: boolean | MetricsServerOptions;
-  /**
-   * Milliseconds an I/O command may stay outstanding, in every thread (default 30000, Linux's io_timeout;
-   * 0 or Infinity: none): past it, Abort; one more timeout later, a reset (README, "Command timeouts").
-   */
-  ioTimeoutMs?: number;
-  /** The same for admin commands (default 60000, Linux's admin_timeout): past it, the engine resets. */
-  adminTimeoutMs?: number;
-}
-
-/**
- * The buffer a main-thread read returns, for `nlb` blocks. A count the queue
- * refuses gets an empty one, so the queue's one-line error names the count
- * before any large buffer is made.
- */
-function resultBuffer(q: IoQueuePair, nlb: number, lbaSize: number): Uint8Array {
-  return new Uint8Array(Number.isSafeInteger(nlb) && nlb > 0 && nlb * lbaSize <= q.maxTransfer ? nlb * lbaSize : 0);
-}
-
-/** How many `lbaSize` blocks `data` holds; an error naming `name` unless it is a Uint8Array of whole blocks. */
-function wholeBlocks(name: string, data: Uint8Array, lbaSize: number): number {
-  if (!(data instanceof Uint8Array) || data.length === 0 || data.length % lbaSize !== 0) {
-    throw invalidArgument(name, `a Uint8Array of whole ${lbaSize}-byte blocks`, data);
-  }
-  return data.length / lbaSize;
-}
-
-/** One command of `engine.batch()`: reads return their data (in `buffer` when given). */
-export type EngineBatchOp =
-  | { op: 'read'; nsid: number; slba: number; nlb: number; buffer?: Uint8Array }
-  | { op: 'write'; nsid: number; slba: number; data: Uint8Array; fua?: boolean }
-  | { op: 'flush'; nsid?: number }
-  | { op: 'writeZeroes'; nsid: number; slba: number; nlb: number; deallocate?: boolean; fua?: boolean };
 
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
@@ -135,6 +69,8 @@ export class Engine {
   private readonly io: IoMetrics | undefined;
   private readonly registry: Registry | undefined;
   private metricsServer: MetricsServer | undefined;
+  /** NVMe/TCP targets serving this engine's namespaces (listen()); closed before the engine. */
+  private readonly targets = new Set<TcpTarget>();
 
   private constructor(driver: NvmeDriver, controller: NvmeController, workers: number, queues: number, opts: EngineOptions) {
     this.driver = driver;
@@ -445,6 +381,24 @@ export class Engine {
   }
 
   /**
+   * Serves the namespaces to NVMe/TCP hosts (Linux's `nvme connect`): one
+   * NVM subsystem and the discovery service on `host:port` (default
+   * 127.0.0.1:4420). `allowHosts` (host NQNs) or `allowAnyHost: true` must
+   * say who may connect. Closed with the engine, or by the returned target's
+   * `close()`. See README, "NVMe/TCP target".
+   */
+  async listen(opts: TcpTargetOptions): Promise<TcpTarget> {
+    if (this.closing) return closed();
+    const target = await TcpTarget.listen(this, opts);
+    if (this.closing) {
+      await target.close();
+      return closed();
+    }
+    this.targets.add(target);
+    return target;
+  }
+
+  /**
    * Controller reset with I/O in flight: every outstanding command fails
    * with NVMQ_CONTROLLER_RESET (none is left waiting), the controller comes
    * back up, and a fresh pool of workers gets fresh queue pairs. Tasks that
@@ -494,6 +448,9 @@ export class Engine {
   }
 
   private async doClose(): Promise<void> {
+    // Hosts first: their connections end, and with them the commands they would still send.
+    await Promise.all([...this.targets].map((t) => t.close()));
+    this.targets.clear();
     await this.metricsServer?.close();
     this.metricsServer = undefined;
     await this.attached.close();

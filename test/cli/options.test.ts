@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgv, makeJob, makeSettings, parseSize, parseTime, helpText, OPTIONS, UsageError, type RawOptions } from '../../src/cli/options.js';
+import { parseArgv, makeJob, makeSettings, parseSize, parseTime, helpText, tcpTargetOptions, OPTIONS, UsageError, type RawOptions } from '../../src/cli/options.js';
 import { parseJobFile, loadJobFile } from '../../src/cli/jobfile.js';
 import { tempDir } from '../helpers/harness.js';
 
@@ -137,6 +137,32 @@ describe('option parsing', () => {
     }
     expect(help).toMatch(/embedded default job: .*--rw randrw .*--verify crc32c/);
     expect(help).toMatch(/--metrics-port .*\{bench, serve\}/);
+  });
+});
+
+describe('nvmq serve --listen (the NVMe/TCP target)', () => {
+  const tcp = (...argv: string[]) => tcpTargetOptions(parseArgv(['serve', ...argv]).options);
+  const A = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000a';
+  const B = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-00000000000b';
+
+  it('takes HOST:PORT, [v6]:PORT, a bare port (loopback) or a host alone (port 4420); --allow-host repeats', () => {
+    expect(tcp('--listen', '0.0.0.0:4421', '--allow-host', A, '--allow-host', B)).toEqual({ host: '0.0.0.0', port: 4421, subnqn: 'nqn.2026-12.io.nvmq:subsystem', allowHosts: [A, B], allowAnyHost: false });
+    expect(tcp('--listen', '[::1]:4420', '--allow-any-host', '--nqn', 'nqn.2026-12.io.example:disk')).toMatchObject({ host: '::1', port: 4420, subnqn: 'nqn.2026-12.io.example:disk', allowHosts: [], allowAnyHost: true });
+    expect(tcp('--listen', '4422', '--allow-any-host')).toMatchObject({ host: '127.0.0.1', port: 4422 });
+    expect(tcp('--listen', '127.0.0.2', '--allow-any-host')).toMatchObject({ host: '127.0.0.2', port: 4420 });
+    expect(tcp()).toBeUndefined();
+  });
+
+  it('refuses, in one line: no hosts said, a bad address, target options without --listen, a value left empty', () => {
+    expect(() => tcp('--listen', '4420')).toThrow(/^--listen: say which hosts may connect: --allow-host NQN \(repeatable\) or --allow-any-host$/);
+    for (const bad of ['1.2.3:44', 'localhost:4420', '127.0.0.1:99999', '[::1', ':4420']) {
+      expect(() => tcp('--listen', bad, '--allow-any-host'), bad).toThrow(/is not HOST:PORT with an IP address/);
+    }
+    expect(() => tcp('--nqn', 'nqn.2026-12.io.example:x')).toThrow(/^--nqn needs --listen HOST:PORT/);
+    expect(() => tcp('--allow-host', A)).toThrow(/^--allow-host needs --listen HOST:PORT/);
+    // `--allow-host $UNSET --backend memory`: the next option is not taken as the value.
+    expect(() => parseArgv(['serve', '--listen', '4420', '--allow-host', '--backend', 'memory'])).toThrow(/^--allow-host needs a value$/);
+    expect(() => parseArgv(['bench', '--listen', '4420'])).toThrow(/^--listen does not apply to nvmq bench$/);
   });
 });
 

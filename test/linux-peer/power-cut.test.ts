@@ -3,7 +3,7 @@
 // random moment, and every acknowledged block must be in the image; the negative control
 // acknowledges writes it never flushes and must lose some. Boots four guests (about 20 s
 // each under TCG), so it runs only with NVMQ_LINUX_PEER=1; the fixtures are found in
-// NVMQ_LINUX_PEER_DIR (default /work/shared/linux-peer). Needs `npm run build` first.
+// NVMQ_LINUX_PEER_DIR (default test/fixtures/linux-peer). Needs `npm run build` first.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';

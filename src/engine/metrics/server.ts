@@ -25,6 +25,13 @@ import { NvmqError } from '../errors.js';
 
 const trace = debuglog('nvmq');
 
+/** Where a listen failed and why, in words: `127.0.0.1:4420: the address is already in use (EADDRINUSE)`. */
+export function describeListenError(e: NodeJS.ErrnoException, host: string, port: number): string {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' ? 'no such local address' : e.message;
+  return `${where}: ${why} (${e.code ?? 'error'})`;
+}
+
 export const DEFAULT_METRICS_PORT = 9469;
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
 /** The limits a metrics server applies when not told otherwise (milliseconds, and connections). */
@@ -106,9 +113,7 @@ export async function serveMetrics(registry: Registry, opts: MetricsServerOption
   server.on('drop', (c?: { remoteAddress?: string; remotePort?: number }) => trace('metrics: closed a connection from %s:%s unanswered: maxConnections (%d) are open', c?.remoteAddress, c?.remotePort, maxConnections));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-      const why = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' ? 'no such local address' : e.message;
-      reject(new NvmqError('NVMQ_METRICS_LISTEN', `metrics server cannot listen on ${where}: ${why} (${e.code ?? 'error'})`, { cause: e }));
+      reject(new NvmqError('NVMQ_METRICS_LISTEN', `metrics server cannot listen on ${describeListenError(e, host, port)}`, { cause: e }));
     });
     server.listen(port, host, () => resolve());
   });

@@ -60,7 +60,7 @@ export interface SubsystemOptions {
   driver: NvmeDriver | LocalAdmin;
   /** Host NQNs allowed to connect. */
   allowHosts?: readonly string[];
-  /** Any host may connect (default: false unless allowHosts is empty or absent). */
+  /** Any host may connect (default false: only the NQNs of allowHosts). */
   allowAnyHost?: boolean;
   /** I/O queues per controller (default 8, 1..65535). */
   maxIoQueues?: number;
@@ -124,7 +124,8 @@ export class Subsystem implements ConnectTarget {
     if (this.inCapsuleDataBytes % 16 !== 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `inCapsuleDataBytes must be a multiple of 16 (IOCCSZ is in 16-byte units), got ${this.inCapsuleDataBytes}`);
     this.keepAliveGraceMs = intOption('keepAliveGraceMs', opts.keepAliveGraceMs, 1000, 0, 600_000);
     this.allowHosts = new Set((opts.allowHosts ?? []).map((h, i) => checkNqn(`allowHosts[${i}]`, h)));
-    this.allowAnyHost = opts.allowAnyHost ?? this.allowHosts.size === 0;
+    // Refused unless allowed: a host NQN on the list, or every host when asked for explicitly.
+    this.allowAnyHost = opts.allowAnyHost === true;
     const p = opts.port;
     if (p?.trtype !== 'tcp' || (p.adrfam !== 'ipv4' && p.adrfam !== 'ipv6') || typeof p.traddr !== 'string' || typeof p.trsvcid !== 'string') {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', `port must be { trtype: 'tcp', adrfam: 'ipv4' | 'ipv6', traddr, trsvcid }, got ${JSON.stringify(p)}`);

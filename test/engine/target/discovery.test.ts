@@ -20,7 +20,7 @@ afterEach(() => vi.useRealTimers());
 
 function setup(kato = 0) {
   const disc = new DiscoveryService({ port: { trtype: 'tcp', traddr: '192.0.2.1', trsvcid: '8009', adrfam: 'ipv4' } });
-  const open = new Subsystem({ subnqn: 'nqn.2026-12.io.nvmq:open', driver, port: { trtype: 'tcp', traddr: '192.0.2.1', trsvcid: '4420', adrfam: 'ipv4', portid: 7 } });
+  const open = new Subsystem({ subnqn: 'nqn.2026-12.io.nvmq:open', driver, allowAnyHost: true, port: { trtype: 'tcp', traddr: '192.0.2.1', trsvcid: '4420', adrfam: 'ipv4', portid: 7 } });
   const onlyB = new Subsystem({ subnqn: 'nqn.2026-12.io.nvmq:only-b', driver, allowHosts: [HOST_B], port: { trtype: 'tcp', traddr: '2001:db8::1', trsvcid: '4421', adrfam: 'ipv6', portid: 2 } });
   disc.add(open);
   disc.add(onlyB);

@@ -25,7 +25,7 @@ afterEach(() => {
 const port = { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: '4420', adrfam: 'ipv4' } as const;
 let sub: Subsystem;
 function setup(kato = 0, opts: Partial<ConstructorParameters<typeof Subsystem>[0]> = {}) {
-  sub = new Subsystem({ subnqn: SUBNQN, driver, port, maxIoQueues: 4, maxQueueSize: 256, inCapsuleDataBytes: 8192, keepAliveGraceMs: 100, ...opts });
+  sub = new Subsystem({ subnqn: SUBNQN, driver, port, maxIoQueues: 4, maxQueueSize: 256, inCapsuleDataBytes: 8192, keepAliveGraceMs: 100, allowAnyHost: true, ...opts });
   const link = new FakeLink();
   const hostid = hostId();
   const r = sub.connect(connectSqe({ kato }), connectData({ hostid }), link);

@@ -3,6 +3,7 @@
  * controller, every rejection with its status and IATTR / IPO (NVMe over
  * Fabrics 1.1, Connect command, Figures 19 - 22).
  */
+import { formatStatus } from '../../../src/engine/spec/status.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { openController } from '../../../src/engine/local-device.js';
 import type { NvmeDriver } from '../../../src/engine/host/driver.js';
@@ -18,7 +19,7 @@ afterAll(async () => {
 });
 
 const port = { trtype: 'tcp', traddr: '127.0.0.1', trsvcid: '4420', adrfam: 'ipv4' } as const;
-const mkSub = (o: Partial<ConstructorParameters<typeof Subsystem>[0]> = {}): Subsystem => new Subsystem({ subnqn: SUBNQN, driver, port, maxIoQueues: 4, maxQueueSize: 128, ...o });
+const mkSub = (o: Partial<ConstructorParameters<typeof Subsystem>[0]> = {}): Subsystem => new Subsystem({ subnqn: SUBNQN, driver, port, maxIoQueues: 4, maxQueueSize: 128, allowAnyHost: !o.allowHosts, ...o });
 
 function connect(sub: Subsystem, a: ConnectArgs = {}, link = new FakeLink()) {
   const hostid = a.hostid ?? hostId();
@@ -117,13 +118,14 @@ describe('admin queue Connect', () => {
     sub.close();
   });
 
-  it('allowAnyHost lets any host in; an empty allow list means any host', () => {
+  it('allowAnyHost lets any host in; without it or an allow list, no host gets in', () => {
     const any = mkSub({ allowHosts: [HOST_A], allowAnyHost: true });
     expect(connect(any, { hostnqn: HOST_B }).response.status).toBe(0);
     any.close();
-    const open = mkSub();
-    expect(connect(open, { hostnqn: HOST_B }).response.status).toBe(0);
-    open.close();
+    const closed = mkSub({ allowAnyHost: false });
+    const r = connect(closed, { hostnqn: HOST_B });
+    expect(formatStatus(r.response.status, 'fabrics')).toMatch(/^Connect Invalid Host/);
+    closed.close();
   });
 
   it('CNTLID other than FFFFh on an admin Connect: Connect Invalid Parameters at CNTLID (IATTR 1, IPO 16)', () => {

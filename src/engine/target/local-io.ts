@@ -1,0 +1,91 @@
+/**
+ * A fabrics I/O command run on the engine's own controller, as a local host
+ * would run it: the capsule's SQE goes out as a raw command on a queue pair
+ * of the thread serving the connection, its data in a DMA buffer of that
+ * pair's arena (no bounce, the PRPs point at it), and the local controller's
+ * completion (status, DW0, DW1) becomes the response capsule. So every check
+ * the controller makes (namespace, LBA range, write protection, media
+ * errors) gives a fabrics host exactly the status a local host gets, and
+ * timeouts, metrics and resets work as for any I/O of the engine.
+ *
+ * What differs from a local command is the data pointer: NVMe/TCP sends SGL
+ * descriptors (PSDT 01b, SGL1 in DPTR), which the transport has resolved
+ * into `buffer` (in-capsule data, or data an R2T asked for); the SQE goes to
+ * the local controller with PSDT 0 and DPTR cleared, and the queue pair
+ * fills in PRPs for the buffer. A buffer that does not match what the
+ * command moves is refused before anything runs (Data SGL Length Invalid),
+ * so the controller never reads or writes past it.
+ */
+import type { IoQueuePair } from '../host/io-queue-pair.js';
+import type { NamespaceInfo } from '../host/identify.js';
+import { Sqe, SQE_SIZE } from '../spec/command.js';
+import { bitsOf, readField, writeField } from '../spec/layout.js';
+import { NvmOpcode } from '../spec/opcodes.js';
+import { RwCdw12, DsmCdw10, DSM_RANGE_SIZE } from '../spec/nvm-commands.js';
+import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
+import { NvmeStatusError, NvmqError } from '../errors.js';
+import { FabricsSqe } from '../spec/fabrics.js';
+import type { FabricsResponse } from './capsule.js';
+
+/** Bytes 24..39 of an SQE: DPTR (SGL1 on a fabric, PRP1 / PRP2 locally). */
+const DPTR_START = FabricsSqe.SGL1.offset;
+const DPTR_END = DPTR_START + FabricsSqe.SGL1.size;
+
+/** How data moves for an opcode (NVMe 1.4, Figure 80: bits 1:0 of the opcode). */
+export const DataDirection = { NONE: 0, TO_DEVICE: 1, FROM_DEVICE: 2, BIDIRECTIONAL: 3 } as const;
+
+export function dataDirection(opcode: number): number {
+  return opcode & 3;
+}
+
+export const statusResponse = (sc: number, dnr = true): FabricsResponse => ({ status: makeStatus(Sct.GENERIC, sc, dnr), dw0: 0, dw1: 0 });
+
+/**
+ * The bytes command `sqe` moves, when the command says (Read, Write,
+ * Compare: NLB blocks; Dataset Management: its ranges); undefined when only
+ * the controller knows (the SGL's length stands), or the namespace is not
+ * one the controller has (it answers that itself).
+ */
+export function expectedBytes(sqe: DataView, namespaces: ReadonlyMap<number, NamespaceInfo>): number | undefined {
+  const opcode = readField(sqe, 0, Sqe.OPC);
+  if (opcode === NvmOpcode.READ || opcode === NvmOpcode.WRITE || opcode === NvmOpcode.COMPARE) {
+    const ns = namespaces.get(readField(sqe, 0, Sqe.NSID));
+    return ns ? (bitsOf(readField(sqe, 0, Sqe.CDW12), RwCdw12.NLB) + 1) * ns.lbaSize : undefined;
+  }
+  if (opcode === NvmOpcode.DATASET_MANAGEMENT) return (bitsOf(readField(sqe, 0, Sqe.CDW10), DsmCdw10.NR) + 1) * DSM_RANGE_SIZE;
+  return undefined;
+}
+
+/**
+ * What an engine error means to a fabrics host. The engine's own failures
+ * (a reset, the queue gone, a timeout) are not the host's fault and may
+ * succeed if retried: Command Interrupted / Command Abort Requested without
+ * DNR, so a Linux host retries them. A status error carries its status.
+ */
+export function errorStatus(e: unknown): FabricsResponse {
+  if (e instanceof NvmeStatusError) return { status: e.status, dw0: 0, dw1: 0 };
+  const code = e instanceof NvmqError ? e.code : '';
+  if (code === 'NVMQ_TIMEOUT') return statusResponse(GenericStatus.ABORT_REQUESTED, false);
+  if (code === 'NVMQ_INVALID_ARGUMENT') return statusResponse(GenericStatus.INVALID_FIELD);
+  return statusResponse(GenericStatus.COMMAND_INTERRUPTED, false);
+}
+
+/**
+ * Runs fabrics I/O command `sqe` on `q`, with `buffer` (a DMA buffer of q's
+ * arena, or none) holding its data: what to write, or where to read to.
+ * Never rejects: a refusal or failure comes back as its status.
+ */
+export async function runLocal(q: IoQueuePair, sqe: Uint8Array, buffer: Uint8Array | undefined, direction: number): Promise<FabricsResponse> {
+  const raw = new Uint8Array(SQE_SIZE);
+  raw.set(sqe.subarray(0, SQE_SIZE));
+  const dv = new DataView(raw.buffer);
+  // PRPs, not SGLs, toward the local controller: the queue pair points them at the buffer.
+  writeField(dv, 0, Sqe.PSDT, 0);
+  raw.fill(0, DPTR_START, DPTR_END);
+  try {
+    const c = await q.passthru({ raw }, buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device' } : undefined);
+    return { status: c.status, dw0: c.dw0, dw1: c.dw1 };
+  } catch (e) {
+    return errorStatus(e);
+  }
+}

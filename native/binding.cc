@@ -11,6 +11,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <fcntl.h>
 #include <unistd.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -467,6 +468,24 @@ Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
 // 8 MiB a cycle for a small engine, linear over hundreds). Pinning the
 // threshold at glibc's own starting value (128 KiB) turns the dynamic raise
 // off, so large blocks are always mapped and unmapped whole.
+// dupFd(fd) -> a new descriptor (close-on-exec) for the same open file | -errno.
+// A TCP connection accepted on one thread is served on another: that thread
+// opens its own net.Socket on the duplicate, and the first closes its own.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) {
+    Napi::TypeError::New(env, "nvmq_native: dupFd(fd) expects 1 argument")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  double fd;
+  if (!ReadInteger(info, 0, "fd", 0, std::numeric_limits<int32_t>::max(), &fd)) {
+    return env.Undefined();
+  }
+  const int out = fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 0);
+  return Napi::Number::New(env, out < 0 ? -errno : out);
+}
+
 void PinMmapThreshold() {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
@@ -481,6 +500,7 @@ void RegisterRing(Napi::Env env, Napi::Object exports) {
 
 void RegisterFallocate(Napi::Env env, Napi::Object exports) {
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
   exports.Set("FALLOC_FL_KEEP_SIZE",
               Napi::Number::New(env, nvmq::kFallocFlKeepSize));
   exports.Set("FALLOC_FL_PUNCH_HOLE",

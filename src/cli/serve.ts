@@ -30,16 +30,19 @@ export async function serve(namespaces: NamespaceSpec[], settings: RunSettings, 
     }
     const { host, port } = target.address;
     const who = tcp.allowAnyHost ? 'any host' : `hosts ${tcp.allowHosts!.join(', ')}`;
-    // One thread serves every queue for now: the main thread's queue pair (see docs/ARCHITECTURE.md).
-    console.log(`  NVMe/TCP: ${host.includes(':') ? `[${host}]` : host}:${port}, subsystem ${target.subnqn}, discovery ${DISCOVERY_NQN}, ${who}; every queue on the main thread`);
+    const threads = target.ioThreads > 0 ? `I/O queues on ${target.ioThreads} thread${target.ioThreads > 1 ? 's' : ''} of their own` : 'every queue on the main thread (no native addon to move connections)';
+    console.log(`  NVMe/TCP: ${host.includes(':') ? `[${host}]` : host}:${port}, subsystem ${target.subnqn}, discovery ${DISCOVERY_NQN}, ${who}; ${threads}`);
   }
   console.log('ready; SIGINT or SIGTERM to stop');
   // Signal handlers do not keep the event loop alive (nor do the engine's idle workers): a timer does.
   const keepAlive = setInterval(() => {}, 1 << 30);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    // Installed until the process exits: a second signal (a process group signalled, and its supervisor
+    // passing the signal on) must not kill it halfway through the flush.
+    let first = true;
     const on = (s: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+      if (!first) return void console.log(`${s}: already shutting down`);
+      first = false;
       clearInterval(keepAlive);
       resolve(s);
     };

@@ -220,6 +220,11 @@ export class QueuePair {
     };
   }
 
+  /** Whether the pair was failed (a reset, its deletion) in any thread: it takes no more commands. */
+  get failed(): boolean {
+    return Atomics.load(this.host, H_DEAD) !== 0;
+  }
+
   /** Commands submitted and not yet completed, across every thread using the pair. */
   get outstanding(): number {
     return this.slots - this.table.freeCount();

@@ -57,6 +57,26 @@ interface ConnectedQueue extends FabricsQueueInfo {
   link: QueueLink;
 }
 
+/**
+ * A Fabrics capsule (opcode 7Fh) on an I/O queue: only Disconnect is valid
+ * there, and it needs nothing of the controller but to forget the queue
+ * (`disconnect`), so a thread serving the queue away from its controller
+ * answers it the same way.
+ */
+export function ioQueueFabricsCommand(sqe: Uint8Array): { response: FabricsResponse; disconnect: boolean } {
+  const dv = viewOf(sqe);
+  switch (readField(dv, 0, FabricsSqe.FCTYPE)) {
+    case FabricsType.CONNECT:
+      return { response: commandSequenceError(), disconnect: false };
+    case FabricsType.DISCONNECT:
+      if (readField(dv, 0, DisconnectSqe.RECFMT) !== CONNECT_RECFMT) return { response: fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INCOMPATIBLE_FORMAT), disconnect: false };
+      return { response: ok(), disconnect: true };
+    default:
+      // Property Get / Set belong to the admin queue; authentication is not offered.
+      return { response: invalidOpcode(), disconnect: false };
+  }
+}
+
 export abstract class ControllerCore {
   readonly cntlid: number;
   readonly subnqn: string;
@@ -182,27 +202,28 @@ export abstract class ControllerCore {
    */
   fabricsCommand(sqe: Uint8Array, qid: number): FabricsResponse {
     if (!(sqe instanceof Uint8Array) || sqe.length !== SQE_SIZE) return invalidField();
-    const admin = qid === 0;
-    const fctype = readField(viewOf(sqe), 0, FabricsSqe.FCTYPE);
-    switch (fctype) {
+    if (qid !== 0) {
+      const r = ioQueueFabricsCommand(sqe);
+      if (r.disconnect) this.removeIoQueue(qid);
+      return r.response;
+    }
+    switch (readField(viewOf(sqe), 0, FabricsSqe.FCTYPE)) {
       case FabricsType.PROPERTY_GET:
-        return admin ? this.propertyGet(sqe) : invalidOpcode();
+        return this.propertyGet(sqe);
       case FabricsType.PROPERTY_SET:
-        return admin ? this.propertySet(sqe) : invalidOpcode();
+        return this.propertySet(sqe);
       case FabricsType.CONNECT:
         // A queue connects once; a second Connect on it is out of sequence.
         return commandSequenceError();
       case FabricsType.DISCONNECT:
         // Disconnect deletes an I/O queue; on the admin queue it is refused (Fabrics 1.1, Disconnect command).
-        if (admin) return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INVALID_QUEUE_TYPE);
-        if (readField(viewOf(sqe), 0, DisconnectSqe.RECFMT) !== CONNECT_RECFMT) return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INCOMPATIBLE_FORMAT);
-        this.removeIoQueue(qid);
-        return ok();
+        return fail(Sct.COMMAND_SPECIFIC, FabricsStatus.INVALID_QUEUE_TYPE);
       default:
         // Authentication is not offered (AUTHREQ 0 in every Connect response): its commands are as unknown ones.
         return invalidOpcode();
     }
   }
+
 
   /** Property Get (Fabrics 1.1): CAP as 8 bytes; VS, CC, CSTS as 4. The value comes back in DW0 (and DW1). */
   propertyGet(sqe: Uint8Array): FabricsResponse {

@@ -75,6 +75,12 @@ export interface PduReaderOptions {
   side?: 'controller' | 'host';
   /** The data alignment this side asked for, 0's based dwords: CPDA of the ICResp (controller), HPDA of the ICReq (host). 0 by default. */
   pda?: number;
+  /**
+   * The connection's ICReq / ICResp were exchanged already, by another
+   * reader (a connection moved to another thread): no ICReq is expected,
+   * and these digests apply from the first byte.
+   */
+  negotiated?: { hdgst: boolean; ddgst: boolean };
 }
 
 /** One received PDU. Views stay valid until the next `next()` call. */
@@ -155,6 +161,11 @@ export class PduReader {
     this.maxPduBytes = maxPduBytes;
     this.side = side;
     this.pdaAlign = pdaBytes(pda);
+    if (options.negotiated) {
+      this.initialized = true;
+      this.hdgst = options.negotiated.hdgst;
+      this.ddgst = options.negotiated.ddgst;
+    }
   }
 
   /** The digests negotiated by ICReq / ICResp; call it after the ICReq (ICResp) came out of `next()`, before the next call. */
@@ -166,6 +177,21 @@ export class PduReader {
   /** Bytes pushed and not yet returned as PDUs. */
   get bufferedBytes(): number {
     return this.buffered;
+  }
+
+  /**
+   * Takes every byte pushed and not yet returned as a PDU (a copy) and
+   * leaves the reader empty, for another reader to go on from (a connection
+   * moved to another thread). Call it between `next()` calls.
+   */
+  takeUnread(): Uint8Array {
+    const out = new Uint8Array(this.buffered);
+    if (this.buffered > 0) {
+      this.copyOut(out, this.buffered);
+      this.consume(this.buffered);
+    }
+    this.pending = null;
+    return out;
   }
 
   push(chunk: Uint8Array): void {

@@ -39,7 +39,6 @@ import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
 import { capsuleCid, encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
 import { connectTo, type ConnectTarget } from './connect.js';
-import type { ControllerCore } from './controller-core.js';
 import { DataDirection, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
 
 const trace = debuglog('nvmq');
@@ -48,6 +47,38 @@ const trace = debuglog('nvmq');
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
 /** SQHD in every response where the host disabled SQ flow control (Fabrics 1.1, Connect CATTR). */
 const SQHD_DISABLED = 0xffff;
+
+/**
+ * The controller a connection's queue belongs to, as the connection uses it:
+ * the FabricsController itself on the thread that accepted the connection,
+ * a stand-in in a worker serving a moved I/O queue (tcp-worker.ts).
+ */
+export interface QueueOwner {
+  readonly cntlid: number;
+  readonly hostnqn: string;
+  readonly isGone: boolean;
+  /** An admin-queue capsule (the admin queue never moves). */
+  execute(sqe: Uint8Array, data?: Uint8Array): Promise<FabricsResponse>;
+  /** A Fabrics capsule on queue `qid`. */
+  fabricsCommand(sqe: Uint8Array, qid: number): FabricsResponse;
+  removeIoQueue(qid: number): void;
+  disconnect(): void;
+}
+
+/** What another thread needs to go on serving a connected I/O queue: the negotiated wire and queue state, and the bytes read already. */
+export interface MovedQueue {
+  hdgst: boolean;
+  ddgst: boolean;
+  hpda: number;
+  cntlid: number;
+  hostnqn: string;
+  qid: number;
+  entries: number;
+  sqhd: number;
+  sqFlowOff: boolean;
+  /** Bytes received after the Connect capsule, not yet parsed. */
+  unread: Uint8Array;
+}
 
 /** What a connection needs from the target that accepted it. */
 export interface ConnectionEnv {
@@ -64,6 +95,12 @@ export interface ConnectionEnv {
   maxTransferBytes: number;
   /** The connection is gone. */
   closed(c: TcpConnection): void;
+  /**
+   * An I/O queue was connected and its Connect answered: another thread may
+   * take the connection over (the socket is paused, nothing else is read
+   * here). Returns how to close it there, or undefined to serve it here.
+   */
+  moveQueue?(socket: Socket, q: MovedQueue): ((reason: string) => void) | undefined;
 }
 
 /** A command between its capsule and its response. */
@@ -81,13 +118,15 @@ interface Command {
   ttag: number;
 }
 
-type State = 'icreq' | 'connect' | 'ready' | 'closed';
+type State = 'icreq' | 'connect' | 'ready' | 'moving' | 'moved' | 'closed';
 
 export class TcpConnection {
   private readonly reader: PduReader;
   private state: State = 'icreq';
   private wire: WireOptions = {};
-  private controller: ControllerCore | undefined;
+  private controller: QueueOwner | undefined;
+  /** Closes the connection where it moved to. */
+  private movedClose: ((reason: string) => void) | undefined;
   private qid = -1;
   private entries = 0;
   private sqhd = 0;
@@ -103,14 +142,29 @@ export class TcpConnection {
   constructor(
     readonly socket: Socket,
     private readonly env: ConnectionEnv,
+    negotiated?: { hdgst: boolean; ddgst: boolean },
   ) {
     // The largest PDU a host may send: a capsule with the most in-capsule data, or an H2CData of MAXH2CDATA.
     const inCapsule = Math.max(ADMIN_IN_CAPSULE_BYTES, env.inCapsuleDataBytes);
-    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller' });
+    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
+  }
+
+  /** Goes on serving an I/O queue another thread connected (`ConnectionEnv.moveQueue`) on `socket`. */
+  static adopt(socket: Socket, env: ConnectionEnv, m: MovedQueue, owner: QueueOwner): TcpConnection {
+    const c = new TcpConnection(socket, env, { hdgst: m.hdgst, ddgst: m.ddgst });
+    c.wire = { hdgst: m.hdgst, ddgst: m.ddgst, pda: m.hpda };
+    c.controller = owner;
+    c.qid = m.qid;
+    c.entries = m.entries;
+    c.sqhd = m.sqhd;
+    c.sqFlowOff = m.sqFlowOff;
+    c.state = 'ready';
+    if (m.unread.length > 0) c.onData(m.unread);
+    return c;
   }
 
   /** The queue this connection carries, once connected: its controller's CNTLID and the QID. */
@@ -120,6 +174,12 @@ export class TcpConnection {
 
   /** Ends the connection (idempotent): the socket, the controller's view of the queue, the commands' buffers. */
   close(reason: string): void {
+    if (this.state === 'moved') {
+      // The controller ends the queue: the thread serving it now closes it.
+      this.movedClose?.(reason);
+      this.movedClose = undefined;
+      return;
+    }
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.reason = reason;
@@ -135,17 +195,17 @@ export class TcpConnection {
     this.env.closed(this);
   }
 
-  /** Whether close() has run (a method: it changes under the PDU loop's feet). */
+  /** Whether this thread is done reading the connection: closed, or moving to another thread (a method: it changes under the PDU loop's feet). */
   private get ended(): boolean {
-    return this.state === 'closed';
+    return this.state === 'closed' || this.state === 'moving' || this.state === 'moved';
   }
 
   private peer(): string {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}${this.controller ? ` (controller ${this.controller.cntlid} queue ${this.qid})` : ''}`;
   }
 
-  private onData(chunk: Buffer): void {
-    if (this.state === 'closed') return;
+  private onData(chunk: Uint8Array): void {
+    if (this.ended) return;
     this.reader.push(chunk);
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
@@ -296,15 +356,56 @@ export class TcpConnection {
   private connect(cmd: Command, data: Uint8Array): void {
     const r = connectTo(this.env.targets, cmd.sqe, data, { close: (why) => this.close(why) });
     if (r.controller && r.queue) {
-      this.controller = r.controller as ControllerCore;
+      this.controller = r.controller as QueueOwner;
       this.qid = r.qid;
       this.entries = r.queue.entries;
       this.sqFlowOff = r.queue.sqFlowControlDisabled;
       this.sqhd = 1 % this.entries;
       this.state = 'ready';
       trace('nvme/tcp %s: connected (%s)', this.peer(), this.controller.hostnqn);
+      if (this.qid > 0 && this.env.moveQueue) {
+        // Read nothing more here; once the Connect's response is out, another thread may take the queue.
+        this.state = 'moving';
+        this.socket.pause();
+        this.inflight.delete(cmd.cid);
+        this.write([encodeCapsuleResp(encodeResponse(r.response, cmd.cid, this.qid, this.sqFlowOff ? SQHD_DISABLED : this.sqhd), this.wire)], () => this.move());
+        return;
+      }
     }
     this.finish(cmd, r.response);
+  }
+
+  /** The thread this queue moved to has ended its connection: the controller forgets the queue. */
+  movedEnded(reason: string): void {
+    if (this.state !== 'moved') return;
+    this.state = 'closed';
+    this.reason = reason;
+    this.movedClose = undefined;
+    const c = this.controller;
+    if (c && !c.isGone) c.removeIoQueue(this.qid);
+    this.env.closed(this);
+  }
+
+  /** Hands the connected I/O queue to another thread, or serves it here when none takes it. */
+  private move(): void {
+    if (this.state !== 'moving') return;
+    const c = this.controller!;
+    const unread = this.reader.takeUnread();
+    const m: MovedQueue = { ...this.wire, hdgst: this.wire.hdgst === true, ddgst: this.wire.ddgst === true, hpda: this.wire.pda ?? 0, cntlid: c.cntlid, hostnqn: c.hostnqn, qid: this.qid, entries: this.entries, sqhd: this.sqhd, sqFlowOff: this.sqFlowOff, unread };
+    const closeThere = this.env.moveQueue!(this.socket, m);
+    if (!closeThere) {
+      this.state = 'ready';
+      this.socket.resume();
+      this.onData(unread);
+      return;
+    }
+    this.state = 'moved';
+    this.movedClose = closeThere;
+    // This thread's handle on the socket goes; the connection lives on in the other thread's duplicate.
+    this.socket.removeAllListeners();
+    this.socket.on('error', () => {});
+    this.socket.destroy();
+    trace('nvme/tcp controller %d queue %d: served by another thread', c.cntlid, this.qid);
   }
 
   private async run(cmd: Command): Promise<void> {

@@ -3,17 +3,22 @@
  * engine's namespaces, behind its one local controller) and the discovery
  * service, to any NVMe/TCP host (Linux's `nvme connect` / `nvme discover`).
  *
- * Each accepted connection is one queue (tcp-connection.ts). Every queue is
- * served on the thread that runs the listener, the main thread: admin
- * queues through the engine's admin queue, I/O queues on the main thread's
- * local queue pair. (Handing I/O connections to worker threads, one
- * queue pair each, is the next step; see docs/ARCHITECTURE.md.)
+ * Each accepted connection is one queue (tcp-connection.ts), accepted on the
+ * main thread, which serves the admin queues (through the engine's admin
+ * queue) and answers every Connect. A connected I/O queue then moves to one
+ * of the target's I/O threads (tcp-worker.ts: attached to the engine, a
+ * queue pair and io_uring of its own), the one serving the fewest queues:
+ * the native addon duplicates the socket's descriptor, the thread opens its
+ * own socket on it, and the main thread lets go of its own. Without the
+ * addon (no dup(2) from JavaScript) every queue stays on the main thread,
+ * on its queue pair; `ioThreads` says which it is.
  *
  * Secure by default: it listens on loopback unless told otherwise, and a
  * host gets in only if its NQN is in `allowHosts` or `allowAnyHost` is set;
  * one of the two must be given.
  */
 import * as net from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { debuglog } from 'node:util';
 import type { NvmeDriver } from '../host/driver.js';
 import type { IoQueuePair } from '../host/io-queue-pair.js';
@@ -22,7 +27,10 @@ import { invalidArgument } from '../host/arguments.js';
 import { DiscoveryService } from './discovery.js';
 import { Subsystem } from './subsystem.js';
 import { describeListenError } from '../metrics/server.js';
-import { TcpConnection, type ConnectionEnv } from './tcp-connection.js';
+import { TcpConnection, type ConnectionEnv, type MovedQueue } from './tcp-connection.js';
+import type { FromTcpWorker, TcpWorkerData, ToTcpWorker } from './tcp-worker.js';
+import type { AttachHandle } from '../../workers/protocol.js';
+import { loadNative } from '../uring/native.js';
 
 const trace = debuglog('nvmq');
 
@@ -50,12 +58,27 @@ export interface TcpTargetOptions {
   maxQueueSize?: number;
   /** In-capsule data bytes of an I/O command (default 8192). */
   inCapsuleDataBytes?: number;
+  /**
+   * Threads serving I/O queue connections, each with its own queue pair
+   * (default: as many as the engine has pool workers); 0 serves every queue
+   * on the main thread. Without the native addon it is always 0.
+   */
+  ioThreads?: number;
 }
 
 /** What the target needs of an engine: the local controller's driver and the main thread's queue pair. */
 export interface TargetEngine {
   readonly driver: NvmeDriver;
   queue(): Promise<IoQueuePair>;
+  attachHandle(): AttachHandle;
+  /** The pool's worker threads (their count sets the default ioThreads). */
+  readonly threadIds: number[];
+}
+
+/** One I/O thread and the queues moved to it. */
+interface IoThread {
+  worker: Worker;
+  queues: Map<number, TcpConnection>;
 }
 
 export class TcpTarget {
@@ -63,12 +86,19 @@ export class TcpTarget {
   readonly discovery: DiscoveryService;
   private readonly server: net.Server;
   private readonly connections = new Set<TcpConnection>();
+  private readonly threads: IoThread[] = [];
+  private nextMoveId = 0;
   private closing: Promise<void> | undefined;
 
   private constructor(server: net.Server, subsystem: Subsystem, discovery: DiscoveryService) {
     this.server = server;
     this.subsystem = subsystem;
     this.discovery = discovery;
+  }
+
+  /** Threads serving I/O queues (0: the main thread serves them all). */
+  get ioThreads(): number {
+    return this.threads.length;
   }
 
   /** Listens and resolves once the port is bound; a failed bind leaves nothing behind. */
@@ -81,10 +111,20 @@ export class TcpTarget {
     const allowHosts = opts.allowHosts ?? [];
     if (!Array.isArray(allowHosts)) throw invalidArgument('allowHosts', 'an array of host NQNs', allowHosts);
     if (opts.allowAnyHost !== undefined && typeof opts.allowAnyHost !== 'boolean') throw invalidArgument('allowAnyHost', 'true or false', opts.allowAnyHost);
+    const native = loadNative();
+    const ioThreads = opts.ioThreads ?? Math.max(1, engine.threadIds.length);
+    if (!Number.isInteger(ioThreads) || ioThreads < 0 || ioThreads > 64) throw invalidArgument('ioThreads', 'an integer 0..64', opts.ioThreads);
     if (allowHosts.length === 0 && opts.allowAnyHost !== true) {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', 'say which hosts may connect: allowHosts (host NQNs) or allowAnyHost: true');
     }
     const server = net.createServer({ noDelay: true });
+    // Hosts that connect while the I/O threads start wait, paused, until the target is ready.
+    const early: net.Socket[] = [];
+    const holdEarly = (socket: net.Socket): void => {
+      socket.pause();
+      early.push(socket);
+    };
+    server.on('connection', holdEarly);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => reject(new NvmqError('NVMQ_TCP_LISTEN', `NVMe/TCP target cannot listen on ${describeListenError(e, host, port)}`, { cause: e })));
       server.listen({ host, port }, resolve);
@@ -108,26 +148,95 @@ export class TcpTarget {
       discovery.add(subsystem);
     } catch (e) {
       server.close();
+      for (const socket of early) socket.destroy();
       throw e;
     }
     const target = new TcpTarget(server, subsystem, discovery);
     const maxTransfer = engine.driver.controller.maxTransferBytes;
+    const limits = { maxH2CData: DEFAULT_MAX_H2C_DATA, inCapsuleDataBytes: subsystem.inCapsuleDataBytes, maxTransferBytes: Number.isFinite(maxTransfer) ? maxTransfer : 1 << 20 };
+    if (native && ioThreads > 0) {
+      try {
+        await target.startThreads(engine, ioThreads, limits);
+      } catch (e) {
+        for (const socket of early) socket.destroy();
+        await target.close();
+        throw e;
+      }
+    }
     const env: ConnectionEnv = {
       targets: [subsystem, discovery],
       ioQueue: () => engine.queue(),
       namespaces: engine.driver.namespaces,
-      maxH2CData: DEFAULT_MAX_H2C_DATA,
-      inCapsuleDataBytes: subsystem.inCapsuleDataBytes,
-      maxTransferBytes: Number.isFinite(maxTransfer) ? maxTransfer : 1 << 20,
+      ...limits,
       closed: (c) => target.connections.delete(c),
+      moveQueue: native && target.threads.length > 0 ? (socket, q) => target.moveQueue(native.dupFd, socket, q) : undefined,
     };
-    server.on('connection', (socket) => {
-      if (target.closing) return socket.destroy();
+    const accept = (socket: net.Socket): void => {
+      if (target.closing) return void socket.destroy();
       target.connections.add(new TcpConnection(socket, env));
-    });
+      socket.resume();
+    };
+    server.off('connection', holdEarly);
+    server.on('connection', accept);
+    for (const socket of early.splice(0)) accept(socket);
     server.on('error', (e) => trace('nvme/tcp listener: %s', e.message));
     trace('nvme/tcp: listening on %s:%d, subsystem %s', bound.address, bound.port, subsystem.subnqn);
     return target;
+  }
+
+  private async startThreads(engine: TargetEngine, n: number, limits: Omit<TcpWorkerData, 'handle'>): Promise<void> {
+    const starting: Array<Promise<void>> = [];
+    for (let i = 0; i < n; i++) {
+      const handle = engine.attachHandle();
+      const worker = new Worker(new URL('./tcp-worker.js', import.meta.url), { workerData: { handle, ...limits } satisfies TcpWorkerData, transferList: [handle.port] });
+      const t: IoThread = { worker, queues: new Map() };
+      this.threads.push(t);
+      starting.push(
+        new Promise<void>((resolve, reject) => {
+          worker.once('error', reject);
+          worker.once('exit', (code) => reject(new NvmqError('NVMQ_TCP_THREAD', `an NVMe/TCP I/O thread exited (status ${code}) before it attached`)));
+          worker.on('message', (m: FromTcpWorker) => {
+            if (m.type === 'ready') resolve();
+            else this.ended(t, m.id, m.reason);
+          });
+        }),
+      );
+      worker.on('exit', () => {
+        // Its connections ended with it (their descriptors closed): the controllers forget those queues.
+        for (const [id] of t.queues) this.ended(t, id, 'its I/O thread ended');
+        const i = this.threads.indexOf(t);
+        if (i >= 0) this.threads.splice(i, 1);
+      });
+      worker.on('error', (e) => trace('nvme/tcp I/O thread: %s', e.message));
+    }
+    await Promise.all(starting);
+  }
+
+  /** Moves a connected I/O queue to the I/O thread serving the fewest; undefined when it cannot (it stays here). */
+  private moveQueue(dupFd: (fd: number) => number, socket: net.Socket, q: MovedQueue): ((reason: string) => void) | undefined {
+    if (this.closing || this.threads.length === 0) return undefined;
+    const conn = [...this.connections].find((c) => c.socket === socket);
+    // The socket's descriptor (Node's TCP handle keeps it in `fd` on POSIX systems).
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (!conn || typeof fd !== 'number' || fd < 0) return undefined;
+    const dup = dupFd(fd);
+    if (dup < 0) {
+      trace('nvme/tcp: cannot duplicate descriptor %d (errno %d): the queue stays on the main thread', fd, -dup);
+      return undefined;
+    }
+    const t = this.threads.reduce((a, b) => (b.queues.size < a.queues.size ? b : a));
+    const id = ++this.nextMoveId;
+    t.queues.set(id, conn);
+    t.worker.postMessage({ type: 'serve', id, fd: dup, queue: q } satisfies ToTcpWorker, [q.unread.buffer as ArrayBuffer]);
+    return (reason) => t.worker.postMessage({ type: 'close', id, reason } satisfies ToTcpWorker);
+  }
+
+  /** A moved queue's connection ended in its thread. */
+  private ended(t: IoThread, id: number, reason: string): void {
+    const conn = t.queues.get(id);
+    if (!conn) return;
+    t.queues.delete(id);
+    conn.movedEnded(reason);
   }
 
   /** Where the target listens. */
@@ -152,6 +261,17 @@ export class TcpTarget {
       for (const c of [...this.connections]) c.close('the target is closing');
       this.subsystem.close('the target is closing');
       this.discovery.close();
+      // The I/O threads close what they serve and detach from the engine, then end.
+      await Promise.all(
+        this.threads.map(
+          (t) =>
+            new Promise<void>((resolve) => {
+              t.worker.once('exit', () => resolve());
+              t.worker.postMessage({ type: 'stop' } satisfies ToTcpWorker);
+              setTimeout(() => void t.worker.terminate(), 10_000).unref();
+            }),
+        ),
+      );
       await closed;
     })());
   }

@@ -44,6 +44,8 @@ export interface NativeBinding {
    * (fd and mode must fit in int32; offset and length must be safe integers).
    */
   fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /** fcntl(fd, F_DUPFD_CLOEXEC): a new descriptor of the same open file, or a negative errno. */
+  dupFd(fd: number): number;
   /** FALLOC_FL_KEEP_SIZE from the platform's <linux/falloc.h>. */
   readonly FALLOC_FL_KEEP_SIZE: number;
   /** FALLOC_FL_PUNCH_HOLE from the platform's <linux/falloc.h>. */
@@ -80,6 +82,7 @@ function isNativeBinding(x: unknown): x is NativeBinding {
   const o = x as Record<string, unknown>;
   return (
     typeof o.fallocate === 'function' &&
+    typeof o.dupFd === 'function' &&
     typeof o.FALLOC_FL_KEEP_SIZE === 'number' &&
     typeof o.FALLOC_FL_PUNCH_HOLE === 'number' &&
     typeof o.FALLOC_FL_ZERO_RANGE === 'number' &&

@@ -389,7 +389,7 @@ export class Engine {
    */
   async listen(opts: TcpTargetOptions): Promise<TcpTarget> {
     if (this.closing) return closed();
-    const target = await TcpTarget.listen(this, opts);
+    const target = await TcpTarget.listen(this, opts, this.registry);
     if (this.closing) {
       await target.close();
       return closed();

@@ -26,7 +26,7 @@ import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
 import { CQE_SIZE, SQE_SIZE, Sqe, encodeCommandWords, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
-import { writeU64 } from '../spec/layout.js';
+import { readField, writeU64 } from '../spec/layout.js';
 import { NvmqError } from '../errors.js';
 import { checkCallback, checkCommand, checkInteger, invalidArgument } from './arguments.js';
 import { RequestTable, SlotState } from '../shared/request-table.js';
@@ -365,7 +365,13 @@ export class QueuePair {
       const tail = this.host[H_SQ_TAIL]!;
       const at = this.sq.offset + tail * SQE_SIZE;
       const now = this.doorbell.now();
-      this.table.describe(cid, opcode, raw ? 0 : (cmd.nsid ?? 0), raw ? 0 : (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
+      if (raw) {
+        // A raw command's namespace and starting LBA, for its metrics and error reports (CDW10-11 hold SLBA in Read / Write).
+        const rv = new DataView(cmd.raw.buffer, cmd.raw.byteOffset, SQE_SIZE);
+        this.table.describe(cid, opcode, readField(rv, 0, Sqe.NSID), readField(rv, 0, Sqe.CDW10) + readField(rv, 0, Sqe.CDW11) * 0x1_0000_0000, length, now);
+      } else {
+        this.table.describe(cid, opcode, cmd.nsid ?? 0, (cmd.cdw10 ?? 0) + (cmd.cdw11 ?? 0) * 0x1_0000_0000, length, now);
+      }
       const withData = data !== undefined && data.buffer.length > 0;
       if (raw) {
         const dv = this.arena.view;

@@ -23,8 +23,8 @@ import {
 
 const trace = debuglog('nvmq');
 
-type Labels = Record<string, string>;
-interface Sample {
+export type Labels = Record<string, string>;
+export interface Sample {
   labels: Labels;
   value: number;
   /** For histogram lines: the family name plus _bucket, _sum or _count. */
@@ -37,7 +37,7 @@ type FamilyType = 'counter' | 'gauge' | 'histogram';
  * asks of a metric (`name`, `help`, `type`, `get()`), with values of its own
  * (a Histogram cannot be given bucket counts it did not observe).
  */
-class ScrapedFamily {
+export class ScrapedFamily {
   readonly aggregator = 'sum';
 
   constructor(

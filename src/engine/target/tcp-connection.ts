@@ -40,11 +40,14 @@ import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encod
 import { capsuleCid, encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
 import { connectTo, type ConnectTarget } from './connect.js';
 import { DataDirection, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
+import { SLOT_NONE, TcpField, type TcpCounters } from './tcp-metrics.js';
 
 const trace = debuglog('nvmq');
 
 /** In-capsule data an admin queue takes (NVMe/TCP: 8 KiB, enough for a Connect's 1024 bytes). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
+/** A connection that has not connected a queue this long after it was accepted is closed (its ICReq and Connect are due at once). */
+export const CONNECT_TIMEOUT_MS = 10_000;
 /** SQHD in every response where the host disabled SQ flow control (Fabrics 1.1, Connect CATTR). */
 const SQHD_DISABLED = 0xffff;
 
@@ -78,6 +81,8 @@ export interface MovedQueue {
   sqFlowOff: boolean;
   /** Bytes received after the Connect capsule, not yet parsed. */
   unread: Uint8Array;
+  /** The host's label slot in the target's metrics. */
+  hostSlot: number;
 }
 
 /** What a connection needs from the target that accepted it. */
@@ -101,6 +106,12 @@ export interface ConnectionEnv {
    * here). Returns how to close it there, or undefined to serve it here.
    */
   moveQueue?(socket: Socket, q: MovedQueue): ((reason: string) => void) | undefined;
+  /** This thread's row of the target's metrics, if it keeps any. */
+  counters?: TcpCounters;
+  /** The metrics label slot of a host NQN (the thread that answers Connects). */
+  hostSlot?(hostnqn: string): number;
+  /** How long an accepted connection may take to connect a queue (default CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
 }
 
 /** A command between its capsule and its response. */
@@ -138,6 +149,11 @@ export class TcpConnection {
   private nextTtag = 0;
   /** Why the connection ended, once it has. */
   reason: string | undefined;
+  /** The host's label slot in the metrics (SLOT_NONE until the Connect), and where its cells start in this thread's row. */
+  private slot = SLOT_NONE;
+  private cells: Float64Array | undefined;
+  private cbase = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -147,6 +163,15 @@ export class TcpConnection {
     // The largest PDU a host may send: a capsule with the most in-capsule data, or an H2CData of MAXH2CDATA.
     const inCapsule = Math.max(ADMIN_IN_CAPSULE_BYTES, env.inCapsuleDataBytes);
     this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated });
+    if (env.counters) {
+      this.cells = env.counters.cells;
+      this.cbase = env.counters.base(SLOT_NONE);
+    }
+    if (!negotiated) {
+      const ms = env.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+      this.connectTimer = setTimeout(() => this.close(`no queue connected within ${ms} ms`), ms);
+      this.connectTimer.unref();
+    }
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
@@ -163,6 +188,7 @@ export class TcpConnection {
     c.sqhd = m.sqhd;
     c.sqFlowOff = m.sqFlowOff;
     c.state = 'ready';
+    c.countAs(m.hostSlot);
     if (m.unread.length > 0) c.onData(m.unread);
     return c;
   }
@@ -170,6 +196,20 @@ export class TcpConnection {
   /** The queue this connection carries, once connected: its controller's CNTLID and the QID. */
   get queue(): { cntlid: number; qid: number; hostnqn: string } | undefined {
     return this.controller ? { cntlid: this.controller.cntlid, qid: this.qid, hostnqn: this.controller.hostnqn } : undefined;
+  }
+
+  /** The host's metrics label slot and the queue type, for the connection gauges. */
+  get metricsLabels(): { slot: number; queue: 'admin' | 'io' | 'none' } {
+    return { slot: this.slot, queue: this.qid < 0 ? 'none' : this.qid === 0 ? 'admin' : 'io' };
+  }
+
+  private countAs(slot: number): void {
+    this.slot = slot;
+    if (this.cells) this.cbase = this.env.counters!.base(slot);
+  }
+
+  private count(field: number, n = 1): void {
+    if (this.cells) this.cells[this.cbase + field]! += n;
   }
 
   /** Ends the connection (idempotent): the socket, the controller's view of the queue, the commands' buffers. */
@@ -183,6 +223,7 @@ export class TcpConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.reason = reason;
+    clearTimeout(this.connectTimer);
     trace('nvme/tcp %s: connection closed: %s', this.peer(), reason);
     this.socket.destroy();
     for (const cmd of this.awaitingData.values()) this.release(cmd);
@@ -206,6 +247,7 @@ export class TcpConnection {
 
   private onData(chunk: Uint8Array): void {
     if (this.ended) return;
+    this.count(TcpField.BYTES_RECEIVED, chunk.length);
     this.reader.push(chunk);
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
@@ -218,6 +260,7 @@ export class TcpConnection {
   /** A fatal protocol error: C2HTermReq (unless the PDU was itself a bad TermReq), then the close. */
   private terminate(e: PduError): void {
     trace('nvme/tcp %s: %s', this.peer(), e.message);
+    this.count(TcpField.TERMINATIONS);
     if (e.sendTermReq) this.socket.end(encodeC2HTermReq(e));
     this.close(e.message);
   }
@@ -231,6 +274,7 @@ export class TcpConnection {
       case PduType.H2C_DATA:
         return this.onH2CData(pdu);
       case PduType.H2C_TERM_REQ:
+        this.count(TcpField.TERMINATIONS);
         return this.close('the host terminated the connection (H2CTermReq)');
       default:
         // The reader lets through only what a controller may receive.
@@ -242,7 +286,7 @@ export class TcpConnection {
     const req = decodeIcReq(pdu);
     // HPDA: the alignment the host wants for data in what we send; CPDA 0: we take data right after the header.
     this.wire = { hdgst: req.hdgst, ddgst: req.ddgst, pda: req.hpda };
-    this.socket.write(encodeIcResp({ cpda: 0, hdgst: req.hdgst, ddgst: req.ddgst, maxh2cdata: this.env.maxH2CData }));
+    this.write([encodeIcResp({ cpda: 0, hdgst: req.hdgst, ddgst: req.ddgst, maxh2cdata: this.env.maxH2CData })]);
     this.reader.setDigests(req.hdgst, req.ddgst);
     this.state = 'connect';
   }
@@ -254,13 +298,17 @@ export class TcpConnection {
     sqe.set(capsuleEntry(pdu));
     const cid = capsuleCid(sqe);
     const dv = viewOf(sqe);
+    this.count(TcpField.COMMANDS);
     const opcode = readField(dv, 0, Sqe.OPC);
     // Every capsule takes an SQ slot (the Connect included): SQHD counts them.
     if (this.entries > 0) this.sqhd = (this.sqhd + 1) % this.entries;
     if (this.inflight.has(cid)) return this.respond(cid, statusResponse(GenericStatus.CID_CONFLICT));
     // A host keeps no more commands outstanding than its SQ holds: that bounds what a connection can pin.
     if (this.entries > 0 && this.inflight.size >= this.entries) return this.respond(cid, statusResponse(GenericStatus.COMMAND_SEQUENCE_ERROR));
-    if (pdu.dataDigestError) return this.respond(cid, statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false));
+    if (pdu.dataDigestError) {
+      this.count(TcpField.DATA_DIGEST_ERRORS);
+      return this.respond(cid, statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false));
+    }
     const fabrics = opcode === FABRICS_OPCODE;
     const fctype = fabrics ? readField(dv, 0, FabricsSqe.FCTYPE) : -1;
     if (this.state === 'connect' && fctype !== FabricsType.CONNECT) return this.respond(cid, statusResponse(GenericStatus.COMMAND_SEQUENCE_ERROR));
@@ -342,6 +390,7 @@ export class TcpConnection {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
     if (pdu.dataDigestError) {
+      this.count(TcpField.DATA_DIGEST_ERRORS);
       this.awaitingData.delete(h.ttag);
       return this.finish(cmd, statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false));
     }
@@ -362,6 +411,8 @@ export class TcpConnection {
       this.sqFlowOff = r.queue.sqFlowControlDisabled;
       this.sqhd = 1 % this.entries;
       this.state = 'ready';
+      clearTimeout(this.connectTimer);
+      if (this.env.hostSlot) this.countAs(this.env.hostSlot(this.controller.hostnqn));
       trace('nvme/tcp %s: connected (%s)', this.peer(), this.controller.hostnqn);
       if (this.qid > 0 && this.env.moveQueue) {
         // Read nothing more here; once the Connect's response is out, another thread may take the queue.
@@ -391,7 +442,7 @@ export class TcpConnection {
     if (this.state !== 'moving') return;
     const c = this.controller!;
     const unread = this.reader.takeUnread();
-    const m: MovedQueue = { ...this.wire, hdgst: this.wire.hdgst === true, ddgst: this.wire.ddgst === true, hpda: this.wire.pda ?? 0, cntlid: c.cntlid, hostnqn: c.hostnqn, qid: this.qid, entries: this.entries, sqhd: this.sqhd, sqFlowOff: this.sqFlowOff, unread };
+    const m: MovedQueue = { ...this.wire, hdgst: this.wire.hdgst === true, ddgst: this.wire.ddgst === true, hpda: this.wire.pda ?? 0, cntlid: c.cntlid, hostnqn: c.hostnqn, qid: this.qid, entries: this.entries, sqhd: this.sqhd, sqFlowOff: this.sqFlowOff, unread, hostSlot: this.slot };
     const closeThere = this.env.moveQueue!(this.socket, m);
     if (!closeThere) {
       this.state = 'ready';
@@ -457,7 +508,12 @@ export class TcpConnection {
     }
     const s = this.socket;
     s.cork();
-    for (let i = 0; i < segments.length; i++) s.write(segments[i]!, i === segments.length - 1 ? done : undefined);
+    let bytes = 0;
+    for (let i = 0; i < segments.length; i++) {
+      bytes += segments[i]!.length;
+      s.write(segments[i]!, i === segments.length - 1 ? done : undefined);
+    }
     s.uncork();
+    this.count(TcpField.BYTES_SENT, bytes);
   }
 }

@@ -27,10 +27,12 @@ import { invalidArgument } from '../host/arguments.js';
 import { DiscoveryService } from './discovery.js';
 import { Subsystem } from './subsystem.js';
 import { describeListenError } from '../metrics/server.js';
-import { TcpConnection, type ConnectionEnv, type MovedQueue } from './tcp-connection.js';
+import { CONNECT_TIMEOUT_MS, TcpConnection, type ConnectionEnv, type MovedQueue } from './tcp-connection.js';
 import type { FromTcpWorker, TcpWorkerData, ToTcpWorker } from './tcp-worker.js';
 import type { AttachHandle } from '../../workers/protocol.js';
 import { loadNative } from '../uring/native.js';
+import type { Registry } from 'prom-client';
+import { HostSlots, TcpCounters, registerTcpMetrics } from './tcp-metrics.js';
 
 const trace = debuglog('nvmq');
 
@@ -64,6 +66,8 @@ export interface TcpTargetOptions {
    * on the main thread. Without the native addon it is always 0.
    */
   ioThreads?: number;
+  /** Milliseconds an accepted connection has to send its ICReq and Connect before it is closed (default 10000). */
+  connectTimeoutMs?: number;
 }
 
 /** What the target needs of an engine: the local controller's driver and the main thread's queue pair. */
@@ -89,6 +93,7 @@ export class TcpTarget {
   private readonly threads: IoThread[] = [];
   private nextMoveId = 0;
   private closing: Promise<void> | undefined;
+  private unregisterMetrics: (() => void) | undefined;
 
   private constructor(server: net.Server, subsystem: Subsystem, discovery: DiscoveryService) {
     this.server = server;
@@ -102,7 +107,7 @@ export class TcpTarget {
   }
 
   /** Listens and resolves once the port is bound; a failed bind leaves nothing behind. */
-  static async listen(engine: TargetEngine, opts: TcpTargetOptions = {}): Promise<TcpTarget> {
+  static async listen(engine: TargetEngine, opts: TcpTargetOptions = {}, registry?: Registry): Promise<TcpTarget> {
     if (typeof opts !== 'object' || opts === null) throw invalidArgument('options', 'an object', opts);
     const host = opts.host ?? '127.0.0.1';
     const port = opts.port ?? DEFAULT_NVME_TCP_PORT;
@@ -114,6 +119,8 @@ export class TcpTarget {
     const native = loadNative();
     const ioThreads = opts.ioThreads ?? Math.max(1, engine.threadIds.length);
     if (!Number.isInteger(ioThreads) || ioThreads < 0 || ioThreads > 64) throw invalidArgument('ioThreads', 'an integer 0..64', opts.ioThreads);
+    const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    if (!Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1 || connectTimeoutMs > 3_600_000) throw invalidArgument('connectTimeoutMs', 'an integer 1..3600000', opts.connectTimeoutMs);
     if (allowHosts.length === 0 && opts.allowAnyHost !== true) {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', 'say which hosts may connect: allowHosts (host NQNs) or allowAnyHost: true');
     }
@@ -154,9 +161,13 @@ export class TcpTarget {
     const target = new TcpTarget(server, subsystem, discovery);
     const maxTransfer = engine.driver.controller.maxTransferBytes;
     const limits = { maxH2CData: DEFAULT_MAX_H2C_DATA, inCapsuleDataBytes: subsystem.inCapsuleDataBytes, maxTransferBytes: Number.isFinite(maxTransfer) ? maxTransfer : 1 << 20 };
-    if (native && ioThreads > 0) {
+    // Metrics rows: the main thread's, then one per I/O thread.
+    const threads = native ? ioThreads : 0;
+    const counters = TcpCounters.allocate(1 + threads);
+    const hosts = new HostSlots();
+    if (threads > 0) {
       try {
-        await target.startThreads(engine, ioThreads, limits);
+        await target.startThreads(engine, threads, limits, counters);
       } catch (e) {
         for (const socket of early) socket.destroy();
         await target.close();
@@ -170,7 +181,19 @@ export class TcpTarget {
       ...limits,
       closed: (c) => target.connections.delete(c),
       moveQueue: native && target.threads.length > 0 ? (socket, q) => target.moveQueue(native.dupFd, socket, q) : undefined,
+      counters: new TcpCounters(counters, 0),
+      hostSlot: (nqn) => hosts.slotOf(nqn),
+      connectTimeoutMs,
     };
+    if (registry) {
+      target.unregisterMetrics = registerTcpMetrics(registry, {
+        listen: `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`,
+        cells: new Float64Array(counters),
+        hosts,
+        connections: () => [...target.connections].map((c) => c.metricsLabels),
+        controllers: () => [...subsystem.activeControllers.values()].map((c) => c.hostnqn),
+      });
+    }
     const accept = (socket: net.Socket): void => {
       if (target.closing) return void socket.destroy();
       target.connections.add(new TcpConnection(socket, env));
@@ -184,11 +207,11 @@ export class TcpTarget {
     return target;
   }
 
-  private async startThreads(engine: TargetEngine, n: number, limits: Omit<TcpWorkerData, 'handle'>): Promise<void> {
+  private async startThreads(engine: TargetEngine, n: number, limits: Omit<TcpWorkerData, 'handle' | 'counters' | 'thread'>, counters: SharedArrayBuffer): Promise<void> {
     const starting: Array<Promise<void>> = [];
     for (let i = 0; i < n; i++) {
       const handle = engine.attachHandle();
-      const worker = new Worker(new URL('./tcp-worker.js', import.meta.url), { workerData: { handle, ...limits } satisfies TcpWorkerData, transferList: [handle.port] });
+      const worker = new Worker(new URL('./tcp-worker.js', import.meta.url), { workerData: { handle, ...limits, counters, thread: i + 1 } satisfies TcpWorkerData, transferList: [handle.port] });
       const t: IoThread = { worker, queues: new Map() };
       this.threads.push(t);
       starting.push(
@@ -261,6 +284,7 @@ export class TcpTarget {
       for (const c of [...this.connections]) c.close('the target is closing');
       this.subsystem.close('the target is closing');
       this.discovery.close();
+      this.unregisterMetrics?.();
       // The I/O threads close what they serve and detach from the engine, then end.
       await Promise.all(
         this.threads.map(

@@ -22,12 +22,16 @@ import { attach, type AttachedQueue } from '../../workers/attach.js';
 import type { AttachHandle } from '../../workers/protocol.js';
 import { ioQueueFabricsCommand } from './controller-core.js';
 import { TcpConnection, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-connection.js';
+import { TcpCounters } from './tcp-metrics.js';
 
 export interface TcpWorkerData {
   handle: AttachHandle;
   maxH2CData: number;
   inCapsuleDataBytes: number;
   maxTransferBytes: number;
+  /** The target's metrics counters, and this thread's row in them. */
+  counters: SharedArrayBuffer;
+  thread: number;
 }
 
 export type ToTcpWorker = { type: 'serve'; id: number; fd: number; queue: MovedQueue } | { type: 'close'; id: number; reason: string } | { type: 'stop' };
@@ -60,6 +64,7 @@ const env: ConnectionEnv = {
   maxH2CData: data.maxH2CData,
   inCapsuleDataBytes: data.inCapsuleDataBytes,
   maxTransferBytes: data.maxTransferBytes,
+  counters: new TcpCounters(data.counters, data.thread),
   closed: (c) => {
     const id = ids.get(c);
     if (id === undefined) return;

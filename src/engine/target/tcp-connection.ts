@@ -27,7 +27,6 @@
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
 import type { IoQueuePair } from '../host/io-queue-pair.js';
-import type { NamespaceInfo } from '../host/identify.js';
 import { PduError } from '../errors.js';
 import { readField } from '../spec/layout.js';
 import { Sqe, SQE_SIZE } from '../spec/command.js';
@@ -38,81 +37,14 @@ import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
 import { capsuleCid, encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
-import { connectTo, type ConnectTarget } from './connect.js';
+import { connectTo } from './connect.js';
 import { DataDirection, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
-import { SLOT_NONE, TcpField, type TcpCounters } from './tcp-metrics.js';
+import { SLOT_NONE, TcpField } from './tcp-metrics.js';
+import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SEND_BACKLOG_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
+
+export type { ConnectionEnv, MovedQueue, QueueOwner } from './tcp-env.js';
 
 const trace = debuglog('nvmq');
-
-/** In-capsule data an admin queue takes (NVMe/TCP: 8 KiB, enough for a Connect's 1024 bytes). */
-export const ADMIN_IN_CAPSULE_BYTES = 8192;
-/** A connection that has not connected a queue this long after it was accepted is closed (its ICReq and Connect are due at once). */
-export const CONNECT_TIMEOUT_MS = 10_000;
-/** SQHD in every response where the host disabled SQ flow control (Fabrics 1.1, Connect CATTR). */
-const SQHD_DISABLED = 0xffff;
-
-/**
- * The controller a connection's queue belongs to, as the connection uses it:
- * the FabricsController itself on the thread that accepted the connection,
- * a stand-in in a worker serving a moved I/O queue (tcp-worker.ts).
- */
-export interface QueueOwner {
-  readonly cntlid: number;
-  readonly hostnqn: string;
-  readonly isGone: boolean;
-  /** An admin-queue capsule (the admin queue never moves). */
-  execute(sqe: Uint8Array, data?: Uint8Array): Promise<FabricsResponse>;
-  /** A Fabrics capsule on queue `qid`. */
-  fabricsCommand(sqe: Uint8Array, qid: number): FabricsResponse;
-  removeIoQueue(qid: number): void;
-  disconnect(): void;
-}
-
-/** What another thread needs to go on serving a connected I/O queue: the negotiated wire and queue state, and the bytes read already. */
-export interface MovedQueue {
-  hdgst: boolean;
-  ddgst: boolean;
-  hpda: number;
-  cntlid: number;
-  hostnqn: string;
-  qid: number;
-  entries: number;
-  sqhd: number;
-  sqFlowOff: boolean;
-  /** Bytes received after the Connect capsule, not yet parsed. */
-  unread: Uint8Array;
-  /** The host's label slot in the target's metrics. */
-  hostSlot: number;
-}
-
-/** What a connection needs from the target that accepted it. */
-export interface ConnectionEnv {
-  /** Where a Connect may go: the subsystem, the discovery service. */
-  targets: readonly ConnectTarget[];
-  /** The serving thread's local I/O queue pair (made on first use). */
-  ioQueue(): Promise<IoQueuePair>;
-  namespaces: ReadonlyMap<number, NamespaceInfo>;
-  /** MAXH2CDATA offered in the ICResp. */
-  maxH2CData: number;
-  /** In-capsule data an I/O command capsule may carry (IOCCSZ − 64). */
-  inCapsuleDataBytes: number;
-  /** The largest transfer of one command (the local controller's MDTS). */
-  maxTransferBytes: number;
-  /** The connection is gone. */
-  closed(c: TcpConnection): void;
-  /**
-   * An I/O queue was connected and its Connect answered: another thread may
-   * take the connection over (the socket is paused, nothing else is read
-   * here). Returns how to close it there, or undefined to serve it here.
-   */
-  moveQueue?(socket: Socket, q: MovedQueue): ((reason: string) => void) | undefined;
-  /** This thread's row of the target's metrics, if it keeps any. */
-  counters?: TcpCounters;
-  /** The metrics label slot of a host NQN (the thread that answers Connects). */
-  hostSlot?(hostnqn: string): number;
-  /** How long an accepted connection may take to connect a queue (default CONNECT_TIMEOUT_MS). */
-  connectTimeoutMs?: number;
-}
 
 /** A command between its capsule and its response. */
 interface Command {
@@ -154,6 +86,8 @@ export class TcpConnection {
   private cells: Float64Array | undefined;
   private cbase = 0;
   private connectTimer: NodeJS.Timeout | undefined;
+  /** Reading is paused until the socket drains (write()). */
+  private throttled = false;
 
   constructor(
     readonly socket: Socket,
@@ -515,5 +449,14 @@ export class TcpConnection {
     }
     s.uncork();
     this.count(TcpField.BYTES_SENT, bytes);
+    // A host that sends but does not read: stop reading its commands until it has taken what it was sent.
+    if (s.writableLength > SEND_BACKLOG_BYTES && !this.throttled && this.state === 'ready') {
+      this.throttled = true;
+      s.pause();
+      s.once('drain', () => {
+        this.throttled = false;
+        if (this.state === 'ready') s.resume();
+      });
+    }
   }
 }

@@ -27,7 +27,8 @@ import { invalidArgument } from '../host/arguments.js';
 import { DiscoveryService } from './discovery.js';
 import { Subsystem } from './subsystem.js';
 import { describeListenError } from '../metrics/server.js';
-import { CONNECT_TIMEOUT_MS, TcpConnection, type ConnectionEnv, type MovedQueue } from './tcp-connection.js';
+import { TcpConnection } from './tcp-connection.js';
+import { CONNECT_TIMEOUT_MS, type ConnectionEnv, type MovedQueue } from './tcp-env.js';
 import type { FromTcpWorker, TcpWorkerData, ToTcpWorker } from './tcp-worker.js';
 import type { AttachHandle } from '../../workers/protocol.js';
 import { loadNative } from '../uring/native.js';
@@ -179,7 +180,7 @@ export class TcpTarget {
       ioQueue: () => engine.queue(),
       namespaces: engine.driver.namespaces,
       ...limits,
-      closed: (c) => target.connections.delete(c),
+      closed: (c) => target.connections.delete(c as TcpConnection),
       moveQueue: native && target.threads.length > 0 ? (socket, q) => target.moveQueue(native.dupFd, socket, q) : undefined,
       counters: new TcpCounters(counters, 0),
       hostSlot: (nqn) => hosts.slotOf(nqn),

@@ -65,7 +65,8 @@ const env: ConnectionEnv = {
   inCapsuleDataBytes: data.inCapsuleDataBytes,
   maxTransferBytes: data.maxTransferBytes,
   counters: new TcpCounters(data.counters, data.thread),
-  closed: (c) => {
+  closed: (closed) => {
+    const c = closed as TcpConnection;
     const id = ids.get(c);
     if (id === undefined) return;
     ids.delete(c);

@@ -6,7 +6,7 @@
 // that every acknowledged (block, generation) is there, or a later generation, with a
 // valid stamp. See docs/RELIABILITY.md, "Power cuts".
 //
-// npm run power-cut -- [--cuts 100] [--mode durable|noflush] [--direct] [--expect-loss]
+// npm run power-cut -- [--cuts 100] [--mode durable|noflush] [--direct] [--portable] [--expect-loss]
 //                      [--min-run 0.5] [--max-run 6] [--seed N] [--json FILE]
 // --mode noflush --expect-loss is the negative control: it fails unless some cut loses
 // acknowledged blocks.
@@ -27,6 +27,7 @@ const { values: a } = parseArgs({
     cuts: { type: 'string', default: '100' },
     mode: { type: 'string', default: 'durable' },
     direct: { type: 'boolean', default: false },
+    portable: { type: 'boolean', default: false },
     'expect-loss': { type: 'boolean', default: false },
     'min-run': { type: 'string', default: '0.5' },
     'max-run': { type: 'string', default: '6' },
@@ -130,7 +131,7 @@ async function oneCut(cut) {
   const acksFile = join(share, 'acks.txt');
   const fixtureLog = join(dir, 'fixture.log');
   const writerArgs = [
-    `--acks ${acksFile}`, `--mode ${a.mode}`, a.direct ? '--direct' : '', `--blocks ${blocks}`,
+    `--acks ${acksFile}`, `--mode ${a.mode}`, a.direct ? '--direct' : '', a.portable ? '--portable' : '', `--blocks ${blocks}`,
     `--cut ${cut}`, `--seed ${Math.floor(random() * 2 ** 31) + 1}`,
   ].join(' ');
   const child = spawn(join(FIXTURE_DIR, 'vfio-guest.sh'), {
@@ -195,7 +196,7 @@ async function oneCut(cut) {
 
 const t0 = Date.now();
 const results = [];
-log(`${cuts} cuts, mode ${a.mode}${a.direct ? ' O_DIRECT' : ' buffered'}, run ${minRun}-${maxRun} s after the writer starts, seed ${a.seed}`);
+log(`${cuts} cuts, mode ${a.mode}${a.direct ? ' O_DIRECT' : ' buffered'}${a.portable ? ', portable data path' : ''}, run ${minRun}-${maxRun} s after the writer starts, seed ${a.seed}`);
 for (let i = 1; i <= cuts; i++) {
   let r = await oneCut(i);
   for (let attempt = 1; r.retry; attempt++) {

@@ -15,7 +15,7 @@
 //   noflush   the negative control: plain Writes acknowledged as soon as they complete,
 //             never flushed (a buffered namespace leaves them in the guest's page cache).
 //
-// node writer.mjs --dev /dev/nvme0n1 --acks FILE --mode durable|noflush [--direct]
+// node writer.mjs --dev /dev/nvme0n1 --acks FILE --mode durable|noflush [--direct] [--portable]
 //                 [--blocks 2048] [--batch 8] [--cut N] [--seed N]
 import { openSync, writeSync, fdatasyncSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -28,6 +28,8 @@ const { values: a } = parseArgs({
     acks: { type: 'string' },
     mode: { type: 'string', default: 'durable' },
     direct: { type: 'boolean', default: false },
+    // The portable data path (node:fs) instead of io_uring.
+    portable: { type: 'boolean', default: false },
     blocks: { type: 'string', default: '2048' },
     batch: { type: 'string', default: '8' },
     cut: { type: 'string', default: '0' },
@@ -56,6 +58,7 @@ const say = (text) => {
 const engine = await Engine.open({
   namespaces: [{ backend: 'file', path: a.dev, force: true, direct: a.direct, lbaSize: BLOCK }],
   workers: 1,
+  ...(a.portable ? { controller: { dataPath: 'portable' } } : {}),
 });
 const gen = new Uint32Array(blocks);
 say(`S cut=${cut} mode=${a.mode} direct=${a.direct ? 1 : 0} dataPath=${engine.controller.dataPath} blocks=${blocks}\n`);

@@ -59,6 +59,8 @@ interface Command {
   /** H2CData bytes received so far (an R2T'd write). */
   received: number;
   ttag: number;
+  /** An R2T'd write whose data came with a bad digest: the rest of its data is taken and dropped, then it fails with this. */
+  failed?: FabricsResponse;
 }
 
 type State = 'icreq' | 'connect' | 'ready' | 'moving' | 'moved' | 'closed';
@@ -323,16 +325,17 @@ export class TcpConnection {
     if (h.datao !== cmd.received || h.datao + h.datal > cmd.length || h.datal > this.env.maxH2CData) {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
-    if (pdu.dataDigestError) {
+    if (pdu.dataDigestError && !cmd.failed) {
+      // The host goes on sending the transfer: take the rest, then fail the command (retryable).
       this.count(TcpField.DATA_DIGEST_ERRORS);
-      this.awaitingData.delete(h.ttag);
-      return this.finish(cmd, statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false));
+      cmd.failed = statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false);
     }
-    cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
+    if (!cmd.failed) cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
     cmd.received += h.datal;
     if (cmd.received === cmd.length) {
       this.awaitingData.delete(h.ttag);
-      void this.run(cmd);
+      if (cmd.failed) this.finish(cmd, cmd.failed);
+      else void this.run(cmd);
     }
   }
 

@@ -26,6 +26,21 @@ async function open(dataPath: (typeof DATA_PATHS)[number], ioTimeoutMs: number):
   return { engine, fs };
 }
 
+/**
+ * Records the resets a timeout asks for (each still runs). The reset drains what the device holds: the file
+ * system comes back once it has begun.
+ */
+function recordTimeoutResets(engine: Engine, fs: FrozenFs): Array<Promise<void>> {
+  const resets: Array<Promise<void>> = [];
+  const reset = engine.driver.resetForTimeout;
+  engine.driver.resetForTimeout = () => {
+    fs.thawAfter(1000);
+    resets.push(reset());
+    return resets[0]!;
+  };
+  return resets;
+}
+
 const outcome = (p: Promise<unknown>): Promise<string> =>
   p.then(
     () => 'ok',
@@ -51,14 +66,7 @@ describe('engine command timeouts', () => {
   it.each(DATA_PATHS)('pool worker: a stalled write the Abort cannot reach resets the engine; it ends once with NVMQ_TIMEOUT (%s)', async (dataPath) => {
     const { engine, fs } = await open(dataPath, 500);
     expect(await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 0 })).toBe('ok');
-    const resets: Array<Promise<void>> = [];
-    const reset = engine.driver.resetForTimeout;
-    engine.driver.resetForTimeout = () => {
-      // The reset drains what the device holds: the file system comes back once it has begun.
-      fs.thawAfter(1000);
-      resets.push(reset());
-      return resets[0]!;
-    };
+    const resets = recordTimeoutResets(engine, fs);
     fs.freeze();
     const result = await engine.run(fixture('timeout-write-task.mjs'), { nsid: 1, slba: 3 });
     expect(result).toMatch(/^NVMQ_TIMEOUT: qid \d+ cid \d+: opcode 01h did not complete within its 500 ms timeout/);
@@ -73,13 +81,7 @@ describe('engine command timeouts', () => {
 
   it.each(DATA_PATHS)('attached thread: its stalled write resets the engine and ends once with NVMQ_TIMEOUT; it attaches again (%s)', async (dataPath) => {
     const { engine, fs } = await open(dataPath, 500);
-    const resets: Array<Promise<void>> = [];
-    const reset = engine.driver.resetForTimeout;
-    engine.driver.resetForTimeout = () => {
-      fs.thawAfter(1000);
-      resets.push(reset());
-      return resets[0]!;
-    };
+    const resets = recordTimeoutResets(engine, fs);
     const handle = engine.attachHandle();
     const w = new Worker(new URL(fixture('attached-timeout-worker.mjs')), { workerData: { handle }, transferList: [handle.port] });
     cleanups.push(() => w.terminate());

@@ -11,8 +11,10 @@
 // as the median of the rounds' ratios. CPU per I/O: process.cpuUsage() of each process (every thread) over
 // the measured window, divided by the I/Os.
 //   node bench/tcp-target.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--rw randread,randwrite]
-//        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR]
-// --cpu-prof DIR writes a V8 CPU profile of each nvmq target process to DIR.
+//        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR] [--coalesce-writes]
+// --coalesce-writes: an experiment, the target's responses of one event-loop turn in one writev
+// (bench/tcp/server.mjs says how); not what the target ships.
+// --cpu-prof DIR writes V8 CPU profiles of each nvmq target process and of its host (client) process to DIR.
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +28,7 @@ const { values } = parseArgs({ options: {
   depth: { type: 'string', default: '1,32' }, rw: { type: 'string', default: 'randread,randwrite' },
   ns: { type: 'string', default: 'memory,file' }, digests: { type: 'boolean', default: false },
   'size-mib': { type: 'string', default: '256' }, warmup: { type: 'string', default: '0.5' },
-  json: { type: 'string' }, 'cpu-prof': { type: 'string' },
+  json: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'coalesce-writes': { type: 'boolean', default: false },
 } });
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
@@ -89,6 +91,7 @@ let profiles = 0;
 async function measure(kind, ns, rw, depth) {
   const serverArgs = ['--kind', kind, '--ns', ns, '--file', file, '--size-mib', String(sizeMib)];
   if (values.digests) serverArgs.push('--digests');
+  if (values['coalesce-writes']) serverArgs.push('--coalesce-writes');
   const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `target-${ns}-${rw}-qd${depth}-${++profiles}.cpuprofile`] : [];
   if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
   const server = spawn('./tcp/server.mjs', serverArgs, prof);
@@ -96,20 +99,22 @@ async function measure(kind, ns, rw, depth) {
     const { port, blocks } = await nextMessage(server, 'ready', 30_000);
     const clientArgs = ['--kind', kind, '--port', String(port), '--depth', String(depth), '--rw', rw, '--seconds', String(seconds), '--warmup', values.warmup, '--blocks', String(blocks)];
     if (values.digests) clientArgs.push('--digests');
-    const client = spawn('./tcp/client.mjs', clientArgs);
+    const client = spawn('./tcp/client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
     const limit = (seconds + Number(values.warmup)) * 1000 + 30_000;
     const resultP = nextMessage(client, 'result', limit);
     resultP.catch(() => {});
     await nextMessage(client, 'measuring', limit);
     server.send({ cpu: true });
-    const c0 = (await nextMessage(server, 'cpu', 5000)).cpu;
+    const m0 = await nextMessage(server, 'cpu', 5000);
     await nextMessage(client, 'stopped', limit);
     server.send({ cpu: true });
-    const c1 = (await nextMessage(server, 'cpu', 5000)).cpu;
+    const m1 = await nextMessage(server, 'cpu', 5000);
+    const [c0, c1] = [m0.cpu, m1.cpu];
     const { result } = await resultP;
     await exited(client);
     const serverUs = c1.user + c1.system - c0.user - c0.system;
-    return { ...result, serverCpuPerIo: serverUs / result.ios, clientCpuPerIo: result.cpuUs / result.ios };
+    const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
+    return { ...result, serverCpuPerIo: serverUs / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
   } finally {
     if (server.connected) server.send({ exit: true });
     await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
@@ -129,7 +134,7 @@ for (let round = 1; round <= rounds; round++) {
       const k = key(kind, ns, rw, depth);
       if (!runs.has(k)) runs.set(k, []);
       runs.get(k).push(r);
-      console.error(`round ${round} ${kind.padEnd(5)} ${ns.padEnd(6)} ${rw.padEnd(9)} qd${String(depth).padEnd(3)} ${(r.iops / 1000).toFixed(1).padStart(7)}k IOPS  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  cpu/io server ${r.serverCpuPerIo.toFixed(2)} client ${r.clientCpuPerIo.toFixed(2)} µs${r.errors ? `  ERRORS ${r.errors}` : ''}`);
+      console.error(`round ${round} ${kind.padEnd(5)} ${ns.padEnd(6)} ${rw.padEnd(9)} qd${String(depth).padEnd(3)} ${(r.iops / 1000).toFixed(1).padStart(7)}k IOPS  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  cpu/io server ${r.serverCpuPerIo.toFixed(2)} client ${r.clientCpuPerIo.toFixed(2)} µs  server syscalls/io w ${r.serverWritesPerIo.toFixed(2)} r ${r.serverReadsPerIo.toFixed(2)}${r.errors ? `  ERRORS ${r.errors}` : ''}`);
     }
   }
 }

@@ -114,7 +114,7 @@ async function measure(kind, ns, rw, depth) {
     await exited(client);
     const serverUs = c1.user + c1.system - c0.user - c0.system;
     const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
-    return { ...result, serverCpuPerIo: serverUs / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
+    return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
   } finally {
     if (server.connected) server.send({ exit: true });
     await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
@@ -134,7 +134,7 @@ for (let round = 1; round <= rounds; round++) {
       const k = key(kind, ns, rw, depth);
       if (!runs.has(k)) runs.set(k, []);
       runs.get(k).push(r);
-      console.error(`round ${round} ${kind.padEnd(5)} ${ns.padEnd(6)} ${rw.padEnd(9)} qd${String(depth).padEnd(3)} ${(r.iops / 1000).toFixed(1).padStart(7)}k IOPS  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  cpu/io server ${r.serverCpuPerIo.toFixed(2)} client ${r.clientCpuPerIo.toFixed(2)} µs  server syscalls/io w ${r.serverWritesPerIo.toFixed(2)} r ${r.serverReadsPerIo.toFixed(2)}${r.errors ? `  ERRORS ${r.errors}` : ''}`);
+      console.error(`round ${round} ${kind.padEnd(5)} ${ns.padEnd(6)} ${rw.padEnd(9)} qd${String(depth).padEnd(3)} ${(r.iops / 1000).toFixed(1).padStart(7)}k IOPS  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  cpu/io server ${r.serverCpuPerIo.toFixed(2)} (sys ${r.serverSysPerIo.toFixed(2)}) client ${r.clientCpuPerIo.toFixed(2)} µs  server syscalls/io w ${r.serverWritesPerIo.toFixed(2)} r ${r.serverReadsPerIo.toFixed(2)}${r.errors ? `  ERRORS ${r.errors}` : ''}`);
     }
   }
 }
@@ -143,7 +143,7 @@ for (let round = 1; round <= rounds; round++) {
 const rows = [];
 for (const { rw, depth } of cases) {
   const lim = runs.get(key('limit', '-', rw, depth));
-  const summary = (rs) => ({ iops: median(rs.map((r) => r.iops)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), serverCpuPerIo: median(rs.map((r) => r.serverCpuPerIo)), clientCpuPerIo: median(rs.map((r) => r.clientCpuPerIo)), errors: rs.reduce((n, r) => n + r.errors, 0) });
+  const summary = (rs) => ({ iops: median(rs.map((r) => r.iops)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), serverCpuPerIo: median(rs.map((r) => r.serverCpuPerIo)), serverSysPerIo: median(rs.map((r) => r.serverSysPerIo)), clientCpuPerIo: median(rs.map((r) => r.clientCpuPerIo)), errors: rs.reduce((n, r) => n + r.errors, 0) });
   const l = summary(lim);
   for (const ns of nss) {
     const rs = runs.get(key('nvmq', ns, rw, depth));
@@ -155,10 +155,10 @@ const k = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : `${(x / 1e3).toFixed(1
 const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 console.log(`\n4 KiB, loopback, ${rounds} round(s) of ${seconds} s, digests ${values.digests ? 'on' : 'off'}, file namespace: warm page cache; medians`);
-console.log('| rw | depth | namespace | nvmq IOPS | limit IOPS | nvmq / limit | p50 nvmq / limit µs | p99 nvmq / limit µs | server CPU per I/O nvmq / limit µs | client CPU per I/O nvmq / limit µs |');
+console.log('| rw | depth | namespace | nvmq IOPS | limit IOPS | nvmq / limit | p50 nvmq / limit µs | p99 nvmq / limit µs | server CPU per I/O nvmq / limit µs (of it system) | client CPU per I/O nvmq / limit µs |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
-  console.log(`| ${r.rw} | ${r.depth} | ${r.ns} | ${k(r.nvmq.iops)} | ${k(r.limit.iops)} | ${f2(r.ratio)}x | ${f1(r.nvmq.p50)} / ${f1(r.limit.p50)} (${f2(r.p50Ratio)}x) | ${f1(r.nvmq.p99)} / ${f1(r.limit.p99)} | ${f2(r.nvmq.serverCpuPerIo)} / ${f2(r.limit.serverCpuPerIo)} | ${f2(r.nvmq.clientCpuPerIo)} / ${f2(r.limit.clientCpuPerIo)} |${r.nvmq.errors ? ` errors ${r.nvmq.errors}` : ''}`);
+  console.log(`| ${r.rw} | ${r.depth} | ${r.ns} | ${k(r.nvmq.iops)} | ${k(r.limit.iops)} | ${f2(r.ratio)}x | ${f1(r.nvmq.p50)} / ${f1(r.limit.p50)} (${f2(r.p50Ratio)}x) | ${f1(r.nvmq.p99)} / ${f1(r.limit.p99)} | ${f2(r.nvmq.serverCpuPerIo)} (${f2(r.nvmq.serverSysPerIo)}) / ${f2(r.limit.serverCpuPerIo)} (${f2(r.limit.serverSysPerIo)}) | ${f2(r.nvmq.clientCpuPerIo)} / ${f2(r.limit.clientCpuPerIo)} |${r.nvmq.errors ? ` errors ${r.nvmq.errors}` : ''}`);
 }
 console.error(`(${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 if (values.json) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), options: values, rows, runs: Object.fromEntries(runs) }, null, 2));

@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+// nvmq's NVMe/TCP target against the limit of Node's own TCP stack, over loopback, measured in the same run.
+//   nvmq   an Engine with one namespace (memory, or a file with a warm page cache) and its target
+//          (engine.listen), in one process; a JS NVMe/TCP host (bench/tcp/nvme-host.mjs, nvmq's own wire
+//          layer) in another: 4 KiB random Read (data back in C2HData) or Write (data in the capsule)
+//   limit  a plain node:net server answering length-prefixed requests with responses of the same sizes
+//          (read: 72-byte request, 24-byte header + 4 KiB back; write: 72 + 4 KiB, 24 back), driven by the
+//          same client machinery (bench/tcp/client.mjs) at the same depth
+// Each round runs every case once, the limit right before the nvmq rows of the same rw and depth
+// (interleaved: the machine is shared); the table gives medians over rounds, and the ratio nvmq / limit
+// as the median of the rounds' ratios. CPU per I/O: process.cpuUsage() of each process (every thread) over
+// the measured window, divided by the I/Os.
+//   node bench/tcp-target.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--rw randread,randwrite]
+//        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR] [--coalesce-writes]
+// --coalesce-writes: an experiment, the target's responses of one event-loop turn in one writev
+// (bench/tcp/server.mjs says how); not what the target ships.
+// --cpu-prof DIR writes V8 CPU profiles of each nvmq target process and of its host (client) process to DIR.
+import { fork } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../dist/index.js';
+
+const { values } = parseArgs({ options: {
+  seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
+  depth: { type: 'string', default: '1,32' }, rw: { type: 'string', default: 'randread,randwrite' },
+  ns: { type: 'string', default: 'memory,file' }, digests: { type: 'boolean', default: false },
+  'size-mib': { type: 'string', default: '256' }, warmup: { type: 'string', default: '0.5' },
+  json: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'coalesce-writes': { type: 'boolean', default: false },
+} });
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+const depths = values.depth.split(',').map(Number);
+const rws = values.rw.split(',');
+const nss = values.ns.split(',');
+const sizeMib = Number(values['size-mib']);
+for (const rw of rws) if (rw !== 'randread' && rw !== 'randwrite') throw new Error(`--rw: randread or randwrite, not ${rw}`);
+for (const ns of nss) if (ns !== 'memory' && ns !== 'file') throw new Error(`--ns: memory or file, not ${ns}`);
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+// Children are killed on every way out.
+const children = new Set();
+const killAll = () => { for (const c of children) c.kill('SIGKILL'); children.clear(); };
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
+
+function spawn(script, args, execArgv = []) {
+  const c = fork(here(script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(c);
+  c.on('exit', () => children.delete(c));
+  return c;
+}
+function nextMessage(child, key, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { cleanup(); reject(new Error(`no ${key} from ${child.spawnargs.slice(-8).join(' ')} in ${timeoutMs} ms`)); }, timeoutMs);
+    const onMsg = (m) => { if (m && m[key] !== undefined) { cleanup(); resolve(m); } };
+    const onExit = (code) => { cleanup(); reject(new Error(`child exited (${code}) before ${key}`)); };
+    const cleanup = () => { clearTimeout(t); child.off('message', onMsg); child.off('exit', onExit); };
+    child.on('message', onMsg);
+    child.on('exit', onExit);
+  });
+}
+const exited = (child) => (child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r)));
+
+// The file namespace's image: created by nvmq (so it opens without --force), every block written once.
+const dir = join(tmpdir(), `nvmq-tcp-bench-${process.pid}`);
+mkdirSync(dir, { recursive: true });
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const file = join(dir, 'ns.img');
+if (nss.includes('file')) {
+  const size = sizeMib << 20;
+  const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, size, lbaSize: 4096, force: true }], workers: 1, metrics: false });
+  await e.close();
+  const fd = openSync(file, 'r+');
+  const chunk = Buffer.alloc(1 << 20);
+  for (let off = 0; off < size; off += chunk.length) writeSync(fd, chunk.fill((off >>> 20) & 0xff), 0, chunk.length, off);
+  closeSync(fd);
+}
+let profiles = 0;
+
+/** One measurement: a fresh server process, a fresh client process. */
+async function measure(kind, ns, rw, depth) {
+  const serverArgs = ['--kind', kind, '--ns', ns, '--file', file, '--size-mib', String(sizeMib)];
+  if (values.digests) serverArgs.push('--digests');
+  if (values['coalesce-writes']) serverArgs.push('--coalesce-writes');
+  const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `target-${ns}-${rw}-qd${depth}-${++profiles}.cpuprofile`] : [];
+  if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
+  const server = spawn('./tcp/server.mjs', serverArgs, prof);
+  try {
+    const { port, blocks } = await nextMessage(server, 'ready', 30_000);
+    const clientArgs = ['--kind', kind, '--port', String(port), '--depth', String(depth), '--rw', rw, '--seconds', String(seconds), '--warmup', values.warmup, '--blocks', String(blocks)];
+    if (values.digests) clientArgs.push('--digests');
+    const client = spawn('./tcp/client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
+    const limit = (seconds + Number(values.warmup)) * 1000 + 30_000;
+    const resultP = nextMessage(client, 'result', limit);
+    resultP.catch(() => {});
+    await nextMessage(client, 'measuring', limit);
+    server.send({ cpu: true });
+    const m0 = await nextMessage(server, 'cpu', 5000);
+    await nextMessage(client, 'stopped', limit);
+    server.send({ cpu: true });
+    const m1 = await nextMessage(server, 'cpu', 5000);
+    const [c0, c1] = [m0.cpu, m1.cpu];
+    const { result } = await resultP;
+    await exited(client);
+    const serverUs = c1.user + c1.system - c0.user - c0.system;
+    const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
+    return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
+  } finally {
+    if (server.connected) server.send({ exit: true });
+    await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
+    server.kill('SIGKILL');
+  }
+}
+
+const cases = [];
+for (const rw of rws) for (const depth of depths) cases.push({ rw, depth });
+const runs = new Map(); // key -> [result per round]
+const key = (kind, ns, rw, depth) => `${kind}/${ns}/${rw}/${depth}`;
+const t0 = Date.now();
+for (let round = 1; round <= rounds; round++) {
+  for (const { rw, depth } of cases) {
+    for (const [kind, ns] of [['limit', '-'], ...nss.map((n) => ['nvmq', n])]) {
+      const r = await measure(kind, ns, rw, depth);
+      const k = key(kind, ns, rw, depth);
+      if (!runs.has(k)) runs.set(k, []);
+      runs.get(k).push(r);
+      console.error(`round ${round} ${kind.padEnd(5)} ${ns.padEnd(6)} ${rw.padEnd(9)} qd${String(depth).padEnd(3)} ${(r.iops / 1000).toFixed(1).padStart(7)}k IOPS  p50 ${r.p50.toFixed(1)} µs  p99 ${r.p99.toFixed(1)} µs  cpu/io server ${r.serverCpuPerIo.toFixed(2)} (sys ${r.serverSysPerIo.toFixed(2)}) client ${r.clientCpuPerIo.toFixed(2)} µs  server syscalls/io w ${r.serverWritesPerIo.toFixed(2)} r ${r.serverReadsPerIo.toFixed(2)}${r.errors ? `  ERRORS ${r.errors}` : ''}`);
+    }
+  }
+}
+
+// Medians, and ratios per round against that round's limit.
+const rows = [];
+for (const { rw, depth } of cases) {
+  const lim = runs.get(key('limit', '-', rw, depth));
+  const summary = (rs) => ({ iops: median(rs.map((r) => r.iops)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), serverCpuPerIo: median(rs.map((r) => r.serverCpuPerIo)), serverSysPerIo: median(rs.map((r) => r.serverSysPerIo)), clientCpuPerIo: median(rs.map((r) => r.clientCpuPerIo)), errors: rs.reduce((n, r) => n + r.errors, 0) });
+  const l = summary(lim);
+  for (const ns of nss) {
+    const rs = runs.get(key('nvmq', ns, rw, depth));
+    const n = summary(rs);
+    rows.push({ rw, depth, ns, nvmq: n, limit: l, ratio: median(rs.map((r, i) => r.iops / lim[i].iops)), p50Ratio: median(rs.map((r, i) => r.p50 / lim[i].p50)), rounds: rs.length });
+  }
+}
+const k = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : `${(x / 1e3).toFixed(1)}k`);
+const f1 = (x) => x.toFixed(1);
+const f2 = (x) => x.toFixed(2);
+console.log(`\n4 KiB, loopback, ${rounds} round(s) of ${seconds} s, digests ${values.digests ? 'on' : 'off'}, file namespace: warm page cache; medians`);
+console.log('| rw | depth | namespace | nvmq IOPS | limit IOPS | nvmq / limit | p50 nvmq / limit µs | p99 nvmq / limit µs | server CPU per I/O nvmq / limit µs (of it system) | client CPU per I/O nvmq / limit µs |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) {
+  console.log(`| ${r.rw} | ${r.depth} | ${r.ns} | ${k(r.nvmq.iops)} | ${k(r.limit.iops)} | ${f2(r.ratio)}x | ${f1(r.nvmq.p50)} / ${f1(r.limit.p50)} (${f2(r.p50Ratio)}x) | ${f1(r.nvmq.p99)} / ${f1(r.limit.p99)} | ${f2(r.nvmq.serverCpuPerIo)} (${f2(r.nvmq.serverSysPerIo)}) / ${f2(r.limit.serverCpuPerIo)} (${f2(r.limit.serverSysPerIo)}) | ${f2(r.nvmq.clientCpuPerIo)} / ${f2(r.limit.clientCpuPerIo)} |${r.nvmq.errors ? ` errors ${r.nvmq.errors}` : ''}`);
+}
+console.error(`(${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+if (values.json) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), options: values, rows, runs: Object.fromEntries(runs) }, null, 2));

@@ -14,7 +14,8 @@
 //        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR] [--coalesce-writes]
 // --coalesce-writes: an experiment, the target's responses of one event-loop turn in one writev
 // (bench/tcp/server.mjs says how); not what the target ships.
-// --cpu-prof DIR writes V8 CPU profiles of each nvmq target process and of its host (client) process to DIR.
+// --cpu-prof DIR writes V8 CPU profiles of each nvmq target process (a directory per process, a profile per
+// thread: the main thread and the I/O threads) and of its host (client) process to DIR.
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -92,7 +93,8 @@ async function measure(kind, ns, rw, depth) {
   const serverArgs = ['--kind', kind, '--ns', ns, '--file', file, '--size-mib', String(sizeMib)];
   if (values.digests) serverArgs.push('--digests');
   if (values['coalesce-writes']) serverArgs.push('--coalesce-writes');
-  const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `target-${ns}-${rw}-qd${depth}-${++profiles}.cpuprofile`] : [];
+  // A directory per target process: each of its threads (the main thread, the I/O threads) writes its own profile there.
+  const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${values['cpu-prof']}/target-${ns}-${rw}-qd${depth}-${++profiles}`] : [];
   if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
   const server = spawn('./tcp/server.mjs', serverArgs, prof);
   try {

@@ -18,8 +18,8 @@
  */
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 import type { NamespaceInfo } from '../host/identify.js';
-import { Sqe, SQE_SIZE } from '../spec/command.js';
-import { bitsOf, readField, writeField } from '../spec/layout.js';
+import { Sqe } from '../spec/command.js';
+import { bitsOf, readField } from '../spec/layout.js';
 import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw10, DSM_RANGE_SIZE } from '../spec/nvm-commands.js';
 import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
@@ -73,17 +73,16 @@ export function errorStatus(e: unknown): FabricsResponse {
 /**
  * Runs fabrics I/O command `sqe` on `q`, with `buffer` (a DMA buffer of q's
  * arena, or none) holding its data: what to write, or where to read to.
- * Never rejects: a refusal or failure comes back as its status.
+ * Never rejects: a refusal or failure comes back as its status. `sqe` is
+ * changed (its data pointer cleared).
  */
 export async function runLocal(q: IoQueuePair, sqe: Uint8Array, buffer: Uint8Array | undefined, direction: number): Promise<FabricsResponse> {
-  const raw = new Uint8Array(SQE_SIZE);
-  raw.set(sqe.subarray(0, SQE_SIZE));
-  const dv = new DataView(raw.buffer);
-  // PRPs, not SGLs, toward the local controller: the queue pair points them at the buffer.
-  writeField(dv, 0, Sqe.PSDT, 0);
-  raw.fill(0, DPTR_START, DPTR_END);
+  // PRPs, not SGLs, toward the local controller: the queue pair points them at the buffer. (`sqe` is the
+  // connection's own copy: cleared in place.)
+  sqe[Sqe.PSDT.offset]! &= ~(((1 << Sqe.PSDT.bits) - 1) << Sqe.PSDT.shift);
+  sqe.fill(0, DPTR_START, DPTR_END);
   try {
-    const c = await q.passthru({ raw }, buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device' } : undefined);
+    const c = await q.passthru({ raw: sqe }, buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device' } : undefined);
     return { status: c.status, dw0: c.dw0, dw1: c.dw1 };
   } catch (e) {
     return errorStatus(e);

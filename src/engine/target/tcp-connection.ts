@@ -36,7 +36,7 @@ import { Fes, H2CDataPdu, PduType } from '../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
-import { capsuleCid, encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
+import { encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
 import { connectTo } from './connect.js';
 import { DataDirection, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
@@ -49,7 +49,9 @@ const trace = debuglog('nvmq');
 /** A command between its capsule and its response. */
 interface Command {
   cid: number;
+  /** This connection's copy of the SQE (the local path clears its data pointer in place). */
   sqe: Uint8Array;
+  dv: DataView;
   direction: number;
   /** Bytes its SGL describes. */
   length: number;
@@ -90,6 +92,12 @@ export class TcpConnection {
   private connectTimer: NodeJS.Timeout | undefined;
   /** Reading is paused until the socket drains (write()). */
   private throttled = false;
+  /** The socket is corked until the end of this event-loop turn: one writev for the turn's responses. */
+  private corked = false;
+  /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
+  private q: IoQueuePair | undefined;
+  /** DMA buffers of `q` given back by finished commands, by size, for the next ones (no allocation and zero fill each). */
+  private readonly spare = new Map<number, Uint8Array[]>();
 
   constructor(
     readonly socket: Socket,
@@ -164,6 +172,7 @@ export class TcpConnection {
     this.socket.destroy();
     for (const cmd of this.awaitingData.values()) this.release(cmd);
     this.awaitingData.clear();
+    this.dropSpare();
     const c = this.controller;
     if (c && !c.isGone) {
       if (this.qid === 0) c.disconnect();
@@ -232,8 +241,8 @@ export class TcpConnection {
   private onCapsule(pdu: Pdu): void {
     const sqe = new Uint8Array(SQE_SIZE);
     sqe.set(capsuleEntry(pdu));
-    const cid = capsuleCid(sqe);
     const dv = viewOf(sqe);
+    const cid = readField(dv, 0, Sqe.CID);
     this.count(TcpField.COMMANDS);
     const opcode = readField(dv, 0, Sqe.OPC);
     // Every capsule takes an SQ slot (the Connect included): SQHD counts them.
@@ -253,7 +262,7 @@ export class TcpConnection {
     const sgl = readSgl1(sqe)!;
     const sglId = readField(dv, FabricsSqe.SGL1.offset, SglDescriptor.SGL_ID);
     const length = sgl.length;
-    const cmd: Command = { cid, sqe, direction, length, buffer: undefined, q: undefined, received: 0, ttag: -1 };
+    const cmd: Command = { cid, sqe, dv, direction, length, buffer: undefined, q: undefined, received: 0, ttag: -1 };
     if (length > 0) {
       if (direction === DataDirection.NONE || direction === DataDirection.BIDIRECTIONAL) return this.respond(cid, statusResponse(GenericStatus.INVALID_FIELD));
       if (length > this.env.maxTransferBytes) return this.respond(cid, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
@@ -269,20 +278,40 @@ export class TcpConnection {
     }
     this.inflight.set(cid, cmd);
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
-    void this.withData(cmd, sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined);
+    const inCapsule = sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined;
+    // The common case goes on synchronously: the pair is known, so is the buffer (the PDU's views last until the next one).
+    if (length === 0 || this.qid === 0 || fabrics || this.usableQueue()) this.withData(cmd, inCapsule);
+    else {
+      const copy = inCapsule?.slice();
+      this.env.ioQueue().then(
+        (q) => {
+          this.q = q;
+          this.withData(cmd, copy);
+        },
+        () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
+      );
+    }
+  }
+
+  /** The queue pair to run I/O on, if one is known and not failed. */
+  private usableQueue(): IoQueuePair | undefined {
+    if (this.q?.failed) {
+      this.dropSpare();
+      this.q = undefined;
+    }
+    return this.q;
   }
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
-  private async withData(cmd: Command, inCapsule: Uint8Array | undefined): Promise<void> {
+  private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
     if (cmd.length > 0) {
       let buffer: Uint8Array;
       try {
-        buffer = await this.allocate(cmd);
+        buffer = this.allocate(cmd);
       } catch {
         // The arena is full for now: the host retries (no DNR).
         return this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false));
       }
-      if (this.state === 'closed') return this.release(cmd);
       if (inCapsule) buffer.set(inCapsule);
       else if (cmd.direction === DataDirection.TO_DEVICE) {
         cmd.ttag = this.nextTtag;
@@ -295,26 +324,34 @@ export class TcpConnection {
     void this.run(cmd);
   }
 
-  /** A DMA buffer of the local queue pair for I/O commands (no bounce), plain memory for admin ones. */
-  private async allocate(cmd: Command): Promise<Uint8Array> {
-    if (this.qid > 0 && readField(viewOf(cmd.sqe), 0, Sqe.OPC) !== FABRICS_OPCODE) {
-      const q = await this.env.ioQueue();
-      cmd.q = q;
-      return (cmd.buffer = q.allocBuffer(cmd.length));
-    }
-    return (cmd.buffer = new Uint8Array(cmd.length));
+  /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
+  private allocate(cmd: Command): Uint8Array {
+    const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.usableQueue() : undefined;
+    if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
+    cmd.q = q;
+    return (cmd.buffer = this.spare.get(cmd.length)?.pop() ?? q.allocBuffer(cmd.length));
   }
 
+  /** Gives the command's DMA buffer back: kept for the next command of its size while its pair serves, else to the arena. */
   private release(cmd: Command): void {
-    if (cmd.q && cmd.buffer) {
-      try {
-        cmd.q.releaseBuffer(cmd.buffer);
-      } catch {
-        // The pair was failed by a reset: its arena memory went with it.
-      }
-    }
+    const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
+    if (!q || !buffer) return;
+    if (q === this.q && !q.failed && this.state !== 'closed') {
+      let list = this.spare.get(buffer.length);
+      if (!list) this.spare.set(buffer.length, (list = []));
+      // At most a queue's worth of each size.
+      if (list.length < this.entries) return void list.push(buffer);
+    }
+    freeBuffer(q, buffer);
+  }
+
+  /** Returns the spare buffers to the arena. */
+  private dropSpare(): void {
+    const q = this.q;
+    if (q) for (const list of this.spare.values()) for (const b of list) freeBuffer(q, b);
+    this.spare.clear();
   }
 
   private onH2CData(pdu: Pdu): void {
@@ -399,7 +436,7 @@ export class TcpConnection {
   private async run(cmd: Command): Promise<void> {
     if (this.state === 'closed') return this.release(cmd);
     const c = this.controller!;
-    const dv = viewOf(cmd.sqe);
+    const dv = cmd.dv;
     let r: FabricsResponse;
     if (this.qid === 0) {
       r = await c.execute(cmd.sqe, cmd.direction === DataDirection.TO_DEVICE ? cmd.buffer : undefined);
@@ -412,7 +449,7 @@ export class TcpConnection {
     } else {
       const want = expectedBytes(dv, this.env.namespaces);
       if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-      const q = cmd.q ?? (await this.env.ioQueue());
+      const q = cmd.q ?? this.usableQueue() ?? (this.q = await this.env.ioQueue());
       r = await runLocal(q, cmd.sqe, cmd.buffer, cmd.direction);
     }
     if (cmd.direction === DataDirection.FROM_DEVICE && r.status === 0) {
@@ -444,13 +481,17 @@ export class TcpConnection {
       return;
     }
     const s = this.socket;
-    s.cork();
+    // Everything written this turn goes out in one writev at its end: at depth, one system call for many responses.
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+      setImmediate(this.uncork);
+    }
     let bytes = 0;
     for (let i = 0; i < segments.length; i++) {
       bytes += segments[i]!.length;
       s.write(segments[i]!, i === segments.length - 1 ? done : undefined);
     }
-    s.uncork();
     this.count(TcpField.BYTES_SENT, bytes);
     // A host that sends but does not read: stop reading its commands until it has taken what it was sent.
     if (s.writableLength > SEND_BACKLOG_BYTES && !this.throttled && this.state === 'ready') {
@@ -461,5 +502,18 @@ export class TcpConnection {
         if (this.state === 'ready') s.resume();
       });
     }
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+}
+
+function freeBuffer(q: IoQueuePair, buffer: Uint8Array): void {
+  try {
+    q.releaseBuffer(buffer);
+  } catch {
+    // The pair was failed by a reset: its arena memory went with it.
   }
 }

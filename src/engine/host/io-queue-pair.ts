@@ -264,4 +264,9 @@ export class IoQueuePair extends QueuePair {
   passthru(cmd: CommandFields | { raw: Uint8Array }, data?: DataSpec): Promise<Completion> {
     return this.submitRaw(cmd, data);
   }
+
+  /** passthru() without a Promise: `done(err, completion)` runs once, never inside this call (see readCallback()). */
+  passthruCallback(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, done: CompletionCallback): void {
+    this.submitRawCallback(cmd, data, done);
+  }
 }

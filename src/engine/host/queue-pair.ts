@@ -260,6 +260,17 @@ export class QueuePair {
     return this.enqueue(cmd, data, false, data?.buffer.length ?? 0);
   }
 
+  /** `submitRaw()` without a Promise: `done(err, completion)` as `submitCallback()` calls it, whatever the status. */
+  submitRawCallback(cmd: CommandFields | { raw: Uint8Array }, data: DataSpec | undefined, done: CompletionCallback): void {
+    checkCallback(done);
+    try {
+      checkCommand(cmd, data, true);
+    } catch (e) {
+      return this.refuse(e as Error, done);
+    }
+    this.enqueue(cmd, data, false, data?.buffer.length ?? 0, done);
+  }
+
   /**
    * Submits and rejects with the status as a typed error when it is not
    * success. `length`: the bytes the command addresses, for the I/O counters

@@ -73,18 +73,14 @@ export function errorStatus(e: unknown): FabricsResponse {
 /**
  * Runs fabrics I/O command `sqe` on `q`, with `buffer` (a DMA buffer of q's
  * arena, or none) holding its data: what to write, or where to read to.
- * Never rejects: a refusal or failure comes back as its status. `sqe` is
- * changed (its data pointer cleared).
+ * `done` gets the response, once (a refusal or failure as its status), never
+ * inside this call. `sqe` is changed (its data pointer cleared).
  */
-export async function runLocal(q: IoQueuePair, sqe: Uint8Array, buffer: Uint8Array | undefined, direction: number): Promise<FabricsResponse> {
+export function runLocal(q: IoQueuePair, sqe: Uint8Array, buffer: Uint8Array | undefined, direction: number, done: (r: FabricsResponse) => void): void {
   // PRPs, not SGLs, toward the local controller: the queue pair points them at the buffer. (`sqe` is the
   // connection's own copy: cleared in place.)
   sqe[Sqe.PSDT.offset]! &= ~(((1 << Sqe.PSDT.bits) - 1) << Sqe.PSDT.shift);
   sqe.fill(0, DPTR_START, DPTR_END);
-  try {
-    const c = await q.passthru({ raw: sqe }, buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device' } : undefined);
-    return { status: c.status, dw0: c.dw0, dw1: c.dw1 };
-  } catch (e) {
-    return errorStatus(e);
-  }
+  const data = buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? ('to-device' as const) : ('from-device' as const) } : undefined;
+  q.passthruCallback({ raw: sqe }, data, (err, c) => done(err || !c ? errorStatus(err) : { status: c.status, dw0: c.dw0, dw1: c.dw1 }));
 }

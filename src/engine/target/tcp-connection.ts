@@ -321,7 +321,7 @@ export class TcpConnection {
         return;
       }
     }
-    void this.run(cmd);
+    this.run(cmd);
   }
 
   /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
@@ -372,7 +372,7 @@ export class TcpConnection {
     if (cmd.received === cmd.length) {
       this.awaitingData.delete(h.ttag);
       if (cmd.failed) this.finish(cmd, cmd.failed);
-      else void this.run(cmd);
+      else this.run(cmd);
     }
   }
 
@@ -433,25 +433,36 @@ export class TcpConnection {
     trace('nvme/tcp controller %d queue %d: served by another thread', c.cntlid, this.qid);
   }
 
-  private async run(cmd: Command): Promise<void> {
+  private run(cmd: Command): void {
     if (this.state === 'closed') return this.release(cmd);
     const c = this.controller!;
     const dv = cmd.dv;
-    let r: FabricsResponse;
     if (this.qid === 0) {
-      r = await c.execute(cmd.sqe, cmd.direction === DataDirection.TO_DEVICE ? cmd.buffer : undefined);
-    } else if (readField(dv, 0, Sqe.OPC) === FABRICS_OPCODE) {
-      r = c.fabricsCommand(cmd.sqe, this.qid);
+      void c.execute(cmd.sqe, cmd.direction === DataDirection.TO_DEVICE ? cmd.buffer : undefined).then((r) => this.answer(cmd, r));
+      return;
+    }
+    if (readField(dv, 0, Sqe.OPC) === FABRICS_OPCODE) {
+      const r = c.fabricsCommand(cmd.sqe, this.qid);
       const disconnect = r.status === 0 && readField(dv, 0, FabricsSqe.FCTYPE) === FabricsType.DISCONNECT;
       this.finish(cmd, r);
       if (disconnect) this.socket.end();
       return;
-    } else {
-      const want = expectedBytes(dv, this.env.namespaces);
-      if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-      const q = cmd.q ?? this.usableQueue() ?? (this.q = await this.env.ioQueue());
-      r = await runLocal(q, cmd.sqe, cmd.buffer, cmd.direction);
     }
+    const want = expectedBytes(dv, this.env.namespaces);
+    if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
+    const q = cmd.q ?? this.usableQueue();
+    if (q) return runLocal(q, cmd.sqe, cmd.buffer, cmd.direction, (r) => this.answer(cmd, r));
+    this.env.ioQueue().then(
+      (fresh) => {
+        this.q = fresh;
+        runLocal(fresh, cmd.sqe, cmd.buffer, cmd.direction, (r) => this.answer(cmd, r));
+      },
+      () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
+    );
+  }
+
+  /** Sends a command's response, with its data when it read some. */
+  private answer(cmd: Command, r: FabricsResponse): void {
     if (cmd.direction === DataDirection.FROM_DEVICE && r.status === 0) {
       // Admin data comes back in the response (at most what the SGL asked for); I/O data is in the DMA buffer.
       const data = this.qid === 0 ? r.data?.subarray(0, cmd.length) : cmd.buffer;

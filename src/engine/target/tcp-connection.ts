@@ -79,6 +79,8 @@ interface Command {
   /** H2CData bytes received so far (an R2T'd write). */
   received: number;
   ttag: number;
+  /** Set when some of its H2CData failed the data digest: the rest is taken and dropped, then this is the response. */
+  failed?: FabricsResponse;
 }
 
 type State = 'icreq' | 'connect' | 'ready' | 'closed';
@@ -281,14 +283,14 @@ export class TcpConnection {
     if (h.datao !== cmd.received || h.datao + h.datal > cmd.length || h.datal > this.env.maxH2CData) {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
-    if (pdu.dataDigestError) {
-      this.awaitingData.delete(h.ttag);
-      return this.finish(cmd, statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false));
-    }
-    cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
+    // A data digest error fails the command, not the transfer: the host is already sending the rest of the
+    // R2T's data, which is taken (and dropped) so that its H2CData PDUs still match; the response follows the last.
+    if (pdu.dataDigestError) cmd.failed ??= statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false);
+    if (!cmd.failed) cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
     cmd.received += h.datal;
     if (cmd.received === cmd.length) {
       this.awaitingData.delete(h.ttag);
+      if (cmd.failed) return this.finish(cmd, cmd.failed);
       void this.run(cmd);
     }
   }

@@ -6,15 +6,19 @@
  * through the engine itself, on 4096- and 512-byte LBA namespaces and a file
  * namespace; two hosts at once; discovery.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
 import { PduType } from '../../../src/engine/spec/tcp-pdu.js';
 import { decodeIcResp } from '../../../src/engine/target/pdu-fields.js';
 import { HOST_A, HOST_B, SUBNQN, adminSqe, st } from './helpers.js';
-import { DISCOVERY_NQN, LBA, NS, PROP, TcpHost, asPdu, pattern, sqe, startTarget, until, type LiveTarget } from './tcp-host.js';
+import { DISCOVERY_NQN, LBA, NS, PROP, TcpHost, asPdu, destroyAll, pattern, sqe, startTarget, until, type LiveTarget } from './tcp-host.js';
 
 let t: LiveTarget;
 beforeAll(async () => {
   t = await startTarget();
+});
+afterEach(async () => {
+  await destroyAll();
+  expect(await until(() => t.target.connectionCount === 0 && t.target.subsystem.activeControllers.size === 0)).toBe(true);
 });
 afterAll(async () => {
   await t?.stop();

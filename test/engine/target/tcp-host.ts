@@ -109,6 +109,15 @@ export function setSgl(s: Uint8Array, inCapsule: boolean, length: number): void 
 
 export const rwSqe = (opc: number, nsid: number, slba: number, nlb: number): Uint8Array => sqe(opc, { nsid, cdw10: slba >>> 0, cdw11: Math.floor(slba / 2 ** 32), cdw12: nlb - 1 });
 
+/** Hosts not yet closed: `destroyAll()` ends them after a test, passed or failed. */
+const open = new Set<TcpHost>();
+
+export async function destroyAll(): Promise<void> {
+  const all = [...open];
+  for (const h of all) h.destroy();
+  await Promise.all(all.map((h) => h.closed));
+}
+
 export class TcpHost {
   readonly socket: net.Socket;
   wire: WireOptions = {};
@@ -145,6 +154,8 @@ export class TcpHost {
       socket.once('error', reject);
     });
     const h = new TcpHost(socket, opts);
+    open.add(h);
+    void h.closed.then(() => open.delete(h));
     if (!opts.noIcReq) await h.initialize();
     return h;
   }
@@ -300,7 +311,7 @@ export class TcpHost {
         if (chunks.length > 0) out.data = assemble(chunks);
         return out;
       }
-      if (p.type === PduType.C2H_TERM_REQ) throw new Error(`C2HTermReq FES ${decodeTermReq(asPdu(p)).fes} while running ${cid}`);
+      if (p.type === PduType.C2H_TERM_REQ) throw new Error(`C2HTermReq FES ${decodeTermReq(asPdu(p)).fes} FEI ${decodeTermReq(asPdu(p)).fei} while running ${cid}: ${Buffer.from(p.header).toString("hex")} ${Buffer.from(p.data).toString("hex")}`);
       throw new Error(`unexpected PDU type 0x${p.type.toString(16)}`);
     }
   }

@@ -280,7 +280,11 @@ export class TcpConnection {
     const cmd = this.awaitingData.get(h.ttag);
     // Data for no R2T, out of order or past the transfer: the binding's Data Transfer Out of Range / sequence errors.
     if (!cmd || cmd.cid !== h.cccid) return this.terminate(new PduError(Fes.INVALID_HEADER_FIELD, H2CDataPdu.TTAG.offset, `H2CData for TTAG ${h.ttag} / CCCID ${h.cccid}, which no R2T asked for`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    if (h.datao !== cmd.received || h.datao + h.datal > cmd.length || h.datal > this.env.maxH2CData) {
+    // More than MAXH2CDATA in one PDU: the limit the ICResp set (as the reader says for an oversized PLEN).
+    if (h.datal > this.env.maxH2CData) {
+      return this.terminate(new PduError(Fes.DATA_TRANSFER_LIMIT_EXCEEDED, H2CDataPdu.DATAL.offset, `H2CData of ${h.datal} bytes, over MAXH2CDATA ${this.env.maxH2CData}`, { pduType: pdu.type, offendingHeader: pdu.header }));
+    }
+    if (h.datao !== cmd.received || h.datao + h.datal > cmd.length) {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
     // A data digest error fails the command, not the transfer: the host is already sending the rest of the

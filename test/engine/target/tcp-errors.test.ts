@@ -371,6 +371,23 @@ describe('malformed and out-of-order PDUs', () => {
     await admin.close();
   });
 
+  it('H2CData a little over MAXH2CDATA (a PDU the reader still takes): Data Transfer Limit Exceeded, not Out of Range', async () => {
+    const [admin, io] = await ioHost();
+    const max = io.icResp!.maxh2cdata;
+    const nlb = (2 * max) / 4096;
+    const cmd = rwSqe(0x01, NS.MEM4K, 800, nlb);
+    new DataView(cmd.buffer).setUint16(2, 23, true);
+    setSgl(cmd, false, nlb * 4096);
+    io.send(encodeCapsuleCmd(cmd, undefined, io.wire));
+    const r2t = await io.expect(PduType.R2T);
+    const ttag = r2t.view.getUint16(10, true);
+    io.send(encodeH2CData({ cccid: 23, ttag, datao: 0, data: new Uint8Array(max + 128), last: false }, io.wire));
+    const term = await io.expectTermReq();
+    expect(term.fes).toBe(0x05);
+    expect(term.fei).toBe(16); // DATAL
+    await admin.close();
+  });
+
   it('a second ICReq: C2HTermReq PDU Sequence Error', async () => {
     const h = await TcpHost.open(t.port);
     h.send(encodeIcReq({ hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 }));

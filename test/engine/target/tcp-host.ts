@@ -181,8 +181,8 @@ export class TcpHost {
     this.reader.push(chunk);
     try {
       for (let pdu = this.reader.next(); pdu !== null; pdu = this.reader.next()) {
-        const header = pdu.header.slice();
-        this.queue.push({ type: pdu.type, flags: pdu.flags, plen: pdu.plen, header, view: new DataView(header.buffer), data: pdu.data.slice(), dataDigestError: pdu.dataDigestError });
+        const header = new Uint8Array(pdu.header);
+        this.queue.push({ type: pdu.type, flags: pdu.flags, plen: pdu.plen, header, view: new DataView(header.buffer), data: new Uint8Array(pdu.data), dataDigestError: pdu.dataDigestError });
       }
     } catch (e) {
       this.error = e as Error;

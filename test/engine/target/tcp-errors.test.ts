@@ -281,6 +281,60 @@ describe('lifetimes', () => {
     await a2.close();
   });
 
+  it('a host that vanishes with reads in flight leaves no DMA buffer behind', async () => {
+    const free = await arenaFree();
+    const [admin, io] = await ioHost();
+    const mdtsBlocks = t.engine.driver.controller.maxTransferBytes / 4096;
+    const capsules: Uint8Array[] = [];
+    for (let i = 0; i < 8; i++) {
+      const cmd = rwSqe(0x02, NS.MEM4K, 0, mdtsBlocks);
+      new DataView(cmd.buffer).setUint16(2, 100 + i, true);
+      setSgl(cmd, false, mdtsBlocks * 4096);
+      capsules.push(concatSegments(encodeCapsuleCmd(cmd, undefined, io.wire)));
+    }
+    io.send(concatSegments(capsules));
+    // The first data is on its way: the rest is running or queued in the socket.
+    await io.expect(PduType.C2H_DATA);
+    io.destroy();
+    admin.destroy();
+    expect(await until(() => t.target.connectionCount === 0 && t.target.subsystem.activeControllers.size === 0)).toBe(true);
+    expect(await until(() => false, 100)).toBe(false);
+    expect(await arenaFree()).toBe(free);
+  });
+
+  it('R2T writes past what the DMA arena holds: the excess is refused (Command Interrupted, retryable), all buffers come back', async () => {
+    const free = await arenaFree();
+    const [admin, io] = await ioHost();
+    const mdts = t.engine.driver.controller.maxTransferBytes;
+    const n = Math.ceil((free * 4096) / mdts) + 4;
+    const capsules: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) {
+      const cmd = rwSqe(0x01, NS.MEM4K, 0, mdts / 4096);
+      new DataView(cmd.buffer).setUint16(2, 200 + i, true);
+      setSgl(cmd, false, mdts);
+      capsules.push(concatSegments(encodeCapsuleCmd(cmd, undefined, io.wire)));
+    }
+    io.send(concatSegments(capsules));
+    let r2ts = 0;
+    let refused = 0;
+    while (r2ts + refused < n) {
+      const p = await io.next();
+      expect(p).not.toBeNull();
+      if (p!.type === PduType.R2T) r2ts++;
+      else if (p!.type === PduType.CAPSULE_RESP) {
+        expect(st(p!.view.getUint16(22, true) >> 1)).toEqual({ sct: 0, sc: 0x21, dnr: false });
+        refused++;
+      } else throw new Error(`PDU type ${p!.type}`);
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(r2ts).toBeGreaterThan(0);
+    io.destroy();
+    await admin.close();
+    expect(await until(() => t.target.connectionCount === 0)).toBe(true);
+    expect(await until(() => false, 50)).toBe(false);
+    expect(await arenaFree()).toBe(free);
+  });
+
   it('an H2CTermReq ends the connection, unanswered', async () => {
     const h = await TcpHost.open(t.port);
     expect((await h.connect()).status).toBe(0);

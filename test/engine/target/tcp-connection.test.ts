@@ -184,6 +184,23 @@ describe('I/O', () => {
   });
 });
 
+describe('Disconnect', () => {
+  it('on an I/O queue: success, then the target closes that connection; the admin queue lives on and the QID can be connected again', async () => {
+    const [admin, io] = await ioHost();
+    const r = await io.command(sqe(0x7f, { cdw10: 0 }).map((b, i) => (i === 4 ? 0x08 : i === 1 ? 0 : b)));
+    expect(r.status).toBe(0);
+    await io.expectClosed();
+    expect(await until(() => t.target.connectionCount === 1)).toBe(true);
+    expect(t.target.subsystem.activeControllers.size).toBe(1);
+    const again = await TcpHost.open(t.port);
+    const c = await again.connect({ qid: 1, cntlid: admin.cntlid, hostid: new Uint8Array(16).fill(0x5a) });
+    expect(c.status).toBe(0);
+    expect((await again.flush(NS.MEM4K)).status).toBe(0);
+    await again.close();
+    await admin.close();
+  });
+});
+
 describe('two hosts', () => {
   it('each gets its own CNTLID and its own I/O queues, at the same time', async () => {
     const [[a1, a2], [b1, b2]] = await Promise.all([ioHost({ hostnqn: HOST_A }), ioHost({ hostnqn: HOST_B })]);

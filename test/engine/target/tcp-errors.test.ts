@@ -459,6 +459,23 @@ describe('malformed and out-of-order PDUs', () => {
     }
   });
 
+  it('an ICReq with PFV 1: C2HTermReq Unsupported Parameter at PFV; HPDA 32: Invalid Header Field at HPDA', async () => {
+    let h = await TcpHost.open(t.port, { noIcReq: true });
+    h.send(encodeIcReq({ hpda: 0, hdgst: false, ddgst: false, maxr2t: 0, pfv: 1 }));
+    let term = await h.expectTermReq();
+    expect(term.fes).toBe(0x06);
+    expect(term.fei).toBe(8);
+    expect(term.errorData.length).toBe(128);
+    expect(term.errorData[0]).toBe(PduType.IC_REQ);
+    h = await TcpHost.open(t.port, { noIcReq: true });
+    const bad = encodeIcReq({ hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 });
+    bad[10] = 32;
+    h.send(bad);
+    term = await h.expectTermReq();
+    expect(term.fes).toBe(0x01);
+    expect(term.fei).toBe(10);
+  });
+
   it('a PDU type a controller never receives: C2HTermReq Invalid Header Field at PDU-TYPE', async () => {
     const h = await TcpHost.open(t.port);
     const b = new Uint8Array(24);

@@ -25,8 +25,14 @@ import { concatSegments, encodeCapsuleCmd, encodeH2CData, encodeH2CTermReq, enco
 const SUBNQN = 'nqn.2026-12.io.nvmq:fuzz';
 const DISCOVERY = 'nqn.2014-08.org.nvmexpress.discovery';
 const CC_ENABLE = 1 | (6 << 16) | (4 << 20);
-/** Namespaces: NSID → [LBA size, blocks]. The lower half of each is the fuzz region, the upper half sentinels. */
+/**
+ * Namespaces: NSID → [LBA size, blocks]. The lower half of each, but its last PROBE_BLOCKS blocks, is the
+ * fuzz region; those blocks are the probe host's own; the upper half is sentinels.
+ */
 const NAMESPACES = { 1: [4096, 2048], 2: [512, 8192], 3: [4096, 1024] };
+const PROBE_BLOCKS = 16;
+/** Blocks from LBA 0 that fuzzed commands may address. */
+const fuzzable = (nsid) => NAMESPACES[nsid][1] / 2 - PROBE_BLOCKS;
 const BOUND_MS = 3000;
 /** What each lane is doing (for a hang's diagnosis). */
 export const laneState = [];
@@ -139,7 +145,7 @@ function guardSqe(s) {
   const nsid = s.readUInt32LE(4);
   if ([0x00, 0x02, 0x05, 0x0c, 0x7f].includes(opc)) return;
   if ([0x01, 0x04, 0x08].includes(opc) && NAMESPACES[nsid]) {
-    const half = NAMESPACES[nsid][1] / 2;
+    const half = fuzzable(nsid);
     const nlb = (s.readUInt32LE(48) & 0xffff) + 1;
     if (nlb > half) return s.writeUInt32LE(0xfffffffe, 4);
     const slba = Number(s.readBigUInt64LE(40) % BigInt(half - nlb + 1));
@@ -475,8 +481,8 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () =>
 
   function ioCommand(id) {
     const nsid = r.pick([1, 1, 2, 3, r.int(0, 5), 0xffffffff]);
-    const [lba, n] = NAMESPACES[nsid] ?? [4096, 64];
-    const half = n / 2;
+    const [lba] = NAMESPACES[nsid] ?? [4096];
+    const half = NAMESPACES[nsid] ? fuzzable(nsid) : 64;
     const maxBlocks = Math.max(1, Math.floor(mdts / lba));
     const nlb = r.chance(0.05) ? maxBlocks + r.int(1, 4) : r.int(1, Math.min(64, maxBlocks));
     const slba = r.chance(0.05) ? r.int(0, 2 ** 40) : r.int(0, Math.max(0, half - nlb));
@@ -642,10 +648,11 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () =>
         if (st !== 0) await sleep(10);
       }
       if (st !== 0) throw new Error(`Connect ${st}`);
-      const out = blocks(1, 5, 2, stats.probes);
-      if ((await exec(c, sqe(0x01, { nsid: 1, cdw10: 5, cdw12: 1 }), out, r.chance(0.5))) !== 0) throw new Error('write');
+      const at = fuzzable(1);
+      const out = blocks(1, at, 2, stats.probes);
+      if ((await exec(c, sqe(0x01, { nsid: 1, cdw10: at, cdw12: 1 }), out, r.chance(0.5))) !== 0) throw new Error('write');
       const id = cid();
-      const s = sqe(0x02, { cid: id, nsid: 1, cdw10: 5, cdw12: 1 });
+      const s = sqe(0x02, { cid: id, nsid: 1, cdw10: at, cdw12: 1 });
       setSgl(s, false, out.length);
       stats.pdusSent++;
       c.send(concatSegments(encodeCapsuleCmd(s, undefined, c.wire)));

@@ -83,7 +83,8 @@ interface Command {
   failed?: FabricsResponse;
 }
 
-type State = 'icreq' | 'connect' | 'ready' | 'closed';
+/** `disconnected`: the host's Disconnect deleted the I/O queue; the response goes out, then the socket ends. */
+type State = 'icreq' | 'connect' | 'ready' | 'disconnected' | 'closed';
 
 export class TcpConnection {
   private readonly reader: PduReader;
@@ -123,6 +124,8 @@ export class TcpConnection {
   /** Ends the connection (idempotent): the socket, the controller's view of the queue, the commands' buffers. */
   close(reason: string): void {
     if (this.state === 'closed') return;
+    // After a Disconnect the QID is no longer this connection's: another may hold it by now.
+    const queueGone = this.state === 'disconnected';
     this.state = 'closed';
     this.reason = reason;
     trace('nvme/tcp %s: connection closed: %s', this.peer(), reason);
@@ -130,16 +133,16 @@ export class TcpConnection {
     for (const cmd of this.awaitingData.values()) this.release(cmd);
     this.awaitingData.clear();
     const c = this.controller;
-    if (c && !c.isGone) {
+    if (c && !c.isGone && !queueGone) {
       if (this.qid === 0) c.disconnect();
       else c.removeIoQueue(this.qid);
     }
     this.env.closed(this);
   }
 
-  /** Whether close() has run (a method: it changes under the PDU loop's feet). */
+  /** Whether the connection takes no more PDUs: close() has run, or a Disconnect (a getter: it changes under the PDU loop's feet). */
   private get ended(): boolean {
-    return this.state === 'closed';
+    return this.state === 'closed' || this.state === 'disconnected';
   }
 
   private peer(): string {
@@ -147,7 +150,7 @@ export class TcpConnection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.state === 'closed') return;
+    if (this.ended) return;
     this.reader.push(chunk);
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
@@ -324,7 +327,11 @@ export class TcpConnection {
       r = c.fabricsCommand(cmd.sqe, this.qid);
       const disconnect = r.status === 0 && readField(dv, 0, FabricsSqe.FCTYPE) === FabricsType.DISCONNECT;
       this.finish(cmd, r);
-      if (disconnect) this.socket.end();
+      if (disconnect && this.state === 'ready') {
+        // The queue is deleted: nothing the host sends after its Disconnect runs on it.
+        this.state = 'disconnected';
+        this.socket.end();
+      }
       return;
     } else {
       const want = expectedBytes(dv, this.env.namespaces);

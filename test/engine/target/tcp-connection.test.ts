@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 /** A host with an admin queue up and I/O queue 1 connected: [admin, io]. */
-async function ioHost(o: { hdgst?: boolean; ddgst?: boolean; hpda?: number; hostnqn?: string } = {}): Promise<[TcpHost, TcpHost]> {
+async function ioHost(o: { hdgst?: boolean; ddgst?: boolean; hpda?: number; hostnqn?: string; halfOpen?: boolean } = {}): Promise<[TcpHost, TcpHost]> {
   const admin = await TcpHost.open(t.port, o);
   const hostid = new Uint8Array(16).fill(0x5a);
   await admin.adminUp({ hostnqn: o.hostnqn, hostid, kato: 0 });
@@ -197,6 +197,36 @@ describe('Disconnect', () => {
     expect(c.status).toBe(0);
     expect((await again.flush(NS.MEM4K)).status).toBe(0);
     await again.close();
+    await admin.close();
+  });
+});
+
+describe('Disconnect, then the host keeps its socket open', () => {
+  it('the disconnected connection runs no more commands, and its late close does not drop the QID another connection now holds', async () => {
+    const [admin, io1] = await ioHost({ halfOpen: true });
+    const hostid = new Uint8Array(16).fill(0x5a);
+    const disc = sqe(0x7f);
+    disc[1] = 0;
+    disc[4] = 0x08;
+    expect((await io1.command(disc)).status).toBe(0);
+    // The host has not closed its end yet: its QID is free again, and taken by a new connection.
+    const io2 = await TcpHost.open(t.port);
+    expect((await io2.connect({ qid: 1, cntlid: admin.cntlid, hostid })).status).toBe(0);
+    // A write on the disconnected queue must not reach the namespace.
+    const before = await t.engine.read(NS.MEM4K, 900, 1);
+    const w = pattern(900, 1, 4096, 77);
+    const late = await io1.write(NS.MEM4K, 900, 1, w, { inCapsule: true, timeoutMs: 300 }).catch(() => undefined);
+    if (late) expect(late.status).not.toBe(0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(Buffer.from(await t.engine.read(NS.MEM4K, 900, 1)).equals(Buffer.from(before))).toBe(true);
+    // The old connection goes; QID 1 is still io2's: a third Connect for it is refused.
+    await io1.close();
+    expect(await until(() => t.target.connectionCount === 2)).toBe(true);
+    const io3 = await TcpHost.open(t.port);
+    const third = await io3.connect({ qid: 1, cntlid: admin.cntlid, hostid });
+    expect(st(third.status)).toMatchObject({ sct: 0, sc: 0x0c });
+    expect((await io2.flush(NS.MEM4K)).status).toBe(0);
+    await Promise.all([io3.close(), io2.close()]);
     await admin.close();
   });
 });

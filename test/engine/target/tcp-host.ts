@@ -62,6 +62,8 @@ export interface HostOptions {
   noIcReq?: boolean;
   /** Default timeout of `next()`, ms. */
   timeoutMs?: number;
+  /** Keep sending after the target ended its side (a host that does not close at once). */
+  halfOpen?: boolean;
 }
 
 export interface CommandOptions {
@@ -143,11 +145,16 @@ export class TcpHost {
       this.ended = true;
       this.wake();
     });
+    // The target ended its side: no more PDUs will come (a half-open host may still send).
+    socket.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
   }
 
   /** Connects a socket to the target and, unless told not to, exchanges ICReq / ICResp. */
   static async open(port: number, opts: HostOptions = {}): Promise<TcpHost> {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: opts.halfOpen === true });
     socket.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);

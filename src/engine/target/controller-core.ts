@@ -35,6 +35,8 @@ export const TARGET_VERSION = { MJR: 1, MNR: 3, TER: 0 } as const;
 export const TARGET_CAP_TO = 15;
 /** AERL (0's based): four Asynchronous Event Requests may be outstanding per controller. */
 export const TARGET_AERL = 3;
+/** The longest delay a Node timer takes (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface ControllerIdentity {
   cntlid: number;
@@ -339,7 +341,13 @@ export abstract class ControllerCore {
     if (this.kaTimer) clearTimeout(this.kaTimer);
     this.kaTimer = undefined;
     if (this.katoMs === 0 || this.gone) return;
-    this.kaTimer = setTimeout(() => this.teardown('keep alive timeout expired'), this.katoMs + this.graceMs);
+    this.waitKeepAlive(Date.now() + this.katoMs + this.graceMs);
+  }
+
+  /** KATO is 32-bit milliseconds, a timer at most 2^31 - 1: a longer wait is made of several. */
+  private waitKeepAlive(deadline: number): void {
+    const left = deadline - Date.now();
+    this.kaTimer = setTimeout(() => (Date.now() < deadline ? this.waitKeepAlive(deadline) : this.teardown('keep alive timeout expired')), Math.min(Math.max(left, 0), MAX_TIMER_MS));
     this.kaTimer.unref?.();
   }
 

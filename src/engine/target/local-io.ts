@@ -24,8 +24,8 @@ import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw10, DSM_RANGE_SIZE } from '../spec/nvm-commands.js';
 import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { NvmeStatusError, NvmqError } from '../errors.js';
-import { FabricsSqe } from '../spec/fabrics.js';
-import type { FabricsResponse } from './capsule.js';
+import { readSgl1, type FabricsResponse } from './capsule.js';
+import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT } from '../spec/fabrics.js';
 
 /** Bytes 24..39 of an SQE: DPTR (SGL1 on a fabric, PRP1 / PRP2 locally). */
 const DPTR_START = FabricsSqe.SGL1.offset;
@@ -54,6 +54,29 @@ export function expectedBytes(sqe: DataView, namespaces: ReadonlyMap<number, Nam
   }
   if (opcode === NvmOpcode.DATASET_MANAGEMENT) return (bitsOf(readField(sqe, 0, Sqe.CDW10), DsmCdw10.NR) + 1) * DSM_RANGE_SIZE;
   return undefined;
+}
+
+/**
+ * Checks a capsule's data pointer (SGL1) against what NVMe/TCP allows, before
+ * anything is allocated or run: data only for a command that moves it one
+ * way, at most MDTS; in-capsule data (Data Block, Offset subtype) only to the
+ * controller, at offset 0 (ICDOFF 0), within the queue's in-capsule size and
+ * the bytes the capsule carried; otherwise a Transport Data Block, with no
+ * data in the capsule (it comes by R2T, or goes back in C2HData). Returns
+ * the generic status to refuse it with, or undefined.
+ */
+export function checkDataPointer(sqe: Uint8Array, direction: number, capsuleBytes: number, limits: { maxTransferBytes: number; inCapsuleBytes: number }): number | undefined {
+  const sgl = readSgl1(sqe)!;
+  if (sgl.length === 0) return undefined;
+  if (direction === DataDirection.NONE || direction === DataDirection.BIDIRECTIONAL) return GenericStatus.INVALID_FIELD;
+  if (sgl.length > limits.maxTransferBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
+  const id = (sgl.type << 4) | sgl.subtype;
+  if (id === SGL_ID_IN_CAPSULE) {
+    if (direction !== DataDirection.TO_DEVICE || sgl.address !== 0) return GenericStatus.SGL_OFFSET_INVALID;
+    if (sgl.length > limits.inCapsuleBytes || sgl.length > capsuleBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
+    return undefined;
+  }
+  return id !== SGL_ID_TRANSPORT || capsuleBytes > 0 ? GenericStatus.SGL_TYPE_INVALID : undefined;
 }
 
 /**

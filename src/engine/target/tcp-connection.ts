@@ -1,28 +1,19 @@
 /**
- * One NVMe/TCP connection of the target: one queue (the admin queue of a
- * controller, or one of its I/O queues), from the ICReq to the close.
+ * One NVMe/TCP connection of the target: one queue, from the ICReq to the
+ * close. ICReq → ICResp (digests as asked, CPDA 0, MAXH2CDATA); the first
+ * capsule must be a Connect (routed by SUBNQN); then admin capsules go to
+ * the controller (`execute`), NVM commands to the serving thread's local
+ * queue pair (local-io.ts). Write data comes in the capsule or after one
+ * R2T, in order, in H2CData PDUs of at most MAXH2CDATA; read data goes back
+ * in one C2HData (SUCCESS, and no response, where SQ flow control is off).
+ * A connected I/O queue may move to an I/O thread (`move()`, tcp-worker.ts).
  *
- *   ICReq ──► ICResp (digests as the host asked, CPDA 0, MAXH2CDATA)
- *   CapsuleCmd: the first must be a Fabrics Connect (routed by SUBNQN to
- *     the subsystem or the discovery service); then, on an admin queue,
- *     every capsule goes to its controller (`execute`); on an I/O queue,
- *     NVM commands run on the serving thread's local queue pair
- *     (local-io.ts) and Fabrics ones (Disconnect) to the controller.
- *   Data to the controller: in the capsule (SGL Data Block, Offset), or
- *     asked for with one R2T for the whole transfer and received in
- *     H2CData PDUs of at most MAXH2CDATA, in order.
- *   Data to the host: one C2HData PDU (LAST_PDU; SUCCESS too, and no
- *     response capsule, where SQ flow control is disabled) from the buffer
- *     the command ran into, then the response capsule.
- *
- * A PDU that breaks the binding ends the connection with a C2HTermReq
- * (pdu.ts says which); a data digest error fails only its command
- * (Transient Transport Error, retryable). Memory is bounded by the queue:
- * at most its SQ size of commands in flight, each with at most MDTS bytes.
- * When the connection ends (the host closed it, a termination, or the
- * controller's teardown), commands still running end into nothing and give
- * their buffers back; the controller forgets the queue (`removeIoQueue`), or
- * for an admin queue the association ends (`disconnect`).
+ * A PDU that breaks the binding ends the connection with a C2HTermReq; a
+ * data digest error fails only its command (Transient Transport Error,
+ * retryable). Memory is bounded by the queue: at most its SQ size of
+ * commands, each with at most MDTS bytes. When the connection ends,
+ * commands still running end into nothing and give their buffers back; the
+ * controller forgets the queue, or for an admin queue the association ends.
  */
 import type { Socket } from 'node:net';
 import { debuglog } from 'node:util';
@@ -30,16 +21,17 @@ import type { IoQueuePair } from '../host/io-queue-pair.js';
 import { PduError } from '../errors.js';
 import { readField } from '../spec/layout.js';
 import { Sqe, SQE_SIZE } from '../spec/command.js';
-import { FABRICS_OPCODE, FabricsSqe, FabricsType, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../spec/fabrics.js';
+import { FABRICS_OPCODE, FabricsSqe, FabricsType, SGL_ID_IN_CAPSULE, SglDescriptor } from '../spec/fabrics.js';
 import { GenericStatus } from '../spec/status.js';
 import { Fes, H2CDataPdu, PduType } from '../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
-import { encodeResponse, readSgl1, viewOf, type FabricsResponse } from './capsule.js';
+import { encodeResponse, viewOf, type FabricsResponse } from './capsule.js';
 import { connectTo } from './connect.js';
-import { DataDirection, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
+import { DataDirection, checkDataPointer, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
+import { SpareBuffers } from './spare-buffers.js';
 import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SEND_BACKLOG_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
 export type { ConnectionEnv, MovedQueue, QueueOwner } from './tcp-env.js';
@@ -61,11 +53,15 @@ interface Command {
   /** H2CData bytes received so far (an R2T'd write). */
   received: number;
   ttag: number;
-  /** An R2T'd write whose data came with a bad digest: the rest of its data is taken and dropped, then it fails with this. */
+  /** Set when some of its H2CData failed the data digest: the rest is taken and dropped, then this is the response. */
   failed?: FabricsResponse;
 }
 
-type State = 'icreq' | 'connect' | 'ready' | 'moving' | 'moved' | 'closed';
+/**
+ * `disconnected`: the host's Disconnect deleted the I/O queue; the response goes out, then the socket ends.
+ * `moving` / `moved`: an I/O queue handed to another thread (ConnectionEnv.moveQueue).
+ */
+type State = 'icreq' | 'connect' | 'ready' | 'disconnected' | 'moving' | 'moved' | 'closed';
 
 export class TcpConnection {
   private readonly reader: PduReader;
@@ -74,6 +70,8 @@ export class TcpConnection {
   private controller: QueueOwner | undefined;
   /** Closes the connection where it moved to. */
   private movedClose: ((reason: string) => void) | undefined;
+  /** The moved queue was disconnected there (its QID is free again). */
+  private movedDisconnect = false;
   private qid = -1;
   private entries = 0;
   private sqhd = 0;
@@ -96,8 +94,8 @@ export class TcpConnection {
   private corked = false;
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
   private q: IoQueuePair | undefined;
-  /** DMA buffers of `q` given back by finished commands, by size, for the next ones (no allocation and zero fill each). */
-  private readonly spare = new Map<number, Uint8Array[]>();
+  /** DMA buffers finished commands gave back, for the next ones. */
+  private readonly spare = new SpareBuffers(() => this.entries);
 
   constructor(
     readonly socket: Socket,
@@ -165,6 +163,8 @@ export class TcpConnection {
       return;
     }
     if (this.state === 'closed') return;
+    // After a Disconnect the QID is no longer this connection's: another may hold it by now.
+    const queueGone = this.state === 'disconnected';
     this.state = 'closed';
     this.reason = reason;
     clearTimeout(this.connectTimer);
@@ -172,18 +172,18 @@ export class TcpConnection {
     this.socket.destroy();
     for (const cmd of this.awaitingData.values()) this.release(cmd);
     this.awaitingData.clear();
-    this.dropSpare();
+    this.spare.drop();
     const c = this.controller;
-    if (c && !c.isGone) {
+    if (c && !c.isGone && !queueGone) {
       if (this.qid === 0) c.disconnect();
       else c.removeIoQueue(this.qid);
     }
     this.env.closed(this);
   }
 
-  /** Whether this thread is done reading the connection: closed, or moving to another thread (a method: it changes under the PDU loop's feet). */
+  /** Whether this thread takes no more PDUs: close() has run, a Disconnect, or the queue moving to another thread (a getter: it changes under the PDU loop's feet). */
   private get ended(): boolean {
-    return this.state === 'closed' || this.state === 'moving' || this.state === 'moved';
+    return this.state === 'closed' || this.state === 'disconnected' || this.state === 'moving' || this.state === 'moved';
   }
 
   private peer(): string {
@@ -259,23 +259,11 @@ export class TcpConnection {
     if (this.state === 'connect' && fctype !== FabricsType.CONNECT) return this.respond(cid, statusResponse(GenericStatus.COMMAND_SEQUENCE_ERROR));
     // Fabrics commands carry their direction in FCTYPE's low bits, as opcodes do.
     const direction = dataDirection(fabrics ? fctype : opcode);
-    const sgl = readSgl1(sqe)!;
     const sglId = readField(dv, FabricsSqe.SGL1.offset, SglDescriptor.SGL_ID);
-    const length = sgl.length;
+    const length = readField(dv, FabricsSqe.SGL1.offset, SglDescriptor.LENGTH);
     const cmd: Command = { cid, sqe, dv, direction, length, buffer: undefined, q: undefined, received: 0, ttag: -1 };
-    if (length > 0) {
-      if (direction === DataDirection.NONE || direction === DataDirection.BIDIRECTIONAL) return this.respond(cid, statusResponse(GenericStatus.INVALID_FIELD));
-      if (length > this.env.maxTransferBytes) return this.respond(cid, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-      if (sglId === SGL_ID_IN_CAPSULE) {
-        const limit = this.qid > 0 ? this.env.inCapsuleDataBytes : ADMIN_IN_CAPSULE_BYTES;
-        if (direction !== DataDirection.TO_DEVICE || sgl.address !== 0) return this.respond(cid, statusResponse(GenericStatus.SGL_OFFSET_INVALID));
-        if (length > limit || length > pdu.data.length) return this.respond(cid, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-      } else if (sglId !== SGL_ID_TRANSPORT) {
-        return this.respond(cid, statusResponse(GenericStatus.SGL_TYPE_INVALID));
-      } else if (pdu.data.length > 0) {
-        return this.respond(cid, statusResponse(GenericStatus.SGL_TYPE_INVALID));
-      }
-    }
+    const refused = checkDataPointer(sqe, direction, pdu.data.length, { maxTransferBytes: this.env.maxTransferBytes, inCapsuleBytes: this.qid > 0 ? this.env.inCapsuleDataBytes : ADMIN_IN_CAPSULE_BYTES });
+    if (refused !== undefined) return this.respond(cid, statusResponse(refused));
     this.inflight.set(cid, cmd);
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
     const inCapsule = sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined;
@@ -296,7 +284,7 @@ export class TcpConnection {
   /** The queue pair to run I/O on, if one is known and not failed. */
   private usableQueue(): IoQueuePair | undefined {
     if (this.q?.failed) {
-      this.dropSpare();
+      this.spare.drop();
       this.q = undefined;
     }
     return this.q;
@@ -329,29 +317,15 @@ export class TcpConnection {
     const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.usableQueue() : undefined;
     if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
     cmd.q = q;
-    return (cmd.buffer = this.spare.get(cmd.length)?.pop() ?? q.allocBuffer(cmd.length));
+    return (cmd.buffer = this.spare.take(q, cmd.length));
   }
 
-  /** Gives the command's DMA buffer back: kept for the next command of its size while its pair serves, else to the arena. */
+  /** Gives the command's DMA buffer back: kept for the next command while the connection lives, else to the arena. */
   private release(cmd: Command): void {
     const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
-    if (!q || !buffer) return;
-    if (q === this.q && !q.failed && this.state !== 'closed') {
-      let list = this.spare.get(buffer.length);
-      if (!list) this.spare.set(buffer.length, (list = []));
-      // At most a queue's worth of each size.
-      if (list.length < this.entries) return void list.push(buffer);
-    }
-    freeBuffer(q, buffer);
-  }
-
-  /** Returns the spare buffers to the arena. */
-  private dropSpare(): void {
-    const q = this.q;
-    if (q) for (const list of this.spare.values()) for (const b of list) freeBuffer(q, b);
-    this.spare.clear();
+    if (q && buffer) this.spare.give(q, buffer, this.state !== 'closed');
   }
 
   private onH2CData(pdu: Pdu): void {
@@ -359,11 +333,16 @@ export class TcpConnection {
     const cmd = this.awaitingData.get(h.ttag);
     // Data for no R2T, out of order or past the transfer: the binding's Data Transfer Out of Range / sequence errors.
     if (!cmd || cmd.cid !== h.cccid) return this.terminate(new PduError(Fes.INVALID_HEADER_FIELD, H2CDataPdu.TTAG.offset, `H2CData for TTAG ${h.ttag} / CCCID ${h.cccid}, which no R2T asked for`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    if (h.datao !== cmd.received || h.datao + h.datal > cmd.length || h.datal > this.env.maxH2CData) {
+    // More than MAXH2CDATA in one PDU: the limit the ICResp set (as the reader says for an oversized PLEN).
+    if (h.datal > this.env.maxH2CData) {
+      return this.terminate(new PduError(Fes.DATA_TRANSFER_LIMIT_EXCEEDED, H2CDataPdu.DATAL.offset, `H2CData of ${h.datal} bytes, over MAXH2CDATA ${this.env.maxH2CData}`, { pduType: pdu.type, offendingHeader: pdu.header }));
+    }
+    if (h.datao !== cmd.received || h.datao + h.datal > cmd.length) {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
+    // A data digest error fails the command, not the transfer: the host is already sending the rest of the
+    // R2T's data, which is taken (and dropped) so that its H2CData PDUs still match; the response follows the last.
     if (pdu.dataDigestError && !cmd.failed) {
-      // The host goes on sending the transfer: take the rest, then fail the command (retryable).
       this.count(TcpField.DATA_DIGEST_ERRORS);
       cmd.failed = statusResponse(GenericStatus.TRANSIENT_TRANSPORT_ERROR, false);
     }
@@ -407,8 +386,16 @@ export class TcpConnection {
     this.reason = reason;
     this.movedClose = undefined;
     const c = this.controller;
-    if (c && !c.isGone) c.removeIoQueue(this.qid);
+    if (c && !c.isGone && !this.movedDisconnect) c.removeIoQueue(this.qid);
     this.env.closed(this);
+  }
+
+  /** The host disconnected the moved queue in its thread: the controller forgets it now (the QID may connect again), not when the socket ends. */
+  movedDisconnected(): void {
+    if (this.state !== 'moved' || this.movedDisconnect) return;
+    this.movedDisconnect = true;
+    const c = this.controller;
+    if (c && !c.isGone) c.removeIoQueue(this.qid);
   }
 
   /** Hands the connected I/O queue to another thread, or serves it here when none takes it. */
@@ -445,7 +432,11 @@ export class TcpConnection {
       const r = c.fabricsCommand(cmd.sqe, this.qid);
       const disconnect = r.status === 0 && readField(dv, 0, FabricsSqe.FCTYPE) === FabricsType.DISCONNECT;
       this.finish(cmd, r);
-      if (disconnect) this.socket.end();
+      if (disconnect && this.state === 'ready') {
+        // The queue is deleted: nothing the host sends after its Disconnect runs on it.
+        this.state = 'disconnected';
+        this.socket.end();
+      }
       return;
     }
     const want = expectedBytes(dv, this.env.namespaces);
@@ -519,12 +510,4 @@ export class TcpConnection {
     this.corked = false;
     this.socket.uncork();
   };
-}
-
-function freeBuffer(q: IoQueuePair, buffer: Uint8Array): void {
-  try {
-    q.releaseBuffer(buffer);
-  } catch {
-    // The pair was failed by a reset: its arena memory went with it.
-  }
 }

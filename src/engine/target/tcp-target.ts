@@ -221,6 +221,7 @@ export class TcpTarget {
           worker.once('exit', (code) => reject(new NvmqError('NVMQ_TCP_THREAD', `an NVMe/TCP I/O thread exited (status ${code}) before it attached`)));
           worker.on('message', (m: FromTcpWorker) => {
             if (m.type === 'ready') resolve();
+            else if (m.type === 'disconnected') t.queues.get(m.id)?.movedDisconnected();
             else this.ended(t, m.id, m.reason);
           });
         }),

@@ -10,6 +10,7 @@
  *                { type: 'close', id, reason }     its controller ended it
  *                { type: 'stop' }                  close everything, detach, end
  *   here → main: { type: 'ready' }                  attached
+ *                { type: 'disconnected', id }      the host disconnected the queue (its QID is free)
  *                { type: 'ended', id, reason }     a connection ended here
  *
  * A reset of the engine fails this thread's queue pair: commands in flight
@@ -35,7 +36,7 @@ export interface TcpWorkerData {
 }
 
 export type ToTcpWorker = { type: 'serve'; id: number; fd: number; queue: MovedQueue } | { type: 'close'; id: number; reason: string } | { type: 'stop' };
-export type FromTcpWorker = { type: 'ready' } | { type: 'ended'; id: number; reason: string };
+export type FromTcpWorker = { type: 'ready' } | { type: 'ended'; id: number; reason: string } | { type: 'disconnected'; id: number };
 
 const port = parentPort!;
 const data = workerData as TcpWorkerData;
@@ -76,13 +77,18 @@ const env: ConnectionEnv = {
 };
 
 /** The queue's controller as seen from here: I/O-queue Fabrics commands need nothing of it; the main thread hears when the queue ends. */
-function owner(m: MovedQueue): QueueOwner {
+function owner(m: MovedQueue, id: number): QueueOwner {
   return {
     cntlid: m.cntlid,
     hostnqn: m.hostnqn,
     isGone: false,
     execute: () => Promise.reject(new Error('an admin capsule on an I/O queue connection')),
-    fabricsCommand: (sqe) => ioQueueFabricsCommand(sqe).response,
+    fabricsCommand: (sqe) => {
+      const r = ioQueueFabricsCommand(sqe);
+      // Before the response goes out: the host may connect the QID again as soon as it has it.
+      if (r.disconnect) port.postMessage({ type: 'disconnected', id } satisfies FromTcpWorker);
+      return r.response;
+    },
     // The main thread forgets the queue when this connection ends ('ended').
     removeIoQueue: () => {},
     disconnect: () => {},
@@ -92,7 +98,7 @@ function owner(m: MovedQueue): QueueOwner {
 port.on('message', (m: ToTcpWorker) => {
   if (m.type === 'serve') {
     const socket = new net.Socket({ fd: m.fd, readable: true, writable: true });
-    const c = TcpConnection.adopt(socket, env, m.queue, owner(m.queue));
+    const c = TcpConnection.adopt(socket, env, m.queue, owner(m.queue, m.id));
     connections.set(m.id, c);
     ids.set(c, m.id);
     // Ended while its first bytes were parsed (a PDU in error).

@@ -7,26 +7,38 @@
  */
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 
+/**
+ * Bytes of spare buffers one connection keeps at most: a queue's worth of
+ * 4 KiB commands. The arena is shared (by a thread's connections, and by its
+ * other I/O): buffers kept idle are buffers another command cannot have.
+ */
+export const SPARE_BYTES = 512 << 10;
+
 export class SpareBuffers {
   private readonly bySize = new Map<number, Uint8Array[]>();
   private owner: IoQueuePair | undefined;
+  private bytes = 0;
 
-  /** At most `perSize` buffers of each size are kept (a queue's worth). */
-  constructor(private readonly perSize: () => number) {}
+  constructor(private readonly limit = SPARE_BYTES) {}
 
   /** A buffer of `bytes` in q's arena: a spare one, else a new one. */
   take(q: IoQueuePair, bytes: number): Uint8Array {
     if (q !== this.owner) this.drop();
     this.owner = q;
-    return this.bySize.get(bytes)?.pop() ?? q.allocBuffer(bytes);
+    const spare = this.bySize.get(bytes)?.pop();
+    if (!spare) return q.allocBuffer(bytes);
+    this.bytes -= bytes;
+    return spare;
   }
 
-  /** `buffer` (of q's arena) is free again: kept while q serves and there is room, else back to the arena. */
+  /** `buffer` (of q's arena) is free again: kept while q serves and the spare bytes stay within the limit, else back to the arena. */
   give(q: IoQueuePair, buffer: Uint8Array, keep: boolean): void {
-    if (keep && q === this.owner && !q.failed) {
+    if (keep && q === this.owner && !q.failed && this.bytes + buffer.length <= this.limit) {
       let list = this.bySize.get(buffer.length);
       if (!list) this.bySize.set(buffer.length, (list = []));
-      if (list.length < this.perSize()) return void list.push(buffer);
+      list.push(buffer);
+      this.bytes += buffer.length;
+      return;
     }
     free(q, buffer);
   }
@@ -36,6 +48,7 @@ export class SpareBuffers {
     const q = this.owner;
     if (q) for (const list of this.bySize.values()) for (const b of list) free(q, b);
     this.bySize.clear();
+    this.bytes = 0;
     this.owner = undefined;
   }
 }

@@ -95,7 +95,7 @@ export class TcpConnection {
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
   private q: IoQueuePair | undefined;
   /** DMA buffers finished commands gave back, for the next ones. */
-  private readonly spare = new SpareBuffers(() => this.entries);
+  private readonly spare = new SpareBuffers();
 
   constructor(
     readonly socket: Socket,

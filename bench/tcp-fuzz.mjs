@@ -296,6 +296,9 @@ class Conn {
  * Runs the fuzzer until `pdus` PDUs have been sent. Returns the figures; `failures` lists every broken
  * invariant (empty on success).
  */
+/** Command Interrupted (SCT 0, SC 21h) without DNR: the target's answer when its DMA pool is taken for now. */
+const RETRYABLE_INTERRUPTED = 0x21;
+
 export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () => {} } = {}) {
   const failures = [];
   const fail = (why) => {
@@ -650,7 +653,15 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () =>
       if (st !== 0) throw new Error(`Connect ${st}`);
       const at = fuzzable(1);
       const out = blocks(1, at, 2, stats.probes);
-      if ((await exec(c, sqe(0x01, { nsid: 1, cdw10: at, cdw12: 1 }), out, r.chance(0.5))) !== 0) throw new Error('write');
+      // As a host does, a write that comes back retryable (Command Interrupted while the thread's DMA pool is
+      // taken by the fuzzed connections) is sent again.
+      let w;
+      for (let i = 0; i < 200 && w !== 0; i++) {
+        w = await exec(c, sqe(0x01, { nsid: 1, cdw10: at, cdw12: 1 }), out, r.chance(0.5));
+        if (w === RETRYABLE_INTERRUPTED) await sleep(10);
+        else break;
+      }
+      if (w !== 0) throw new Error(`write: status 0x${w?.toString(16)}`);
       const id = cid();
       const s = sqe(0x02, { cid: id, nsid: 1, cdw10: at, cdw12: 1 });
       setSgl(s, false, out.length);

@@ -32,7 +32,8 @@ import { connectTo } from './connect.js';
 import { DataDirection, checkDataPointer, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
-import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SEND_BACKLOG_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
+import { TcpSender } from './tcp-sender.js';
+import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, MAX_AWAITING_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
 export type { ConnectionEnv, MovedQueue, QueueOwner } from './tcp-env.js';
 
@@ -80,6 +81,9 @@ export class TcpConnection {
   private readonly inflight = new Map<number, Command>();
   /** R2T'd writes waiting for their data, by TTAG. */
   private readonly awaitingData = new Map<number, Command>();
+  /** Bytes of buffer the writes in `awaitingData` hold, and writes waiting for their turn to be asked for their data. */
+  private awaitingBytes = 0;
+  private readonly r2tBacklog: Command[] = [];
   private nextTtag = 0;
   /** Why the connection ended, once it has. */
   reason: string | undefined;
@@ -88,10 +92,7 @@ export class TcpConnection {
   private cells: Float64Array | undefined;
   private cbase = 0;
   private connectTimer: NodeJS.Timeout | undefined;
-  /** Reading is paused until the socket drains (write()). */
-  private throttled = false;
-  /** The socket is corked until the end of this event-loop turn: one writev for the turn's responses. */
-  private corked = false;
+  private readonly sender: TcpSender;
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
   private q: IoQueuePair | undefined;
   /** DMA buffers finished commands gave back, for the next ones. */
@@ -115,6 +116,7 @@ export class TcpConnection {
       this.connectTimer.unref();
     }
     socket.setNoDelay(true);
+    this.sender = new TcpSender(socket, () => this.state === 'ready');
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
@@ -172,6 +174,7 @@ export class TcpConnection {
     this.socket.destroy();
     for (const cmd of this.awaitingData.values()) this.release(cmd);
     this.awaitingData.clear();
+    this.r2tBacklog.length = 0;
     this.spare.drop();
     const c = this.controller;
     if (c && !c.isGone && !queueGone) {
@@ -292,6 +295,10 @@ export class TcpConnection {
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
   private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
+    // A write whose data is to be asked for waits its turn while the connection's others hold their share of memory.
+    if (!inCapsule && cmd.direction === DataDirection.TO_DEVICE && cmd.length > 0 && this.awaitingBytes + cmd.length > MAX_AWAITING_BYTES && this.awaitingBytes > 0) {
+      return void this.r2tBacklog.push(cmd);
+    }
     if (cmd.length > 0) {
       let buffer: Uint8Array;
       try {
@@ -305,11 +312,24 @@ export class TcpConnection {
         cmd.ttag = this.nextTtag;
         this.nextTtag = (this.nextTtag + 1) & 0xffff;
         this.awaitingData.set(cmd.ttag, cmd);
+        this.awaitingBytes += cmd.length;
         this.write([encodeR2T({ cccid: cmd.cid, ttag: cmd.ttag, r2to: 0, r2tl: cmd.length }, this.wire)]);
         return;
       }
     }
     this.run(cmd);
+  }
+
+  /** An R2T'd write has all its data: the next writes waiting for their turn may ask for theirs. */
+  private dataIn(cmd: Command): void {
+    this.awaitingData.delete(cmd.ttag);
+    this.awaitingBytes -= cmd.length;
+    while (this.r2tBacklog.length > 0 && this.state === 'ready') {
+      const next = this.r2tBacklog[0]!;
+      if (this.awaitingBytes > 0 && this.awaitingBytes + next.length > MAX_AWAITING_BYTES) break;
+      this.r2tBacklog.shift();
+      this.withData(next, undefined);
+    }
   }
 
   /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
@@ -349,7 +369,7 @@ export class TcpConnection {
     if (!cmd.failed) cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
     cmd.received += h.datal;
     if (cmd.received === cmd.length) {
-      this.awaitingData.delete(h.ttag);
+      this.dataIn(cmd);
       if (cmd.failed) this.finish(cmd, cmd.failed);
       else this.run(cmd);
     }
@@ -478,36 +498,7 @@ export class TcpConnection {
   }
 
   private write(segments: Uint8Array[], done?: () => void): void {
-    if (this.state === 'closed') {
-      done?.();
-      return;
-    }
-    const s = this.socket;
-    // Everything written this turn goes out in one writev at its end: at depth, one system call for many responses.
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      setImmediate(this.uncork);
-    }
-    let bytes = 0;
-    for (let i = 0; i < segments.length; i++) {
-      bytes += segments[i]!.length;
-      s.write(segments[i]!, i === segments.length - 1 ? done : undefined);
-    }
-    this.count(TcpField.BYTES_SENT, bytes);
-    // A host that sends but does not read: stop reading its commands until it has taken what it was sent.
-    if (s.writableLength > SEND_BACKLOG_BYTES && !this.throttled && this.state === 'ready') {
-      this.throttled = true;
-      s.pause();
-      s.once('drain', () => {
-        this.throttled = false;
-        if (this.state === 'ready') s.resume();
-      });
-    }
+    if (this.state === 'closed') return done?.();
+    this.count(TcpField.BYTES_SENT, this.sender.send(segments, done));
   }
-
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 }

@@ -14,6 +14,7 @@ import { PduType } from '../../../src/engine/spec/tcp-pdu.js';
 import { HOST_A, HOST_B, adminSqe, connectData, connectSqe, hostId, st } from './helpers.js';
 import { NS, TcpHost, destroyAll, pattern, rwSqe, setSgl, startTarget, until, type LiveTarget } from './tcp-host.js';
 import { TcpTarget } from '../../../dist/engine/target/tcp-target.js';
+import { MAX_AWAITING_BYTES } from '../../../dist/engine/target/tcp-env.js';
 
 let t: LiveTarget;
 const uncaught: unknown[] = [];
@@ -313,32 +314,42 @@ describe('lifetimes', () => {
     expect(await arenaFree()).toBe(free);
   });
 
-  it('R2T writes past what the DMA arena holds: the excess is refused (Command Interrupted, retryable), all buffers come back', async () => {
+  it('R2T writes a host sends no data for hold at most MAX_AWAITING_BYTES: the rest wait for their turn, the next is asked for once one has its data; all buffers come back', async () => {
     const free = await arenaFree();
     const [admin, io] = await ioHost();
     const mdts = t.engine.driver.controller.maxTransferBytes;
-    const n = Math.ceil((free * 4096) / mdts) + 4;
+    const asked = Math.max(1, Math.floor(MAX_AWAITING_BYTES / mdts));
+    const n = asked + 4;
+    const cids: number[] = [];
     const capsules: Uint8Array[] = [];
     for (let i = 0; i < n; i++) {
-      const cmd = rwSqe(0x01, NS.MEM4K, 0, mdts / 4096);
+      const cmd = rwSqe(0x01, NS.MEM4K, i * (mdts / 4096), mdts / 4096);
       new DataView(cmd.buffer).setUint16(2, 200 + i, true);
+      cids.push(200 + i);
       setSgl(cmd, false, mdts);
       capsules.push(concatSegments(encodeCapsuleCmd(cmd, undefined, io.wire)));
     }
     io.send(concatSegments(capsules));
-    let r2ts = 0;
-    let refused = 0;
-    while (r2ts + refused < n) {
-      const p = await io.next();
-      expect(p).not.toBeNull();
-      if (p!.type === PduType.R2T) r2ts++;
-      else if (p!.type === PduType.CAPSULE_RESP) {
-        expect(st(p!.view.getUint16(22, true) >> 1)).toEqual({ sct: 0, sc: 0x21, dnr: false });
-        refused++;
-      } else throw new Error(`PDU type ${p!.type}`);
+    const r2ts: Array<{ cccid: number; ttag: number }> = [];
+    for (let i = 0; i < asked; i++) {
+      const p = await io.expect(PduType.R2T);
+      r2ts.push({ cccid: p.view.getUint16(8, true), ttag: p.view.getUint16(10, true) });
     }
-    expect(refused).toBeGreaterThan(0);
-    expect(r2ts).toBeGreaterThan(0);
+    // And nothing more: the others wait.
+    await expect(io.next(300)).rejects.toThrow(/no PDU within 300 ms/);
+    // Only the first writes were asked for their data; nothing was refused.
+    expect(r2ts.map((r) => r.cccid)).toEqual(cids.slice(0, asked));
+    expect((free - (await arenaFree())) * 4096).toBeLessThanOrEqual(MAX_AWAITING_BYTES);
+    // The data of the first: it completes, and the next write is asked for its data.
+    const data = pattern(0, mdts / 4096, 4096, 21);
+    const maxh2c = 128 << 10;
+    for (let at = 0; at < mdts; at += maxh2c) {
+      const piece = data.subarray(at, Math.min(mdts, at + maxh2c));
+      io.send(concatSegments(encodeH2CData({ cccid: r2ts[0]!.cccid, ttag: r2ts[0]!.ttag, datao: at, last: at + piece.length === mdts, data: piece }, io.wire)));
+    }
+    const got: number[] = [];
+    for (let i = 0; i < 2; i++) got.push((await io.next())!.type);
+    expect(got.sort()).toEqual([PduType.CAPSULE_RESP, PduType.R2T].sort());
     io.destroy();
     await admin.close();
     expect(await until(() => t.target.connectionCount === 0)).toBe(true);

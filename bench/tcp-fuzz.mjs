@@ -316,7 +316,7 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () =>
     ],
     workers: 1,
   });
-  const target = await TcpTarget.listen(engine, { port: 0, subnqn: SUBNQN, allowAnyHost: true, maxIoQueues: 8, maxQueueSize: 64 });
+  const target = await TcpTarget.listen(engine, { port: 0, subnqn: SUBNQN, allowAnyHost: true, maxIoQueues: 8, maxQueueSize: 64, ...(process.env.FUZZ_IO_THREADS ? { ioThreads: Number(process.env.FUZZ_IO_THREADS) } : {}) });
   const port = target.address.port;
   const mdts = engine.driver.controller.maxTransferBytes;
   const stats = { pdusSent: 0, connections: 0, fes: {}, commandsCompleted: 0, statusCounts: {}, mutations: {}, cleanSessions: 0, probes: 0, maxRssMiB: 0 };

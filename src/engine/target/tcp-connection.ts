@@ -33,7 +33,7 @@ import { DataDirection, checkDataPointer, dataDirection, expectedBytes, runLocal
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
 import { TcpSender } from './tcp-sender.js';
-import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, MAX_AWAITING_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
+import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, MAX_HELD_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
 export type { ConnectionEnv, MovedQueue, QueueOwner } from './tcp-env.js';
 
@@ -81,9 +81,9 @@ export class TcpConnection {
   private readonly inflight = new Map<number, Command>();
   /** R2T'd writes waiting for their data, by TTAG. */
   private readonly awaitingData = new Map<number, Command>();
-  /** Bytes of buffer the writes in `awaitingData` hold, and writes waiting for their turn to be asked for their data. */
-  private awaitingBytes = 0;
-  private readonly r2tBacklog: Command[] = [];
+  /** Bytes of DMA buffer this connection's commands hold, and commands waiting for their turn to take theirs. */
+  private held = 0;
+  private readonly waiting: Array<{ cmd: Command; data: Uint8Array | undefined }> = [];
   private nextTtag = 0;
   /** Why the connection ended, once it has. */
   reason: string | undefined;
@@ -174,7 +174,7 @@ export class TcpConnection {
     this.socket.destroy();
     for (const cmd of this.awaitingData.values()) this.release(cmd);
     this.awaitingData.clear();
-    this.r2tBacklog.length = 0;
+    this.waiting.length = 0;
     this.spare.drop();
     const c = this.controller;
     if (c && !c.isGone && !queueGone) {
@@ -295,9 +295,11 @@ export class TcpConnection {
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
   private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
-    // A write whose data is to be asked for waits its turn while the connection's others hold their share of memory.
-    if (!inCapsule && cmd.direction === DataDirection.TO_DEVICE && cmd.length > 0 && this.awaitingBytes + cmd.length > MAX_AWAITING_BYTES && this.awaitingBytes > 0) {
-      return void this.r2tBacklog.push(cmd);
+    // Reached after the connection ended (its queue pair came after the close): nothing to take or run.
+    if (this.state === 'closed') return;
+    // A command waits its turn while the connection's others hold their share of the thread's DMA pool.
+    if (cmd.length > 0 && this.held > 0 && this.held + cmd.length > MAX_HELD_BYTES && this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE) {
+      return void this.waiting.push({ cmd, data: inCapsule?.slice() });
     }
     if (cmd.length > 0) {
       let buffer: Uint8Array;
@@ -312,7 +314,6 @@ export class TcpConnection {
         cmd.ttag = this.nextTtag;
         this.nextTtag = (this.nextTtag + 1) & 0xffff;
         this.awaitingData.set(cmd.ttag, cmd);
-        this.awaitingBytes += cmd.length;
         this.write([encodeR2T({ cccid: cmd.cid, ttag: cmd.ttag, r2to: 0, r2tl: cmd.length }, this.wire)]);
         return;
       }
@@ -320,24 +321,14 @@ export class TcpConnection {
     this.run(cmd);
   }
 
-  /** An R2T'd write has all its data: the next writes waiting for their turn may ask for theirs. */
-  private dataIn(cmd: Command): void {
-    this.awaitingData.delete(cmd.ttag);
-    this.awaitingBytes -= cmd.length;
-    while (this.r2tBacklog.length > 0 && this.state === 'ready') {
-      const next = this.r2tBacklog[0]!;
-      if (this.awaitingBytes > 0 && this.awaitingBytes + next.length > MAX_AWAITING_BYTES) break;
-      this.r2tBacklog.shift();
-      this.withData(next, undefined);
-    }
-  }
-
   /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
   private allocate(cmd: Command): Uint8Array {
     const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.usableQueue() : undefined;
     if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
+    const buffer = this.spare.take(q, cmd.length);
     cmd.q = q;
-    return (cmd.buffer = this.spare.take(q, cmd.length));
+    this.held += cmd.length;
+    return (cmd.buffer = buffer);
   }
 
   /** Gives the command's DMA buffer back: kept for the next command while the connection lives, else to the arena. */
@@ -345,7 +336,16 @@ export class TcpConnection {
     const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
-    if (q && buffer) this.spare.give(q, buffer, this.state !== 'closed');
+    if (!q || !buffer) return;
+    this.spare.give(q, buffer, this.state !== 'closed');
+    this.held -= buffer.length;
+    // The commands waiting for their turn, in order, as far as the share allows.
+    while (this.waiting.length > 0 && this.state === 'ready') {
+      const next = this.waiting[0]!;
+      if (this.held > 0 && this.held + next.cmd.length > MAX_HELD_BYTES) break;
+      this.waiting.shift();
+      this.withData(next.cmd, next.data);
+    }
   }
 
   private onH2CData(pdu: Pdu): void {
@@ -369,7 +369,7 @@ export class TcpConnection {
     if (!cmd.failed) cmd.buffer!.set(pdu.data.subarray(0, h.datal), h.datao);
     cmd.received += h.datal;
     if (cmd.received === cmd.length) {
-      this.dataIn(cmd);
+      this.awaitingData.delete(cmd.ttag);
       if (cmd.failed) this.finish(cmd, cmd.failed);
       else this.run(cmd);
     }

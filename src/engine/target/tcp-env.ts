@@ -16,12 +16,13 @@ export const ADMIN_IN_CAPSULE_BYTES = 8192;
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** Bytes waiting to be sent past which the connection stops reading until the host catches up. */
 /**
- * Buffer bytes one connection's writes may hold while their data is asked
- * for (R2T) and not yet all in; more writes wait for their turn, so that a
- * host that never sends the data pins this much of its thread's DMA pool,
- * not its queue size times MDTS.
+ * DMA buffer bytes one connection's commands may hold at once (data being
+ * written, asked for by R2T, read, or waiting to be sent); later commands
+ * wait their turn. The I/O thread's DMA pool is shared by its connections:
+ * a host that never sends its write data, or never reads its responses,
+ * holds this much of it, not its queue size times MDTS.
  */
-export const MAX_AWAITING_BYTES = 2 << 20;
+export const MAX_HELD_BYTES = 1 << 20;
 export const SEND_BACKLOG_BYTES = 8 << 20;
 /** SQHD in every response where the host disabled SQ flow control (Fabrics 1.1, Connect CATTR). */
 export const SQHD_DISABLED = 0xffff;

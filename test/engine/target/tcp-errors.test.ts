@@ -14,7 +14,7 @@ import { PduType } from '../../../src/engine/spec/tcp-pdu.js';
 import { HOST_A, HOST_B, adminSqe, connectData, connectSqe, hostId, st } from './helpers.js';
 import { NS, TcpHost, destroyAll, pattern, rwSqe, setSgl, startTarget, until, type LiveTarget } from './tcp-host.js';
 import { TcpTarget } from '../../../dist/engine/target/tcp-target.js';
-import { MAX_AWAITING_BYTES } from '../../../dist/engine/target/tcp-env.js';
+import { MAX_HELD_BYTES } from '../../../dist/engine/target/tcp-env.js';
 
 let t: LiveTarget;
 const uncaught: unknown[] = [];
@@ -314,11 +314,11 @@ describe('lifetimes', () => {
     expect(await arenaFree()).toBe(free);
   });
 
-  it('R2T writes a host sends no data for hold at most MAX_AWAITING_BYTES: the rest wait for their turn, the next is asked for once one has its data; all buffers come back', async () => {
+  it('R2T writes a host sends no data for hold at most MAX_HELD_BYTES: the rest wait for their turn, the next is asked for once one has its data; all buffers come back', async () => {
     const free = await arenaFree();
     const [admin, io] = await ioHost();
     const mdts = t.engine.driver.controller.maxTransferBytes;
-    const asked = Math.max(1, Math.floor(MAX_AWAITING_BYTES / mdts));
+    const asked = Math.max(1, Math.floor(MAX_HELD_BYTES / mdts));
     const n = asked + 4;
     const cids: number[] = [];
     const capsules: Uint8Array[] = [];
@@ -339,7 +339,7 @@ describe('lifetimes', () => {
     await expect(io.next(300)).rejects.toThrow(/no PDU within 300 ms/);
     // Only the first writes were asked for their data; nothing was refused.
     expect(r2ts.map((r) => r.cccid)).toEqual(cids.slice(0, asked));
-    expect((free - (await arenaFree())) * 4096).toBeLessThanOrEqual(MAX_AWAITING_BYTES);
+    expect((free - (await arenaFree())) * 4096).toBeLessThanOrEqual(MAX_HELD_BYTES);
     // The data of the first: it completes, and the next write is asked for its data.
     const data = pattern(0, mdts / 4096, 4096, 21);
     const maxh2c = 128 << 10;

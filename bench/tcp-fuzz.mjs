@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The NVMe/TCP target's PDU fuzzer: random and mutated PDU streams against a live TcpTarget (a real Engine
 // behind it, memory and file namespaces) over loopback sockets, in this process.
-//   node bench/tcp-fuzz.mjs [--pdus 100000] [--seed S] [--lanes 4]      (TCP_FUZZ_DEBUG=1: print what a clean
+//   node bench/tcp-fuzz.mjs [--pdus 100000] [--seed S] [--lanes 4] [--io-threads N (default: the target's; 0: all on the main thread)]      (TCP_FUZZ_DEBUG=1: print what a clean
 //   connection left unanswered)
 // Needs `npm run build` (it runs dist/). Reports PDUs sent, connections, C2HTermReq FES counts, commands
 // completed, RSS; checks that the process never throws, that every clean connection answers all its
@@ -299,7 +299,7 @@ class Conn {
 /** Command Interrupted (SCT 0, SC 21h) without DNR: the target's answer when its DMA pool is taken for now. */
 const RETRYABLE_INTERRUPTED = 0x21;
 
-export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () => {} } = {}) {
+export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, log = () => {} } = {}) {
   const failures = [];
   const fail = (why) => {
     if (failures.length < 20) failures.push(why);
@@ -316,7 +316,7 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, log = () =>
     ],
     workers: 1,
   });
-  const target = await TcpTarget.listen(engine, { port: 0, subnqn: SUBNQN, allowAnyHost: true, maxIoQueues: 8, maxQueueSize: 64, ...(process.env.FUZZ_IO_THREADS ? { ioThreads: Number(process.env.FUZZ_IO_THREADS) } : {}) });
+  const target = await TcpTarget.listen(engine, { port: 0, subnqn: SUBNQN, allowAnyHost: true, maxIoQueues: 8, maxQueueSize: 64, ...(ioThreads === undefined ? {} : { ioThreads }) });
   const port = target.address.port;
   const mdts = engine.driver.controller.maxTransferBytes;
   const stats = { pdusSent: 0, connections: 0, fes: {}, commandsCompleted: 0, statusCounts: {}, mutations: {}, cleanSessions: 0, probes: 0, maxRssMiB: 0 };
@@ -742,10 +742,10 @@ async function waitFor(cond, ms) {
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { pdus: { type: 'string', default: '100000' }, seed: { type: 'string' }, lanes: { type: 'string', default: '4' } } });
+  const { values } = parseArgs({ options: { pdus: { type: 'string', default: '100000' }, seed: { type: 'string' }, lanes: { type: 'string', default: '4' }, 'io-threads': { type: 'string' } } });
   const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
   console.log(`tcp-fuzz: --pdus ${values.pdus} --seed ${seed} --lanes ${values.lanes}`);
-  const res = await runTcpFuzz({ pdus: Number(values.pdus), seed, lanes: Number(values.lanes), log: (s) => console.log(`  ${s}`) });
+  const res = await runTcpFuzz({ pdus: Number(values.pdus), seed, lanes: Number(values.lanes), ioThreads: values['io-threads'] === undefined ? undefined : Number(values['io-threads']), log: (s) => console.log(`  ${s}`) });
   const { failures, ...figures } = res;
   console.log(JSON.stringify(figures, null, 2));
   if (failures.length) {

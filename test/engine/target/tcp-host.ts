@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../../dist/index.js';
 import { TcpTarget, type TcpTargetOptions } from '../../../dist/engine/target/tcp-target.js';
-import { CC_ENABLE, HOST_A, SUBNQN, connectData, connectSqe, hostId, propertySqe } from './helpers.js';
+import { CC_ENABLE, HOST_A, SUBNQN, adminSqe, connectData, connectSqe, hostId, propertySqe } from './helpers.js';
 
 export const DISCOVERY_NQN = 'nqn.2014-08.org.nvmexpress.discovery';
 /** Property offsets (NVMe 1.4, controller registers). */
@@ -87,17 +87,10 @@ const SGL_TRANSPORT = 0x5a;
 
 /** An SQE with NSID and CDW10..15; PSDT 01b (SGLs) as a fabrics host sends. */
 export function sqe(opc: number, f: { nsid?: number; cdw10?: number; cdw11?: number; cdw12?: number; cdw13?: number; cdw14?: number; cdw15?: number } = {}): Uint8Array {
-  const b = Buffer.alloc(64);
-  b[0] = opc;
+  const b = adminSqe(opc, f);
   b[1] = 0x40;
-  b.writeUInt32LE(f.nsid ?? 0, 4);
-  b.writeUInt32LE(f.cdw10 ?? 0, 40);
-  b.writeUInt32LE(f.cdw11 ?? 0, 44);
-  b.writeUInt32LE(f.cdw12 ?? 0, 48);
-  b.writeUInt32LE(f.cdw13 ?? 0, 52);
-  b.writeUInt32LE(f.cdw14 ?? 0, 56);
-  b.writeUInt32LE(f.cdw15 ?? 0, 60);
-  return new Uint8Array(b);
+  new DataView(b.buffer).setUint32(60, f.cdw15 ?? 0, true);
+  return b;
 }
 
 /** Sets SGL1: an in-capsule data block (offset 0) or a transport data block of `length` bytes. */

@@ -49,10 +49,10 @@ export function capsuleCid(sqe: Uint8Array): number {
   return sqe.length >= SQE_SIZE ? readField(viewOf(sqe), 0, FabricsSqe.CID) : 0;
 }
 
-/** The 16-byte response capsule of `r` for command `cid` on queue `sqid` (Fabrics 1.1, response capsule). */
-export function encodeResponse(r: FabricsResponse, cid: number, sqid: number, sqhd: number): Uint8Array {
-  const out = new Uint8Array(CQE_SIZE);
-  const dv = viewOf(out);
+/** The 16-byte response capsule of `r` for command `cid` on queue `sqid` (Fabrics 1.1, response capsule); in `into` (16 bytes and its view) when given. */
+export function encodeResponse(r: FabricsResponse, cid: number, sqid: number, sqhd: number, into?: { bytes: Uint8Array; view: DataView }): Uint8Array {
+  const out = into?.bytes ?? new Uint8Array(CQE_SIZE);
+  const dv = into?.view ?? viewOf(out);
   writeField(dv, 0, Cqe.DW0, r.dw0);
   writeField(dv, 0, Cqe.DW1, r.dw1);
   writeField(dv, 0, Cqe.SQHD, sqhd & 0xffff);

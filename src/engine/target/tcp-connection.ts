@@ -20,13 +20,13 @@ import { debuglog } from 'node:util';
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 import { PduError } from '../errors.js';
 import { readField } from '../spec/layout.js';
-import { Sqe, SQE_SIZE } from '../spec/command.js';
+import { CQE_SIZE, Sqe, SQE_SIZE } from '../spec/command.js';
 import { FABRICS_OPCODE, FabricsSqe, FabricsType, SGL_ID_IN_CAPSULE, SglDescriptor } from '../spec/fabrics.js';
 import { GenericStatus } from '../spec/status.js';
 import { Fes, H2CDataPdu, PduType } from '../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
-import { encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
+import { MAX_HEADER_SEGMENT, encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
 import { encodeResponse, viewOf, type FabricsResponse } from './capsule.js';
 import { connectTo } from './connect.js';
 import { DataDirection, checkDataPointer, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
@@ -93,6 +93,9 @@ export class TcpConnection {
   private cbase = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly sender: TcpSender;
+  /** Per CID, the PDU headers of its response (C2HData, CapsuleResp), made on first use; a scratch CQE. */
+  private readonly headers: Uint8Array[] = [];
+  private readonly cqe = scratchCqe();
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
   private q: IoQueuePair | undefined;
   /** DMA buffers finished commands gave back, for the next ones. */
@@ -486,10 +489,11 @@ export class TcpConnection {
   private finish(cmd: Command, r: FabricsResponse, data?: Uint8Array): void {
     this.inflight.delete(cmd.cid);
     if (this.state === 'closed') return this.release(cmd);
-    const segments: Uint8Array[] = [];
+    // The CID's own header buffer: the host cannot reuse the CID before it has this response, so it is free again by then.
+    const hdr = (this.headers[cmd.cid] ??= new Uint8Array(2 * MAX_HEADER_SEGMENT));
     const success = data !== undefined && r.status === 0 && this.sqFlowOff;
-    if (data) segments.push(...encodeC2HData({ cccid: cmd.cid, datao: 0, data, last: true, success }, this.wire));
-    if (!success) segments.push(encodeCapsuleResp(encodeResponse(r, cmd.cid, Math.max(this.qid, 0), this.sqFlowOff ? SQHD_DISABLED : this.sqhd), this.wire));
+    const segments = data ? encodeC2HData({ cccid: cmd.cid, datao: 0, data, last: true, success }, this.wire, hdr.subarray(0, MAX_HEADER_SEGMENT)) : [];
+    if (!success) segments.push(encodeCapsuleResp(encodeResponse(r, cmd.cid, Math.max(this.qid, 0), this.sqFlowOff ? SQHD_DISABLED : this.sqhd, this.cqe), this.wire, hdr.subarray(MAX_HEADER_SEGMENT)));
     this.write(segments, () => this.release(cmd));
   }
 
@@ -501,4 +505,9 @@ export class TcpConnection {
     if (this.state === 'closed') return done?.();
     this.count(TcpField.BYTES_SENT, this.sender.send(segments, done));
   }
+}
+
+function scratchCqe(): { bytes: Uint8Array; view: DataView } {
+  const bytes = new Uint8Array(CQE_SIZE);
+  return { bytes, view: new DataView(bytes.buffer) };
 }

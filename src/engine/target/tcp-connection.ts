@@ -23,7 +23,7 @@ import { readField } from '../spec/layout.js';
 import { CQE_SIZE, Sqe, SQE_SIZE } from '../spec/command.js';
 import { FABRICS_OPCODE, FabricsSqe, FabricsType, SGL_ID_IN_CAPSULE, SglDescriptor } from '../spec/fabrics.js';
 import { GenericStatus } from '../spec/status.js';
-import { Fes, H2CDataPdu, PduType } from '../spec/tcp-pdu.js';
+import { Fes, H2CDataPdu, PduType, TcpCommonHeader } from '../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { MAX_HEADER_SEGMENT, encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
@@ -362,6 +362,10 @@ export class TcpConnection {
     }
     if (h.datao !== cmd.received || h.datao + h.datal > cmd.length) {
       return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
+    }
+    // LAST_PDU marks the R2T's last H2CData, and only it.
+    if (h.last !== (h.datao + h.datal === cmd.length)) {
+      return this.terminate(new PduError(Fes.INVALID_HEADER_FIELD, TcpCommonHeader.FLAGS.offset, `H2CData at ${h.datao} (+${h.datal}) of ${cmd.length} bytes with LAST_PDU ${h.last ? 'set' : 'clear'}`, { pduType: pdu.type, offendingHeader: pdu.header }));
     }
     // A data digest error fails the command, not the transfer: the host is already sending the rest of the
     // R2T's data, which is taken (and dropped) so that its H2CData PDUs still match; the response follows the last.

@@ -429,6 +429,29 @@ describe('malformed and out-of-order PDUs', () => {
     expect(await until(() => t.target.connectionCount === 0)).toBe(true);
   });
 
+  it('H2CData with LAST_PDU on a PDU that is not the last, or without it on the last: C2HTermReq Invalid Header Field at FLAGS', async () => {
+    for (const [datao, last] of [
+      [0, true],
+      [0, false],
+    ] as const) {
+      const [admin, io] = await ioHost();
+      const cmd = rwSqe(0x01, NS.MEM4K, 800, 2);
+      new DataView(cmd.buffer).setUint16(2, 23, true);
+      setSgl(cmd, false, 2 * 4096);
+      io.send(encodeCapsuleCmd(cmd, undefined, io.wire));
+      const r2t = await io.expect(PduType.R2T);
+      const ttag = r2t.view.getUint16(10, true);
+      // Half the data flagged last; or all of it, unflagged.
+      const data = new Uint8Array(last ? 4096 : 2 * 4096);
+      io.send(encodeH2CData({ cccid: 23, ttag, datao, data, last }, io.wire));
+      const term = await io.expectTermReq();
+      expect(term.fes).toBe(0x01);
+      expect(term.fei).toBe(1);
+      await admin.close();
+      expect(await until(() => t.target.connectionCount === 0)).toBe(true);
+    }
+  });
+
   it('H2CData longer than MAXH2CDATA: C2HTermReq Data Transfer Limit Exceeded', async () => {
     const [admin, io] = await ioHost();
     const max = io.icResp!.maxh2cdata;

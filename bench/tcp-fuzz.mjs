@@ -319,7 +319,7 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
   const target = await TcpTarget.listen(engine, { port: 0, subnqn: SUBNQN, allowAnyHost: true, maxIoQueues: 8, maxQueueSize: 64, ...(ioThreads === undefined ? {} : { ioThreads }) });
   const port = target.address.port;
   const mdts = engine.driver.controller.maxTransferBytes;
-  const stats = { pdusSent: 0, connections: 0, fes: {}, commandsCompleted: 0, statusCounts: {}, mutations: {}, cleanSessions: 0, probes: 0, maxRssMiB: 0 };
+  const stats = { pdusSent: 0, connections: 0, fes: {}, commandsCompleted: 0, statusCounts: {}, mutations: {}, cleanExchanges: 0, probes: 0, maxRssMiB: 0 };
   const r = prng(seed);
   const arena = (await engine.queue()).arena;
   const arenaFree0 = arena.freePages();
@@ -392,7 +392,7 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
     }
   }
 
-  /** An admin controller the I/O sessions of one lane hang their queues on. */
+  /** An admin controller the I/O exchanges of one lane hang their queues on. */
   async function anchor(lane) {
     const c = new Conn(port, stats, r, false);
     if (!(await initialize(c, 0))) throw new Error('anchor ICReq failed');
@@ -406,8 +406,8 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
     return { c, hostid, hostnqn, cntlid };
   }
 
-  /** A session: one connection with a stream of commands, clean (rate 0) or mutated. */
-  async function session(lane, a) {
+  /** An exchange: one connection with a stream of commands, clean (rate 0) or mutated. */
+  async function exchange(lane, a) {
     const kind = r.pick(['io', 'io', 'io', 'io', 'admin', 'discovery', 'random', 'preconnect']);
     const rate = r.pick([0, 0, 0.02, 0.1, 0.3, 1]);
     laneState[lane] = `${kind} rate ${rate}`;
@@ -474,7 +474,7 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
         if (process.env.TCP_FUZZ_DEBUG) console.log('UNANSWERED', c.socket.localPort, [...pending.entries()], c.lastTerm);
         fail(`seed ${seed}: a clean ${kind} connection did not answer all its commands within ${BOUND_MS} ms (${end}, ${pending.size} left)`);
       }
-      if (clean) stats.cleanSessions++;
+      if (clean) stats.cleanExchanges++;
       laneState[lane] += ' settling';
       return await settle(c, clean);
     } finally {
@@ -632,13 +632,13 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
     if (!(await waitFor(() => !mine(), BOUND_MS))) fail(`seed ${seed}: the target kept a connection ${BOUND_MS} ms after its host left`);
   }
 
-  // Lanes: each with an anchor controller, running sessions until the PDU budget is spent.
+  // Lanes: each with an anchor controller, running exchanges until the PDU budget is spent.
   const anchors = [];
   for (let lane = 0; lane < lanes; lane++) anchors.push(await anchor(lane));
   const t0 = Date.now();
   let lastLog = t0;
   let probeFailed = false;
-  let sessionsOfLane0 = 0;
+  let exchangesOfLane0 = 0;
   const probe = async () => {
     // A clean host served throughout: a write and a read back, each within the bound.
     const a = anchors[0];
@@ -689,12 +689,12 @@ export async function runTcpFuzz({ pdus = 2000, seed = 1, lanes = 4, ioThreads, 
     anchors.map(async (a, lane) => {
       while (stats.pdusSent < pdus && failures.length === 0) {
         try {
-          await session(lane, a);
+          await exchange(lane, a);
         } catch (e) {
           fail(`seed ${seed}: the fuzzer itself failed (${laneState[lane]}): ${e?.stack ?? e}`);
         }
-        // The target lets go of the connection within the bound (its QID is the next session's).
-        if (lane === 0 && ++sessionsOfLane0 % 25 === 0) await probe();
+        // The target lets go of the connection within the bound (its QID is the next exchange's).
+        if (lane === 0 && ++exchangesOfLane0 % 25 === 0) await probe();
         const rss = process.memoryUsage().rss;
         stats.maxRssMiB = Math.max(stats.maxRssMiB, Math.round(rss / 2 ** 20));
         if (rss - rss0 > 768 * 2 ** 20) fail(`seed ${seed}: RSS grew by ${Math.round((rss - rss0) / 2 ** 20)} MiB`);

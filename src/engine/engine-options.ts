@@ -1,5 +1,5 @@
 /**
- * What `Engine.open()` takes, and the argument helpers of the engine's
+ * What `Engine.open()` takes, and the argument checks of the engine's
  * main-thread I/O calls.
  */
 import type { ControllerOptions } from './device/controller.js';

@@ -217,5 +217,5 @@ export const DiscoverySubtype = { REFERRAL: 1, NVM: 2, CURRENT_DISCOVERY: 3 } as
 export const Treq = { SECURE_NOT_SPECIFIED: 0, SECURE_REQUIRED: 1, SECURE_NOT_REQUIRED: 2, SQFC_DISABLE_SUPPORTED: 1 << 2 } as const;
 /** NVMe/TCP security types (TSAS.SECTYPE). */
 export const TcpSectype = { NONE: 0, TLS12: 1, TLS13: 2 } as const;
-/** Discovery controllers keep-alive default when the Connect gives KATO 0: Linux's nvmet uses 120 s to reap stale sessions. */
+/** Discovery controllers keep-alive default when the Connect gives KATO 0: Linux's nvmet uses 120 s to reap stale associations. */
 export const DISCOVERY_DEFAULT_KATO_MS = 120_000;

@@ -118,7 +118,7 @@ export class DiscoveryService implements ConnectTarget {
         subnqn: DISCOVERY_NQN,
         hostnqn: req.hostnqn,
         hostid: req.hostid,
-        // Linux's nvmet gives a discovery controller connected without KATO 120 s, so stale sessions end.
+        // Linux's nvmet gives a discovery controller connected without KATO 120 s, so stale associations end.
         kato: req.kato === 0 ? DISCOVERY_DEFAULT_KATO_MS : req.kato,
         adminEntries: req.sqsize + 1,
         maxQueueEntries: this.adminQueueSize,

@@ -136,7 +136,7 @@ describe('discovery controller', () => {
     disc.close();
   });
 
-  it('KATO 0 on a discovery controller: a 120 s timer still reaps the session', async () => {
+  it('KATO 0 on a discovery controller: a 120 s timer still reaps the association', async () => {
     vi.useFakeTimers();
     const { c, link, disc } = setup(0);
     expect(c.keepAliveTimeoutMs).toBe(120_000);

@@ -1,6 +1,6 @@
 /**
  * A short seeded run of the NVMe/TCP PDU fuzzer (bench/tcp-fuzz.mjs, where the long run lives) against a
- * live target: random bytes, well-formed sessions and mutated ones (header bits and bytes, PLEN, PDU
+ * live target: random bytes, well-formed exchanges and mutated ones (header bits and bytes, PLEN, PDU
  * type, truncation, duplication, junk, dropped PDUs, data digest errors), on admin, discovery and I/O
  * queues. Each run checks that the process never throws, that clean connections are answered in full
  * within a bound, that every connection the fuzzer leaves is gone from the target within a bound, that a
@@ -18,7 +18,7 @@ interface FuzzResult {
   commandsCompleted: number;
   fes: Record<string, number>;
   mutations: Record<string, number>;
-  cleanSessions: number;
+  cleanExchanges: number;
   probes: number;
   failures: string[];
 }
@@ -36,7 +36,7 @@ describe('NVMe/TCP PDU fuzzing', () => {
         totals.connections += r.connections;
         totals.commands += r.commandsCompleted;
         totals.terminations += Object.values(r.fes).reduce((a, b) => a + b, 0);
-        totals.clean += r.cleanSessions;
+        totals.clean += r.cleanExchanges;
         expect(r.probes).toBeGreaterThanOrEqual(1);
       }),
       { numRuns: 4, seed: 20261203, endOnFailure: true },

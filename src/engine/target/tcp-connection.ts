@@ -431,7 +431,7 @@ export class TcpConnection {
     const c = this.controller!;
     const unread = this.reader.takeUnread();
     const m: MovedQueue = { ...this.wire, hdgst: this.wire.hdgst === true, ddgst: this.wire.ddgst === true, hpda: this.wire.pda ?? 0, cntlid: c.cntlid, hostnqn: c.hostnqn, qid: this.qid, entries: this.entries, sqhd: this.sqhd, sqFlowOff: this.sqFlowOff, unread, hostSlot: this.slot };
-    const closeThere = this.env.moveQueue!(this.socket, m);
+    const closeThere = this.env.moveQueue!(this, m);
     if (!closeThere) {
       this.state = 'ready';
       this.socket.resume();

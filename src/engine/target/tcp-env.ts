@@ -81,7 +81,7 @@ export interface ConnectionEnv {
    * take the connection over (the socket is paused, nothing else is read
    * here). Returns how to close it there, or undefined to serve it here.
    */
-  moveQueue?(socket: Socket, q: MovedQueue): ((reason: string) => void) | undefined;
+  moveQueue?(conn: { readonly socket: Socket }, q: MovedQueue): ((reason: string) => void) | undefined;
   /** This thread's row of the target's metrics, if it keeps any. */
   counters?: TcpCounters;
   /** The metrics label slot of a host NQN (the thread that answers Connects). */

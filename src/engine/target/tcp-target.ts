@@ -181,7 +181,7 @@ export class TcpTarget {
       namespaces: engine.driver.namespaces,
       ...limits,
       closed: (c) => target.connections.delete(c as TcpConnection),
-      moveQueue: native && target.threads.length > 0 ? (socket, q) => target.moveQueue(native.dupFd, socket, q) : undefined,
+      moveQueue: native && target.threads.length > 0 ? (conn, q) => target.moveQueue(native.dupFd, conn as TcpConnection, q) : undefined,
       counters: new TcpCounters(counters, 0),
       hostSlot: (nqn) => hosts.slotOf(nqn),
       connectTimeoutMs,
@@ -238,12 +238,11 @@ export class TcpTarget {
   }
 
   /** Moves a connected I/O queue to the I/O thread serving the fewest; undefined when it cannot (it stays here). */
-  private moveQueue(dupFd: (fd: number) => number, socket: net.Socket, q: MovedQueue): ((reason: string) => void) | undefined {
+  private moveQueue(dupFd: (fd: number) => number, conn: TcpConnection, q: MovedQueue): ((reason: string) => void) | undefined {
     if (this.closing || this.threads.length === 0) return undefined;
-    const conn = [...this.connections].find((c) => c.socket === socket);
     // The socket's descriptor (Node's TCP handle keeps it in `fd` on POSIX systems).
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (!conn || typeof fd !== 'number' || fd < 0) return undefined;
+    const fd = (conn.socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return undefined;
     const dup = dupFd(fd);
     if (dup < 0) {
       trace('nvme/tcp: cannot duplicate descriptor %d (errno %d): the queue stays on the main thread', fd, -dup);

@@ -16,6 +16,8 @@ import { LocalTransport } from './transport/local.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { NvmqError } from './errors.js';
 import { invalidArgument } from './host/arguments.js';
+import { openRemote } from './remote-device.js';
+import type { TcpTarget } from './transport/tcp/tcp-transport.js';
 
 export type NamespaceSpec =
   | { backend: 'memory'; size: number; lbaSize?: LbaSize; nsid?: number }
@@ -146,8 +148,23 @@ export async function openLocal(opts: {
   }
 }
 
-/** Opens the namespaces, starts a local controller and attaches the driver to it. */
-export async function openController(opts: OpenControllerOptions): Promise<NvmeDriver> {
+/** A remote controller: the target instead of namespaces. */
+export interface OpenRemoteControllerOptions extends DriverOptions {
+  target: TcpTarget;
+  /** DMA arena size in bytes (default 64 MiB). */
+  arenaSize?: number;
+}
+
+/**
+ * Opens the namespaces, starts a local controller and attaches the driver to
+ * it; or, with `target`, connects to a remote controller and attaches the
+ * driver to that.
+ */
+export async function openController(opts: OpenControllerOptions | OpenRemoteControllerOptions): Promise<NvmeDriver> {
+  if ('target' in opts) {
+    const { target, arenaSize, ...driver } = opts;
+    return (await openRemote({ target, arenaSize: arenaSize ?? 64 * 1024 * 1024, driver })).driver;
+  }
   const { namespaces, arenaSize, controller, ...driver } = opts;
   return (await openLocal({ namespaces, arenaSize: arenaSize ?? 64 * 1024 * 1024, controller, driver })).driver;
 }

@@ -52,6 +52,8 @@ export class DataMap {
     maxTransfer: number,
     pages: DmaBuffer[],
     pagesPerSlot: number,
+    /** An SGL Data Block descriptor instead of PRPs: `prp1` the address, `prp2` the length (SGL1 in DPTR). */
+    readonly sgl: boolean,
   ) {
     this.limit = maxTransfer;
     this.pages = pages;
@@ -59,14 +61,14 @@ export class DataMap {
   }
 
   /** For a new pair of `slots` request slots: allocates their PRP list pages. */
-  static create(arena: DmaArena, pageSize: number, maxTransfer: number, slots: number): DataMap {
-    const perSlot = prpListPages(maxTransfer, pageSize);
-    return new DataMap(arena, pageSize, maxTransfer, allocPages(arena, pageSize, slots * perSlot), perSlot);
+  static create(arena: DmaArena, pageSize: number, maxTransfer: number, slots: number, sgl = false): DataMap {
+    const perSlot = sgl ? 0 : prpListPages(maxTransfer, pageSize);
+    return new DataMap(arena, pageSize, maxTransfer, allocPages(arena, pageSize, slots * perSlot), perSlot, sgl);
   }
 
   /** The list pages another thread's pair made (`listPages()` there). */
-  static attach(arena: DmaArena, pageSize: number, maxTransfer: number, pages: { offsets: number[]; perSlot: number }): DataMap {
-    return new DataMap(arena, pageSize, maxTransfer, pages.offsets.map((off) => arenaBuffer(arena, off, pageSize)), pages.perSlot);
+  static attach(arena: DmaArena, pageSize: number, maxTransfer: number, pages: { offsets: number[]; perSlot: number }, sgl = false): DataMap {
+    return new DataMap(arena, pageSize, maxTransfer, pages.offsets.map((off) => arenaBuffer(arena, off, pageSize)), pages.perSlot, sgl);
   }
 
   /** The largest transfer, in bytes, PRPs are built for. */
@@ -84,7 +86,7 @@ export class DataMap {
    * request slots to fit. Only while no command uses them.
    */
   setMaxTransfer(bytes: number, slots: number): void {
-    const perSlot = prpListPages(bytes, this.pageSize);
+    const perSlot = this.sgl ? 0 : prpListPages(bytes, this.pageSize);
     if (perSlot !== this.pagesPerSlot) {
       const pages = allocPages(this.arena, this.pageSize, slots * perSlot);
       for (const p of this.pages) this.arena.release(p);
@@ -115,7 +117,14 @@ export class DataMap {
       region = bounce.bytes.subarray(0, buffer.length);
       if (data.direction === 'to-device') region.set(buffer);
     }
-    this.buildPrps(cid, this.arena.iovaOf(this.arena.offsetOf(region)), region.length);
+    const iova = this.arena.iovaOf(this.arena.offsetOf(region));
+    if (this.sgl) {
+      // SGL1: ADDRESS (bytes 24..31), LENGTH (32..35), SGL Identifier 0 (Data Block, Address) in byte 39.
+      this.prp1 = iova;
+      this.prp2 = region.length;
+    } else {
+      this.buildPrps(cid, iova, region.length);
+    }
     return bounce;
   }
 

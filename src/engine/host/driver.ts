@@ -363,7 +363,8 @@ export class NvmeDriver {
   /** Creates an I/O CQ and SQ (in that order) and returns the host side of the pair. */
   async createIoQueuePair(opts: IoQueuePairOptions = {}): Promise<IoQueuePair> {
     this.checkUp();
-    const entries = opts.entries ?? 256;
+    // Default: 256, or what the controller allows (CAP.MQES + 1) when that is less.
+    const entries = opts.entries ?? Math.min(256, this.cap.mqes + 1);
     if (!Number.isInteger(entries) || entries < 2 || entries > this.cap.mqes + 1) {
       throw new NvmqError('NVMQ_INVALID_ARGUMENT', `queue entries must be 2..${this.cap.mqes + 1} (CAP.MQES + 1), got ${entries}`);
     }
@@ -410,7 +411,8 @@ export class NvmeDriver {
         });
       } catch (e) {
         await this.adminCommand({ opcode: AdminOpcode.DELETE_IO_CQ, cdw10: qid });
-        throw e;
+        // A transport that makes queues its own way (a connection per queue) knows better what failed.
+        throw this.transport.queueError?.(qid) ?? e;
       }
     } catch (e) {
       qp.releaseMemory();

@@ -24,7 +24,7 @@
  */
 import type { Transport } from '../transport/transport.js';
 import type { DmaArena, DmaBuffer } from '../dma-arena.js';
-import { CQE_SIZE, SQE_SIZE, Sqe, encodeCommandWords, type Completion } from '../spec/command.js';
+import { CQE_SIZE, Psdt, SQE_SIZE, Sqe, encodeCommandWords, type Completion } from '../spec/command.js';
 import { cqHeadDoorbell, sqTailDoorbell } from '../spec/registers.js';
 import { readField, writeU64 } from '../spec/layout.js';
 import { NvmqError } from '../errors.js';
@@ -125,7 +125,7 @@ export class QueuePair {
       this.cq = arenaBuffer(this.arena, attach.cq.offset, attach.cq.size);
       this.table = new RequestTable(attach.table);
       this.host = new Int32Array(attach.host, 0, HOST_WORDS);
-      this.data = DataMap.attach(this.arena, this.pageSize, opts.maxTransfer, { offsets: attach.prpPages, perSlot: attach.prpPagesPerSlot });
+      this.data = DataMap.attach(this.arena, this.pageSize, opts.maxTransfer, { offsets: attach.prpPages, perSlot: attach.prpPagesPerSlot }, this.transport.dataPointer === 'sgl');
       this.metrics = attach.metrics && new IoMetrics(attach.metrics).queue(this.qid);
     } else {
       this.shared = opts.shared ?? false;
@@ -135,7 +135,7 @@ export class QueuePair {
       this.cq = this.arena.alloc(opts.entries * CQE_SIZE);
       this.table = RequestTable.create(slots);
       this.host = createHostWords();
-      this.data = DataMap.create(this.arena, this.pageSize, opts.maxTransfer, slots);
+      this.data = DataMap.create(this.arena, this.pageSize, opts.maxTransfer, slots, this.transport.dataPointer === 'sgl');
       this.metrics = opts.metrics?.queue(this.qid);
       this.metrics?.opened();
     }
@@ -396,6 +396,8 @@ export class QueuePair {
       } else {
         encodeCommandWords(this.arena.u32, at >> 2, cmd, cid, withData ? prp1 : cmd.prp1, withData ? prp2 : cmd.prp2);
       }
+      // SGL1 in DPTR: PSDT 01b says so.
+      if (withData && this.data.sgl) this.arena.bytes[at + 1] = (this.arena.bytes[at + 1]! & 0x3f) | (Psdt.SGL_MPTR_CONTIG << 6);
       // The tail moves only once the whole SQE is in place.
       Atomics.store(this.host, H_SQ_TAIL, (tail + 1) % this.entries);
       this.metrics?.submitted(now);

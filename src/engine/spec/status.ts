@@ -130,6 +130,14 @@ export const FabricsStatus = {
   AUTHENTICATION_REQUIRED: 0x91,
 } as const;
 
+/** Path related status (NVMe 1.4, Figure 130), SCT 3. */
+export const PathStatus = {
+  INTERNAL_PATH_ERROR: 0x00,
+  CONTROLLER_PATHING_ERROR: 0x60,
+  HOST_PATHING_ERROR: 0x70,
+  ABORTED_BY_HOST: 0x71,
+} as const;
+
 // Media and data integrity errors (Figure 128).
 export const MediaStatus = {
   WRITE_FAULT: 0x80,
@@ -211,6 +219,10 @@ add(1, 0x84, 'Connect Invalid Host', 'NVMQ_CONNECT_INVALID_HOST', 'fabrics');
 add(1, 0x85, 'Invalid Queue Type', 'NVMQ_INVALID_QUEUE_TYPE', 'fabrics');
 add(1, 0x90, 'Discover Restart', 'NVMQ_DISCOVER_RESTART', 'fabrics');
 add(1, 0x91, 'Authentication Required', 'NVMQ_AUTHENTICATION_REQUIRED', 'fabrics');
+add(3, 0x00, 'Internal Path Error', 'NVMQ_INTERNAL_PATH_ERROR');
+add(3, 0x60, 'Controller Pathing Error', 'NVMQ_CONTROLLER_PATHING_ERROR');
+add(3, 0x70, 'Host Pathing Error', 'NVMQ_HOST_PATHING_ERROR');
+add(3, 0x71, 'Command Aborted By Host', 'NVMQ_ABORTED_BY_HOST');
 add(2, 0x80, 'Write Fault', 'NVMQ_WRITE_FAULT');
 add(2, 0x81, 'Unrecovered Read Error', 'NVMQ_UNRECOVERED_READ_ERROR');
 add(2, 0x82, 'End-to-end Guard Check Error', 'NVMQ_GUARD_CHECK_ERROR');

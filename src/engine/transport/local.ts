@@ -1,23 +1,19 @@
 /**
  * The in-process transport: the controller lives in this process and a
  * register write is a call into it, as a trapped MMIO write is for QEMU. Its
- * interrupts are delivered from a microtask, coalesced per vector, so a
- * completion posted inside a doorbell write never re-enters the host's
- * submission path.
+ * interrupts are delivered from a microtask, coalesced per vector
+ * (vectors.ts).
  */
 import type { Transport } from './transport.js';
 import type { InProcessDevice } from '../device/controller.js';
 import type { DmaArena } from '../dma-arena.js';
-import { microtask } from '../shared/microtask.js';
+import { Vectors } from './vectors.js';
 
 export class LocalTransport implements Transport {
   readonly name = 'local';
   readonly arena: DmaArena;
-  private readonly handlers = new Map<number, () => void>();
-  /** Vectors raised since the last delivery, once each (`isRaised` marks them). */
-  private raised: number[] = [];
-  private readonly isRaised: boolean[] = [];
-  private scheduled = false;
+  private readonly vectors = new Vectors();
+  private readonly handlers = this.vectors.handlers;
 
   constructor(readonly controller: InProcessDevice) {
     this.arena = controller.arena;
@@ -82,38 +78,7 @@ export class LocalTransport implements Transport {
   }
 
   private raise(vector: number): void {
-    if (this.isRaised[vector]) return;
-    this.isRaised[vector] = true;
-    this.raised.push(vector);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    microtask(this.deliverNow);
-  }
-
-  private readonly deliverNow = (): void => this.deliver();
-  /** Never throws: it runs from microtask(). */
-  private deliver(): void {
-    this.scheduled = false;
-    const vectors = this.raised;
-    this.raised = [];
-    for (let i = 0; i < vectors.length; i++) {
-      const v = vectors[i]!;
-      this.isRaised[v] = false;
-      try {
-        this.handlers.get(v)?.();
-      } catch (e) {
-        // The vectors after it are raised again before the error goes on (an uncaught exception, as from
-        // any Node callback, thrown from a microtask of its own): none is lost.
-        for (const w of vectors.slice(i + 1)) {
-          this.isRaised[w] = false;
-          this.raise(w);
-        }
-        queueMicrotask(() => {
-          throw e;
-        });
-        return;
-      }
-    }
+    this.vectors.raise(vector);
   }
 
   async close(): Promise<void> {

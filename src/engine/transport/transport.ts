@@ -12,8 +12,14 @@ export const MAX_SPIN_US = 1_000_000;
 export interface Transport {
   /** Host memory the controller can reach (PRPs and queue rings point into it). */
   readonly arena: DmaArena;
-  /** A short name for logs ("local"). */
+  /** A short name for logs ("local", "tcp"). */
   readonly name: string;
+  /**
+   * How a command's data pointer (DPTR) is written: PRPs (default), or one
+   * SGL Data Block descriptor, PSDT 01b, for a transport that must know a
+   * command's data length from its SQE (NVMe/TCP).
+   */
+  readonly dataPointer?: 'prp' | 'sgl';
   read32(offset: number): number;
   read64(offset: number): number;
   write32(offset: number, value: number): void;
@@ -35,6 +41,11 @@ export interface Transport {
   wait?(timeoutMs: number, spinUs?: number): void;
   /** Operations in flight that wait() can wait for in this thread (0: wait() would return at once). Optional. */
   waitable?(): number;
+  /**
+   * Why creating I/O queue `qid` failed, when the transport knows more than
+   * the completion's status (an NVMe/TCP connection refused). Optional.
+   */
+  queueError?(qid: number): Error | undefined;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

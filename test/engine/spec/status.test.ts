@@ -13,6 +13,7 @@ import {
   GenericStatus,
   MORE,
   MediaStatus,
+  PathStatus,
   NvmOpcode,
   SUCCESS,
   Sct,
@@ -272,7 +273,7 @@ describe('allStatuses', () => {
       expect(d.code).toBe(s.code);
       expect(d.name).toBe(s.name);
     }
-    for (const sct of [0, 1, 2]) {
+    for (const sct of [0, 1, 2, 3]) {
       const names = all.filter((s) => s.sct === sct).map((s) => s.name);
       expect(new Set(names).size).toBe(names.length);
     }
@@ -283,6 +284,7 @@ describe('allStatuses', () => {
       [Sct.GENERIC, GenericStatus, 'nvm'],
       [Sct.COMMAND_SPECIFIC, CommandSpecificStatus, 'nvm'],
       [Sct.MEDIA_DATA_INTEGRITY, MediaStatus, 'nvm'],
+      [Sct.PATH, PathStatus, 'nvm'],
       [Sct.COMMAND_SPECIFIC, FabricsStatus, 'fabrics'],
     ];
     let n = 0;

@@ -1,0 +1,487 @@
+/**
+ * The NVMe/TCP transport of the host: a remote NVMe over Fabrics controller
+ * behind the `Transport` seam, so the driver, queue pairs, request tables,
+ * timeouts and metrics run over TCP unchanged.
+ *
+ * The host's queue rings stay in its DMA arena, as for a local controller;
+ * this transport is the controller's front end in the host's own process:
+ * - Registers are the controller's properties. CAP, VS, CC and CSTS are read
+ *   by Property Get when the admin queue connects; a CC write is a Property
+ *   Set; a CSTS read returns the last value and asks for a fresh one (the
+ *   driver polls CSTS with sleeps in between, so it sees each change one
+ *   round trip late). AQA / ASQ / ACQ and the interrupt masks stay here.
+ * - An SQ tail doorbell takes the new SQEs out of the ring and sends each as
+ *   a command capsule on the queue's connection; its data is where the SQE's
+ *   SGL Data Block points in the arena (the queue pairs write SGLs for this
+ *   transport: `dataPointer`). Responses become CQEs in the host's CQ ring,
+ *   with the phase tag, and raise the queue's vector.
+ * - Creating an I/O queue is a new connection and an I/O Connect (Create I/O
+ *   CQ is only noted, Create I/O SQ completes once the Connect did); deleting
+ *   its SQ closes the connection. Every other admin command goes to the
+ *   target as it is, Keep Alive included, and the transport sends its own
+ *   Keep Alive every KATO / 2 while the controller is enabled.
+ * - CC.EN 1 → 0 closes every I/O connection at once: the driver has failed
+ *   those queues and may reuse their memory, so nothing more is written there.
+ *
+ * When a connection dies, its commands complete with Host Pathing Error
+ * (once each); when the admin connection dies, CSTS reads CFS (and shutdown
+ * complete, so a shutdown does not wait), and the driver reports the
+ * controller fatal. `lost` says why.
+ */
+import { debuglog } from 'node:util';
+import type { Transport } from '../transport.js';
+import type { DmaArena } from '../../dma-arena.js';
+import { NvmqError } from '../../errors.js';
+import { CQE_SIZE, SQE_SIZE } from '../../spec/command.js';
+import { Regs, Csts, Cc, Cap } from '../../spec/registers.js';
+import { bitsOf } from '../../spec/layout.js';
+import { AdminOpcode } from '../../spec/opcodes.js';
+import { CommandSpecificStatus, GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
+import { IdCtrl } from '../../spec/identify.js';
+import { CONNECT_DATA_SIZE, Property } from '../../spec/fabrics.js';
+import { Vectors } from '../vectors.js';
+import { HostConnection } from './host-connection.js';
+import { CNTLID_DYNAMIC, connectQueue, hostIdentity, keepAliveSqe, propertyGet, propertyGetSqe, propertySetSqe, type HostIdentity } from './fabrics-host.js';
+import { checkTcpTarget, type ResolvedTcpTarget, type TcpTarget } from './target-options.js';
+
+export type { TcpTarget } from './target-options.js';
+
+const trace = debuglog('nvmq');
+
+/** Admin queue entries the transport connects with (Linux's NVME_AQ_DEPTH); the driver's admin ring may be smaller. */
+const ADMIN_ENTRIES = 32;
+/** In-capsule data on the admin queue (NVMe/TCP: 8 KiB). */
+const ADMIN_IN_CAPSULE = 8192;
+/** The largest controller-to-host PDU read: a transfer of up to 8 MiB and its headers. */
+const MAX_PDU_BYTES = (8 << 20) + 1024;
+/** CIDs of the transport's own admin commands (Property Get / Set, Keep Alive): above any the driver's ring uses. */
+const OWN_CID_BASE = 0xf000;
+const DOORBELLS = 0x1000;
+/** What CSTS reads once the admin connection is gone: CFS, and shutdown complete. */
+const LOST_CSTS = (1 << Csts.CFS.shift) | (2 << Csts.SHST.shift);
+
+interface Cq {
+  qid: number;
+  offset: number;
+  entries: number;
+  vector: number;
+  interrupts: boolean;
+  tail: number;
+  phase: number;
+}
+
+/** One host queue bridged to its connection. */
+interface Bridged {
+  qid: number;
+  sqOffset: number;
+  entries: number;
+  cq: Cq;
+  conn: HostConnection;
+  /** The next SQ entry to take. */
+  head: number;
+  /** Set when the queue is gone for the host (deleted, controller disabled): nothing more is written for it. */
+  dead: boolean;
+}
+
+const invalid = (sc: number): number => makeStatus(Sct.GENERIC, sc, true);
+const specific = (sc: number): number => makeStatus(Sct.COMMAND_SPECIFIC, sc, true);
+
+export class TcpTransport implements Transport {
+  readonly name = 'tcp';
+  readonly dataPointer = 'sgl';
+  private readonly vectors = new Vectors();
+  private readonly where: string;
+  private capLo = 0;
+  private capHi = 0;
+  private vs = 0;
+  private cc = 0;
+  private cstsValue = 0;
+  /** Bumped at each CC write: a CSTS read sent before it does not overwrite one sent after. */
+  private ccGeneration = 0;
+  private refreshing = false;
+  private aqa = 0;
+  private asq = 0;
+  private acq = 0;
+  private adminQueue: Bridged | undefined;
+  private readonly queues = new Map<number, Bridged>();
+  private readonly cqs = new Map<number, Cq>();
+  private readonly connecting = new Set<number>();
+  private ownCid = 0;
+  /** I/O queues' in-capsule data, from Identify Controller's IOCCSZ. */
+  private ioInCapsule = 0;
+  private keepAlive: NodeJS.Timeout | undefined;
+  private keepAliveSent = 0;
+  private closed = false;
+  /** Why the admin connection ended, once it has. */
+  lost: NvmqError | undefined;
+
+  private constructor(
+    readonly arena: DmaArena,
+    readonly target: ResolvedTcpTarget,
+    readonly identity: HostIdentity,
+    private readonly admin: HostConnection,
+    readonly cntlid: number,
+  ) {
+    this.where = `${target.host}:${target.port}`;
+    admin.onFailure = (err) => this.onAdminLost(err);
+  }
+
+  /** Connects the admin queue and reads the controller's properties. One line on failure, nothing left open. */
+  static async connect(target: TcpTarget, arena: DmaArena): Promise<TcpTransport> {
+    const t = checkTcpTarget(target);
+    const identity = hostIdentity(target.hostnqn);
+    const admin = await HostConnection.open({ host: t.host, port: t.port, label: 'admin queue', hdgst: t.headerDigest, ddgst: t.dataDigest, connectTimeoutMs: t.connectTimeoutMs, maxPduBytes: MAX_PDU_BYTES, maxOutstanding: ADMIN_ENTRIES - 1 });
+    try {
+      admin.inCapsuleBytes = ADMIN_IN_CAPSULE;
+      const where = `${t.host}:${t.port}`;
+      const cntlid = await connectQueue(admin, OWN_CID_BASE, { qid: 0, entries: ADMIN_ENTRIES, kato: t.keepAliveMs, cntlid: CNTLID_DYNAMIC, subnqn: t.subnqn, identity, where, timeoutMs: t.connectTimeoutMs });
+      const transport = new TcpTransport(arena, t, identity, admin, cntlid);
+      const cap = await propertyGet(admin, OWN_CID_BASE + 1, Property.CAP.offset, 8, t.connectTimeoutMs);
+      transport.capLo = cap % 0x1_0000_0000;
+      transport.capHi = Math.floor(cap / 0x1_0000_0000);
+      transport.vs = await propertyGet(admin, OWN_CID_BASE + 2, Property.VS.offset, 4, t.connectTimeoutMs);
+      transport.cc = await propertyGet(admin, OWN_CID_BASE + 3, Property.CC.offset, 4, t.connectTimeoutMs);
+      transport.cstsValue = await propertyGet(admin, OWN_CID_BASE + 4, Property.CSTS.offset, 4, t.connectTimeoutMs);
+      transport.ownCid = 5;
+      return transport;
+    } catch (e) {
+      await admin.close();
+      throw e;
+    }
+  }
+
+  private get dstrd(): number {
+    return bitsOf(this.capHi, Cap.DSTRD);
+  }
+
+  private nextCid(): number {
+    const cid = OWN_CID_BASE + (this.ownCid & 0xfff);
+    this.ownCid++;
+    return cid;
+  }
+
+  /** Sends one of the transport's own admin commands; `done` gets its status and DW0. */
+  private own(sqe: Uint8Array, done?: (status: number, dw0: number) => void): void {
+    const cid = new DataView(sqe.buffer, sqe.byteOffset).getUint16(2, true);
+    this.admin.send(sqe, { cid, done: (status, dw0) => done?.(status, dw0) });
+  }
+
+  read32(offset: number): number {
+    switch (offset) {
+      case Regs.CAP_LO.offset:
+        return this.capLo;
+      case Regs.CAP_LO.offset + 4:
+        return this.capHi;
+      case Regs.VS.offset:
+        return this.vs;
+      case Regs.CC.offset:
+        return this.cc;
+      case Regs.CSTS.offset:
+        return this.csts();
+      case Regs.AQA.offset:
+        return this.aqa;
+      case Regs.ASQ.offset:
+        return this.asq % 0x1_0000_0000;
+      case Regs.ASQ.offset + 4:
+        return Math.floor(this.asq / 0x1_0000_0000);
+      case Regs.ACQ.offset:
+        return this.acq % 0x1_0000_0000;
+      case Regs.ACQ.offset + 4:
+        return Math.floor(this.acq / 0x1_0000_0000);
+      default:
+        return 0;
+    }
+  }
+
+  read64(offset: number): number {
+    return this.read32(offset) + this.read32(offset + 4) * 0x1_0000_0000;
+  }
+
+  write32(offset: number, value: number): void {
+    if (offset >= DOORBELLS) {
+      const index = (offset - DOORBELLS) / (4 << this.dstrd);
+      // Odd: a CQ head doorbell; the ring never overflows (the host has fewer commands out than entries).
+      if (Number.isInteger(index) && index % 2 === 0) this.sqDoorbell(index / 2, value);
+      return;
+    }
+    switch (offset) {
+      case Regs.CC.offset:
+        return this.writeCc(value >>> 0);
+      case Regs.AQA.offset:
+        this.aqa = value >>> 0;
+        return;
+      case Regs.ASQ.offset:
+        this.asq = value >>> 0;
+        return;
+      case Regs.ACQ.offset:
+        this.acq = value >>> 0;
+        return;
+      case Regs.NSSR.offset:
+        this.own(propertySetSqe(this.nextCid(), Property.NSSR.offset, value));
+        return;
+      default:
+      // INTMS / INTMC: vectors are delivered in this process; nothing to mask at the target.
+    }
+  }
+
+  write64(offset: number, value: number): void {
+    if (offset === Regs.ASQ.offset) this.asq = value;
+    else if (offset === Regs.ACQ.offset) this.acq = value;
+    else {
+      this.write32(offset, value % 0x1_0000_0000);
+      this.write32(offset + 4, Math.floor(value / 0x1_0000_0000));
+    }
+  }
+
+  private csts(): number {
+    if (this.lost) return LOST_CSTS;
+    if (!this.refreshing) {
+      this.refreshing = true;
+      const generation = this.ccGeneration;
+      this.own(propertyGetSqe(this.nextCid(), Property.CSTS.offset), (status, dw0) => {
+        this.refreshing = false;
+        if (status === 0 && generation === this.ccGeneration) this.cstsValue = dw0;
+      });
+    }
+    return this.cstsValue;
+  }
+
+  private writeCc(value: number): void {
+    const was = bitsOf(this.cc, Cc.EN);
+    const en = bitsOf(value, Cc.EN);
+    this.cc = value;
+    this.ccGeneration++;
+    this.refreshing = false;
+    if (was && !en) this.dropQueues();
+    if (!was && en) this.adminQueue = this.bridgeAdmin();
+    const generation = this.ccGeneration;
+    this.own(propertySetSqe(this.nextCid(), Property.CC.offset, value), () => {
+      if (generation === this.ccGeneration) this.csts();
+    });
+    this.startKeepAlive();
+  }
+
+  /** The host's admin rings, as AQA / ASQ / ACQ give them, on the admin connection. */
+  private bridgeAdmin(): Bridged | undefined {
+    const sqEntries = (this.aqa & 0xfff) + 1;
+    const cqEntries = ((this.aqa >>> 16) & 0xfff) + 1;
+    const sq = this.arena.translate(this.asq, sqEntries * SQE_SIZE);
+    const cq = this.arena.translate(this.acq, cqEntries * CQE_SIZE);
+    if (sq < 0 || cq < 0) return undefined;
+    return { qid: 0, sqOffset: sq, entries: sqEntries, cq: { qid: 0, offset: cq, entries: cqEntries, vector: 0, interrupts: true, tail: 0, phase: 1 }, conn: this.admin, head: 0, dead: false };
+  }
+
+  /** Controller disabled: every queue is gone for the host. I/O connections close; admin commands still out end into nothing. */
+  private dropQueues(): void {
+    if (this.adminQueue) this.adminQueue.dead = true;
+    this.adminQueue = undefined;
+    for (const q of this.queues.values()) {
+      q.dead = true;
+      void q.conn.close();
+    }
+    this.queues.clear();
+    this.cqs.clear();
+  }
+
+  private startKeepAlive(): void {
+    const period = this.target.keepAliveMs / 2;
+    if (this.keepAlive || period <= 0 || this.closed) return;
+    this.keepAlive = setInterval(() => {
+      if (this.lost || !bitsOf(this.cc, Cc.EN)) return;
+      if (this.keepAliveSent !== 0 && Date.now() - this.keepAliveSent > this.target.keepAliveMs) {
+        void this.admin.close().then(() => this.onAdminLost(new NvmqError('NVMQ_TARGET_DISCONNECTED', `the NVMe/TCP target at ${this.where} did not answer Keep Alive within ${this.target.keepAliveMs} ms`)));
+        return;
+      }
+      if (this.keepAliveSent !== 0) return;
+      this.keepAliveSent = Date.now();
+      this.own(keepAliveSqe(this.nextCid()), (status) => {
+        this.keepAliveSent = 0;
+        if (status !== 0) trace('tcp %s: Keep Alive status 0x%s', this.where, status.toString(16));
+      });
+    }, period);
+    this.keepAlive.unref();
+  }
+
+  private onAdminLost(err: NvmqError): void {
+    if (this.lost || this.closed) return;
+    this.lost = err;
+    trace('tcp %s: %s', this.where, err.message);
+    // The I/O connections belong to the lost controller: their commands end with a path error.
+    for (const q of this.queues.values()) void q.conn.close();
+  }
+
+  // ------------------------------------------------------------------ queues
+
+  private sqDoorbell(qid: number, tail: number): void {
+    const q = qid === 0 ? this.adminQueue : this.queues.get(qid);
+    if (!q || q.dead || !Number.isInteger(tail) || tail < 0 || tail >= q.entries) return;
+    while (q.head !== tail) {
+      const at = q.sqOffset + q.head * SQE_SIZE;
+      const sqe = this.arena.bytes.slice(at, at + SQE_SIZE);
+      q.head = (q.head + 1) % q.entries;
+      if (qid === 0) this.adminCommand(q, sqe);
+      else this.forward(q, sqe);
+    }
+  }
+
+  /** Writes a CQE into `q`'s CQ and raises its vector, unless the queue is gone for the host. */
+  private post(q: Bridged, cid: number, status: number, dw0 = 0, dw1 = 0): void {
+    if (q.dead) return;
+    const cq = q.cq;
+    const at = cq.offset + cq.tail * CQE_SIZE;
+    const v = this.arena.view;
+    v.setUint32(at, dw0 >>> 0, true);
+    v.setUint32(at + 4, dw1 >>> 0, true);
+    v.setUint16(at + 8, q.head, true);
+    v.setUint16(at + 10, q.qid, true);
+    v.setUint16(at + 12, cid, true);
+    // The status word last: its phase tag makes the entry new.
+    v.setUint16(at + 14, ((status << 1) | cq.phase) & 0xffff, true);
+    if (++cq.tail === cq.entries) {
+      cq.tail = 0;
+      cq.phase ^= 1;
+    }
+    if (cq.interrupts) this.vectors.raise(cq.vector);
+  }
+
+  /** Sends an SQE as a capsule with the data its SGL Data Block points at. */
+  private forward(q: Bridged, sqe: Uint8Array, then?: (status: number) => void): void {
+    const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
+    const cid = v.getUint16(2, true);
+    const psdt = sqe[1]! >>> 6;
+    let region: Uint8Array | undefined;
+    if (psdt === 1) {
+      const length = v.getUint32(32, true);
+      const offset = this.arena.translate(Number(v.getBigUint64(24, true)), length);
+      if (sqe[39] !== 0) return this.post(q, cid, invalid(GenericStatus.SGL_TYPE_INVALID));
+      if (offset < 0) return this.post(q, cid, invalid(GenericStatus.DATA_TRANSFER_ERROR));
+      if (length > 0) region = this.arena.bytes.subarray(offset, offset + length);
+    } else if (psdt !== 0 || v.getBigUint64(24, true) !== 0n || v.getBigUint64(32, true) !== 0n) {
+      // PRPs (or an SGL segment) cannot be carried: this transport moves data only by SGL Data Block.
+      return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+    }
+    const direction = sqe[0]! & 3;
+    if (region && direction !== 1 && direction !== 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+    q.conn.send(sqe, {
+      cid,
+      out: direction === 1 ? region : undefined,
+      in: direction === 2 ? region : undefined,
+      done: (status, dw0, dw1) => {
+        then?.(status);
+        this.post(q, cid, status, dw0, dw1);
+      },
+    });
+  }
+
+  /** Admin commands: queue creation and deletion are connections; the rest goes to the target. */
+  private adminCommand(q: Bridged, sqe: Uint8Array): void {
+    const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
+    const cid = v.getUint16(2, true);
+    const cdw10 = v.getUint32(40, true);
+    const cdw11 = v.getUint32(44, true);
+    const qid = cdw10 & 0xffff;
+    const entries = (cdw10 >>> 16) + 1;
+    switch (sqe[0]) {
+      case AdminOpcode.CREATE_IO_CQ: {
+        const offset = this.arena.translate(Number(v.getBigUint64(24, true)), entries * CQE_SIZE);
+        if (qid === 0 || this.cqs.has(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        if (offset < 0 || entries < 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+        this.cqs.set(qid, { qid, offset, entries, vector: cdw11 >>> 16, interrupts: (cdw11 & 2) !== 0, tail: 0, phase: 1 });
+        return this.post(q, cid, 0);
+      }
+      case AdminOpcode.CREATE_IO_SQ:
+        return this.createSq(q, cid, qid, entries, cdw11 >>> 16, Number(v.getBigUint64(24, true)));
+      case AdminOpcode.DELETE_IO_SQ: {
+        const sq = this.queues.get(qid);
+        if (!sq) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        this.queues.delete(qid);
+        sq.dead = true;
+        void sq.conn.close();
+        return this.post(q, cid, 0);
+      }
+      case AdminOpcode.DELETE_IO_CQ: {
+        if (!this.cqs.delete(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        return this.post(q, cid, 0);
+      }
+      case AdminOpcode.IDENTIFY:
+        // Identify Controller tells the I/O queues' in-capsule data size (IOCCSZ, 16-byte units, the SQE included).
+        if ((cdw10 & 0xff) === 1) {
+          const at = this.arena.translate(Number(v.getBigUint64(24, true)), 4096);
+          return this.forward(q, sqe, (status) => {
+            if (status === 0 && at >= 0) this.ioInCapsule = Math.max(0, this.arena.view.getUint32(at + IdCtrl.IOCCSZ.offset, true) * 16 - SQE_SIZE);
+          });
+        }
+        return this.forward(q, sqe);
+      default:
+        return this.forward(q, sqe);
+    }
+  }
+
+  /** Create I/O SQ: a connection of its own and an I/O Connect; the CQE once that is done. */
+  private createSq(q: Bridged, cid: number, qid: number, entries: number, cqid: number, iova: number): void {
+    const cq = this.cqs.get(cqid);
+    const offset = this.arena.translate(iova, entries * SQE_SIZE);
+    if (qid === 0 || this.queues.has(qid) || this.connecting.has(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+    if (!cq) return this.post(q, cid, specific(CommandSpecificStatus.COMPLETION_QUEUE_INVALID));
+    if (offset < 0 || entries < 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+    this.connecting.add(qid);
+    const generation = this.ccGeneration;
+    void this.connectIo(qid, entries).then(
+      (conn) => {
+        this.connecting.delete(qid);
+        if (generation !== this.ccGeneration || this.closed || q.dead) {
+          void conn.close();
+          return;
+        }
+        const sq: Bridged = { qid, sqOffset: offset, entries, cq, conn, head: 0, dead: false };
+        this.queues.set(qid, sq);
+        this.post(q, cid, 0);
+      },
+      (err: Error) => {
+        this.connecting.delete(qid);
+        trace('tcp %s: I/O queue %d: %s', this.where, qid, err.message);
+        this.queueErrors.set(qid, err);
+        this.post(q, cid, makeStatus(Sct.PATH, PathStatus.HOST_PATHING_ERROR, true));
+      },
+    );
+  }
+
+  /** Why creating an I/O queue failed, by QID (the admin completion carries only a path error). */
+  private readonly queueErrors = new Map<number, Error>();
+
+  queueError(qid: number): Error | undefined {
+    const e = this.queueErrors.get(qid);
+    this.queueErrors.delete(qid);
+    return e;
+  }
+
+  private async connectIo(qid: number, entries: number): Promise<HostConnection> {
+    const t = this.target;
+    const conn = await HostConnection.open({ host: t.host, port: t.port, label: `I/O queue ${qid}`, hdgst: t.headerDigest, ddgst: t.dataDigest, connectTimeoutMs: t.connectTimeoutMs, maxPduBytes: MAX_PDU_BYTES, maxOutstanding: entries - 1 });
+    try {
+      // The Connect data always travels in the capsule (NVMe/TCP).
+      conn.inCapsuleBytes = CONNECT_DATA_SIZE;
+      await connectQueue(conn, 0, { qid, entries, kato: 0, cntlid: this.cntlid, subnqn: t.subnqn, identity: this.identity, where: this.where, timeoutMs: t.connectTimeoutMs });
+      conn.inCapsuleBytes = this.ioInCapsule;
+      return conn;
+    } catch (e) {
+      await conn.close();
+      throw e;
+    }
+  }
+
+  setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
+    if (handler) this.vectors.handlers.set(vector, handler);
+    else this.vectors.handlers.delete(vector);
+  }
+
+  /** Closes every connection (what is outstanding completes with a path error). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.keepAlive);
+    const conns = [...this.queues.values()].map((q) => q.conn);
+    this.dropQueues();
+    await Promise.all([...conns.map((c) => c.close()), this.admin.close()]);
+  }
+}

@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
+import { parseTcpAddress } from '../engine/transport/tcp/target-options.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
 import { ImageError, NvmqError } from '../engine/errors.js';
 import { takePortableNotice } from '../engine/uring/data-path.js';
@@ -113,10 +114,12 @@ function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: b
 }
 
 async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
-  const d = await openController({ namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
+  // --filename nvme-tcp://HOST[:PORT]/SUBNQN: a remote controller over NVMe/TCP.
+  const remote = typeof options.filename === 'string' ? parseTcpAddress(options.filename) : undefined;
+  const d = await openController(remote ? { target: remote } : { namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
   try {
     console.log(command === 'identify' ? formatIdentify(d) : formatSmartLog(await d.smartLog()));
-    if (command === 'identify') console.log(`data path : ${dataPath((d.transport as LocalTransport).controller)}`);
+    if (command === 'identify') console.log(`data path : ${remote ? `NVMe/TCP to ${remote.host}:${remote.port ?? 4420} (${remote.subnqn})` : dataPath((d.transport as LocalTransport).controller)}`);
     return 0;
   } finally {
     await d.close();

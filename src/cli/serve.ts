@@ -14,7 +14,7 @@ import { DEFAULT_METRICS_PORT } from '../engine/metrics/server.js';
 
 export async function serve(namespaces: NamespaceSpec[], settings: RunSettings, tcp: TcpTargetOptions | undefined): Promise<number> {
   const engine = await Engine.open({ namespaces, workers: 1, metrics: settings.metrics ?? { port: DEFAULT_METRICS_PORT } });
-  console.log(`nvmq serve: data path: ${dataPath(engine.controller)}`);
+  console.log(`nvmq serve: data path: ${dataPath(engine.controller, engine.remote)}`);
   for (const ns of engine.driver.namespaces.values()) {
     const spec = namespaces[ns.nsid - 1];
     console.log(`  namespace ${ns.nsid}: ${spec?.backend === 'file' ? spec.path : 'memory'}, ${ns.blocks} blocks of ${ns.lbaSize} bytes`);

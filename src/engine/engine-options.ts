@@ -8,9 +8,16 @@ import type { WaitMode } from './host/waiter.js';
 import type { NamespaceSpec } from './local-device.js';
 import type { MetricsServerOptions } from './metrics/server.js';
 import { invalidArgument } from './host/arguments.js';
+import type { TcpTarget } from './transport/tcp/target-options.js';
 
 export interface EngineOptions {
-  namespaces: NamespaceSpec[];
+  /** The namespaces of an in-process controller; or `target` instead. */
+  namespaces?: NamespaceSpec[];
+  /**
+   * A remote controller instead of namespaces: NVMe/TCP (README, "NVMe/TCP
+   * host"). Each thread that does I/O connects its own I/O queue.
+   */
+  target?: TcpTarget;
   /** Worker threads (default: the machine's available parallelism). */
   workers?: number;
   /** At most this many I/O queue pairs (default: one per worker); fewer queues than workers are shared. */

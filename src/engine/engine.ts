@@ -23,6 +23,10 @@ import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
 import { openLocal } from './local-device.js';
+import { openRemote } from './remote-device.js';
+import { RemoteEngineDevice, type EngineDevice } from './engine-device.js';
+import type { TcpTransport, TcpTarget as RemoteTarget } from './transport/tcp/tcp-transport.js';
+import type { DriverOptions } from './host/driver.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
@@ -36,12 +40,30 @@ export type { EngineBatchOp, EngineOptions } from './engine-options.js';
 
 const trace = debuglog('nvmq');
 
+/** A controller brought up for an engine: in this process, or remote. `abandon()` undoes the open. */
+interface OpenedDevice {
+  driver: NvmeDriver;
+  controller?: NvmeController;
+  remote?: TcpTransport;
+  abandon(): Promise<void>;
+}
+
+async function openRemoteDevice(target: RemoteTarget, arenaSize: number, driver: DriverOptions): Promise<OpenedDevice> {
+  const r = await openRemote({ target, arenaSize, driver });
+  return { driver: r.driver, remote: r.transport, abandon: () => r.driver.close().catch(() => r.transport.close()) };
+}
+
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
 export class Engine {
   readonly driver: NvmeDriver;
-  readonly controller: NvmeController;
+  /** The in-process controller; undefined when the engine runs a remote one (`target`). */
+  readonly controller: NvmeController | undefined;
+  /** The remote controller's transport, when the engine runs one. */
+  readonly remote: TcpTransport | undefined;
+  /** What the pool and attached threads attach to. */
+  private readonly device: EngineDevice;
   readonly workers: number;
   /** The current generation of workers (a reset starts the next). */
   private pool: WorkerPool;
@@ -72,9 +94,12 @@ export class Engine {
   /** NVMe/TCP targets serving this engine's namespaces (listen()); closed before the engine. */
   private readonly targets = new Set<TcpTarget>();
 
-  private constructor(driver: NvmeDriver, controller: NvmeController, workers: number, queues: number, opts: EngineOptions) {
+  private constructor(driver: NvmeDriver, device: OpenedDevice, workers: number, queues: number, opts: EngineOptions) {
     this.driver = driver;
-    this.controller = controller;
+    this.controller = device.controller;
+    this.remote = device.remote;
+    this.device = device.controller ?? new RemoteEngineDevice(device.remote!);
+    const controller = this.device;
     this.workers = workers;
     this.deadlines = new DeadlineChannel(driver);
     driver.resetForTimeout = () => this.reset(); // a stuck command resets the whole engine: fresh workers and pairs
@@ -86,7 +111,7 @@ export class Engine {
         smartLog: () => driver.smartLog(),
         info: {
           version: nvmqVersion(),
-          backend: [...new Set(opts.namespaces.map((n) => n.backend))].sort().join(','),
+          backend: opts.namespaces ? [...new Set(opts.namespaces.map((n) => n.backend))].sort().join(',') : 'nvme-tcp',
           namespaces: String(driver.namespaces.size),
           model: driver.controller.model,
           serial: driver.controller.serial,
@@ -105,7 +130,7 @@ export class Engine {
   private startPool(): WorkerPool {
     return new WorkerPool({
       driver: this.driver,
-      controller: this.controller,
+      controller: this.device,
       workers: this.workers,
       ...this.opts,
       slots: this.slots,
@@ -139,27 +164,40 @@ export class Engine {
       throw invalidArgument('metrics', 'true, false or { host?, port? }', opts.metrics);
     }
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
+    if ((opts.target === undefined) === (opts.namespaces === undefined)) {
+      throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', opts.target ?? opts.namespaces);
+    }
+    if (opts.target !== undefined && opts.controller !== undefined) throw invalidArgument('controller', 'absent with target (a remote controller is tuned on its own side)', opts.controller);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
     // Workers and their replacements, the main thread's queue, and the admin queue.
     const maxIoQueues = opts.controller?.maxIoQueues ?? Math.max(64, workers * 2 + 1);
-    const device = await openLocal({
-      namespaces: opts.namespaces,
-      arenaSize: Math.ceil(((workers * 2 + 1) * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096,
-      controller: {
-        maxIoQueues,
-        // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
-        // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
-        dstrd: 4,
-        ...opts.controller,
-      },
-      // Every queue the controller has: workers, their replacements, the main thread, attached threads.
-      driver: { ioQueues: maxIoQueues, ioTimeoutMs: opts.ioTimeoutMs, adminTimeoutMs: opts.adminTimeoutMs },
-    });
+    const arenaSize = Math.ceil(((workers * 2 + 1) * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096;
+    // Every queue the controller has: workers, their replacements, the main thread, attached threads.
+    const driver = { ioQueues: maxIoQueues, ioTimeoutMs: opts.ioTimeoutMs, adminTimeoutMs: opts.adminTimeoutMs };
+    const device: OpenedDevice = opts.target !== undefined
+      ? await openRemoteDevice(opts.target, arenaSize, driver)
+      : await openLocal({
+          namespaces: opts.namespaces!,
+          arenaSize,
+          controller: {
+            maxIoQueues,
+            // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
+            // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
+            dstrd: 4,
+            ...opts.controller,
+          },
+          driver,
+        });
     let engine: Engine | undefined;
     try {
-      engine = new Engine(device.driver, device.controller, workers, Math.min(wanted, device.driver.grantedIoQueues), opts);
+      const queues = Math.min(wanted, device.driver.grantedIoQueues);
+      if (device.remote && queues < workers) {
+        // A remote queue is one connection, owned by one thread: workers cannot share one.
+        throw new NvmqError('NVMQ_NO_QUEUE', `the NVMe/TCP target grants ${device.driver.grantedIoQueues} I/O queues; a remote engine needs one per worker (${workers} workers${opts.queues !== undefined ? `, queues: ${opts.queues}` : ''})`);
+      }
+      engine = new Engine(device.driver, device, workers, queues, opts);
       await engine.pool.ready();
       if (typeof opts.metrics === 'object') engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
       return engine;
@@ -389,6 +427,7 @@ export class Engine {
    */
   async listen(opts: TcpTargetOptions): Promise<TcpTarget> {
     if (this.closing) return closed();
+    if (this.remote) throw new NvmqError('NVMQ_UNSUPPORTED', 'engine.listen(): this engine runs a remote controller; serve local namespaces instead');
     const target = await TcpTarget.listen(this, opts, this.registry);
     if (this.closing) {
       await target.close();

@@ -22,8 +22,10 @@
  * thread's: see sharing.ts).
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
-import { NvmeController, type IoThreadController } from '../engine/device/controller.js';
+import { NvmeController } from '../engine/device/controller.js';
 import { LocalTransport } from '../engine/transport/local.js';
+import type { Transport } from '../engine/transport/transport.js';
+import { ThreadTcpTransport, isTcpThreadHandle } from '../engine/transport/tcp/thread-transport.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
 import type { CommandFields, CompletionCallback, DataSpec, QueuePairOptions, QueuePairHandle } from '../engine/host/queue-pair.js';
@@ -38,21 +40,27 @@ const DETACH_DRAIN_MS = 30_000;
 /** How long attach() and detach() wait for the engine to answer. */
 const ANSWER_MS = 30_000;
 
-/** The controller's view, transport and queue pair of a thread attached with `grant`. */
-export function attachGranted<Q extends IoQueuePair>(
+/**
+ * The transport and queue pair of a thread attached with `grant`: the
+ * controller's I/O path in this thread (local), or this thread's own
+ * connection for its queue (remote, NVMe/TCP).
+ */
+export async function attachGranted<Q extends IoQueuePair>(
   boot: ThreadBoot,
   grant: QueueGrant,
   make: (opts: QueuePairOptions, namespaces: ReadonlyMap<number, NamespaceInfo>, h: QueuePairHandle) => Q,
-): { controller: IoThreadController; transport: LocalTransport; queue: Q } {
-  const controller = NvmeController.attach({ ...boot.controller, arena: { ...boot.controller.arena, range: grant.pool } }, grant.threadSlot);
-  const transport = new LocalTransport(controller);
+): Promise<{ transport: Transport; queue: Q }> {
+  const c = boot.controller;
   const h = grant.queue;
+  const transport: Transport = isTcpThreadHandle(c)
+    ? await ThreadTcpTransport.open(c, grant.pool, h, grant.vector)
+    : new LocalTransport(NvmeController.attach({ ...c, arena: { ...c.arena, range: grant.pool } }, grant.threadSlot));
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
   const t = boot.timeouts;
   const deadlines = t && { timeoutMs: t.ioMs, deadlines: remoteDeadlines(t) };
   const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode, ...deadlines }, namespaces, h);
   transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
-  return { controller, transport, queue };
+  return { transport, queue };
 }
 
 /** The error a refused attach fails with: NVMQ_NO_QUEUE, or the code of what the engine ran out of (the DMA arena). */
@@ -91,10 +99,10 @@ export class AttachedQueue extends IoQueuePair {
   /** Set once detach() has waited for this thread's commands: the pair takes none from it any more. */
   private detached = false;
   private port: MessagePort | undefined;
-  private local: LocalTransport | undefined;
+  private local: Transport | undefined;
 
   /** Set up by attach(). */
-  bind(port: MessagePort, transport: LocalTransport): void {
+  bind(port: MessagePort, transport: Transport): void {
     this.port = port;
     this.local = transport;
   }
@@ -162,7 +170,7 @@ export async function attach(handle: AttachHandle): Promise<AttachedQueue> {
   const port = handle.port;
   const grant = await ask(port, { type: 'attach', threadId }, (r): r is Extract<AttachReply, { type: 'grant' }> => r.type === 'grant', 'attach');
   try {
-    const { transport, queue } = attachGranted(handle, grant, (opts, namespaces, h) => new AttachedQueue(opts, namespaces, h));
+    const { transport, queue } = await attachGranted(handle, grant, (opts, namespaces, h) => new AttachedQueue(opts, namespaces, h));
     queue.bind(port, transport);
     port.postMessage({ type: 'attached', threadId } satisfies AttachedMessage);
     return queue;

@@ -113,7 +113,7 @@ export class Attachments {
   private async grant(threadId: number): Promise<Grant> {
     const free = this.src.driver.freeIoQueues;
     if (free > 0) {
-      const joinable = free === 1;
+      const joinable = free === 1 && this.src.controller.executor !== undefined;
       try {
         const g = await grantQueue(this.src, threadId, undefined, joinable);
         if (joinable) this.shared.add(g);
@@ -123,7 +123,8 @@ export class Attachments {
         if (!(e instanceof NvmqError && e.code === 'NVMQ_NO_QUEUE' && this.shared.pick())) throw e;
       }
     }
-    const on = this.shared.pick();
+    // A remote controller's queues are connections owned by one thread each: never shared.
+    const on = this.src.controller.executor ? this.shared.pick() : undefined;
     if (!on) {
       const n = this.src.driver.grantedIoQueues;
       throw new NvmqError('NVMQ_NO_QUEUE', `all ${n} I/O queues the controller grants are in use by threads that do not share them (the pool's workers, the main thread, attached threads with a queue of their own)`);

@@ -8,7 +8,7 @@
  */
 import { debuglog } from 'node:util';
 import type { DmaBuffer } from '../engine/dma-arena.js';
-import type { NvmeController } from '../engine/device/controller.js';
+import type { EngineDevice } from '../engine/engine-device.js';
 import { MAX_THREAD_SLOTS } from '../engine/device/shared-state.js';
 import type { NvmeDriver } from '../engine/host/driver.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
@@ -45,7 +45,7 @@ export class ThreadSlots {
 /** Where grants come from. */
 export interface GrantSource {
   driver: NvmeDriver;
-  controller: NvmeController;
+  controller: EngineDevice;
   slots: ThreadSlots;
   queueDepth: number;
   /** Bytes of DMA buffer pool per thread. */

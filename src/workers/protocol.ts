@@ -4,7 +4,7 @@
  * (attach → grant / refused → attached / attach-failed), and the tasks a
  * worker runs.
  */
-import type { ControllerHandle } from '../engine/device/controller.js';
+import type { DeviceHandle } from '../engine/engine-device.js';
 import type { QueuePairHandle } from '../engine/host/queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
 import type { WaitMode } from '../engine/host/waiter.js';
@@ -14,7 +14,8 @@ import type { ThreadTimeouts } from './deadline-channel.js';
 
 /** What any thread needs to attach to the engine's controller, besides its grant. */
 export interface ThreadBoot {
-  controller: ControllerHandle;
+  /** The engine's controller: in this process, or remote (each thread connects its own queue). */
+  controller: DeviceHandle;
   namespaces: NamespaceInfo[];
   /** How the thread's queue pair waits for completions (EngineOptions.waitMode). */
   waitMode?: WaitMode;

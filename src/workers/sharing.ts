@@ -33,7 +33,7 @@
  * by the leaver and never rung, is fetched (and executed here).
  */
 import { debuglog } from 'node:util';
-import type { NvmeController } from '../engine/device/controller.js';
+import type { EngineDevice } from '../engine/engine-device.js';
 import type { NvmeDriver } from '../engine/host/driver.js';
 import type { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import { H_DB_LOCK, H_DEAD, H_SQ_TAIL, HOST_WORDS } from '../engine/host/host-words.js';
@@ -139,8 +139,8 @@ export class SharedPairs {
  * others' commands did not complete in time; true once done, or when the
  * queue went meanwhile (deleted, or failed by a reset, with its commands).
  */
-async function abortLost(controller: NvmeController, p: SharedPair): Promise<boolean> {
-  const sq = controller.executor.sq(p.qp.qid);
+async function abortLost(controller: EngineDevice, p: SharedPair): Promise<boolean> {
+  const sq = controller.executor?.sq(p.qp.qid);
   if (!sq) {
     p.lost = 0;
     return true;

@@ -25,7 +25,7 @@ async function attach(): Promise<IoQueuePair> {
       channel.postMessage({ type: 'attach', threadId });
     });
     try {
-      const { queue } = attachGranted(boot, grant, (opts, namespaces, h) => new IoQueuePair(opts, namespaces, h));
+      const { queue } = await attachGranted(boot, grant, (opts, namespaces, h) => new IoQueuePair(opts, namespaces, h));
       // The engine counts a worker ready only now: until here it may be inside the addon, and stopping
       // a thread there is what the engine must never do.
       channel.postMessage({ type: 'attached', threadId });

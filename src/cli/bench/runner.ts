@@ -19,10 +19,12 @@ import { Progress } from './progress.js';
 import { DEFAULT_NEW_SIZE, UsageError, type JobSpec, type RunSettings } from '../options.js';
 import type { LoopArgs, LoopResult } from './loop.js';
 import type { JobTaskArgs } from './job-task.js';
+import { parseTcpAddress, type TcpTarget } from '../../engine/transport/tcp/target-options.js';
 import type { FsTaskArgs } from './fs-task.js';
 
 /** Which data path moves the engine's file I/O, and why: printed once in the report header. */
-export function dataPath(controller: InProcessDevice): string {
+export function dataPath(controller: InProcessDevice | undefined, remote?: { target: { host: string; port: number; subnqn: string } }): string {
+  if (!controller) return remote ? `NVMe/TCP to ${remote.target.host}:${remote.target.port} (${remote.target.subnqn}), one connection per I/O queue` : 'remote';
   const files = [...controller.namespaces.values()].some((ns) => ns.backend.kind === 'file');
   if (!files) return 'memory (no kernel I/O)';
   if (controller.dataPath === 'io_uring') return 'io_uring (one ring per I/O queue, zero copy)';
@@ -32,14 +34,31 @@ export function dataPath(controller: InProcessDevice): string {
 
 export const writes = (job: JobSpec): boolean => job.rw !== 'read' && job.rw !== 'randread';
 
-/** A namespace shared by the jobs that name the same file; one per job for memory. */
+/** A namespace shared by the jobs that name the same file; one per job for memory; namespace 1 of a remote controller. */
 interface NamespacePlan {
   key: string;
-  spec: NamespaceSpec;
+  /** Undefined for the remote controller's namespace. */
+  spec: NamespaceSpec | undefined;
   jobs: number[];
 }
 
-function namespacesOf(jobs: readonly JobSpec[], force: boolean): NamespacePlan[] {
+/**
+ * The remote controller the jobs run on (--filename nvme-tcp://HOST[:PORT]/SUBNQN), or undefined when
+ * they run on files or memory; all of them or none, on one target.
+ */
+function remoteOf(jobs: readonly JobSpec[]): TcpTarget | undefined {
+  const targets = jobs.map((j) => (j.backend === 'file' ? parseTcpAddress(j.filename) : undefined));
+  const first = targets[0];
+  if (targets.every((t) => t === undefined)) return undefined;
+  if (!first || targets.some((t) => t === undefined || t.host !== first.host || t.port !== first.port || t.subnqn !== first.subnqn)) {
+    throw new UsageError('jobs on an nvme-tcp:// target must all name the same target (one remote controller per run)');
+  }
+  return first;
+}
+
+function namespacesOf(jobs: readonly JobSpec[], force: boolean, remote: boolean): NamespacePlan[] {
+  // A remote run: every job on the target's namespace 1.
+  if (remote) return [{ key: 'remote', spec: undefined, jobs: jobs.map((_, i) => i) }];
   const plans = new Map<string, NamespacePlan>();
   jobs.forEach((job, i) => {
     const lbaSize = job.bs % 4096 === 0 && job.offset % 4096 === 0 ? 4096 : 512;
@@ -96,14 +115,14 @@ export function engineOptions(namespaces: NamespaceSpec[], jobs: readonly JobSpe
 }
 
 /** Where each job's workers run on its namespace. */
-function layout(jobs: readonly JobSpec[], plans: NamespacePlan[], nsBytes: (nsid: number) => number): JobLayout[] {
+function layout(jobs: readonly JobSpec[], plans: NamespacePlan[], nsBytes: (nsid: number) => number, lbaSizeOf: (nsid: number) => number): JobLayout[] {
   const out: JobLayout[] = [];
   let next = 0;
   jobs.forEach((job, i) => {
     const nsIndex = plans.findIndex((p) => p.jobs.includes(i));
     const nsid = nsIndex + 1;
     const plan = plans[nsIndex]!;
-    const lbaSize = plan.spec.lbaSize ?? 4096;
+    const lbaSize = lbaSizeOf(nsid);
     const capacity = nsBytes(nsid);
     const size = job.size ?? capacity - job.offset;
     const name = job.backend === 'memory' ? 'the memory namespace' : job.filename;
@@ -115,7 +134,8 @@ function layout(jobs: readonly JobSpec[], plans: NamespacePlan[], nsBytes: (nsid
     const perWorker = Math.floor(size / job.numjobs / job.bs) * job.bs;
     if (perWorker < job.bs) throw new UsageError(`job ${job.name}: size ${size} split across ${job.numjobs} workers leaves less than one ${job.bs}-byte block each`);
     const workers = Array.from({ length: job.numjobs }, () => next++);
-    out.push({ job, nsid, lbaSize, ...(plan.spec.backend === 'file' ? { path: plan.spec.path } : {}), regionStart: job.offset, perWorker, workers });
+    if (job.bs % lbaSize !== 0) throw new UsageError(`--bs ${job.bs} is not a multiple of ${name}'s LBA size ${lbaSize}`);
+    out.push({ job, nsid, lbaSize, ...(plan.spec?.backend === 'file' ? { path: plan.spec.path } : {}), regionStart: job.offset, perWorker, workers });
   });
   return out;
 }
@@ -239,14 +259,21 @@ const FS_TASK = new URL('./fs-task.js', import.meta.url);
 
 /** Runs the jobs through nvmq's engine; returns the figures and the layouts (for a comparison on the same regions). */
 export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, io: RunIo): Promise<{ result: RunResult; layouts: JobLayout[] }> {
-  const plans = namespacesOf(jobs, settings.force);
-  const engine = await Engine.open(engineOptions(plans.map((p) => p.spec), jobs, settings));
+  const target = remoteOf(jobs);
+  const plans = namespacesOf(jobs, settings.force, target !== undefined);
+  const local = engineOptions(plans.flatMap((p) => (p.spec ? [p.spec] : [])), jobs, settings);
+  const engine = await Engine.open(target ? { ...local, namespaces: undefined, controller: undefined, target } : local);
   try {
-    const layouts = layout(jobs, plans, (nsid) => {
-      const ns = engine.namespace(nsid);
-      return ns.blocks * ns.lbaSize;
-    });
-    const result = await runWorkers('nvmq', dataPath(engine.controller), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
+    const layouts = layout(
+      jobs,
+      plans,
+      (nsid) => {
+        const ns = engine.namespace(nsid);
+        return ns.blocks * ns.lbaSize;
+      },
+      (nsid) => engine.namespace(nsid).lbaSize,
+    );
+    const result = await runWorkers('nvmq', dataPath(engine.controller, engine.remote), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
     const served = engine.metricsAddress;
     if (served) result.notes.push(`metrics were served on ${served.url} during the run`);
     const engines = new Set(jobs.flatMap((j) => (j.given.ioengine ? [j.given.ioengine] : [])));

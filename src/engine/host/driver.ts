@@ -402,6 +402,8 @@ export class NvmeDriver {
         cdw10: withBits(withBits(0, CreateCqCdw10.QID, qid), CreateCqCdw10.QSIZE, entries - 1),
         cdw11: withBits(withBits(withBits(0, CreateCqCdw11.PC, 1), CreateCqCdw11.IEN, 1), CreateCqCdw11.IV, vector),
       });
+      // Rung from another thread: a transport that connects queues per thread leaves the connecting to that thread's.
+      if (opts.reapHere === false) this.transport.queueOwnedElsewhere?.(qid);
       try {
         await this.adminCommand({
           opcode: AdminOpcode.CREATE_IO_SQ,

@@ -46,6 +46,12 @@ export interface Transport {
    * the completion's status (an NVMe/TCP connection refused). Optional.
    */
   queueError?(qid: number): Error | undefined;
+  /**
+   * I/O queue `qid`, about to be created, will be rung from another thread
+   * (its own transport there): a transport that connects each queue in its
+   * thread (NVMe/TCP) leaves that to the other thread. Optional.
+   */
+  queueOwnedElsewhere?(qid: number): void;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

@@ -38,11 +38,12 @@ import { bitsOf } from '../../spec/layout.js';
 import { AdminOpcode } from '../../spec/opcodes.js';
 import { CommandSpecificStatus, GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
 import { IdCtrl } from '../../spec/identify.js';
-import { CONNECT_DATA_SIZE, Property } from '../../spec/fabrics.js';
-import { Vectors } from '../vectors.js';
+import { Property } from '../../spec/fabrics.js';
 import { HostConnection } from './host-connection.js';
 import { CNTLID_DYNAMIC, connectQueue, hostIdentity, keepAliveSqe, propertyGet, propertyGetSqe, propertySetSqe, type HostIdentity } from './fabrics-host.js';
 import { checkTcpTarget, type ResolvedTcpTarget, type TcpTarget } from './target-options.js';
+import { DOORBELLS, MAX_PDU_BYTES, QueueBridge, connectIoQueue, invalid, type Bridged, type Cq } from './queue-bridge.js';
+import type { TcpThreadHandle } from './thread-transport.js';
 
 export type { TcpTarget } from './target-options.js';
 
@@ -52,44 +53,18 @@ const trace = debuglog('nvmq');
 const ADMIN_ENTRIES = 32;
 /** In-capsule data on the admin queue (NVMe/TCP: 8 KiB). */
 const ADMIN_IN_CAPSULE = 8192;
-/** The largest controller-to-host PDU read: a transfer of up to 8 MiB and its headers. */
-const MAX_PDU_BYTES = (8 << 20) + 1024;
 /** CIDs of the transport's own admin commands (Property Get / Set, Keep Alive): above any the driver's ring uses. */
 const OWN_CID_BASE = 0xf000;
-const DOORBELLS = 0x1000;
 /** What CSTS reads once the admin connection is gone: CFS, and shutdown complete. */
 const LOST_CSTS = (1 << Csts.CFS.shift) | (2 << Csts.SHST.shift);
 
-interface Cq {
-  qid: number;
-  offset: number;
-  entries: number;
-  vector: number;
-  interrupts: boolean;
-  tail: number;
-  phase: number;
-}
-
-/** One host queue bridged to its connection. */
-interface Bridged {
-  qid: number;
-  sqOffset: number;
-  entries: number;
-  cq: Cq;
-  conn: HostConnection;
-  /** The next SQ entry to take. */
-  head: number;
-  /** Set when the queue is gone for the host (deleted, controller disabled): nothing more is written for it. */
-  dead: boolean;
-}
-
-const invalid = (sc: number): number => makeStatus(Sct.GENERIC, sc, true);
 const specific = (sc: number): number => makeStatus(Sct.COMMAND_SPECIFIC, sc, true);
 
 export class TcpTransport implements Transport {
   readonly name = 'tcp';
   readonly dataPointer = 'sgl';
-  private readonly vectors = new Vectors();
+  readonly arena: DmaArena;
+  private readonly bridge: QueueBridge;
   private readonly where: string;
   private capLo = 0;
   private capHi = 0;
@@ -102,10 +77,13 @@ export class TcpTransport implements Transport {
   private aqa = 0;
   private asq = 0;
   private acq = 0;
-  private adminQueue: Bridged | undefined;
-  private readonly queues = new Map<number, Bridged>();
   private readonly cqs = new Map<number, Cq>();
   private readonly connecting = new Set<number>();
+  /** I/O queues another thread connects and bridges (`queueOwnedElsewhere`): created and deleted here without a connection. */
+  private readonly elsewhere = new Set<number>();
+  private readonly placeholders = new Set<number>();
+  /** Why creating an I/O queue failed, by QID (the admin completion carries only a path error). */
+  private readonly queueErrors = new Map<number, Error>();
   private ownCid = 0;
   /** I/O queues' in-capsule data, from Identify Controller's IOCCSZ. */
   private ioInCapsule = 0;
@@ -116,12 +94,15 @@ export class TcpTransport implements Transport {
   lost: NvmqError | undefined;
 
   private constructor(
-    readonly arena: DmaArena,
+    arena: DmaArena,
     readonly target: ResolvedTcpTarget,
     readonly identity: HostIdentity,
     private readonly admin: HostConnection,
     readonly cntlid: number,
   ) {
+    this.arena = arena;
+    this.bridge = new QueueBridge(arena, 0);
+    this.bridge.onAdminCommand = (q, sqe) => this.adminCommand(q, sqe);
     this.where = `${target.host}:${target.port}`;
     admin.onFailure = (err) => this.onAdminLost(err);
   }
@@ -139,6 +120,7 @@ export class TcpTransport implements Transport {
       const cap = await propertyGet(admin, OWN_CID_BASE + 1, Property.CAP.offset, 8, t.connectTimeoutMs);
       transport.capLo = cap % 0x1_0000_0000;
       transport.capHi = Math.floor(cap / 0x1_0000_0000);
+      transport.bridge.dstrd = bitsOf(transport.capHi, Cap.DSTRD);
       transport.vs = await propertyGet(admin, OWN_CID_BASE + 2, Property.VS.offset, 4, t.connectTimeoutMs);
       transport.cc = await propertyGet(admin, OWN_CID_BASE + 3, Property.CC.offset, 4, t.connectTimeoutMs);
       transport.cstsValue = await propertyGet(admin, OWN_CID_BASE + 4, Property.CSTS.offset, 4, t.connectTimeoutMs);
@@ -150,8 +132,14 @@ export class TcpTransport implements Transport {
     }
   }
 
-  private get dstrd(): number {
-    return bitsOf(this.capHi, Cap.DSTRD);
+  /** What a thread that bridges its own I/O queue needs (structured-cloneable). */
+  threadHandle(): TcpThreadHandle {
+    return { kind: 'tcp', target: this.target, identity: this.identity, cntlid: this.cntlid, inCapsule: this.ioInCapsule, dstrd: this.bridge.dstrd, arena: this.arena.handle() };
+  }
+
+  /** I/O queue `qid` will be connected and rung by another thread's transport: creating it here opens no connection. */
+  queueOwnedElsewhere(qid: number): void {
+    this.elsewhere.add(qid);
   }
 
   private nextCid(): number {
@@ -198,12 +186,7 @@ export class TcpTransport implements Transport {
   }
 
   write32(offset: number, value: number): void {
-    if (offset >= DOORBELLS) {
-      const index = (offset - DOORBELLS) / (4 << this.dstrd);
-      // Odd: a CQ head doorbell; the ring never overflows (the host has fewer commands out than entries).
-      if (Number.isInteger(index) && index % 2 === 0) this.sqDoorbell(index / 2, value);
-      return;
-    }
+    if (offset >= DOORBELLS) return this.bridge.doorbell(offset, value);
     switch (offset) {
       case Regs.CC.offset:
         return this.writeCc(value >>> 0);
@@ -253,7 +236,7 @@ export class TcpTransport implements Transport {
     this.ccGeneration++;
     this.refreshing = false;
     if (was && !en) this.dropQueues();
-    if (!was && en) this.adminQueue = this.bridgeAdmin();
+    if (!was && en) this.bridge.admin = this.bridgeAdmin();
     const generation = this.ccGeneration;
     this.own(propertySetSqe(this.nextCid(), Property.CC.offset, value), () => {
       if (generation === this.ccGeneration) this.csts();
@@ -273,14 +256,9 @@ export class TcpTransport implements Transport {
 
   /** Controller disabled: every queue is gone for the host. I/O connections close; admin commands still out end into nothing. */
   private dropQueues(): void {
-    if (this.adminQueue) this.adminQueue.dead = true;
-    this.adminQueue = undefined;
-    for (const q of this.queues.values()) {
-      q.dead = true;
-      void q.conn.close();
-    }
-    this.queues.clear();
+    void this.bridge.dropQueues();
     this.cqs.clear();
+    this.placeholders.clear();
   }
 
   private startKeepAlive(): void {
@@ -307,71 +285,10 @@ export class TcpTransport implements Transport {
     this.lost = err;
     trace('tcp %s: %s', this.where, err.message);
     // The I/O connections belong to the lost controller: their commands end with a path error.
-    for (const q of this.queues.values()) void q.conn.close();
+    for (const q of this.bridge.queues.values()) void q.conn.close();
   }
 
   // ------------------------------------------------------------------ queues
-
-  private sqDoorbell(qid: number, tail: number): void {
-    const q = qid === 0 ? this.adminQueue : this.queues.get(qid);
-    if (!q || q.dead || !Number.isInteger(tail) || tail < 0 || tail >= q.entries) return;
-    while (q.head !== tail) {
-      const at = q.sqOffset + q.head * SQE_SIZE;
-      const sqe = this.arena.bytes.slice(at, at + SQE_SIZE);
-      q.head = (q.head + 1) % q.entries;
-      if (qid === 0) this.adminCommand(q, sqe);
-      else this.forward(q, sqe);
-    }
-  }
-
-  /** Writes a CQE into `q`'s CQ and raises its vector, unless the queue is gone for the host. */
-  private post(q: Bridged, cid: number, status: number, dw0 = 0, dw1 = 0): void {
-    if (q.dead) return;
-    const cq = q.cq;
-    const at = cq.offset + cq.tail * CQE_SIZE;
-    const v = this.arena.view;
-    v.setUint32(at, dw0 >>> 0, true);
-    v.setUint32(at + 4, dw1 >>> 0, true);
-    v.setUint16(at + 8, q.head, true);
-    v.setUint16(at + 10, q.qid, true);
-    v.setUint16(at + 12, cid, true);
-    // The status word last: its phase tag makes the entry new.
-    v.setUint16(at + 14, ((status << 1) | cq.phase) & 0xffff, true);
-    if (++cq.tail === cq.entries) {
-      cq.tail = 0;
-      cq.phase ^= 1;
-    }
-    if (cq.interrupts) this.vectors.raise(cq.vector);
-  }
-
-  /** Sends an SQE as a capsule with the data its SGL Data Block points at. */
-  private forward(q: Bridged, sqe: Uint8Array, then?: (status: number) => void): void {
-    const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
-    const cid = v.getUint16(2, true);
-    const psdt = sqe[1]! >>> 6;
-    let region: Uint8Array | undefined;
-    if (psdt === 1) {
-      const length = v.getUint32(32, true);
-      const offset = this.arena.translate(Number(v.getBigUint64(24, true)), length);
-      if (sqe[39] !== 0) return this.post(q, cid, invalid(GenericStatus.SGL_TYPE_INVALID));
-      if (offset < 0) return this.post(q, cid, invalid(GenericStatus.DATA_TRANSFER_ERROR));
-      if (length > 0) region = this.arena.bytes.subarray(offset, offset + length);
-    } else if (psdt !== 0 || v.getBigUint64(24, true) !== 0n || v.getBigUint64(32, true) !== 0n) {
-      // PRPs (or an SGL segment) cannot be carried: this transport moves data only by SGL Data Block.
-      return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
-    }
-    const direction = sqe[0]! & 3;
-    if (region && direction !== 1 && direction !== 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
-    q.conn.send(sqe, {
-      cid,
-      out: direction === 1 ? region : undefined,
-      in: direction === 2 ? region : undefined,
-      done: (status, dw0, dw1) => {
-        then?.(status);
-        this.post(q, cid, status, dw0, dw1);
-      },
-    });
-  }
 
   /** Admin commands: queue creation and deletion are connections; the rest goes to the target. */
   private adminCommand(q: Bridged, sqe: Uint8Array): void {
@@ -384,36 +301,40 @@ export class TcpTransport implements Transport {
     switch (sqe[0]) {
       case AdminOpcode.CREATE_IO_CQ: {
         const offset = this.arena.translate(Number(v.getBigUint64(24, true)), entries * CQE_SIZE);
-        if (qid === 0 || this.cqs.has(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
-        if (offset < 0 || entries < 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+        if (qid === 0 || this.cqs.has(qid)) return this.bridge.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        if (offset < 0 || entries < 2) return this.bridge.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
         this.cqs.set(qid, { qid, offset, entries, vector: cdw11 >>> 16, interrupts: (cdw11 & 2) !== 0, tail: 0, phase: 1 });
-        return this.post(q, cid, 0);
+        return this.bridge.post(q, cid, 0);
       }
       case AdminOpcode.CREATE_IO_SQ:
         return this.createSq(q, cid, qid, entries, cdw11 >>> 16, Number(v.getBigUint64(24, true)));
       case AdminOpcode.DELETE_IO_SQ: {
-        const sq = this.queues.get(qid);
-        if (!sq) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
-        this.queues.delete(qid);
+        if (this.placeholders.delete(qid)) {
+          this.elsewhere.delete(qid);
+          return this.bridge.post(q, cid, 0);
+        }
+        const sq = this.bridge.queues.get(qid);
+        if (!sq) return this.bridge.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        this.bridge.queues.delete(qid);
         sq.dead = true;
         void sq.conn.close();
-        return this.post(q, cid, 0);
+        return this.bridge.post(q, cid, 0);
       }
       case AdminOpcode.DELETE_IO_CQ: {
-        if (!this.cqs.delete(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
-        return this.post(q, cid, 0);
+        if (!this.cqs.delete(qid)) return this.bridge.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+        return this.bridge.post(q, cid, 0);
       }
       case AdminOpcode.IDENTIFY:
         // Identify Controller tells the I/O queues' in-capsule data size (IOCCSZ, 16-byte units, the SQE included).
         if ((cdw10 & 0xff) === 1) {
           const at = this.arena.translate(Number(v.getBigUint64(24, true)), 4096);
-          return this.forward(q, sqe, (status) => {
+          return this.bridge.forward(q, sqe, (status) => {
             if (status === 0 && at >= 0) this.ioInCapsule = Math.max(0, this.arena.view.getUint32(at + IdCtrl.IOCCSZ.offset, true) * 16 - SQE_SIZE);
           });
         }
-        return this.forward(q, sqe);
+        return this.bridge.forward(q, sqe);
       default:
-        return this.forward(q, sqe);
+        return this.bridge.forward(q, sqe);
     }
   }
 
@@ -421,12 +342,17 @@ export class TcpTransport implements Transport {
   private createSq(q: Bridged, cid: number, qid: number, entries: number, cqid: number, iova: number): void {
     const cq = this.cqs.get(cqid);
     const offset = this.arena.translate(iova, entries * SQE_SIZE);
-    if (qid === 0 || this.queues.has(qid) || this.connecting.has(qid)) return this.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
-    if (!cq) return this.post(q, cid, specific(CommandSpecificStatus.COMPLETION_QUEUE_INVALID));
-    if (offset < 0 || entries < 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+    if (qid === 0 || this.bridge.queues.has(qid) || this.connecting.has(qid) || this.placeholders.has(qid)) return this.bridge.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
+    if (!cq) return this.bridge.post(q, cid, specific(CommandSpecificStatus.COMPLETION_QUEUE_INVALID));
+    if (offset < 0 || entries < 2) return this.bridge.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
+    if (this.elsewhere.has(qid)) {
+      // The thread that owns it connects it when it attaches (thread-transport.ts).
+      this.placeholders.add(qid);
+      return this.bridge.post(q, cid, 0);
+    }
     this.connecting.add(qid);
     const generation = this.ccGeneration;
-    void this.connectIo(qid, entries).then(
+    void connectIoQueue({ target: this.target, identity: this.identity, cntlid: this.cntlid, inCapsule: this.ioInCapsule }, qid, entries).then(
       (conn) => {
         this.connecting.delete(qid);
         if (generation !== this.ccGeneration || this.closed || q.dead) {
@@ -434,20 +360,17 @@ export class TcpTransport implements Transport {
           return;
         }
         const sq: Bridged = { qid, sqOffset: offset, entries, cq, conn, head: 0, dead: false };
-        this.queues.set(qid, sq);
-        this.post(q, cid, 0);
+        this.bridge.queues.set(qid, sq);
+        this.bridge.post(q, cid, 0);
       },
       (err: Error) => {
         this.connecting.delete(qid);
         trace('tcp %s: I/O queue %d: %s', this.where, qid, err.message);
         this.queueErrors.set(qid, err);
-        this.post(q, cid, makeStatus(Sct.PATH, PathStatus.HOST_PATHING_ERROR, true));
+        this.bridge.post(q, cid, makeStatus(Sct.PATH, PathStatus.HOST_PATHING_ERROR, true));
       },
     );
   }
-
-  /** Why creating an I/O queue failed, by QID (the admin completion carries only a path error). */
-  private readonly queueErrors = new Map<number, Error>();
 
   queueError(qid: number): Error | undefined {
     const e = this.queueErrors.get(qid);
@@ -455,24 +378,8 @@ export class TcpTransport implements Transport {
     return e;
   }
 
-  private async connectIo(qid: number, entries: number): Promise<HostConnection> {
-    const t = this.target;
-    const conn = await HostConnection.open({ host: t.host, port: t.port, label: `I/O queue ${qid}`, hdgst: t.headerDigest, ddgst: t.dataDigest, connectTimeoutMs: t.connectTimeoutMs, maxPduBytes: MAX_PDU_BYTES, maxOutstanding: entries - 1 });
-    try {
-      // The Connect data always travels in the capsule (NVMe/TCP).
-      conn.inCapsuleBytes = CONNECT_DATA_SIZE;
-      await connectQueue(conn, 0, { qid, entries, kato: 0, cntlid: this.cntlid, subnqn: t.subnqn, identity: this.identity, where: this.where, timeoutMs: t.connectTimeoutMs });
-      conn.inCapsuleBytes = this.ioInCapsule;
-      return conn;
-    } catch (e) {
-      await conn.close();
-      throw e;
-    }
-  }
-
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
-    if (handler) this.vectors.handlers.set(vector, handler);
-    else this.vectors.handlers.delete(vector);
+    this.bridge.setInterruptHandler(vector, handler);
   }
 
   /** Closes every connection (what is outstanding completes with a path error). */
@@ -480,8 +387,7 @@ export class TcpTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.keepAlive);
-    const conns = [...this.queues.values()].map((q) => q.conn);
-    this.dropQueues();
-    await Promise.all([...conns.map((c) => c.close()), this.admin.close()]);
+    this.cqs.clear();
+    await Promise.all([this.bridge.dropQueues(), this.admin.close()]);
   }
 }

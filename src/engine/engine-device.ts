@@ -1,0 +1,41 @@
+/**
+ * What the engine's worker pool and attached threads need of the controller
+ * they run, local or remote: a handle a thread attaches with, and what to
+ * forget when a thread dies. An in-process controller also lets threads
+ * share a queue pair (each runs the controller in itself); a remote one
+ * does not: each I/O queue is a connection, owned by one thread.
+ */
+import type { ControllerHandle, NvmeController } from './device/controller.js';
+import type { TcpTransport } from './transport/tcp/tcp-transport.js';
+import type { TcpThreadHandle } from './transport/tcp/thread-transport.js';
+
+/** What a thread attaches with (structured-cloneable). */
+export type DeviceHandle = ControllerHandle | TcpThreadHandle;
+
+export interface EngineDevice {
+  handle(): DeviceHandle;
+  /** A thread died: forgets the commands it was executing. Returns how many. */
+  abandonThread(threadSlot: number): number;
+  /** The commands of an SQ whose only executing thread died complete as aborted. Returns how many. */
+  abandonInflight(qid: number): number;
+  /** The queue executor of an in-process controller; absent for a remote one, whose queues are never shared. */
+  readonly executor?: NvmeController['executor'];
+}
+
+/**
+ * A remote controller as the engine's threads see it. A thread's commands
+ * are executed by the target, and its connection closes when it dies (the
+ * target then deletes the queue), so there is nothing to forget here.
+ */
+export class RemoteEngineDevice implements EngineDevice {
+  constructor(private readonly transport: TcpTransport) {}
+  handle(): DeviceHandle {
+    return this.transport.threadHandle();
+  }
+  abandonThread(): number {
+    return 0;
+  }
+  abandonInflight(): number {
+    return 0;
+  }
+}

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
 import { parseTcpAddress } from '../engine/transport/tcp/target-options.js';
+import { discover, formatDiscoveryLog } from '../engine/transport/tcp/discover.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
 import { ImageError, NvmqError } from '../engine/errors.js';
 import { takePortableNotice } from '../engine/uring/data-path.js';
@@ -126,6 +127,15 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
   }
 }
 
+/** `nvmq discover HOST[:PORT]`: the target's discovery log, as nvme discover prints it. */
+async function discoverCommand(address: string): Promise<number> {
+  const m = /^(?:\[([^\]]+)\]|([^:/]+))(?::(\d+))?$/.exec(address.trim());
+  const port = Number(m?.[3] ?? 4420);
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${JSON.stringify(address)} is not HOST[:PORT] (examples: 192.0.2.10, 192.0.2.10:4420, [::1]:4420)`);
+  console.log(formatDiscoveryLog(await discover({ host: m[1] ?? m[2]!, port })));
+  return 0;
+}
+
 /** Why a missing image is an error rather than created: only commands that write create one. */
 const NOT_CREATED = 'identify, smart-log and read-only jobs never create an image; a write job or nvmq serve does';
 
@@ -143,6 +153,8 @@ async function main(argv: string[]): Promise<number> {
     case 'identify':
     case 'smart-log':
       return inspect(command, options);
+    case 'discover':
+      return discoverCommand(jobFiles[0]!);
     case 'serve':
       return serve(namespaceSpecs(options, makeSettings(options, 'serve'), true), makeSettings(options, 'serve'), tcpTargetOptions(options));
   }

@@ -48,10 +48,10 @@ interface OptionDef {
   repeatable?: boolean;
 }
 
-export type Command = 'bench' | 'identify' | 'smart-log' | 'serve';
-export const COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve'];
-/** Options that pick the namespaces: every command opens some. */
-const NS_COMMANDS = COMMANDS;
+export type Command = 'bench' | 'identify' | 'smart-log' | 'serve' | 'discover';
+export const COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve', 'discover'];
+/** Options that pick the namespaces: every command but discover opens some (or a remote controller, --filename nvme-tcp://). */
+const NS_COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve'];
 
 export const OPTIONS = {
   name: { kind: 'string', default: 'nvmq', description: 'job name in the report', job: true },
@@ -259,7 +259,9 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
     if (!cmds.includes(command)) throw new UsageError(`--${name} does not apply to nvmq ${command}`);
     for (const v of DEFS[name]!.repeatable ? options[name]!.split('\n') : [options[name]!]) checkValue(name, v);
   }
-  if (command !== 'bench' && jobFiles.length > 0) throw new UsageError(`nvmq ${command} takes no job file (got ${jobFiles[0]})`);
+  if (command === 'discover') {
+    if (jobFiles.length !== 1) throw new UsageError('nvmq discover takes one address: HOST[:PORT] ([addr]:PORT for IPv6; the port defaults to 4420)');
+  } else if (command !== 'bench' && jobFiles.length > 0) throw new UsageError(`nvmq ${command} takes no job file (got ${jobFiles[0]})`);
   return { command, jobFiles, options };
 }
 
@@ -399,11 +401,15 @@ export function helpText(): string {
   const lines = [
     'usage: nvmq [bench] [jobfile.fio ...] [options]',
     '       nvmq identify | smart-log | serve [options]',
+    '       nvmq discover HOST[:PORT]',
     '',
     '  bench       (default) fio-style load test in worker threads; reads fio job files',
     '  identify    controller and namespace identity, as nvme id-ctrl / id-ns print them',
     '  smart-log   the SMART / Health Information log',
     '  serve       open the namespaces and serve /metrics (and NVMe/TCP with --listen) until SIGINT / SIGTERM',
+    '  discover    the discovery log of an NVMe/TCP target, as nvme discover prints it',
+    '',
+    '  --filename nvme-tcp://HOST[:PORT]/SUBNQN runs bench, identify and smart-log on a remote controller.',
     '',
     'options (fio names; --key value, --key=value, or a bare --key for a boolean;',
     'untagged options are for bench, {...} names the commands an option applies to):',

@@ -164,8 +164,9 @@ export class Engine {
       throw invalidArgument('metrics', 'true, false or { host?, port? }', opts.metrics);
     }
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
-    if ((opts.target === undefined) === (opts.namespaces === undefined)) {
-      throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', opts.target ?? opts.namespaces);
+    // Neither: the namespaces' own check says what is missing.
+    if (opts.target !== undefined && opts.namespaces !== undefined) {
+      throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', 'both');
     }
     if (opts.target !== undefined && opts.controller !== undefined) throw invalidArgument('controller', 'absent with target (a remote controller is tuned on its own side)', opts.controller);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);

@@ -291,7 +291,11 @@ describe('nvmq bench', () => {
         [['--metrics-host', '0.0.0.0'], 'nvmq: --metrics-host 0.0.0.0 needs --metrics-port (0..65535): nvmq bench serves /metrics only on a port given'],
         [['--nope'], 'nvmq: unknown option --nope (nvmq --help lists them)'],
         [['--rw', 'randrw', '--rwmixread', '70', '--rwmixwrite', '70'], 'nvmq: --rwmixwrite 70 with --rwmixread 70 does not add up to 100 (give one, 0..100: the other is 100 minus it)'],
-        [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve)"],
+        [['frobnicate'], "nvmq: unknown command 'frobnicate' (commands: bench, identify, smart-log, serve, discover)"],
+        [['discover'], 'nvmq: nvmq discover takes one address: HOST[:PORT] ([addr]:PORT for IPv6; the port defaults to 4420)'],
+        [['discover', 'a.example', 'b.example'], 'nvmq: nvmq discover takes one address: HOST[:PORT] ([addr]:PORT for IPv6; the port defaults to 4420)'],
+        [['discover', '127.0.0.1:99999'], 'nvmq: "127.0.0.1:99999" is not HOST[:PORT] (examples: 192.0.2.10, 192.0.2.10:4420, [::1]:4420)'],
+        [['discover', '127.0.0.1', '--filename', 's.img'], 'nvmq: --filename does not apply to nvmq discover'],
         // Found once the namespace is open: after the portable-path line, on a build that prints it.
         [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], `${NOTICE}nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)`],
       ] as const) {

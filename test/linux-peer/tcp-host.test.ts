@@ -12,13 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openController } from '../../dist/index.js';
+import { Engine, openController } from '../../dist/index.js';
 
 const enabled = process.env.NVMQ_LINUX_PEER === '1';
 /** In CI the peer must run: a skipped fixture (no QEMU, no kernel package) fails the test there. */
 const mustRun = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== '0';
 const fixture = fileURLToPath(new URL('../fixtures/linux-peer/nvmet-target.sh', import.meta.url));
 const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const verifyTask = new URL('../fixtures/verify-task.mjs', import.meta.url).href;
 
 interface Ready {
   host: string;
@@ -165,6 +166,38 @@ for (const lbaSize of [4096, 512]) {
         expect(end).toBe(sha(endWant));
       }, 120_000);
     }
+
+    it('an Engine on it: each of two workers and the main thread on an I/O queue connection of its own, verified', async ({ skip }) => {
+      if (!peer) return skip(skipped!);
+      const e = await Engine.open({ target: target(false), workers: 2, metrics: false });
+      try {
+        // Blocks 1024.. (inside 16 MiB at either block size), 64 a task.
+        const runs = await Promise.all([0, 1, 2, 3].map((k) => e.run<{ qid: number; bad: number[]; ios: number }>(verifyTask, { nsid: 1, first: 1024 + k * 64, count: 64, passes: 2, depth: 8, seed: 11, lbaSize })));
+        expect(runs.map((r) => r.bad)).toEqual([[], [], [], []]);
+        expect(runs.map((r) => r.ios)).toEqual([256, 256, 256, 256]);
+        expect(new Set(runs.map((r) => r.qid)).size).toBe(2);
+        const one = new Uint8Array(lbaSize).fill(0xa7);
+        await e.write(1, 3, one);
+        expect(peer.guest(`dd if=${peer.ready.backing_file} bs=${lbaSize} skip=3 count=1 2>/dev/null | sha256sum`).split(' ')[0]).toBe(sha(one));
+      } finally {
+        await e.close();
+      }
+    }, 120_000);
+
+    it('nvmq bench --verify crc32c passes on it', async ({ skip }) => {
+      if (!peer) return skip(skipped!);
+      const out = execFileSync('node', [cli, 'bench', '--filename', `nvme-tcp://127.0.0.1:${peer.ready.port}/${peer.ready.subnqn}`, '--rw', 'randrw', '--bs', '4k', '--iodepth', '8', '--numjobs', '2', '--size', '4m', '--runtime', '2s', '--time_based', '--verify', 'crc32c'], { encoding: 'utf8', timeout: 120_000 });
+      expect(out).toMatch(/data path: NVMe\/TCP to 127\.0\.0\.1/);
+      expect(out).toMatch(/verify: \d+ blocks checked .*no mismatch/);
+    }, 150_000);
+
+    it('nvmq discover lists its subsystem', async ({ skip }) => {
+      if (!peer) return skip(skipped!);
+      const out = execFileSync('node', [cli, 'discover', `127.0.0.1:${peer.ready.port}`], { encoding: 'utf8', timeout: 60_000 });
+      expect(out).toMatch(/^Discovery Log Number of Records \d+, Generation counter \d+$/m);
+      expect(out).toMatch(new RegExp(`^subnqn:  ${peer.ready.subnqn.replace(/\./g, '\\.')}$`, 'm'));
+      expect(out).toMatch(/^trtype:  tcp$/m);
+    }, 60_000);
 
     it('nvmq identify reads it by its nvme-tcp:// address', async ({ skip }) => {
       if (!peer) return skip(skipped!);

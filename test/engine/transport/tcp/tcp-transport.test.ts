@@ -10,6 +10,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as net from 'node:net';
 import { openController } from '../../../../dist/index.js';
 import { parseTcpAddress } from '../../../../dist/engine/transport/tcp/target-options.js';
+import { discover, formatDiscoveryLog } from '../../../../dist/engine/transport/tcp/discover.js';
 import type { NvmeDriver } from '../../../../dist/engine/host/driver.js';
 import { NS, LBA, pattern, startTarget, until, type LiveTarget } from '../../target/tcp-host.js';
 import { SUBNQN, HOST_A } from '../../target/helpers.js';
@@ -176,6 +177,25 @@ describe('what goes wrong, in one line', () => {
     const closing = Date.now();
     await d.close();
     expect(Date.now() - closing).toBeLessThan(5000);
+  });
+});
+
+describe('discovery', () => {
+  it('reads the discovery log: the discovery subsystem and the NVM subsystem, as nvme discover prints them', async () => {
+    const log = await discover({ host: '127.0.0.1', port: t.port });
+    expect(log.entries.map((e) => e.subnqn).sort()).toEqual([SUBNQN, 'nqn.2014-08.org.nvmexpress.discovery'].sort());
+    const nvm = log.entries.find((e) => e.subnqn === SUBNQN)!;
+    expect(nvm).toMatchObject({ trtype: 3, adrfam: 1, subtype: 2, trsvcid: String(t.port), traddr: '127.0.0.1' });
+    const text = formatDiscoveryLog(log);
+    expect(text).toMatch(/^Discovery Log Number of Records 2, Generation counter \d+$/m);
+    expect(text).toMatch(new RegExp(`^subnqn:  ${SUBNQN.replace(/\./g, '\\.')}$`, 'm'));
+    expect(text).toMatch(/^subtype: nvme subsystem$/m);
+    // Nothing stays connected.
+    expect(await until(() => t.target.connectionCount === 0)).toBe(true);
+  });
+
+  it('nothing listening: one line', async () => {
+    await expect(discover({ host: '127.0.0.1', port: 1 })).rejects.toMatchObject({ code: 'NVMQ_TARGET_UNREACHABLE' });
   });
 });
 

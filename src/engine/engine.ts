@@ -8,6 +8,7 @@
  * queue), close.
  */
 import { availableParallelism } from 'node:os';
+import { EventEmitter } from 'node:events';
 import v8 from 'node:v8';
 import { debuglog } from 'node:util';
 import type { NvmeController } from './device/controller.js';
@@ -56,7 +57,19 @@ async function openRemoteDevice(target: RemoteTarget, arenaSize: number, driver:
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
-export class Engine {
+/**
+ * An engine on a remote controller (`target`) emits, when its association
+ * with the target breaks and while it reconnects (README, "NVMe/TCP host"):
+ * 'disconnected' (err), 'reconnected' ({ attempts, downtimeMs }), and
+ * 'lost' (err) once it gave up (ctrlLossTmoMs).
+ */
+export interface RemoteEvents {
+  disconnected: [err: NvmqError];
+  reconnected: [info: { attempts: number; downtimeMs: number }];
+  lost: [err: NvmqError];
+}
+
+export class Engine extends EventEmitter<RemoteEvents> {
   readonly driver: NvmeDriver;
   /** The in-process controller; undefined when the engine runs a remote one (`target`). */
   readonly controller: NvmeController | undefined;
@@ -95,6 +108,7 @@ export class Engine {
   private readonly targets = new Set<TcpTarget>();
 
   private constructor(driver: NvmeDriver, device: OpenedDevice, workers: number, queues: number, opts: EngineOptions) {
+    super();
     this.driver = driver;
     this.controller = device.controller;
     this.remote = device.remote;
@@ -118,6 +132,7 @@ export class Engine {
           firmware: driver.controller.firmware,
         },
         namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
+        remote: device.remote && (() => ({ target: `${device.remote!.target.host}:${device.remote!.target.port}/${device.remote!.target.subnqn}`, connected: this.remoteState === 'connected', disconnects: this.disconnects, reconnects: this.reconnects })),
       });
     }
     this.attached = new Attachments(
@@ -125,6 +140,92 @@ export class Engine {
       () => void this.reset().catch((e: unknown) => trace('reset for a shared queue failed: %s', e instanceof Error ? e.message : String(e))),
     );
     this.pool = this.startPool();
+    if (device.remote) device.remote.onAssociationLost = (err) => this.onRemoteLost(err);
+  }
+
+  // ---------------------------------------------------------------- a remote controller's connection
+
+  /** `connected`, `reconnecting` (I/O waits), or `lost` (gave up: every call fails with NVMQ_TARGET_LOST). */
+  private remoteState: 'connected' | 'reconnecting' | 'lost' = 'connected';
+  private reconnecting: Promise<void> | undefined;
+  private disconnectedAt = 0;
+  private lostError: NvmqError | undefined;
+  private disconnects = 0;
+  private reconnects = 0;
+
+  /** The association with the target broke: every connection is closed already; reconnect as Linux's host does. */
+  private onRemoteLost(err: NvmqError): void {
+    if (this.closing || this.remoteState !== 'connected') return;
+    this.remoteState = 'reconnecting';
+    this.disconnectedAt = Date.now();
+    this.disconnects++;
+    // Its commands ended with a path error; the next main-thread call waits for the reconnect and a fresh pair.
+    this.mainGeneration++;
+    this.main = undefined;
+    this.mainReady = undefined;
+    trace('remote controller: %s; reconnecting', err.message);
+    this.emit('disconnected', err);
+    this.reconnecting = this.reconnect(err).finally(() => {
+      this.reconnecting = undefined;
+    });
+  }
+
+  private async reconnect(first: NvmqError): Promise<void> {
+    const t = this.remote!.target;
+    let last: unknown = first;
+    for (let attempts = 1; ; attempts++) {
+      const left = this.disconnectedAt + t.ctrlLossTmoMs - Date.now();
+      if (left <= 0 && attempts > 1) {
+        const why = last instanceof Error ? last.message : String(last);
+        this.lostError = new NvmqError('NVMQ_TARGET_LOST', `gave up reconnecting to the NVMe/TCP target at ${t.host}:${t.port} after ${attempts - 1} attempt(s) in ${((Date.now() - this.disconnectedAt) / 1000).toFixed(1)} s (ctrlLossTmoMs ${t.ctrlLossTmoMs}): ${why}`);
+        this.remoteState = 'lost';
+        trace('%s', this.lostError.message);
+        this.emit('lost', this.lostError);
+        return;
+      }
+      // The first attempt too waits reconnectDelayMs (Linux's reconnect_delay), bounded by what is left.
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(t.reconnectDelayMs, left))));
+      if (this.closing) return;
+      try {
+        await this.reset();
+        this.remoteState = 'connected';
+        this.reconnects++;
+        const downtimeMs = Date.now() - this.disconnectedAt;
+        trace('remote controller: reconnected after %d attempt(s), %d ms', attempts, downtimeMs);
+        this.emit('reconnected', { attempts, downtimeMs });
+        return;
+      } catch (e) {
+        last = e;
+        trace('reconnect attempt %d failed: %s', attempts, e instanceof Error ? e.message : String(e));
+      }
+    }
+  }
+
+  /**
+   * Waits while the engine reconnects to its target; rejects once it gave up,
+   * or, past fastIoFailTmoMs since the loss, with a path error.
+   */
+  private async whileReconnecting(): Promise<void> {
+    if (this.remoteState === 'lost') throw this.lostError!;
+    const wait = this.reconnecting;
+    if (!wait) return;
+    const t = this.remote!.target;
+    const left = this.disconnectedAt + t.fastIoFailTmoMs - Date.now();
+    if (left !== Infinity) {
+      let timer: NodeJS.Timeout | undefined;
+      const failFast = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new NvmqError('NVMQ_HOST_PATHING_ERROR', `the NVMe/TCP target at ${t.host}:${t.port} has been unreachable for ${t.fastIoFailTmoMs} ms (fastIoFailTmoMs): I/O fails until it reconnects`)), Math.max(0, left));
+      });
+      try {
+        await Promise.race([wait, failFast]);
+      } finally {
+        clearTimeout(timer);
+      }
+    } else {
+      await wait;
+    }
+    // It may have given up meanwhile.
+    if (this.lostError) throw this.lostError;
   }
 
   private startPool(): WorkerPool {
@@ -246,8 +347,10 @@ export class Engine {
    * itself means the worker went away under the task.
    */
   private dispatch(task: IoTask): Promise<unknown> {
+    // While a remote controller reconnects, tasks wait for the new workers (or fail as main-thread I/O does).
+    const start = this.remoteState === 'connected' ? this.pool.run(task) : this.whileReconnecting().then(() => this.lifecycle).then(() => this.pool.run(task));
     return this.track(
-      this.pool.run(task).then(
+      start.then(
         (r) => unwrapOutcome(r),
         (e: unknown) => {
           throw e instanceof NvmqError ? e : new NvmqError('NVMQ_WORKER_EXITED', `the worker running the task stopped: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -286,7 +389,8 @@ export class Engine {
   }
 
   private async makeMainQueue(): Promise<IoQueuePair> {
-    // A reset in progress brings the controller back first.
+    // A remote controller being reconnected, or a reset in progress, brings the controller back first.
+    await this.whileReconnecting();
     await this.lifecycle;
     if (this.closing) return closed();
     const generation = this.mainGeneration;

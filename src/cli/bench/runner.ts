@@ -263,6 +263,11 @@ export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, i
   const plans = namespacesOf(jobs, settings.force, target !== undefined);
   const local = engineOptions(plans.flatMap((p) => (p.spec ? [p.spec] : [])), jobs, settings);
   const engine = await Engine.open(target ? { ...local, namespaces: undefined, controller: undefined, target } : local);
+  // A remote target's breaks and reconnects, one line each on stderr, as they happen.
+  const say = (line: string): void => void process.stderr.write(`${io.progress?.isTTY ? '\n' : ''}nvmq: ${line}\n`);
+  engine.on('disconnected', (e) => say(`${e.message}: reconnecting (in-flight I/O ends with a path error)`));
+  engine.on('reconnected', (r) => say(`reconnected after ${r.attempts} attempt(s), ${(r.downtimeMs / 1000).toFixed(1)} s without the target`));
+  engine.on('lost', (e) => say(e.message));
   try {
     const layouts = layout(
       jobs,

@@ -486,6 +486,8 @@ export class NvmeDriver {
   async reset(): Promise<void> {
     if (this.state === 'closed') throw new NvmqError('NVMQ_CONTROLLER_DOWN', 'the controller is shut down');
     await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
+    // A transport over a network reconnects here (a new association with the controller).
+    await this.transport.restart?.();
     await this.initialize();
   }
 

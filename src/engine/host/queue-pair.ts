@@ -105,6 +105,7 @@ export class QueuePair {
   private readonly metricsHandle: IoMetricsHandle | undefined;
   /** Whether this object allocated the rings (and so releases them). */
   private readonly owner: boolean;
+  private released = false;
   /** See QueuePairOptions.blockingWait. */
   blockingWait: boolean;
 
@@ -494,7 +495,9 @@ export class QueuePair {
 
   /** Returns ring and PRP memory to the arena (the thread that created the pair). */
   releaseMemory(): void {
-    if (!this.owner) return;
+    // Once: a reset that failed before it made a new admin pair may be followed by another.
+    if (!this.owner || this.released) return;
+    this.released = true;
     this.arena.release(this.sq);
     this.arena.release(this.cq);
     this.data.release();

@@ -63,6 +63,8 @@ export interface MetricsSource {
   /** Labels of `nvmq_info`. */
   info: { version: string; backend: string; namespaces: string; model: string; serial: string; firmware: string };
   namespaces: ReadonlyArray<{ nsid: number; capacityBytes: number }>;
+  /** A remote controller's connection state (an engine on an NVMe/TCP target). */
+  remote?: () => { target: string; connected: boolean; disconnects: number; reconnects: number };
 }
 
 /** Per op: the diskstats-style families of its completed count, bytes and time. */
@@ -226,6 +228,16 @@ export function createMetricsRegistry(src: MetricsSource): Registry {
   }
 
   add('nvmq_info', 'The engine: nvmq version, namespace backends, namespace count, controller identity. Always 1.', 'gauge', () => [{ labels: { ...src.info }, value: 1 }]);
+  const remote = src.remote;
+  if (remote) {
+    const at = (value: (r: ReturnType<NonNullable<MetricsSource['remote']>>) => number) => (): Sample[] => {
+      const r = remote();
+      return [{ labels: { target: r.target }, value: value(r) }];
+    };
+    add('nvmq_tcp_host_connected', 'Whether the engine is associated with its NVMe/TCP target now (1) or reconnecting or lost (0).', 'gauge', at((r) => (r.connected ? 1 : 0)));
+    add('nvmq_tcp_host_disconnects_total', 'Times the association with the NVMe/TCP target broke (a connection lost, Keep Alive unanswered).', 'counter', at((r) => r.disconnects));
+    add('nvmq_tcp_host_reconnects_total', 'Times the engine reconnected to its NVMe/TCP target after a break.', 'counter', at((r) => r.reconnects));
+  }
   add('nvmq_namespace_capacity_bytes', 'Size of each active namespace.', 'gauge', () => src.namespaces.map((n) => ({ labels: { namespace: String(n.nsid) }, value: n.capacityBytes })));
   return registry;
 }

@@ -52,6 +52,12 @@ export interface Transport {
    * thread (NVMe/TCP) leaves that to the other thread. Optional.
    */
   queueOwnedElsewhere?(qid: number): void;
+  /**
+   * Between a reset's disable and the bring-up that follows: a transport
+   * that reaches its controller over a network makes a new association
+   * (reconnects). Rejects when it cannot; the reset then fails. Optional.
+   */
+  restart?(): Promise<void>;
   /** Installs (or removes) the handler run when the controller raises `vector`. */
   setInterruptHandler(vector: number, handler: (() => void) | undefined): void;
   close(): Promise<void>;

@@ -20,6 +20,18 @@ export interface TcpTarget {
   connectTimeoutMs?: number;
   /** The keep-alive timeout asked for in the admin Connect, in ms (default 5000, Linux's; 0: none). Keep Alive is sent every half of it. */
   keepAliveMs?: number;
+  /**
+   * An engine's reconnection when the association breaks (Linux's nvme-tcp
+   * options, the same meaning): wait `reconnectDelayMs` between attempts
+   * (default 10000, Linux's reconnect_delay of 10 s) and give up once
+   * `ctrlLossTmoMs` has passed since the loss (default 600000, Linux's
+   * ctrl_loss_tmo; 0: give up at the first failure). Meanwhile I/O waits
+   * for the reconnect, or, past `fastIoFailTmoMs` since the loss (default:
+   * never, as Linux's fast_io_fail_tmo of -1), fails with a path error.
+   */
+  reconnectDelayMs?: number;
+  ctrlLossTmoMs?: number;
+  fastIoFailTmoMs?: number;
 }
 
 export interface ResolvedTcpTarget {
@@ -31,6 +43,10 @@ export interface ResolvedTcpTarget {
   dataDigest: boolean;
   connectTimeoutMs: number;
   keepAliveMs: number;
+  reconnectDelayMs: number;
+  ctrlLossTmoMs: number;
+  /** Infinity: never. */
+  fastIoFailTmoMs: number;
 }
 
 export const NVME_TCP_PORT = 4420;
@@ -63,7 +79,24 @@ export function checkTcpTarget(target: unknown): ResolvedTcpTarget {
   if (typeof keepAliveMs !== 'number' || !Number.isInteger(keepAliveMs) || keepAliveMs < 0 || keepAliveMs > 0xffffffff) {
     throw invalidArgument('target.keepAliveMs', 'an integer number of ms (0: no keep-alive)', t.keepAliveMs);
   }
-  return { transport: 'tcp', host: t.host, port, subnqn: t.subnqn, headerDigest: header, dataDigest: data, connectTimeoutMs, keepAliveMs };
+  const ms = (name: string, dflt: number): number => {
+    const v = t[name] ?? dflt;
+    if (typeof v !== 'number' || !(v >= 0) || (v !== Infinity && !Number.isInteger(v))) throw invalidArgument(`target.${name}`, 'a whole number of ms >= 0 (or Infinity)', t[name]);
+    return v;
+  };
+  return {
+    transport: 'tcp',
+    host: t.host,
+    port,
+    subnqn: t.subnqn,
+    headerDigest: header,
+    dataDigest: data,
+    connectTimeoutMs,
+    keepAliveMs,
+    reconnectDelayMs: ms('reconnectDelayMs', 10_000),
+    ctrlLossTmoMs: ms('ctrlLossTmoMs', 600_000),
+    fastIoFailTmoMs: ms('fastIoFailTmoMs', Infinity),
+  };
 }
 
 /**

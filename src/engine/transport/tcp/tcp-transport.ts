@@ -29,6 +29,8 @@
  * controller fatal. `lost` says why.
  */
 import { debuglog } from 'node:util';
+import { BroadcastChannel } from 'node:worker_threads';
+import { randomUUID } from 'node:crypto';
 import type { Transport } from '../transport.js';
 import type { DmaArena } from '../../dma-arena.js';
 import { NvmqError } from '../../errors.js';
@@ -59,6 +61,33 @@ const OWN_CID_BASE = 0xf000;
 const LOST_CSTS = (1 << Csts.CFS.shift) | (2 << Csts.SHST.shift);
 
 const specific = (sc: number): number => makeStatus(Sct.COMMAND_SPECIFIC, sc, true);
+/** CIDs from OWN_CID_BASE the admin association's setup used. */
+const OWN_CIDS_USED = 5;
+
+/** A connected admin queue and the properties read on it. */
+interface AdminAssociation {
+  conn: HostConnection;
+  cntlid: number;
+  cap: number;
+  vs: number;
+  cc: number;
+  csts: number;
+}
+
+/** Opens the admin connection, Connects it (a new controller) and reads CAP, VS, CC, CSTS. Closes it on failure. */
+async function connectAdmin(t: ResolvedTcpTarget, identity: HostIdentity): Promise<AdminAssociation> {
+  const conn = await HostConnection.open({ host: t.host, port: t.port, label: 'admin queue', hdgst: t.headerDigest, ddgst: t.dataDigest, connectTimeoutMs: t.connectTimeoutMs, maxPduBytes: MAX_PDU_BYTES, maxOutstanding: ADMIN_ENTRIES - 1 });
+  try {
+    conn.inCapsuleBytes = ADMIN_IN_CAPSULE;
+    const where = `${t.host}:${t.port}`;
+    const cntlid = await connectQueue(conn, OWN_CID_BASE, { qid: 0, entries: ADMIN_ENTRIES, kato: t.keepAliveMs, cntlid: CNTLID_DYNAMIC, subnqn: t.subnqn, identity, where, timeoutMs: t.connectTimeoutMs });
+    const get = (cid: number, p: { offset: number; size: number }): Promise<number> => propertyGet(conn, OWN_CID_BASE + cid, p.offset, p.size as 4 | 8, t.connectTimeoutMs);
+    return { conn, cntlid, cap: await get(1, Property.CAP), vs: await get(2, Property.VS), cc: await get(3, Property.CC), csts: await get(4, Property.CSTS) };
+  } catch (e) {
+    await conn.close();
+    throw e;
+  }
+}
 
 export class TcpTransport implements Transport {
   readonly name = 'tcp';
@@ -90,51 +119,81 @@ export class TcpTransport implements Transport {
   private keepAlive: NodeJS.Timeout | undefined;
   private keepAliveSent = 0;
   private closed = false;
-  /** Why the admin connection ended, once it has. */
+  private readonly lostChannel: BroadcastChannel;
+  /** Why the association broke, until a restart() makes a new one. */
   lost: NvmqError | undefined;
 
   private constructor(
     arena: DmaArena,
     readonly target: ResolvedTcpTarget,
     readonly identity: HostIdentity,
-    private readonly admin: HostConnection,
-    readonly cntlid: number,
+    private admin: HostConnection,
+    /** The controller's ID in the current association (a new one after each reconnect). */
+    public cntlid: number,
   ) {
     this.arena = arena;
     this.bridge = new QueueBridge(arena, 0);
     this.bridge.onAdminCommand = (q, sqe) => this.adminCommand(q, sqe);
     this.where = `${target.host}:${target.port}`;
-    admin.onFailure = (err) => this.onAdminLost(err);
+    admin.onFailure = (err) => this.onLost(err);
+    // Threads that bridge their own queues say here when their connection dies.
+    this.lostChannel = new BroadcastChannel(`nvmq-tcp-lost-${randomUUID()}`);
+    this.lostChannel.unref();
+    this.lostChannel.onmessage = (ev) => this.onLost(new NvmqError('NVMQ_TARGET_DISCONNECTED', String((ev as MessageEvent).data)));
   }
 
   /** Connects the admin queue and reads the controller's properties. One line on failure, nothing left open. */
   static async connect(target: TcpTarget, arena: DmaArena): Promise<TcpTransport> {
     const t = checkTcpTarget(target);
     const identity = hostIdentity(target.hostnqn);
-    const admin = await HostConnection.open({ host: t.host, port: t.port, label: 'admin queue', hdgst: t.headerDigest, ddgst: t.dataDigest, connectTimeoutMs: t.connectTimeoutMs, maxPduBytes: MAX_PDU_BYTES, maxOutstanding: ADMIN_ENTRIES - 1 });
-    try {
-      admin.inCapsuleBytes = ADMIN_IN_CAPSULE;
-      const where = `${t.host}:${t.port}`;
-      const cntlid = await connectQueue(admin, OWN_CID_BASE, { qid: 0, entries: ADMIN_ENTRIES, kato: t.keepAliveMs, cntlid: CNTLID_DYNAMIC, subnqn: t.subnqn, identity, where, timeoutMs: t.connectTimeoutMs });
-      const transport = new TcpTransport(arena, t, identity, admin, cntlid);
-      const cap = await propertyGet(admin, OWN_CID_BASE + 1, Property.CAP.offset, 8, t.connectTimeoutMs);
-      transport.capLo = cap % 0x1_0000_0000;
-      transport.capHi = Math.floor(cap / 0x1_0000_0000);
-      transport.bridge.dstrd = bitsOf(transport.capHi, Cap.DSTRD);
-      transport.vs = await propertyGet(admin, OWN_CID_BASE + 2, Property.VS.offset, 4, t.connectTimeoutMs);
-      transport.cc = await propertyGet(admin, OWN_CID_BASE + 3, Property.CC.offset, 4, t.connectTimeoutMs);
-      transport.cstsValue = await propertyGet(admin, OWN_CID_BASE + 4, Property.CSTS.offset, 4, t.connectTimeoutMs);
-      transport.ownCid = 5;
-      return transport;
-    } catch (e) {
-      await admin.close();
-      throw e;
+    const a = await connectAdmin(t, identity);
+    const transport = new TcpTransport(arena, t, identity, a.conn, a.cntlid);
+    transport.takeProperties(a);
+    return transport;
+  }
+
+  private takeProperties(a: AdminAssociation): void {
+    this.capLo = a.cap % 0x1_0000_0000;
+    this.capHi = Math.floor(a.cap / 0x1_0000_0000);
+    this.bridge.dstrd = bitsOf(this.capHi, Cap.DSTRD);
+    this.vs = a.vs;
+    this.cc = a.cc;
+    this.cstsValue = a.csts;
+    this.ownCid = OWN_CIDS_USED;
+  }
+
+  /**
+   * A new association: the admin connection again, a Connect (a new
+   * controller ID), the properties read again. Run by a reset between its
+   * disable and the bring-up; every I/O queue is gone by then.
+   */
+  async restart(): Promise<void> {
+    if (this.closed) throw new NvmqError('NVMQ_TARGET_DISCONNECTED', `the transport to ${this.where} is closed`);
+    const old = this.admin;
+    old.onFailure = undefined;
+    await Promise.all([old.close(), this.bridge.dropQueues()]);
+    this.cqs.clear();
+    this.placeholders.clear();
+    this.elsewhere.clear();
+    this.connecting.clear();
+    const a = await connectAdmin(this.target, this.identity);
+    if (this.closed) {
+      await a.conn.close();
+      throw new NvmqError('NVMQ_TARGET_DISCONNECTED', `the transport to ${this.where} was closed while it reconnected`);
     }
+    this.admin = a.conn;
+    this.cntlid = a.cntlid;
+    this.ccGeneration++;
+    this.refreshing = false;
+    this.keepAliveSent = 0;
+    this.takeProperties(a);
+    this.lost = undefined;
+    a.conn.onFailure = (err) => this.onLost(err);
   }
 
   /** What a thread that bridges its own I/O queue needs (structured-cloneable). */
   threadHandle(): TcpThreadHandle {
-    return { kind: 'tcp', target: this.target, identity: this.identity, cntlid: this.cntlid, inCapsule: this.ioInCapsule, dstrd: this.bridge.dstrd, arena: this.arena.handle() };
+    return { kind: 'tcp', target: this.target, identity: this.identity, cntlid: this.cntlid, inCapsule: this.ioInCapsule, dstrd: this.bridge.dstrd, arena: this.arena.handle(), lostChannel: this.lostChannel.name };
   }
 
   /** I/O queue `qid` will be connected and rung by another thread's transport: creating it here opens no connection. */
@@ -267,7 +326,7 @@ export class TcpTransport implements Transport {
     this.keepAlive = setInterval(() => {
       if (this.lost || !bitsOf(this.cc, Cc.EN)) return;
       if (this.keepAliveSent !== 0 && Date.now() - this.keepAliveSent > this.target.keepAliveMs) {
-        void this.admin.close().then(() => this.onAdminLost(new NvmqError('NVMQ_TARGET_DISCONNECTED', `the NVMe/TCP target at ${this.where} did not answer Keep Alive within ${this.target.keepAliveMs} ms`)));
+        void this.admin.close().then(() => this.onLost(new NvmqError('NVMQ_TARGET_DISCONNECTED', `the NVMe/TCP target at ${this.where} did not answer Keep Alive within ${this.target.keepAliveMs} ms`)));
         return;
       }
       if (this.keepAliveSent !== 0) return;
@@ -280,13 +339,26 @@ export class TcpTransport implements Transport {
     this.keepAlive.unref();
   }
 
-  private onAdminLost(err: NvmqError): void {
+  /**
+   * The association is broken: the admin connection, or one of the I/O
+   * connections (this thread's or another's), ended unasked, or Keep Alive
+   * went unanswered. As Linux's host does, the whole controller is then
+   * in error: every connection closes (their commands end with a path
+   * error), CSTS reads CFS, and `onLost` says so once; a reset (`restart()`)
+   * reconnects.
+   */
+  private onLost(err: NvmqError): void {
     if (this.lost || this.closed) return;
     this.lost = err;
     trace('tcp %s: %s', this.where, err.message);
-    // The I/O connections belong to the lost controller: their commands end with a path error.
+    this.admin.onFailure = undefined;
+    void this.admin.close();
     for (const q of this.bridge.queues.values()) void q.conn.close();
+    this.onAssociationLost?.(err);
   }
+
+  /** Told once per broken association, after its connections were closed (the engine reconnects). */
+  onAssociationLost: ((err: NvmqError) => void) | undefined;
 
   // ------------------------------------------------------------------ queues
 
@@ -360,6 +432,7 @@ export class TcpTransport implements Transport {
           return;
         }
         const sq: Bridged = { qid, sqOffset: offset, entries, cq, conn, head: 0, dead: false };
+        conn.onFailure = (err) => this.onLost(err);
         this.bridge.queues.set(qid, sq);
         this.bridge.post(q, cid, 0);
       },
@@ -388,6 +461,8 @@ export class TcpTransport implements Transport {
     this.closed = true;
     clearInterval(this.keepAlive);
     this.cqs.clear();
+    this.lostChannel.close();
+    this.admin.onFailure = undefined;
     await Promise.all([this.bridge.dropQueues(), this.admin.close()]);
   }
 }

@@ -10,6 +10,7 @@
  * It has no registers: reading one gives 0, writing one other than a
  * doorbell does nothing (the main thread owns the controller).
  */
+import { BroadcastChannel } from 'node:worker_threads';
 import type { Transport } from '../transport.js';
 import { DmaArena, type DmaArenaHandle } from '../../dma-arena.js';
 import type { HostIdentity } from './fabrics-host.js';
@@ -26,6 +27,8 @@ export interface TcpThreadHandle {
   inCapsule: number;
   dstrd: number;
   arena: DmaArenaHandle;
+  /** The BroadcastChannel on which a thread says its connection died (the main thread's transport listens). */
+  lostChannel: string;
 }
 
 export function isTcpThreadHandle(h: object): h is TcpThreadHandle {
@@ -58,6 +61,12 @@ export class ThreadTcpTransport implements Transport {
     const arena = new DmaArena({ ...h.arena, range });
     const bridge = new QueueBridge(arena, h.dstrd);
     const conn = await connectIoQueue({ target: h.target, identity: h.identity, cntlid: h.cntlid, inCapsule: h.inCapsule }, rings.qid, rings.entries);
+    // Its commands have ended with a path error; the main thread treats the association as broken and reconnects.
+    conn.onFailure = (err) => {
+      const channel = new BroadcastChannel(h.lostChannel);
+      channel.postMessage(err.message);
+      channel.close();
+    };
     const { qid, entries } = rings;
     bridge.queues.set(qid, { qid, sqOffset: rings.sq.offset, entries, cq: { qid, offset: rings.cq.offset, entries, vector, interrupts: true, tail: 0, phase: 1 }, conn, head: 0, dead: false });
     return new ThreadTcpTransport(arena, bridge);

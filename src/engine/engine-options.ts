@@ -62,6 +62,15 @@ export interface EngineOptions {
   adminTimeoutMs?: number;
 }
 
+/** Namespaces (an in-process controller) or a target (a remote one), not both; controller tuning only for the first. */
+export function checkDeviceChoice(opts: EngineOptions): void {
+  // Neither: the namespaces' own check says what is missing.
+  if (opts.target !== undefined && opts.namespaces !== undefined) {
+    throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', 'both');
+  }
+  if (opts.target !== undefined && opts.controller !== undefined) throw invalidArgument('controller', 'absent with target (a remote controller is tuned on its own side)', opts.controller);
+}
+
 /**
  * The buffer a main-thread read returns, for `nlb` blocks. A count the queue
  * refuses gets an empty one, so the queue's one-line error names the count

@@ -24,50 +24,26 @@ import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
 import { openLocal } from './local-device.js';
-import { openRemote } from './remote-device.js';
+import { openRemoteDevice, type OpenedDevice } from './remote-device.js';
 import { RemoteEngineDevice, type EngineDevice } from './engine-device.js';
-import type { TcpTransport, TcpTarget as RemoteTarget } from './transport/tcp/tcp-transport.js';
-import type { DriverOptions } from './host/driver.js';
+import { RemoteLink, type RemoteEvents } from './remote-link.js';
+import type { TcpTransport } from './transport/tcp/tcp-transport.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
 import { checkMetricsServerOptions, serveMetrics, type MetricsServer } from './metrics/server.js';
 import { DeadlineChannel, type ThreadTimeouts } from '../workers/deadline-channel.js';
 import { checkTimeout } from './host/deadlines.js';
-import { resultBuffer, wholeBlocks, type EngineBatchOp, type EngineOptions } from './engine-options.js';
+import { checkDeviceChoice, resultBuffer, wholeBlocks, type EngineBatchOp, type EngineOptions } from './engine-options.js';
 import { TcpTarget, type TcpTargetOptions } from './target/tcp-target.js';
 
 export type { EngineBatchOp, EngineOptions } from './engine-options.js';
+export type { RemoteEvents } from './remote-link.js';
 
 const trace = debuglog('nvmq');
 
-/** A controller brought up for an engine: in this process, or remote. `abandon()` undoes the open. */
-interface OpenedDevice {
-  driver: NvmeDriver;
-  controller?: NvmeController;
-  remote?: TcpTransport;
-  abandon(): Promise<void>;
-}
-
-async function openRemoteDevice(target: RemoteTarget, arenaSize: number, driver: DriverOptions): Promise<OpenedDevice> {
-  const r = await openRemote({ target, arenaSize, driver });
-  return { driver: r.driver, remote: r.transport, abandon: () => r.driver.close().catch(() => r.transport.close()) };
-}
-
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
-
-/**
- * An engine on a remote controller (`target`) emits, when its association
- * with the target breaks and while it reconnects (README, "NVMe/TCP host"):
- * 'disconnected' (err), 'reconnected' ({ attempts, downtimeMs }), and
- * 'lost' (err) once it gave up (ctrlLossTmoMs).
- */
-export interface RemoteEvents {
-  disconnected: [err: NvmqError];
-  reconnected: [info: { attempts: number; downtimeMs: number }];
-  lost: [err: NvmqError];
-}
 
 export class Engine extends EventEmitter<RemoteEvents> {
   readonly driver: NvmeDriver;
@@ -132,7 +108,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
           firmware: driver.controller.firmware,
         },
         namespaces: [...driver.namespaces.values()].map((n) => ({ nsid: n.nsid, capacityBytes: n.blocks * n.lbaSize })),
-        remote: device.remote && (() => ({ target: `${device.remote!.target.host}:${device.remote!.target.port}/${device.remote!.target.subnqn}`, connected: this.remoteState === 'connected', disconnects: this.disconnects, reconnects: this.reconnects })),
+        remote: device.remote && (() => this.link!.counts()),
       });
     }
     this.attached = new Attachments(
@@ -140,94 +116,20 @@ export class Engine extends EventEmitter<RemoteEvents> {
       () => void this.reset().catch((e: unknown) => trace('reset for a shared queue failed: %s', e instanceof Error ? e.message : String(e))),
     );
     this.pool = this.startPool();
-    if (device.remote) device.remote.onAssociationLost = (err) => this.onRemoteLost(err);
-  }
-
-  // ---------------------------------------------------------------- a remote controller's connection
-
-  /** `connected`, `reconnecting` (I/O waits), or `lost` (gave up: every call fails with NVMQ_TARGET_LOST). */
-  private remoteState: 'connected' | 'reconnecting' | 'lost' = 'connected';
-  private reconnecting: Promise<void> | undefined;
-  private disconnectedAt = 0;
-  private lostError: NvmqError | undefined;
-  private disconnects = 0;
-  private reconnects = 0;
-
-  /** The association with the target broke: every connection is closed already; reconnect as Linux's host does. */
-  private onRemoteLost(err: NvmqError): void {
-    if (this.closing || this.remoteState !== 'connected') return;
-    this.remoteState = 'reconnecting';
-    this.disconnectedAt = Date.now();
-    this.disconnects++;
-    // Its commands ended with a path error; the next main-thread call waits for the reconnect and a fresh pair.
-    this.mainGeneration++;
-    this.main = undefined;
-    this.mainReady = undefined;
-    trace('remote controller: %s; reconnecting', err.message);
-    this.emit('disconnected', err);
-    this.reconnecting = this.reconnect(err).finally(() => {
-      this.reconnecting = undefined;
+    this.link = device.remote && new RemoteLink(device.remote, {
+      reset: () => this.reset(),
+      closing: () => this.closing,
+      emit: (event, arg) => (this.emit as (e: string, a: unknown) => boolean)(event, arg),
+      dropMain: () => { // it failed with the association: the next call waits for the reconnect and a fresh pair
+        this.mainGeneration++;
+        this.main = undefined;
+        this.mainReady = undefined;
+      },
     });
   }
 
-  private async reconnect(first: NvmqError): Promise<void> {
-    const t = this.remote!.target;
-    let last: unknown = first;
-    for (let attempts = 1; ; attempts++) {
-      const left = this.disconnectedAt + t.ctrlLossTmoMs - Date.now();
-      if (left <= 0 && attempts > 1) {
-        const why = last instanceof Error ? last.message : String(last);
-        this.lostError = new NvmqError('NVMQ_TARGET_LOST', `gave up reconnecting to the NVMe/TCP target at ${t.host}:${t.port} after ${attempts - 1} attempt(s) in ${((Date.now() - this.disconnectedAt) / 1000).toFixed(1)} s (ctrlLossTmoMs ${t.ctrlLossTmoMs}): ${why}`);
-        this.remoteState = 'lost';
-        trace('%s', this.lostError.message);
-        this.emit('lost', this.lostError);
-        return;
-      }
-      // The first attempt too waits reconnectDelayMs (Linux's reconnect_delay), bounded by what is left.
-      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(t.reconnectDelayMs, left))));
-      if (this.closing) return;
-      try {
-        await this.reset();
-        this.remoteState = 'connected';
-        this.reconnects++;
-        const downtimeMs = Date.now() - this.disconnectedAt;
-        trace('remote controller: reconnected after %d attempt(s), %d ms', attempts, downtimeMs);
-        this.emit('reconnected', { attempts, downtimeMs });
-        return;
-      } catch (e) {
-        last = e;
-        trace('reconnect attempt %d failed: %s', attempts, e instanceof Error ? e.message : String(e));
-      }
-    }
-  }
-
-  /**
-   * Waits while the engine reconnects to its target; rejects once it gave up,
-   * or, past fastIoFailTmoMs since the loss, with a path error.
-   */
-  private async whileReconnecting(): Promise<void> {
-    if (this.remoteState === 'lost') throw this.lostError!;
-    const wait = this.reconnecting;
-    if (!wait) return;
-    const t = this.remote!.target;
-    const left = this.disconnectedAt + t.fastIoFailTmoMs - Date.now();
-    if (left !== Infinity) {
-      let timer: NodeJS.Timeout | undefined;
-      const failFast = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new NvmqError('NVMQ_HOST_PATHING_ERROR', `the NVMe/TCP target at ${t.host}:${t.port} has been unreachable for ${t.fastIoFailTmoMs} ms (fastIoFailTmoMs): I/O fails until it reconnects`)), Math.max(0, left));
-      });
-      try {
-        await Promise.race([wait, failFast]);
-      } finally {
-        clearTimeout(timer);
-      }
-    } else {
-      await wait;
-    }
-    // It may have given up meanwhile.
-    if (this.lostError) throw this.lostError;
-  }
-
+  /** A remote controller's connection and its reconnection; undefined for an in-process one. */
+  private readonly link: RemoteLink | undefined;
   private startPool(): WorkerPool {
     return new WorkerPool({
       driver: this.driver,
@@ -265,11 +167,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
       throw invalidArgument('metrics', 'true, false or { host?, port? }', opts.metrics);
     }
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
-    // Neither: the namespaces' own check says what is missing.
-    if (opts.target !== undefined && opts.namespaces !== undefined) {
-      throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', 'both');
-    }
-    if (opts.target !== undefined && opts.controller !== undefined) throw invalidArgument('controller', 'absent with target (a remote controller is tuned on its own side)', opts.controller);
+    checkDeviceChoice(opts);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
     // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
     const perQueue = depth * (64 + 16) + depth * 4096 * 2;
@@ -348,7 +246,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
    */
   private dispatch(task: IoTask): Promise<unknown> {
     // While a remote controller reconnects, tasks wait for the new workers (or fail as main-thread I/O does).
-    const start = this.remoteState === 'connected' ? this.pool.run(task) : this.whileReconnecting().then(() => this.lifecycle).then(() => this.pool.run(task));
+    const start = !this.link || this.link.state === 'connected' ? this.pool.run(task) : this.link.whileReconnecting().then(() => this.lifecycle).then(() => this.pool.run(task));
     return this.track(
       start.then(
         (r) => unwrapOutcome(r),
@@ -390,7 +288,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
 
   private async makeMainQueue(): Promise<IoQueuePair> {
     // A remote controller being reconnected, or a reset in progress, brings the controller back first.
-    await this.whileReconnecting();
+    await this.link?.whileReconnecting();
     await this.lifecycle;
     if (this.closing) return closed();
     const generation = this.mainGeneration;

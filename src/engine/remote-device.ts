@@ -8,10 +8,25 @@ import { DmaArena } from './dma-arena.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { invalidArgument } from './host/arguments.js';
 import { TcpTransport, type TcpTarget } from './transport/tcp/tcp-transport.js';
+import type { NvmeController } from './device/controller.js';
 
 export interface RemoteDevice {
   driver: NvmeDriver;
   transport: TcpTransport;
+}
+
+/** A controller brought up for an engine: in this process (`controller`), or remote. `abandon()` undoes the open. */
+export interface OpenedDevice {
+  driver: NvmeDriver;
+  controller?: NvmeController;
+  remote?: TcpTransport;
+  abandon(): Promise<void>;
+}
+
+/** openRemote() for an engine. */
+export async function openRemoteDevice(target: TcpTarget, arenaSize: number, driver: DriverOptions): Promise<OpenedDevice> {
+  const r = await openRemote({ target, arenaSize, driver });
+  return { driver: r.driver, remote: r.transport, abandon: () => r.driver.close().catch(() => r.transport.close()) };
 }
 
 export async function openRemote(opts: { target: TcpTarget; arenaSize: number; driver: DriverOptions }): Promise<RemoteDevice> {

@@ -402,8 +402,7 @@ export class NvmeDriver {
         cdw10: withBits(withBits(0, CreateCqCdw10.QID, qid), CreateCqCdw10.QSIZE, entries - 1),
         cdw11: withBits(withBits(withBits(0, CreateCqCdw11.PC, 1), CreateCqCdw11.IEN, 1), CreateCqCdw11.IV, vector),
       });
-      // Rung from another thread: a transport that connects queues per thread leaves the connecting to that thread's.
-      if (opts.reapHere === false) this.transport.queueOwnedElsewhere?.(qid);
+      if (opts.reapHere === false) this.transport.queueOwnedElsewhere?.(qid); // connected there, by a transport that connects per thread
       try {
         await this.adminCommand({
           opcode: AdminOpcode.CREATE_IO_SQ,
@@ -486,8 +485,7 @@ export class NvmeDriver {
   async reset(): Promise<void> {
     if (this.state === 'closed') throw new NvmqError('NVMQ_CONTROLLER_DOWN', 'the controller is shut down');
     await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
-    // A transport over a network reconnects here (a new association with the controller).
-    await this.transport.restart?.();
+    await this.transport.restart?.(); // a transport over a network makes a new association here
     await this.initialize();
   }
 

@@ -18,11 +18,12 @@
  */
 import * as net from 'node:net';
 import { NvmqError, PduError } from '../../errors.js';
-import { readField } from '../../spec/layout.js';
+import { readField, writeField } from '../../spec/layout.js';
+import { crc32c } from '../../shared/crc32c.js';
 import { Cqe, Psdt, SQE_SIZE } from '../../spec/command.js';
 import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../../spec/fabrics.js';
 import { GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
-import { C2HDataPdu, Fes, PduFlag, PduType, fesName } from '../../spec/tcp-pdu.js';
+import { C2HDataPdu, CapsuleCmdPdu, Fes, HDGST_SIZE, PduFlag, PduType, TcpCommonHeader as CH, fesName } from '../../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from '../../target/pdu.js';
 import { capsuleEntry, decodeIcResp, decodeR2T, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
 import { encodeCapsuleCmd, encodeH2CData, encodeH2CTermReq, encodeIcReq, type WireOptions } from '../../target/pdu-encode.js';
@@ -69,15 +70,27 @@ const DIGEST_ERROR_STATUS = makeStatus(Sct.GENERIC, GenericStatus.TRANSIENT_TRAN
 /** PSDT 01b (SGLs, the metadata pointer a buffer): what a fabrics host sets in SQE byte 1. */
 const PSDT_BYTE = Psdt.SGL_MPTR_CONTIG << 6;
 const SGL1 = FabricsSqe.SGL1.offset;
+const CAPSULE_HLEN = CapsuleCmdPdu.$size;
 
-/** Sets a capsule's data pointer: SGL1 in the SQE, PSDT 01b. */
-export function setCapsuleSgl(sqe: Uint8Array, inCapsule: boolean, length: number): void {
-  const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
-  sqe[1] = (sqe[1]! & 0x3f) | PSDT_BYTE;
-  v.setBigUint64(SGL1 + SglDescriptor.ADDRESS.offset, 0n, true);
-  v.setUint32(SGL1 + SglDescriptor.LENGTH.offset, length, true);
-  for (let i = 12; i < 15; i++) sqe[SGL1 + i] = 0;
-  sqe[SGL1 + SglDescriptor.SGL_ID.offset] = inCapsule ? SGL_ID_IN_CAPSULE : SGL_ID_TRANSPORT;
+/** Sets a capsule's data pointer in the SQE at byte `at` of `bytes` (`v` a view of them): SGL1, PSDT 01b. */
+function setCapsuleSgl(bytes: Uint8Array, v: DataView, at: number, inCapsule: boolean, length: number): void {
+  bytes[at + 1] = (bytes[at + 1]! & 0x3f) | PSDT_BYTE;
+  const sgl = at + SGL1;
+  v.setUint32(sgl + SglDescriptor.ADDRESS.offset, 0, true);
+  v.setUint32(sgl + SglDescriptor.ADDRESS.offset + 4, 0, true);
+  v.setUint32(sgl + SglDescriptor.LENGTH.offset, length, true);
+  bytes[sgl + 12] = bytes[sgl + 13] = bytes[sgl + 14] = 0;
+  bytes[sgl + SglDescriptor.SGL_ID.offset] = inCapsule ? SGL_ID_IN_CAPSULE : SGL_ID_TRANSPORT;
+}
+
+/** Where the SQE sits in a CapsuleCmd PDU. */
+const SQE_AT = CapsuleCmdPdu.SQE.offset;
+
+/** A CID's capsule without in-capsule data, made once and reused: the header (and digest), a view, the segment list. */
+interface CapsuleHeader {
+  bytes: Uint8Array;
+  view: DataView;
+  segments: Uint8Array[];
 }
 
 function connectError(label: string, host: string, port: number, e: NodeJS.ErrnoException): NvmqError {
@@ -97,6 +110,7 @@ export class HostConnection {
   private readonly wire: WireOptions;
   private readonly commands = new Map<number, Outstanding>();
   private readonly backlog: Array<{ sqe: Uint8Array; cmd: HostCommand }> = [];
+  private readonly headers: CapsuleHeader[] = [];
   private failure: NvmqError | undefined;
   private closing = false;
 
@@ -193,12 +207,36 @@ export class HostConnection {
     this.transmit(sqe, cmd);
   }
 
+  /** Sends the capsule; `sqe` is only read, here (it may be the host's ring entry). */
   private transmit(sqe: Uint8Array, cmd: HostCommand): void {
     const out = cmd.out;
     const inCapsule = out !== undefined && out.length > 0 && out.length <= this.inCapsuleBytes;
-    setCapsuleSgl(sqe, inCapsule, out?.length ?? cmd.in?.length ?? 0);
     this.commands.set(cmd.cid, { cmd, sent: inCapsule ? out.length : 0, digestError: false });
-    this.sender.send(encodeCapsuleCmd(sqe, inCapsule ? out : undefined, this.wire));
+    if (inCapsule) {
+      const copy = sqe.slice(0, SQE_SIZE);
+      setCapsuleSgl(copy, new DataView(copy.buffer), 0, true, out.length);
+      this.sender.send(encodeCapsuleCmd(copy, out, this.wire));
+      return;
+    }
+    // The common case (reads, writes by R2T, commands without data): the CID's own header, no allocation. It
+    // is free again once the command completed, which is after the target received this.
+    const h = (this.headers[cmd.cid] ??= this.capsuleHeader());
+    h.bytes.set(sqe.subarray(0, SQE_SIZE), SQE_AT);
+    setCapsuleSgl(h.bytes, h.view, SQE_AT, false, out?.length ?? cmd.in?.length ?? 0);
+    if (this.wire.hdgst) h.view.setUint32(CAPSULE_HLEN, crc32c(h.bytes.subarray(0, CAPSULE_HLEN)), true);
+    this.sender.send(h.segments);
+  }
+
+  private capsuleHeader(): CapsuleHeader {
+    const full = CAPSULE_HLEN + (this.wire.hdgst ? HDGST_SIZE : 0);
+    const bytes = new Uint8Array(full);
+    const view = new DataView(bytes.buffer);
+    writeField(view, 0, CH.PDU_TYPE, PduType.CAPSULE_CMD);
+    writeField(view, 0, CH.FLAGS, this.wire.hdgst ? PduFlag.HDGSTF : 0);
+    writeField(view, 0, CH.HLEN, CAPSULE_HLEN);
+    writeField(view, 0, CH.PDO, 0);
+    writeField(view, 0, CH.PLEN, full);
+    return { bytes, view, segments: [bytes] };
   }
 
   private onData(chunk: Buffer): void {

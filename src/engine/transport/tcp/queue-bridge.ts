@@ -79,8 +79,8 @@ export class QueueBridge {
   readonly queues = new Map<number, Bridged>();
   /** The admin queue, while the controller is enabled (main thread only). */
   admin: Bridged | undefined;
-  /** Takes the admin queue's SQEs (queue creation and deletion are the transport's). */
-  onAdminCommand: ((q: Bridged, sqe: Uint8Array) => void) | undefined;
+  /** Takes the admin queue's SQEs, at arena offset `at` (queue creation and deletion are the transport's). */
+  onAdminCommand: ((q: Bridged, at: number) => void) | undefined;
 
   constructor(
     readonly arena: DmaArena,
@@ -98,12 +98,12 @@ export class QueueBridge {
   private sqDoorbell(qid: number, tail: number): void {
     const q = qid === 0 ? this.admin : this.queues.get(qid);
     if (!q || q.dead || !Number.isInteger(tail) || tail < 0 || tail >= q.entries) return;
+    // Each SQE is read where it is, within this call: the host reuses an entry only after more submissions.
     while (q.head !== tail) {
       const at = q.sqOffset + q.head * SQE_SIZE;
-      const sqe = this.arena.bytes.slice(at, at + SQE_SIZE);
       q.head = (q.head + 1) % q.entries;
-      if (qid === 0 && this.onAdminCommand) this.onAdminCommand(q, sqe);
-      else this.forward(q, sqe);
+      if (qid === 0 && this.onAdminCommand) this.onAdminCommand(q, at);
+      else this.forward(q, at);
     }
   }
 
@@ -127,25 +127,26 @@ export class QueueBridge {
     if (cq.interrupts) this.vectors.raise(cq.vector);
   }
 
-  /** Sends an SQE as a capsule with the data its SGL Data Block points at; `then` sees the status first. */
-  forward(q: Bridged, sqe: Uint8Array, then?: (status: number) => void): void {
-    const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
-    const cid = v.getUint16(2, true);
-    const psdt = sqe[1]! >>> 6;
+  /** Sends the SQE at arena offset `at` as a capsule with the data its SGL Data Block points at; `then` sees the status first. */
+  forward(q: Bridged, at: number, then?: (status: number) => void): void {
+    const v = this.arena.view;
+    const bytes = this.arena.bytes;
+    const cid = v.getUint16(at + 2, true);
+    const psdt = bytes[at + 1]! >>> 6;
     let region: Uint8Array | undefined;
     if (psdt === 1) {
-      const length = v.getUint32(32, true);
-      const offset = this.arena.translate(Number(v.getBigUint64(24, true)), length);
-      if (sqe[39] !== 0) return this.post(q, cid, invalid(GenericStatus.SGL_TYPE_INVALID));
+      const length = v.getUint32(at + 32, true);
+      const offset = this.arena.translate(v.getUint32(at + 24, true) + v.getUint32(at + 28, true) * 0x1_0000_0000, length);
+      if (bytes[at + 39] !== 0) return this.post(q, cid, invalid(GenericStatus.SGL_TYPE_INVALID));
       if (offset < 0) return this.post(q, cid, invalid(GenericStatus.DATA_TRANSFER_ERROR));
-      if (length > 0) region = this.arena.bytes.subarray(offset, offset + length);
-    } else if (psdt !== 0 || v.getBigUint64(24, true) !== 0n || v.getBigUint64(32, true) !== 0n) {
+      if (length > 0) region = bytes.subarray(offset, offset + length);
+    } else if (psdt !== 0 || v.getUint32(at + 24, true) !== 0 || v.getUint32(at + 28, true) !== 0 || v.getUint32(at + 32, true) !== 0 || v.getUint32(at + 36, true) !== 0) {
       // PRPs (or an SGL segment) cannot be carried: this transport moves data only by SGL Data Block.
       return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
     }
-    const direction = sqe[0]! & 3;
+    const direction = bytes[at]! & 3;
     if (region && direction !== 1 && direction !== 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
-    q.conn.send(sqe, {
+    q.conn.send(bytes.subarray(at, at + SQE_SIZE), {
       cid,
       out: direction === 1 ? region : undefined,
       in: direction === 2 ? region : undefined,

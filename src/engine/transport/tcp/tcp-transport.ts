@@ -133,7 +133,7 @@ export class TcpTransport implements Transport {
   ) {
     this.arena = arena;
     this.bridge = new QueueBridge(arena, 0);
-    this.bridge.onAdminCommand = (q, sqe) => this.adminCommand(q, sqe);
+    this.bridge.onAdminCommand = (q, at) => this.adminCommand(q, at);
     this.where = `${target.host}:${target.port}`;
     admin.onFailure = (err) => this.onLost(err);
     // Threads that bridge their own queues say here when their connection dies.
@@ -363,23 +363,24 @@ export class TcpTransport implements Transport {
   // ------------------------------------------------------------------ queues
 
   /** Admin commands: queue creation and deletion are connections; the rest goes to the target. */
-  private adminCommand(q: Bridged, sqe: Uint8Array): void {
-    const v = new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
-    const cid = v.getUint16(2, true);
-    const cdw10 = v.getUint32(40, true);
-    const cdw11 = v.getUint32(44, true);
+  private adminCommand(q: Bridged, at: number): void {
+    const v = this.arena.view;
+    const cid = v.getUint16(at + 2, true);
+    const cdw10 = v.getUint32(at + 40, true);
+    const cdw11 = v.getUint32(at + 44, true);
+    const prp1 = v.getUint32(at + 24, true) + v.getUint32(at + 28, true) * 0x1_0000_0000;
     const qid = cdw10 & 0xffff;
     const entries = (cdw10 >>> 16) + 1;
-    switch (sqe[0]) {
+    switch (this.arena.bytes[at]) {
       case AdminOpcode.CREATE_IO_CQ: {
-        const offset = this.arena.translate(Number(v.getBigUint64(24, true)), entries * CQE_SIZE);
+        const offset = this.arena.translate(prp1, entries * CQE_SIZE);
         if (qid === 0 || this.cqs.has(qid)) return this.bridge.post(q, cid, specific(CommandSpecificStatus.INVALID_QUEUE_IDENTIFIER));
         if (offset < 0 || entries < 2) return this.bridge.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
         this.cqs.set(qid, { qid, offset, entries, vector: cdw11 >>> 16, interrupts: (cdw11 & 2) !== 0, tail: 0, phase: 1 });
         return this.bridge.post(q, cid, 0);
       }
       case AdminOpcode.CREATE_IO_SQ:
-        return this.createSq(q, cid, qid, entries, cdw11 >>> 16, Number(v.getBigUint64(24, true)));
+        return this.createSq(q, cid, qid, entries, cdw11 >>> 16, prp1);
       case AdminOpcode.DELETE_IO_SQ: {
         if (this.placeholders.delete(qid)) {
           this.elsewhere.delete(qid);
@@ -399,14 +400,14 @@ export class TcpTransport implements Transport {
       case AdminOpcode.IDENTIFY:
         // Identify Controller tells the I/O queues' in-capsule data size (IOCCSZ, 16-byte units, the SQE included).
         if ((cdw10 & 0xff) === 1) {
-          const at = this.arena.translate(Number(v.getBigUint64(24, true)), 4096);
-          return this.bridge.forward(q, sqe, (status) => {
-            if (status === 0 && at >= 0) this.ioInCapsule = Math.max(0, this.arena.view.getUint32(at + IdCtrl.IOCCSZ.offset, true) * 16 - SQE_SIZE);
+          const data = this.arena.translate(prp1, 4096);
+          return this.bridge.forward(q, at, (status) => {
+            if (status === 0 && data >= 0) this.ioInCapsule = Math.max(0, this.arena.view.getUint32(data + IdCtrl.IOCCSZ.offset, true) * 16 - SQE_SIZE);
           });
         }
-        return this.bridge.forward(q, sqe);
+        return this.bridge.forward(q, at);
       default:
-        return this.bridge.forward(q, sqe);
+        return this.bridge.forward(q, at);
     }
   }
 

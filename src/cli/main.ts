@@ -117,7 +117,8 @@ function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: b
 async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
   // --filename nvme-tcp://HOST[:PORT]/SUBNQN: a remote controller over NVMe/TCP.
   const remote = typeof options.filename === 'string' ? parseTcpAddress(options.filename) : undefined;
-  const d = await openController(remote ? { target: remote } : { namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
+  if (!remote && options.hostnqn !== undefined) throw new UsageError('--hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)');
+  const d = await openController(remote ? { target: { ...remote, hostnqn: options.hostnqn } } : { namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
   try {
     console.log(command === 'identify' ? formatIdentify(d) : formatSmartLog(await d.smartLog()));
     if (command === 'identify') console.log(`data path : ${remote ? `NVMe/TCP to ${remote.host}:${remote.port ?? 4420} (${remote.subnqn})` : dataPath((d.transport as LocalTransport).controller)}`);
@@ -128,11 +129,11 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
 }
 
 /** `nvmq discover HOST[:PORT]`: the target's discovery log, as nvme discover prints it. */
-async function discoverCommand(address: string): Promise<number> {
+async function discoverCommand(address: string, hostnqn: string | undefined): Promise<number> {
   const m = /^(?:\[([^\]]+)\]|([^:/]+))(?::(\d+))?$/.exec(address.trim());
   const port = Number(m?.[3] ?? 4420);
   if (!m || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${JSON.stringify(address)} is not HOST[:PORT] (examples: 192.0.2.10, 192.0.2.10:4420, [::1]:4420)`);
-  console.log(formatDiscoveryLog(await discover({ host: m[1] ?? m[2]!, port })));
+  console.log(formatDiscoveryLog(await discover({ host: m[1] ?? m[2]!, port, hostnqn })));
   return 0;
 }
 
@@ -154,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
     case 'smart-log':
       return inspect(command, options);
     case 'discover':
-      return discoverCommand(jobFiles[0]!);
+      return discoverCommand(jobFiles[0]!, options.hostnqn);
     case 'serve':
       return serve(namespaceSpecs(options, makeSettings(options, 'serve'), true), makeSettings(options, 'serve'), tcpTargetOptions(options));
   }

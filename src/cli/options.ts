@@ -93,6 +93,7 @@ export const OPTIONS = {
   'metrics-host': { kind: 'host', default: '127.0.0.1', description: 'address /metrics listens on (bench: with --metrics-port)', commands: ['bench', 'serve'] },
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
   listen: { kind: 'string', description: `serve the namespaces to NVMe/TCP hosts on HOST:PORT ([addr]:PORT for IPv6; PORT alone: 127.0.0.1; the port defaults to ${DEFAULT_NVME_TCP_PORT})`, commands: ['serve'] },
+  hostnqn: { kind: 'string', description: 'this host\'s NQN for NVMe/TCP targets (--filename nvme-tcp://..., discover; default /etc/nvme/hostnqn, else one from a random UUID)', commands: ['bench', 'identify', 'smart-log', 'discover'] },
   nqn: { kind: 'string', default: DEFAULT_SUBNQN, description: 'the NVM subsystem NQN NVMe/TCP hosts connect to (with --listen)', commands: ['serve'] },
   'allow-host': { kind: 'string', description: 'a host NQN allowed to connect over NVMe/TCP (repeatable)', commands: ['serve'], repeatable: true },
   'allow-any-host': { kind: 'bool', description: 'let any NVMe/TCP host connect', commands: ['serve'] },
@@ -352,6 +353,8 @@ export interface RunSettings {
   report: string | undefined;
   metrics: { port: number; host: string } | undefined;
   force: boolean;
+  /** The host NQN for an NVMe/TCP target (undefined: the engine's default). */
+  hostnqn: string | undefined;
 }
 
 export function makeSettings(raw: RawOptions, command: Command): RunSettings {
@@ -367,6 +370,7 @@ export function makeSettings(raw: RawOptions, command: Command): RunSettings {
     report: raw.report,
     metrics: port === undefined ? undefined : { port, host },
     force: raw.force !== undefined && (checkValue('force', raw.force) as boolean),
+    hostnqn: raw.hostnqn,
   };
 }
 

@@ -296,6 +296,8 @@ describe('nvmq bench', () => {
         [['discover', 'a.example', 'b.example'], 'nvmq: nvmq discover takes one address: HOST[:PORT] ([addr]:PORT for IPv6; the port defaults to 4420)'],
         [['discover', '127.0.0.1:99999'], 'nvmq: "127.0.0.1:99999" is not HOST[:PORT] (examples: 192.0.2.10, 192.0.2.10:4420, [::1]:4420)'],
         [['discover', '127.0.0.1', '--filename', 's.img'], 'nvmq: --filename does not apply to nvmq discover'],
+        [['identify', '--filename', 's.img', '--hostnqn', 'nqn.2026-12.io.example:h'], 'nvmq: --hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)'],
+        [['serve', '--hostnqn', 'nqn.2026-12.io.example:h'], 'nvmq: --hostnqn does not apply to nvmq serve'],
         // Found once the namespace is open: after the portable-path line, on a build that prints it.
         [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], `${NOTICE}nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)`],
       ] as const) {

@@ -260,9 +260,10 @@ const FS_TASK = new URL('./fs-task.js', import.meta.url);
 /** Runs the jobs through nvmq's engine; returns the figures and the layouts (for a comparison on the same regions). */
 export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, io: RunIo): Promise<{ result: RunResult; layouts: JobLayout[] }> {
   const target = remoteOf(jobs);
+  if (!target && settings.hostnqn !== undefined) throw new UsageError('--hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)');
   const plans = namespacesOf(jobs, settings.force, target !== undefined);
   const local = engineOptions(plans.flatMap((p) => (p.spec ? [p.spec] : [])), jobs, settings);
-  const engine = await Engine.open(target ? { ...local, namespaces: undefined, controller: undefined, target } : local);
+  const engine = await Engine.open(target ? { ...local, namespaces: undefined, controller: undefined, target: { ...target, hostnqn: settings.hostnqn } } : local);
   // A remote target's breaks and reconnects, one line each on stderr, as they happen.
   const say = (line: string): void => void process.stderr.write(`${io.progress?.isTTY ? '\n' : ''}nvmq: ${line}\n`);
   engine.on('disconnected', (e) => say(`${e.message}: reconnecting (in-flight I/O ends with a path error)`));

@@ -8,6 +8,9 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { openController } from '../../../../dist/index.js';
 import { parseTcpAddress } from '../../../../dist/engine/transport/tcp/target-options.js';
 import { discover, formatDiscoveryLog } from '../../../../dist/engine/transport/tcp/discover.js';
@@ -15,6 +18,7 @@ import type { NvmeDriver } from '../../../../dist/engine/host/driver.js';
 import { NS, LBA, pattern, startTarget, until, type LiveTarget } from '../../target/tcp-host.js';
 import { SUBNQN, HOST_A } from '../../target/helpers.js';
 
+const cli = fileURLToPath(new URL('../../../../dist/cli/main.js', import.meta.url));
 let t: LiveTarget;
 beforeAll(async () => {
   t = await startTarget();
@@ -119,6 +123,19 @@ describe('what goes wrong, in one line', () => {
       await expect(openController({ target: { ...o, hostnqn: 'nqn.2026-12.io.nvmq:stranger' } })).rejects.toMatchObject({ code: 'NVMQ_CONNECT_INVALID_HOST', message: expect.stringContaining('nqn.2026-12.io.nvmq:stranger') });
       const d = await openController({ target: { ...o, hostnqn: HOST_A } });
       await d.close();
+    } finally {
+      await strict.stop();
+    }
+  });
+
+  it('nvmq identify names this host with --hostnqn; a target that does not allow it says so in one line', async () => {
+    const strict = await startTarget({ allowAnyHost: false, allowHosts: [HOST_A] });
+    try {
+      const run = (hostnqn: string) => promisify(execFile)('node', [cli, 'identify', '--filename', `nvme-tcp://127.0.0.1:${strict.port}/${SUBNQN}`, '--hostnqn', hostnqn], { encoding: 'utf8', timeout: 30_000 });
+      expect((await run(HOST_A)).stdout).toMatch(/^subnqn\s+: nqn\.2026-12\.io\.nvmq:test$/m);
+      const refused = await run('nqn.2026-12.io.nvmq:stranger').then(() => undefined, (e: { code: number; stderr: string }) => e);
+      expect(refused?.code).toBe(1);
+      expect(refused?.stderr).toMatch(/^nvmq: the NVMe\/TCP target at 127\.0\.0\.1:\d+ refused host nqn\.2026-12\.io\.nvmq:stranger on nqn\.2026-12\.io\.nvmq:test \(Connect Invalid Host\): allow this host NQN on the target \[NVMQ_CONNECT_INVALID_HOST\]\n$/);
     } finally {
       await strict.stop();
     }

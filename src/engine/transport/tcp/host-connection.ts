@@ -23,9 +23,9 @@ import { crc32c } from '../../shared/crc32c.js';
 import { Cqe, Psdt, SQE_SIZE } from '../../spec/command.js';
 import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../../spec/fabrics.js';
 import { GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
-import { C2HDataPdu, CapsuleCmdPdu, Fes, HDGST_SIZE, PduFlag, PduType, TcpCommonHeader as CH, fesName } from '../../spec/tcp-pdu.js';
+import { C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, Fes, HDGST_SIZE, PduFlag, PduType, TcpCommonHeader as CH, fesName } from '../../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from '../../target/pdu.js';
-import { capsuleEntry, decodeIcResp, decodeR2T, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
+import { decodeIcResp, decodeR2T, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
 import { encodeCapsuleCmd, encodeH2CData, encodeH2CTermReq, encodeIcReq, type WireOptions } from '../../target/pdu-encode.js';
 import { TcpSender } from '../../target/tcp-sender.js';
 
@@ -71,6 +71,8 @@ const DIGEST_ERROR_STATUS = makeStatus(Sct.GENERIC, GenericStatus.TRANSIENT_TRAN
 const PSDT_BYTE = Psdt.SGL_MPTR_CONTIG << 6;
 const SGL1 = FabricsSqe.SGL1.offset;
 const CAPSULE_HLEN = CapsuleCmdPdu.$size;
+/** Where the CQE sits in a CapsuleResp PDU. */
+const CQE_AT = CapsuleRespPdu.CQE.offset;
 
 /** Sets a capsule's data pointer in the SQE at byte `at` of `bytes` (`v` a view of them): SGL1, PSDT 01b. */
 function setCapsuleSgl(bytes: Uint8Array, v: DataView, at: number, inCapsule: boolean, length: number): void {
@@ -265,11 +267,11 @@ export class HostConnection {
   private onPdu(pdu: Pdu): void {
     switch (pdu.type) {
       case PduType.CAPSULE_RESP: {
-        const cqe = capsuleEntry(pdu);
-        const v = new DataView(cqe.buffer, cqe.byteOffset, cqe.length);
-        const cid = readField(v, 0, Cqe.CID);
-        if (!this.commands.has(cid)) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, 8 + Cqe.CID.offset, `a response for CID ${cid}, which is not outstanding`);
-        this.complete(cid, readField(v, 0, Cqe.SF), readField(v, 0, Cqe.DW0), v.getUint32(4, true));
+        // The CQE's fields read in place, from the header's own view.
+        const v = pdu.view;
+        const cid = readField(v, CQE_AT, Cqe.CID);
+        if (!this.commands.has(cid)) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, CQE_AT + Cqe.CID.offset, `a response for CID ${cid}, which is not outstanding`);
+        this.complete(cid, readField(v, CQE_AT, Cqe.SF), readField(v, CQE_AT, Cqe.DW0), readField(v, CQE_AT, Cqe.DW1));
         return;
       }
       case PduType.C2H_DATA: {

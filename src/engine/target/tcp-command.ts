@@ -12,7 +12,7 @@ import { PduError } from '../errors.js';
 import { SQE_SIZE } from '../spec/command.js';
 import { Fes, H2CDataPdu, TcpCommonHeader } from '../spec/tcp-pdu.js';
 import type { FabricsResponse } from './capsule.js';
-import { DataDirection, clearDataPointer } from './local-io.js';
+import { DataDirection, clearDataPointer, errorStatus } from './local-io.js';
 import type { Pdu } from './pdu.js';
 import type { decodeDataPdu } from './pdu-fields.js';
 
@@ -40,9 +40,13 @@ export interface Command {
 
 const NO_DATA = new Uint8Array(0);
 
-export function commandRecord(cid: number): Command {
+/** What a record's local completion becomes: its status, DW0, DW1 and, for a read that succeeded, its data. */
+export type CommandDone = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined) => void;
+
+/** A command record; with `done`, its local completion callback (made once, here). */
+export function commandRecord(cid: number, done?: CommandDone): Command {
   const sqe = new Uint8Array(SQE_SIZE);
-  return {
+  const cmd: Command = {
     cid,
     sqe,
     dv: new DataView(sqe.buffer),
@@ -57,6 +61,16 @@ export function commandRecord(cid: number): Command {
     data: { buffer: NO_DATA, direction: 'to-device' },
     local: undefined,
   };
+  if (done) {
+    cmd.local = (err, c) => {
+      if (err || !c) {
+        const r = errorStatus(err);
+        done(cmd, r.status, r.dw0, r.dw1, undefined);
+      } else if (c.status === 0 && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined && cmd.buffer.length > 0) done(cmd, 0, c.dw0, c.dw1, cmd.buffer);
+      else done(cmd, c.status, c.dw0, c.dw1, undefined);
+    };
+  }
+  return cmd;
 }
 
 /** Makes a record the CID's new command, moving `length` bytes in `direction`. */

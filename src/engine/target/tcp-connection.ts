@@ -29,7 +29,7 @@ import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
 import { encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
 import { encodeResponse, type FabricsResponse } from './capsule.js';
 import { connectTo } from './connect.js';
-import { DataDirection, checkDataPointer, dataDirection, errorStatus, expectedBytes, statusResponse } from './local-io.js';
+import { DataDirection, checkDataPointer, dataDirection, expectedBytes, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
 import { commandRecord, h2cDataError, runOn, startCommand, type Command } from './tcp-command.js';
@@ -185,11 +185,16 @@ export class TcpConnection {
     if (this.ended) return;
     this.count(TcpField.BYTES_RECEIVED, chunk.length);
     this.reader.push(chunk);
+    // The chunk's commands reach the local controller together: one SQ doorbell (one io_uring entry), one reap.
+    const q = this.q;
+    q?.plug();
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
       if (!(e instanceof PduError)) throw e;
       this.terminate(e);
+    } finally {
+      q?.unplug();
     }
   }
 
@@ -237,7 +242,7 @@ export class TcpConnection {
     if (this.entries > 0) this.sqhd = (this.sqhd + 1) % this.entries;
     if (this.inflight.has(cid)) return this.respond(cid, statusResponse(GenericStatus.CID_CONFLICT));
     // An I/O queue's CID record is free (its command answered); admin and Connect capsules get their own.
-    const cmd = this.qid > 0 ? (this.records[cid] ??= this.record(cid)) : commandRecord(cid);
+    const cmd = this.qid > 0 ? (this.records[cid] ??= commandRecord(cid, this.completed)) : commandRecord(cid);
     cmd.sqe.set(entry);
     const { sqe, dv } = cmd;
     const opcode = sqe[Sqe.OPC.offset]!;
@@ -459,17 +464,6 @@ export class TcpConnection {
     );
   }
 
-  /** An I/O queue's record for `cid`: its completion callback made once, with it. */
-  private record(cid: number): Command {
-    const cmd = commandRecord(cid);
-    cmd.local = (err, c) => {
-      if (err || !c) this.finish(cmd, errorStatus(err));
-      else if (c.status === 0 && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined && cmd.buffer.length > 0) this.complete(cmd, 0, c.dw0, c.dw1, cmd.buffer);
-      else this.complete(cmd, c.status, c.dw0, c.dw1, undefined);
-    };
-    return cmd;
-  }
-
 
   /** Sends a command's response, with its data when it read some. */
   private answer(cmd: Command, r: FabricsResponse): void {
@@ -485,6 +479,8 @@ export class TcpConnection {
   private finish(cmd: Command, r: FabricsResponse, data?: Uint8Array): void {
     this.complete(cmd, r.status, r.dw0, r.dw1, data);
   }
+
+  private readonly completed = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void => this.complete(cmd, status, dw0, dw1, data);
 
   /** finish() by fields: small data is copied (its DMA buffer free at once), larger goes by reference (given back once sent). */
   private complete(cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void {

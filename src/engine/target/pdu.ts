@@ -103,6 +103,27 @@ export interface Pdu {
 const NO_DATA = new Uint8Array(0);
 const CH_SIZE = CH.$size;
 
+/** The little-endian 32-bit field at `at` of `bytes`. */
+function u32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+}
+
+/** A header check's error: the offending header as error data (cut to what a TermReq carries). */
+function headerError(p: Pending, header: Uint8Array, fes: number, fei: number, why: string): PduError {
+  return new PduError(fes, fei, why, { pduType: p.type, offendingHeader: header.slice(0, Math.min(header.length, TERM_REQ_MAX_ERROR_DATA)) });
+}
+
+/** The checks of a data PDU (DATAL: the PDU's data, which it must have) and an R2T (R2TL not 0); nothing for other types. */
+function checkCommandPdu(p: Pending, header: Uint8Array): void {
+  if (p.type === PduType.H2C_DATA || p.type === PduType.C2H_DATA) {
+    const f = p.type === PduType.H2C_DATA ? H2CDataPdu.DATAL : C2HDataPdu.DATAL;
+    const datal = u32(header, f.offset);
+    if (datal !== p.dataLen || datal === 0) throw headerError(p, header, Fes.INVALID_HEADER_FIELD, f.offset, `DATAL ${datal} with ${p.dataLen} bytes of data`);
+  } else if (p.type === PduType.R2T && u32(header, R2TPdu.R2TL.offset) === 0) {
+    throw headerError(p, header, Fes.INVALID_HEADER_FIELD, R2TPdu.R2TL.offset, 'R2TL 0');
+  }
+}
+
 /** A PDU out of the reader: its header's DataView is made when first asked for (a capsule's fields are read by bytes). */
 class ReadPdu implements Pdu {
   private dv: DataView | undefined;
@@ -265,8 +286,7 @@ export class PduReader {
     const flags = ch[CH.FLAGS.offset]!;
     const hlen = ch[CH.HLEN.offset]!;
     const pdo = ch[CH.PDO.offset]!;
-    const at = CH.PLEN.offset;
-    const plen = (ch[at]! | (ch[at + 1]! << 8) | (ch[at + 2]! << 16) | (ch[at + 3]! << 24)) >>> 0;
+    const plen = u32(ch, CH.PLEN.offset);
 
     // PDU-TYPE: a known type of this direction, in sequence (the ICReq / ICResp first and only once).
     const receivedDirection = this.side === 'controller' ? 0 : PDU_TYPE_C2H_BIT;
@@ -323,11 +343,11 @@ export class PduReader {
 
   /** The whole header is in: its digest first, then the fields past the common header. */
   private checkHeader(p: Pending, header: Uint8Array): void {
-    // A command capsule without header digest has nothing here to read: no DataView for it.
-    if (p.type === PduType.CAPSULE_CMD && !p.hdgst) return;
+    // The fields of the PDUs of every command (data PDUs' DATAL, R2TL) are read by bytes: no DataView (nor closure) for them.
+    const type = p.type;
+    if (!p.hdgst && type !== PduType.IC_REQ && type !== PduType.IC_RESP) return checkCommandPdu(p, header);
+    const fail = (fes: number, fei: number, why: string): PduError => headerError(p, header, fes, fei, why);
     const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
-    const fail = (fes: number, fei: number, why: string): PduError =>
-      new PduError(fes, fei, why, { pduType: p.type, offendingHeader: header.slice(0, Math.min(header.length, TERM_REQ_MAX_ERROR_DATA)) });
     if (p.hdgst) {
       const received = dv.getUint32(p.hlen, true);
       const computed = crc32c(header.subarray(0, p.hlen));
@@ -348,18 +368,8 @@ export class PduReader {
         }
         break;
       }
-      case PduType.H2C_DATA:
-      case PduType.C2H_DATA: {
-        // DATAL is the PDU's data, which a data PDU must have.
-        const f = p.type === PduType.H2C_DATA ? H2CDataPdu.DATAL : C2HDataPdu.DATAL;
-        const datal = readField(dv, 0, f);
-        if (datal !== p.dataLen || datal === 0) throw fail(Fes.INVALID_HEADER_FIELD, f.offset, `DATAL ${datal} with ${p.dataLen} bytes of data`);
-        break;
-      }
-      case PduType.R2T:
-        if (readField(dv, 0, R2TPdu.R2TL) === 0) throw fail(Fes.INVALID_HEADER_FIELD, R2TPdu.R2TL.offset, 'R2TL 0');
-        break;
       default:
+        checkCommandPdu(p, header);
         break;
     }
   }

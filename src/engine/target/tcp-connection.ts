@@ -101,7 +101,7 @@ export class TcpConnection {
       this.connectTimer.unref();
     }
     socket.setNoDelay(true);
-    this.sender = new TcpSender(socket, () => this.state === 'ready');
+    this.sender = new TcpSender(socket, () => this.state === 'ready', { uncork: 'microtasks' });
     this.limits.maxTransferBytes = env.maxTransferBytes;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));

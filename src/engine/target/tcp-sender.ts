@@ -1,15 +1,18 @@
 /**
- * The send side of an NVMe/TCP connection: PDUs out on its socket, a
- * turn's worth in one writev (the socket is corked at the first PDU of an
- * event-loop turn and uncorked at its end: at depth, one system call for
- * many responses), and reading held back while the host does not read what
+ * The send side of an NVMe/TCP connection: PDUs out on its socket, many in
+ * one writev (the socket is corked at the first PDU and uncorked at the end
+ * of the event-loop turn, or with `uncork: 'microtasks'` once the microtasks
+ * queued so far have run: the target's responses to one received chunk, or
+ * to one batch of completions, go out together, as a plain server answers
+ * each chunk it reads, and the host works on them while the target reads
+ * the next chunk), and reading held back while the host does not read what
  * it was sent (past SEND_BACKLOG_BYTES unsent, until the socket drains), so
  * a host that only sends cannot grow the target's memory.
  *
  * Small PDUs (a command's response, its read data up to COPY_MAX_BYTES) are
- * gathered: written straight into an output buffer of the turn (`alloc()`),
- * which goes to the socket as one write when it is full or the turn ends.
- * A few contiguous buffers per turn cost the socket far less than a write
+ * gathered: written straight into an output buffer (`alloc()`), which goes
+ * to the socket as one write when it is full or at the uncork.
+ * A few contiguous buffers cost the socket far less than a write
  * call (and its bookkeeping) per PDU segment, and the data's DMA buffer is
  * free again as soon as it is copied. Larger data goes out as it is, by
  * reference (`send()`), in order with what was gathered.
@@ -30,7 +33,7 @@ const SPARE_OUTPUTS = 4;
 export class TcpSender {
   private corked = false;
   private throttled = false;
-  /** The turn's output buffer (undefined until a PDU is gathered), a view of it, and the bytes written into it. */
+  /** The output buffer (undefined until a PDU is gathered), a view of it, and the bytes written into it. */
   out: Buffer | undefined;
   view: DataView | undefined;
   private used = 0;
@@ -39,10 +42,15 @@ export class TcpSender {
   private readonly headers: Uint8Array[] = [];
   private readonly cqe = scratchCqe();
 
-  /** `reading()`: whether the connection still reads the host (it resumes reading after a drain only then). */
+  /**
+   * `reading()`: whether the connection still reads the host (it resumes
+   * reading after a drain only then). `uncork`: when what was written since
+   * the cork goes out (see above).
+   */
   constructor(
     private readonly socket: Socket,
     private readonly reading: () => boolean,
+    private readonly options: { uncork?: 'turn' | 'microtasks' } = {},
   ) {}
 
   /** Writes a PDU's segments, by reference; `done` once the socket is done with them. Returns the bytes. */
@@ -61,7 +69,7 @@ export class TcpSender {
 
   /**
    * Room for `bytes` (at most COPY_MAX_BYTES plus two PDU headers) in the
-   * turn's output buffer: returns where in `out` (and `view`) to write them,
+   * output buffer: returns where in `out` (and `view`) to write them,
    * now, before anything else is sent.
    */
   alloc(bytes: number): number {
@@ -139,7 +147,8 @@ export class TcpSender {
     if (this.corked) return;
     this.corked = true;
     this.socket.cork();
-    setImmediate(this.uncork);
+    if (this.options.uncork === 'microtasks') queueMicrotask(this.uncork);
+    else setImmediate(this.uncork);
   }
 
   private throttle(): void {

@@ -1,10 +1,11 @@
 /**
  * A command of an NVMe/TCP connection between its capsule and its response
- * (tcp-connection.ts). An I/O queue keeps one record per CID and reuses it
- * for the CID's next command: the host reuses a CID only once it has the
- * response, so a record is free again by then. What a command of the local
- * queue pair needs (the raw SQE, its data, the completion callback) is made
- * with the record, not per command.
+ * (tcp-connection.ts). An I/O queue reuses its records: one is taken when a
+ * capsule arrives and given back once its response is out of the
+ * connection's hands (written, or gathered for writing, with its DMA buffer
+ * detached), so there are at most as many as commands in flight. What a
+ * command of the local queue pair needs (the raw SQE, its data, the
+ * completion callback) is made with the record, not per command.
  */
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 import type { CompletionCallback, DataSpec } from '../host/queue-pair.js';

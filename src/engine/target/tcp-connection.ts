@@ -74,8 +74,8 @@ export class TcpConnection {
   private cbase = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly sender: TcpSender;
-  /** Per CID, an I/O queue's command record, made on first use and reused (the host reuses a CID only once it has its response). */
-  private readonly records: Command[] = [];
+  /** An I/O queue's free command records: one is taken per capsule and given back with its response (at most as many as commands in flight). */
+  private readonly free: Command[] = [];
   /** checkDataPointer()'s limits on this queue, once connected. */
   private limits = { maxTransferBytes: 0, inCapsuleBytes: ADMIN_IN_CAPSULE_BYTES };
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
@@ -241,8 +241,9 @@ export class TcpConnection {
     // Every capsule takes an SQ slot (the Connect included): SQHD counts them.
     if (this.entries > 0) this.sqhd = (this.sqhd + 1) % this.entries;
     if (this.inflight.has(cid)) return this.respond(cid, statusResponse(GenericStatus.CID_CONFLICT));
-    // An I/O queue's CID record is free (its command answered); admin and Connect capsules get their own.
-    const cmd = this.qid > 0 ? (this.records[cid] ??= commandRecord(cid, this.completed)) : commandRecord(cid);
+    // An I/O queue reuses its records; admin and Connect capsules get their own.
+    const cmd = this.qid > 0 ? (this.free.pop() ?? commandRecord(cid, this.completed)) : commandRecord(cid);
+    cmd.cid = cid;
     cmd.sqe.set(entry);
     const { sqe, dv } = cmd;
     const opcode = sqe[Sqe.OPC.offset]!;
@@ -493,13 +494,16 @@ export class TcpConnection {
     const gathered = this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
     if (gathered !== undefined) {
       this.count(TcpField.BYTES_SENT, gathered);
-      return this.release(cmd);
+      this.release(cmd);
+    } else {
+      // The record may serve another command before the socket is done: the buffer goes back by itself.
+      const { q, buffer } = cmd;
+      cmd.q = undefined;
+      cmd.buffer = undefined;
+      this.count(TcpField.BYTES_SENT, this.sender.sendCompletion(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success, () => this.giveBack(q, buffer)));
     }
-    // The record may serve the CID's next command before the socket is done: the buffer goes back by itself.
-    const { q, buffer } = cmd;
-    cmd.q = undefined;
-    cmd.buffer = undefined;
-    this.count(TcpField.BYTES_SENT, this.sender.sendCompletion(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success, () => this.giveBack(q, buffer)));
+    // An I/O queue's record (the one with a local completion callback) is free for the next capsule.
+    if (cmd.local !== undefined) this.free.push(cmd);
   }
 
   private respond(cid: number, r: FabricsResponse): void {

@@ -12,8 +12,9 @@
 // the measured window, divided by the I/Os.
 //   node bench/tcp-target.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--rw randread,randwrite]
 //        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR] [--coalesce-writes]
-// --coalesce-writes: an experiment, the target's responses of one event-loop turn in one writev
-// (bench/tcp/server.mjs says how); not what the target ships.
+// --coalesce-writes: an old experiment (the target's responses of one event-loop turn in one writev), from
+// before the target gathered its responses itself (commit 62da8ff); it now stops with an error
+// (bench/tcp/server.mjs says why).
 // --cpu-prof DIR writes V8 CPU profiles of each nvmq target process (a directory per process, a profile per
 // thread: the main thread and the I/O threads) and of its host (client) process to DIR.
 import { fork } from 'node:child_process';

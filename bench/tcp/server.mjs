@@ -81,12 +81,16 @@ process.send({ ready: true, port, blocks: Math.floor(size / BLOCK) });
  * --coalesce-writes (an experiment, not what the target ships): the connection's responses of one turn of
  * the event loop go out in one corked run, one writev, as the limit's server does for the responses of a
  * received chunk, instead of a writev per command. Replaces TcpConnection's private `write()` in this
- * process only; it measures what that change would give.
+ * process only; it measured what that change would give. Since commit 62da8ff the target gathers the
+ * responses to a received chunk into one write itself (tcp-sender.ts) and sends only a few PDUs through
+ * `write()`: replacing it would reorder those against the gathered ones, so the experiment stops here.
  */
 async function coalesceTargetWrites() {
   const { TcpConnection } = await import('../../dist/engine/target/tcp-connection.js');
   const proto = TcpConnection.prototype;
-  if (typeof proto.write !== 'function') throw new Error('TcpConnection has no write() to replace: --coalesce-writes no longer applies');
+  if (typeof proto.write !== 'function' || typeof proto.complete === 'function') {
+    throw new Error('--coalesce-writes no longer applies: the target gathers its responses itself (tcp-sender.ts)');
+  }
   const corked = new WeakSet();
   proto.write = function write(segments, done) {
     if (this.state === 'closed') {

@@ -18,14 +18,14 @@
  */
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 import type { NamespaceInfo } from '../host/identify.js';
-import { Sqe } from '../spec/command.js';
-import { bitsOf, readField } from '../spec/layout.js';
+import { Sqe, SQE_SIZE } from '../spec/command.js';
+import { bitsOf, readField, readU64 } from '../spec/layout.js';
 import { NvmOpcode } from '../spec/opcodes.js';
 import { RwCdw12, DsmCdw10, DSM_RANGE_SIZE } from '../spec/nvm-commands.js';
 import { GenericStatus, makeStatus, Sct } from '../spec/status.js';
 import { NvmeStatusError, NvmqError } from '../errors.js';
-import { readSgl1, type FabricsResponse } from './capsule.js';
-import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT } from '../spec/fabrics.js';
+import type { FabricsResponse } from './capsule.js';
+import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../spec/fabrics.js';
 
 /** Bytes 24..39 of an SQE: DPTR (SGL1 on a fabric, PRP1 / PRP2 locally). */
 const DPTR_START = FabricsSqe.SGL1.offset;
@@ -65,15 +65,17 @@ export function expectedBytes(sqe: DataView, namespaces: ReadonlyMap<number, Nam
  * data in the capsule (it comes by R2T, or goes back in C2HData). Returns
  * the generic status to refuse it with, or undefined.
  */
-export function checkDataPointer(sqe: Uint8Array, direction: number, capsuleBytes: number, limits: { maxTransferBytes: number; inCapsuleBytes: number }): number | undefined {
-  const sgl = readSgl1(sqe)!;
-  if (sgl.length === 0) return undefined;
+export function checkDataPointer(sqe: Uint8Array, direction: number, capsuleBytes: number, limits: { maxTransferBytes: number; inCapsuleBytes: number }, view?: DataView): number | undefined {
+  // SGL1's fields read in place (`view`: a DataView of the 64-byte `sqe`, made here when not given).
+  const dv = view ?? new DataView(sqe.buffer, sqe.byteOffset, SQE_SIZE);
+  const length = readField(dv, DPTR_START, SglDescriptor.LENGTH);
+  if (length === 0) return undefined;
   if (direction === DataDirection.NONE || direction === DataDirection.BIDIRECTIONAL) return GenericStatus.INVALID_FIELD;
-  if (sgl.length > limits.maxTransferBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
-  const id = (sgl.type << 4) | sgl.subtype;
+  if (length > limits.maxTransferBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
+  const id = readField(dv, DPTR_START, SglDescriptor.SGL_ID);
   if (id === SGL_ID_IN_CAPSULE) {
-    if (direction !== DataDirection.TO_DEVICE || sgl.address !== 0) return GenericStatus.SGL_OFFSET_INVALID;
-    if (sgl.length > limits.inCapsuleBytes || sgl.length > capsuleBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
+    if (direction !== DataDirection.TO_DEVICE || readU64(dv, DPTR_START + SglDescriptor.ADDRESS.offset) !== 0) return GenericStatus.SGL_OFFSET_INVALID;
+    if (length > limits.inCapsuleBytes || length > capsuleBytes) return GenericStatus.DATA_SGL_LENGTH_INVALID;
     return undefined;
   }
   return id !== SGL_ID_TRANSPORT || capsuleBytes > 0 ? GenericStatus.SGL_TYPE_INVALID : undefined;
@@ -94,16 +96,23 @@ export function errorStatus(e: unknown): FabricsResponse {
 }
 
 /**
+ * PRPs, not SGLs, toward the local controller: PSDT and DPTR of `sqe` (the
+ * caller's own copy) cleared in place; the queue pair points the PRPs at the
+ * command's buffer.
+ */
+export function clearDataPointer(sqe: Uint8Array): void {
+  sqe[Sqe.PSDT.offset]! &= ~(((1 << Sqe.PSDT.bits) - 1) << Sqe.PSDT.shift);
+  sqe.fill(0, DPTR_START, DPTR_END);
+}
+
+/**
  * Runs fabrics I/O command `sqe` on `q`, with `buffer` (a DMA buffer of q's
  * arena, or none) holding its data: what to write, or where to read to.
  * `done` gets the response, once (a refusal or failure as its status), never
  * inside this call. `sqe` is changed (its data pointer cleared).
  */
 export function runLocal(q: IoQueuePair, sqe: Uint8Array, buffer: Uint8Array | undefined, direction: number, done: (r: FabricsResponse) => void): void {
-  // PRPs, not SGLs, toward the local controller: the queue pair points them at the buffer. (`sqe` is the
-  // connection's own copy: cleared in place.)
-  sqe[Sqe.PSDT.offset]! &= ~(((1 << Sqe.PSDT.bits) - 1) << Sqe.PSDT.shift);
-  sqe.fill(0, DPTR_START, DPTR_END);
+  clearDataPointer(sqe);
   const data = buffer && buffer.length > 0 ? { buffer, direction: direction === DataDirection.TO_DEVICE ? ('to-device' as const) : ('from-device' as const) } : undefined;
   q.passthruCallback({ raw: sqe }, data, (err, c) => done(err || !c ? errorStatus(err) : { status: c.status, dw0: c.dw0, dw1: c.dw1 }));
 }

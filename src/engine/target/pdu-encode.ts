@@ -13,12 +13,17 @@
  * array (a view of the DMA buffer), never copied. The caller must not change
  * it until the write completed. PDUs without data come back as one array.
  *
+ * `putC2HData()` and `putCapsuleResp()` write the two PDUs a command's
+ * completion sends, without digests, in place into a buffer of the caller's
+ * (a sender gathering a turn's PDUs), with no allocation.
+ *
  * Digests are added when `wire` says they were negotiated; ICReq, ICResp and
  * the TermReqs never carry any. Padding: data starts at the next multiple of
  * the receiver's PDU data alignment (`wire.pda`: the host's HPDA for C2H
  * PDUs, the controller's CPDA for H2C), right after the header digest.
  */
 import { crc32c } from '../shared/crc32c.js';
+import { Cqe } from '../spec/command.js';
 import { writeField, type Field } from '../spec/layout.js';
 import {
   C2HDataPdu,
@@ -123,6 +128,69 @@ function checkPda(pda: number): number {
 function copyInto(dv: DataView, f: Field, src: Uint8Array, what: string): void {
   if (src.length !== f.size) throw new RangeError(`${what} is ${src.length} bytes, not ${f.size}`);
   new Uint8Array(dv.buffer, dv.byteOffset + f.offset, f.size).set(src);
+}
+
+/**
+ * The bytes `putC2HData()` writes for `dataBytes` of data with `wire`
+ * (header, padding to the receiver's alignment, data); undefined when the
+ * wire carries digests (those PDUs are encoded by `encodeC2HData()`).
+ */
+export function putC2HDataBytes(dataBytes: number, wire: WireOptions = NONE): number | undefined {
+  if (wire.hdgst === true || wire.ddgst === true) return undefined;
+  const align = pdaBytes(checkPda(wire.pda ?? 0));
+  return Math.ceil(C2HDataPdu.$size / align) * align + dataBytes;
+}
+
+/**
+ * C2HData without digests written in place, at `at` of `out` (`view` a
+ * DataView of all of `out`), for a sender that gathers PDUs into one buffer:
+ * the same bytes as `encodeC2HData()`'s segments, `putC2HDataBytes()` of
+ * them. Returns the bytes written.
+ */
+export function putC2HData(out: Uint8Array, view: DataView, at: number, cccid: number, data: Uint8Array, success: boolean, wire: WireOptions = NONE): number {
+  const n = putC2HDataBytes(data.length, wire);
+  if (n === undefined) throw new RangeError('putC2HData writes PDUs without digests');
+  if (data.length === 0) throw new RangeError('a C2HData PDU carries data');
+  const pdo = n - data.length;
+  out.fill(0, at, at + pdo);
+  out[at + CH.PDU_TYPE.offset] = PduType.C2H_DATA;
+  out[at + CH.FLAGS.offset] = PduFlag.LAST_PDU | (success ? PduFlag.SUCCESS : 0);
+  out[at + CH.HLEN.offset] = C2HDataPdu.$size;
+  out[at + CH.PDO.offset] = pdo;
+  view.setUint32(at + CH.PLEN.offset, n, true);
+  view.setUint16(at + C2HDataPdu.CCCID.offset, cccid, true);
+  view.setUint32(at + C2HDataPdu.DATAL.offset, data.length, true);
+  out.set(data, at + pdo);
+  return n;
+}
+
+/** The bytes of a CapsuleResp `putCapsuleResp()` writes with `wire`; undefined with header digests. */
+export function putCapsuleRespBytes(wire: WireOptions = NONE): number | undefined {
+  return wire.hdgst === true ? undefined : CapsuleRespPdu.$size;
+}
+
+/**
+ * A CapsuleResp without header digest written in place (see `putC2HData()`):
+ * the response capsule of command `cid` on queue `sqid` with `status` (the
+ * 15-bit status field), DW0, DW1 and SQHD, as `encodeResponse()` and
+ * `encodeCapsuleResp()` together make it. Returns the bytes written.
+ */
+export function putCapsuleResp(out: Uint8Array, view: DataView, at: number, cid: number, sqid: number, sqhd: number, status: number, dw0: number, dw1: number): number {
+  const n = CapsuleRespPdu.$size;
+  out[at + CH.PDU_TYPE.offset] = PduType.CAPSULE_RESP;
+  out[at + CH.FLAGS.offset] = 0;
+  out[at + CH.HLEN.offset] = n;
+  out[at + CH.PDO.offset] = 0;
+  view.setUint32(at + CH.PLEN.offset, n, true);
+  const cqe = at + CapsuleRespPdu.CQE.offset;
+  view.setUint32(cqe + Cqe.DW0.offset, dw0 >>> 0, true);
+  view.setUint32(cqe + Cqe.DW1.offset, dw1 >>> 0, true);
+  view.setUint16(cqe + Cqe.SQHD.offset, sqhd & 0xffff, true);
+  view.setUint16(cqe + Cqe.SQID.offset, sqid & 0xffff, true);
+  view.setUint16(cqe + Cqe.CID.offset, cid & 0xffff, true);
+  // The status field above the phase tag, which a fabric leaves 0.
+  view.setUint16(cqe + Cqe.STATUS.offset, (status & 0x7fff) << 1, true);
+  return n;
 }
 
 /** ICResp (no digests: they start with the next PDU). `pfv` defaults to 0. */

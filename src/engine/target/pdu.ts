@@ -103,6 +103,47 @@ export interface Pdu {
 const NO_DATA = new Uint8Array(0);
 const CH_SIZE = CH.$size;
 
+/** The little-endian 32-bit field at `at` of `bytes`. */
+function u32(bytes: Uint8Array, at: number): number {
+  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+}
+
+/** A header check's error: the offending header as error data (cut to what a TermReq carries). */
+function headerError(p: Pending, header: Uint8Array, fes: number, fei: number, why: string): PduError {
+  return new PduError(fes, fei, why, { pduType: p.type, offendingHeader: header.slice(0, Math.min(header.length, TERM_REQ_MAX_ERROR_DATA)) });
+}
+
+/** The checks of a data PDU (DATAL: the PDU's data, which it must have) and an R2T (R2TL not 0); nothing for other types. */
+function checkCommandPdu(p: Pending, header: Uint8Array): void {
+  if (p.type === PduType.H2C_DATA || p.type === PduType.C2H_DATA) {
+    const f = p.type === PduType.H2C_DATA ? H2CDataPdu.DATAL : C2HDataPdu.DATAL;
+    const datal = u32(header, f.offset);
+    if (datal !== p.dataLen || datal === 0) throw headerError(p, header, Fes.INVALID_HEADER_FIELD, f.offset, `DATAL ${datal} with ${p.dataLen} bytes of data`);
+  } else if (p.type === PduType.R2T && u32(header, R2TPdu.R2TL.offset) === 0) {
+    throw headerError(p, header, Fes.INVALID_HEADER_FIELD, R2TPdu.R2TL.offset, 'R2TL 0');
+  }
+}
+
+/** A PDU out of the reader: its header's DataView is made when first asked for (a capsule's fields are read by bytes). */
+class ReadPdu implements Pdu {
+  private dv: DataView | undefined;
+
+  constructor(
+    readonly type: PduTypeValue,
+    readonly flags: number,
+    readonly hlen: number,
+    readonly pdo: number,
+    readonly plen: number,
+    readonly header: Uint8Array,
+    readonly data: Uint8Array,
+    readonly dataDigestError: boolean,
+  ) {}
+
+  get view(): DataView {
+    return (this.dv ??= new DataView(this.header.buffer, this.header.byteOffset, this.header.byteLength));
+  }
+}
+
 /** CH.FLAGS bits each PDU type may carry ("Common Header", and each PDU's definition). */
 const VALID_FLAGS: Readonly<Record<PduTypeValue, number>> = {
   [PduType.IC_REQ]: 0,
@@ -196,7 +237,8 @@ export class PduReader {
 
   push(chunk: Uint8Array): void {
     if (this.failed !== null || chunk.length === 0) return;
-    this.chunks.push(chunk);
+    // Kept as a plain Uint8Array: the PDUs' views of it are then plain ones too (a Buffer's subarray() costs more).
+    this.chunks.push(Object.getPrototypeOf(chunk) === Uint8Array.prototype ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
     this.buffered += chunk.length;
   }
 
@@ -232,8 +274,7 @@ export class PduReader {
       dataDigestError = crc32c(data) !== new DataView(bytes.buffer, at, DDGST_SIZE).getUint32(0, true);
     }
     if (isInit(p.type)) this.initialized = true;
-    const header = bytes.subarray(0, p.hlen);
-    return { type: p.type, flags: p.flags, hlen: p.hlen, pdo: p.pdo, plen: p.plen, header, view: new DataView(header.buffer, header.byteOffset, header.byteLength), data, dataDigestError };
+    return new ReadPdu(p.type, p.flags, p.hlen, p.pdo, p.plen, bytes.subarray(0, p.hlen), data, dataDigestError);
   }
 
   /**
@@ -245,64 +286,68 @@ export class PduReader {
     const flags = ch[CH.FLAGS.offset]!;
     const hlen = ch[CH.HLEN.offset]!;
     const pdo = ch[CH.PDO.offset]!;
-    const plen = readField(new DataView(ch.buffer, ch.byteOffset, CH_SIZE), 0, CH.PLEN);
-    // A peer's TermReq already ends the connection: one in error is not answered with another.
-    const fail = (fes: number, field: { offset: number }, why: string): PduError =>
-      new PduError(fes, field.offset, why, { pduType: type, offendingHeader: this.copyHeader(hlen), sendTermReq: !isTermReq(type) });
+    const plen = u32(ch, CH.PLEN.offset);
 
     // PDU-TYPE: a known type of this direction, in sequence (the ICReq / ICResp first and only once).
     const receivedDirection = this.side === 'controller' ? 0 : PDU_TYPE_C2H_BIT;
-    if (!(type in PDU_HLEN) || (type & PDU_TYPE_C2H_BIT) !== receivedDirection) throw fail(Fes.INVALID_HEADER_FIELD, CH.PDU_TYPE, `not a PDU a ${this.side} receives`);
+    if (!(type in PDU_HLEN) || (type & PDU_TYPE_C2H_BIT) !== receivedDirection) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PDU_TYPE, `not a PDU a ${this.side} receives`);
     const t = type as PduTypeValue;
     if (isInit(t) === this.initialized && !isTermReq(t)) {
-      throw fail(Fes.PDU_SEQUENCE_ERROR, CH.PDU_TYPE, this.initialized ? 'connection already initialized' : 'the first PDU must initialize the connection');
+      throw this.commonHeaderError(type, hlen, Fes.PDU_SEQUENCE_ERROR, CH.PDU_TYPE, this.initialized ? 'connection already initialized' : 'the first PDU must initialize the connection');
     }
 
     // FLAGS: only the type's own bits; digest flags exactly as negotiated.
-    if ((flags & ~VALID_FLAGS[t]) !== 0) throw fail(Fes.INVALID_HEADER_FIELD, CH.FLAGS, `flags 0x${flags.toString(16)} not defined for this PDU`);
+    if ((flags & ~VALID_FLAGS[t]) !== 0) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.FLAGS, `flags 0x${flags.toString(16)} not defined for this PDU`);
     const hdgst = (flags & PduFlag.HDGSTF) !== 0;
     const ddgst = (flags & PduFlag.DDGSTF) !== 0;
     const fullHlen = hlen + (hdgst ? HDGST_SIZE : 0);
-    if (VALID_FLAGS[t] & PduFlag.HDGSTF && hdgst !== this.hdgst) throw fail(Fes.INVALID_HEADER_FIELD, CH.FLAGS, `HDGSTF ${+hdgst} but header digests ${this.hdgst ? 'on' : 'off'}`);
+    if (VALID_FLAGS[t] & PduFlag.HDGSTF && hdgst !== this.hdgst) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.FLAGS, `HDGSTF ${+hdgst} but header digests ${this.hdgst ? 'on' : 'off'}`);
     // The data digest is there when negotiated and the PDU has data (bytes past the header and its digest).
     const hasData = plen > fullHlen;
-    if (VALID_FLAGS[t] & PduFlag.DDGSTF && ddgst !== (this.ddgst && hasData)) throw fail(Fes.INVALID_HEADER_FIELD, CH.FLAGS, `DDGSTF ${+ddgst} but data digests ${this.ddgst ? 'on' : 'off'}${hasData ? '' : ', no data'}`);
+    if (VALID_FLAGS[t] & PduFlag.DDGSTF && ddgst !== (this.ddgst && hasData)) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.FLAGS, `DDGSTF ${+ddgst} but data digests ${this.ddgst ? 'on' : 'off'}${hasData ? '' : ', no data'}`);
     // NVMe-oF 1.1 7.4.5.2: SUCCESS only on the last C2HData PDU.
-    if ((flags & (PduFlag.SUCCESS | PduFlag.LAST_PDU)) === PduFlag.SUCCESS) throw fail(Fes.INVALID_HEADER_FIELD, CH.FLAGS, 'SUCCESS without LAST_PDU');
+    if ((flags & (PduFlag.SUCCESS | PduFlag.LAST_PDU)) === PduFlag.SUCCESS) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.FLAGS, 'SUCCESS without LAST_PDU');
 
     // HLEN: fixed per type.
-    if (hlen !== PDU_HLEN[t]) throw fail(Fes.INVALID_HEADER_FIELD, CH.HLEN, `HLEN ${hlen}, not ${PDU_HLEN[t]}`);
+    if (hlen !== PDU_HLEN[t]) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.HLEN, `HLEN ${hlen}, not ${PDU_HLEN[t]}`);
 
     // PDO: 0 without data; else past the header and its digest, inside the PDU, aligned as this side asked (CPDA / HPDA).
     if (!hasPdoData(t)) {
-      if (pdo !== 0) throw fail(Fes.INVALID_HEADER_FIELD, CH.PDO, `PDO ${pdo} in a PDU without PDO data`);
+      if (pdo !== 0) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PDO, `PDO ${pdo} in a PDU without PDO data`);
     } else if (hasData || pdo !== 0) {
-      if (pdo < fullHlen || pdo > plen || pdo % this.pdaAlign !== 0) throw fail(Fes.INVALID_HEADER_FIELD, CH.PDO, `PDO ${pdo} with header ${fullHlen}, PLEN ${plen}, alignment ${this.pdaAlign}`);
+      if (pdo < fullHlen || pdo > plen || pdo % this.pdaAlign !== 0) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PDO, `PDO ${pdo} with header ${fullHlen}, PLEN ${plen}, alignment ${this.pdaAlign}`);
     }
 
     // PLEN.
     if (isTermReq(t)) {
       // NVMe-oF 1.1 7.4.7: a TermReq with a bad PLEN closes the connection, unanswered.
-      if (plen < hlen || plen > TERM_REQ_MAX_PLEN) throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `TermReq PLEN ${plen}`);
+      if (plen < hlen || plen > TERM_REQ_MAX_PLEN) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PLEN, `TermReq PLEN ${plen}`);
     } else if (isInit(t)) {
-      if (plen !== hlen) throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen}, not ${hlen}`);
+      if (plen !== hlen) throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen}, not ${hlen}`);
     } else if (plen < fullHlen || (!hasPdoData(t) && plen !== fullHlen)) {
-      throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen} with header ${fullHlen}`);
+      throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen} with header ${fullHlen}`);
     } else if (ddgst && plen - pdo <= DDGST_SIZE) {
-      throw fail(Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen} leaves no data before the data digest`);
+      throw this.commonHeaderError(type, hlen, Fes.INVALID_HEADER_FIELD, CH.PLEN, `PLEN ${plen} leaves no data before the data digest`);
     }
-    if (plen > this.maxPduBytes) throw fail(Fes.DATA_TRANSFER_LIMIT_EXCEEDED, CH.PLEN, `PLEN ${plen} over the limit of ${this.maxPduBytes}`);
+    if (plen > this.maxPduBytes) throw this.commonHeaderError(type, hlen, Fes.DATA_TRANSFER_LIMIT_EXCEEDED, CH.PLEN, `PLEN ${plen} over the limit of ${this.maxPduBytes}`);
 
     const dataStart = hasData ? (pdo !== 0 ? pdo : fullHlen) : plen;
     const dataLen = hasData ? plen - dataStart - (ddgst ? DDGST_SIZE : 0) : 0;
     return { type: t, flags, hlen, pdo, plen, dataStart, dataLen, hdgst, ddgst, headerChecked: false };
   }
 
+  /** The error for a common header field (no closure per PDU: only a PDU in error pays for it). A peer's TermReq already ends the connection: one in error is not answered with another. */
+  private commonHeaderError(type: number, hlen: number, fes: number, field: { offset: number }, why: string): PduError {
+    return new PduError(fes, field.offset, why, { pduType: type, offendingHeader: this.copyHeader(hlen), sendTermReq: !isTermReq(type) });
+  }
+
   /** The whole header is in: its digest first, then the fields past the common header. */
   private checkHeader(p: Pending, header: Uint8Array): void {
+    // The fields of the PDUs of every command (data PDUs' DATAL, R2TL) are read by bytes: no DataView (nor closure) for them.
+    const type = p.type;
+    if (!p.hdgst && type !== PduType.IC_REQ && type !== PduType.IC_RESP) return checkCommandPdu(p, header);
+    const fail = (fes: number, fei: number, why: string): PduError => headerError(p, header, fes, fei, why);
     const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
-    const fail = (fes: number, fei: number, why: string): PduError =>
-      new PduError(fes, fei, why, { pduType: p.type, offendingHeader: header.slice(0, Math.min(header.length, TERM_REQ_MAX_ERROR_DATA)) });
     if (p.hdgst) {
       const received = dv.getUint32(p.hlen, true);
       const computed = crc32c(header.subarray(0, p.hlen));
@@ -323,18 +368,8 @@ export class PduReader {
         }
         break;
       }
-      case PduType.H2C_DATA:
-      case PduType.C2H_DATA: {
-        // DATAL is the PDU's data, which a data PDU must have.
-        const f = p.type === PduType.H2C_DATA ? H2CDataPdu.DATAL : C2HDataPdu.DATAL;
-        const datal = readField(dv, 0, f);
-        if (datal !== p.dataLen || datal === 0) throw fail(Fes.INVALID_HEADER_FIELD, f.offset, `DATAL ${datal} with ${p.dataLen} bytes of data`);
-        break;
-      }
-      case PduType.R2T:
-        if (readField(dv, 0, R2TPdu.R2TL) === 0) throw fail(Fes.INVALID_HEADER_FIELD, R2TPdu.R2TL.offset, 'R2TL 0');
-        break;
       default:
+        checkCommandPdu(p, header);
         break;
     }
   }

@@ -20,43 +20,25 @@ import { debuglog } from 'node:util';
 import type { IoQueuePair } from '../host/io-queue-pair.js';
 import { PduError } from '../errors.js';
 import { readField } from '../spec/layout.js';
-import { CQE_SIZE, Sqe, SQE_SIZE } from '../spec/command.js';
+import { Sqe } from '../spec/command.js';
 import { FABRICS_OPCODE, FabricsSqe, FabricsType, SGL_ID_IN_CAPSULE, SglDescriptor } from '../spec/fabrics.js';
 import { GenericStatus } from '../spec/status.js';
-import { Fes, H2CDataPdu, PduType, TcpCommonHeader } from '../spec/tcp-pdu.js';
+import { PduType } from '../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from './pdu.js';
 import { capsuleEntry, decodeDataPdu, decodeIcReq } from './pdu-fields.js';
-import { MAX_HEADER_SEGMENT, encodeC2HData, encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
-import { encodeResponse, viewOf, type FabricsResponse } from './capsule.js';
+import { encodeC2HTermReq, encodeCapsuleResp, encodeIcResp, encodeR2T, type WireOptions } from './pdu-encode.js';
+import { encodeResponse, type FabricsResponse } from './capsule.js';
 import { connectTo } from './connect.js';
-import { DataDirection, checkDataPointer, dataDirection, expectedBytes, runLocal, statusResponse } from './local-io.js';
+import { DataDirection, checkDataPointer, dataDirection, expectedBytes, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
+import { commandRecord, h2cDataError, runOn, startCommand, type Command } from './tcp-command.js';
 import { TcpSender } from './tcp-sender.js';
-import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, MAX_HELD_BYTES, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
+import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
 export type { ConnectionEnv, MovedQueue, QueueOwner } from './tcp-env.js';
 
 const trace = debuglog('nvmq');
-
-/** A command between its capsule and its response. */
-interface Command {
-  cid: number;
-  /** This connection's copy of the SQE (the local path clears its data pointer in place). */
-  sqe: Uint8Array;
-  dv: DataView;
-  direction: number;
-  /** Bytes its SGL describes. */
-  length: number;
-  buffer: Uint8Array | undefined;
-  /** Whether `buffer` is a DMA buffer of `q` to give back. */
-  q: IoQueuePair | undefined;
-  /** H2CData bytes received so far (an R2T'd write). */
-  received: number;
-  ttag: number;
-  /** Set when some of its H2CData failed the data digest: the rest is taken and dropped, then this is the response. */
-  failed?: FabricsResponse;
-}
 
 /**
  * `disconnected`: the host's Disconnect deleted the I/O queue; the response goes out, then the socket ends.
@@ -81,8 +63,7 @@ export class TcpConnection {
   private readonly inflight = new Map<number, Command>();
   /** R2T'd writes waiting for their data, by TTAG. */
   private readonly awaitingData = new Map<number, Command>();
-  /** Bytes of DMA buffer this connection's commands hold, and commands waiting for their turn to take theirs. */
-  private held = 0;
+  /** Commands waiting for their turn to take a DMA buffer (the bytes held are `spare.held`). */
   private readonly waiting: Array<{ cmd: Command; data: Uint8Array | undefined }> = [];
   private nextTtag = 0;
   /** Why the connection ended, once it has. */
@@ -93,9 +74,10 @@ export class TcpConnection {
   private cbase = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private readonly sender: TcpSender;
-  /** Per CID, the PDU headers of its response (C2HData, CapsuleResp), made on first use; a scratch CQE. */
-  private readonly headers: Uint8Array[] = [];
-  private readonly cqe = scratchCqe();
+  /** An I/O queue's free command records: one is taken per capsule and given back with its response (at most as many as commands in flight). */
+  private readonly free: Command[] = [];
+  /** checkDataPointer()'s limits on this queue, once connected. */
+  private limits = { maxTransferBytes: 0, inCapsuleBytes: ADMIN_IN_CAPSULE_BYTES };
   /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
   private q: IoQueuePair | undefined;
   /** DMA buffers finished commands gave back, for the next ones. */
@@ -119,7 +101,8 @@ export class TcpConnection {
       this.connectTimer.unref();
     }
     socket.setNoDelay(true);
-    this.sender = new TcpSender(socket, () => this.state === 'ready');
+    this.sender = new TcpSender(socket, () => this.state === 'ready', { uncork: 'microtasks' });
+    this.limits.maxTransferBytes = env.maxTransferBytes;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
@@ -131,6 +114,7 @@ export class TcpConnection {
     c.wire = { hdgst: m.hdgst, ddgst: m.ddgst, pda: m.hpda };
     c.controller = owner;
     c.qid = m.qid;
+    c.limits.inCapsuleBytes = env.inCapsuleDataBytes;
     c.entries = m.entries;
     c.sqhd = m.sqhd;
     c.sqFlowOff = m.sqFlowOff;
@@ -179,6 +163,7 @@ export class TcpConnection {
     this.awaitingData.clear();
     this.waiting.length = 0;
     this.spare.drop();
+    this.sender.drop();
     const c = this.controller;
     if (c && !c.isGone && !queueGone) {
       if (this.qid === 0) c.disconnect();
@@ -200,11 +185,16 @@ export class TcpConnection {
     if (this.ended) return;
     this.count(TcpField.BYTES_RECEIVED, chunk.length);
     this.reader.push(chunk);
+    // The chunk's commands reach the local controller together: one SQ doorbell (one io_uring entry), one reap.
+    const q = this.q;
+    q?.plug();
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
       if (!(e instanceof PduError)) throw e;
       this.terminate(e);
+    } finally {
+      q?.unplug();
     }
   }
 
@@ -212,7 +202,7 @@ export class TcpConnection {
   private terminate(e: PduError): void {
     trace('nvme/tcp %s: %s', this.peer(), e.message);
     this.count(TcpField.TERMINATIONS);
-    if (e.sendTermReq) this.socket.end(encodeC2HTermReq(e));
+    if (e.sendTermReq) this.sender.end(encodeC2HTermReq(e));
     this.close(e.message);
   }
 
@@ -245,15 +235,18 @@ export class TcpConnection {
   // ---- command capsules ------------------------------------------------------
 
   private onCapsule(pdu: Pdu): void {
-    const sqe = new Uint8Array(SQE_SIZE);
-    sqe.set(capsuleEntry(pdu));
-    const dv = viewOf(sqe);
-    const cid = readField(dv, 0, Sqe.CID);
+    const entry = capsuleEntry(pdu);
+    const cid = entry[Sqe.CID.offset]! | (entry[Sqe.CID.offset + 1]! << 8);
     this.count(TcpField.COMMANDS);
-    const opcode = readField(dv, 0, Sqe.OPC);
     // Every capsule takes an SQ slot (the Connect included): SQHD counts them.
     if (this.entries > 0) this.sqhd = (this.sqhd + 1) % this.entries;
     if (this.inflight.has(cid)) return this.respond(cid, statusResponse(GenericStatus.CID_CONFLICT));
+    // An I/O queue reuses its records; admin and Connect capsules get their own.
+    const cmd = this.qid > 0 ? (this.free.pop() ?? commandRecord(cid, this.completed)) : commandRecord(cid);
+    cmd.cid = cid;
+    cmd.sqe.set(entry);
+    const { sqe, dv } = cmd;
+    const opcode = sqe[Sqe.OPC.offset]!;
     // A host keeps no more commands outstanding than its SQ holds: that bounds what a connection can pin.
     if (this.entries > 0 && this.inflight.size >= this.entries) return this.respond(cid, statusResponse(GenericStatus.COMMAND_SEQUENCE_ERROR));
     if (pdu.dataDigestError) {
@@ -267,8 +260,8 @@ export class TcpConnection {
     const direction = dataDirection(fabrics ? fctype : opcode);
     const sglId = readField(dv, FabricsSqe.SGL1.offset, SglDescriptor.SGL_ID);
     const length = readField(dv, FabricsSqe.SGL1.offset, SglDescriptor.LENGTH);
-    const cmd: Command = { cid, sqe, dv, direction, length, buffer: undefined, q: undefined, received: 0, ttag: -1 };
-    const refused = checkDataPointer(sqe, direction, pdu.data.length, { maxTransferBytes: this.env.maxTransferBytes, inCapsuleBytes: this.qid > 0 ? this.env.inCapsuleDataBytes : ADMIN_IN_CAPSULE_BYTES });
+    startCommand(cmd, direction, length);
+    const refused = checkDataPointer(sqe, direction, pdu.data.length, this.limits, dv);
     if (refused !== undefined) return this.respond(cid, statusResponse(refused));
     this.inflight.set(cid, cmd);
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
@@ -301,7 +294,7 @@ export class TcpConnection {
     // Reached after the connection ended (its queue pair came after the close): nothing to take or run.
     if (this.state === 'closed') return;
     // A command waits its turn while the connection's others hold their share of the thread's DMA pool.
-    if (cmd.length > 0 && this.held > 0 && this.held + cmd.length > MAX_HELD_BYTES && this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE) {
+    if (cmd.length > 0 && this.spare.mustWait(cmd.length) && this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE) {
       return void this.waiting.push({ cmd, data: inCapsule?.slice() });
     }
     if (cmd.length > 0) {
@@ -330,7 +323,6 @@ export class TcpConnection {
     if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
     const buffer = this.spare.take(q, cmd.length);
     cmd.q = q;
-    this.held += cmd.length;
     return (cmd.buffer = buffer);
   }
 
@@ -339,13 +331,16 @@ export class TcpConnection {
     const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
+    this.giveBack(q, buffer);
+  }
+
+  private giveBack(q: IoQueuePair | undefined, buffer: Uint8Array | undefined): void {
     if (!q || !buffer) return;
     this.spare.give(q, buffer, this.state !== 'closed');
-    this.held -= buffer.length;
     // The commands waiting for their turn, in order, as far as the share allows.
     while (this.waiting.length > 0 && this.state === 'ready') {
       const next = this.waiting[0]!;
-      if (this.held > 0 && this.held + next.cmd.length > MAX_HELD_BYTES) break;
+      if (this.spare.mustWait(next.cmd.length)) break;
       this.waiting.shift();
       this.withData(next.cmd, next.data);
     }
@@ -355,18 +350,8 @@ export class TcpConnection {
     const h = decodeDataPdu(pdu);
     const cmd = this.awaitingData.get(h.ttag);
     // Data for no R2T, out of order or past the transfer: the binding's Data Transfer Out of Range / sequence errors.
-    if (!cmd || cmd.cid !== h.cccid) return this.terminate(new PduError(Fes.INVALID_HEADER_FIELD, H2CDataPdu.TTAG.offset, `H2CData for TTAG ${h.ttag} / CCCID ${h.cccid}, which no R2T asked for`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    // More than MAXH2CDATA in one PDU: the limit the ICResp set (as the reader says for an oversized PLEN).
-    if (h.datal > this.env.maxH2CData) {
-      return this.terminate(new PduError(Fes.DATA_TRANSFER_LIMIT_EXCEEDED, H2CDataPdu.DATAL.offset, `H2CData of ${h.datal} bytes, over MAXH2CDATA ${this.env.maxH2CData}`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    }
-    if (h.datao !== cmd.received || h.datao + h.datal > cmd.length) {
-      return this.terminate(new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    }
-    // LAST_PDU marks the R2T's last H2CData, and only it.
-    if (h.last !== (h.datao + h.datal === cmd.length)) {
-      return this.terminate(new PduError(Fes.INVALID_HEADER_FIELD, TcpCommonHeader.FLAGS.offset, `H2CData at ${h.datao} (+${h.datal}) of ${cmd.length} bytes with LAST_PDU ${h.last ? 'set' : 'clear'}`, { pduType: pdu.type, offendingHeader: pdu.header }));
-    }
+    const wrong = h2cDataError(pdu, h, cmd, this.env.maxH2CData);
+    if (wrong || !cmd) return this.terminate(wrong!);
     // A data digest error fails the command, not the transfer: the host is already sending the rest of the
     // R2T's data, which is taken (and dropped) so that its H2CData PDUs still match; the response follows the last.
     if (pdu.dataDigestError && !cmd.failed) {
@@ -387,6 +372,7 @@ export class TcpConnection {
     if (r.controller && r.queue) {
       this.controller = r.controller as QueueOwner;
       this.qid = r.qid;
+      if (this.qid > 0) this.limits.inCapsuleBytes = this.env.inCapsuleDataBytes;
       this.entries = r.queue.entries;
       this.sqFlowOff = r.queue.sqFlowControlDisabled;
       this.sqhd = 1 % this.entries;
@@ -462,22 +448,23 @@ export class TcpConnection {
       if (disconnect && this.state === 'ready') {
         // The queue is deleted: nothing the host sends after its Disconnect runs on it.
         this.state = 'disconnected';
-        this.socket.end();
+        this.sender.end();
       }
       return;
     }
     const want = expectedBytes(dv, this.env.namespaces);
     if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
     const q = cmd.q ?? this.usableQueue();
-    if (q) return runLocal(q, cmd.sqe, cmd.buffer, cmd.direction, (r) => this.answer(cmd, r));
+    if (q) return runOn(q, cmd);
     this.env.ioQueue().then(
       (fresh) => {
         this.q = fresh;
-        runLocal(fresh, cmd.sqe, cmd.buffer, cmd.direction, (r) => this.answer(cmd, r));
+        runOn(fresh, cmd);
       },
       () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
     );
   }
+
 
   /** Sends a command's response, with its data when it read some. */
   private answer(cmd: Command, r: FabricsResponse): void {
@@ -491,14 +478,32 @@ export class TcpConnection {
 
   /** Sends the command's data (if any) and its response; gives its buffer back once the socket is done with it. */
   private finish(cmd: Command, r: FabricsResponse, data?: Uint8Array): void {
+    this.complete(cmd, r.status, r.dw0, r.dw1, data);
+  }
+
+  private readonly completed = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void => this.complete(cmd, status, dw0, dw1, data);
+
+  /** finish() by fields: small data is copied (its DMA buffer free at once), larger goes by reference (given back once sent). */
+  private complete(cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void {
     this.inflight.delete(cmd.cid);
     if (this.state === 'closed') return this.release(cmd);
-    // The CID's own header buffer: the host cannot reuse the CID before it has this response, so it is free again by then.
-    const hdr = (this.headers[cmd.cid] ??= new Uint8Array(2 * MAX_HEADER_SEGMENT));
-    const success = data !== undefined && r.status === 0 && this.sqFlowOff;
-    const segments = data ? encodeC2HData({ cccid: cmd.cid, datao: 0, data, last: true, success }, this.wire, hdr.subarray(0, MAX_HEADER_SEGMENT)) : [];
-    if (!success) segments.push(encodeCapsuleResp(encodeResponse(r, cmd.cid, Math.max(this.qid, 0), this.sqFlowOff ? SQHD_DISABLED : this.sqhd, this.cqe), this.wire, hdr.subarray(MAX_HEADER_SEGMENT)));
-    this.write(segments, () => this.release(cmd));
+    const cid = cmd.cid;
+    const sqid = Math.max(this.qid, 0);
+    const sqhd = this.sqFlowOff ? SQHD_DISABLED : this.sqhd;
+    const success = data !== undefined && status === 0 && this.sqFlowOff;
+    const gathered = this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
+    if (gathered !== undefined) {
+      this.count(TcpField.BYTES_SENT, gathered);
+      this.release(cmd);
+    } else {
+      // The record may serve another command before the socket is done: the buffer goes back by itself.
+      const { q, buffer } = cmd;
+      cmd.q = undefined;
+      cmd.buffer = undefined;
+      this.count(TcpField.BYTES_SENT, this.sender.sendCompletion(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success, () => this.giveBack(q, buffer)));
+    }
+    // An I/O queue's record (the one with a local completion callback) is free for the next capsule.
+    if (cmd.local !== undefined) this.free.push(cmd);
   }
 
   private respond(cid: number, r: FabricsResponse): void {
@@ -509,9 +514,4 @@ export class TcpConnection {
     if (this.state === 'closed') return done?.();
     this.count(TcpField.BYTES_SENT, this.sender.send(segments, done));
   }
-}
-
-function scratchCqe(): { bytes: Uint8Array; view: DataView } {
-  const bytes = new Uint8Array(CQE_SIZE);
-  return { bytes, view: new DataView(bytes.buffer) };
 }

@@ -1,0 +1,122 @@
+/**
+ * A command of an NVMe/TCP connection between its capsule and its response
+ * (tcp-connection.ts). An I/O queue reuses its records: one is taken when a
+ * capsule arrives and given back once its response is out of the
+ * connection's hands (written, or gathered for writing, with its DMA buffer
+ * detached), so there are at most as many as commands in flight. What a
+ * command of the local queue pair needs (the raw SQE, its data, the
+ * completion callback) is made with the record, not per command.
+ */
+import type { IoQueuePair } from '../host/io-queue-pair.js';
+import type { CompletionCallback, DataSpec } from '../host/queue-pair.js';
+import { PduError } from '../errors.js';
+import { SQE_SIZE } from '../spec/command.js';
+import { Fes, H2CDataPdu, TcpCommonHeader } from '../spec/tcp-pdu.js';
+import type { FabricsResponse } from './capsule.js';
+import { DataDirection, clearDataPointer, errorStatus } from './local-io.js';
+import type { Pdu } from './pdu.js';
+import type { decodeDataPdu } from './pdu-fields.js';
+
+export interface Command {
+  cid: number;
+  /** This connection's copy of the SQE (the local path clears its data pointer in place), and a view of it. */
+  readonly sqe: Uint8Array;
+  readonly dv: DataView;
+  direction: number;
+  /** Bytes its SGL describes. */
+  length: number;
+  buffer: Uint8Array | undefined;
+  /** Whether `buffer` is a DMA buffer of `q` to give back. */
+  q: IoQueuePair | undefined;
+  /** H2CData bytes received so far (an R2T'd write). */
+  received: number;
+  ttag: number;
+  /** Set when some of its H2CData failed the data digest: the rest is taken and dropped, then this is the response. */
+  failed: FabricsResponse | undefined;
+  /** The local queue pair's view of it: the raw SQE, its data (set per command), and where its completion goes. */
+  readonly raw: { raw: Uint8Array };
+  readonly data: DataSpec;
+  local: CompletionCallback | undefined;
+}
+
+const NO_DATA = new Uint8Array(0);
+
+/** What a record's local completion becomes: its status, DW0, DW1 and, for a read that succeeded, its data. */
+export type CommandDone = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined) => void;
+
+/** A command record; with `done`, its local completion callback (made once, here). */
+export function commandRecord(cid: number, done?: CommandDone): Command {
+  const sqe = new Uint8Array(SQE_SIZE);
+  const cmd: Command = {
+    cid,
+    sqe,
+    dv: new DataView(sqe.buffer),
+    direction: 0,
+    length: 0,
+    buffer: undefined,
+    q: undefined,
+    received: 0,
+    ttag: -1,
+    failed: undefined,
+    raw: { raw: sqe },
+    data: { buffer: NO_DATA, direction: 'to-device' },
+    local: undefined,
+  };
+  if (done) {
+    cmd.local = (err, c) => {
+      if (err || !c) {
+        const r = errorStatus(err);
+        done(cmd, r.status, r.dw0, r.dw1, undefined);
+      } else if (c.status === 0 && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined && cmd.buffer.length > 0) done(cmd, 0, c.dw0, c.dw1, cmd.buffer);
+      else done(cmd, c.status, c.dw0, c.dw1, undefined);
+    };
+  }
+  return cmd;
+}
+
+/** Makes a record the CID's new command, moving `length` bytes in `direction`. */
+export function startCommand(cmd: Command, direction: number, length: number): void {
+  cmd.direction = direction;
+  cmd.length = length;
+  cmd.received = 0;
+  cmd.ttag = -1;
+  cmd.failed = undefined;
+}
+
+/**
+ * Runs I/O command `cmd` on the local queue pair `q` (local-io.ts), its
+ * data in `cmd.buffer` (a DMA buffer of q's arena, or none): the completion
+ * goes to the record's callback, never inside this call.
+ */
+export function runOn(q: IoQueuePair, cmd: Command): void {
+  clearDataPointer(cmd.sqe);
+  const buffer = cmd.buffer;
+  let data: DataSpec | undefined;
+  if (buffer !== undefined && buffer.length > 0) {
+    data = cmd.data;
+    data.buffer = buffer;
+    data.direction = cmd.direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device';
+  }
+  q.passthruCallback(cmd.raw, data, cmd.local!);
+}
+
+/**
+ * What is wrong with H2CData `h` for the R2T of `cmd` (undefined when it
+ * awaits none, or a CCCID that is not its), as the fatal error that ends the
+ * connection; undefined when it is the data the R2T asked for next.
+ */
+export function h2cDataError(pdu: Pdu, h: ReturnType<typeof decodeDataPdu>, cmd: Command | undefined, maxH2CData: number): PduError | undefined {
+  const at = { pduType: pdu.type, offendingHeader: pdu.header };
+  // Data for no R2T, out of order or past the transfer: the binding's Data Transfer Out of Range / sequence errors.
+  if (!cmd || cmd.cid !== h.cccid) return new PduError(Fes.INVALID_HEADER_FIELD, H2CDataPdu.TTAG.offset, `H2CData for TTAG ${h.ttag} / CCCID ${h.cccid}, which no R2T asked for`, at);
+  // More than MAXH2CDATA in one PDU: the limit the ICResp set (as the reader says for an oversized PLEN).
+  if (h.datal > maxH2CData) return new PduError(Fes.DATA_TRANSFER_LIMIT_EXCEEDED, H2CDataPdu.DATAL.offset, `H2CData of ${h.datal} bytes, over MAXH2CDATA ${maxH2CData}`, at);
+  if (h.datao !== cmd.received || h.datao + h.datal > cmd.length) {
+    return new PduError(Fes.DATA_TRANSFER_OUT_OF_RANGE, H2CDataPdu.DATAO.offset, `H2CData at ${h.datao} (+${h.datal}) where ${cmd.received} of ${cmd.length} bytes were expected`, at);
+  }
+  // LAST_PDU marks the R2T's last H2CData, and only it.
+  if (h.last !== (h.datao + h.datal === cmd.length)) {
+    return new PduError(Fes.INVALID_HEADER_FIELD, TcpCommonHeader.FLAGS.offset, `H2CData at ${h.datao} (+${h.datal}) of ${cmd.length} bytes with LAST_PDU ${h.last ? 'set' : 'clear'}`, at);
+  }
+  return undefined;
+}

@@ -20,6 +20,8 @@ export interface EngineDevice {
   abandonInflight(qid: number): number;
   /** The queue executor of an in-process controller; absent for a remote one, whose queues are never shared. */
   readonly executor?: NvmeController['executor'];
+  /** A remote controller's current association, sent with each grant (it changes at every reset). */
+  association?(): { cntlid: number; inCapsule: number };
 }
 
 /**
@@ -37,5 +39,8 @@ export class RemoteEngineDevice implements EngineDevice {
   }
   abandonInflight(): number {
     return 0;
+  }
+  association(): { cntlid: number; inCapsule: number } {
+    return this.transport.association();
   }
 }

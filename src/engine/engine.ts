@@ -193,9 +193,9 @@ export class Engine extends EventEmitter<RemoteEvents> {
     let engine: Engine | undefined;
     try {
       const queues = Math.min(wanted, device.driver.grantedIoQueues);
-      if (device.remote && queues < workers) {
-        // A remote queue is one connection, owned by one thread: workers cannot share one.
-        throw new NvmqError('NVMQ_NO_QUEUE', `the NVMe/TCP target grants ${device.driver.grantedIoQueues} I/O queues; a remote engine needs one per worker (${workers} workers${opts.queues !== undefined ? `, queues: ${opts.queues}` : ''})`);
+      if (device.remote && (queues < workers || device.driver.grantedIoQueues < workers + 1)) {
+        // A remote queue is one connection, owned by one thread: workers cannot share one, and the main thread needs its own.
+        throw new NvmqError('NVMQ_NO_QUEUE', `the NVMe/TCP target grants ${device.driver.grantedIoQueues} I/O queues; a remote engine needs one per worker and one for the main thread (${workers} workers${opts.queues !== undefined ? `, queues: ${opts.queues}` : ''})`);
       }
       engine = new Engine(device.driver, device, workers, queues, opts);
       await engine.pool.ready();
@@ -483,6 +483,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
   close(): Promise<void> {
     if (this.closing) return this.lifecycle;
     this.closing = true;
+    this.link?.stop();
     // Workers' grant requests and deaths are close()'s to deal with from here (a reset bringing workers up stops waiting).
     this.pool.quiesce();
     this.lifecycle = this.lifecycle.then(() => this.doClose());

@@ -38,12 +38,21 @@ export class RemoteLink {
   private lostError: NvmqError | undefined;
   private disconnects = 0;
   private reconnects = 0;
+  /** The wait before the next attempt, and what ends it early (stop()). */
+  private sleep: NodeJS.Timeout | undefined;
+  private wake: (() => void) | undefined;
 
   constructor(
     private readonly transport: TcpTransport,
     private readonly hooks: LinkHooks,
   ) {
     transport.onAssociationLost = (err) => this.onLost(err);
+  }
+
+  /** The engine is closing: no more attempts, and the one waited for starts no timer of its own. */
+  stop(): void {
+    clearTimeout(this.sleep);
+    this.wake?.();
   }
 
   /** For the metrics. */
@@ -80,10 +89,16 @@ export class RemoteLink {
         return;
       }
       // The first attempt too waits reconnectDelayMs (Linux's reconnect_delay), bounded by what is left.
-      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(t.reconnectDelayMs, left))));
+      await new Promise<void>((r) => {
+        this.wake = r;
+        this.sleep = setTimeout(r, Math.max(0, Math.min(t.reconnectDelayMs, left)));
+      });
+      this.sleep = this.wake = undefined;
       if (this.hooks.closing()) return;
       try {
         await this.hooks.reset();
+        // Broken again before the reset was through (a report of this association's loss came meanwhile): go on.
+        if (this.transport.lost) throw this.transport.lost;
         this.state = 'connected';
         this.reconnects++;
         const downtimeMs = Date.now() - this.disconnectedAt;

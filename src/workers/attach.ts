@@ -53,7 +53,7 @@ export async function attachGranted<Q extends IoQueuePair>(
   const c = boot.controller;
   const h = grant.queue;
   const transport: Transport = isTcpThreadHandle(c)
-    ? await ThreadTcpTransport.open(c, grant.pool, h, grant.vector)
+    ? await ThreadTcpTransport.open(c, grant.association!, grant.pool, h, grant.vector)
     : new LocalTransport(NvmeController.attach({ ...c, arena: { ...c.arena, range: grant.pool } }, grant.threadSlot));
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
   const t = boot.timeouts;

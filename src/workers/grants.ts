@@ -78,7 +78,7 @@ export async function grantQueue(src: GrantSource, threadId: number, shared?: Io
   try {
     pool = await allocPool(src);
     const threadSlot = src.slots.take();
-    const message: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size } };
+    const message: QueueGrant = { threadId, threadSlot, queue: qp.handle(), vector: qp.qid, pool: { offset: pool.offset, size: pool.size }, association: src.controller.association?.() };
     return { qp, pool, threadSlot, message };
   } catch (e) {
     if (pool) driver.transport.arena.release(pool);

@@ -52,6 +52,8 @@ export interface QueueGrant {
   queue: QueuePairHandle;
   vector: number;
   pool: { offset: number; size: number };
+  /** A remote controller's association as of this grant (the thread Connects its queue to it). */
+  association?: { cntlid: number; inCapsule: number };
 }
 
 /** What workers post on the pool's channel. */

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { Engine } from '../../dist/index.js';
 import { deferPerTest, tempDirsPerTest, waitFor } from '../helpers/harness.js';
 
@@ -22,6 +23,8 @@ const tempDir = tempDirsPerTest();
 const SUBNQN = 'nqn.2026-12.io.nvmq:reconnect-test';
 const cli = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const verifyTask = new URL('../fixtures/verify-task.mjs', import.meta.url).href;
+const readUntilError = new URL('../fixtures/read-until-error-task.mjs', import.meta.url).href;
+const attachedWorker = new URL('../fixtures/attached-worker.mjs', import.meta.url);
 const BLOCK = 4096;
 
 async function localTarget(port = 0): Promise<{ engine: Engine; port: number; close(): Promise<void>; reopen(): Promise<void> }> {
@@ -168,19 +171,52 @@ describe('reconnecting to an NVMe/TCP target', () => {
     expect(Date.now() - started).toBeLessThan(2000);
   }, 30_000);
 
-  it('a target that stops answering is found by Keep Alive, and the engine reconnects once it answers again', async () => {
+  it('a target that stops answering is found by Keep Alive: a worker\'s reads in flight end with a path error at once, and the engine reconnects once it answers again', async () => {
     const t = await localTarget();
     const proxy = await freezingProxy(t.port);
     defer(() => proxy.close());
-    const { engine, events } = await remoteEngine(proxy.port, { keepAliveMs: 400, reconnectDelayMs: 100, ctrlLossTmoMs: 20_000 });
+    // A long reconnect delay: the worker's reads must not wait for the reconnect's reset to end.
+    const { engine, events } = await remoteEngine(proxy.port, { keepAliveMs: 400, reconnectDelayMs: 3000, ctrlLossTmoMs: 20_000 });
     await engine.write(1, 1, new Uint8Array(BLOCK).fill(1));
+    const reading = engine.run<{ code?: string; at?: number; reads: number }>(readUntilError, { ms: 15_000 });
+    await new Promise((r) => setTimeout(r, 200));
     proxy.freeze();
     await waitFor(() => events.length > 0, 'Keep Alive to find the silence', 5000);
-    expect(events[0]).toBe('disconnected NVMQ_TARGET_DISCONNECTED');
+    const seen = Date.now();
+    const r = await reading;
+    expect(r.reads).toBeGreaterThan(0);
+    expect(r.code).toBe('NVMQ_HOST_PATHING_ERROR');
+    expect(r.at! - seen).toBeLessThan(1000);
     proxy.thaw();
-    await waitFor(() => events.some((e) => e.startsWith('reconnected')), 'the reconnect', 10_000);
+    await waitFor(() => events.some((e) => e.startsWith('reconnected')), 'the reconnect', 15_000);
+    expect(events).toEqual(['disconnected NVMQ_TARGET_DISCONNECTED', 'reconnected after 1']);
     await engine.write(1, 2, new Uint8Array(BLOCK).fill(2));
     expect((await t.engine.read(1, 2, 1))[0]).toBe(2);
+  }, 40_000);
+
+  it('a reset of a remote engine is no disconnection: no event, a new association, workers and attach handles made before it still work', async () => {
+    const t = await localTarget();
+    const { engine, events } = await remoteEngine(t.port, { reconnectDelayMs: 100 }, 2);
+    const handle = engine.attachHandle();
+    await engine.write(1, 5, new Uint8Array(BLOCK).fill(5));
+    const before = (engine.remote as unknown as { cntlid: number }).cntlid;
+    await engine.reset();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events).toEqual([]);
+    expect((engine.remote as unknown as { cntlid: number }).cntlid).not.toBe(before);
+    expect((await engine.read(1, 5, 1))[0]).toBe(5);
+    const runs = await Promise.all([0, 1].map((k) => engine.run<{ bad: number[]; ios: number }>(verifyTask, { nsid: 1, first: 7000 + k * 32, count: 32, passes: 1, depth: 4, seed: 9, lbaSize: BLOCK })));
+    expect(runs).toMatchObject([{ bad: [], ios: 64 }, { bad: [], ios: 64 }]);
+    // A handle made before the reset connects to the association of its grant.
+    const w = new Worker(attachedWorker, { workerData: { handle, first: 8000, count: 16 }, transferList: [handle.port] });
+    defer(() => w.terminate());
+    const report = await new Promise<{ bad: number; refused?: string }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    expect(report).toMatchObject({ bad: 0 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events).toEqual([]);
   }, 30_000);
 });
 
@@ -231,7 +267,9 @@ async function freezingProxy(targetPort: number): Promise<{ port: number; freeze
     };
     forward(client, upstream);
     forward(upstream, client);
+    // Frozen, nothing passes, closes neither: to each side the other is silent, not gone.
     const end = (): void => {
+      if (frozen) return;
       pairs.delete(pair);
       client.destroy();
       upstream.destroy();
@@ -254,6 +292,7 @@ async function freezingProxy(targetPort: number): Promise<{ port: number; freeze
         a.destroy();
         b.destroy();
       }
+      pairs.clear();
     },
     close: () =>
       new Promise<void>((r) => {

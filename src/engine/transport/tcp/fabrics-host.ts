@@ -23,6 +23,7 @@ import {
   FabricsSqe,
   FabricsType,
   NQN_MAX_LENGTH,
+  Property,
   PropertySqe,
 } from '../../spec/fabrics.js';
 import { FabricsStatus, Sct, formatStatus, statusSc, statusSct } from '../../spec/status.js';
@@ -83,7 +84,9 @@ export function fabricsCommand(conn: HostConnection, sqe: Uint8Array, what: stri
       in: data?.in,
       done: (status, dw0, dw1) => {
         clearTimeout(timer);
-        resolve({ status, dw0, dw1 });
+        // The connection ended under the command: that, not the path error status, is what happened.
+        if (conn.failed) reject(conn.failed);
+        else resolve({ status, dw0, dw1 });
       },
     });
   });
@@ -156,8 +159,9 @@ export async function propertyGet(conn: HostConnection, cid: number, offset: num
   const { sqe, v } = fabricsSqe(cid, FabricsType.PROPERTY_GET);
   writeField(v, 0, PropertySqe.ATTRIB, size === 8 ? 1 : 0);
   writeField(v, 0, PropertySqe.OFST, offset);
-  const r = await fabricsCommand(conn, sqe, `Property Get 0x${offset.toString(16)}`, timeoutMs);
-  if (r.status !== 0) throw new NvmqError('NVMQ_TARGET_PROTOCOL', `Property Get of offset 0x${offset.toString(16)} failed: ${formatStatus(r.status, 'fabrics')}`);
+  const name = Object.entries(Property).find(([, p]) => p.offset === offset)?.[0] ?? `0x${offset.toString(16)}`;
+  const r = await fabricsCommand(conn, sqe, `Property Get ${name}`, timeoutMs);
+  if (r.status !== 0) throw new NvmqError('NVMQ_TARGET_PROTOCOL', `the target refused Property Get ${name}: ${formatStatus(r.status, 'fabrics')}`);
   return size === 8 ? r.dw0 + r.dw1 * 0x1_0000_0000 : r.dw0;
 }
 

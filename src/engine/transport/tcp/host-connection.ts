@@ -125,7 +125,9 @@ export class HostConnection {
     this.reader = reader;
     this.icResp = icResp;
     this.wire = { hdgst: icResp.hdgst, ddgst: icResp.ddgst, pda: icResp.cpda };
-    this.sender = new TcpSender(socket, () => true);
+    // Never held back: the host's own queue depth bounds what it sends, and a target that stops reading
+    // until its responses are read would otherwise wait on a host that waits on it.
+    this.sender = new TcpSender(socket, () => false);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the connection to ${opts.host}:${opts.port} failed: ${e.message}`, { cause: e })));
     socket.on('close', () => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the target at ${opts.host}:${opts.port} closed the connection`)));
@@ -249,11 +251,10 @@ export class HostConnection {
 
   private drain(): void {
     try {
-      for (let pdu = this.reader.next(); pdu !== null; pdu = this.reader.next()) this.onPdu(pdu);
+      for (let pdu = this.reader.next(); pdu !== null && !this.failure; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
       if (e instanceof PduError) {
-        if (e.sendTermReq) this.socket.write(encodeH2CTermReq(e));
-        this.fail(new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: the target broke the NVMe/TCP binding: ${e.message}`, { cause: e }));
+        this.fail(new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: the target broke the NVMe/TCP binding: ${e.message}`, { cause: e }), e.sendTermReq ? encodeH2CTermReq(e) : undefined);
       } else {
         this.fail(e instanceof NvmqError ? e : new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: ${(e as Error).message}`, { cause: e }));
       }
@@ -321,10 +322,18 @@ export class HostConnection {
     else o.cmd.done(status, dw0, dw1);
   }
 
-  private fail(err: NvmqError): void {
+  /** Ends the connection: `farewell` (an H2CTermReq) goes out first, after what is corked, then the socket closes. */
+  private fail(err: NvmqError, farewell?: Uint8Array): void {
     if (this.failure) return;
     this.failure = err;
-    this.socket.destroy();
+    if (farewell && !this.socket.destroyed) {
+      while (this.socket.writableCorked > 0) this.socket.uncork();
+      this.socket.end(farewell);
+      // A peer that does not close its side in a second is not waited for.
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
     const all = [...this.commands.values()].map((o) => o.cmd).concat(this.backlog.map((b) => b.cmd));
     this.commands.clear();
     this.backlog.length = 0;

@@ -50,6 +50,7 @@ export interface ResolvedTcpTarget {
 }
 
 export const NVME_TCP_PORT = 4420;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function nqnOk(s: unknown): s is string {
   return typeof s === 'string' && s.length > 0 && new TextEncoder().encode(s).length <= NQN_MAX_LENGTH && !s.includes('\0');
@@ -75,13 +76,16 @@ export function checkTcpTarget(target: unknown): ResolvedTcpTarget {
   if (typeof connectTimeoutMs !== 'number' || !Number.isInteger(connectTimeoutMs) || connectTimeoutMs < 1 || connectTimeoutMs > 600_000) {
     throw invalidArgument('target.connectTimeoutMs', 'an integer number of ms from 1 to 600000', t.connectTimeoutMs);
   }
+  // Node's timers take at most 2^31 - 1 ms; a longer one would fire at once.
   const keepAliveMs = t.keepAliveMs ?? 5_000;
-  if (typeof keepAliveMs !== 'number' || !Number.isInteger(keepAliveMs) || keepAliveMs < 0 || keepAliveMs > 0xffffffff) {
-    throw invalidArgument('target.keepAliveMs', 'an integer number of ms (0: no keep-alive)', t.keepAliveMs);
+  if (typeof keepAliveMs !== 'number' || !Number.isInteger(keepAliveMs) || keepAliveMs < 0 || keepAliveMs > MAX_TIMER_MS) {
+    throw invalidArgument('target.keepAliveMs', `an integer number of ms up to ${MAX_TIMER_MS} (0: no keep-alive)`, t.keepAliveMs);
   }
-  const ms = (name: string, dflt: number): number => {
+  const ms = (name: string, dflt: number, infinite: boolean): number => {
     const v = t[name] ?? dflt;
-    if (typeof v !== 'number' || !(v >= 0) || (v !== Infinity && !Number.isInteger(v))) throw invalidArgument(`target.${name}`, 'a whole number of ms >= 0 (or Infinity)', t[name]);
+    if (typeof v !== 'number' || !(v >= 0) || (v === Infinity ? !infinite : !Number.isInteger(v) || v > MAX_TIMER_MS)) {
+      throw invalidArgument(`target.${name}`, `a whole number of ms up to ${MAX_TIMER_MS}${infinite ? ', or Infinity' : ''}`, t[name]);
+    }
     return v;
   };
   return {
@@ -93,9 +97,9 @@ export function checkTcpTarget(target: unknown): ResolvedTcpTarget {
     dataDigest: data,
     connectTimeoutMs,
     keepAliveMs,
-    reconnectDelayMs: ms('reconnectDelayMs', 10_000),
-    ctrlLossTmoMs: ms('ctrlLossTmoMs', 600_000),
-    fastIoFailTmoMs: ms('fastIoFailTmoMs', Infinity),
+    reconnectDelayMs: ms('reconnectDelayMs', 10_000, false),
+    ctrlLossTmoMs: ms('ctrlLossTmoMs', 600_000, true),
+    fastIoFailTmoMs: ms('fastIoFailTmoMs', Infinity, true),
   };
 }
 

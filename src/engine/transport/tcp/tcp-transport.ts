@@ -45,7 +45,7 @@ import { HostConnection } from './host-connection.js';
 import { CNTLID_DYNAMIC, connectQueue, hostIdentity, keepAliveSqe, propertyGet, propertyGetSqe, propertySetSqe, type HostIdentity } from './fabrics-host.js';
 import { checkTcpTarget, type ResolvedTcpTarget, type TcpTarget } from './target-options.js';
 import { DOORBELLS, MAX_PDU_BYTES, QueueBridge, connectIoQueue, invalid, type Bridged, type Cq } from './queue-bridge.js';
-import type { TcpThreadHandle } from './thread-transport.js';
+import type { LossReport, TcpThreadHandle } from './thread-transport.js';
 
 export type { TcpTarget } from './target-options.js';
 
@@ -119,6 +119,8 @@ export class TcpTransport implements Transport {
   private keepAlive: NodeJS.Timeout | undefined;
   private keepAliveSent = 0;
   private closed = false;
+  /** A restart() is making a new association: reports about the old one are not news. */
+  private restarting = false;
   private readonly lostChannel: BroadcastChannel;
   /** Why the association broke, until a restart() makes a new one. */
   lost: NvmqError | undefined;
@@ -139,7 +141,11 @@ export class TcpTransport implements Transport {
     // Threads that bridge their own queues say here when their connection dies.
     this.lostChannel = new BroadcastChannel(`nvmq-tcp-lost-${randomUUID()}`);
     this.lostChannel.unref();
-    this.lostChannel.onmessage = (ev) => this.onLost(new NvmqError('NVMQ_TARGET_DISCONNECTED', String((ev as MessageEvent).data)));
+    this.lostChannel.onmessage = (ev) => {
+      const r = ((ev as MessageEvent).data as LossReport);
+      // Reports from an association that is over (a reset disabled it, and its connections ended) are not news.
+      if (r.cntlid === this.cntlid && bitsOf(this.cc, Cc.EN) && !this.restarting) this.onLost(new NvmqError(r.code, r.message));
+    };
   }
 
   /** Connects the admin queue and reads the controller's properties. One line on failure, nothing left open. */
@@ -171,12 +177,23 @@ export class TcpTransport implements Transport {
     if (this.closed) throw new NvmqError('NVMQ_TARGET_DISCONNECTED', `the transport to ${this.where} is closed`);
     const old = this.admin;
     old.onFailure = undefined;
-    await Promise.all([old.close(), this.bridge.dropQueues()]);
-    this.cqs.clear();
-    this.placeholders.clear();
-    this.elsewhere.clear();
-    this.connecting.clear();
-    const a = await connectAdmin(this.target, this.identity);
+    this.restarting = true;
+    let a: AdminAssociation;
+    try {
+      await Promise.all([old.close(), this.bridge.dropQueues()]);
+      this.cqs.clear();
+      this.placeholders.clear();
+      this.elsewhere.clear();
+      this.connecting.clear();
+      a = await connectAdmin(this.target, this.identity);
+    } catch (e) {
+      // No association now: as lost as any (the engine reconnects), whatever started this reset.
+      this.restarting = false;
+      this.onLost(e instanceof NvmqError ? e : new NvmqError('NVMQ_TARGET_DISCONNECTED', String(e)));
+      throw e;
+    } finally {
+      this.restarting = false;
+    }
     if (this.closed) {
       await a.conn.close();
       throw new NvmqError('NVMQ_TARGET_DISCONNECTED', `the transport to ${this.where} was closed while it reconnected`);
@@ -191,9 +208,14 @@ export class TcpTransport implements Transport {
     a.conn.onFailure = (err) => this.onLost(err);
   }
 
-  /** What a thread that bridges its own I/O queue needs (structured-cloneable). */
+  /** What a thread that bridges its own I/O queue needs (structured-cloneable); `association()` completes it at each grant. */
   threadHandle(): TcpThreadHandle {
-    return { kind: 'tcp', target: this.target, identity: this.identity, cntlid: this.cntlid, inCapsule: this.ioInCapsule, dstrd: this.bridge.dstrd, arena: this.arena.handle(), lostChannel: this.lostChannel.name };
+    return { kind: 'tcp', target: this.target, identity: this.identity, dstrd: this.bridge.dstrd, arena: this.arena.handle(), lostChannel: this.lostChannel.name };
+  }
+
+  /** The current association's controller ID and I/O in-capsule size: what a thread connects its queue with now. */
+  association(): { cntlid: number; inCapsule: number } {
+    return { cntlid: this.cntlid, inCapsule: this.ioInCapsule };
   }
 
   /** I/O queue `qid` will be connected and rung by another thread's transport: creating it here opens no connection. */
@@ -354,6 +376,8 @@ export class TcpTransport implements Transport {
     this.admin.onFailure = undefined;
     void this.admin.close();
     for (const q of this.bridge.queues.values()) void q.conn.close();
+    // The other threads' connections end too, their commands with a path error.
+    this.lostChannel.postMessage({ cntlid: this.cntlid, code: err.code, message: err.message } satisfies LossReport);
     this.onAssociationLost?.(err);
   }
 

@@ -22,13 +22,22 @@ export interface TcpThreadHandle {
   kind: 'tcp';
   target: ResolvedTcpTarget;
   identity: HostIdentity;
-  cntlid: number;
-  /** In-capsule data the target takes on I/O queues. */
-  inCapsule: number;
   dstrd: number;
   arena: DmaArenaHandle;
-  /** The BroadcastChannel on which a thread says its connection died (the main thread's transport listens). */
+  /**
+   * The BroadcastChannel of the association: a thread says there that its
+   * connection died; the main thread says there that the association
+   * broke (each thread then ends its connection). Messages name the
+   * controller (`LossReport`), so none outlives its association.
+   */
   lostChannel: string;
+}
+
+/** What goes over `lostChannel`. */
+export interface LossReport {
+  cntlid: number;
+  code: string;
+  message: string;
 }
 
 export function isTcpThreadHandle(h: object): h is TcpThreadHandle {
@@ -50,6 +59,7 @@ export class ThreadTcpTransport implements Transport {
   private constructor(
     readonly arena: DmaArena,
     private readonly bridge: QueueBridge,
+    private readonly channel: BroadcastChannel,
   ) {}
 
   /**
@@ -57,19 +67,23 @@ export class ThreadTcpTransport implements Transport {
    * bridges it; `range` is the thread's part of the arena. Rejects with
    * one line when the target refuses, nothing left open.
    */
-  static async open(h: TcpThreadHandle, range: { offset: number; size: number }, rings: BridgedRings, vector: number): Promise<ThreadTcpTransport> {
+  static async open(h: TcpThreadHandle, association: { cntlid: number; inCapsule: number }, range: { offset: number; size: number }, rings: BridgedRings, vector: number): Promise<ThreadTcpTransport> {
     const arena = new DmaArena({ ...h.arena, range });
     const bridge = new QueueBridge(arena, h.dstrd);
-    const conn = await connectIoQueue({ target: h.target, identity: h.identity, cntlid: h.cntlid, inCapsule: h.inCapsule }, rings.qid, rings.entries);
+    const { cntlid } = association;
+    const conn = await connectIoQueue({ target: h.target, identity: h.identity, ...association }, rings.qid, rings.entries);
+    const channel = new BroadcastChannel(h.lostChannel);
+    channel.unref();
     // Its commands have ended with a path error; the main thread treats the association as broken and reconnects.
-    conn.onFailure = (err) => {
-      const channel = new BroadcastChannel(h.lostChannel);
-      channel.postMessage(err.message);
-      channel.close();
+    conn.onFailure = (err) => channel.postMessage({ cntlid, code: err.code, message: err.message } satisfies LossReport);
+    // The association broke elsewhere: this connection ends too, its commands with a path error (the queue stays
+    // the host's: the reset that follows fails it).
+    channel.onmessage = (ev) => {
+      if (((ev as MessageEvent).data as LossReport).cntlid === cntlid) void conn.close();
     };
     const { qid, entries } = rings;
     bridge.queues.set(qid, { qid, sqOffset: rings.sq.offset, entries, cq: { qid, offset: rings.cq.offset, entries, vector, interrupts: true, tail: 0, phase: 1 }, conn, head: 0, dead: false });
-    return new ThreadTcpTransport(arena, bridge);
+    return new ThreadTcpTransport(arena, bridge, channel);
   }
 
   read32(): number {
@@ -89,6 +103,7 @@ export class ThreadTcpTransport implements Transport {
 
   /** Closes the queue's connection: what is outstanding completes with a path error, and the target deletes the queue. */
   close(): Promise<void> {
+    this.channel.close();
     return this.bridge.dropQueues();
   }
 }

@@ -17,13 +17,12 @@
 // (bench/tcp/server.mjs says why).
 // --cpu-prof DIR writes V8 CPU profiles of each nvmq target process (a directory per process, a profile per
 // thread: the main thread and the I/O threads) and of its host (client) process to DIR.
-import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../dist/index.js';
+import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
@@ -40,38 +39,6 @@ const nss = values.ns.split(',');
 const sizeMib = Number(values['size-mib']);
 for (const rw of rws) if (rw !== 'randread' && rw !== 'randwrite') throw new Error(`--rw: randread or randwrite, not ${rw}`);
 for (const ns of nss) if (ns !== 'memory' && ns !== 'file') throw new Error(`--ns: memory or file, not ${ns}`);
-
-const here = (p) => fileURLToPath(new URL(p, import.meta.url));
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
-// Children are killed on every way out.
-const children = new Set();
-const killAll = () => { for (const c of children) c.kill('SIGKILL'); children.clear(); };
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
-
-function spawn(script, args, execArgv = []) {
-  const c = fork(here(script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.add(c);
-  c.on('exit', () => children.delete(c));
-  return c;
-}
-function nextMessage(child, key, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { cleanup(); reject(new Error(`no ${key} from ${child.spawnargs.slice(-8).join(' ')} in ${timeoutMs} ms`)); }, timeoutMs);
-    const onMsg = (m) => { if (m && m[key] !== undefined) { cleanup(); resolve(m); } };
-    const onExit = (code) => { cleanup(); reject(new Error(`child exited (${code}) before ${key}`)); };
-    const cleanup = () => { clearTimeout(t); child.off('message', onMsg); child.off('exit', onExit); };
-    child.on('message', onMsg);
-    child.on('exit', onExit);
-  });
-}
-const exited = (child) => (child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r)));
 
 // The file namespace's image: created by nvmq (so it opens without --force), every block written once.
 const dir = join(tmpdir(), `nvmq-tcp-bench-${process.pid}`);
@@ -97,12 +64,12 @@ async function measure(kind, ns, rw, depth) {
   // A directory per target process: each of its threads (the main thread, the I/O threads) writes its own profile there.
   const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${values['cpu-prof']}/target-${ns}-${rw}-qd${depth}-${++profiles}`] : [];
   if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
-  const server = spawn('./tcp/server.mjs', serverArgs, prof);
+  const server = spawnChild('./server.mjs', serverArgs, prof);
   try {
     const { port, blocks } = await nextMessage(server, 'ready', 30_000);
     const clientArgs = ['--kind', kind, '--port', String(port), '--depth', String(depth), '--rw', rw, '--seconds', String(seconds), '--warmup', values.warmup, '--blocks', String(blocks)];
     if (values.digests) clientArgs.push('--digests');
-    const client = spawn('./tcp/client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
+    const client = spawnChild('./client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
     const limit = (seconds + Number(values.warmup)) * 1000 + 30_000;
     const resultP = nextMessage(client, 'result', limit);
     resultP.catch(() => {});

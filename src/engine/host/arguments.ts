@@ -69,13 +69,21 @@ export function checkCommand(cmd: unknown, data: unknown, allowRaw: boolean): vo
 function checkRawSqe(cmd: { raw: unknown }, withData: boolean): void {
   const { raw } = cmd;
   if (!(raw instanceof Uint8Array) || raw.length !== SQE_SIZE) throw invalidArgument('raw', `a Uint8Array of ${SQE_SIZE} bytes (one SQE)`, raw);
-  const others = Object.keys(cmd).filter((k) => k !== 'raw');
-  if (others.length > 0) throw new NvmqError('NVMQ_INVALID_ARGUMENT', `cmd must be { raw } alone (the SQE holds every field), got raw with ${others.join(', ')}`);
+  // Checked without allocating (this runs per command on the NVMe/TCP target's path): the array only on a refusal.
+  for (const k in cmd) {
+    if (k !== 'raw') {
+      const others = Object.keys(cmd).filter((o) => o !== 'raw');
+      throw new NvmqError('NVMQ_INVALID_ARGUMENT', `cmd must be { raw } alone (the SQE holds every field), got raw with ${others.join(', ')}`);
+    }
+  }
   if (!withData) return;
-  const dv = new DataView(raw.buffer, raw.byteOffset, SQE_SIZE);
-  for (const f of [Sqe.PRP1, Sqe.PRP2]) {
-    const v = readU64(dv, f.offset);
-    if (v !== 0) throw invalidArgument(`raw ${f.name} (bytes ${f.offset}..${f.offset + f.size - 1})`, '0 with data (the queue pair points PRP1 / PRP2 at data.buffer)', v);
+  // PRP1 and PRP2 (bytes 24..39) must be zero: any set byte is a refusal, and only then is a view made to name the value.
+  for (let i = Sqe.PRP1.offset; i < Sqe.PRP2.offset + Sqe.PRP2.size; i++) {
+    if (raw[i] !== 0) {
+      const f = i < Sqe.PRP2.offset ? Sqe.PRP1 : Sqe.PRP2;
+      const v = readU64(new DataView(raw.buffer, raw.byteOffset, SQE_SIZE), f.offset);
+      throw invalidArgument(`raw ${f.name} (bytes ${f.offset}..${f.offset + f.size - 1})`, '0 with data (the queue pair points PRP1 / PRP2 at data.buffer)', v);
+    }
   }
 }
 

@@ -17,16 +17,21 @@
  *   with the phase tag, and raise the queue's vector.
  * - Creating an I/O queue is a new connection and an I/O Connect (Create I/O
  *   CQ is only noted, Create I/O SQ completes once the Connect did); deleting
- *   its SQ closes the connection. Every other admin command goes to the
- *   target as it is, Keep Alive included, and the transport sends its own
- *   Keep Alive every KATO / 2 while the controller is enabled.
- * - CC.EN 1 → 0 closes every I/O connection at once: the driver has failed
- *   those queues and may reuse their memory, so nothing more is written there.
+ *   its SQ closes the connection. A queue another thread will ring
+ *   (`queueOwnedElsewhere`) is created without one: that thread connects it
+ *   (thread-transport.ts). Every other admin command goes to the target as
+ *   it is, and the transport sends its own Keep Alive every KATO / 2 while
+ *   the controller is enabled.
+ * - CC.EN 1 → 0 closes this thread's I/O connections at once: the driver
+ *   has failed those queues and may reuse their memory, so nothing more is
+ *   written there.
  *
- * When a connection dies, its commands complete with Host Pathing Error
- * (once each); when the admin connection dies, CSTS reads CFS (and shutdown
- * complete, so a shutdown does not wait), and the driver reports the
- * controller fatal. `lost` says why.
+ * When any connection of the association dies, or Keep Alive goes
+ * unanswered, the association is lost (`onLost`): every connection, in
+ * every thread, ends and its commands complete with Host Pathing Error
+ * (once each); CSTS reads CFS (and shutdown complete, so a shutdown does
+ * not wait); `lost` says why and `onAssociationLost` tells the engine,
+ * whose reset calls `restart()` for a new association.
  */
 import { debuglog } from 'node:util';
 import { BroadcastChannel } from 'node:worker_threads';

@@ -21,7 +21,7 @@ export interface EngineDevice {
   /** The queue executor of an in-process controller; absent for a remote one, whose queues are never shared. */
   readonly executor?: NvmeController['executor'];
   /** A remote controller's current association, sent with each grant (it changes at every reset). */
-  association?(): { cntlid: number; inCapsule: number };
+  association?(): { cntlid: number; inCapsule: number; epoch: number };
 }
 
 /**
@@ -40,7 +40,7 @@ export class RemoteEngineDevice implements EngineDevice {
   abandonInflight(): number {
     return 0;
   }
-  association(): { cntlid: number; inCapsule: number } {
+  association(): { cntlid: number; inCapsule: number; epoch: number } {
     return this.transport.association();
   }
 }

@@ -53,7 +53,7 @@ export interface QueueGrant {
   vector: number;
   pool: { offset: number; size: number };
   /** A remote controller's association as of this grant (the thread Connects its queue to it). */
-  association?: { cntlid: number; inCapsule: number };
+  association?: { cntlid: number; inCapsule: number; epoch: number };
 }
 
 /** What workers post on the pool's channel. */

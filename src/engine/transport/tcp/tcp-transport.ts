@@ -124,6 +124,8 @@ export class TcpTransport implements Transport {
   private keepAlive: NodeJS.Timeout | undefined;
   private keepAliveSent = 0;
   private closed = false;
+  /** Numbers the associations: each restart() makes the next. */
+  private epoch = 1;
   /** A restart() is making a new association: reports about the old one are not news. */
   private restarting = false;
   private readonly lostChannel: BroadcastChannel;
@@ -149,7 +151,7 @@ export class TcpTransport implements Transport {
     this.lostChannel.onmessage = (ev) => {
       const r = ((ev as MessageEvent).data as LossReport);
       // Reports from an association that is over (a reset disabled it, and its connections ended) are not news.
-      if (r.cntlid === this.cntlid && bitsOf(this.cc, Cc.EN) && !this.restarting) this.onLost(new NvmqError(r.code, r.message));
+      if (r.epoch === this.epoch && bitsOf(this.cc, Cc.EN) && !this.restarting) this.onLost(new NvmqError(r.code, r.message));
     };
   }
 
@@ -205,6 +207,7 @@ export class TcpTransport implements Transport {
     }
     this.admin = a.conn;
     this.cntlid = a.cntlid;
+    this.epoch++;
     this.ccGeneration++;
     this.refreshing = false;
     this.keepAliveSent = 0;
@@ -219,8 +222,8 @@ export class TcpTransport implements Transport {
   }
 
   /** The current association's controller ID and I/O in-capsule size: what a thread connects its queue with now. */
-  association(): { cntlid: number; inCapsule: number } {
-    return { cntlid: this.cntlid, inCapsule: this.ioInCapsule };
+  association(): { cntlid: number; inCapsule: number; epoch: number } {
+    return { cntlid: this.cntlid, inCapsule: this.ioInCapsule, epoch: this.epoch };
   }
 
   /** I/O queue `qid` will be connected and rung by another thread's transport: creating it here opens no connection. */
@@ -382,7 +385,7 @@ export class TcpTransport implements Transport {
     void this.admin.close();
     for (const q of this.bridge.queues.values()) void q.conn.close();
     // The other threads' connections end too, their commands with a path error.
-    this.lostChannel.postMessage({ cntlid: this.cntlid, code: err.code, message: err.message } satisfies LossReport);
+    this.lostChannel.postMessage({ epoch: this.epoch, code: err.code, message: err.message } satisfies LossReport);
     this.onAssociationLost?.(err);
   }
 

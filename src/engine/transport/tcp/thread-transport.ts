@@ -28,14 +28,14 @@ export interface TcpThreadHandle {
    * The BroadcastChannel of the association: a thread says there that its
    * connection died; the main thread says there that the association
    * broke (each thread then ends its connection). Messages name the
-   * controller (`LossReport`), so none outlives its association.
+   * association (`LossReport`), so none outlives it.
    */
   lostChannel: string;
 }
 
-/** What goes over `lostChannel`. */
+/** What goes over `lostChannel`: `epoch` numbers the association (a restarted target may give out the same controller ID again). */
 export interface LossReport {
-  cntlid: number;
+  epoch: number;
   code: string;
   message: string;
 }
@@ -67,19 +67,19 @@ export class ThreadTcpTransport implements Transport {
    * bridges it; `range` is the thread's part of the arena. Rejects with
    * one line when the target refuses, nothing left open.
    */
-  static async open(h: TcpThreadHandle, association: { cntlid: number; inCapsule: number }, range: { offset: number; size: number }, rings: BridgedRings, vector: number): Promise<ThreadTcpTransport> {
+  static async open(h: TcpThreadHandle, association: { cntlid: number; inCapsule: number; epoch: number }, range: { offset: number; size: number }, rings: BridgedRings, vector: number): Promise<ThreadTcpTransport> {
     const arena = new DmaArena({ ...h.arena, range });
     const bridge = new QueueBridge(arena, h.dstrd);
-    const { cntlid } = association;
-    const conn = await connectIoQueue({ target: h.target, identity: h.identity, ...association }, rings.qid, rings.entries);
+    const { epoch } = association;
+    const conn = await connectIoQueue({ target: h.target, identity: h.identity, cntlid: association.cntlid, inCapsule: association.inCapsule }, rings.qid, rings.entries);
     const channel = new BroadcastChannel(h.lostChannel);
     channel.unref();
     // Its commands have ended with a path error; the main thread treats the association as broken and reconnects.
-    conn.onFailure = (err) => channel.postMessage({ cntlid, code: err.code, message: err.message } satisfies LossReport);
+    conn.onFailure = (err) => channel.postMessage({ epoch, code: err.code, message: err.message } satisfies LossReport);
     // The association broke elsewhere: this connection ends too, its commands with a path error (the queue stays
     // the host's: the reset that follows fails it).
     channel.onmessage = (ev) => {
-      if (((ev as MessageEvent).data as LossReport).cntlid === cntlid) void conn.close();
+      if (((ev as MessageEvent).data as LossReport).epoch === epoch) void conn.close();
     };
     const { qid, entries } = rings;
     bridge.queues.set(qid, { qid, sqOffset: rings.sq.offset, entries, cq: { qid, offset: rings.cq.offset, entries, vector, interrupts: true, tail: 0, phase: 1 }, conn, head: 0, dead: false });

@@ -18,7 +18,7 @@
  */
 import * as net from 'node:net';
 import { NvmqError, PduError } from '../../errors.js';
-import { readField, writeField } from '../../spec/layout.js';
+import { writeField } from '../../spec/layout.js';
 import { crc32c } from '../../shared/crc32c.js';
 import { Cqe, Psdt, SQE_SIZE } from '../../spec/command.js';
 import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../../spec/fabrics.js';
@@ -71,6 +71,10 @@ const DIGEST_ERROR_STATUS = makeStatus(Sct.GENERIC, GenericStatus.TRANSIENT_TRAN
 const PSDT_BYTE = Psdt.SGL_MPTR_CONTIG << 6;
 const SGL1 = FabricsSqe.SGL1.offset;
 const CAPSULE_HLEN = CapsuleCmdPdu.$size;
+/** Little-endian fields of a received header, read by bytes. */
+const u16 = (b: Uint8Array, at: number): number => b[at]! | (b[at + 1]! << 8);
+const u32 = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+
 /** Where the CQE sits in a CapsuleResp PDU. */
 const CQE_AT = CapsuleRespPdu.CQE.offset;
 
@@ -268,17 +272,17 @@ export class HostConnection {
   private onPdu(pdu: Pdu): void {
     switch (pdu.type) {
       case PduType.CAPSULE_RESP: {
-        // The CQE's fields read in place, from the header's own view.
-        const v = pdu.view;
-        const cid = readField(v, CQE_AT, Cqe.CID);
+        // The CQE's fields read in place, by bytes (no view per PDU).
+        const h = pdu.header;
+        const cid = u16(h, CQE_AT + Cqe.CID.offset);
         if (!this.commands.has(cid)) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, CQE_AT + Cqe.CID.offset, `a response for CID ${cid}, which is not outstanding`);
-        this.complete(cid, readField(v, CQE_AT, Cqe.SF), readField(v, CQE_AT, Cqe.DW0), readField(v, CQE_AT, Cqe.DW1));
+        this.complete(cid, u16(h, CQE_AT + Cqe.STATUS.offset) >>> 1, u32(h, CQE_AT + Cqe.DW0.offset), u32(h, CQE_AT + Cqe.DW1.offset));
         return;
       }
       case PduType.C2H_DATA: {
-        const cid = readField(pdu.view, 0, C2HDataPdu.CCCID);
+        const cid = u16(pdu.header, C2HDataPdu.CCCID.offset);
         const o = this.commands.get(cid);
-        const datao = readField(pdu.view, 0, C2HDataPdu.DATAO);
+        const datao = u32(pdu.header, C2HDataPdu.DATAO.offset);
         const dest = o?.cmd.in;
         if (!dest) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, C2HDataPdu.CCCID.offset, `C2HData for CID ${cid}, which reads nothing`);
         if (datao + pdu.data.length > dest.length) throw this.protocolError(pdu, Fes.DATA_TRANSFER_OUT_OF_RANGE, C2HDataPdu.DATAO.offset, `C2HData past the ${dest.length} bytes CID ${cid} reads`);

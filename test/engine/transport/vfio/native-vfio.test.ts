@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { loadVfio } from '../../../../src/engine/uring/native.js';
+import { VfioTransport } from '../../../../src/engine/transport/vfio/vfio-transport.js';
+import { DmaArena } from '../../../../src/engine/dma-arena.js';
 
 const skipNative = process.env.NVMQ_SKIP_NATIVE === '1';
 const fdCount = (): number => readdirSync('/proc/self/fd').length;
@@ -32,8 +34,13 @@ describe('VFIO in the native addon', () => {
     expect(() => new (v.Vfio as unknown as new () => unknown)()).toThrow(TypeError);
   });
 
-  it.runIf(skipNative)('without the addon, loadVfio() says why', () => {
+  it.runIf(skipNative)('without the addon, the transport says why VFIO is unavailable', () => {
     const v = loadVfio();
     expect('reason' in v && v.reason).toMatch(/native addon/);
+    expect(() => VfioTransport.open({ pci: '0000:00:04.0' }, new DmaArena({ sizeBytes: 1 << 20 }))).toThrow(/VFIO unavailable: native addon/);
+  });
+
+  it('a malformed PCI address is refused before anything is opened', () => {
+    expect(() => VfioTransport.open({ pci: 'nvme0' }, new DmaArena({ sizeBytes: 1 << 20 }))).toThrow(/PCI address such as 0000:00:04.0/);
   });
 });

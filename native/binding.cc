@@ -697,8 +697,17 @@ class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
   std::map<uint64_t, std::pair<uint64_t, napi_ref>> pinned_;  // iova -> (bytes, the array)
 };
 
+// vfioInjectFailure(step): see nvmq::vfio_inject_failure (tests only).
+Napi::Value VfioInjectFailure(const Napi::CallbackInfo& info) {
+  double step;
+  if (!ReadInteger(info, 0, "step", 0, 1000, &step)) return info.Env().Undefined();
+  nvmq::vfio_inject_failure(static_cast<int>(step));
+  return info.Env().Undefined();
+}
+
 void RegisterVfio(Napi::Env env, Napi::Object exports) {
   exports.Set("vfio", Napi::Boolean::New(env, nvmq::vfio_supported()));
+  exports.Set("vfioInjectFailure", Napi::Function::New(env, VfioInjectFailure, "vfioInjectFailure"));
   exports.Set("Vfio", VfioWrap::Define(env));
 }
 

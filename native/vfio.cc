@@ -26,6 +26,17 @@ int Fail(std::string* why, const std::string& what, int err) {
   return -err;
 }
 
+// Failure injection for tests: checkpoint `g_fail_at` (1-based, counted from
+// the start of the last Open()) fails with EIO. 0: none.
+int g_fail_at = 0;
+int g_step = 0;
+
+bool Injected(std::string* why, const char* where) {
+  if (g_fail_at <= 0 || ++g_step != g_fail_at) return false;
+  *why = std::string("injected failure ") + std::to_string(g_step) + " (" + where + ")";
+  return true;
+}
+
 int RegionInfo(int device, uint32_t index, VfioRegion* out) {
   struct vfio_region_info info;
   std::memset(&info, 0, sizeof info);
@@ -40,8 +51,14 @@ int RegionInfo(int device, uint32_t index, VfioRegion* out) {
 
 }  // namespace
 
+void vfio_inject_failure(int step) {
+  g_fail_at = step;
+  g_step = 0;
+}
+
 int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string* why) {
   *out = nullptr;
+  g_step = 0;
   Vfio* v = new Vfio();
   // Any early return closes what was opened so far.
   struct Guard {
@@ -51,6 +68,7 @@ int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string*
 
   v->container_ = ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
   if (v->container_ < 0) return Fail(why, "cannot open /dev/vfio/vfio (is the vfio module loaded?)", errno);
+  if (Injected(why, "container open")) return -EIO;
   const int api = ioctl(v->container_, VFIO_GET_API_VERSION);
   if (api != VFIO_API_VERSION) {
     *why = "unknown VFIO API version " + std::to_string(api) + " (expected " + std::to_string(VFIO_API_VERSION) + ")";
@@ -71,6 +89,7 @@ int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string*
     if (err == EBUSY) return Fail(why, std::string(group_path) + " is already open in another process", err);
     return Fail(why, std::string("cannot open ") + group_path, err);
   }
+  if (Injected(why, "group open")) return -EIO;
   struct vfio_group_status status;
   std::memset(&status, 0, sizeof status);
   status.argsz = sizeof status;
@@ -83,10 +102,13 @@ int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string*
   if (ioctl(v->group_, VFIO_GROUP_SET_CONTAINER, &v->container_) < 0) {
     return Fail(why, "cannot attach the IOMMU group to the container", errno);
   }
+  if (Injected(why, "group attached")) return -EIO;
   if (ioctl(v->container_, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU) < 0) return Fail(why, "cannot select the type 1 IOMMU", errno);
+  if (Injected(why, "type 1 set")) return -EIO;
 
   v->device_ = ioctl(v->group_, VFIO_GROUP_GET_DEVICE_FD, pci);
   if (v->device_ < 0) return Fail(why, std::string("cannot get device ") + pci + " from " + group_path, errno);
+  if (Injected(why, "device open")) return -EIO;
   struct vfio_device_info dinfo;
   std::memset(&dinfo, 0, sizeof dinfo);
   dinfo.argsz = sizeof dinfo;
@@ -103,6 +125,7 @@ int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string*
     *why = std::string("BAR0 of ") + pci + " cannot be mapped (size " + std::to_string(v->bar0_.size) + ")";
     return -ENODEV;
   }
+  if (Injected(why, "regions read")) return -EIO;
   guard.v = nullptr;
   *out = v;
   return 0;
@@ -128,6 +151,10 @@ int Vfio::MapBar0(void** addr, size_t* len, std::string* why) {
   if (device_ < 0) return Fail(why, "the VFIO device is closed", EBADF);
   void* p = mmap(nullptr, bar0_.size, PROT_READ | PROT_WRITE, MAP_SHARED, device_, static_cast<off_t>(bar0_.offset));
   if (p == MAP_FAILED) return Fail(why, "cannot mmap BAR0", errno);
+  if (Injected(why, "BAR0 mapped")) {
+    munmap(p, bar0_.size);
+    return -EIO;
+  }
   *addr = p;
   *len = bar0_.size;
   return 0;
@@ -152,6 +179,10 @@ int Vfio::MapDma(void* vaddr, uint64_t size, uint64_t iova, std::string* why) {
     return Fail(why, err == ENOMEM ? "VFIO_IOMMU_MAP_DMA (RLIMIT_MEMLOCK too low to pin the memory?)" : "VFIO_IOMMU_MAP_DMA", err);
   }
   dma_[iova] = size;
+  if (Injected(why, "DMA mapped")) {
+    UnmapDma(iova, size);
+    return -EIO;
+  }
   return 0;
 }
 
@@ -182,6 +213,7 @@ int Vfio::ConfigWrite(uint32_t offset, const void* buf, size_t len) {
 #else  // no <linux/vfio.h>
 
 bool vfio_supported() { return false; }
+void vfio_inject_failure(int) {}
 
 int Vfio::Open(const char*, const char*, Vfio** out, std::string* why) {
   *out = nullptr;

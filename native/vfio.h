@@ -19,6 +19,10 @@ namespace nvmq {
 // True when this build has <linux/vfio.h> (Linux); elsewhere Open() returns -ENOSYS.
 bool vfio_supported();
 
+// For tests: the `step`th checkpoint (1-based) of the next Open() and the
+// MapBar0() / MapDma() after it fails with EIO, as a failure there would; 0 turns it off.
+void vfio_inject_failure(int step);
+
 struct VfioRegion {
   uint64_t size = 0;
   uint64_t offset = 0;  // of the region in the device fd

@@ -2,7 +2,7 @@
 // Linux guest (test/fixtures/linux-peer/vfio-guest.sh): test/fixtures/vfio-smoke.mjs runs in the guest,
 // brings the controller up (CAP.TO-bounded RDY wait, admin queue, Identify), creates an I/O queue, writes
 // and reads back verified blocks, shuts down and closes, and counts descriptors and mappings before and after
-// (failed opens included); the bytes written are then compared with the controller's backing image here.
+// (failed opens included, with a failure injected at each step, and 20 open / close cycles); the bytes written are then compared with the controller's backing image here.
 // A second guest leaves the controller on the kernel's nvme driver: opening it must say how to rebind it.
 // Each boots a guest (about 15 s under TCG), so the file runs only with NVMQ_LINUX_PEER=1; without QEMU or
 // the kernel package the fixture exits 77 and the test is skipped, saying so (in CI it fails).
@@ -62,12 +62,16 @@ describe.skipIf(!enabled)('VFIO transport on QEMU NVMe behind an emulated IOMMU 
     // Failed opens: one line each, with a code; nothing left open or mapped.
     expect(res.failures.map((f: { code: string }) => f.code)).toEqual(['NVMQ_VFIO_NO_GROUP', 'NVMQ_VFIO_NO_DEVICE', 'NVMQ_VFIO']);
     for (const f of res.failures) expect(f.message).not.toContain('\n');
+    // A failure injected at each step of an open (container, group, attach, type 1, device, regions, DMA map, BAR0 map).
+    expect(res.injected).toHaveLength(8);
+    res.injected.forEach((m: string, i: number) => expect(m).toMatch(new RegExp(`injected failure ${i + 1} \\(`)));
     const before = res.before as Counts;
     expect((res.afterFailures as Counts).fds).toEqual(before.fds);
     // Open: the container, the group and the device; BAR0 mapped once.
     expect((res.open as Counts).fds.vfio).toBe(3);
     expect((res.open as Counts).maps.vfio).toBe(1);
-    for (const k of ['after', 'afterSecond'] as const) {
+    expect(res.cycles).toBe(20);
+    for (const k of ['after', 'afterSecond', 'afterCycles'] as const) {
       expect((res[k] as Counts).fds).toEqual(before.fds);
       expect((res[k] as Counts).maps.vfio).toBe(0);
     }

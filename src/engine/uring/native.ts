@@ -88,6 +88,8 @@ export interface NativeBinding {
   readonly vfio?: boolean;
   /** Opens a device: new Vfio('/dev/vfio/1', '0000:00:01.0'); throws an Error with `errno` and a one-line reason. */
   readonly Vfio?: new (groupPath: string, pci: string) => NativeVfio;
+  /** Tests: checkpoint `step` (1-based) of the next VFIO open, BAR0 map or DMA map fails with EIO; 0: none. */
+  readonly vfioInjectFailure?: (step: number) => void;
 }
 
 export interface NativeStatus {

@@ -14,6 +14,7 @@
         'native/binding.cc',
         'native/fallocate.cc',
         'native/ring.cc',
+        'native/vfio.cc',
       ],
       'conditions': [
         ['nvmq_liburing==1', {

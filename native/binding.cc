@@ -1,7 +1,7 @@
 // Node-API binding for nvmq's native helpers. This is the ONLY translation
 // unit that includes napi.h (and uv.h, for watching a ring's eventfd on the
 // calling thread's event loop); everything it exposes is implemented as plain
-// C++ in sibling files (fallocate.cc, ring.cc) so that the core stays free of
+// C++ in sibling files (fallocate.cc, ring.cc, vfio.cc) so that the core stays free of
 // N-API types.
 //
 // Built with C++ exceptions disabled (node-addon-api's NODE_ADDON_API_DISABLE_
@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -22,9 +23,13 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <string>
 
 #include "fallocate.h"
 #include "ring.h"
+#include "vfio.h"
 
 namespace {
 
@@ -492,6 +497,220 @@ void PinMmapThreshold() {
 #endif
 }
 
+// ------------------------------------------------------------------ VFIO
+
+// BAR0's mapping, shared by the device wrapper (close() unmaps it) and the
+// ArrayBuffer over it (its finalizer unmaps it if close() never ran).
+struct BarMap {
+  void* addr = nullptr;
+  size_t len = 0;
+  void Unmap() {
+    if (addr != nullptr) munmap(addr, len);
+    addr = nullptr;
+  }
+};
+
+void FinalizeBar(napi_env, void*, void* hint) {
+  auto* p = static_cast<std::shared_ptr<BarMap>*>(hint);
+  (*p)->Unmap();
+  delete p;
+}
+
+Napi::Object RegionObject(Napi::Env env, const nvmq::VfioRegion& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("size", Napi::Number::New(env, static_cast<double>(r.size)));
+  o.Set("offset", Napi::Number::New(env, static_cast<double>(r.offset)));
+  o.Set("flags", Napi::Number::New(env, r.flags));
+  return o;
+}
+
+void ThrowErrno(Napi::Env env, const std::string& msg, int rc) {
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("errno", Napi::Number::New(env, rc));
+  e.ThrowAsJavaScriptException();
+}
+
+// new Vfio(groupPath, pciAddress): the container, group and device open.
+class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Vfio",
+                       {InstanceMethod<&VfioWrap::Regions>("regions"),
+                        InstanceMethod<&VfioWrap::Bar0>("bar0"),
+                        InstanceMethod<&VfioWrap::MapDma>("mapDma"),
+                        InstanceMethod<&VfioWrap::UnmapDma>("unmapDma"),
+                        InstanceMethod<&VfioWrap::ConfigRead>("configRead"),
+                        InstanceMethod<&VfioWrap::ConfigWrite>("configWrite"),
+                        InstanceMethod<&VfioWrap::Close>("close")});
+  }
+
+  explicit VfioWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VfioWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+      Napi::TypeError::New(env, "nvmq_native: new Vfio(groupPath, pciAddress)").ThrowAsJavaScriptException();
+      return;
+    }
+    const std::string group = info[0].As<Napi::String>().Utf8Value();
+    const std::string pci = info[1].As<Napi::String>().Utf8Value();
+    std::string why;
+    const int rc = nvmq::Vfio::Open(group.c_str(), pci.c_str(), &dev_, &why);
+    if (rc < 0) ThrowErrno(env, why, rc);
+  }
+
+  ~VfioWrap() override {
+    // Garbage without close(): the fds and DMA mappings go; BAR0's mapping
+    // stays with its ArrayBuffer until that is collected too.
+    for (auto& m : pinned_) napi_delete_reference(Env(), m.second.second);
+    pinned_.clear();
+    delete dev_;
+  }
+
+ private:
+  bool Open(Napi::Env env) {
+    if (dev_ != nullptr && dev_->is_open()) return true;
+    Napi::Error::New(env, "nvmq_native: the VFIO device is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  Napi::Value Regions(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bar0", RegionObject(env, dev_->bar0()));
+    o.Set("config", RegionObject(env, dev_->config()));
+    return o;
+  }
+
+  // bar0() -> ArrayBuffer over the mapped BAR0 (the same one on every call).
+  Napi::Value Bar0(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    if (!bar_ref_.IsEmpty()) return bar_ref_.Value();
+    auto bar = std::make_shared<BarMap>();
+    std::string why;
+    const int rc = dev_->MapBar0(&bar->addr, &bar->len, &why);
+    if (rc < 0) {
+      ThrowErrno(env, why, rc);
+      return env.Undefined();
+    }
+    auto* hint = new std::shared_ptr<BarMap>(bar);
+    napi_value ab;
+    if (napi_create_external_arraybuffer(env, bar->addr, bar->len, FinalizeBar, hint, &ab) != napi_ok) {
+      bar->Unmap();
+      delete hint;
+      Napi::Error::New(env, "nvmq_native: cannot make an ArrayBuffer over BAR0").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    bar_ = bar;
+    bar_ref_ = Napi::Persistent(Napi::ArrayBuffer(env, ab));
+    return bar_ref_.Value();
+  }
+
+  // mapDma(bytes: TypedArray, iova) -> undefined; throws with errno. The
+  // array (and its memory) is kept alive until unmapDma(iova) or close().
+  Napi::Value MapDma(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double iova;
+    if (!info[0].IsTypedArray() || !ReadInteger(info, 1, "iova", 0, kMaxSafeInteger, &iova)) {
+      if (!env.IsExceptionPending()) Napi::TypeError::New(env, "nvmq_native: mapDma(bytes, iova)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    napi_typedarray_type t;
+    size_t length, offset;
+    void* p;
+    napi_value buffer;
+    napi_get_typedarray_info(env, info[0], &t, &length, &p, &buffer, &offset);
+    const size_t bytes = info[0].As<Napi::TypedArray>().ByteLength();
+    std::string why;
+    const int rc = dev_->MapDma(p, bytes, static_cast<uint64_t>(iova), &why);
+    if (rc < 0) {
+      ThrowErrno(env, why, rc);
+      return env.Undefined();
+    }
+    napi_ref ref;
+    napi_create_reference(env, info[0], 1, &ref);
+    pinned_[static_cast<uint64_t>(iova)] = {bytes, ref};
+    return env.Undefined();
+  }
+
+  // unmapDma(iova) -> 0 | -errno
+  Napi::Value UnmapDma(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double iova;
+    if (!ReadInteger(info, 0, "iova", 0, kMaxSafeInteger, &iova)) return env.Undefined();
+    auto it = pinned_.find(static_cast<uint64_t>(iova));
+    if (it == pinned_.end()) return Napi::Number::New(env, -ENOENT);
+    const int rc = dev_->UnmapDma(it->first, it->second.first);
+    napi_delete_reference(env, it->second.second);
+    pinned_.erase(it);
+    return Napi::Number::New(env, rc);
+  }
+
+  // configRead(offset, size: 1 | 2 | 4) -> value | -errno
+  Napi::Value ConfigRead(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double off, size;
+    if (!ReadInteger(info, 0, "offset", 0, 4095, &off) || !ReadInteger(info, 1, "size", 1, 4, &size)) return env.Undefined();
+    uint32_t v = 0;
+    const int rc = dev_->ConfigRead(static_cast<uint32_t>(off), &v, static_cast<size_t>(size));
+    return Napi::Number::New(env, rc < 0 ? static_cast<double>(rc) : static_cast<double>(v));
+  }
+
+  // configWrite(offset, size: 1 | 2 | 4, value) -> bytes written | -errno
+  Napi::Value ConfigWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double off, size, value;
+    if (!ReadInteger(info, 0, "offset", 0, 4095, &off) || !ReadInteger(info, 1, "size", 1, 4, &size) ||
+        !ReadInteger(info, 2, "value", 0, 4294967295.0, &value)) {
+      return env.Undefined();
+    }
+    const uint32_t v = static_cast<uint32_t>(value);
+    return Napi::Number::New(env, dev_->ConfigWrite(static_cast<uint32_t>(off), &v, static_cast<size_t>(size)));
+  }
+
+  // close(): BAR0's ArrayBuffer is detached (later accesses throw) and
+  // unmapped, every DMA mapping undone, every fd closed. Idempotent.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!bar_ref_.IsEmpty()) {
+      napi_detach_arraybuffer(env, bar_ref_.Value());
+      bar_ref_.Reset();
+    }
+    if (bar_) bar_->Unmap();
+    bar_.reset();
+    for (auto& m : pinned_) {
+      if (dev_ != nullptr) dev_->UnmapDma(m.first, m.second.first);
+      napi_delete_reference(env, m.second.second);
+    }
+    pinned_.clear();
+    if (dev_ != nullptr) dev_->Close();
+    return env.Undefined();
+  }
+
+  nvmq::Vfio* dev_ = nullptr;
+  std::shared_ptr<BarMap> bar_;
+  Napi::Reference<Napi::ArrayBuffer> bar_ref_;
+  std::map<uint64_t, std::pair<uint64_t, napi_ref>> pinned_;  // iova -> (bytes, the array)
+};
+
+// vfioInjectFailure(step): see nvmq::vfio_inject_failure (tests only).
+Napi::Value VfioInjectFailure(const Napi::CallbackInfo& info) {
+  double step;
+  if (!ReadInteger(info, 0, "step", 0, 1000, &step)) return info.Env().Undefined();
+  nvmq::vfio_inject_failure(static_cast<int>(step));
+  return info.Env().Undefined();
+}
+
+void RegisterVfio(Napi::Env env, Napi::Object exports) {
+  exports.Set("vfio", Napi::Boolean::New(env, nvmq::vfio_supported()));
+  exports.Set("vfioInjectFailure", Napi::Function::New(env, VfioInjectFailure, "vfioInjectFailure"));
+  exports.Set("Vfio", VfioWrap::Define(env));
+}
+
 void RegisterRing(Napi::Env env, Napi::Object exports) {
   exports.Set("ioUring", Napi::Boolean::New(env, nvmq::ring_supported()));
   exports.Set("Ring", RingWrap::Define(env));
@@ -513,6 +732,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   PinMmapThreshold();
   RegisterFallocate(env, exports);
   RegisterRing(env, exports);
+  RegisterVfio(env, exports);
   return exports;
 }
 

@@ -400,7 +400,7 @@ export class NvmeDriver {
         opcode: AdminOpcode.CREATE_IO_CQ,
         prp1: qp.cq.iova,
         cdw10: withBits(withBits(0, CreateCqCdw10.QID, qid), CreateCqCdw10.QSIZE, entries - 1),
-        cdw11: withBits(withBits(withBits(0, CreateCqCdw11.PC, 1), CreateCqCdw11.IEN, 1), CreateCqCdw11.IV, vector),
+        cdw11: this.transport.polled ? withBits(0, CreateCqCdw11.PC, 1) : withBits(withBits(withBits(0, CreateCqCdw11.PC, 1), CreateCqCdw11.IEN, 1), CreateCqCdw11.IV, vector), // polled: no interrupt (Transport.polled)
       });
       if (opts.reapHere === false) this.transport.queueOwnedElsewhere?.(qid); // connected there, by a transport that connects per thread
       try {

@@ -20,6 +20,12 @@ export interface Transport {
    * command's data length from its SQE (NVMe/TCP).
    */
   readonly dataPointer?: 'prp' | 'sgl';
+  /**
+   * The transport finds completions by polling and runs the interrupt
+   * handlers itself: I/O CQs are created with interrupts disabled (IEN 0,
+   * vector 0), as a PCIe controller without MSI-X enabled requires.
+   */
+  readonly polled?: boolean;
   read32(offset: number): number;
   read64(offset: number): number;
   write32(offset: number, value: number): void;

@@ -35,6 +35,32 @@ export interface NativeRing {
   readNowait(fd: number, offset: number, length: number, pos: number): number;
 }
 
+/** BAR0 or config space of a VFIO device (native/vfio.h VfioRegion). */
+export interface NativeVfioRegion {
+  size: number;
+  /** Of the region in the device's file descriptor. */
+  offset: number;
+  /** VFIO_REGION_INFO_FLAG_* */
+  flags: number;
+}
+
+/** A PCI device bound to vfio-pci, its container and IOMMU group open (native/vfio.h). */
+export interface NativeVfio {
+  regions(): { bar0: NativeVfioRegion; config: NativeVfioRegion };
+  /** BAR0 mapped into the process, as an ArrayBuffer (the same one each call); detached by close(). */
+  bar0(): ArrayBuffer;
+  /** VFIO_IOMMU_MAP_DMA of the array's memory at `iova` (page aligned); throws an Error with `errno`. */
+  mapDma(bytes: ArrayBufferView, iova: number): void;
+  /** 0 or -errno. */
+  unmapDma(iova: number): number;
+  /** A config space value of `size` bytes, or -errno. */
+  configRead(offset: number, size: 1 | 2 | 4): number;
+  /** Bytes written, or -errno. */
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): number;
+  /** Unmaps BAR0 and every DMA mapping, closes the device, group and container. Idempotent. */
+  close(): void;
+}
+
 /** What the native addon exports. */
 export interface NativeBinding {
   /**
@@ -58,6 +84,12 @@ export interface NativeBinding {
   readonly Ring: new (arena: Uint8Array, entries: number, ops: Float64Array, segs: Float64Array, cqes: Int32Array) => NativeRing;
   /** Address of the array's first byte modulo 4096. */
   pageOffsetOf(bytes: ArrayBufferView): number;
+  /** True when the addon was built with <linux/vfio.h>; absent in an addon older than VFIO. */
+  readonly vfio?: boolean;
+  /** Opens a device: new Vfio('/dev/vfio/1', '0000:00:01.0'); throws an Error with `errno` and a one-line reason. */
+  readonly Vfio?: new (groupPath: string, pci: string) => NativeVfio;
+  /** Tests: checkpoint `step` (1-based) of the next VFIO open, BAR0 map or DMA map fails with EIO; 0: none. */
+  readonly vfioInjectFailure?: (step: number) => void;
 }
 
 export interface NativeStatus {
@@ -123,6 +155,16 @@ function resolve(): LoadResult {
 /** The native addon, or null when it is unavailable or disabled. */
 export function loadNative(): NativeBinding | null {
   return resolve().binding;
+}
+
+/** The addon's VFIO class, or why there is none (no addon, an addon built before VFIO, not Linux). */
+export function loadVfio(): { Vfio: new (groupPath: string, pci: string) => NativeVfio } | { reason: string } {
+  const r = resolve();
+  if (r.binding === null) return { reason: r.reason ?? 'native addon unavailable' };
+  const { Vfio, vfio } = r.binding;
+  if (typeof Vfio !== 'function' || typeof vfio !== 'boolean') return { reason: `native addon at ${ADDON_PATH} has no VFIO exports (built before VFIO support: run npm run install)` };
+  if (!vfio) return { reason: 'the native addon was built without VFIO (<linux/vfio.h> missing)' };
+  return { Vfio };
 }
 
 /** Whether the native path is active, and if not, why. */

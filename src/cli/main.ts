@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
 import { parseTcpAddress } from '../engine/transport/tcp/target-options.js';
 import { discover, formatDiscoveryLog } from '../engine/transport/tcp/discover.js';
+import { openController as openPciController } from '../engine/vfio-device.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
 import { ImageError, NvmqError } from '../engine/errors.js';
 import { takePortableNotice } from '../engine/uring/data-path.js';
@@ -115,6 +116,9 @@ function namespaceSpecs(options: RawOptions, settings: RunSettings, forWrites: b
 }
 
 async function inspect(command: 'identify' | 'smart-log', options: RawOptions): Promise<number> {
+  // --filename pci:DDDD:BB:DD.F: a PCIe controller bound to vfio-pci.
+  const pci = typeof options.filename === 'string' ? /^pci:(.+)$/.exec(options.filename)?.[1] : undefined;
+  if (pci !== undefined) return inspectPci(command, pci);
   // --filename nvme-tcp://HOST[:PORT]/SUBNQN: a remote controller over NVMe/TCP.
   const remote = typeof options.filename === 'string' ? parseTcpAddress(options.filename) : undefined;
   if (!remote && options.hostnqn !== undefined) throw new UsageError('--hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)');
@@ -125,6 +129,18 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
     return 0;
   } finally {
     await d.close();
+  }
+}
+
+/** identify / smart-log of a PCIe controller through VFIO (the device bound to vfio-pci; as root). */
+async function inspectPci(command: 'identify' | 'smart-log', pci: string): Promise<number> {
+  const c = await openPciController({ pci });
+  try {
+    console.log(command === 'identify' ? formatIdentify(c.driver) : formatSmartLog(await c.driver.smartLog()));
+    if (command === 'identify') console.log(`data path : VFIO, PCIe function ${pci} (completions polled)`);
+    return 0;
+  } finally {
+    await c.close();
   }
 }
 

@@ -46,13 +46,20 @@ describe.skipIf(!enabled)('VFIO transport on QEMU NVMe behind an emulated IOMMU 
     const r = vfioGuest({
       LP_NVME_IMAGE: image,
       LP_NVME_OPTS: 'max_ioqpairs=4,mdts=5',
-      LP_GUEST_CMD: 'node test/fixtures/vfio-smoke.mjs --pci "$NVMQ_VFIO_PCI" --group "$NVMQ_VFIO_GROUP" --out "$LP_SHARE_DIR/vfio-smoke.json"',
+      LP_GUEST_CMD:
+        'node test/fixtures/vfio-smoke.mjs --pci "$NVMQ_VFIO_PCI" --group "$NVMQ_VFIO_GROUP" --out "$LP_SHARE_DIR/vfio-smoke.json" && ' +
+        'node dist/cli/main.js identify --filename "pci:$NVMQ_VFIO_PCI" > "$LP_SHARE_DIR/identify.txt" 2>&1',
     });
     if (r.status === 77) skipOrFail(skip, r.stderr);
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     const res = JSON.parse(readFileSync(join(share, 'vfio-smoke.json'), 'utf8'));
     expect(res.ok, JSON.stringify(res.error)).toBe(true);
     expect(res.controller.model).toBe('QEMU NVMe Ctrl');
+    // nvmq identify by the device's pci: address, in the same guest after the smoke test closed it.
+    const identify = readFileSync(join(share, 'identify.txt'), 'utf8');
+    expect(identify).toMatch(/^mn\s+: QEMU NVMe Ctrl$/m);
+    expect(identify).toMatch(/^sn\s+: nvmq-lp-0001$/m);
+    expect(identify).toMatch(/^data path : VFIO, PCIe function [0-9a-f:.]+ \(completions polled\)$/m);
     expect(res.controller.serial).toBe('nvmq-lp-0001');
     expect(res.controller.maxTransferBytes).toBe(128 * 1024); // mdts=5, 4 KiB pages
     expect(res.namespaces).toEqual([{ nsid: 1, blocks: (64 << 20) / 512, lbaSize: 512 }]);

@@ -259,6 +259,9 @@ const FS_TASK = new URL('./fs-task.js', import.meta.url);
 
 /** Runs the jobs through nvmq's engine; returns the figures and the layouts (for a comparison on the same regions). */
 export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, io: RunIo): Promise<{ result: RunResult; layouts: JobLayout[] }> {
+  if (jobs.some((j) => j.backend === 'file' && j.filename.startsWith('pci:'))) {
+    throw new UsageError('nvmq bench does not run on a pci: device yet (nvmq identify and smart-log do)');
+  }
   const target = remoteOf(jobs);
   if (!target && settings.hostnqn !== undefined) throw new UsageError('--hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)');
   const plans = namespacesOf(jobs, settings.force, target !== undefined);

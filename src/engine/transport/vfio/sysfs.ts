@@ -3,7 +3,7 @@
  * address, the driver it is bound to and its IOMMU group. Each problem is one
  * line that says how to fix it (rebinding to vfio-pci, turning the IOMMU on).
  */
-import { existsSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { NvmqError } from '../../errors.js';
 
@@ -29,6 +29,19 @@ function linkName(path: string): string | undefined {
   }
 }
 
+/** PCI class code of an NVM Express I/O controller: mass storage, non-volatile memory, NVMe. */
+const NVME_CLASS = 0x010802;
+
+/** The function's class code from sysfs ("0x010802"), or undefined when it cannot be read. */
+function readClass(path: string): number | undefined {
+  try {
+    const v = Number(readFileSync(path, 'utf8').trim());
+    return Number.isInteger(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The rebinding commands for `pci`, as one line. */
 export function rebindHint(pci: string): string {
   const dev = `${PCI_ROOT}/${pci}`;
@@ -42,6 +55,11 @@ export function rebindHint(pci: string): string {
 export function vfioGroupOf(pci: string, sysRoot = PCI_ROOT): string {
   const dev = `${sysRoot}/${pci}`;
   if (!existsSync(dev)) throw new NvmqError('NVMQ_VFIO_NO_DEVICE', `no PCI function ${pci} (nothing at ${dev})`);
+  // Before any rebinding advice: is it an NVMe controller at all (class 01h, subclass 08h, interface 02h)?
+  const cls = readClass(`${dev}/class`);
+  if (cls !== undefined && cls !== NVME_CLASS) {
+    throw new NvmqError('NVMQ_VFIO_NOT_NVME', `${pci} is not an NVMe controller (PCI class 0x${cls.toString(16).padStart(6, '0')}, NVMe is 0x010802)`);
+  }
   const driver = linkName(`${dev}/driver`);
   if (driver === undefined) {
     throw new NvmqError('NVMQ_VFIO_DRIVER', `${pci} is bound to no driver; bind it to vfio-pci: echo vfio-pci > ${dev}/driver_override; echo ${pci} > /sys/bus/pci/drivers_probe`);

@@ -1,6 +1,6 @@
 // Addresses and the sysfs checks made before VFIO opens a device, on a fake sysfs tree.
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normalizePciAddress, vfioGroupOf } from '../../../../src/engine/transport/vfio/sysfs.js';
@@ -8,9 +8,10 @@ import { normalizePciAddress, vfioGroupOf } from '../../../../src/engine/transpo
 const root = mkdtempSync(join(tmpdir(), 'nvmq-sysfs-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-function device(pci: string, driver: string | undefined, group: string | undefined): void {
+function device(pci: string, driver: string | undefined, group: string | undefined, cls = '0x010802'): void {
   const dev = join(root, pci);
   mkdirSync(dev);
+  writeFileSync(join(dev, 'class'), `${cls}\n`);
   if (driver) symlinkSync(`../../../bus/pci/drivers/${driver}`, join(dev, 'driver'));
   if (group) symlinkSync(`../../../../kernel/iommu_groups/${group}`, join(dev, 'iommu_group'));
 }
@@ -41,6 +42,11 @@ describe('VFIO sysfs checks', () => {
     expect(msg).toMatch(/bound to the nvme driver, not vfio-pci; rebind it/);
     expect(msg).toContain('echo vfio-pci > /sys/bus/pci/devices/0000:00:05.0/driver_override');
     expect(msg).not.toContain('\n');
+  });
+
+  it('refuses a function that is not an NVMe controller before any rebinding advice', () => {
+    device('0000:00:09.0', 'virtio-pci', '10', '0x020000');
+    expect(() => vfioGroupOf('0000:00:09.0', root)).toThrow(/^0000:00:09\.0 is not an NVMe controller \(PCI class 0x020000, NVMe is 0x010802\)$/);
   });
 
   it('reports no driver, no IOMMU group and no device', () => {

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import { openController } from '../engine/local-device.js';
 import { parseTcpAddress } from '../engine/transport/tcp/target-options.js';
+import { NVME_TCP_PORT } from '../engine/spec/tcp-pdu.js';
 import { discover, formatDiscoveryLog } from '../engine/transport/tcp/discover.js';
 import { openController as openPciController } from '../engine/vfio-device.js';
 import type { NamespaceSpec } from '../engine/local-device.js';
@@ -125,7 +126,7 @@ async function inspect(command: 'identify' | 'smart-log', options: RawOptions): 
   const d = await openController(remote ? { target: { ...remote, hostnqn: options.hostnqn } } : { namespaces: namespaceSpecs(options, makeSettings(options, command), false) });
   try {
     console.log(command === 'identify' ? formatIdentify(d) : formatSmartLog(await d.smartLog()));
-    if (command === 'identify') console.log(`data path : ${remote ? `NVMe/TCP to ${remote.host}:${remote.port ?? 4420} (${remote.subnqn})` : dataPath((d.transport as LocalTransport).controller)}`);
+    if (command === 'identify') console.log(`data path : ${remote ? `NVMe/TCP to ${remote.host}:${remote.port ?? NVME_TCP_PORT} (${remote.subnqn})` : dataPath((d.transport as LocalTransport).controller)}`);
     return 0;
   } finally {
     await d.close();
@@ -147,7 +148,7 @@ async function inspectPci(command: 'identify' | 'smart-log', pci: string): Promi
 /** `nvmq discover HOST[:PORT]`: the target's discovery log, as nvme discover prints it. */
 async function discoverCommand(address: string, hostnqn: string | undefined): Promise<number> {
   const m = /^(?:\[([^\]]+)\]|([^:/]+))(?::(\d+))?$/.exec(address.trim());
-  const port = Number(m?.[3] ?? 4420);
+  const port = Number(m?.[3] ?? NVME_TCP_PORT);
   if (!m || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${JSON.stringify(address)} is not HOST[:PORT] (examples: 192.0.2.10, 192.0.2.10:4420, [::1]:4420)`);
   console.log(formatDiscoveryLog(await discover({ host: m[1] ?? m[2]!, port, hostnqn })));
   return 0;

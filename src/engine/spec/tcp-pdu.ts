@@ -182,6 +182,9 @@ export function pdaBytes(pda: number): number {
 /** ICResp.MAXH2CDATA: at least 4096 bytes, a multiple of 4 (whole dwords). */
 export const MIN_MAXH2CDATA = 4096;
 export const MAXH2CDATA_MULTIPLE = 4;
+/** The port NVMe/TCP listens on by default (IANA), for I/O controllers and discovery alike. */
+export const NVME_TCP_PORT = 4420;
+
 /** PLEN is a 32-bit count: no PDU is longer. */
 export const MAX_PLEN = 0xffffffff;
 

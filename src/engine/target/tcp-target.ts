@@ -17,6 +17,7 @@
  * host gets in only if its NQN is in `allowHosts` or `allowAnyHost` is set;
  * one of the two must be given.
  */
+import { NVME_TCP_PORT } from '../spec/tcp-pdu.js';
 import * as net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { debuglog } from 'node:util';
@@ -38,7 +39,7 @@ import { HostSlots, TcpCounters, registerTcpMetrics } from './tcp-metrics.js';
 const trace = debuglog('nvmq');
 
 /** NVMe/TCP's port (IANA: 4420 for NVMe/TCP I/O controllers). */
-export const DEFAULT_NVME_TCP_PORT = 4420;
+export const DEFAULT_NVME_TCP_PORT = NVME_TCP_PORT;
 /** A subsystem NQN nvmq uses when given none. */
 export const DEFAULT_SUBNQN = 'nqn.2026-12.io.nvmq:subsystem';
 /** MAXH2CDATA offered: the most data one H2CData PDU may carry. */

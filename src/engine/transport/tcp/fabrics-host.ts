@@ -12,7 +12,6 @@ import { readField, writeField, bitsOf } from '../../spec/layout.js';
 import { AdminOpcode } from '../../spec/opcodes.js';
 import {
   AuthReq,
-  CNTLID_DYNAMIC,
   CONNECT_DATA_SIZE,
   ConnectData,
   ConnectIattr,
@@ -24,6 +23,7 @@ import {
   FabricsType,
   NQN_MAX_LENGTH,
   Property,
+  PropertySize,
   PropertySqe,
 } from '../../spec/fabrics.js';
 import { FabricsStatus, Sct, formatStatus, statusSc, statusSct } from '../../spec/status.js';
@@ -152,13 +152,10 @@ export async function connectQueue(conn: HostConnection, cid: number, p: Connect
   return p.qid === 0 ? bitsOf(r.dw0, ConnectResponseDw0.CNTLID) : p.cntlid;
 }
 
-export { CNTLID_DYNAMIC };
 
 /** Property Get (`size` 4 or 8 bytes); resolves with the value. */
 export async function propertyGet(conn: HostConnection, cid: number, offset: number, size: 4 | 8, timeoutMs: number): Promise<number> {
-  const { sqe, v } = fabricsSqe(cid, FabricsType.PROPERTY_GET);
-  writeField(v, 0, PropertySqe.ATTRIB, size === 8 ? 1 : 0);
-  writeField(v, 0, PropertySqe.OFST, offset);
+  const sqe = propertyGetSqe(cid, offset, size);
   const name = Object.entries(Property).find(([, p]) => p.offset === offset)?.[0] ?? `0x${offset.toString(16)}`;
   const r = await fabricsCommand(conn, sqe, `Property Get ${name}`, timeoutMs);
   if (r.status !== 0) throw new NvmqError('NVMQ_TARGET_PROTOCOL', `the target refused Property Get ${name}: ${formatStatus(r.status, 'fabrics')}`);
@@ -174,9 +171,10 @@ export function propertySetSqe(cid: number, offset: number, value: number): Uint
   return sqe;
 }
 
-/** Property Get of a 4-byte property. */
-export function propertyGetSqe(cid: number, offset: number): Uint8Array {
+/** Property Get of a 4- or 8-byte property. */
+export function propertyGetSqe(cid: number, offset: number, size: 4 | 8 = 4): Uint8Array {
   const { sqe, v } = fabricsSqe(cid, FabricsType.PROPERTY_GET);
+  writeField(v, 0, PropertySqe.ATTRIB, size === 8 ? PropertySize.EIGHT_BYTES : PropertySize.FOUR_BYTES);
   writeField(v, 0, PropertySqe.OFST, offset);
   return sqe;
 }

@@ -18,12 +18,11 @@
  */
 import * as net from 'node:net';
 import { NvmqError, PduError } from '../../errors.js';
-import { writeField } from '../../spec/layout.js';
 import { crc32c } from '../../shared/crc32c.js';
 import { Cqe, Psdt, SQE_SIZE } from '../../spec/command.js';
 import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../../spec/fabrics.js';
 import { GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
-import { C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, Fes, HDGST_SIZE, PduFlag, PduType, TcpCommonHeader as CH, fesName } from '../../spec/tcp-pdu.js';
+import { C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, Fes, PduFlag, PduType, fesName } from '../../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from '../../target/pdu.js';
 import { decodeIcResp, decodeR2T, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
 import { encodeCapsuleCmd, encodeH2CData, encodeH2CTermReq, encodeIcReq, type WireOptions } from '../../target/pdu-encode.js';
@@ -235,16 +234,10 @@ export class HostConnection {
     this.sender.send(h.segments);
   }
 
+  /** A data-less capsule as the encoder makes it (common header, room for the digest), to be filled per command. */
   private capsuleHeader(): CapsuleHeader {
-    const full = CAPSULE_HLEN + (this.wire.hdgst ? HDGST_SIZE : 0);
-    const bytes = new Uint8Array(full);
-    const view = new DataView(bytes.buffer);
-    writeField(view, 0, CH.PDU_TYPE, PduType.CAPSULE_CMD);
-    writeField(view, 0, CH.FLAGS, this.wire.hdgst ? PduFlag.HDGSTF : 0);
-    writeField(view, 0, CH.HLEN, CAPSULE_HLEN);
-    writeField(view, 0, CH.PDO, 0);
-    writeField(view, 0, CH.PLEN, full);
-    return { bytes, view, segments: [bytes] };
+    const bytes = encodeCapsuleCmd(new Uint8Array(SQE_SIZE), undefined, this.wire)[0]!;
+    return { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.length), segments: [bytes] };
   }
 
   private onData(chunk: Buffer): void {

@@ -5,6 +5,7 @@
  */
 import { invalidArgument } from '../../host/arguments.js';
 import { NQN_MAX_LENGTH } from '../../spec/fabrics.js';
+import { NVME_TCP_PORT } from '../../spec/tcp-pdu.js';
 
 export interface TcpTarget {
   transport: 'tcp';
@@ -49,7 +50,6 @@ export interface ResolvedTcpTarget {
   fastIoFailTmoMs: number;
 }
 
-export const NVME_TCP_PORT = 4420;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function nqnOk(s: unknown): s is string {

@@ -207,6 +207,16 @@ export class NvmeController extends ThreadController {
     return this.front.state;
   }
 
+  /**
+   * Enters controller fatal status (CSTS.CFS): every queue stops and nothing
+   * completes until the host resets the controller. The controller's answer
+   * to an internal error it cannot recover from; also how that fault is
+   * injected into a running engine.
+   */
+  fail(reason: string): void {
+    this.front.fail(reason);
+  }
+
   handle(): ControllerHandle {
     const { config } = this;
     return {

@@ -33,9 +33,9 @@ export type ControllerState = 'disabled' | 'enabling' | 'ready' | 'failed' | 're
 const STATES: Record<ControllerState, { rdy: 0 | 1 | undefined; cfs: 0 | 1; next: readonly ControllerState[] }> = {
   disabled: { rdy: 0, cfs: 0, next: ['enabling', 'failed', 'resetting'] },
   // CC.EN = 1, waiting out the bring-up delay.
-  enabling: { rdy: 0, cfs: 0, next: ['ready', 'resetting'] },
-  ready: { rdy: 1, cfs: 0, next: ['resetting'] },
-  // CC.EN = 1 with a configuration the controller cannot run: controller fatal status (3.1.6).
+  enabling: { rdy: 0, cfs: 0, next: ['ready', 'resetting', 'failed'] },
+  ready: { rdy: 1, cfs: 0, next: ['resetting', 'failed'] },
+  // CC.EN = 1 with a configuration the controller cannot run, or fail() while enabled: controller fatal status (3.1.6).
   failed: { rdy: 0, cfs: 1, next: ['resetting'] },
   // CC.EN 1 → 0 or NSSR: queues gone, waiting for commands already executing to finish.
   resetting: { rdy: undefined, cfs: 0, next: ['disabled', 'enabling', 'failed', 'resetting'] },
@@ -208,10 +208,31 @@ export class RegisterFront {
    * started have finished, so no late completion can touch host memory.
    */
   reset(): void {
+    this.stopQueues('resetting');
+    this.p.shared.whenDrained(() => {
+      if (this.state === 'resetting') this.moveTo('disabled');
+    });
+  }
+
+  /**
+   * Controller fatal status (CSTS.CFS, 3.1.6): what the controller does on an
+   * internal error it cannot recover from, and how a test injects one. The
+   * queues stop as for a reset, but nothing completes and CSTS.CFS stays set
+   * until the host resets the controller (CC.EN 1 → 0).
+   */
+  fail(reason: string): void {
+    if (this.state !== 'ready' && this.state !== 'enabling') return;
+    trace('controller fatal status: %s', reason);
+    clearTimeout(this.readyTimer);
+    this.stopQueues('failed');
+  }
+
+  /** Every queue gone and every command in flight dropped; the controller moves to `next`. */
+  private stopQueues(next: ControllerState): void {
     const { shared, executor } = this.p;
     shared.newEpoch();
     shared.setReady(false);
-    this.moveTo('resetting');
+    this.moveTo(next);
     // Queues vanish at once; commands still executing see the new epoch and post nothing.
     for (let qid = 0; qid <= shared.queues.maxQid; qid++) {
       executor.sqSlot(qid).invalidate();
@@ -222,9 +243,6 @@ export class RegisterFront {
     this.p.admin.reset();
     shared.setWriteCacheEnabled(true);
     this.p.interrupts.reset();
-    shared.whenDrained(() => {
-      if (this.state === 'resetting') this.moveTo('disabled');
-    });
   }
 
   private subsystemReset(): void {

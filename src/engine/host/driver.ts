@@ -59,7 +59,9 @@ export class NvmeDriver {
   /** Set while a reset asked for by a timeout runs: one reset serves every command stuck meanwhile. */
   private timeoutResetting = false;
   private readonly pageSize = 4096;
-  private state: 'down' | 'up' | 'closed' = 'down';
+  /** 'failed': a reset did not clear a fatal controller status (`failure` says why). */
+  private state: 'down' | 'up' | 'failed' | 'closed' = 'down';
+  private failure: NvmqError | undefined;
 
   private constructor(transport: Transport, opts: DriverOptions) {
     this.transport = transport;
@@ -117,6 +119,7 @@ export class NvmeDriver {
     t.write32(Regs.CC.offset, cc);
     await this.waitReady(1);
     this.state = 'up';
+    this.failure = undefined;
 
     // 4. Identify, queues, features.
     const idc = await this.identify(Cns.CONTROLLER, 0);
@@ -152,6 +155,7 @@ export class NvmeDriver {
   }
 
   private checkUp(): void {
+    if (this.state === 'failed' && this.failure) throw this.failure;
     if (this.state !== 'up') throw new NvmqError('NVMQ_CONTROLLER_DOWN', `the controller is ${this.state === 'closed' ? 'shut down' : 'not ready'}`);
   }
 
@@ -293,9 +297,12 @@ export class NvmeDriver {
    * A command past its deadline (`stuck`: and past its grace after the
    * Abort): an I/O command is aborted first; an admin command, or one the
    * Abort did not end, resets the controller, as Linux's nvme_timeout does.
+   * So does any command when the controller reports a fatal status
+   * (CSTS.CFS) or is gone (CSTS all ones): it would answer no Abort.
    */
   expired(e: ExpiredCommand, stuck: boolean): void {
-    if (!stuck && e.qid !== 0) {
+    const fatal = this.state === 'up' && this.controllerFatal();
+    if (!stuck && e.qid !== 0 && !fatal) {
       trace('qid %d cid %d (opcode %d) outstanding %d ms: abort', e.qid, e.cid, e.opcode, Math.round(e.elapsedMs));
       this.abort(e.qid, e.cid).then(
         (found) => trace('abort of qid %d cid %d: %s', e.qid, e.cid, found ? 'aborted' : 'not found'),
@@ -304,13 +311,19 @@ export class NvmeDriver {
       return;
     }
     if (this.timeoutResetting || this.state !== 'up') return;
-    trace('qid %d cid %d (opcode %d) outstanding %d ms: controller reset', e.qid, e.cid, e.opcode, Math.round(e.elapsedMs));
+    trace('qid %d cid %d (opcode %d) outstanding %d ms%s: controller reset', e.qid, e.cid, e.opcode, Math.round(e.elapsedMs), fatal ? ', controller fatal status' : '');
     this.timeoutResetting = true;
     this.resetForTimeout()
       .catch((err: Error) => trace('reset after a timeout failed: %s', err.message))
       .finally(() => {
         this.timeoutResetting = false;
       });
+  }
+
+  /** Whether CSTS reports a fatal status (CFS) or reads all ones (the controller is gone). */
+  private controllerFatal(): boolean {
+    const csts = this.transport.read32(Regs.CSTS.offset);
+    return csts === 0xffffffff || bitsOf(csts, Csts.CFS) === 1;
   }
 
   // ---------------------------------------------------------------- I/O queues
@@ -441,7 +454,18 @@ export class NvmeDriver {
     if (this.state === 'closed') throw new NvmqError('NVMQ_CONTROLLER_DOWN', 'the controller is shut down');
     await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
     await this.transport.restart?.(); // a transport over a network makes a new association here
-    await this.initialize();
+    try {
+      await this.initialize();
+    } catch (e) {
+      // A fatal status the reset did not clear: the controller is out of service, and said so once.
+      if (e instanceof NvmqError && (e.code === 'NVMQ_CONTROLLER_FATAL' || e.code === 'NVMQ_CONTROLLER_GONE')) {
+        this.state = 'failed';
+        this.failure = new NvmqError(e.code, `${e.message}; a controller reset did not clear it, so the controller is out of service`);
+        this.opts.onFailed?.(this.failure);
+        throw this.failure;
+      }
+      throw e;
+    }
   }
 
   /**

@@ -2,7 +2,7 @@
 // Linux guest (test/fixtures/linux-peer/vfio-guest.sh): test/fixtures/vfio-smoke.mjs runs in the guest,
 // brings the controller up (CAP.TO-bounded RDY wait, admin queue, Identify), creates an I/O queue, writes
 // and reads back verified blocks, shuts down and closes, and counts descriptors and mappings before and after
-// (failed opens included, with a failure injected at each step, and 20 open / close cycles); the bytes written are then compared with the controller's backing image here.
+// (failed opens included, with a failure injected at each step, and 100 open / close cycles with failures injected at each step in turn); the bytes written are then compared with the controller's backing image here.
 // A second guest leaves the controller on the kernel's nvme driver: opening it must say how to rebind it.
 // Each boots a guest (about 15 s under TCG), so the file runs only with NVMQ_LINUX_PEER=1; without QEMU or
 // the kernel package the fixture exits 77 and the test is skipped, saying so (in CI it fails).
@@ -77,7 +77,11 @@ describe.skipIf(!enabled)('VFIO transport on QEMU NVMe behind an emulated IOMMU 
     // Open: the container, the group and the device; BAR0 mapped once.
     expect((res.open as Counts).fds.vfio).toBe(3);
     expect((res.open as Counts).maps.vfio).toBe(1);
-    expect(res.cycles).toBe(20);
+    // 100 cycles: failures injected at each of the 8 steps in turn, every ninth open a whole bring-up and close.
+    expect(res.cycles).toBe(100);
+    expect(res.cycleOutcomes.opened).toBe(12);
+    expect(Object.keys(res.cycleOutcomes.failedAtStep)).toEqual(['1', '2', '3', '4', '5', '6', '7', '8']);
+    expect(Object.values(res.cycleOutcomes.failedAtStep).reduce((a: number, b) => a + (b as number), 0)).toBe(88);
     for (const k of ['after', 'afterSecond', 'afterCycles'] as const) {
       expect((res[k] as Counts).fds).toEqual(before.fds);
       expect((res[k] as Counts).maps.vfio).toBe(0);

@@ -52,6 +52,8 @@ export type Command = 'bench' | 'identify' | 'smart-log' | 'serve' | 'discover';
 export const COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve', 'discover'];
 /** Options that pick the namespaces: every command but discover opens some (or a remote controller, --filename nvme-tcp://). */
 const NS_COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log', 'serve'];
+/** Commands that can run on a remote controller. */
+const REMOTE_COMMANDS: readonly Command[] = ['bench', 'identify', 'smart-log'];
 
 export const OPTIONS = {
   name: { kind: 'string', default: 'nvmq', description: 'job name in the report', job: true },
@@ -94,7 +96,10 @@ export const OPTIONS = {
   force: { kind: 'bool', default: '0', description: 'write to a file or device nvmq did not create', commands: NS_COMMANDS },
   listen: { kind: 'string', description: `serve the namespaces to NVMe/TCP hosts on HOST:PORT ([addr]:PORT for IPv6; PORT alone: 127.0.0.1; the port defaults to ${DEFAULT_NVME_TCP_PORT})`, commands: ['serve'] },
   hostnqn: { kind: 'string', description: 'this host\'s NQN for NVMe/TCP targets (--filename nvme-tcp://..., discover; default /etc/nvme/hostnqn, else one from a random UUID)', commands: ['bench', 'identify', 'smart-log', 'discover'] },
-  nqn: { kind: 'string', default: DEFAULT_SUBNQN, description: 'the NVM subsystem NQN NVMe/TCP hosts connect to (with --listen)', commands: ['serve'] },
+  nqn: { kind: 'string', default: DEFAULT_SUBNQN, description: 'the NVM subsystem NQN: the one serve --listen exports, or the one --transport tcp connects to', commands: ['serve', ...REMOTE_COMMANDS] },
+  transport: { kind: 'enum', values: ['tcp'], description: 'with --traddr, --trsvcid and --nqn, a remote controller as nvme connect names it (the same as --filename nvme-tcp://TRADDR:TRSVCID/NQN)', commands: REMOTE_COMMANDS },
+  traddr: { kind: 'string', description: "the target's IP address or host name (with --transport tcp)", commands: REMOTE_COMMANDS },
+  trsvcid: { kind: 'int', min: 1, max: 65535, description: `the target's port (with --transport tcp; default ${DEFAULT_NVME_TCP_PORT})`, commands: REMOTE_COMMANDS },
   'allow-host': { kind: 'string', description: 'a host NQN allowed to connect over NVMe/TCP (repeatable)', commands: ['serve'], repeatable: true },
   'allow-any-host': { kind: 'bool', description: 'let any NVMe/TCP host connect', commands: ['serve'] },
   help: { kind: 'bool', description: 'print this help', commands: COMMANDS },
@@ -260,10 +265,32 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
     if (!cmds.includes(command)) throw new UsageError(`--${name} does not apply to nvmq ${command}`);
     for (const v of DEFS[name]!.repeatable ? options[name]!.split('\n') : [options[name]!]) checkValue(name, v);
   }
+  if (command !== 'serve') remoteFilename(options);
   if (command === 'discover') {
     if (jobFiles.length !== 1) throw new UsageError('nvmq discover takes one address: HOST[:PORT] ([addr]:PORT for IPv6; the port defaults to 4420)');
   } else if (command !== 'bench' && jobFiles.length > 0) throw new UsageError(`nvmq ${command} takes no job file (got ${jobFiles[0]})`);
   return { command, jobFiles, options };
+}
+
+/**
+ * nvme-cli's way to name a remote controller (--transport tcp --traddr
+ * --trsvcid --nqn) becomes the --filename nvme-tcp://TRADDR:TRSVCID/NQN it
+ * stands for; the two ways do not mix.
+ */
+function remoteFilename(options: RawOptions): void {
+  const parts = (['traddr', 'trsvcid', 'nqn'] as const).filter((k) => options[k] !== undefined);
+  if (options.transport === undefined) {
+    if (parts.length > 0) throw new UsageError(`--${parts[0]} needs --transport tcp (with --traddr and --nqn: the remote controller it names)`);
+    return;
+  }
+  if (options.filename !== undefined) throw new UsageError('--transport names the controller already: give it or --filename, not both');
+  const host = options.traddr?.trim();
+  if (host === undefined || host === '' || options.nqn === undefined) throw new UsageError('--transport tcp needs --traddr ADDRESS and --nqn SUBNQN (and --trsvcid PORT, default 4420)');
+  if (isIP(host) === 0 && !HOST_NAME.test(host)) throw new UsageError(`${showValue('--traddr', options.traddr)} is not an IP address or host name`);
+  const port = options.trsvcid === undefined ? DEFAULT_NVME_TCP_PORT : Number(options.trsvcid);
+  // The NQN as written after the slash; only '%' is escaped, since the address form decodes it.
+  options.filename = `nvme-tcp://${isIP(host) === 6 ? `[${host}]` : host}:${port}/${options.nqn.replace(/%/g, '%25')}`;
+  for (const k of ['transport', 'traddr', 'trsvcid', 'nqn'] as const) delete options[k];
 }
 
 /** One job, checked: what a worker task and the report need. */

@@ -166,6 +166,31 @@ describe('nvmq serve --listen (the NVMe/TCP target)', () => {
   });
 });
 
+describe('a remote controller named as nvme connect names it (--transport tcp --traddr --trsvcid --nqn)', () => {
+  const NQN = 'nqn.2026-12.io.example:disk';
+
+  it('becomes the --filename nvme-tcp:// address it stands for, on bench, identify and smart-log', () => {
+    expect(parseArgv(['identify', '--transport', 'tcp', '--traddr', '192.0.2.10', '--trsvcid', '4421', '--nqn', NQN]).options).toEqual({ filename: `nvme-tcp://192.0.2.10:4421/${NQN}` });
+    expect(parseArgv(['smart-log', '--transport=tcp', '--traddr=::1', `--nqn=${NQN}`]).options).toEqual({ filename: `nvme-tcp://[::1]:4420/${NQN}` });
+    const bench = parseArgv(['bench', '--transport', 'tcp', '--traddr', 'storage.example', '--nqn', 'nqn.2026-12.io.example:50%', '--rw', 'randread']);
+    expect(bench.options).toEqual({ filename: 'nvme-tcp://storage.example:4420/nqn.2026-12.io.example:50%25', rw: 'randread' });
+    // The address form reads the NQN back as given.
+    expect(makeJob(bench.options).filename).toBe('nvme-tcp://storage.example:4420/nqn.2026-12.io.example:50%25');
+  });
+
+  it('refuses, in one line: a part without --transport, --transport without an address or NQN, both ways at once, a bad address', () => {
+    expect(usage(() => parseArgv(['identify', '--traddr', '192.0.2.10']))).toBe('--traddr needs --transport tcp (with --traddr and --nqn: the remote controller it names)');
+    expect(usage(() => parseArgv(['bench', '--nqn', NQN]))).toBe('--nqn needs --transport tcp (with --traddr and --nqn: the remote controller it names)');
+    expect(usage(() => parseArgv(['identify', '--transport', 'tcp', '--nqn', NQN]))).toBe('--transport tcp needs --traddr ADDRESS and --nqn SUBNQN (and --trsvcid PORT, default 4420)');
+    expect(usage(() => parseArgv(['identify', '--transport', 'tcp', '--traddr', '192.0.2.10']))).toBe('--transport tcp needs --traddr ADDRESS and --nqn SUBNQN (and --trsvcid PORT, default 4420)');
+    expect(usage(() => parseArgv(['identify', '--transport', 'tcp', '--traddr', '192.0.2.10', '--nqn', NQN, '--filename', 'x.img']))).toBe('--transport names the controller already: give it or --filename, not both');
+    expect(usage(() => parseArgv(['identify', '--transport', 'tcp', '--traddr', 'bad host', '--nqn', NQN]))).toBe('--traddr bad host is not an IP address or host name');
+    expect(usage(() => parseArgv(['identify', '--transport', 'rdma', '--traddr', '192.0.2.10', '--nqn', NQN]))).toBe("--transport rdma is not one of tcp");
+    expect(usage(() => parseArgv(['identify', '--transport', 'tcp', '--traddr', '192.0.2.10', '--trsvcid', '0', '--nqn', NQN]))).toMatch(/^--trsvcid /);
+    expect(usage(() => parseArgv(['serve', '--transport', 'tcp']))).toBe('--transport does not apply to nvmq serve');
+  });
+});
+
 describe('fio job files', () => {
   const text = [
     '; a job file as fio reads it',

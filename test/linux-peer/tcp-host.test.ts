@@ -206,5 +206,12 @@ for (const lbaSize of [4096, 512]) {
       expect(out).toMatch(new RegExp(`^subnqn\\s+: ${peer.ready.subnqn.replace(/\./g, '\\.')}$`, 'm'));
       expect(out).toMatch(/data path : NVMe\/TCP to 127\.0\.0\.1/);
     }, 60_000);
+
+    it('nvmq smart-log reads it named as nvme connect names it: --transport tcp --traddr --trsvcid --nqn', async ({ skip }) => {
+      if (!peer) return skip(skipped!);
+      const out = execFileSync('node', [cli, 'smart-log', '--transport', 'tcp', '--traddr', '127.0.0.1', '--trsvcid', String(peer.ready.port), '--nqn', peer.ready.subnqn], { encoding: 'utf8', timeout: 60_000 });
+      expect(out).toMatch(/^Smart Log for NVME device/m);
+      expect(out).toMatch(/^critical_warning\s+: 0$/m);
+    }, 60_000);
   });
 }

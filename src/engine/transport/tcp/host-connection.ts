@@ -225,7 +225,7 @@ export class HostConnection implements ReceiveSink {
     const b = o.out;
     b.set(t, at);
     const sqeOut = at + SQE_AT;
-    for (let i = 0; i < SQE_SIZE; i++) b[sqeOut + i] = sqe[sqeAt + i]!;
+    o.copy(sqe, sqeAt, sqeOut, SQE_SIZE);
     setCapsuleSgl(b, o.view, sqeOut, false, out?.length ?? cmd.in?.length ?? 0);
     if (this.wire.hdgst) o.view.setUint32(at + CAPSULE_HLEN, crc32c(b.subarray(at, at + CAPSULE_HLEN)), true);
   }

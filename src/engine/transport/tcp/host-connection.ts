@@ -77,6 +77,14 @@ function setCapsuleSgl(bytes: Uint8Array, v: DataView, at: number, inCapsule: bo
 /** Where the SQE sits in a CapsuleCmd PDU. */
 const SQE_AT = CapsuleCmdPdu.SQE.offset;
 
+/** Bytes of a connection's read buffer: the most one read takes. */
+const READ_BYTES = 64 << 10;
+
+/** Where the socket's reads go: the ICResp exchange, then the connection. */
+interface ReadTarget {
+  chunk: (buf: Buffer, n: number) => void;
+}
+
 function connectError(label: string, host: string, port: number, e: NodeJS.ErrnoException): NvmqError {
   const why = e.code === 'ECONNREFUSED' ? 'connection refused' : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH' ? 'host unreachable' : e.code === 'ENOTFOUND' ? 'no such host' : e.message;
   return new NvmqError('NVMQ_TARGET_UNREACHABLE', `cannot reach the NVMe/TCP target at ${host}:${port} (${label}): ${why}`, { cause: e });
@@ -110,6 +118,7 @@ export class HostConnection implements ReceiveSink {
     private readonly opts: HostConnectionOptions,
     reader: PduReader,
     icResp: IcRespFields,
+    input: ReadTarget,
   ) {
     this.reader = reader;
     this.icResp = icResp;
@@ -119,14 +128,29 @@ export class HostConnection implements ReceiveSink {
     this.output = new HostOutput(socket);
     this.capsuleTemplate = encodeCapsuleCmd(new Uint8Array(SQE_SIZE), undefined, this.wire)[0]!.slice();
     if (!icResp.hdgst && !icResp.ddgst) this.fast = new FastReceiver(this, opts.maxPduBytes);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    input.chunk = (buf, n) => this.onData(buf, n);
     socket.on('error', (e) => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the connection to ${opts.host}:${opts.port} failed: ${e.message}`, { cause: e })));
     socket.on('close', () => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the target at ${opts.host}:${opts.port} closed the connection`)));
   }
 
   /** Connects and exchanges ICReq / ICResp; rejects with one line naming what failed. */
   static async open(opts: HostConnectionOptions): Promise<HostConnection> {
-    const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    // The socket reads into one buffer of the connection's, reused for every read (no buffer made, filled and
+    // copied per read): what a read brought is taken, or copied, before the callback returns.
+    const input: ReadTarget = { chunk: () => {} };
+    const readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (n) => {
+          input.chunk(readBuffer, n);
+          return true;
+        },
+      },
+    });
     const reader = new PduReader({ maxPduBytes: opts.maxPduBytes, side: 'host' });
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -139,8 +163,8 @@ export class HostConnection implements ReceiveSink {
           connected = true;
           socket.write(encodeIcReq({ hpda: 0, hdgst: opts.hdgst, ddgst: opts.ddgst, maxr2t: 0 }));
         });
-        const onData = (chunk: Buffer): void => {
-          reader.push(chunk);
+        input.chunk = (buf, n): void => {
+          reader.push(Uint8Array.prototype.slice.call(buf, 0, n));
           let pdu: Pdu | null;
           try {
             pdu = reader.next();
@@ -148,7 +172,7 @@ export class HostConnection implements ReceiveSink {
             return reject(new NvmqError('NVMQ_TARGET_PROTOCOL', `${opts.label}: the target's ICResp is malformed: ${(e as Error).message}`, { cause: e }));
           }
           if (pdu === null) return;
-          socket.off('data', onData);
+          input.chunk = () => {};
           if (pdu.type === PduType.C2H_TERM_REQ) {
             return reject(new NvmqError('NVMQ_TARGET_PROTOCOL', `${opts.label}: the target refused the ICReq (${fesName(decodeTermReq(pdu).fes)})`));
           }
@@ -161,12 +185,11 @@ export class HostConnection implements ReceiveSink {
           }
           resolve(r);
         };
-        socket.on('data', onData);
       });
       reader.setDigests(icResp.hdgst, icResp.ddgst);
       socket.removeAllListeners('error');
       socket.removeAllListeners('close');
-      const conn = new HostConnection(socket, opts, reader, icResp);
+      const conn = new HostConnection(socket, opts, reader, icResp, input);
       // Bytes after the ICResp, if the target sent any, were pushed to the reader already.
       conn.drain();
       return conn;
@@ -230,23 +253,23 @@ export class HostConnection implements ReceiveSink {
     if (this.wire.hdgst) o.view.setUint32(at + CAPSULE_HLEN, crc32c(b.subarray(at, at + CAPSULE_HLEN)), true);
   }
 
-  private onData(chunk: Buffer): void {
+  /** The first `n` bytes of `buf` came in (`buf` is read into again after this call). */
+  private onData(buf: Buffer, n: number): void {
     if (this.failure) return;
     if (this.fast !== undefined && this.reader.bufferedBytes === 0) {
       try {
-        this.fast.push(chunk);
+        this.fast.push(buf, n);
       } catch (e) {
         this.readError(e);
       }
       return;
     }
-    this.reader.push(chunk);
-    this.drain();
+    this.slow(buf.subarray(0, n));
   }
 
-  /** ReceiveSink: what the fast path does not take goes through the reader. */
+  /** ReceiveSink: what the fast path does not take goes through the reader, copied (the read buffer is reused). */
   slow(bytes: Uint8Array): void {
-    this.reader.push(bytes);
+    this.reader.push(Uint8Array.prototype.slice.call(bytes));
     this.drain();
   }
 

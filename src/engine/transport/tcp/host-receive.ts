@@ -34,7 +34,7 @@ export interface ReceiveSink {
   dataDest(h: Uint8Array, at: number): Uint8Array;
   /** The C2HData of command `cid` is in; `flags` its header's. */
   dataEnd(cid: number, flags: number): void;
-  /** Bytes the fast path does not take, from a PDU's first byte: for the PduReader. */
+  /** Bytes the fast path does not take, from a PDU's first byte: for the PduReader (a view, valid during the call only). */
   slow(bytes: Uint8Array): void;
   /** The connection ended: nothing more is read. */
   readonly stopped: boolean;
@@ -75,8 +75,8 @@ export class FastReceiver {
     private readonly maxPduBytes: number,
   ) {}
 
-  push(c: Buffer): void {
-    const n = c.length;
+  /** Takes the first `n` bytes of `c`; what it keeps is copied (`c` may be reused after the call). */
+  push(c: Buffer, n: number): void {
     let at = 0;
     while (at < n && !this.sink.stopped) {
       if (this.left > 0) {
@@ -94,7 +94,7 @@ export class FastReceiver {
       let h: Uint8Array = c;
       let ho = at;
       if (this.hdrLen === 0 && n - at >= HLEN) {
-        if (!takes(c, at, HLEN, this.maxPduBytes)) return this.sink.slow(c.subarray(at));
+        if (!takes(c, at, HLEN, this.maxPduBytes)) return this.sink.slow(c.subarray(at, n));
         at += HLEN;
       } else {
         const k = Math.min(HLEN - this.hdrLen, n - at);
@@ -105,7 +105,7 @@ export class FastReceiver {
           const held = this.hdr.slice(0, this.hdrLen);
           this.hdrLen = 0;
           this.sink.slow(held);
-          if (at < n) this.sink.slow(c.subarray(at));
+          if (at < n) this.sink.slow(c.subarray(at, n));
           return;
         }
         if (this.hdrLen < HLEN) return;

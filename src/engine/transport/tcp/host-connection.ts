@@ -88,7 +88,7 @@ const READ_BYTES = 256 << 10;
 
 /** Where the socket's reads go: the ICResp exchange, then the connection. */
 interface ReadTarget {
-  chunk: (buf: Buffer, n: number) => void;
+  chunk: (buf: Uint8Array, n: number) => void;
 }
 
 function connectError(label: string, host: string, port: number, e: NodeJS.ErrnoException): NvmqError {
@@ -145,6 +145,8 @@ export class HostConnection implements ReceiveSink {
     // copied per read): what a read brought is taken, or copied, before the callback returns.
     const input: ReadTarget = { chunk: () => {} };
     const readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
+    // Read as a plain Uint8Array: its views are plain ones too (a Buffer's cost more).
+    const readBytes = new Uint8Array(readBuffer.buffer, readBuffer.byteOffset, READ_BYTES);
     const socket = net.connect({
       host: opts.host,
       port: opts.port,
@@ -152,7 +154,7 @@ export class HostConnection implements ReceiveSink {
       onread: {
         buffer: readBuffer,
         callback: (n) => {
-          input.chunk(readBuffer, n);
+          input.chunk(readBytes, n);
           return true;
         },
       },
@@ -170,7 +172,7 @@ export class HostConnection implements ReceiveSink {
           socket.write(encodeIcReq({ hpda: 0, hdgst: opts.hdgst, ddgst: opts.ddgst, maxr2t: 0 }));
         });
         input.chunk = (buf, n): void => {
-          reader.push(Uint8Array.prototype.slice.call(buf, 0, n));
+          reader.push(buf.slice(0, n));
           let pdu: Pdu | null;
           try {
             pdu = reader.next();
@@ -260,7 +262,7 @@ export class HostConnection implements ReceiveSink {
   }
 
   /** The first `n` bytes of `buf` came in (`buf` is read into again after this call). */
-  private onData(buf: Buffer, n: number): void {
+  private onData(buf: Uint8Array, n: number): void {
     if (this.failure) return;
     if (this.fast !== undefined && this.reader.bufferedBytes === 0) {
       try {
@@ -275,7 +277,7 @@ export class HostConnection implements ReceiveSink {
 
   /** ReceiveSink: what the fast path does not take goes through the reader, copied (the read buffer is reused). */
   slow(bytes: Uint8Array): void {
-    this.reader.push(Uint8Array.prototype.slice.call(bytes));
+    this.reader.push(bytes.slice());
     this.drain();
   }
 

@@ -76,12 +76,13 @@ export class FastReceiver {
   ) {}
 
   /** Takes the first `n` bytes of `c`; what it keeps is copied (`c` may be reused after the call). */
-  push(c: Buffer, n: number): void {
+  push(c: Uint8Array, n: number): void {
     let at = 0;
     while (at < n && !this.sink.stopped) {
       if (this.left > 0) {
         const k = Math.min(this.left, n - at);
-        c.copy(this.dest, this.destAt, at, at + k);
+        // A plain Uint8Array's subarray and set(): no Buffer made, no argument checks of Buffer.copy().
+        this.dest.set(c.subarray(at, at + k), this.destAt);
         at += k;
         this.destAt += k;
         this.left -= k;
@@ -98,7 +99,7 @@ export class FastReceiver {
         at += HLEN;
       } else {
         const k = Math.min(HLEN - this.hdrLen, n - at);
-        c.copy(this.hdr, this.hdrLen, at, at + k);
+        for (let i = 0; i < k; i++) this.hdr[this.hdrLen + i] = c[at + i]!;
         this.hdrLen += k;
         at += k;
         if (this.hdrLen >= CH_SIZE && !takes(this.hdr, 0, this.hdrLen, this.maxPduBytes)) {

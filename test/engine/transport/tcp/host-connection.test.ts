@@ -98,6 +98,17 @@ const until = async (cond: () => boolean): Promise<void> => {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 2));
 };
 
+/** A connection with one read of `bytes` (CID 1) at the target, the connection's failures recorded. */
+async function oneRead(bytes: number): Promise<{ peer: Peer; a: ReturnType<typeof command>; failures: string[] }> {
+  const { conn, peer } = await connect();
+  const failures: string[] = [];
+  conn.onFailure = (e) => failures.push(e.message);
+  const a = command(1, { in: new Uint8Array(bytes) });
+  conn.send(a.sqe, a.cmd);
+  await peer.take(CAPSULE_BYTES);
+  return { peer, a, failures };
+}
+
 describe('HostConnection', () => {
   it('read data and responses cut at every byte boundary land whole, each command completes once', async () => {
     const { conn, peer } = await connect();
@@ -189,12 +200,7 @@ describe('HostConnection', () => {
   });
 
   it('a C2HData whose DATAL is not its data is refused as the PDU reader refuses it, with an H2CTermReq', async () => {
-    const { conn, peer } = await connect();
-    const failures: string[] = [];
-    conn.onFailure = (e) => failures.push(e.message);
-    const a = command(1, { in: new Uint8Array(64) });
-    conn.send(a.sqe, a.cmd);
-    await peer.take(CAPSULE_BYTES);
+    const { peer, a, failures } = await oneRead(64);
     const bad = concatSegments(encodeC2HData({ cccid: 1, datao: 0, data: fill(64, 0), last: true, success: true }));
     new DataView(bad.buffer, bad.byteOffset).setUint32(16, 63, true);
     await peer.send(bad, 7);
@@ -207,12 +213,7 @@ describe('HostConnection', () => {
   });
 
   it('C2HData for a CID with nothing to read ends the connection, naming the CID', async () => {
-    const { conn, peer } = await connect();
-    const failures: string[] = [];
-    conn.onFailure = (e) => failures.push(e.message);
-    const a = command(1, { in: new Uint8Array(64) });
-    conn.send(a.sqe, a.cmd);
-    await peer.take(CAPSULE_BYTES);
+    const { peer, a, failures } = await oneRead(64);
     await peer.send(concatSegments(encodeC2HData({ cccid: 5, datao: 0, data: fill(64, 0), last: true, success: true })));
     await until(() => a.ends.length > 0);
     expect(a.ends).toEqual([[PATH_ERROR_STATUS, 0]]);

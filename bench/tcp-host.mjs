@@ -11,7 +11,9 @@
 // Each round runs every case once, limit, host and local back to back (interleaved: the machine is shared);
 // the table gives medians over rounds and the ratios as medians of the rounds' ratios. CPU per I/O:
 // process.cpuUsage() of each process (every thread) over the measured window, divided by the I/Os.
-//   node bench/tcp-host.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--workers 1,2] [--json out.json]
+// --cpu-prof DIR writes a CPU profile of every thread of each host client (and of the target, with
+// --cpu-prof-target) into DIR (node --cpu-prof).
+//   node bench/tcp-host.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--workers 1,2] [--json out.json] [--cpu-prof DIR [--cpu-prof-target]]
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
@@ -20,7 +22,10 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
   depth: { type: 'string', default: '1,32' }, workers: { type: 'string', default: '1,2' },
   warmup: { type: 'string', default: '0.5' }, json: { type: 'string' },
+  'cpu-prof': { type: 'string' }, 'cpu-prof-target': { type: 'boolean', default: false },
 } });
+const profile = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
+const targetProfile = values['cpu-prof-target'] ? profile : [];
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const depths = values.depth.split(',').map(Number);
@@ -57,7 +62,7 @@ async function window(server, clients) {
 }
 
 async function withServer(kind, fn) {
-  const server = spawnChild('./server.mjs', ['--kind', kind, '--ns', 'memory', '--size-mib', String(SIZE_MIB)]);
+  const server = spawnChild('./server.mjs', ['--kind', kind, '--ns', 'memory', '--size-mib', String(SIZE_MIB)], kind === 'nvmq' ? targetProfile : []);
   try {
     const ready = await nextMessage(server, 'ready', 30_000);
     return await fn(server, ready);
@@ -71,7 +76,7 @@ async function withServer(kind, fn) {
 const common = (depth) => ['--depth', String(depth), '--seconds', String(seconds), '--warmup', values.warmup];
 const measure = {
   limit: (w, depth) => withServer('limit', (server, { port, blocks }) => window(server, Array.from({ length: w }, () => spawnChild('./client.mjs', ['--kind', 'limit', '--port', String(port), '--rw', 'randread', '--blocks', String(blocks), ...common(depth)])))),
-  host: (w, depth) => withServer('nvmq', (server, { port }) => window(server, [spawnChild('./engine-client.mjs', ['--kind', 'host', '--port', String(port), '--workers', String(w), ...common(depth)])])),
+  host: (w, depth) => withServer('nvmq', (server, { port }) => window(server, [spawnChild('./engine-client.mjs', ['--kind', 'host', '--port', String(port), '--workers', String(w), ...common(depth)], profile)])),
   local: (w, depth) => window(undefined, [spawnChild('./engine-client.mjs', ['--kind', 'local', '--workers', String(w), '--size-mib', String(SIZE_MIB), ...common(depth)])]),
 };
 

@@ -22,11 +22,12 @@ import { crc32c } from '../../shared/crc32c.js';
 import { Cqe, Psdt, SQE_SIZE } from '../../spec/command.js';
 import { FabricsSqe, SGL_ID_IN_CAPSULE, SGL_ID_TRANSPORT, SglDescriptor } from '../../spec/fabrics.js';
 import { GenericStatus, PathStatus, Sct, makeStatus } from '../../spec/status.js';
-import { C2HDataPdu, CapsuleCmdPdu, CapsuleRespPdu, Fes, PduFlag, PduType, fesName } from '../../spec/tcp-pdu.js';
+import { C2HDataPdu, CapsuleCmdPdu, Fes, PduFlag, PduType, R2TPdu, fesName } from '../../spec/tcp-pdu.js';
 import { PduReader, type Pdu } from '../../target/pdu.js';
-import { decodeIcResp, decodeR2T, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
+import { decodeIcResp, decodeTermReq, type IcRespFields } from '../../target/pdu-fields.js';
 import { encodeCapsuleCmd, encodeH2CData, encodeH2CTermReq, encodeIcReq, type WireOptions } from '../../target/pdu-encode.js';
-import { TcpSender } from '../../target/tcp-sender.js';
+import { HostOutput } from './host-output.js';
+import { CQE_AT, FastReceiver, u16, u32, type ReceiveSink } from './host-receive.js';
 
 /** The status a command gets when its connection ends before it completed: Host Pathing Error, retryable. */
 export const PATH_ERROR_STATUS = makeStatus(Sct.PATH, PathStatus.HOST_PATHING_ERROR, false);
@@ -56,27 +57,12 @@ export interface HostCommand {
   done(status: number, dw0: number, dw1: number): void;
 }
 
-interface Outstanding {
-  cmd: HostCommand;
-  /** Bytes of `out` the target asked for and was sent. */
-  sent: number;
-  /** Some of its C2HData failed the data digest. */
-  digestError: boolean;
-}
-
 const DIGEST_ERROR_STATUS = makeStatus(Sct.GENERIC, GenericStatus.TRANSIENT_TRANSPORT_ERROR, false);
 
 /** PSDT 01b (SGLs, the metadata pointer a buffer): what a fabrics host sets in SQE byte 1. */
 const PSDT_BYTE = Psdt.SGL_MPTR_CONTIG << 6;
 const SGL1 = FabricsSqe.SGL1.offset;
 const CAPSULE_HLEN = CapsuleCmdPdu.$size;
-/** Little-endian fields of a received header, read by bytes. */
-const u16 = (b: Uint8Array, at: number): number => b[at]! | (b[at + 1]! << 8);
-const u32 = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
-
-/** Where the CQE sits in a CapsuleResp PDU. */
-const CQE_AT = CapsuleRespPdu.CQE.offset;
-
 /** Sets a capsule's data pointer in the SQE at byte `at` of `bytes` (`v` a view of them): SGL1, PSDT 01b. */
 function setCapsuleSgl(bytes: Uint8Array, v: DataView, at: number, inCapsule: boolean, length: number): void {
   bytes[at + 1] = (bytes[at + 1]! & 0x3f) | PSDT_BYTE;
@@ -91,11 +77,18 @@ function setCapsuleSgl(bytes: Uint8Array, v: DataView, at: number, inCapsule: bo
 /** Where the SQE sits in a CapsuleCmd PDU. */
 const SQE_AT = CapsuleCmdPdu.SQE.offset;
 
-/** A CID's capsule without in-capsule data, made once and reused: the header (and digest), a view, the segment list. */
-interface CapsuleHeader {
-  bytes: Uint8Array;
-  view: DataView;
-  segments: Uint8Array[];
+/**
+ * Bytes of a connection's read buffer: the most one read takes. Room for
+ * every response a queue of depth 32 has out (4 KiB reads): a read takes
+ * what the target has sent, in one system call (with 64 KiB the host read
+ * it in pieces and sent a write after each; measured, 256 KiB costs the host
+ * less per I/O for the same rate).
+ */
+const READ_BYTES = 256 << 10;
+
+/** Where the socket's reads go: the ICResp exchange, then the connection. */
+interface ReadTarget {
+  chunk: (buf: Uint8Array, n: number) => void;
 }
 
 function connectError(label: string, host: string, port: number, e: NodeJS.ErrnoException): NvmqError {
@@ -103,7 +96,7 @@ function connectError(label: string, host: string, port: number, e: NodeJS.Errno
   return new NvmqError('NVMQ_TARGET_UNREACHABLE', `cannot reach the NVMe/TCP target at ${host}:${port} (${label}): ${why}`, { cause: e });
 }
 
-export class HostConnection {
+export class HostConnection implements ReceiveSink {
   /** What the ICResp granted. */
   readonly icResp: IcRespFields;
   /** Largest write data sent in the capsule; more goes by R2T. Set from the target's IOCCSZ (the admin queue's is 8 KiB). */
@@ -111,11 +104,18 @@ export class HostConnection {
   /** Called once, when the connection ends unasked (after every command completed with a path error). */
   onFailure: ((err: NvmqError) => void) | undefined;
   private readonly reader: PduReader;
-  private readonly sender: TcpSender;
+  /** Set without digests: the PDUs of commands are read by the fast path (host-receive.ts). */
+  private readonly fast: FastReceiver | undefined;
+  private readonly output: HostOutput;
   private readonly wire: WireOptions;
-  private readonly commands = new Map<number, Outstanding>();
+  /** The commands with the target, by CID; per CID, the bytes of `out` the target asked for and was sent, and whether some of its C2HData failed the data digest. */
+  private readonly commands: Array<HostCommand | undefined> = [];
+  private readonly sent: number[] = [];
+  private readonly digestErrors: boolean[] = [];
+  private active = 0;
   private readonly backlog: Array<{ sqe: Uint8Array; cmd: HostCommand }> = [];
-  private readonly headers: CapsuleHeader[] = [];
+  /** A data-less capsule's header (and digest) as the encoder makes it: each command's is written over a copy of it. */
+  private readonly capsuleTemplate: Uint8Array;
   private failure: NvmqError | undefined;
   private closing = false;
 
@@ -124,21 +124,41 @@ export class HostConnection {
     private readonly opts: HostConnectionOptions,
     reader: PduReader,
     icResp: IcRespFields,
+    input: ReadTarget,
   ) {
     this.reader = reader;
     this.icResp = icResp;
     this.wire = { hdgst: icResp.hdgst, ddgst: icResp.ddgst, pda: icResp.cpda };
     // Never held back: the host's own queue depth bounds what it sends, and a target that stops reading
     // until its responses are read would otherwise wait on a host that waits on it.
-    this.sender = new TcpSender(socket, () => false);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.output = new HostOutput(socket);
+    this.capsuleTemplate = encodeCapsuleCmd(new Uint8Array(SQE_SIZE), undefined, this.wire)[0]!.slice();
+    if (!icResp.hdgst && !icResp.ddgst) this.fast = new FastReceiver(this, opts.maxPduBytes);
+    input.chunk = (buf, n) => this.onData(buf, n);
     socket.on('error', (e) => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the connection to ${opts.host}:${opts.port} failed: ${e.message}`, { cause: e })));
     socket.on('close', () => this.fail(new NvmqError('NVMQ_TARGET_DISCONNECTED', `${opts.label}: the target at ${opts.host}:${opts.port} closed the connection`)));
   }
 
   /** Connects and exchanges ICReq / ICResp; rejects with one line naming what failed. */
   static async open(opts: HostConnectionOptions): Promise<HostConnection> {
-    const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    // The socket reads into one buffer of the connection's, reused for every read (no buffer made, filled and
+    // copied per read): what a read brought is taken, or copied, before the callback returns.
+    const input: ReadTarget = { chunk: () => {} };
+    const readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
+    // Read as a plain Uint8Array: its views are plain ones too (a Buffer's cost more).
+    const readBytes = new Uint8Array(readBuffer.buffer, readBuffer.byteOffset, READ_BYTES);
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      noDelay: true,
+      onread: {
+        buffer: readBuffer,
+        callback: (n) => {
+          input.chunk(readBytes, n);
+          return true;
+        },
+      },
+    });
     const reader = new PduReader({ maxPduBytes: opts.maxPduBytes, side: 'host' });
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -151,8 +171,8 @@ export class HostConnection {
           connected = true;
           socket.write(encodeIcReq({ hpda: 0, hdgst: opts.hdgst, ddgst: opts.ddgst, maxr2t: 0 }));
         });
-        const onData = (chunk: Buffer): void => {
-          reader.push(chunk);
+        input.chunk = (buf, n): void => {
+          reader.push(buf.slice(0, n));
           let pdu: Pdu | null;
           try {
             pdu = reader.next();
@@ -160,7 +180,7 @@ export class HostConnection {
             return reject(new NvmqError('NVMQ_TARGET_PROTOCOL', `${opts.label}: the target's ICResp is malformed: ${(e as Error).message}`, { cause: e }));
           }
           if (pdu === null) return;
-          socket.off('data', onData);
+          input.chunk = () => {};
           if (pdu.type === PduType.C2H_TERM_REQ) {
             return reject(new NvmqError('NVMQ_TARGET_PROTOCOL', `${opts.label}: the target refused the ICReq (${fesName(decodeTermReq(pdu).fes)})`));
           }
@@ -173,12 +193,11 @@ export class HostConnection {
           }
           resolve(r);
         };
-        socket.on('data', onData);
       });
       reader.setDigests(icResp.hdgst, icResp.ddgst);
       socket.removeAllListeners('error');
       socket.removeAllListeners('close');
-      const conn = new HostConnection(socket, opts, reader, icResp);
+      const conn = new HostConnection(socket, opts, reader, icResp, input);
       // Bytes after the ICResp, if the target sent any, were pushed to the reader already.
       conn.drain();
       return conn;
@@ -192,7 +211,7 @@ export class HostConnection {
 
   /** Commands with the target, and waiting for room. */
   get outstanding(): number {
-    return this.commands.size + this.backlog.length;
+    return this.active + this.backlog.length;
   }
 
   /** Why the connection ended, once it has. */
@@ -201,138 +220,188 @@ export class HostConnection {
   }
 
   /**
-   * Sends `sqe` (its CID already `cmd.cid`; SGL1 is set here) with the
-   * command's data. Never completes the command inside this call unless
-   * the connection is already gone.
+   * Sends the SQE at byte `at` of `sqe` (its CID already `cmd.cid`; SGL1 is
+   * set here) with the command's data. Never completes the command inside
+   * this call unless the connection is already gone.
    */
-  send(sqe: Uint8Array, cmd: HostCommand): void {
+  send(sqe: Uint8Array, cmd: HostCommand, at = 0): void {
     if (this.failure) return cmd.done(PATH_ERROR_STATUS, 0, 0);
-    if (this.commands.size >= this.opts.maxOutstanding) {
-      this.backlog.push({ sqe: sqe.slice(0, SQE_SIZE), cmd });
+    if (this.active >= this.opts.maxOutstanding) {
+      this.backlog.push({ sqe: sqe.slice(at, at + SQE_SIZE), cmd });
       return;
     }
-    this.transmit(sqe, cmd);
+    this.transmit(sqe, at, cmd);
   }
 
-  /** Sends the capsule; `sqe` is only read, here (it may be the host's ring entry). */
-  private transmit(sqe: Uint8Array, cmd: HostCommand): void {
+  /** Sends the capsule; the SQE is only read, here (it may be the host's ring entry). */
+  private transmit(sqe: Uint8Array, sqeAt: number, cmd: HostCommand): void {
     const out = cmd.out;
+    const cid = cmd.cid;
     const inCapsule = out !== undefined && out.length > 0 && out.length <= this.inCapsuleBytes;
-    this.commands.set(cmd.cid, { cmd, sent: inCapsule ? out.length : 0, digestError: false });
+    this.commands[cid] = cmd;
+    this.sent[cid] = inCapsule ? out.length : 0;
+    this.digestErrors[cid] = false;
+    this.active++;
     if (inCapsule) {
-      const copy = sqe.slice(0, SQE_SIZE);
+      const copy = sqe.slice(sqeAt, sqeAt + SQE_SIZE);
       setCapsuleSgl(copy, new DataView(copy.buffer), 0, true, out.length);
-      this.sender.send(encodeCapsuleCmd(copy, out, this.wire));
+      this.output.append(encodeCapsuleCmd(copy, out, this.wire));
       return;
     }
-    // The common case (reads, writes by R2T, commands without data): the CID's own header, no allocation. It
-    // is free again once the command completed, which is after the target received this.
-    const h = (this.headers[cmd.cid] ??= this.capsuleHeader());
-    h.bytes.set(sqe.subarray(0, SQE_SIZE), SQE_AT);
-    setCapsuleSgl(h.bytes, h.view, SQE_AT, false, out?.length ?? cmd.in?.length ?? 0);
-    if (this.wire.hdgst) h.view.setUint32(CAPSULE_HLEN, crc32c(h.bytes.subarray(0, CAPSULE_HLEN)), true);
-    this.sender.send(h.segments);
+    // The common case (reads, writes by R2T, commands without data): the header written straight into the
+    // output buffer, which goes out with the rest of the doorbell's capsules.
+    const o = this.output;
+    const t = this.capsuleTemplate;
+    const at = o.reserve(t.length);
+    const b = o.out;
+    b.set(t, at);
+    const sqeOut = at + SQE_AT;
+    o.copy(sqe, sqeAt, sqeOut, SQE_SIZE);
+    setCapsuleSgl(b, o.view, sqeOut, false, out?.length ?? cmd.in?.length ?? 0);
+    if (this.wire.hdgst) o.view.setUint32(at + CAPSULE_HLEN, crc32c(b.subarray(at, at + CAPSULE_HLEN)), true);
   }
 
-  /** A data-less capsule as the encoder makes it (common header, room for the digest), to be filled per command. */
-  private capsuleHeader(): CapsuleHeader {
-    const bytes = encodeCapsuleCmd(new Uint8Array(SQE_SIZE), undefined, this.wire)[0]!;
-    return { bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.length), segments: [bytes] };
-  }
-
-  private onData(chunk: Buffer): void {
+  /** The first `n` bytes of `buf` came in (`buf` is read into again after this call). */
+  private onData(buf: Uint8Array, n: number): void {
     if (this.failure) return;
-    this.reader.push(chunk);
+    if (this.fast !== undefined && this.reader.bufferedBytes === 0) {
+      try {
+        this.fast.push(buf, n);
+      } catch (e) {
+        this.readError(e);
+      }
+      return;
+    }
+    this.slow(buf.subarray(0, n));
+  }
+
+  /** ReceiveSink: what the fast path does not take goes through the reader, copied (the read buffer is reused). */
+  slow(bytes: Uint8Array): void {
+    this.reader.push(bytes.slice());
     this.drain();
+  }
+
+  get stopped(): boolean {
+    return this.failure !== undefined;
   }
 
   private drain(): void {
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.failure; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
-      if (e instanceof PduError) {
-        this.fail(new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: the target broke the NVMe/TCP binding: ${e.message}`, { cause: e }), e.sendTermReq ? encodeH2CTermReq(e) : undefined);
-      } else {
-        this.fail(e instanceof NvmqError ? e : new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: ${(e as Error).message}`, { cause: e }));
-      }
+      this.readError(e);
     }
   }
 
-  private protocolError(pdu: Pdu, fes: number, fei: number, message: string): PduError {
-    return new PduError(fes, fei, message, { pduType: pdu.type, offendingHeader: pdu.header });
+  private readError(e: unknown): void {
+    if (e instanceof PduError) {
+      this.fail(new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: the target broke the NVMe/TCP binding: ${e.message}`, { cause: e }), e.sendTermReq ? encodeH2CTermReq(e) : undefined);
+    } else {
+      this.fail(e instanceof NvmqError ? e : new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: ${(e as Error).message}`, { cause: e }));
+    }
+  }
+
+  /** The error for the header at `at` of `h` (HLEN bytes, no digest): the header is its error data. */
+  private protocolError(h: Uint8Array, at: number, fes: number, fei: number, message: string): PduError {
+    return new PduError(fes, fei, message, { pduType: h[at]!, offendingHeader: h.slice(at, at + h[at + 2]!) });
+  }
+
+  /** ReceiveSink: a CapsuleResp; the CQE's fields read in place, by bytes. */
+  onResponse(h: Uint8Array, at: number): void {
+    const cid = u16(h, at + CQE_AT + Cqe.CID.offset);
+    if (this.commands[cid] === undefined) throw this.protocolError(h, at, Fes.INVALID_HEADER_FIELD, CQE_AT + Cqe.CID.offset, `a response for CID ${cid}, which is not outstanding`);
+    this.complete(cid, u16(h, at + CQE_AT + Cqe.STATUS.offset) >>> 1, u32(h, at + CQE_AT + Cqe.DW0.offset), u32(h, at + CQE_AT + Cqe.DW1.offset));
+  }
+
+  /** ReceiveSink: where a C2HData's data goes, once its header is checked against the command. */
+  dataDest(h: Uint8Array, at: number): Uint8Array {
+    const cid = u16(h, at + C2HDataPdu.CCCID.offset);
+    const dest = this.commands[cid]?.in;
+    if (!dest) throw this.protocolError(h, at, Fes.INVALID_HEADER_FIELD, C2HDataPdu.CCCID.offset, `C2HData for CID ${cid}, which reads nothing`);
+    if (u32(h, at + C2HDataPdu.DATAO.offset) + u32(h, at + C2HDataPdu.DATAL.offset) > dest.length) throw this.protocolError(h, at, Fes.DATA_TRANSFER_OUT_OF_RANGE, C2HDataPdu.DATAO.offset, `C2HData past the ${dest.length} bytes CID ${cid} reads`);
+    return dest;
+  }
+
+  /** ReceiveSink: a C2HData's data is in; with SUCCESS, no response follows. */
+  dataEnd(cid: number, flags: number): void {
+    if (flags & PduFlag.SUCCESS) this.complete(cid, 0, 0, 0);
+  }
+
+  /** ReceiveSink: an R2T; the data it asks for goes out in H2CData PDUs of at most MAXH2CDATA. */
+  onR2T(h: Uint8Array, at: number): void {
+    const cccid = u16(h, at + R2TPdu.CCCID.offset);
+    const ttag = u16(h, at + R2TPdu.TTAG.offset);
+    const r2to = u32(h, at + R2TPdu.R2TO.offset);
+    const r2tl = u32(h, at + R2TPdu.R2TL.offset);
+    const out = this.commands[cccid]?.out;
+    if (!out) throw this.protocolError(h, at, Fes.INVALID_HEADER_FIELD, R2TPdu.CCCID.offset, `R2T for CID ${cccid}, which writes nothing`);
+    const sent = this.sent[cccid]!;
+    if (r2to !== sent || r2to + r2tl > out.length) throw this.protocolError(h, at, Fes.DATA_TRANSFER_OUT_OF_RANGE, R2TPdu.R2TO.offset, `R2T for bytes ${r2to}..${r2to + r2tl} of CID ${cccid}'s ${out.length} (${sent} sent)`);
+    const max = this.icResp.maxh2cdata;
+    for (let o = r2to, end = r2to + r2tl; o < end; o += max) {
+      const n = Math.min(max, end - o);
+      this.output.append(encodeH2CData({ cccid, ttag, datao: o, data: out.subarray(o, o + n), last: o + n === end }, this.wire));
+    }
+    this.sent[cccid] = sent + r2tl;
   }
 
   private onPdu(pdu: Pdu): void {
     switch (pdu.type) {
-      case PduType.CAPSULE_RESP: {
-        // The CQE's fields read in place, by bytes (no view per PDU).
-        const h = pdu.header;
-        const cid = u16(h, CQE_AT + Cqe.CID.offset);
-        if (!this.commands.has(cid)) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, CQE_AT + Cqe.CID.offset, `a response for CID ${cid}, which is not outstanding`);
-        this.complete(cid, u16(h, CQE_AT + Cqe.STATUS.offset) >>> 1, u32(h, CQE_AT + Cqe.DW0.offset), u32(h, CQE_AT + Cqe.DW1.offset));
-        return;
-      }
+      case PduType.CAPSULE_RESP:
+        return this.onResponse(pdu.header, 0);
       case PduType.C2H_DATA: {
+        const dest = this.dataDest(pdu.header, 0);
         const cid = u16(pdu.header, C2HDataPdu.CCCID.offset);
-        const o = this.commands.get(cid);
-        const datao = u32(pdu.header, C2HDataPdu.DATAO.offset);
-        const dest = o?.cmd.in;
-        if (!dest) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, C2HDataPdu.CCCID.offset, `C2HData for CID ${cid}, which reads nothing`);
-        if (datao + pdu.data.length > dest.length) throw this.protocolError(pdu, Fes.DATA_TRANSFER_OUT_OF_RANGE, C2HDataPdu.DATAO.offset, `C2HData past the ${dest.length} bytes CID ${cid} reads`);
         // A data digest error is not fatal: the data is not trusted and the command fails with Transient
         // Transport Error (retryable), whatever its response says.
-        if (pdu.dataDigestError) o.digestError = true;
-        else dest.set(pdu.data, datao);
-        if (pdu.flags & PduFlag.SUCCESS) this.complete(cid, 0, 0, 0);
-        return;
+        if (pdu.dataDigestError) this.digestErrors[cid] = true;
+        else dest.set(pdu.data, u32(pdu.header, C2HDataPdu.DATAO.offset));
+        return this.dataEnd(cid, pdu.flags);
       }
-      case PduType.R2T: {
-        const r = decodeR2T(pdu);
-        const o = this.commands.get(r.cccid);
-        const out = o?.cmd.out;
-        if (!o || !out) throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, 8, `R2T for CID ${r.cccid}, which writes nothing`);
-        if (r.r2to !== o.sent || r.r2to + r.r2tl > out.length) throw this.protocolError(pdu, Fes.DATA_TRANSFER_OUT_OF_RANGE, 12, `R2T for bytes ${r.r2to}..${r.r2to + r.r2tl} of CID ${r.cccid}'s ${out.length} (${o.sent} sent)`);
-        const max = this.icResp.maxh2cdata;
-        for (let at = r.r2to, end = r.r2to + r.r2tl; at < end; at += max) {
-          const n = Math.min(max, end - at);
-          this.sender.send(encodeH2CData({ cccid: r.cccid, ttag: r.ttag, datao: at, data: out.subarray(at, at + n), last: at + n === end }, this.wire));
-        }
-        o.sent += r.r2tl;
-        return;
-      }
+      case PduType.R2T:
+        return this.onR2T(pdu.header, 0);
       case PduType.C2H_TERM_REQ: {
         const t = decodeTermReq(pdu);
         this.fail(new NvmqError('NVMQ_TARGET_PROTOCOL', `${this.opts.label}: the target ended the connection: ${fesName(t.fes)} (FEI 0x${t.fei.toString(16)})`));
         return;
       }
       default:
-        throw this.protocolError(pdu, Fes.INVALID_HEADER_FIELD, 0, `unexpected PDU type 0x${pdu.type.toString(16)} on a host connection`);
+        throw this.protocolError(pdu.header, 0, Fes.INVALID_HEADER_FIELD, 0, `unexpected PDU type 0x${pdu.type.toString(16)} on a host connection`);
     }
   }
 
   private complete(cid: number, status: number, dw0: number, dw1: number): void {
-    const o = this.commands.get(cid)!;
-    this.commands.delete(cid);
-    const next = this.backlog.shift();
-    if (next) this.transmit(next.sqe, next.cmd);
-    if (o.digestError && status === 0) o.cmd.done(DIGEST_ERROR_STATUS, 0, 0);
-    else o.cmd.done(status, dw0, dw1);
+    const cmd = this.commands[cid]!;
+    this.commands[cid] = undefined;
+    this.active--;
+    if (this.backlog.length > 0) {
+      const next = this.backlog.shift()!;
+      this.transmit(next.sqe, 0, next.cmd);
+    }
+    if (this.digestErrors[cid] && status === 0) cmd.done(DIGEST_ERROR_STATUS, 0, 0);
+    else cmd.done(status, dw0, dw1);
   }
 
-  /** Ends the connection: `farewell` (an H2CTermReq) goes out first, after what is corked, then the socket closes. */
+  /** Ends the connection: `farewell` (an H2CTermReq) goes out first, after what was gathered, then the socket closes. */
   private fail(err: NvmqError, farewell?: Uint8Array): void {
     if (this.failure) return;
     this.failure = err;
     if (farewell && !this.socket.destroyed) {
-      while (this.socket.writableCorked > 0) this.socket.uncork();
-      this.socket.end(farewell);
+      this.output.end(farewell);
       // A peer that does not close its side in a second is not waited for.
       setTimeout(() => this.socket.destroy(), 1000).unref();
     } else {
+      this.output.drop();
       this.socket.destroy();
     }
-    const all = [...this.commands.values()].map((o) => o.cmd).concat(this.backlog.map((b) => b.cmd));
-    this.commands.clear();
+    const all: HostCommand[] = [];
+    for (let cid = 0; cid < this.commands.length; cid++) {
+      const c = this.commands[cid];
+      if (c !== undefined) all.push(c);
+    }
+    for (const b of this.backlog) all.push(b.cmd);
+    this.commands.length = 0;
+    this.active = 0;
     this.backlog.length = 0;
     for (const c of all) c.done(PATH_ERROR_STATUS, 0, 0);
     if (!this.closing) this.onFailure?.(err);

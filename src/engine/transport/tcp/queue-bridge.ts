@@ -13,7 +13,7 @@ import { CQE_SIZE, SQE_SIZE } from '../../spec/command.js';
 import { CONNECT_DATA_SIZE } from '../../spec/fabrics.js';
 import { GenericStatus, Sct, makeStatus } from '../../spec/status.js';
 import { Vectors } from '../vectors.js';
-import { HostConnection } from './host-connection.js';
+import { HostConnection, type HostCommand } from './host-connection.js';
 import { connectQueue, type HostIdentity } from './fabrics-host.js';
 import type { ResolvedTcpTarget } from './target-options.js';
 
@@ -43,6 +43,13 @@ export interface Bridged {
   head: number;
   /** Set when the queue is gone for the host (deleted, controller disabled): nothing more is written for it. */
   dead: boolean;
+  /** Per CID, the command record given to the connection: made on the CID's first use, reused once it completed. */
+  records: BridgedCommand[];
+}
+
+/** A forwarded command: its CQE goes into the queue's CQ once `then` (if any) has seen the status. */
+interface BridgedCommand extends HostCommand {
+  then: ((status: number) => void) | undefined;
 }
 
 /** A status the bridge gives a command it cannot send (DNR set). */
@@ -146,15 +153,28 @@ export class QueueBridge {
     }
     const direction = bytes[at]! & 3;
     if (region && direction !== 1 && direction !== 2) return this.post(q, cid, invalid(GenericStatus.INVALID_FIELD));
-    q.conn.send(bytes.subarray(at, at + SQE_SIZE), {
+    // The host reuses a CID only once its command completed: by then the connection is done with its record.
+    const r = (q.records[cid] ??= this.record(q, cid));
+    r.out = direction === 1 ? region : undefined;
+    r.in = direction === 2 ? region : undefined;
+    r.then = then;
+    q.conn.send(bytes, r, at);
+  }
+
+  private record(q: Bridged, cid: number): BridgedCommand {
+    const r: BridgedCommand = {
       cid,
-      out: direction === 1 ? region : undefined,
-      in: direction === 2 ? region : undefined,
+      out: undefined,
+      in: undefined,
+      then: undefined,
       done: (status, dw0, dw1) => {
+        const then = r.then;
+        r.then = r.out = r.in = undefined;
         then?.(status);
         this.post(q, cid, status, dw0, dw1);
       },
-    });
+    };
+    return r;
   }
 
   /** Every I/O queue gone for the host: their connections close, nothing more is written into their rings. */

@@ -340,7 +340,7 @@ export class TcpTransport implements Transport {
     const sq = this.arena.translate(this.asq, sqEntries * SQE_SIZE);
     const cq = this.arena.translate(this.acq, cqEntries * CQE_SIZE);
     if (sq < 0 || cq < 0) return undefined;
-    return { qid: 0, sqOffset: sq, entries: sqEntries, cq: { qid: 0, offset: cq, entries: cqEntries, vector: 0, interrupts: true, tail: 0, phase: 1 }, conn: this.admin, head: 0, dead: false };
+    return { qid: 0, sqOffset: sq, entries: sqEntries, cq: { qid: 0, offset: cq, entries: cqEntries, vector: 0, interrupts: true, tail: 0, phase: 1 }, conn: this.admin, head: 0, dead: false, records: [] };
   }
 
   /** Controller disabled: every queue is gone for the host. I/O connections close; admin commands still out end into nothing. */
@@ -464,7 +464,7 @@ export class TcpTransport implements Transport {
           void conn.close();
           return;
         }
-        const sq: Bridged = { qid, sqOffset: offset, entries, cq, conn, head: 0, dead: false };
+        const sq: Bridged = { qid, sqOffset: offset, entries, cq, conn, head: 0, dead: false, records: [] };
         conn.onFailure = (err) => this.onLost(err);
         this.bridge.queues.set(qid, sq);
         this.bridge.post(q, cid, 0);

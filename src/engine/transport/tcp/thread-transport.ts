@@ -82,7 +82,7 @@ export class ThreadTcpTransport implements Transport {
       if (((ev as MessageEvent).data as LossReport).epoch === epoch) void conn.close();
     };
     const { qid, entries } = rings;
-    bridge.queues.set(qid, { qid, sqOffset: rings.sq.offset, entries, cq: { qid, offset: rings.cq.offset, entries, vector, interrupts: true, tail: 0, phase: 1 }, conn, head: 0, dead: false });
+    bridge.queues.set(qid, { qid, sqOffset: rings.sq.offset, entries, cq: { qid, offset: rings.cq.offset, entries, vector, interrupts: true, tail: 0, phase: 1 }, conn, head: 0, dead: false, records: [] });
     return new ThreadTcpTransport(arena, bridge, channel);
   }
 

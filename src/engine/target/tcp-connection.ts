@@ -32,7 +32,7 @@ import { connectTo } from './connect.js';
 import { DataDirection, checkDataPointer, dataDirection, expectedBytes, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
-import { commandRecord, h2cDataError, runOn, startCommand, type Command } from './tcp-command.js';
+import { IoPath, commandRecord, h2cDataError, startCommand, type Command } from './tcp-command.js';
 import { TcpSender } from './tcp-sender.js';
 import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
@@ -78,8 +78,8 @@ export class TcpConnection {
   private readonly free: Command[] = [];
   /** checkDataPointer()'s limits on this queue, once connected. */
   private limits = { maxTransferBytes: 0, inCapsuleBytes: ADMIN_IN_CAPSULE_BYTES };
-  /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
-  private q: IoQueuePair | undefined;
+  /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it), and its executor if this thread runs it. */
+  private readonly io: IoPath;
   /** DMA buffers finished commands gave back, for the next ones. */
   private readonly spare = new SpareBuffers();
 
@@ -103,6 +103,7 @@ export class TcpConnection {
     socket.setNoDelay(true);
     this.sender = new TcpSender(socket, () => this.state === 'ready', { uncork: 'microtasks' });
     this.limits.maxTransferBytes = env.maxTransferBytes;
+    this.io = new IoPath(env.executorOf);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
@@ -185,16 +186,16 @@ export class TcpConnection {
     if (this.ended) return;
     this.count(TcpField.BYTES_RECEIVED, chunk.length);
     this.reader.push(chunk);
-    // The chunk's commands reach the local controller together: one SQ doorbell (one io_uring entry), one reap.
-    const q = this.q;
-    q?.plug();
+    // The chunk's commands reach the local controller together: one io_uring entry (through the pair: one SQ doorbell, one reap).
+    const batch = this.io.batch;
+    batch?.plug();
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
       if (!(e instanceof PduError)) throw e;
       this.terminate(e);
     } finally {
-      q?.unplug();
+      batch?.unplug();
     }
   }
 
@@ -272,7 +273,7 @@ export class TcpConnection {
       const copy = inCapsule?.slice();
       this.env.ioQueue().then(
         (q) => {
-          this.q = q;
+          this.io.use(q);
           this.withData(cmd, copy);
         },
         () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
@@ -282,12 +283,15 @@ export class TcpConnection {
 
   /** The queue pair to run I/O on, if one is known and not failed. */
   private usableQueue(): IoQueuePair | undefined {
-    if (this.q?.failed) {
+    if (this.io.q?.failed) {
       this.spare.drop();
-      this.q = undefined;
+      this.io.use(undefined);
     }
-    return this.q;
+    return this.io.q;
   }
+
+  /** Runs I/O command `cmd` on `q`'s controller (IoPath.run); Command Interrupted when it cannot take it now. */
+  private readonly runIo = (q: IoQueuePair, cmd: Command): void => void (this.io.run(q, cmd) || this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)));
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
   private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
@@ -455,16 +459,15 @@ export class TcpConnection {
     const want = expectedBytes(dv, this.env.namespaces);
     if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
     const q = cmd.q ?? this.usableQueue();
-    if (q) return runOn(q, cmd);
+    if (q) return this.runIo(q, cmd);
     this.env.ioQueue().then(
       (fresh) => {
-        this.q = fresh;
-        runOn(fresh, cmd);
+        this.io.use(fresh);
+        this.runIo(fresh, cmd);
       },
       () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
     );
   }
-
 
   /** Sends a command's response, with its data when it read some. */
   private answer(cmd: Command, r: FabricsResponse): void {
@@ -477,9 +480,7 @@ export class TcpConnection {
   }
 
   /** Sends the command's data (if any) and its response; gives its buffer back once the socket is done with it. */
-  private finish(cmd: Command, r: FabricsResponse, data?: Uint8Array): void {
-    this.complete(cmd, r.status, r.dw0, r.dw1, data);
-  }
+  private readonly finish = (cmd: Command, r: FabricsResponse, data?: Uint8Array): void => this.complete(cmd, r.status, r.dw0, r.dw1, data);
 
   private readonly completed = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void => this.complete(cmd, status, dw0, dw1, data);
 

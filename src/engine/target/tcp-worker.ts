@@ -61,6 +61,7 @@ const ids = new Map<TcpConnection, number>();
 const env: ConnectionEnv = {
   targets: [],
   ioQueue,
+  executorOf: (q) => (q as AttachedQueue).executor,
   namespaces: new Map(data.handle.namespaces.map((n) => [n.nsid, n])),
   maxH2CData: data.maxH2CData,
   inCapsuleDataBytes: data.inCapsuleDataBytes,

@@ -24,6 +24,7 @@ import type { ErrorLog, HealthCounters } from './health.js';
 import { byOpcode, type AdminContext, type CommandEntry, type IoContext, type QueueControl } from './context.js';
 import type { BlockIo, IoDone } from './backends/backend.js';
 import { BackendError } from '../errors.js';
+import { MemoryBackend } from './backends/memory.js';
 import { CompletionQueue, ExecutingRequests, SubmissionQueue, type DirectDone, type Request } from './queues.js';
 import { DOORBELL_BASE, Cap, Regs, pageSizeOf } from '../spec/registers.js';
 import { readField } from '../spec/layout.js';
@@ -113,6 +114,11 @@ export class QueueExecutor implements QueueControl {
 
   namespace(nsid: number): Namespace | undefined {
     return nsid <= MAX_INDEXED_NSID ? this.nsByNsid[nsid] : this.namespaces.get(nsid);
+  }
+
+  /** Whether commands of namespace `nsid` complete inside the call that runs them (memory): a direct command's data may then be any memory, used only during the call. */
+  completesInline(nsid: number): boolean {
+    return this.namespace(nsid)?.backend instanceof MemoryBackend;
   }
 
   get writeCacheEnabled(): boolean {

@@ -16,6 +16,7 @@ import type { FabricsResponse } from './capsule.js';
 import { DataDirection, clearDataPointer, errorStatus } from './local-io.js';
 import type { DirectDone } from '../device/queues.js';
 import type { DirectEntry } from './tcp-env.js';
+import type { SpareBuffers } from './spare-buffers.js';
 import type { Pdu } from './pdu.js';
 import type { decodeDataPdu } from './pdu-fields.js';
 
@@ -31,6 +32,8 @@ export interface Command {
   buffer: Uint8Array | undefined;
   /** Whether `buffer` is a DMA buffer of `q` to give back. */
   q: IoQueuePair | undefined;
+  /** Its data is where it arrived (a write) or where its response is gathered (a read): no DMA buffer (IoPath.inline). */
+  placed: boolean;
   /** H2CData bytes received so far (an R2T'd write). */
   received: number;
   ttag: number;
@@ -61,6 +64,7 @@ export function commandRecord(cid: number, done?: CommandDone): Command {
     length: 0,
     buffer: undefined,
     q: undefined,
+    placed: false,
     received: 0,
     ttag: -1,
     failed: undefined,
@@ -93,6 +97,7 @@ export function startCommand(cmd: Command, direction: number, length: number): v
   cmd.received = 0;
   cmd.ttag = -1;
   cmd.failed = undefined;
+  cmd.placed = false;
 }
 
 /**
@@ -121,7 +126,19 @@ export class IoPath {
   q: IoQueuePair | undefined;
   private exec: DirectEntry | undefined;
 
-  constructor(private readonly executorOf: ((q: IoQueuePair) => DirectEntry | undefined) | undefined) {}
+  constructor(
+    private readonly executorOf: ((q: IoQueuePair) => DirectEntry | undefined) | undefined,
+    private readonly spare: SpareBuffers,
+  ) {}
+
+  /** The queue pair to run I/O on, if one is known and not failed (a reset failed it: its spare buffers go with it). */
+  usable(): IoQueuePair | undefined {
+    if (this.q?.failed) {
+      this.spare.drop();
+      this.use(undefined);
+    }
+    return this.q;
+  }
 
   use(q: IoQueuePair | undefined): void {
     this.q = q;
@@ -131,6 +148,12 @@ export class IoPath {
   /** What holds back a received chunk's commands for one submission: the executor, else the pair. */
   get batch(): { plug(): void; unplug(): void } | undefined {
     return this.exec ?? this.q;
+  }
+
+  /** Whether `cmd` runs on q's executor and completes inside that call (a memory namespace): its data may then be a view that lasts only as long. */
+  inline(q: IoQueuePair, cmd: Command): boolean {
+    const exec = q === this.q ? this.exec : this.executorOf?.(q);
+    return exec !== undefined && exec.completesInline(cmd.words[1]!);
   }
 
   /**

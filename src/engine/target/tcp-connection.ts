@@ -103,7 +103,7 @@ export class TcpConnection {
     socket.setNoDelay(true);
     this.sender = new TcpSender(socket, () => this.state === 'ready', { uncork: 'microtasks' });
     this.limits.maxTransferBytes = env.maxTransferBytes;
-    this.io = new IoPath(env.executorOf);
+    this.io = new IoPath(env.executorOf, this.spare);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
@@ -268,35 +268,30 @@ export class TcpConnection {
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
     const inCapsule = sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined;
     // The common case goes on synchronously: the pair is known, so is the buffer (the PDU's views last until the next one).
-    if (length === 0 || this.qid === 0 || fabrics || this.usableQueue()) this.withData(cmd, inCapsule);
+    if (length === 0 || this.qid === 0 || fabrics || this.io.usable()) this.withData(cmd, inCapsule);
     else {
       const copy = inCapsule?.slice();
-      this.env.ioQueue().then(
-        (q) => {
-          this.io.use(q);
-          this.withData(cmd, copy);
-        },
-        () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
-      );
+      this.reattach(cmd, () => this.withData(cmd, copy));
     }
-  }
-
-  /** The queue pair to run I/O on, if one is known and not failed. */
-  private usableQueue(): IoQueuePair | undefined {
-    if (this.io.q?.failed) {
-      this.spare.drop();
-      this.io.use(undefined);
-    }
-    return this.io.q;
   }
 
   /** Runs I/O command `cmd` on `q`'s controller (IoPath.run); Command Interrupted when it cannot take it now. */
-  private readonly runIo = (q: IoQueuePair, cmd: Command): void => void (this.io.run(q, cmd) || this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)));
+  private runIo(q: IoQueuePair, cmd: Command): void {
+    if (cmd.placed && cmd.buffer === undefined) cmd.buffer = this.sender.reserveData(this.wire, cmd.length, this.sqFlowOff);
+    if (!this.io.run(q, cmd)) this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false));
+  }
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
   private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
     // Reached after the connection ended (its queue pair came after the close): nothing to take or run.
     if (this.state === 'closed') return;
+    // A command that completes inside the call needs no DMA buffer: a write's data is used where it arrived, a read's goes where its response is gathered (runIo).
+    const q = cmd.length > 0 && this.qid > 0 && cmd.sqe[Sqe.OPC.offset] !== FABRICS_OPCODE ? this.io.usable() : undefined;
+    if (q && this.io.inline(q, cmd) && (inCapsule !== undefined || (cmd.direction === DataDirection.FROM_DEVICE && this.sender.canPlace(this.wire, cmd.length)))) {
+      cmd.placed = true;
+      cmd.buffer = inCapsule;
+      return this.run(cmd);
+    }
     // A command waits its turn while the connection's others hold their share of the thread's DMA pool.
     if (cmd.length > 0 && this.spare.mustWait(cmd.length) && this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE) {
       return void this.waiting.push({ cmd, data: inCapsule?.slice() });
@@ -323,7 +318,7 @@ export class TcpConnection {
 
   /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
   private allocate(cmd: Command): Uint8Array {
-    const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.usableQueue() : undefined;
+    const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.io.usable() : undefined;
     if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
     const buffer = this.spare.take(q, cmd.length);
     cmd.q = q;
@@ -335,6 +330,7 @@ export class TcpConnection {
     const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
+    cmd.placed = false;
     this.giveBack(q, buffer);
   }
 
@@ -458,15 +454,18 @@ export class TcpConnection {
     }
     const want = expectedBytes(dv, this.env.namespaces);
     if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-    const q = cmd.q ?? this.usableQueue();
+    const q = cmd.q ?? this.io.usable();
     if (q) return this.runIo(q, cmd);
-    this.env.ioQueue().then(
-      (fresh) => {
-        this.io.use(fresh);
-        this.runIo(fresh, cmd);
-      },
-      () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
-    );
+    this.reattach(cmd, (fresh) => this.runIo(fresh, cmd));
+  }
+
+  /** Gets the thread's queue pair (again, after a reset failed it), then goes on with `next`; Command Interrupted when there is none. */
+  private reattach(cmd: Command, next: (q: IoQueuePair) => void): void {
+    const interrupted = (): void => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false));
+    this.env.ioQueue().then((q) => {
+      this.io.use(q);
+      next(q);
+    }, interrupted);
   }
 
   /** Sends a command's response, with its data when it read some. */
@@ -492,7 +491,7 @@ export class TcpConnection {
     const sqid = Math.max(this.qid, 0);
     const sqhd = this.sqFlowOff ? SQHD_DISABLED : this.sqhd;
     const success = data !== undefined && status === 0 && this.sqFlowOff;
-    const gathered = this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
+    const gathered = cmd.placed && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined ? this.sender.placed(this.wire, cid, sqid, sqhd, status, dw0, dw1, success) : this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
     if (gathered !== undefined) {
       this.count(TcpField.BYTES_SENT, gathered);
       this.release(cmd);

@@ -12,7 +12,7 @@ import type { TcpCounters } from './tcp-metrics.js';
 import type { QueueExecutor } from '../device/executor.js';
 
 /** The controller's executor in the serving thread, as a connection uses it (QueueExecutor.submitDirect). */
-export type DirectEntry = Pick<QueueExecutor, 'submitDirect' | 'plug' | 'unplug'>;
+export type DirectEntry = Pick<QueueExecutor, 'submitDirect' | 'plug' | 'unplug' | 'completesInline'>;
 
 /** In-capsule data an admin queue takes (NVMe/TCP: 8 KiB, enough for a Connect's 1024 bytes). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;

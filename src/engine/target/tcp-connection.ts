@@ -90,7 +90,7 @@ export class TcpConnection {
   ) {
     // The largest PDU a host may send: a capsule with the most in-capsule data, or an H2CData of MAXH2CDATA.
     const inCapsule = Math.max(ADMIN_IN_CAPSULE_BYTES, env.inCapsuleDataBytes);
-    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated });
+    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated, reusedChunks: env.readBuffer !== undefined });
     if (env.counters) {
       this.cells = env.counters.cells;
       this.cbase = env.counters.base(SLOT_NONE);
@@ -105,6 +105,7 @@ export class TcpConnection {
     this.limits.maxTransferBytes = env.maxTransferBytes;
     this.io = new IoPath(env.executorOf, this.spare);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (env.readBuffer) env.readBuffer.onChunk = (chunk) => this.onData(chunk);
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
   }

@@ -97,6 +97,13 @@ export interface ConnectionEnv {
   counters?: TcpCounters;
   /** The metrics label slot of a host NQN (the thread that answers Connects). */
   hostSlot?(hostnqn: string): number;
+  /**
+   * Set when the socket reads into one buffer it reuses (net.Socket
+   * `onread`, no allocation per read): the connection sets `onChunk`, which
+   * the socket's callback calls with what it read; nothing of a chunk is
+   * kept past that call.
+   */
+  readBuffer?: { onChunk: ((chunk: Uint8Array) => void) | undefined };
   /** How long an accepted connection may take to connect a queue (default CONNECT_TIMEOUT_MS). */
   connectTimeoutMs?: number;
 }

@@ -180,7 +180,14 @@ function propertySqe(cid, fctype, prop, value = 0) {
 
 async function openSocket(host, port) {
   const buffer = Buffer.allocUnsafeSlow(256 << 10);
-  const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback: (n) => void socket.onChunk(new Uint8Array(buffer.buffer, buffer.byteOffset, n)) } });
+  // With onread no 'data' event comes by itself: it is emitted once the queue has handled the chunk, for
+  // callers that act then (client.mjs sends what the completions issued).
+  const callback = (n) => {
+    const chunk = new Uint8Array(buffer.buffer, buffer.byteOffset, n);
+    socket.onChunk(chunk);
+    socket.emit('data', chunk);
+  };
+  const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback } });
   await new Promise((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);

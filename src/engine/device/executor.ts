@@ -9,9 +9,9 @@
  * Every thread that executes queues has one executor over the same shared
  * state (shared-state.ts); the main thread's also serves the admin queue
  * (`serveAdmin`). Commands normally arrive through an SQ in the DMA arena;
- * `submitDirect()` runs an I/O command that arrived some other way (an
- * NVMe/TCP capsule) through the same path, its data in a buffer, its
- * completion to a callback in place of the CQ.
+ * `submit()` runs one that arrived some other way, completing to its CQ;
+ * `submitDirect()` an I/O command (an NVMe/TCP capsule) with its data in
+ * a buffer and its completion to a callback in place of the CQ.
  */
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';

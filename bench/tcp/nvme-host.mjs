@@ -27,6 +27,7 @@ const SLBA_AT = CapsuleCmdPdu.SQE.offset + Sqe.CDW10.offset;
 const HLEN = CapsuleCmdPdu.$size;
 
 const dv = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+const u16 = (b, at) => b[at] | (b[at + 1] << 8);
 
 function setSgl(sqe, sglId, length) {
   const at = FabricsSqe.SGL1.offset;
@@ -34,20 +35,24 @@ function setSgl(sqe, sglId, length) {
   sqe[at + SglDescriptor.SGL_ID.offset] = sglId;
 }
 
-/** One NVMe/TCP connection (one queue): the reader, completions by CID, the bring-up's awaited commands. */
+/**
+ * One NVMe/TCP connection (one queue): the reader, completions by CID, the bring-up's awaited commands.
+ * The socket reads into one buffer it reuses (openSocket: `onread`), as a kernel host receives into pages
+ * it owns: no allocation per read; the reader copies a partial PDU out of it (`reusedChunks`).
+ */
 class Queue {
   constructor(socket, digests) {
     this.socket = socket;
     this.digests = digests;
     this.wire = { hdgst: digests, ddgst: digests, pda: 0 };
-    this.reader = new PduReader({ maxPduBytes: (128 << 10) + 1024, side: 'host' });
+    this.reader = new PduReader({ maxPduBytes: (128 << 10) + 1024, side: 'host', reusedChunks: true });
     this.waiting = new Map();
     this.icResp = null;
     this.failure = null;
     /** The fast path's completion callback: (cid, status, dw0). */
     this.onComplete = null;
     socket.setNoDelay(true);
-    socket.on('data', (chunk) => this.onData(chunk));
+    socket.onChunk = (chunk) => this.onData(chunk);
     socket.on('error', (e) => this.fail(e));
     socket.on('close', () => this.fail(new Error('the target closed the connection')));
   }
@@ -66,8 +71,10 @@ class Queue {
       for (let pdu = this.reader.next(); pdu !== null; pdu = this.reader.next()) {
         switch (pdu.type) {
           case PduType.CAPSULE_RESP: {
-            const cqe = dv(capsuleEntry(pdu));
-            this.complete(readField(cqe, 0, Cqe.CID), readField(cqe, 0, Cqe.SF), readField(cqe, 0, Cqe.DW0));
+            // The CQE's fields read by bytes: no DataView per response.
+            const cqe = capsuleEntry(pdu);
+            const sf = (u16(cqe, Cqe.SF.offset) >>> Cqe.SF.shift) & ((1 << Cqe.SF.bits) - 1);
+            this.complete(u16(cqe, Cqe.CID.offset), sf, (u16(cqe, Cqe.DW0.offset) | (u16(cqe, Cqe.DW0.offset + 2) << 16)) >>> 0);
             break;
           }
           case PduType.C2H_DATA: {
@@ -172,7 +179,15 @@ function propertySqe(cid, fctype, prop, value = 0) {
 }
 
 async function openSocket(host, port) {
-  const socket = net.connect({ host, port, noDelay: true });
+  const buffer = Buffer.allocUnsafeSlow(256 << 10);
+  // With onread no 'data' event comes by itself: it is emitted once the queue has handled the chunk, for
+  // callers that act then (client.mjs sends what the completions issued).
+  const callback = (n) => {
+    const chunk = new Uint8Array(buffer.buffer, buffer.byteOffset, n);
+    socket.onChunk(chunk);
+    socket.emit('data', chunk);
+  };
+  const socket = net.connect({ host, port, noDelay: true, onread: { buffer, callback } });
   await new Promise((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);

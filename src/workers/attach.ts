@@ -22,7 +22,8 @@
  * thread's: see sharing.ts).
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
-import { NvmeController } from '../engine/device/controller.js';
+import { IoThreadController, NvmeController } from '../engine/device/controller.js';
+import type { QueueExecutor } from '../engine/device/executor.js';
 import { LocalTransport } from '../engine/transport/local.js';
 import type { Transport } from '../engine/transport/transport.js';
 import { ThreadTcpTransport, isTcpThreadHandle } from '../engine/transport/tcp/thread-transport.js';
@@ -105,6 +106,12 @@ export class AttachedQueue extends IoQueuePair {
   bind(port: MessagePort, transport: Transport): void {
     this.port = port;
     this.local = transport;
+  }
+
+  /** The controller's queue executor in this thread, when it is an in-process controller (the NVMe/TCP target's I/O threads run commands on it directly). */
+  get executor(): QueueExecutor | undefined {
+    const c = this.local instanceof LocalTransport ? this.local.controller : undefined;
+    return c instanceof IoThreadController ? c.executor : undefined;
   }
 
   /** This thread's commands not yet completed: holding a request slot, or waiting for one (other threads' on a shared pair are theirs). */

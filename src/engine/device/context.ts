@@ -14,6 +14,13 @@ import type { SharedState } from './shared-state.js';
 import type { AdminState } from './admin-state.js';
 import type { ErrorLog, HealthCounters } from './health.js';
 
+/** A command table as an array indexed by opcode, for dispatch without hashing. */
+export function byOpcode<C>(table: ReadonlyMap<number, CommandEntry<C>>): Array<CommandEntry<C> | undefined> {
+  const out = new Array<CommandEntry<C> | undefined>(256).fill(undefined);
+  for (const [opcode, entry] of table) out[opcode] = entry;
+  return out;
+}
+
 export interface CommandEntry<C> {
   readonly opcode: number;
   readonly handler: (c: C, req: Request) => number;

@@ -9,8 +9,9 @@
  * Every thread that executes queues has one executor over the same shared
  * state (shared-state.ts); the main thread's also serves the admin queue
  * (`serveAdmin`). Commands normally arrive through an SQ in the DMA arena;
- * `submit()` runs one that arrived some other way (a network transport's
- * capsule) through the same accounting and completion path.
+ * `submit()` runs one that arrived some other way, completing to its CQ;
+ * `submitDirect()` an I/O command (an NVMe/TCP capsule) with its data in
+ * a buffer and its completion to a callback in place of the CQ.
  */
 import { performance } from 'node:perf_hooks';
 import { debuglog } from 'node:util';
@@ -20,33 +21,26 @@ import type { ControllerConfig } from './config.js';
 import type { SharedState } from './shared-state.js';
 import type { Interrupts } from './interrupts.js';
 import type { ErrorLog, HealthCounters } from './health.js';
-import type { AdminContext, CommandEntry, IoContext, QueueControl } from './context.js';
+import { byOpcode, type AdminContext, type CommandEntry, type IoContext, type QueueControl } from './context.js';
 import type { BlockIo, IoDone } from './backends/backend.js';
 import { BackendError } from '../errors.js';
-import { CompletionQueue, SubmissionQueue, type Request } from './queues.js';
+import { MemoryBackend } from './backends/memory.js';
+import { CompletionQueue, ExecutingRequests, SubmissionQueue, type DirectDone, type Request } from './queues.js';
 import { DOORBELL_BASE, Cap, Regs, pageSizeOf } from '../spec/registers.js';
 import { readField } from '../spec/layout.js';
 import { CQE_SIZE, SQE_SIZE, decodeCommandWords, postCompletionWords, type Command } from '../spec/command.js';
-import { NvmOpcode, opcodeName } from '../spec/opcodes.js';
+import { opcodeName } from '../spec/opcodes.js';
 import { AsyncEventType, AsyncErrorInfo, LogPageId } from '../spec/log-pages.js';
 import { statusCode, formatStatus } from '../spec/status.js';
-import { ABORTED_SQ_DELETION, HELD, INTERNAL_ERROR, INVALID_FIELD, INVALID_OPCODE, UNRECOVERED_READ_ERROR, WRITE_FAULT, backendStatus } from './status.js';
-import { HealthCounter } from './health.js';
+import { ABORTED_SQ_DELETION, COMMAND_INTERRUPTED, HELD, INTERNAL_ERROR, INVALID_FIELD, INVALID_OPCODE, backendStatus } from './status.js';
 import { eventWord } from './admin-state.js';
-import { mapPrps, gather, scatter } from './prp.js';
+import { directData, mapPrps, gather, scatter } from './prp.js';
 import type { RingSet } from '../uring/ring-set.js';
 
 const trace = debuglog('nvmq');
 
 /** NSIDs up to this are looked up in an array. */
 const MAX_INDEXED_NSID = 1024;
-
-/** A command table as an array indexed by opcode, for dispatch without hashing. */
-function byOpcode<C>(table: ReadonlyMap<number, CommandEntry<C>>): Array<CommandEntry<C> | undefined> {
-  const out = new Array<CommandEntry<C> | undefined>(256).fill(undefined);
-  for (const [opcode, entry] of table) out[opcode] = entry;
-  return out;
-}
 
 export interface ExecutorParts {
   config: ControllerConfig;
@@ -82,11 +76,8 @@ export class QueueExecutor implements QueueControl {
   private readonly nsByNsid: Array<Namespace | undefined> = [];
   private readonly sqViews: SubmissionQueue[] = [];
   private readonly cqViews: CompletionQueue[] = [];
-  /**
-   * Requests this thread has fetched and is waiting on backend operations for, by QID (for Abort). Each
-   * knows its index (`listed`), so leaving is a swap with the last one: no hashing per command.
-   */
-  private readonly mine: Array<Request[] | undefined> = [];
+  /** Requests this thread has fetched and is waiting on backend operations for (for Abort). */
+  private readonly mine = new ExecutingRequests();
   /** This thread's in-flight count among the shared globals. */
   private readonly threadWord: number;
   private readonly doorbellStride: number;
@@ -94,6 +85,9 @@ export class QueueExecutor implements QueueControl {
   private maxTransferBytes: number | undefined;
   /** One clock reading per doorbell, for busy-time accounting. */
   private clock: number | undefined;
+  /** plug() depth, and the SQs whose io_uring submission waits for the last unplug(). */
+  private plugs = 0;
+  private readonly unsubmitted: number[] = [];
 
   constructor(p: ExecutorParts) {
     this.shared = p.shared;
@@ -122,6 +116,11 @@ export class QueueExecutor implements QueueControl {
     return nsid <= MAX_INDEXED_NSID ? this.nsByNsid[nsid] : this.namespaces.get(nsid);
   }
 
+  /** Whether commands of namespace `nsid` complete inside the call that runs them (memory): a direct command's data may then be any memory, used only during the call. */
+  completesInline(nsid: number): boolean {
+    return this.namespace(nsid)?.backend instanceof MemoryBackend;
+  }
+
   get writeCacheEnabled(): boolean {
     return this.shared.writeCacheEnabled;
   }
@@ -147,25 +146,7 @@ export class QueueExecutor implements QueueControl {
   }
 
   requestsOf(qid: number): readonly Request[] {
-    return this.mine[qid] ?? [];
-  }
-
-  private list(req: Request): void {
-    const mine = (this.mine[req.sq.qid] ??= []);
-    req.listed = mine.length;
-    mine.push(req);
-  }
-
-  private unlist(req: Request): void {
-    const at = req.listed;
-    if (at < 0) return;
-    req.listed = -1;
-    const mine = this.mine[req.sq.qid]!;
-    const last = mine.pop()!;
-    if (last !== req) {
-      mine[at] = last;
-      last.listed = at;
-    }
+    return this.mine.of(qid);
   }
 
   // ---------------------------------------------------------------- doorbells
@@ -231,18 +212,33 @@ export class QueueExecutor implements QueueControl {
    * staged; what the kernel completes inline (page-cache hits) is timed with
    * the same clock, as a memory namespace's commands are.
    */
-  private run(sq: SubmissionQueue, cq: CompletionQueue, one: Command | undefined, epoch: number): void {
+  private run(sq: SubmissionQueue, cq: CompletionQueue, one: Command | undefined, epoch: number, data?: Uint8Array[], done?: DirectDone): void {
     const outer = this.clock === undefined;
     if (outer) this.clock = performance.now();
     try {
-      if (one) this.execute(sq, cq, one, epoch);
+      if (one) this.execute(sq, cq, one, epoch, data, done);
       else this.fetchAll(sq, cq);
     } finally {
       try {
-        this.rings?.submit(sq.qid);
+        if (this.plugs === 0) this.rings?.submit(sq.qid);
+        else if (!this.unsubmitted.includes(sq.qid)) this.unsubmitted.push(sq.qid);
       } finally {
         if (outer) this.clock = undefined;
       }
+    }
+  }
+
+  /** Until the last unplug(), submitDirect()'s io_uring operations wait: one io_uring_enter (and clock reading) for a batch, as for a doorbell. */
+  plug(): void {
+    if (this.plugs++ === 0 && this.clock === undefined) this.clock = performance.now();
+  }
+
+  unplug(): void {
+    if (this.plugs === 0 || --this.plugs > 0) return;
+    try {
+      for (let qid = this.unsubmitted.pop(); qid !== undefined; qid = this.unsubmitted.pop()) this.rings?.submit(qid);
+    } finally {
+      this.clock = undefined;
     }
   }
 
@@ -284,15 +280,15 @@ export class QueueExecutor implements QueueControl {
    * Returns how many; 0 when none can run (no room, the queue going away, the
    * controller not ready or reset since `epoch` was read).
    */
-  private admit(sq: SubmissionQueue, cq: CompletionQueue, wanted: number, epoch: number): number {
-    const n = cq.reserve(wanted);
+  private admit(sq: SubmissionQueue, cq: CompletionQueue, wanted: number, epoch: number, reserve = true): number {
+    const n = reserve ? cq.reserve(wanted) : wanted;
     if (n === 0) return 0;
     // Count them in flight before the last checks: a Delete I/O SQ or a reset that reads the counts
     // after this either sees them or finds the queue / controller state that stops the fetch.
     sq.addInflight(n);
     this.shared.enter(this.threadWord, n);
     if (!this.shared.ready || !sq.valid || sq.deleting || this.shared.epoch !== epoch) {
-      cq.unreserve(n);
+      if (reserve) cq.unreserve(n);
       this.leave(sq, n);
       return 0;
     }
@@ -301,10 +297,9 @@ export class QueueExecutor implements QueueControl {
 
   /**
    * Executes `cmd` as a command of I/O or admin queue `sq` that arrived other
-   * than through the SQ's ring in the arena (a network transport's capsule):
-   * its completion goes to the SQ's CQ like any other. Returns false, and runs
-   * nothing, when the CQ has no room or the queue or controller cannot take
-   * commands now.
+   * than through the SQ's ring in the arena: its completion goes to the SQ's
+   * CQ like any other. Returns false, and runs nothing, when the CQ has no
+   * room or the queue or controller cannot take commands now.
    */
   submit(sq: SubmissionQueue, cmd: Command): boolean {
     const cq = this.cq(sq.cqid);
@@ -315,13 +310,37 @@ export class QueueExecutor implements QueueControl {
     return true;
   }
 
+  /**
+   * Executes I/O command `sqe` (16 words) for I/O SQ `qid` of this thread without its ring: an NVMe/TCP
+   * capsule whose data pointer the transport resolved into `data`. PSDT and DPTR are ignored; the handlers
+   * map `data` where they map PRPs (PRP1 = its offset, for the alignment check). Same handlers, statuses,
+   * SMART counters and error log as a fetched command, counted in flight on the SQ and this thread (a
+   * Delete I/O SQ, reset or close drains it); its CID is the caller's (not marked, not found by Abort).
+   * `done` gets status and DW0 once, inside this call when the backend completes at once (memory); one a
+   * reset or the queue's deletion overtook gets Command Interrupted. False, running nothing, when the
+   * queue or controller cannot take commands now.
+   */
+  submitDirect(qid: number, sqe: Uint32Array, data: Uint8Array | undefined, done: DirectDone): boolean {
+    const sq = qid > 0 ? this.sq(qid) : undefined;
+    const cq = sq && this.cq(sq.cqid);
+    const epoch = this.shared.epoch;
+    // Admitted without room in the CQ: nothing is posted there.
+    if (!sq || !cq || this.admit(sq, cq, 1, epoch, false) === 0) return false;
+    const cmd = decodeCommandWords(sqe, 0);
+    cmd.psdt = 0;
+    cmd.prp1 = data ? data.byteOffset : 0;
+    cmd.prp2 = 0;
+    this.run(sq, cq, cmd, epoch, data && data.length > 0 ? [data] : [], done);
+    return true;
+  }
+
   // ---------------------------------------------------------------- execution
 
   /** Runs a fetched command; admit() has already counted it in flight. */
-  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: Command, epoch: number): void {
+  private execute(sq: SubmissionQueue, cq: CompletionQueue, cmd: Command, epoch: number, data?: Uint8Array[], direct?: DirectDone): void {
     const io = sq.qid !== 0;
-    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, listed: -1 };
-    this.shared.markCid(sq.qid, cmd.cid);
+    const req: Request = { sq, cq, cmd, epoch, io, status: 0, forced: 0, dw0: 0, pending: 1, done: false, lba: 0, bytes: 0, listed: -1, data, direct };
+    if (!direct) this.shared.markCid(sq.qid, cmd.cid);
     if (io) this.health.ioStarted(this.now());
     let status: number;
     try {
@@ -342,7 +361,7 @@ export class QueueExecutor implements QueueControl {
     if (status === HELD) return;
     // Still waiting for backend operations: Abort may look for it. (A command that completed inside the
     // dispatch never needs finding, so the common memory case skips the bookkeeping.)
-    if (req.pending > 1) this.list(req);
+    if (req.pending > 1 && !direct) this.mine.add(req);
     this.release(req, status);
   }
 
@@ -372,7 +391,7 @@ export class QueueExecutor implements QueueControl {
 
   detach(req: Request): void {
     this.shared.forgetCid(req.sq.qid, req.cmd.cid);
-    this.unlist(req);
+    this.mine.remove(req);
     this.leave(req.sq);
   }
 
@@ -386,35 +405,23 @@ export class QueueExecutor implements QueueControl {
   private finish(req: Request): void {
     if (req.done) return;
     req.done = true;
-    this.shared.forgetCid(req.sq.qid, req.cmd.cid);
     const sq = req.sq;
-    this.unlist(req);
+    const direct = req.direct;
+    if (!direct) this.shared.forgetCid(sq.qid, req.cmd.cid);
+    this.mine.remove(req);
     // A command still executing when its SQ was deleted completes as aborted (5.6).
     const status = req.forced || (sq.deleting ? ABORTED_SQ_DELETION : 0) || req.status;
     if (req.io) {
       this.health.ioFinished(this.now());
-      this.countIo(req, status);
+      this.health.countIo(req.cmd.opcode, req.bytes, status);
     }
-    if (req.epoch === this.shared.epoch && req.cq.valid) {
-      if (status !== 0) trace('%s qid %d cid %d: %s', opcodeName(req.cmd.opcode, !req.io), sq.qid, req.cmd.cid, formatStatus(status));
-      this.postCompletion(req, status);
-    }
+    const current = req.epoch === this.shared.epoch && req.cq.valid;
+    if (current && status !== 0) trace('%s qid %d cid %d%s: %s', opcodeName(req.cmd.opcode, !req.io), sq.qid, req.cmd.cid, direct ? ' (direct)' : '', formatStatus(status));
+    if (current && !direct) this.postCompletion(req, status);
+    else if (current && status !== 0) this.recordError(req, status, 0);
     this.leave(sq);
-  }
-
-  private countIo(req: Request, status: number): void {
-    const op = req.cmd.opcode;
-    if (status === 0) {
-      if (op === NvmOpcode.READ) {
-        this.health.add(HealthCounter.HOST_READ_COMMANDS, 1);
-        this.health.add(HealthCounter.UNITS_READ, req.bytes / 512);
-      } else if (op === NvmOpcode.WRITE) {
-        this.health.add(HealthCounter.HOST_WRITE_COMMANDS, 1);
-        this.health.add(HealthCounter.UNITS_WRITTEN, req.bytes / 512);
-      }
-    } else if (statusCode(status) === statusCode(UNRECOVERED_READ_ERROR) || statusCode(status) === statusCode(WRITE_FAULT)) {
-      this.health.add(HealthCounter.MEDIA_ERRORS, 1);
-    }
+    // A direct command a reset or the queue's deletion overtook: the caller's host may retry it.
+    direct?.(current ? status : COMMAND_INTERRUPTED, req.dw0);
   }
 
   postCompletion(req: Request, status: number): void {
@@ -429,8 +436,12 @@ export class QueueExecutor implements QueueControl {
       cq.phase ^= 1;
     }
     cq.lock.unlock();
-    if (status !== 0) this.errorLog.record({ sqid: sq.qid, cid, status, phase, nsid: req.cmd.nsid, lba: req.lba, paramErrorLocation: 0xffff });
+    if (status !== 0) this.recordError(req, status, phase);
     if (cq.interruptsEnabled) this.interrupts.raise(cq.vector);
+  }
+
+  private recordError(req: Request, status: number, phase: number): void {
+    this.errorLog.record({ sqid: req.sq.qid, cid: req.cmd.cid, status, phase, nsid: req.cmd.nsid, lba: req.lba, paramErrorLocation: 0xffff });
   }
 
   /**
@@ -449,7 +460,7 @@ export class QueueExecutor implements QueueControl {
       if (!cq) continue;
       const cmd = decodeCommandWords(new Uint32Array(16), 0);
       cmd.cid = cid;
-      this.postCompletion({ sq, cq, cmd, epoch: this.shared.epoch, io: true, status: 0, forced: 0, dw0: 0, pending: 0, done: true, lba: 0, bytes: 0, listed: -1 }, ABORTED_SQ_DELETION);
+      this.postCompletion({ sq, cq, cmd, epoch: this.shared.epoch, io: true, status: 0, forced: 0, dw0: 0, pending: 0, done: true, lba: 0, bytes: 0, listed: -1, data: undefined, direct: undefined }, ABORTED_SQ_DELETION);
     }
     if (n > 0) Atomics.notify(sq.words, sq.inflightIndex);
     return n;
@@ -482,6 +493,7 @@ export class QueueExecutor implements QueueControl {
 
   mapData(req: Request, length: number): { status: number; segments: Uint8Array[] } {
     if (length > this.maxTransfer) return { status: INVALID_FIELD, segments: [] };
+    if (req.data) return directData(req.data, length);
     return mapPrps(this.arena, req.cmd.prp1, req.cmd.prp2, length, this.shared.pageSize);
   }
 

@@ -11,6 +11,9 @@ import { AsyncEventType, AsyncSmartInfo, ErrorLogEntry, ERROR_LOG_ENTRY_SIZE, Lo
 import { writeField } from '../spec/layout.js';
 import { Mutex } from '../shared/mutex.js';
 import { eventWord } from './admin-state.js';
+import { NvmOpcode } from '../spec/opcodes.js';
+import { statusCode } from '../spec/status.js';
+import { UNRECOVERED_READ_ERROR, WRITE_FAULT } from './status.js';
 
 export const HealthCounter = {
   /** 512-byte units read / written by Read / Write commands. */
@@ -56,6 +59,21 @@ export class HealthCounters {
 
   add(counter: number, n: number): void {
     this.row[counter]! += n;
+  }
+
+  /** Counts a finished I/O command: Host Read / Write Commands and Data Units on success, Media Errors on a media failure. */
+  countIo(opcode: number, bytes: number, status: number): void {
+    if (status === 0) {
+      if (opcode === NvmOpcode.READ) {
+        this.add(HealthCounter.HOST_READ_COMMANDS, 1);
+        this.add(HealthCounter.UNITS_READ, bytes / 512);
+      } else if (opcode === NvmOpcode.WRITE) {
+        this.add(HealthCounter.HOST_WRITE_COMMANDS, 1);
+        this.add(HealthCounter.UNITS_WRITTEN, bytes / 512);
+      }
+    } else if (statusCode(status) === statusCode(UNRECOVERED_READ_ERROR) || statusCode(status) === statusCode(WRITE_FAULT)) {
+      this.add(HealthCounter.MEDIA_ERRORS, 1);
+    }
   }
 
   get(counter: number): number {

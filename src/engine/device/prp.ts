@@ -16,7 +16,7 @@
  * rejects the command without touching memory or media.
  */
 import type { DmaArena } from '../dma-arena.js';
-import { DATA_TRANSFER_ERROR, PRP_OFFSET_INVALID } from './status.js';
+import { DATA_TRANSFER_ERROR, INVALID_FIELD, PRP_OFFSET_INVALID } from './status.js';
 import { PRP_ENTRY_SIZE } from '../spec/command.js';
 import { readAddress } from '../spec/layout.js';
 
@@ -112,4 +112,12 @@ export function gather(segments: readonly Uint8Array[], length: number): Uint8Ar
     if (p >= length) break;
   }
   return out;
+}
+
+/** The first `length` bytes of a direct command's data (its one buffer, as a rule); Invalid Field when it holds fewer. */
+export function directData(data: Uint8Array[], length: number): { status: number; segments: Uint8Array[] } {
+  const have = data.length === 0 ? 0 : data[0]!.length;
+  if (have === length) return { status: 0, segments: data };
+  if (have < length) return { status: INVALID_FIELD, segments: [] };
+  return { status: 0, segments: [data[0]!.subarray(0, length)] };
 }

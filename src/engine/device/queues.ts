@@ -342,4 +342,41 @@ export interface Request {
   bytes: number;
   /** Index in this thread's list of executing requests of its SQ (for Abort), -1 when not listed: listed only while backend operations are pending. */
   listed: number;
+  /** A direct command's data (QueueExecutor.submitDirect), mapped in place of PRPs; undefined for a fetched command. */
+  readonly data: Uint8Array[] | undefined;
+  /** Where a direct command's completion goes in place of the CQ. */
+  readonly direct: DirectDone | undefined;
 }
+
+/**
+ * One thread's executing requests by QID (for Abort). Each knows its index
+ * (`listed`), so leaving is a swap with the last one: no hashing per command.
+ */
+export class ExecutingRequests {
+  private readonly byQid: Array<Request[] | undefined> = [];
+
+  of(qid: number): readonly Request[] {
+    return this.byQid[qid] ?? [];
+  }
+
+  add(req: Request): void {
+    const list = (this.byQid[req.sq.qid] ??= []);
+    req.listed = list.length;
+    list.push(req);
+  }
+
+  remove(req: Request): void {
+    const at = req.listed;
+    if (at < 0) return;
+    req.listed = -1;
+    const list = this.byQid[req.sq.qid]!;
+    const last = list.pop()!;
+    if (last !== req) {
+      list[at] = last;
+      last.listed = at;
+    }
+  }
+}
+
+/** The completion of a command run by QueueExecutor.submitDirect: its status and DW0. */
+export type DirectDone = (status: number, dw0: number) => void;

@@ -16,6 +16,7 @@ export const COMMAND_SEQUENCE_ERROR = makeStatus(Sct.GENERIC, GenericStatus.COMM
 export const DATA_TRANSFER_ERROR = makeStatus(Sct.GENERIC, GenericStatus.DATA_TRANSFER_ERROR, true);
 export const INTERNAL_ERROR = makeStatus(Sct.GENERIC, GenericStatus.INTERNAL_ERROR);
 export const ABORT_REQUESTED = makeStatus(Sct.GENERIC, GenericStatus.ABORT_REQUESTED);
+export const COMMAND_INTERRUPTED = makeStatus(Sct.GENERIC, GenericStatus.COMMAND_INTERRUPTED);
 export const ABORTED_SQ_DELETION = makeStatus(Sct.GENERIC, GenericStatus.ABORTED_SQ_DELETION);
 export const INVALID_NAMESPACE = makeStatus(Sct.GENERIC, GenericStatus.INVALID_NAMESPACE, true);
 export const PRP_OFFSET_INVALID = makeStatus(Sct.GENERIC, GenericStatus.PRP_OFFSET_INVALID, true);

@@ -148,10 +148,17 @@ export function putC2HDataBytes(dataBytes: number, wire: WireOptions = NONE): nu
  * them. Returns the bytes written.
  */
 export function putC2HData(out: Uint8Array, view: DataView, at: number, cccid: number, data: Uint8Array, success: boolean, wire: WireOptions = NONE): number {
-  const n = putC2HDataBytes(data.length, wire);
+  const n = putC2HDataHeader(out, view, at, cccid, data.length, success, wire);
+  out.set(data, at + n - data.length);
+  return n;
+}
+
+/** putC2HData() for `dataBytes` of data already in place (after the header and padding): writes the rest. */
+export function putC2HDataHeader(out: Uint8Array, view: DataView, at: number, cccid: number, dataBytes: number, success: boolean, wire: WireOptions = NONE): number {
+  const n = putC2HDataBytes(dataBytes, wire);
   if (n === undefined) throw new RangeError('putC2HData writes PDUs without digests');
-  if (data.length === 0) throw new RangeError('a C2HData PDU carries data');
-  const pdo = n - data.length;
+  if (dataBytes === 0) throw new RangeError('a C2HData PDU carries data');
+  const pdo = n - dataBytes;
   out.fill(0, at, at + pdo);
   out[at + CH.PDU_TYPE.offset] = PduType.C2H_DATA;
   out[at + CH.FLAGS.offset] = PduFlag.LAST_PDU | (success ? PduFlag.SUCCESS : 0);
@@ -159,8 +166,7 @@ export function putC2HData(out: Uint8Array, view: DataView, at: number, cccid: n
   out[at + CH.PDO.offset] = pdo;
   view.setUint32(at + CH.PLEN.offset, n, true);
   view.setUint16(at + C2HDataPdu.CCCID.offset, cccid, true);
-  view.setUint32(at + C2HDataPdu.DATAL.offset, data.length, true);
-  out.set(data, at + pdo);
+  view.setUint32(at + C2HDataPdu.DATAL.offset, dataBytes, true);
   return n;
 }
 

@@ -22,7 +22,8 @@
  *   (command data into its DMA buffer).
  * - Memory: the reader allocates at most `maxPduBytes` plus one header.
  *   Once `next()` has returned null, `bufferedBytes` (a partial PDU) is
- *   below `maxPduBytes`; the chunks those bytes sit in stay referenced.
+ *   below `maxPduBytes`; the chunks those bytes sit in stay referenced
+ *   (copied instead with `reusedChunks`).
  * - An H2CTermReq comes out as a PDU: the host is ending the connection,
  *   which gets no answer. A TermReq that is itself malformed throws a
  *   `PduError` with `sendTermReq` false.
@@ -73,6 +74,12 @@ export interface PduReaderOptions {
   maxPduBytes: number;
   /** `controller` (default) reads host-to-controller PDUs; `host` reads controller-to-host PDUs. */
   side?: 'controller' | 'host';
+  /**
+   * The pushed chunks are reused once `next()` has returned null (a socket
+   * reading into one buffer, `onread`): the reader then copies the bytes of
+   * a partial PDU into memory of its own, and references no chunk.
+   */
+  reusedChunks?: boolean;
   /** The data alignment this side asked for, 0's based dwords: CPDA of the ICResp (controller), HPDA of the ICReq (host). 0 by default. */
   pda?: number;
   /**
@@ -194,6 +201,9 @@ export class PduReader {
   private readonly chBuf = new Uint8Array(CH_SIZE);
   private readonly headerBuf = new Uint8Array(IcReqPdu.$size + HDGST_SIZE);
   private scratch = NO_DATA;
+  private readonly reusedChunks: boolean;
+  /** The copy keepUnread() made last. */
+  private own: Uint8Array | undefined;
 
   constructor(options: PduReaderOptions) {
     const { maxPduBytes, side = 'controller', pda = 0 } = options;
@@ -202,6 +212,7 @@ export class PduReader {
     this.maxPduBytes = maxPduBytes;
     this.side = side;
     this.pdaAlign = pdaBytes(pda);
+    this.reusedChunks = options.reusedChunks === true;
     if (options.negotiated) {
       this.initialized = true;
       this.hdgst = options.negotiated.hdgst;
@@ -235,6 +246,17 @@ export class PduReader {
     return out;
   }
 
+  /** Copies the bytes pushed and not yet returned into memory of the reader's own (`reusedChunks`). */
+  private keepUnread(): void {
+    if (this.buffered === 0 || (this.first === this.chunks.length - 1 && this.chunks[this.first] === this.own)) return;
+    const rest = new Uint8Array(this.buffered);
+    this.copyOut(rest, this.buffered);
+    this.own = rest;
+    this.chunks = [rest];
+    this.first = 0;
+    this.head = 0;
+  }
+
   push(chunk: Uint8Array): void {
     if (this.failed !== null || chunk.length === 0) return;
     // Kept as a plain Uint8Array: the PDUs' views of it are then plain ones too (a Buffer's subarray() costs more).
@@ -245,7 +267,9 @@ export class PduReader {
   next(): Pdu | null {
     if (this.failed !== null) throw this.failed;
     try {
-      return this.read();
+      const pdu = this.read();
+      if (pdu === null && this.reusedChunks) this.keepUnread();
+      return pdu;
     } catch (e) {
       if (e instanceof PduError) this.failed = e;
       throw e;

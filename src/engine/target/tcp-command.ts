@@ -14,20 +14,26 @@ import { SQE_SIZE } from '../spec/command.js';
 import { Fes, H2CDataPdu, TcpCommonHeader } from '../spec/tcp-pdu.js';
 import type { FabricsResponse } from './capsule.js';
 import { DataDirection, clearDataPointer, errorStatus } from './local-io.js';
+import type { DirectDone } from '../device/queues.js';
+import type { DirectEntry } from './tcp-env.js';
+import type { SpareBuffers } from './spare-buffers.js';
 import type { Pdu } from './pdu.js';
 import type { decodeDataPdu } from './pdu-fields.js';
 
 export interface Command {
   cid: number;
-  /** This connection's copy of the SQE (the local path clears its data pointer in place), and a view of it. */
+  /** This connection's copy of the SQE (the local path clears its data pointer in place), and views of it. */
   readonly sqe: Uint8Array;
   readonly dv: DataView;
+  readonly words: Uint32Array;
   direction: number;
   /** Bytes its SGL describes. */
   length: number;
   buffer: Uint8Array | undefined;
   /** Whether `buffer` is a DMA buffer of `q` to give back. */
   q: IoQueuePair | undefined;
+  /** Its data is where it arrived (a write) or where its response is gathered (a read): no DMA buffer (IoPath.inline). */
+  placed: boolean;
   /** H2CData bytes received so far (an R2T'd write). */
   received: number;
   ttag: number;
@@ -37,6 +43,8 @@ export interface Command {
   readonly raw: { raw: Uint8Array };
   readonly data: DataSpec;
   local: CompletionCallback | undefined;
+  /** Where its completion goes when the executor runs it directly (runDirect). */
+  direct: DirectDone | undefined;
 }
 
 const NO_DATA = new Uint8Array(0);
@@ -51,27 +59,35 @@ export function commandRecord(cid: number, done?: CommandDone): Command {
     cid,
     sqe,
     dv: new DataView(sqe.buffer),
+    words: new Uint32Array(sqe.buffer),
     direction: 0,
     length: 0,
     buffer: undefined,
     q: undefined,
+    placed: false,
     received: 0,
     ttag: -1,
     failed: undefined,
     raw: { raw: sqe },
     data: { buffer: NO_DATA, direction: 'to-device' },
     local: undefined,
+    direct: undefined,
   };
   if (done) {
+    cmd.direct = (status, dw0) => done(cmd, status, dw0, 0, status === 0 ? readData(cmd) : undefined);
     cmd.local = (err, c) => {
       if (err || !c) {
         const r = errorStatus(err);
         done(cmd, r.status, r.dw0, r.dw1, undefined);
-      } else if (c.status === 0 && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined && cmd.buffer.length > 0) done(cmd, 0, c.dw0, c.dw1, cmd.buffer);
-      else done(cmd, c.status, c.dw0, c.dw1, undefined);
+      } else done(cmd, c.status, c.dw0, c.dw1, c.status === 0 ? readData(cmd) : undefined);
     };
   }
   return cmd;
+}
+
+/** The data a command that succeeded read, if it read any. */
+function readData(cmd: Command): Uint8Array | undefined {
+  return cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined && cmd.buffer.length > 0 ? cmd.buffer : undefined;
 }
 
 /** Makes a record the CID's new command, moving `length` bytes in `direction`. */
@@ -81,6 +97,7 @@ export function startCommand(cmd: Command, direction: number, length: number): v
   cmd.received = 0;
   cmd.ttag = -1;
   cmd.failed = undefined;
+  cmd.placed = false;
 }
 
 /**
@@ -98,6 +115,65 @@ export function runOn(q: IoQueuePair, cmd: Command): void {
     data.direction = cmd.direction === DataDirection.TO_DEVICE ? 'to-device' : 'from-device';
   }
   q.passthruCallback(cmd.raw, data, cmd.local!);
+}
+
+/**
+ * Where a connection's I/O commands run: the serving thread's queue pair
+ * `q`, and the executor behind it when this thread runs the controller
+ * (ConnectionEnv.executorOf).
+ */
+export class IoPath {
+  q: IoQueuePair | undefined;
+  private exec: DirectEntry | undefined;
+
+  constructor(
+    private readonly executorOf: ((q: IoQueuePair) => DirectEntry | undefined) | undefined,
+    private readonly spare: SpareBuffers,
+  ) {}
+
+  /** The queue pair to run I/O on, if one is known and not failed (a reset failed it: its spare buffers go with it). */
+  usable(): IoQueuePair | undefined {
+    if (this.q?.failed) {
+      this.spare.drop();
+      this.use(undefined);
+    }
+    return this.q;
+  }
+
+  use(q: IoQueuePair | undefined): void {
+    this.q = q;
+    this.exec = q && this.executorOf?.(q);
+  }
+
+  /** What holds back a received chunk's commands for one submission: the executor, else the pair. */
+  get batch(): { plug(): void; unplug(): void } | undefined {
+    return this.exec ?? this.q;
+  }
+
+  /** Whether `cmd` runs on q's executor and completes inside that call (a memory namespace): its data may then be a view that lasts only as long. */
+  inline(q: IoQueuePair, cmd: Command): boolean {
+    const exec = q === this.q ? this.exec : this.executorOf?.(q);
+    return exec !== undefined && exec.completesInline(cmd.words[1]!);
+  }
+
+  /**
+   * Runs I/O command `cmd` (its data in `cmd.buffer`, a DMA buffer of `q`)
+   * on q's controller: through the executor (QueueExecutor.submitDirect for
+   * q's SQ: no SQ entry, PRPs or reaping) when this thread has it, else as a
+   * raw command of `q` (runOn). The completion goes to the record's callback,
+   * inside this call for a memory namespace on the executor. False, running
+   * nothing, when the executor cannot take it now (a reset, the pair's
+   * deletion).
+   */
+  run(q: IoQueuePair, cmd: Command): boolean {
+    const exec = q === this.q ? this.exec : this.executorOf?.(q);
+    if (exec === undefined) {
+      runOn(q, cmd);
+      return true;
+    }
+    const buffer = cmd.buffer;
+    return exec.submitDirect(q.qid, cmd.words, buffer !== undefined && buffer.length > 0 ? buffer : undefined, cmd.direct!);
+  }
 }
 
 /**

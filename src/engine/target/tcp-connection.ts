@@ -32,7 +32,7 @@ import { connectTo } from './connect.js';
 import { DataDirection, checkDataPointer, dataDirection, expectedBytes, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
-import { commandRecord, h2cDataError, runOn, startCommand, type Command } from './tcp-command.js';
+import { IoPath, commandRecord, h2cDataError, startCommand, type Command } from './tcp-command.js';
 import { TcpSender } from './tcp-sender.js';
 import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
@@ -78,8 +78,8 @@ export class TcpConnection {
   private readonly free: Command[] = [];
   /** checkDataPointer()'s limits on this queue, once connected. */
   private limits = { maxTransferBytes: 0, inCapsuleBytes: ADMIN_IN_CAPSULE_BYTES };
-  /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it). */
-  private q: IoQueuePair | undefined;
+  /** The serving thread's queue pair, once known (ioQueue() again after a reset failed it), and its executor if this thread runs it. */
+  private readonly io: IoPath;
   /** DMA buffers finished commands gave back, for the next ones. */
   private readonly spare = new SpareBuffers();
 
@@ -90,7 +90,7 @@ export class TcpConnection {
   ) {
     // The largest PDU a host may send: a capsule with the most in-capsule data, or an H2CData of MAXH2CDATA.
     const inCapsule = Math.max(ADMIN_IN_CAPSULE_BYTES, env.inCapsuleDataBytes);
-    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated });
+    this.reader = new PduReader({ maxPduBytes: Math.max(inCapsule, env.maxH2CData) + 256, side: 'controller', negotiated, reusedChunks: env.readBuffer !== undefined });
     if (env.counters) {
       this.cells = env.counters.cells;
       this.cbase = env.counters.base(SLOT_NONE);
@@ -103,7 +103,9 @@ export class TcpConnection {
     socket.setNoDelay(true);
     this.sender = new TcpSender(socket, () => this.state === 'ready', { uncork: 'microtasks' });
     this.limits.maxTransferBytes = env.maxTransferBytes;
+    this.io = new IoPath(env.executorOf, this.spare);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (env.readBuffer) env.readBuffer.onChunk = (chunk) => this.onData(chunk);
     socket.on('error', (e) => this.close(`socket error: ${e.message}`));
     socket.on('close', () => this.close('the host closed the connection'));
   }
@@ -185,16 +187,16 @@ export class TcpConnection {
     if (this.ended) return;
     this.count(TcpField.BYTES_RECEIVED, chunk.length);
     this.reader.push(chunk);
-    // The chunk's commands reach the local controller together: one SQ doorbell (one io_uring entry), one reap.
-    const q = this.q;
-    q?.plug();
+    // The chunk's commands reach the local controller together: one io_uring entry (through the pair: one SQ doorbell, one reap).
+    const batch = this.io.batch;
+    batch?.plug();
     try {
       for (let pdu = this.reader.next(); pdu !== null && !this.ended; pdu = this.reader.next()) this.onPdu(pdu);
     } catch (e) {
       if (!(e instanceof PduError)) throw e;
       this.terminate(e);
     } finally {
-      q?.unplug();
+      batch?.unplug();
     }
   }
 
@@ -267,32 +269,30 @@ export class TcpConnection {
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
     const inCapsule = sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined;
     // The common case goes on synchronously: the pair is known, so is the buffer (the PDU's views last until the next one).
-    if (length === 0 || this.qid === 0 || fabrics || this.usableQueue()) this.withData(cmd, inCapsule);
+    if (length === 0 || this.qid === 0 || fabrics || this.io.usable()) this.withData(cmd, inCapsule);
     else {
       const copy = inCapsule?.slice();
-      this.env.ioQueue().then(
-        (q) => {
-          this.q = q;
-          this.withData(cmd, copy);
-        },
-        () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
-      );
+      this.reattach(cmd, () => this.withData(cmd, copy));
     }
   }
 
-  /** The queue pair to run I/O on, if one is known and not failed. */
-  private usableQueue(): IoQueuePair | undefined {
-    if (this.q?.failed) {
-      this.spare.drop();
-      this.q = undefined;
-    }
-    return this.q;
+  /** Runs I/O command `cmd` on `q`'s controller (IoPath.run); Command Interrupted when it cannot take it now. */
+  private runIo(q: IoQueuePair, cmd: Command): void {
+    if (cmd.placed && cmd.buffer === undefined) cmd.buffer = this.sender.reserveData(this.wire, cmd.length, this.sqFlowOff);
+    if (!this.io.run(q, cmd)) this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false));
   }
 
   /** Gets the command's buffer (its data in it, for a write) and runs it; an R2T'd write waits for its H2CData. */
   private withData(cmd: Command, inCapsule: Uint8Array | undefined): void {
     // Reached after the connection ended (its queue pair came after the close): nothing to take or run.
     if (this.state === 'closed') return;
+    // A command that completes inside the call needs no DMA buffer: a write's data is used where it arrived, a read's goes where its response is gathered (runIo).
+    const q = cmd.length > 0 && this.qid > 0 && cmd.sqe[Sqe.OPC.offset] !== FABRICS_OPCODE ? this.io.usable() : undefined;
+    if (q && this.io.inline(q, cmd) && (inCapsule !== undefined || (cmd.direction === DataDirection.FROM_DEVICE && this.sender.canPlace(this.wire, cmd.length)))) {
+      cmd.placed = true;
+      cmd.buffer = inCapsule;
+      return this.run(cmd);
+    }
     // A command waits its turn while the connection's others hold their share of the thread's DMA pool.
     if (cmd.length > 0 && this.spare.mustWait(cmd.length) && this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE) {
       return void this.waiting.push({ cmd, data: inCapsule?.slice() });
@@ -319,7 +319,7 @@ export class TcpConnection {
 
   /** A DMA buffer of the local queue pair for I/O commands (no bounce; a spare one when there is), plain memory for admin ones. */
   private allocate(cmd: Command): Uint8Array {
-    const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.usableQueue() : undefined;
+    const q = this.qid > 0 && readField(cmd.dv, 0, Sqe.OPC) !== FABRICS_OPCODE ? this.io.usable() : undefined;
     if (!q) return (cmd.buffer = new Uint8Array(cmd.length));
     const buffer = this.spare.take(q, cmd.length);
     cmd.q = q;
@@ -331,6 +331,7 @@ export class TcpConnection {
     const { q, buffer } = cmd;
     cmd.buffer = undefined;
     cmd.q = undefined;
+    cmd.placed = false;
     this.giveBack(q, buffer);
   }
 
@@ -454,17 +455,19 @@ export class TcpConnection {
     }
     const want = expectedBytes(dv, this.env.namespaces);
     if (want !== undefined && want !== cmd.length) return this.finish(cmd, statusResponse(GenericStatus.DATA_SGL_LENGTH_INVALID));
-    const q = cmd.q ?? this.usableQueue();
-    if (q) return runOn(q, cmd);
-    this.env.ioQueue().then(
-      (fresh) => {
-        this.q = fresh;
-        runOn(fresh, cmd);
-      },
-      () => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false)),
-    );
+    const q = cmd.q ?? this.io.usable();
+    if (q) return this.runIo(q, cmd);
+    this.reattach(cmd, (fresh) => this.runIo(fresh, cmd));
   }
 
+  /** Gets the thread's queue pair (again, after a reset failed it), then goes on with `next`; Command Interrupted when there is none. */
+  private reattach(cmd: Command, next: (q: IoQueuePair) => void): void {
+    const interrupted = (): void => this.finish(cmd, statusResponse(GenericStatus.COMMAND_INTERRUPTED, false));
+    this.env.ioQueue().then((q) => {
+      this.io.use(q);
+      next(q);
+    }, interrupted);
+  }
 
   /** Sends a command's response, with its data when it read some. */
   private answer(cmd: Command, r: FabricsResponse): void {
@@ -477,9 +480,7 @@ export class TcpConnection {
   }
 
   /** Sends the command's data (if any) and its response; gives its buffer back once the socket is done with it. */
-  private finish(cmd: Command, r: FabricsResponse, data?: Uint8Array): void {
-    this.complete(cmd, r.status, r.dw0, r.dw1, data);
-  }
+  private readonly finish = (cmd: Command, r: FabricsResponse, data?: Uint8Array): void => this.complete(cmd, r.status, r.dw0, r.dw1, data);
 
   private readonly completed = (cmd: Command, status: number, dw0: number, dw1: number, data: Uint8Array | undefined): void => this.complete(cmd, status, dw0, dw1, data);
 
@@ -491,7 +492,7 @@ export class TcpConnection {
     const sqid = Math.max(this.qid, 0);
     const sqhd = this.sqFlowOff ? SQHD_DISABLED : this.sqhd;
     const success = data !== undefined && status === 0 && this.sqFlowOff;
-    const gathered = this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
+    const gathered = cmd.placed && cmd.direction === DataDirection.FROM_DEVICE && cmd.buffer !== undefined ? this.sender.placed(this.wire, cid, sqid, sqhd, status, dw0, dw1, success) : this.sender.gather(this.wire, cid, sqid, sqhd, status, dw0, dw1, data, success);
     if (gathered !== undefined) {
       this.count(TcpField.BYTES_SENT, gathered);
       this.release(cmd);

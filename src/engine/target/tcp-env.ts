@@ -9,6 +9,10 @@ import type { NamespaceInfo } from '../host/identify.js';
 import type { FabricsResponse } from './capsule.js';
 import type { ConnectTarget } from './connect.js';
 import type { TcpCounters } from './tcp-metrics.js';
+import type { QueueExecutor } from '../device/executor.js';
+
+/** The controller's executor in the serving thread, as a connection uses it (QueueExecutor.submitDirect). */
+export type DirectEntry = Pick<QueueExecutor, 'submitDirect' | 'plug' | 'unplug' | 'completesInline'>;
 
 /** In-capsule data an admin queue takes (NVMe/TCP: 8 KiB, enough for a Connect's 1024 bytes). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
@@ -67,6 +71,13 @@ export interface ConnectionEnv {
   targets: readonly ConnectTarget[];
   /** The serving thread's local I/O queue pair (made on first use). */
   ioQueue(): Promise<IoQueuePair>;
+  /**
+   * The executor of the controller behind `q` when this thread runs it (an
+   * I/O thread attached to an in-process controller): I/O commands then go
+   * to it directly, without the pair's SQ, PRPs or reaping; otherwise (the
+   * main thread, a remote controller) through `q` as raw commands.
+   */
+  executorOf?(q: IoQueuePair): DirectEntry | undefined;
   namespaces: ReadonlyMap<number, NamespaceInfo>;
   /** MAXH2CDATA offered in the ICResp. */
   maxH2CData: number;
@@ -86,6 +97,13 @@ export interface ConnectionEnv {
   counters?: TcpCounters;
   /** The metrics label slot of a host NQN (the thread that answers Connects). */
   hostSlot?(hostnqn: string): number;
+  /**
+   * Set when the socket reads into one buffer it reuses (net.Socket
+   * `onread`, no allocation per read): the connection sets `onChunk`, which
+   * the socket's callback calls with what it read; nothing of a chunk is
+   * kept past that call.
+   */
+  readBuffer?: { onChunk: ((chunk: Uint8Array) => void) | undefined };
   /** How long an accepted connection may take to connect a queue (default CONNECT_TIMEOUT_MS). */
   connectTimeoutMs?: number;
 }

@@ -21,7 +21,7 @@ import type { Socket } from 'node:net';
 import { SEND_BACKLOG_BYTES } from './tcp-env.js';
 import { CQE_SIZE } from '../spec/command.js';
 import { encodeResponse } from './capsule.js';
-import { MAX_HEADER_SEGMENT, encodeC2HData, encodeCapsuleResp, putC2HData, putC2HDataBytes, putCapsuleResp, putCapsuleRespBytes, type WireOptions } from './pdu-encode.js';
+import { MAX_HEADER_SEGMENT, encodeC2HData, encodeCapsuleResp, putC2HData, putC2HDataBytes, putC2HDataHeader, putCapsuleResp, putCapsuleRespBytes, type WireOptions } from './pdu-encode.js';
 
 /** Bytes of one output buffer. */
 const OUT_BYTES = 64 << 10;
@@ -41,6 +41,9 @@ export class TcpSender {
   /** Per CID, the PDU headers of a completion sent by reference (C2HData, CapsuleResp), made on first use; a scratch CQE. */
   private readonly headers: Uint8Array[] = [];
   private readonly cqe = scratchCqe();
+  /** Where reserveData() made room for a read's completion, and its data bytes; -1: none. */
+  private placedAt = -1;
+  private placedBytes = 0;
 
   /**
    * `reading()`: whether the connection still reads the host (it resumes
@@ -101,6 +104,42 @@ export class TcpSender {
     if (data !== undefined) at += putC2HData(this.out!, this.view!, at, cid, data, success, wire);
     if (!success) putCapsuleResp(this.out!, this.view!, at, cid, sqid, sqhd, status, dw0, dw1);
     return dataBytes + respBytes;
+  }
+
+  /** Whether reserveData() can make room for a read of `bytes` with `wire` (gathered PDUs: no digests, at most COPY_MAX_BYTES). */
+  canPlace(wire: WireOptions, bytes: number): boolean {
+    return bytes <= COPY_MAX_BYTES && putC2HDataBytes(bytes, wire) !== undefined && putCapsuleRespBytes(wire) !== undefined;
+  }
+
+  /**
+   * Room for the completion of a read whose data the controller writes
+   * straight into the output buffer: returns the view the data goes to,
+   * after room for its C2HData header (and its response capsule after it,
+   * unless `success`). The read must complete before anything else is
+   * gathered or sent (a backend that completes inside the call); then
+   * `placed()`.
+   */
+  reserveData(wire: WireOptions, bytes: number, success: boolean): Uint8Array {
+    const dataBytes = putC2HDataBytes(bytes, wire)!;
+    const at = this.alloc(dataBytes + (success ? 0 : putCapsuleRespBytes(wire)!));
+    this.placedAt = at;
+    this.placedBytes = bytes;
+    return this.out!.subarray(at + dataBytes - bytes, at + dataBytes);
+  }
+
+  /** The completion of the read reserveData() made room for: its C2HData around the data and its response; only the response when it failed. Returns the bytes. */
+  placed(wire: WireOptions, cid: number, sqid: number, sqhd: number, status: number, dw0: number, dw1: number, success: boolean): number {
+    const at = this.placedAt;
+    this.placedAt = -1;
+    if (at < 0 || this.out === undefined) throw new Error('a placed read completed with no room made for it');
+    if (status !== 0) {
+      // Nothing was gathered since the room was made: it is given back, and the response goes there.
+      this.used = at;
+      return this.gather(wire, cid, sqid, sqhd, status, dw0, dw1, undefined, false)!;
+    }
+    const n = putC2HDataHeader(this.out, this.view!, at, cid, this.placedBytes, success, wire);
+    if (!success) putCapsuleResp(this.out, this.view!, at + n, cid, sqid, sqhd, status, dw0, dw1);
+    return n + (success ? 0 : putCapsuleRespBytes(wire)!);
   }
 
   /** A command's completion as gather() makes it, sent by reference (`data` is not copied): `done` once the socket is done with it. Returns the bytes. */

@@ -7,7 +7,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { bringUp, pattern, type Harness } from '../../helpers/harness.js';
 import { AdminOpcode, NvmOpcode } from '../../../src/engine/spec/opcodes.js';
 import { CQE_SIZE, decodeCompletion, decodeCommandWords, encodeCommandWords, type Command, type Completion } from '../../../src/engine/spec/command.js';
-import { INVALID_OPCODE } from '../../../src/engine/device/status.js';
+import { INVALID_OPCODE, LBA_OUT_OF_RANGE } from '../../../src/engine/device/status.js';
 import type { DmaBuffer } from '../../../src/engine/dma-arena.js';
 import { sqTailDb, cqHeadDb } from './registers/helpers.js';
 
@@ -75,6 +75,63 @@ describe('QueueExecutor.submit', () => {
     const sq = exec.sq(QID)!;
     await h.driver.reset();
     expect(exec.submit(sq, command({ opcode: NvmOpcode.FLUSH, nsid: 1 }, 1))).toBe(false);
+  });
+});
+
+/** The 16 words of an SQE with `fields`, as QueueExecutor.submitDirect takes them (a fabrics SGL in DPTR, which it ignores). */
+function words(fields: Partial<Command> & { opcode: number }, cid: number): Uint32Array {
+  const w = new Uint32Array(16);
+  encodeCommandWords(w, 0, { ...fields, psdt: 1, prp1: 0xdead_b000, prp2: 0x1000 }, cid);
+  return w;
+}
+
+describe('QueueExecutor.submitDirect', () => {
+  it('a Read and a Write with their data in a buffer: the data moves, the status goes to the callback, nothing to the CQ', async () => {
+    const { h, entry } = await rawQueue();
+    const q = await h.driver.createIoQueuePair();
+    const data = pattern(4096, 3);
+    await q.write(1, 9, 1, data);
+    const exec = h.controller.executor;
+    const sq = exec.sq(QID)!;
+    const into = new Uint8Array(4096);
+    const got: Array<[number, number]> = [];
+    expect(exec.submitDirect(QID, words({ opcode: NvmOpcode.READ, nsid: 1, cdw10: 9 }, 0x77), into, (status, dw0) => got.push([status, dw0]))).toBe(true);
+    // A memory namespace completes inside the call.
+    expect(got).toEqual([[0, 0]]);
+    expect(Buffer.from(into).equals(Buffer.from(data))).toBe(true);
+    const other = pattern(4096, 11);
+    expect(exec.submitDirect(QID, words({ opcode: NvmOpcode.WRITE, nsid: 1, cdw10: 10 }, 0x77), other, (status) => got.push([status, -1]))).toBe(true);
+    expect(got[1]).toEqual([0, -1]);
+    const back = new Uint8Array(4096);
+    await q.read(1, 10, 1, back);
+    expect(Buffer.from(back).equals(Buffer.from(other))).toBe(true);
+    expect(entry(0).phase).toBe(0);
+    expect(sq.inflight).toBe(0);
+  });
+
+  it('the controller’s checks give their statuses: LBA out of range, an opcode the set lacks, a buffer shorter than the transfer', async () => {
+    const { h } = await rawQueue();
+    const exec = h.controller.executor;
+    const blocks = h.controller.namespaces.get(1)!.blocks;
+    const got: number[] = [];
+    const done = (status: number): void => void got.push(status);
+    exec.submitDirect(QID, words({ opcode: NvmOpcode.READ, nsid: 1, cdw10: blocks }, 1), new Uint8Array(4096), done);
+    exec.submitDirect(QID, words({ opcode: 0x7f, nsid: 1 }, 2), undefined, done);
+    exec.submitDirect(QID, words({ opcode: NvmOpcode.READ, nsid: 1, cdw10: 0, cdw12: 1 }, 3), new Uint8Array(4096), done);
+    expect(got.slice(0, 2)).toEqual([LBA_OUT_OF_RANGE, INVALID_OPCODE]);
+    expect(got[2]).not.toBe(0);
+  });
+
+  it('refuses on a queue that does not exist (or the admin queue), and once the controller is reset', async () => {
+    const { h } = await rawQueue();
+    const exec = h.controller.executor;
+    const done = (): void => {
+      throw new Error('nothing runs');
+    };
+    expect(exec.submitDirect(QID + 1, words({ opcode: NvmOpcode.FLUSH, nsid: 1 }, 1), undefined, done)).toBe(false);
+    expect(exec.submitDirect(0, words({ opcode: NvmOpcode.FLUSH, nsid: 1 }, 1), undefined, done)).toBe(false);
+    await h.driver.reset();
+    expect(exec.submitDirect(QID, words({ opcode: NvmOpcode.FLUSH, nsid: 1 }, 1), undefined, done)).toBe(false);
   });
 });
 

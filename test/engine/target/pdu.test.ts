@@ -175,6 +175,34 @@ describe('round trips: host-to-controller PDUs through a controller reader', () 
     });
   }
 
+  it('reusedChunks: each chunk is overwritten once the reader has returned null, and every PDU still comes out whole', () => {
+    const wire = { hdgst: true, ddgst: true };
+    const stream = concatSegments([
+      concatSegments(encodeCapsuleCmd(sqe(1), undefined, wire)),
+      concatSegments(encodeCapsuleCmd(sqe(2), bytes(4096, 2), wire)),
+      concatSegments(encodeH2CData({ cccid: 3, ttag: 7, datao: 8192, data: bytes(1000, 3), last: true }, wire)),
+    ]);
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = controller(wire, { reusedChunks: true });
+      // One buffer, as a socket with onread: every chunk is read into it, and garbage follows each drain.
+      const into = new Uint8Array(stream.length);
+      const got: Seen[] = [];
+      let from = 0;
+      for (const to of [...randomCuts(stream.length, seed).filter((c) => c > 0).sort((a, b) => a - b), stream.length]) {
+        if (to <= from) continue;
+        into.set(stream.subarray(from, to));
+        r.push(into.subarray(0, to - from));
+        from = to;
+        for (let p = r.next(); p !== null; p = r.next()) got.push(seen(p));
+        into.fill(0xee);
+      }
+      expect(got.map((p) => p.type)).toEqual([0x04, 0x04, 0x06]);
+      expect(got.every((p) => !p.dataDigestError)).toBe(true);
+      expect(got[1]!.data).toEqual([...bytes(4096, 2)]);
+      expect(got[2]!.data).toEqual([...bytes(1000, 3)]);
+    }
+  });
+
   it('ICReq fields', () => {
     const r = new PduReader({ maxPduBytes: MAX });
     const pdu = encodeIcReq({ hpda: 3, hdgst: true, ddgst: false, maxr2t: 15 });

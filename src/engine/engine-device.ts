@@ -8,9 +8,11 @@
 import type { ControllerHandle, NvmeController } from './device/controller.js';
 import type { TcpTransport } from './transport/tcp/tcp-transport.js';
 import type { TcpThreadHandle } from './transport/tcp/thread-transport.js';
+import type { VfioTransport } from './transport/vfio/vfio-transport.js';
+import type { VfioThreadHandle } from './transport/vfio/thread-transport.js';
 
 /** What a thread attaches with (structured-cloneable). */
-export type DeviceHandle = ControllerHandle | TcpThreadHandle;
+export type DeviceHandle = ControllerHandle | TcpThreadHandle | VfioThreadHandle;
 
 export interface EngineDevice {
   handle(): DeviceHandle;
@@ -42,5 +44,23 @@ export class RemoteEngineDevice implements EngineDevice {
   }
   association(): { cntlid: number; inCapsule: number; epoch: number } {
     return this.transport.association();
+  }
+}
+
+/**
+ * A PCIe controller reached through VFIO: each thread maps BAR0 itself and
+ * polls its own queue. The device executes the commands, so a dead thread
+ * leaves nothing to forget here: deleting its SQ aborts what it had queued.
+ */
+export class VfioEngineDevice implements EngineDevice {
+  constructor(private readonly transport: VfioTransport) {}
+  handle(): DeviceHandle {
+    return this.transport.threadHandle();
+  }
+  abandonThread(): number {
+    return 0;
+  }
+  abandonInflight(): number {
+    return 0;
   }
 }

@@ -27,40 +27,37 @@ export interface EngineDevice {
 }
 
 /**
- * A remote controller as the engine's threads see it. A thread's commands
- * are executed by the target, and its connection closes when it dies (the
- * target then deletes the queue), so there is nothing to forget here.
+ * A controller whose I/O queues each belong to one thread and are executed
+ * outside this process's threads (a remote target, a PCIe device): a dead
+ * thread leaves nothing here to forget, since closing its connection or
+ * deleting its SQ ends what it had queued.
  */
-export class RemoteEngineDevice implements EngineDevice {
-  constructor(private readonly transport: TcpTransport) {}
+class ThreadOwnedQueues implements EngineDevice {
+  constructor(private readonly threadHandle: () => DeviceHandle) {}
   handle(): DeviceHandle {
-    return this.transport.threadHandle();
+    return this.threadHandle();
   }
   abandonThread(): number {
     return 0;
   }
   abandonInflight(): number {
     return 0;
+  }
+}
+
+/** A remote controller as the engine's threads see it: each thread connects its own queue. */
+export class RemoteEngineDevice extends ThreadOwnedQueues {
+  constructor(private readonly transport: TcpTransport) {
+    super(() => transport.threadHandle());
   }
   association(): { cntlid: number; inCapsule: number; epoch: number } {
     return this.transport.association();
   }
 }
 
-/**
- * A PCIe controller reached through VFIO: each thread maps BAR0 itself and
- * polls its own queue. The device executes the commands, so a dead thread
- * leaves nothing to forget here: deleting its SQ aborts what it had queued.
- */
-export class VfioEngineDevice implements EngineDevice {
-  constructor(private readonly transport: VfioTransport) {}
-  handle(): DeviceHandle {
-    return this.transport.threadHandle();
-  }
-  abandonThread(): number {
-    return 0;
-  }
-  abandonInflight(): number {
-    return 0;
+/** A PCIe controller reached through VFIO: each thread maps BAR0 itself and polls its own queue. */
+export class VfioEngineDevice extends ThreadOwnedQueues {
+  constructor(transport: VfioTransport) {
+    super(() => transport.threadHandle());
   }
 }

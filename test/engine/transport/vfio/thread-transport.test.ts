@@ -19,8 +19,9 @@ describe('ThreadVfioTransport', () => {
     const fd = openSync('/dev/zero', 'r+');
     try {
       const arena = new DmaArena({ sizeBytes: 1 << 20 });
+      const cq = arena.alloc(8 * 16);
       const before = zeroMaps();
-      const t = ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: fd, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 3, entries: 8 });
+      const t = ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: fd, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 3, entries: 8, cq: { offset: cq.offset } });
       expect(zeroMaps()).toBe(before + 1);
       // CAP reads 0 here: DSTRD 0, doorbells 4 bytes apart.
       t.write32(sqTailDoorbell(3, 0), 6);
@@ -30,6 +31,25 @@ describe('ThreadVfioTransport', () => {
       expect(t.inflight).toBe(10);
       t.write32(cqHeadDoorbell(3, 0), 7);
       expect(t.inflight).toBe(3);
+      expect(t.waitable()).toBe(3);
+      // wait() spins on the phase tag of the CQE at the head (7 here, phase 1 until the head wraps).
+      const dw3 = (slot: number): number => (cq.offset + slot * 16 + 12) >> 2;
+      let t0 = performance.now();
+      t.wait(30);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(29);
+      Atomics.store(arena.u32, dw3(7), 1 << 16);
+      t0 = performance.now();
+      t.wait(1000);
+      expect(performance.now() - t0).toBeLessThan(100);
+      t.write32(cqHeadDoorbell(3, 0), 0); // wrapped: phase 0 is new now, and slot 0 still holds 0
+      t0 = performance.now();
+      t.wait(1000);
+      expect(performance.now() - t0).toBeLessThan(100);
+      Atomics.store(arena.u32, dw3(1), 1 << 16); // slot 1 as the first pass left it: not new in phase 0
+      t.write32(cqHeadDoorbell(3, 0), 1);
+      t0 = performance.now();
+      t.wait(20);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(19);
       t.write32(Regs.CC.offset, 1); // the main thread's register: not written from here
       expect(t.read32(Regs.CC.offset)).toBe(0);
       let polled = 0;
@@ -49,7 +69,7 @@ describe('ThreadVfioTransport', () => {
     if ('reason' in v) throw new Error(v.reason);
     const arena = new DmaArena({ sizeBytes: 1 << 20 });
     const before = zeroMaps();
-    expect(() => ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: 987654, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 1, entries: 8 })).toThrow(/^0000:00:04\.0: this thread cannot map BAR0: cannot mmap BAR0: Bad file descriptor$/);
+    expect(() => ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: 987654, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 1, entries: 8, cq: { offset: 0 } })).toThrow(/^0000:00:04\.0: this thread cannot map BAR0: cannot mmap BAR0: Bad file descriptor$/);
     expect(() => new v.VfioBar(0, 0, 100)).toThrow(RangeError);
     expect(zeroMaps()).toBe(before);
   });

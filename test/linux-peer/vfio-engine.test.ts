@@ -72,6 +72,10 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     expect(open.namespace).toEqual({ blocks: (64 << 20) / LBA, lbaSize: LBA });
     expect(open.open.fds.vfio).toBe(3);
     expect(open.open.maps.vfio).toBe(3);
+    // Idle: nothing counted outstanding on the main thread, and no thread spins (process CPU, every thread, over
+    // 500 ms: one spinning thread alone would be a whole core; the main thread's 10 ms poll for AERs is not).
+    expect(open.idle.mainInflight).toBe(0);
+    expect(open.idle.cpuShare).toBeLessThan(0.5);
 
     // Verified writes and reads from both workers at once, each on its own queue.
     expect(workers.tasks.map((t: { qid: number }) => t.qid).sort()).toEqual([1, 2]);

@@ -5,8 +5,9 @@
  * after SQE writes require), and completions found by polling that thread's
  * CQs. While commands are outstanding (outstanding.ts counts them from the
  * doorbells this thread writes), every installed handler runs from
- * setImmediate, as an interrupt would run it; otherwise a slow, unreferenced
- * timer polls. Each thread polls only what it rings: no thread wakes another.
+ * setImmediate, as an interrupt would run it; otherwise, where the count can
+ * run low (the admin queue's AERs), a slow, unreferenced timer polls. Each
+ * thread polls only what it rings: no thread wakes another.
  */
 import type { DmaArena } from '../../dma-arena.js';
 import { NvmqError } from '../../errors.js';
@@ -16,7 +17,7 @@ import { Vectors } from '../vectors.js';
 import { OutstandingCommands } from './outstanding.js';
 
 /** Poll period while nothing is counted as outstanding (an AER may still complete). */
-const IDLE_POLL_MS = 10;
+export const IDLE_POLL_MS = 10;
 /** NVMe registers and doorbells: what BAR0 must hold at least. */
 export const MIN_BAR0 = 0x2000;
 
@@ -37,6 +38,8 @@ export abstract class PolledBar {
     readonly arena: DmaArena,
     bar: ArrayBuffer,
     pci: string,
+    /** Poll period while nothing is counted (0: none, for a thread whose count is exact). */
+    private readonly idlePollMs: number,
   ) {
     if (bar.byteLength < MIN_BAR0) throw new NvmqError('NVMQ_VFIO', `BAR0 of ${pci} is ${bar.byteLength} bytes: too small for NVMe registers`);
     this.regs = new Uint32Array(bar);
@@ -81,8 +84,8 @@ export abstract class PolledBar {
     if (this.closed) return;
     if (this.outstanding.count > 0) {
       this.busyTimer ??= setImmediate(this.tick);
-    } else if (this.handlers.size > 0 && !this.idleTimer) {
-      this.idleTimer = setInterval(() => this.poll(), IDLE_POLL_MS);
+    } else if (this.idlePollMs > 0 && this.handlers.size > 0 && !this.idleTimer) {
+      this.idleTimer = setInterval(() => this.poll(), this.idlePollMs);
       this.idleTimer.unref();
     }
   }

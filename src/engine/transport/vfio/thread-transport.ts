@@ -61,7 +61,8 @@ export class ThreadVfioTransport extends PolledBar implements Transport {
     pci: string,
     private readonly rings: VfioRings,
   ) {
-    super(arena, bar.buffer(), pci);
+    // Its count is exact (no AER on an I/O queue): nothing to poll for while it is zero.
+    super(arena, bar.buffer(), pci, 0);
     this.cqDoorbell = DOORBELL_BASE + (2 * rings.qid + 1) * this.stride;
     this.outstanding.track(rings.qid, rings.entries);
   }

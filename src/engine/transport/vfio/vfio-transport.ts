@@ -14,7 +14,7 @@ import type { DmaArena } from '../../dma-arena.js';
 import { NvmqError } from '../../errors.js';
 import { loadVfio, type NativeVfio } from '../../uring/native.js';
 import { Regs } from '../../spec/registers.js';
-import { PolledBar } from './polled-bar.js';
+import { IDLE_POLL_MS, PolledBar } from './polled-bar.js';
 import { normalizePciAddress, vfioGroupOf } from './sysfs.js';
 import type { VfioThreadHandle } from './thread-transport.js';
 
@@ -40,7 +40,7 @@ export class VfioTransport extends PolledBar implements Transport {
     pci: string,
     group: string,
   ) {
-    super(arena, dev.bar0(), pci);
+    super(arena, dev.bar0(), pci, IDLE_POLL_MS);
     this.pci = pci;
     this.group = group;
   }

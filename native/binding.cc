@@ -530,6 +530,75 @@ void ThrowErrno(Napi::Env env, const std::string& msg, int rc) {
   e.ThrowAsJavaScriptException();
 }
 
+// An ArrayBuffer over `bar`'s mapping; its finalizer unmaps it unless a
+// close() did first. Undefined (an exception pending, the mapping undone) on failure.
+Napi::Value BarArrayBuffer(Napi::Env env, const std::shared_ptr<BarMap>& bar) {
+  auto* hint = new std::shared_ptr<BarMap>(bar);
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, bar->addr, bar->len, FinalizeBar, hint, &ab) != napi_ok) {
+    bar->Unmap();
+    delete hint;
+    Napi::Error::New(env, "nvmq_native: cannot make an ArrayBuffer over BAR0").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Value(env, ab);
+}
+
+// new VfioBar(deviceFd, offset, size): a thread's own mapping of BAR0 from
+// the device fd that a Vfio in this process holds (a worker thread rings its
+// queue's doorbells through it). buffer() is the ArrayBuffer over it;
+// close() detaches and unmaps it (idempotent; garbage collection does too).
+class VfioBarWrap : public Napi::ObjectWrap<VfioBarWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VfioBar",
+                       {InstanceMethod<&VfioBarWrap::Buffer>("buffer"), InstanceMethod<&VfioBarWrap::Close>("close")});
+  }
+
+  explicit VfioBarWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VfioBarWrap>(info) {
+    Napi::Env env = info.Env();
+    double fd, offset, size;
+    if (!ReadInteger(info, 0, "deviceFd", 0, 2147483647.0, &fd) || !ReadInteger(info, 1, "offset", 0, kMaxSafeInteger, &offset) ||
+        !ReadInteger(info, 2, "size", 4096, 1ull << 40, &size)) {
+      return;
+    }
+    auto bar = std::make_shared<BarMap>();
+    std::string why;
+    const int rc = nvmq::Vfio::MapRegion(static_cast<int>(fd), static_cast<uint64_t>(offset), static_cast<size_t>(size), &bar->addr, &why);
+    if (rc < 0) {
+      ThrowErrno(env, why, rc);
+      return;
+    }
+    bar->len = static_cast<size_t>(size);
+    Napi::Value ab = BarArrayBuffer(env, bar);
+    if (ab.IsUndefined()) return;
+    bar_ = bar;
+    ref_ = Napi::Persistent(ab.As<Napi::ArrayBuffer>());
+  }
+
+ private:
+  Napi::Value Buffer(const Napi::CallbackInfo& info) {
+    if (ref_.IsEmpty()) {
+      Napi::Error::New(info.Env(), "nvmq_native: this BAR0 mapping is closed").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    return ref_.Value();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (!ref_.IsEmpty()) {
+      napi_detach_arraybuffer(info.Env(), ref_.Value());
+      ref_.Reset();
+    }
+    if (bar_) bar_->Unmap();
+    bar_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<BarMap> bar_;
+  Napi::Reference<Napi::ArrayBuffer> ref_;
+};
+
 // new Vfio(groupPath, pciAddress): the container, group and device open.
 class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
  public:
@@ -537,6 +606,7 @@ class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
     return DefineClass(env, "Vfio",
                        {InstanceMethod<&VfioWrap::Regions>("regions"),
                         InstanceMethod<&VfioWrap::Bar0>("bar0"),
+                        InstanceMethod<&VfioWrap::DeviceFd>("deviceFd"),
                         InstanceMethod<&VfioWrap::MapDma>("mapDma"),
                         InstanceMethod<&VfioWrap::UnmapDma>("unmapDma"),
                         InstanceMethod<&VfioWrap::ConfigRead>("configRead"),
@@ -593,17 +663,19 @@ class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
       ThrowErrno(env, why, rc);
       return env.Undefined();
     }
-    auto* hint = new std::shared_ptr<BarMap>(bar);
-    napi_value ab;
-    if (napi_create_external_arraybuffer(env, bar->addr, bar->len, FinalizeBar, hint, &ab) != napi_ok) {
-      bar->Unmap();
-      delete hint;
-      Napi::Error::New(env, "nvmq_native: cannot make an ArrayBuffer over BAR0").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    Napi::Value ab = BarArrayBuffer(env, bar);
+    if (ab.IsUndefined()) return ab;
     bar_ = bar;
-    bar_ref_ = Napi::Persistent(Napi::ArrayBuffer(env, ab));
+    bar_ref_ = Napi::Persistent(ab.As<Napi::ArrayBuffer>());
     return bar_ref_.Value();
+  }
+
+  // deviceFd() -> the device's file descriptor (process-wide: another thread
+  // maps BAR0 from it with new VfioBar(fd, offset, size)).
+  Napi::Value DeviceFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    return Napi::Number::New(env, dev_->device_fd());
   }
 
   // mapDma(bytes: TypedArray, iova) -> undefined; throws with errno. The
@@ -709,6 +781,7 @@ void RegisterVfio(Napi::Env env, Napi::Object exports) {
   exports.Set("vfio", Napi::Boolean::New(env, nvmq::vfio_supported()));
   exports.Set("vfioInjectFailure", Napi::Function::New(env, VfioInjectFailure, "vfioInjectFailure"));
   exports.Set("Vfio", VfioWrap::Define(env));
+  exports.Set("VfioBar", VfioBarWrap::Define(env));
 }
 
 void RegisterRing(Napi::Env env, Napi::Object exports) {

@@ -149,14 +149,23 @@ void Vfio::Close() {
 
 int Vfio::MapBar0(void** addr, size_t* len, std::string* why) {
   if (device_ < 0) return Fail(why, "the VFIO device is closed", EBADF);
-  void* p = mmap(nullptr, bar0_.size, PROT_READ | PROT_WRITE, MAP_SHARED, device_, static_cast<off_t>(bar0_.offset));
-  if (p == MAP_FAILED) return Fail(why, "cannot mmap BAR0", errno);
+  void* p = nullptr;
+  const int rc = MapRegion(device_, bar0_.offset, bar0_.size, &p, why);
+  if (rc < 0) return rc;
   if (Injected(why, "BAR0 mapped")) {
     munmap(p, bar0_.size);
     return -EIO;
   }
   *addr = p;
   *len = bar0_.size;
+  return 0;
+}
+
+int Vfio::MapRegion(int device_fd, uint64_t offset, size_t len, void** addr, std::string* why) {
+  if (device_fd < 0 || len == 0) return Fail(why, "no VFIO device region to map", EBADF);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, device_fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return Fail(why, "cannot mmap BAR0", errno);
+  *addr = p;
   return 0;
 }
 
@@ -223,6 +232,10 @@ int Vfio::Open(const char*, const char*, Vfio** out, std::string* why) {
 Vfio::~Vfio() {}
 void Vfio::Close() {}
 int Vfio::MapBar0(void**, size_t*, std::string* why) {
+  *why = "VFIO is not available on this platform";
+  return -ENOSYS;
+}
+int Vfio::MapRegion(int, uint64_t, size_t, void**, std::string* why) {
   *why = "VFIO is not available on this platform";
   return -ENOSYS;
 }

@@ -41,6 +41,12 @@ class Vfio {
   // mmap()s BAR0 (read/write, shared). The caller owns the mapping: it is
   // not undone by Close(); munmap(*addr, *len) releases it.
   int MapBar0(void** addr, size_t* len, std::string* why);
+  // mmap()s `len` bytes at `offset` of an open device fd (read/write,
+  // shared): another thread's own mapping of BAR0, made from the fd this
+  // process already holds. The mapping keeps the device file referenced
+  // until munmap(), so it outlives a Close() safely (accesses then reach a
+  // disabled device, not freed memory).
+  static int MapRegion(int device_fd, uint64_t offset, size_t len, void** addr, std::string* why);
   // VFIO_IOMMU_MAP_DMA of [vaddr, vaddr + size) at `iova`, readable and
   // writable by the device. Page-aligned arguments only.
   int MapDma(void* vaddr, uint64_t size, uint64_t iova, std::string* why);
@@ -54,6 +60,7 @@ class Vfio {
   const VfioRegion& bar0() const { return bar0_; }
   const VfioRegion& config() const { return config_; }
   bool is_open() const { return device_ >= 0; }
+  int device_fd() const { return device_; }
 
  private:
   Vfio() = default;

@@ -8,9 +8,11 @@
 import type { ControllerHandle, NvmeController } from './device/controller.js';
 import type { TcpTransport } from './transport/tcp/tcp-transport.js';
 import type { TcpThreadHandle } from './transport/tcp/thread-transport.js';
+import type { VfioTransport } from './transport/vfio/vfio-transport.js';
+import type { VfioThreadHandle } from './transport/vfio/thread-transport.js';
 
 /** What a thread attaches with (structured-cloneable). */
-export type DeviceHandle = ControllerHandle | TcpThreadHandle;
+export type DeviceHandle = ControllerHandle | TcpThreadHandle | VfioThreadHandle;
 
 export interface EngineDevice {
   handle(): DeviceHandle;
@@ -25,14 +27,15 @@ export interface EngineDevice {
 }
 
 /**
- * A remote controller as the engine's threads see it. A thread's commands
- * are executed by the target, and its connection closes when it dies (the
- * target then deletes the queue), so there is nothing to forget here.
+ * A controller whose I/O queues each belong to one thread and are executed
+ * outside this process's threads (a remote target, a PCIe device): a dead
+ * thread leaves nothing here to forget, since closing its connection or
+ * deleting its SQ ends what it had queued.
  */
-export class RemoteEngineDevice implements EngineDevice {
-  constructor(private readonly transport: TcpTransport) {}
+class ThreadOwnedQueues implements EngineDevice {
+  constructor(private readonly threadHandle: () => DeviceHandle) {}
   handle(): DeviceHandle {
-    return this.transport.threadHandle();
+    return this.threadHandle();
   }
   abandonThread(): number {
     return 0;
@@ -40,7 +43,21 @@ export class RemoteEngineDevice implements EngineDevice {
   abandonInflight(): number {
     return 0;
   }
+}
+
+/** A remote controller as the engine's threads see it: each thread connects its own queue. */
+export class RemoteEngineDevice extends ThreadOwnedQueues {
+  constructor(private readonly transport: TcpTransport) {
+    super(() => transport.threadHandle());
+  }
   association(): { cntlid: number; inCapsule: number; epoch: number } {
     return this.transport.association();
+  }
+}
+
+/** A PCIe controller reached through VFIO: each thread maps BAR0 itself and polls its own queue. */
+export class VfioEngineDevice extends ThreadOwnedQueues {
+  constructor(transport: VfioTransport) {
+    super(() => transport.threadHandle());
   }
 }

@@ -18,6 +18,12 @@ export interface EngineOptions {
    * host"). Each thread that does I/O connects its own I/O queue.
    */
   target?: TcpTarget;
+  /**
+   * A PCIe NVMe controller bound to vfio-pci instead of namespaces: its PCI
+   * address (0000:00:04.0). Each thread that does I/O gets an I/O queue pair
+   * of its own on it (README, "VFIO").
+   */
+  pci?: string;
   /** Worker threads (default: the machine's available parallelism). */
   workers?: number;
   /** At most this many I/O queue pairs (default: one per worker); fewer queues than workers are shared. */
@@ -62,13 +68,16 @@ export interface EngineOptions {
   adminTimeoutMs?: number;
 }
 
-/** Namespaces (an in-process controller) or a target (a remote one), not both; controller tuning only for the first. */
+/** Namespaces (an in-process controller), a target (a remote one) or a PCI address, one of them; controller tuning only for the first. */
 export function checkDeviceChoice(opts: EngineOptions): void {
-  // Neither: the namespaces' own check says what is missing.
-  if (opts.target !== undefined && opts.namespaces !== undefined) {
-    throw invalidArgument('namespaces / target', 'one of them: namespaces for an in-process controller, target for a remote one', 'both');
+  // None: the namespaces' own check says what is missing.
+  const given = (['namespaces', 'target', 'pci'] as const).filter((k) => opts[k] !== undefined);
+  if (given.length > 1) {
+    throw invalidArgument(given.join(' / '), 'one of them: namespaces for an in-process controller, target for a remote one, pci for a PCIe one', given.join(' and '));
   }
-  if (opts.target !== undefined && opts.controller !== undefined) throw invalidArgument('controller', 'absent with target (a remote controller is tuned on its own side)', opts.controller);
+  if (opts.pci !== undefined && typeof opts.pci !== 'string') throw invalidArgument('pci', 'a PCI address such as 0000:00:04.0', opts.pci);
+  const other = opts.target !== undefined ? 'target' : opts.pci !== undefined ? 'pci' : undefined;
+  if (other && opts.controller !== undefined) throw invalidArgument('controller', `absent with ${other} (that controller is tuned on its own side)`, opts.controller);
 }
 
 /**

@@ -23,11 +23,12 @@ import { WAIT_MODES, type WaitMode } from './host/waiter.js';
 import type { NamespaceInfo } from './host/identify.js';
 import { NvmqError, unwrapOutcome } from './errors.js';
 import { checkInteger, inactiveNsid, invalidArgument } from './host/arguments.js';
-import { openLocal } from './local-device.js';
-import { openRemoteDevice, type OpenedDevice } from './remote-device.js';
-import { RemoteEngineDevice, type EngineDevice } from './engine-device.js';
+import type { OpenedDevice } from './remote-device.js';
+import { openEngineDevice, checkOwnQueues } from './engine-open.js';
+import { RemoteEngineDevice, VfioEngineDevice, type EngineDevice } from './engine-device.js';
 import { RemoteLink, type RemoteEvents } from './remote-link.js';
 import type { TcpTransport } from './transport/tcp/tcp-transport.js';
+import type { VfioTransport } from './transport/vfio/vfio-transport.js';
 import type { Registry } from 'prom-client';
 import { IoMetrics } from './metrics/io-metrics.js';
 import { createMetricsRegistry, nvmqVersion } from './metrics/collector.js';
@@ -51,6 +52,8 @@ export class Engine extends EventEmitter<RemoteEvents> {
   readonly controller: NvmeController | undefined;
   /** The remote controller's transport, when the engine runs one. */
   readonly remote: TcpTransport | undefined;
+  /** The PCIe controller's transport (VFIO), when the engine runs one (`pci`). */
+  readonly vfio: VfioTransport | undefined;
   /** What the pool and attached threads attach to. */
   private readonly device: EngineDevice;
   readonly workers: number;
@@ -88,7 +91,8 @@ export class Engine extends EventEmitter<RemoteEvents> {
     this.driver = driver;
     this.controller = device.controller;
     this.remote = device.remote;
-    this.device = device.controller ?? new RemoteEngineDevice(device.remote!);
+    this.vfio = device.vfio;
+    this.device = device.controller ?? (device.vfio ? new VfioEngineDevice(device.vfio) : new RemoteEngineDevice(device.remote!));
     const controller = this.device;
     this.workers = workers;
     this.deadlines = new DeadlineChannel(driver);
@@ -101,7 +105,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
         smartLog: () => driver.smartLog(),
         info: {
           version: nvmqVersion(),
-          backend: opts.namespaces ? [...new Set(opts.namespaces.map((n) => n.backend))].sort().join(',') : 'nvme-tcp',
+          backend: opts.namespaces ? [...new Set(opts.namespaces.map((n) => n.backend))].sort().join(',') : device.vfio ? 'vfio' : 'nvme-tcp',
           namespaces: String(driver.namespaces.size),
           model: driver.controller.model,
           serial: driver.controller.serial,
@@ -169,34 +173,11 @@ export class Engine extends EventEmitter<RemoteEvents> {
     if (typeof opts.metrics === 'object') checkMetricsServerOptions(opts.metrics);
     checkDeviceChoice(opts);
     if (semiSpace > 0) v8.setFlagsFromString(`--min-semi-space-size=${semiSpace}`);
-    // Rings, PRP pages and pools for every worker, plus room for replacements and the admin queue.
-    const perQueue = depth * (64 + 16) + depth * 4096 * 2;
-    // Workers and their replacements, the main thread's queue, and the admin queue.
-    const maxIoQueues = opts.controller?.maxIoQueues ?? Math.max(64, workers * 2 + 1);
-    const arenaSize = Math.ceil(((workers * 2 + 1) * (poolSize + perQueue) + (8 << 20)) / 4096) * 4096;
-    // Every queue the controller has: workers, their replacements, the main thread, attached threads.
-    const driver = { ioQueues: maxIoQueues, ioTimeoutMs: opts.ioTimeoutMs, adminTimeoutMs: opts.adminTimeoutMs };
-    const device: OpenedDevice = opts.target !== undefined
-      ? await openRemoteDevice(opts.target, arenaSize, driver)
-      : await openLocal({
-          namespaces: opts.namespaces!,
-          arenaSize,
-          controller: {
-            maxIoQueues,
-            // Doorbells 64 bytes apart (CAP.DSTRD 4): each worker writes its queue's doorbells per command, and
-            // 4-byte neighbours would put every queue's doorbells in one cache line that all workers write.
-            dstrd: 4,
-            ...opts.controller,
-          },
-          driver,
-        });
+    const device = await openEngineDevice(opts, { workers, queueDepth: depth, poolSize });
     let engine: Engine | undefined;
     try {
       const queues = Math.min(wanted, device.driver.grantedIoQueues);
-      if (device.remote && (queues < workers || device.driver.grantedIoQueues < workers + 1)) {
-        // A remote queue is one connection, owned by one thread: workers cannot share one, and the main thread needs its own.
-        throw new NvmqError('NVMQ_NO_QUEUE', `the NVMe/TCP target grants ${device.driver.grantedIoQueues} I/O queues; a remote engine needs one per worker and one for the main thread (${workers} workers${opts.queues !== undefined ? `, queues: ${opts.queues}` : ''})`);
-      }
+      checkOwnQueues(device, workers, queues, opts.queues);
       engine = new Engine(device.driver, device, workers, queues, opts);
       await engine.pool.ready();
       if (typeof opts.metrics === 'object') engine.metricsServer = await serveMetrics(engine.registry!, opts.metrics);
@@ -430,7 +411,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
    */
   async listen(opts: TcpTargetOptions): Promise<TcpTarget> {
     if (this.closing) return closed();
-    if (this.remote) throw new NvmqError('NVMQ_UNSUPPORTED', 'engine.listen(): this engine runs a remote controller; serve local namespaces instead');
+    if (this.remote || this.vfio) throw new NvmqError('NVMQ_UNSUPPORTED', `engine.listen(): this engine runs a ${this.remote ? 'remote' : 'PCIe'} controller; serve local namespaces instead`);
     const target = await TcpTarget.listen(this, opts, this.registry);
     if (this.closing) {
       await target.close();

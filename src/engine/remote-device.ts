@@ -9,6 +9,7 @@ import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { invalidArgument } from './host/arguments.js';
 import { TcpTransport, type TcpTarget } from './transport/tcp/tcp-transport.js';
 import type { NvmeController } from './device/controller.js';
+import type { VfioTransport } from './transport/vfio/vfio-transport.js';
 
 export interface RemoteDevice {
   driver: NvmeDriver;
@@ -20,6 +21,8 @@ export interface OpenedDevice {
   driver: NvmeDriver;
   controller?: NvmeController;
   remote?: TcpTransport;
+  /** A PCIe controller reached through VFIO. */
+  vfio?: VfioTransport;
   abandon(): Promise<void>;
 }
 

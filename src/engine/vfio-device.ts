@@ -8,6 +8,7 @@ import { DmaArena } from './dma-arena.js';
 import { NvmeDriver, type DriverOptions } from './host/driver.js';
 import { invalidArgument } from './host/arguments.js';
 import { VfioTransport } from './transport/vfio/vfio-transport.js';
+import type { OpenedDevice } from './remote-device.js';
 
 export interface VfioController {
   driver: NvmeDriver;
@@ -44,4 +45,10 @@ export async function openController(opts: OpenControllerOptions): Promise<VfioC
     await transport.close();
     throw e;
   }
+}
+
+/** openController() for an engine: the arena sized for its threads, undone entirely by `abandon()`. */
+export async function openVfioDevice(pci: string, arenaSize: number, driver: DriverOptions): Promise<OpenedDevice> {
+  const c = await openController({ pci, arenaSize, driver });
+  return { driver: c.driver, vfio: c.transport, abandon: c.close };
 }

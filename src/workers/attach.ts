@@ -27,6 +27,7 @@ import type { QueueExecutor } from '../engine/device/executor.js';
 import { LocalTransport } from '../engine/transport/local.js';
 import type { Transport } from '../engine/transport/transport.js';
 import { ThreadTcpTransport, isTcpThreadHandle } from '../engine/transport/tcp/thread-transport.js';
+import { ThreadVfioTransport, isVfioThreadHandle } from '../engine/transport/vfio/thread-transport.js';
 import { IoQueuePair } from '../engine/host/io-queue-pair.js';
 import type { NamespaceInfo } from '../engine/host/identify.js';
 import type { CommandFields, CompletionCallback, DataSpec, QueuePairOptions, QueuePairHandle } from '../engine/host/queue-pair.js';
@@ -55,7 +56,9 @@ export async function attachGranted<Q extends IoQueuePair>(
   const h = grant.queue;
   const transport: Transport = isTcpThreadHandle(c)
     ? await ThreadTcpTransport.open(c, grant.association!, grant.pool, h, grant.vector)
-    : new LocalTransport(NvmeController.attach({ ...c, arena: { ...c.arena, range: grant.pool } }, grant.threadSlot));
+    : isVfioThreadHandle(c)
+      ? ThreadVfioTransport.open(c, grant.pool, h)
+      : new LocalTransport(NvmeController.attach({ ...c, arena: { ...c.arena, range: grant.pool } }, grant.threadSlot));
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
   const t = boot.timeouts;
   const deadlines = t && { timeoutMs: t.ioMs, deadlines: remoteDeadlines(t) };

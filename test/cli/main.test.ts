@@ -298,7 +298,7 @@ describe('nvmq bench', () => {
         [['discover', '127.0.0.1', '--filename', 's.img'], 'nvmq: --filename does not apply to nvmq discover'],
         [['identify', '--filename', 's.img', '--hostnqn', 'nqn.2026-12.io.example:h'], 'nvmq: --hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)'],
         [['serve', '--hostnqn', 'nqn.2026-12.io.example:h'], 'nvmq: --hostnqn does not apply to nvmq serve'],
-        [['--filename', 'pci:0000:00:04.0', '--rw', 'read'], 'nvmq: nvmq bench does not run on a pci: device yet (nvmq identify and smart-log do)'],
+        [['--filename', 'pci:00:04', '--rw', 'read'], "nvmq: --filename pci:00:04: pci must be a PCI address such as 0000:00:04.0, got 'pci:00:04'"],
         // Found once the namespace is open: after the portable-path line, on a build that prints it.
         [['--filename', 's.img', '--offset', '4m', '--size', '4k', '--rw', 'read'], `${NOTICE}nvmq: job nvmq: offset 4194304 + size 4096 does not fit in s.img (4194304 bytes)`],
       ] as const) {

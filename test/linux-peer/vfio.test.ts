@@ -6,32 +6,16 @@
 // A second guest leaves the controller on the kernel's nvme driver: opening it must say how to rebind it.
 // Each boots a guest (about 15 s under TCG), so the file runs only with NVMQ_LINUX_PEER=1; without QEMU or
 // the kernel package the fixture exits 77 and the test is skipped, saying so (in CI it fails).
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { enabled, root, skipOrFail, vfioGuest as guest } from './vfio-guest.js';
 
-const enabled = process.env.NVMQ_LINUX_PEER === '1';
-/** In CI the peer must run: a skipped fixture (no QEMU, no kernel package) fails the test there. */
-const mustRun = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== '0';
-const fixture = fileURLToPath(new URL('../fixtures/linux-peer/vfio-guest.sh', import.meta.url));
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const share = mkdtempSync(join(tmpdir(), 'nvmq-vfio-'));
 afterAll(() => rmSync(share, { recursive: true, force: true }));
-
-function vfioGuest(env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(fixture, { cwd: root, env: { ...process.env, LP_SHARE_DIR: share, ...env }, encoding: 'utf8', timeout: 300_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function skipOrFail(skip: (why: string) => void, stderr: string): void {
-  const why = `the linux-peer fixture skipped: ${stderr.trim().split('\n').pop()}`;
-  if (mustRun) throw new Error(why);
-  skip(why);
-}
+const vfioGuest = (env: Record<string, string>): ReturnType<typeof guest> => guest(share, env);
 
 interface Counts {
   fds: { total: number; vfio: number };

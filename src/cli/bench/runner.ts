@@ -21,9 +21,11 @@ import type { LoopArgs, LoopResult } from './loop.js';
 import type { JobTaskArgs } from './job-task.js';
 import { parseTcpAddress, type TcpTarget } from '../../engine/transport/tcp/target-options.js';
 import type { FsTaskArgs } from './fs-task.js';
+import { normalizePciAddress } from '../../engine/transport/vfio/sysfs.js';
 
 /** Which data path moves the engine's file I/O, and why: printed once in the report header. */
-export function dataPath(controller: InProcessDevice | undefined, remote?: { target: { host: string; port: number; subnqn: string } }): string {
+export function dataPath(controller: InProcessDevice | undefined, remote?: { target: { host: string; port: number; subnqn: string } }, vfio?: { pci: string }): string {
+  if (vfio) return `VFIO, PCIe function ${vfio.pci}, one I/O queue pair per thread (completions polled)`;
   if (!controller) return remote ? `NVMe/TCP to ${remote.target.host}:${remote.target.port} (${remote.target.subnqn}), one connection per I/O queue` : 'remote';
   const files = [...controller.namespaces.values()].some((ns) => ns.backend.kind === 'file');
   if (!files) return 'memory (no kernel I/O)';
@@ -56,8 +58,27 @@ function remoteOf(jobs: readonly JobSpec[]): TcpTarget | undefined {
   return first;
 }
 
+/**
+ * The PCIe controller the jobs run on (--filename pci:DDDD:BB:DD.F, bound to vfio-pci), or undefined;
+ * all of them or none, on one controller.
+ */
+function pciOf(jobs: readonly JobSpec[]): string | undefined {
+  const named = jobs.map((j) => (j.backend === 'file' && j.filename.startsWith('pci:') ? j.filename : undefined));
+  if (named.every((n) => n === undefined)) return undefined;
+  const addresses = named.map((n) => {
+    if (n === undefined) return '';
+    try {
+      return normalizePciAddress(n);
+    } catch (e) {
+      throw new UsageError(`--filename ${n}: ${(e as Error).message}`);
+    }
+  });
+  if (addresses.some((a) => a === '' || a !== addresses[0])) throw new UsageError('jobs on a pci: device must all name the same device (one PCIe controller per run)');
+  return addresses[0];
+}
+
 function namespacesOf(jobs: readonly JobSpec[], force: boolean, remote: boolean): NamespacePlan[] {
-  // A remote run: every job on the target's namespace 1.
+  // A remote or PCIe run: every job on the controller's namespace 1.
   if (remote) return [{ key: 'remote', spec: undefined, jobs: jobs.map((_, i) => i) }];
   const plans = new Map<string, NamespacePlan>();
   jobs.forEach((job, i) => {
@@ -259,14 +280,13 @@ const FS_TASK = new URL('./fs-task.js', import.meta.url);
 
 /** Runs the jobs through nvmq's engine; returns the figures and the layouts (for a comparison on the same regions). */
 export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, io: RunIo): Promise<{ result: RunResult; layouts: JobLayout[] }> {
-  if (jobs.some((j) => j.backend === 'file' && j.filename.startsWith('pci:'))) {
-    throw new UsageError('nvmq bench does not run on a pci: device yet (nvmq identify and smart-log do)');
-  }
-  const target = remoteOf(jobs);
+  const pci = pciOf(jobs);
+  const target = pci === undefined ? remoteOf(jobs) : undefined;
   if (!target && settings.hostnqn !== undefined) throw new UsageError('--hostnqn needs --filename nvme-tcp://HOST[:PORT]/SUBNQN (the target it names this host to)');
-  const plans = namespacesOf(jobs, settings.force, target !== undefined);
+  const plans = namespacesOf(jobs, settings.force, target !== undefined || pci !== undefined);
   const local = engineOptions(plans.flatMap((p) => (p.spec ? [p.spec] : [])), jobs, settings);
-  const engine = await Engine.open(target ? { ...local, namespaces: undefined, controller: undefined, target: { ...target, hostnqn: settings.hostnqn } } : local);
+  const device = target ? { target: { ...target, hostnqn: settings.hostnqn } } : pci !== undefined ? { pci } : undefined;
+  const engine = await Engine.open(device ? { ...local, namespaces: undefined, controller: undefined, ...device } : local);
   // A remote target's breaks and reconnects, one line each on stderr, as they happen.
   const say = (line: string): void => void process.stderr.write(`${io.progress?.isTTY ? '\n' : ''}nvmq: ${line}\n`);
   engine.on('disconnected', (e) => say(`${e.message}: reconnecting (in-flight I/O ends with a path error)`));
@@ -282,7 +302,7 @@ export async function runNvmq(jobs: readonly JobSpec[], settings: RunSettings, i
       },
       (nsid) => engine.namespace(nsid).lbaSize,
     );
-    const result = await runWorkers('nvmq', dataPath(engine.controller, engine.remote), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
+    const result = await runWorkers('nvmq', dataPath(engine.controller, engine.remote, engine.vfio), layouts, (l, _k, args) => engine.run<LoopResult & { qid?: number }>(JOB_TASK, { ...args, nsid: l.nsid } satisfies JobTaskArgs), io);
     const served = engine.metricsAddress;
     if (served) result.notes.push(`metrics were served on ${served.url} during the run`);
     const engines = new Set(jobs.flatMap((j) => (j.given.ioengine ? [j.given.ioengine] : [])));

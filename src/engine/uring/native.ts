@@ -57,7 +57,17 @@ export interface NativeVfio {
   configRead(offset: number, size: 1 | 2 | 4): number;
   /** Bytes written, or -errno. */
   configWrite(offset: number, size: 1 | 2 | 4, value: number): number;
+  /** The device's file descriptor: process-wide, so another thread maps BAR0 from it (NativeVfioBar). */
+  deviceFd(): number;
   /** Unmaps BAR0 and every DMA mapping, closes the device, group and container. Idempotent. */
+  close(): void;
+}
+
+/** A thread's own mapping of a VFIO device's BAR0, made from the device fd (native/vfio.h MapRegion). */
+export interface NativeVfioBar {
+  /** The mapping as an ArrayBuffer (the same one each call); detached by close(). */
+  buffer(): ArrayBuffer;
+  /** Detaches the ArrayBuffer and unmaps. Idempotent. */
   close(): void;
 }
 
@@ -88,6 +98,8 @@ export interface NativeBinding {
   readonly vfio?: boolean;
   /** Opens a device: new Vfio('/dev/vfio/1', '0000:00:01.0'); throws an Error with `errno` and a one-line reason. */
   readonly Vfio?: new (groupPath: string, pci: string) => NativeVfio;
+  /** Maps BAR0 again from a device fd this process holds: new VfioBar(fd, offset, size); throws an Error with `errno`. */
+  readonly VfioBar?: new (deviceFd: number, offset: number, size: number) => NativeVfioBar;
   /** Tests: checkpoint `step` (1-based) of the next VFIO open, BAR0 map or DMA map fails with EIO; 0: none. */
   readonly vfioInjectFailure?: (step: number) => void;
 }
@@ -158,13 +170,13 @@ export function loadNative(): NativeBinding | null {
 }
 
 /** The addon's VFIO class, or why there is none (no addon, an addon built before VFIO, not Linux). */
-export function loadVfio(): { Vfio: new (groupPath: string, pci: string) => NativeVfio } | { reason: string } {
+export function loadVfio(): { Vfio: new (groupPath: string, pci: string) => NativeVfio; VfioBar: new (deviceFd: number, offset: number, size: number) => NativeVfioBar } | { reason: string } {
   const r = resolve();
   if (r.binding === null) return { reason: r.reason ?? 'native addon unavailable' };
-  const { Vfio, vfio } = r.binding;
-  if (typeof Vfio !== 'function' || typeof vfio !== 'boolean') return { reason: `native addon at ${ADDON_PATH} has no VFIO exports (built before VFIO support: run npm run install)` };
+  const { Vfio, VfioBar, vfio } = r.binding;
+  if (typeof Vfio !== 'function' || typeof VfioBar !== 'function' || typeof vfio !== 'boolean') return { reason: `native addon at ${ADDON_PATH} has no VFIO exports (built before VFIO support: run npm run install)` };
   if (!vfio) return { reason: 'the native addon was built without VFIO (<linux/vfio.h> missing)' };
-  return { Vfio };
+  return { Vfio, VfioBar };
 }
 
 /** Whether the native path is active, and if not, why. */

@@ -39,6 +39,15 @@ export class OutstandingCommands {
     private readonly stride: number,
   ) {}
 
+  /**
+   * I/O queue `qid` of `entries` was created by another thread's admin
+   * queue: this one rings it, so its ring sizes come from here.
+   */
+  track(qid: number, entries: number): void {
+    this.sqs.set(qid, { size: entries, at: 0 });
+    this.cqs.set(qid, { size: entries, at: 0 });
+  }
+
   /** Accounts a 32-bit register write (before or after it reaches the device). */
   write32(offset: number, value: number): void {
     if (offset >= DOORBELL_BASE) return this.doorbell(offset, value);

@@ -1,34 +1,27 @@
 /**
  * The VFIO transport: a PCIe NVMe controller bound to vfio-pci, driven from
- * this process. BAR0 is mapped into the process and read and written as
- * memory (Atomics on a Uint32Array over the mapping: each access is one
- * 32-bit load or store, ordered after every earlier store, as doorbell writes
- * after SQE writes require); the DMA arena is mapped through the IOMMU at its
- * own IOVAs, so the PRPs the driver writes are what the device uses.
- *
- * Completions are found by polling: while commands are outstanding
- * (outstanding.ts counts them from the doorbells), every installed handler
- * runs from setImmediate, as an interrupt would run it; otherwise a slow,
- * unreferenced timer polls. MSI-X is not used yet.
+ * this process. The thread that opens it owns the controller: its registers,
+ * the admin queue and the DMA mapping. BAR0 is mapped into the process and
+ * polled as polled-bar.ts describes; the DMA arena (a SharedArrayBuffer) is
+ * mapped through the IOMMU at its own IOVAs, so the PRPs the driver writes
+ * are what the device uses, in whichever thread wrote them. Other threads
+ * ring their own I/O queues through mappings of their own
+ * (thread-transport.ts), made from the device fd `threadHandle()` names.
+ * MSI-X is not used yet.
  */
 import type { Transport } from '../transport.js';
 import type { DmaArena } from '../../dma-arena.js';
 import { NvmqError } from '../../errors.js';
 import { loadVfio, type NativeVfio } from '../../uring/native.js';
-import { Cap, Regs } from '../../spec/registers.js';
-import { bitsOf } from '../../spec/layout.js';
-import { Vectors } from '../vectors.js';
-import { OutstandingCommands } from './outstanding.js';
+import { Regs } from '../../spec/registers.js';
+import { IDLE_POLL_MS, PolledBar } from './polled-bar.js';
 import { normalizePciAddress, vfioGroupOf } from './sysfs.js';
+import type { VfioThreadHandle } from './thread-transport.js';
 
 /** PCI command register (config space 04h): memory space and bus master enable. */
 const PCI_COMMAND = 0x04;
 const PCI_COMMAND_MEMORY = 1 << 1;
 const PCI_COMMAND_MASTER = 1 << 2;
-/** Poll period while nothing is counted as outstanding (an AER may still complete). */
-const IDLE_POLL_MS = 10;
-/** NVMe registers and doorbells: what BAR0 must hold at least. */
-const MIN_BAR0 = 0x2000;
 
 export interface VfioOptions {
   /** PCI address (0000:00:04.0, 00:04.0, pci:..., or the sysfs path). */
@@ -37,32 +30,19 @@ export interface VfioOptions {
   group?: string;
 }
 
-export class VfioTransport implements Transport {
-  readonly name = 'vfio';
-  readonly polled = true;
+export class VfioTransport extends PolledBar implements Transport {
   readonly pci: string;
   readonly group: string;
-  private readonly regs: Uint32Array;
-  private readonly vectors = new Vectors();
-  private readonly handlers = this.vectors.handlers;
-  private readonly outstanding: OutstandingCommands;
-  private busyTimer: NodeJS.Immediate | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private closed = false;
 
   private constructor(
-    readonly arena: DmaArena,
+    arena: DmaArena,
     private readonly dev: NativeVfio,
     pci: string,
     group: string,
   ) {
+    super(arena, dev.bar0(), pci, IDLE_POLL_MS);
     this.pci = pci;
     this.group = group;
-    const bar = dev.bar0();
-    if (bar.byteLength < MIN_BAR0) throw new NvmqError('NVMQ_VFIO', `BAR0 of ${pci} is ${bar.byteLength} bytes: too small for NVMe registers`);
-    this.regs = new Uint32Array(bar);
-    const stride = 4 << bitsOf(this.read32(Regs.CAP_HI.offset), Cap.DSTRD);
-    this.outstanding = new OutstandingCommands(arena, stride);
   }
 
   /**
@@ -99,63 +79,15 @@ export class VfioTransport implements Transport {
     }
   }
 
-  read32(offset: number): number {
-    return Atomics.load(this.regs, offset >> 2) >>> 0;
+  /** What another thread needs to ring its own I/O queue on this controller (structured-cloneable). */
+  threadHandle(): VfioThreadHandle {
+    const { bar0 } = this.dev.regions();
+    return { kind: 'vfio', pci: this.pci, deviceFd: this.dev.deviceFd(), bar0: { offset: bar0.offset, size: bar0.size }, arena: this.arena.handle() };
   }
-  read64(offset: number): number {
-    return this.read32(offset) + this.read32(offset + 4) * 0x1_0000_0000;
-  }
-  write32(offset: number, value: number): void {
-    Atomics.store(this.regs, offset >> 2, value);
-    this.outstanding.write32(offset, value >>> 0);
-    this.schedule();
-  }
-  /** Low dword, then high (NVMe allows 32-bit accesses to 64-bit registers). */
-  write64(offset: number, value: number): void {
-    this.write32(offset, value % 0x1_0000_0000);
-    this.write32(offset + 4, Math.floor(value / 0x1_0000_0000));
-  }
-
-  /** Runs every installed handler, as if each vector had been raised. */
-  poll(): void {
-    for (const v of this.handlers.keys()) this.vectors.raise(v);
-  }
-
-  setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
-    if (handler) this.handlers.set(vector, handler);
-    else this.handlers.delete(vector);
-    this.schedule();
-  }
-
-  /** Commands outstanding as counted from the doorbells. */
-  get inflight(): number {
-    return this.outstanding.count;
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    if (this.outstanding.count > 0) {
-      this.busyTimer ??= setImmediate(this.tick);
-    } else if (this.handlers.size > 0 && !this.idleTimer) {
-      this.idleTimer = setInterval(() => this.poll(), IDLE_POLL_MS);
-      this.idleTimer.unref();
-    }
-  }
-
-  private readonly tick = (): void => {
-    this.busyTimer = undefined;
-    if (this.closed) return;
-    this.poll();
-    // The handlers run from a microtask, after this: the next tick sees what they consumed.
-    if (this.outstanding.count > 0) this.busyTimer = setImmediate(this.tick);
-  };
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    if (this.busyTimer) clearImmediate(this.busyTimer);
-    if (this.idleTimer) clearInterval(this.idleTimer);
-    this.handlers.clear();
+    this.stopPolling();
     this.dev.close();
   }
 }

@@ -3,7 +3,7 @@
  * engine's internals (the controller, backends, transports, shared-memory
  * primitives) can change without breaking users.
  */
-export { Engine, type EngineOptions, type EngineBatchOp } from './engine/engine.js';
+export { Engine, type EngineOptions, type EngineBatchOp, type EngineEvents, type RemoteEvents } from './engine/engine.js';
 export { openController, type OpenControllerOptions, type NamespaceSpec } from './engine/local-device.js';
 export { NvmeDriver, type DriverOptions, type AsyncEvent, type IoQueuePairOptions } from './engine/host/driver.js';
 export { QueuePair, type CommandFields, type CompletionCallback, type DataSpec } from './engine/host/queue-pair.js';

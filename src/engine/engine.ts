@@ -41,12 +41,18 @@ import { TcpTarget, type TcpTargetOptions } from './target/tcp-target.js';
 export type { EngineBatchOp, EngineOptions } from './engine-options.js';
 export type { RemoteEvents } from './remote-link.js';
 
+/** What an engine emits: a remote controller's connection events, and a controller out of service. */
+export interface EngineEvents extends RemoteEvents {
+  /** The controller reported a fatal status (CSTS.CFS) and the reset it was given did not clear it. */
+  failed: [err: NvmqError];
+}
+
 const trace = debuglog('nvmq');
 
 /** How long reset() lets running tasks end on their own (their I/O has failed) before it stops their workers. */
 const RESET_GRACE_MS = 5000;
 
-export class Engine extends EventEmitter<RemoteEvents> {
+export class Engine extends EventEmitter<EngineEvents> {
   readonly driver: NvmeDriver;
   /** The in-process controller; undefined when the engine runs a remote one (`target`). */
   readonly controller: NvmeController | undefined;
@@ -97,6 +103,7 @@ export class Engine extends EventEmitter<RemoteEvents> {
     this.workers = workers;
     this.deadlines = new DeadlineChannel(driver);
     driver.resetForTimeout = () => this.reset(); // a stuck command resets the whole engine: fresh workers and pairs
+    driver.onFailed = (err) => this.emit('failed', err); // a fatal controller status its reset did not clear
     this.opts = { queueDepth: opts.queueDepth ?? 128, poolSize: opts.poolSize ?? 8 << 20, queues, waitMode: opts.waitMode, timeouts: this.deadlines.timeouts };
     if (opts.metrics !== false) {
       this.io = IoMetrics.create({ maxQid: driver.grantedIoQueues, nsids: [...driver.namespaces.keys()] });

@@ -3,7 +3,6 @@
  * reports (AsyncEvent), and how an I/O queue pair is asked for.
  */
 import type { IoMetrics } from '../metrics/io-metrics.js';
-import type { NvmqError } from '../errors.js';
 
 export interface DriverOptions {
   /** Admin queue entries (default 32, capped by CAP.MQES). */
@@ -14,12 +13,6 @@ export interface DriverOptions {
   volatileWriteCache?: boolean;
   /** Keep an Asynchronous Event Request outstanding and report events here. */
   onAsyncEvent?: (event: AsyncEvent) => void;
-  /**
-   * The controller reported a fatal status (CSTS.CFS) and the one reset it
-   * was given did not clear it: it is out of service (every command fails
-   * with `err`, NVMQ_CONTROLLER_FATAL) until reset again by hand.
-   */
-  onFailed?: (err: NvmqError) => void;
   /** Largest transfer, in bytes, when the controller reports no MDTS limit (default 2 MiB). */
   maxTransferFallback?: number;
   /**

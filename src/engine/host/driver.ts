@@ -56,6 +56,13 @@ export class NvmeDriver {
   readonly adminTimeoutMs: number;
   /** How a command stuck past its deadline resets the controller: the engine puts its own reset here. */
   resetForTimeout: () => Promise<void> = () => this.reset();
+  /**
+   * The controller reported a fatal status (CSTS.CFS) and the one reset it
+   * was given did not clear it: it is out of service (every command fails
+   * with `err`, NVMQ_CONTROLLER_FATAL) until reset again by hand. The engine
+   * puts its 'failed' event here.
+   */
+  onFailed: (err: NvmqError) => void = (err) => trace('%s', err.message);
   /** Set while a reset asked for by a timeout runs: one reset serves every command stuck meanwhile. */
   private timeoutResetting = false;
   private readonly pageSize = 4096;
@@ -461,7 +468,7 @@ export class NvmeDriver {
       if (e instanceof NvmqError && (e.code === 'NVMQ_CONTROLLER_FATAL' || e.code === 'NVMQ_CONTROLLER_GONE')) {
         this.state = 'failed';
         this.failure = new NvmqError(e.code, `${e.message}; a controller reset did not clear it, so the controller is out of service`);
-        this.opts.onFailed?.(this.failure);
+        this.onFailed(this.failure);
         throw this.failure;
       }
       throw e;

@@ -3,7 +3,7 @@
  * command past its deadline resets the controller at once (an Abort would
  * find no controller to answer it), and the driver serves on after the
  * reset. A controller the reset does not clear is reported once, through
- * onFailed, and is out of service: no reset loop, every command refused
+ * the driver's onFailed, and is out of service: no reset loop, every command refused
  * with the reason.
  */
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,8 @@ const IO_TIMEOUT_MS = 300;
 describe('controller fatal status', () => {
   it('a command outstanding on a fatal controller resets it without an Abort; I/O goes on afterwards', async () => {
     const failed: NvmqError[] = [];
-    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS, onFailed: (e) => failed.push(e) } });
+    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
+    h.driver.onFailed = (e) => failed.push(e);
     cleanups.push(() => h.close());
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     await q.write(1, 0, 1, pattern(4096, 1));
@@ -55,7 +56,8 @@ describe('controller fatal status', () => {
 
   it('a fatal status the reset does not clear is reported once and the controller is out of service', async () => {
     const failed: NvmqError[] = [];
-    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS, onFailed: (e) => failed.push(e) } });
+    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
+    h.driver.onFailed = (e) => failed.push(e);
     cleanups.push(() => h.close());
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     let resets = 0;

@@ -177,9 +177,10 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     if (spinUs > 0) {
       // The spin caught the answer: it ended well before its 1 s budget (a spin that missed it would poll
       // the whole second and then find it at once). It yields between rounds of polls, so on a busy
-      // machine its share of the core can fall below the whole.
+      // machine its share of the core falls far below the whole (8% was seen with six busy processes on
+      // two CPUs); a thread asleep in the ring uses well under 1%.
       expect(wall).toBeLessThan(900);
-      expect(cpuMs).toBeGreaterThan(wall * 0.2);
+      expect(cpuMs).toBeGreaterThan(wall * 0.04);
     } else {
       expect(cpuMs).toBeLessThan(wall * 0.1);
     }

@@ -56,12 +56,7 @@ export class NvmeDriver {
   readonly adminTimeoutMs: number;
   /** How a command stuck past its deadline resets the controller: the engine puts its own reset here. */
   resetForTimeout: () => Promise<void> = () => this.reset();
-  /**
-   * The controller reported a fatal status (CSTS.CFS) and the one reset it
-   * was given did not clear it: it is out of service (every command fails
-   * with `err`, NVMQ_CONTROLLER_FATAL) until reset again by hand. The engine
-   * puts its 'failed' event here.
-   */
+  /** A fatal status (CSTS.CFS) the reset did not clear: every command fails with `err` until a reset by hand. The engine's 'failed'. */
   onFailed: (err: NvmqError) => void = (err) => trace('%s', err.message);
   /** Set while a reset asked for by a timeout runs: one reset serves every command stuck meanwhile. */
   private timeoutResetting = false;
@@ -437,15 +432,20 @@ export class NvmeDriver {
 
   // ---------------------------------------------------------------- reset and shutdown
 
-  /** Disables the controller (CC.EN = 0) and waits for CSTS.RDY = 0; every queue and outstanding command is failed. */
+  /**
+   * Disables the controller (CC.EN = 0), waits for CSTS.RDY = 0 and fails every queue and command. One
+   * that does not stop has its commands failed but keeps the memory it may still write; the error is thrown.
+   */
   private async disable(reason: NvmqError): Promise<void> {
     this.state = 'down';
     this.generation++;
     this.transport.write32(Regs.CC.offset, withBits(this.transport.read32(Regs.CC.offset), Cc.EN, 0));
-    await this.waitReady(0);
+    let stuck: unknown;
+    await this.waitReady(0).catch((e: unknown) => (stuck = e ?? new Error('the controller did not stop')));
     for (const qp of this.ioQueues.values()) {
       this.transport.setInterruptHandler(qp.qid, undefined);
       qp.fail(reason);
+      if (stuck !== undefined) continue;
       // Other threads may still touch a pair they use until they see it failed: its memory waits for releaseOrphans().
       if (this.remoteReaped.has(qp.qid)) this.orphans.push(qp);
       else qp.releaseMemory();
@@ -453,26 +453,31 @@ export class NvmeDriver {
     this.ioQueues.clear();
     this.remoteReaped.clear();
     this.admin.fail(reason);
+    if (stuck !== undefined) throw stuck;
     this.admin.releaseMemory();
   }
 
   /** Controller reset and a fresh bring-up; I/O queue pairs must be created again. */
   async reset(): Promise<void> {
     if (this.state === 'closed') throw new NvmqError('NVMQ_CONTROLLER_DOWN', 'the controller is shut down');
-    await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
-    await this.transport.restart?.(); // a transport over a network makes a new association here
     try {
+      await this.disable(new NvmqError('NVMQ_CONTROLLER_RESET', 'the controller was reset'));
+      await this.transport.restart?.(); // a transport over a network makes a new association here
       await this.initialize();
     } catch (e) {
-      // A fatal status the reset did not clear: the controller is out of service, and said so once.
-      if (e instanceof NvmqError && (e.code === 'NVMQ_CONTROLLER_FATAL' || e.code === 'NVMQ_CONTROLLER_GONE')) {
-        this.state = 'failed';
-        this.failure = new NvmqError(e.code, `${e.message}; a controller reset did not clear it, so the controller is out of service`);
-        this.onFailed(this.failure);
-        throw this.failure;
-      }
-      throw e;
+      throw this.outOfService(e) ?? e;
     }
+  }
+
+  /** A reset failed with the controller fatal (CSTS.CFS) or gone: it is out of service, said once. */
+  private outOfService(e: unknown): NvmqError | undefined {
+    const known = e instanceof NvmqError && (e.code === 'NVMQ_CONTROLLER_FATAL' || e.code === 'NVMQ_CONTROLLER_GONE');
+    if (!known && !this.controllerFatal()) return undefined;
+    const why = `${known ? '' : 'the controller reports a fatal status (CSTS.CFS): '}${e instanceof Error ? e.message : String(e)}`;
+    this.state = 'failed';
+    this.failure = new NvmqError(known ? e.code : 'NVMQ_CONTROLLER_FATAL', `${why}; a controller reset did not clear it, so the controller is out of service`);
+    this.onFailed(this.failure);
+    return this.failure;
   }
 
   /**
@@ -493,13 +498,22 @@ export class NvmeDriver {
         delay = Math.min(delay * 2 + 1, 20);
       }
     }
-    await this.disable(new NvmqError('NVMQ_CONTROLLER_SHUTDOWN', 'the controller was shut down'));
+    const out = this.state === 'failed';
+    try {
+      await this.disable(new NvmqError('NVMQ_CONTROLLER_SHUTDOWN', 'the controller was shut down'));
+    } catch (e) {
+      if (!out) throw e; // a controller out of service that does not stop either: nothing left to shut down
+      trace('disabling a failed controller: %s', e instanceof Error ? e.message : String(e));
+    }
     this.state = 'closed';
   }
 
-  /** Shuts down and closes the transport (and with it the namespaces' backends). */
+  /** Shuts down and closes the transport (and with it the namespaces' backends), the transport even when the shutdown fails. */
   async close(): Promise<void> {
-    await this.shutdown();
-    await this.transport.close();
+    try {
+      await this.shutdown();
+    } finally {
+      await this.transport.close();
+    }
   }
 }

@@ -93,4 +93,33 @@ describe('controller fatal status', () => {
     expect(resets).toBe(1);
     expect(failed).toHaveLength(1);
   });
+
+  it('a controller gone (CSTS all ones) under I/O: the outstanding command still ends, the loss is reported once, close() closes', async () => {
+    const failed: NvmqError[] = [];
+    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
+    h.driver.onFailed = (e) => failed.push(e);
+    const q = await h.driver.createIoQueuePair({ entries: 8 });
+    h.controller.fail('injected');
+    // From here every register reads all ones, as a device that left the bus.
+    const read32 = h.transport.read32.bind(h.transport);
+    h.transport.read32 = (offset) => (offset === Regs.CSTS.offset ? 0xffffffff : read32(offset));
+    const outcome = await q.write(1, 5, 1, pattern(4096, 5)).then(
+      () => 'ok',
+      (e: NvmqError) => e.code,
+    );
+    expect(['NVMQ_TIMEOUT', 'NVMQ_CONTROLLER_RESET']).toContain(outcome);
+    await waitFor(() => failed.length === 1, 'the report', 5000);
+    expect(failed[0]!.code).toBe('NVMQ_CONTROLLER_GONE');
+    expect(failed[0]!.message).toMatch(/^CSTS reads all ones: the controller is gone; a controller reset did not clear it/);
+    await expect(h.driver.createIoQueuePair({ entries: 8 })).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_GONE' });
+    let closed = false;
+    const close = h.transport.close.bind(h.transport);
+    h.transport.close = () => {
+      closed = true;
+      return close();
+    };
+    await h.driver.close();
+    expect(closed).toBe(true);
+    expect(failed).toHaveLength(1);
+  });
 });

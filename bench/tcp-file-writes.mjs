@@ -14,7 +14,8 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../dist/index.js';
-import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
+import { median } from './tcp/procs.mjs';
+import { measureServer } from './tcp/measure.mjs';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' }, depth: { type: 'string', default: '32' },
@@ -69,28 +70,11 @@ async function inProcess() {
 }
 
 async function target() {
-  const server = spawnChild('./server.mjs', ['--kind', 'nvmq', '--ns', 'file', '--file', file, '--size-mib', values['size-mib']]);
-  try {
-    const { port, blocks } = await nextMessage(server, 'ready', 30_000);
-    const client = spawnChild('./client.mjs', ['--kind', 'nvmq', '--port', String(port), '--depth', String(depth), '--rw', 'randwrite', '--seconds', String(seconds), '--warmup', '0.5', '--blocks', String(blocks)]);
-    const limit = seconds * 1000 + 30_000;
-    const resultP = nextMessage(client, 'result', limit);
-    resultP.catch(() => {});
-    await nextMessage(client, 'measuring', limit);
-    server.send({ cpu: true });
-    const m0 = await nextMessage(server, 'cpu', 5000);
-    await nextMessage(client, 'stopped', limit);
-    server.send({ cpu: true });
-    const m1 = await nextMessage(server, 'cpu', 5000);
-    const { result } = await resultP;
-    await exited(client);
-    const us = m1.cpu.user + m1.cpu.system - m0.cpu.user - m0.cpu.system;
-    return { iops: result.iops, cpuPerIo: us / result.ios, sysPerIo: (m1.cpu.system - m0.cpu.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios };
-  } finally {
-    if (server.connected) server.send({ exit: true });
-    await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
-    server.kill('SIGKILL');
-  }
+  const serverArgs = ['--kind', 'nvmq', '--ns', 'file', '--file', file, '--size-mib', values['size-mib']];
+  const clientArgs = ['--kind', 'nvmq', '--depth', String(depth), '--rw', 'randwrite'];
+  const { result, start, end } = await measureServer({ serverArgs, clientArgs, seconds, warmup: 0.5 });
+  const us = end.cpu.user + end.cpu.system - start.cpu.user - start.cpu.system;
+  return { iops: result.iops, cpuPerIo: us / result.ios, sysPerIo: (end.cpu.system - start.cpu.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios };
 }
 
 const k = (x) => `${(x / 1000).toFixed(1)}k`;

@@ -28,7 +28,8 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../dist/index.js';
-import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
+import { median } from './tcp/procs.mjs';
+import { measureServer } from './tcp/measure.mjs';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
@@ -73,32 +74,14 @@ async function measure(kind, ns, rw, depth) {
   // A directory per target process: each of its threads (the main thread, the I/O threads) writes its own profile there.
   const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${values['cpu-prof']}/target-${ns}-${rw}-qd${depth}-${++profiles}`] : [];
   if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
-  const server = spawnChild('./server.mjs', serverArgs, prof);
-  try {
-    const { port, blocks } = await nextMessage(server, 'ready', 30_000);
-    const clientArgs = ['--kind', kind, '--port', String(port), '--depth', String(depth), '--rw', rw, '--seconds', String(seconds), '--warmup', values.warmup, '--blocks', String(blocks)];
-    if (values.digests) clientArgs.push('--digests');
-    const client = spawnChild('./client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
-    const limit = (seconds + Number(values.warmup)) * 1000 + 30_000;
-    const resultP = nextMessage(client, 'result', limit);
-    resultP.catch(() => {});
-    await nextMessage(client, 'measuring', limit);
-    server.send({ cpu: true });
-    const m0 = await nextMessage(server, 'cpu', 5000);
-    await nextMessage(client, 'stopped', limit);
-    server.send({ cpu: true });
-    const m1 = await nextMessage(server, 'cpu', 5000);
-    const [c0, c1] = [m0.cpu, m1.cpu];
-    const { result } = await resultP;
-    await exited(client);
-    const serverUs = c1.user + c1.system - c0.user - c0.system;
-    const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
-    return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
-  } finally {
-    if (server.connected) server.send({ exit: true });
-    await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
-    server.kill('SIGKILL');
-  }
+  const clientArgs = ['--kind', kind, '--depth', String(depth), '--rw', rw];
+  if (values.digests) clientArgs.push('--digests');
+  const clientProf = prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : [];
+  const { result, start, end: stop } = await measureServer({ serverArgs, clientArgs, seconds, warmup: Number(values.warmup), serverExecArgv: prof, clientExecArgv: clientProf });
+  const [c0, c1] = [start.cpu, stop.cpu];
+  const serverUs = c1.user + c1.system - c0.user - c0.system;
+  const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
+  return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(start.syscalls?.w, stop.syscalls?.w), serverReadsPerIo: perIo(start.syscalls?.r, stop.syscalls?.r) };
 }
 
 const cases = [];

@@ -11,7 +11,13 @@
 // as the median of the rounds' ratios. CPU per I/O: process.cpuUsage() of each process (every thread) over
 // the measured window, divided by the I/Os.
 //   node bench/tcp-target.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--rw randread,randwrite]
-//        [--ns memory,file] [--digests] [--size-mib 256] [--json out.json] [--cpu-prof DIR] [--coalesce-writes]
+//        [--ns memory,file] [--digests] [--size-mib 256] [--fill-kib 4] [--json out.json] [--cpu-prof DIR]
+//        [--coalesce-writes]
+// --fill-kib: the size of the writes that fill the file namespace's image before the runs (4 KiB by default).
+// It sets the page cache's folio size for the file, and with it what a 4 KiB buffered write costs the
+// kernel: into a large folio (the image written in 1 MiB writes) ext4 walks every block of the folio per
+// write, 40-55 µs of kernel CPU per write on this machine against about 2 µs into a 4 KiB one, whoever
+// submits it (docs/ARCHITECTURE.md, "NVMe/TCP target", and bench/RESULTS.md).
 // --coalesce-writes: an old experiment (the target's responses of one event-loop turn in one writev), from
 // before the target gathered its responses itself (commit 62da8ff); it now stops with an error
 // (bench/tcp/server.mjs says why).
@@ -22,13 +28,14 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../dist/index.js';
-import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
+import { median } from './tcp/procs.mjs';
+import { measureServer } from './tcp/measure.mjs';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
   depth: { type: 'string', default: '1,32' }, rw: { type: 'string', default: 'randread,randwrite' },
   ns: { type: 'string', default: 'memory,file' }, digests: { type: 'boolean', default: false },
-  'size-mib': { type: 'string', default: '256' }, warmup: { type: 'string', default: '0.5' },
+  'size-mib': { type: 'string', default: '256' }, 'fill-kib': { type: 'string', default: '4' }, warmup: { type: 'string', default: '0.5' },
   json: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'coalesce-writes': { type: 'boolean', default: false },
 } });
 const seconds = Number(values.seconds);
@@ -39,8 +46,11 @@ const nss = values.ns.split(',');
 const sizeMib = Number(values['size-mib']);
 for (const rw of rws) if (rw !== 'randread' && rw !== 'randwrite') throw new Error(`--rw: randread or randwrite, not ${rw}`);
 for (const ns of nss) if (ns !== 'memory' && ns !== 'file') throw new Error(`--ns: memory or file, not ${ns}`);
+const fillBytes = Number(values['fill-kib']) * 1024;
+if (!Number.isInteger(fillBytes) || fillBytes < 4096 || fillBytes > 1 << 20 || fillBytes % 4096 !== 0) throw new Error(`--fill-kib: a multiple of 4 from 4 to 1024, not ${values['fill-kib']}`);
 
-// The file namespace's image: created by nvmq (so it opens without --force), every block written once.
+// The file namespace's image: created by nvmq (so it opens without --force), every block written once, in
+// writes of --fill-kib (the folio size its page cache then holds).
 const dir = join(tmpdir(), `nvmq-tcp-bench-${process.pid}`);
 mkdirSync(dir, { recursive: true });
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -50,7 +60,7 @@ if (nss.includes('file')) {
   const e = await Engine.open({ namespaces: [{ backend: 'file', path: file, size, lbaSize: 4096, force: true }], workers: 1, metrics: false });
   await e.close();
   const fd = openSync(file, 'r+');
-  const chunk = Buffer.alloc(1 << 20);
+  const chunk = Buffer.alloc(fillBytes);
   for (let off = 0; off < size; off += chunk.length) writeSync(fd, chunk.fill((off >>> 20) & 0xff), 0, chunk.length, off);
   closeSync(fd);
 }
@@ -64,32 +74,14 @@ async function measure(kind, ns, rw, depth) {
   // A directory per target process: each of its threads (the main thread, the I/O threads) writes its own profile there.
   const prof = kind === 'nvmq' && values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', `${values['cpu-prof']}/target-${ns}-${rw}-qd${depth}-${++profiles}`] : [];
   if (kind === 'nvmq' && ns === 'file') readFileSync(file); // warm page cache
-  const server = spawnChild('./server.mjs', serverArgs, prof);
-  try {
-    const { port, blocks } = await nextMessage(server, 'ready', 30_000);
-    const clientArgs = ['--kind', kind, '--port', String(port), '--depth', String(depth), '--rw', rw, '--seconds', String(seconds), '--warmup', values.warmup, '--blocks', String(blocks)];
-    if (values.digests) clientArgs.push('--digests');
-    const client = spawnChild('./client.mjs', clientArgs, prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : []);
-    const limit = (seconds + Number(values.warmup)) * 1000 + 30_000;
-    const resultP = nextMessage(client, 'result', limit);
-    resultP.catch(() => {});
-    await nextMessage(client, 'measuring', limit);
-    server.send({ cpu: true });
-    const m0 = await nextMessage(server, 'cpu', 5000);
-    await nextMessage(client, 'stopped', limit);
-    server.send({ cpu: true });
-    const m1 = await nextMessage(server, 'cpu', 5000);
-    const [c0, c1] = [m0.cpu, m1.cpu];
-    const { result } = await resultP;
-    await exited(client);
-    const serverUs = c1.user + c1.system - c0.user - c0.system;
-    const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
-    return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(m0.syscalls?.w, m1.syscalls?.w), serverReadsPerIo: perIo(m0.syscalls?.r, m1.syscalls?.r) };
-  } finally {
-    if (server.connected) server.send({ exit: true });
-    await Promise.race([exited(server), new Promise((r) => setTimeout(r, 5000))]);
-    server.kill('SIGKILL');
-  }
+  const clientArgs = ['--kind', kind, '--depth', String(depth), '--rw', rw];
+  if (values.digests) clientArgs.push('--digests');
+  const clientProf = prof.length ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], '--cpu-prof-name', `host-${ns}-${rw}-qd${depth}-${profiles}.cpuprofile`] : [];
+  const { result, start, end: stop } = await measureServer({ serverArgs, clientArgs, seconds, warmup: Number(values.warmup), serverExecArgv: prof, clientExecArgv: clientProf });
+  const [c0, c1] = [start.cpu, stop.cpu];
+  const serverUs = c1.user + c1.system - c0.user - c0.system;
+  const perIo = (a, b) => (a && b ? (b - a) / result.ios : NaN);
+  return { ...result, serverCpuPerIo: serverUs / result.ios, serverSysPerIo: (c1.system - c0.system) / result.ios, clientCpuPerIo: result.cpuUs / result.ios, serverWritesPerIo: perIo(start.syscalls?.w, stop.syscalls?.w), serverReadsPerIo: perIo(start.syscalls?.r, stop.syscalls?.r) };
 }
 
 const cases = [];
@@ -124,7 +116,7 @@ for (const { rw, depth } of cases) {
 const k = (x) => (x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : `${(x / 1e3).toFixed(1)}k`);
 const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
-console.log(`\n4 KiB, loopback, ${rounds} round(s) of ${seconds} s, digests ${values.digests ? 'on' : 'off'}, file namespace: warm page cache; medians`);
+console.log(`\n4 KiB, loopback, ${rounds} round(s) of ${seconds} s, digests ${values.digests ? 'on' : 'off'}, file namespace: warm page cache filled in ${values['fill-kib']} KiB writes; medians`);
 console.log('| rw | depth | namespace | nvmq IOPS | limit IOPS | nvmq / limit | p50 nvmq / limit µs | p99 nvmq / limit µs | server CPU per I/O nvmq / limit µs (of it system) | client CPU per I/O nvmq / limit µs |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {

@@ -328,7 +328,10 @@ export class QueueExecutor implements QueueControl {
     if (!sq || !cq || this.admit(sq, cq, 1, epoch, false) === 0) return false;
     const cmd = decodeCommandWords(sqe, 0);
     cmd.psdt = 0;
-    cmd.prp1 = data ? data.byteOffset : 0;
+    // A DMA buffer's offset from the arena's page-aligned start, as a PRP would give it, so the alignment
+    // check sees the address the backend gets (every thread's view of the arena has the same skew). A view
+    // of received bytes (not shared memory) goes only to a memory namespace, which needs no alignment.
+    cmd.prp1 = data ? data.byteOffset - (data.buffer instanceof SharedArrayBuffer ? this.arena.skew : 0) : 0;
     cmd.prp2 = 0;
     this.run(sq, cq, cmd, epoch, data && data.length > 0 ? [data] : [], done);
     return true;

@@ -166,6 +166,8 @@ export class IoPath {
    * deletion).
    */
   run(q: IoQueuePair, cmd: Command): boolean {
+    // A pair a reset failed (an R2T'd write whose data came after it): its QID may name a new queue now.
+    if (q.failed) return false;
     const exec = q === this.q ? this.exec : this.executorOf?.(q);
     if (exec === undefined) {
       runOn(q, cmd);

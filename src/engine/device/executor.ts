@@ -317,7 +317,8 @@ export class QueueExecutor implements QueueControl {
    * SMART counters and error log as a fetched command, counted in flight on the SQ and this thread (a
    * Delete I/O SQ, reset or close drains it); its CID is the caller's (not marked, not found by Abort).
    * `done` gets status and DW0 once, inside this call when the backend completes at once (memory); one a
-   * reset or the queue's deletion overtook gets Command Interrupted. False, running nothing, when the
+   * reset overtook gets Command Interrupted, one its SQ's deletion overtook Command Aborted due to SQ
+   * Deletion (its host may retry either). False, running nothing, when the
    * queue or controller cannot take commands now.
    */
   submitDirect(qid: number, sqe: Uint32Array, data: Uint8Array | undefined, done: DirectDone): boolean {
@@ -423,7 +424,7 @@ export class QueueExecutor implements QueueControl {
     if (current && !direct) this.postCompletion(req, status);
     else if (current && status !== 0) this.recordError(req, status, 0);
     this.leave(sq);
-    // A direct command a reset or the queue's deletion overtook: the caller's host may retry it.
+    // A direct command a reset overtook (another epoch, or its CQ gone): the caller's host may retry it.
     direct?.(current ? status : COMMAND_INTERRUPTED, req.dw0);
   }
 

@@ -64,7 +64,10 @@ async function window(server, clients) {
 }
 
 const ioThreadsArg = values['target-io-threads'];
-if (ioThreadsArg !== 'workers' && !(Number.isInteger(Number(ioThreadsArg)) && Number(ioThreadsArg) >= 1)) throw new Error(`--target-io-threads: a count >= 1 or "workers", not ${ioThreadsArg}`);
+if (ioThreadsArg !== 'workers' && !(Number.isInteger(Number(ioThreadsArg)) && Number(ioThreadsArg) >= 1)) {
+  console.error(`--target-io-threads: a count >= 1 or "workers", not ${ioThreadsArg}`);
+  process.exit(2);
+}
 /** The host rows' target I/O threads with `w` client workers. */
 const ioThreads = (w) => (ioThreadsArg === 'workers' ? w : Number(ioThreadsArg));
 

@@ -11,9 +11,11 @@
 // Each round runs every case once, limit, host and local back to back (interleaved: the machine is shared);
 // the table gives medians over rounds and the ratios as medians of the rounds' ratios. CPU per I/O:
 // process.cpuUsage() of each process (every thread) over the measured window, divided by the I/Os.
+// --target-io-threads N (default 1, the target's default with one engine worker): the I/O threads of the host
+// rows' target (server.mjs --io-threads); `workers` gives it as many as the client has workers.
 // --cpu-prof DIR writes a CPU profile of every thread of each host client (and of the target, with
 // --cpu-prof-target) into DIR (node --cpu-prof).
-//   node bench/tcp-host.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--workers 1,2] [--json out.json] [--cpu-prof DIR [--cpu-prof-target]]
+//   node bench/tcp-host.mjs [--seconds 3] [--rounds 3] [--depth 1,32] [--workers 1,2] [--target-io-threads N|workers] [--json out.json] [--cpu-prof DIR [--cpu-prof-target]]
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { spawnChild, nextMessage, exited, median } from './tcp/procs.mjs';
@@ -22,7 +24,7 @@ const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' },
   depth: { type: 'string', default: '1,32' }, workers: { type: 'string', default: '1,2' },
   warmup: { type: 'string', default: '0.5' }, json: { type: 'string' },
-  'cpu-prof': { type: 'string' }, 'cpu-prof-target': { type: 'boolean', default: false },
+  'target-io-threads': { type: 'string', default: '1' }, 'cpu-prof': { type: 'string' }, 'cpu-prof-target': { type: 'boolean', default: false },
 } });
 const profile = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`] : [];
 const targetProfile = values['cpu-prof-target'] ? profile : [];
@@ -61,8 +63,16 @@ async function window(server, clients) {
   };
 }
 
-async function withServer(kind, fn) {
-  const server = spawnChild('./server.mjs', ['--kind', kind, '--ns', 'memory', '--size-mib', String(SIZE_MIB)], kind === 'nvmq' ? targetProfile : []);
+const ioThreadsArg = values['target-io-threads'];
+if (ioThreadsArg !== 'workers' && !(Number.isInteger(Number(ioThreadsArg)) && Number(ioThreadsArg) >= 1)) {
+  console.error(`--target-io-threads: a count >= 1 or "workers", not ${ioThreadsArg}`);
+  process.exit(2);
+}
+/** The host rows' target I/O threads with `w` client workers. */
+const ioThreads = (w) => (ioThreadsArg === 'workers' ? w : Number(ioThreadsArg));
+
+async function withServer(kind, fn, extra = []) {
+  const server = spawnChild('./server.mjs', ['--kind', kind, '--ns', 'memory', '--size-mib', String(SIZE_MIB), ...extra], kind === 'nvmq' ? targetProfile : []);
   try {
     const ready = await nextMessage(server, 'ready', 30_000);
     return await fn(server, ready);
@@ -76,7 +86,7 @@ async function withServer(kind, fn) {
 const common = (depth) => ['--depth', String(depth), '--seconds', String(seconds), '--warmup', values.warmup];
 const measure = {
   limit: (w, depth) => withServer('limit', (server, { port, blocks }) => window(server, Array.from({ length: w }, () => spawnChild('./client.mjs', ['--kind', 'limit', '--port', String(port), '--rw', 'randread', '--blocks', String(blocks), ...common(depth)])))),
-  host: (w, depth) => withServer('nvmq', (server, { port }) => window(server, [spawnChild('./engine-client.mjs', ['--kind', 'host', '--port', String(port), '--workers', String(w), ...common(depth)], profile)])),
+  host: (w, depth) => withServer('nvmq', (server, { port }) => window(server, [spawnChild('./engine-client.mjs', ['--kind', 'host', '--port', String(port), '--workers', String(w), ...common(depth)], profile)]), ['--io-threads', String(ioThreads(w))]),
   local: (w, depth) => window(undefined, [spawnChild('./engine-client.mjs', ['--kind', 'local', '--workers', String(w), '--size-mib', String(SIZE_MIB), ...common(depth)])]),
 };
 
@@ -110,19 +120,24 @@ for (const w of workerCounts) {
       hostLimit: median(h.map((r, i) => r.iops / l[i].iops)), hostLocal: median(h.map((r, i) => r.iops / loc[i].iops)),
       p50: { limit: med(l, (r) => r.p50), host: med(h, (r) => r.p50), local: med(loc, (r) => r.p50) },
       cpu: { hostClient: med(h, (r) => r.clientCpuPerIo), hostServer: med(h, (r) => r.serverCpuPerIo), limitClient: med(l, (r) => r.clientCpuPerIo), limitServer: med(l, (r) => r.serverCpuPerIo), local: med(loc, (r) => r.clientCpuPerIo) },
-      scaling: undefined,
+      scaling: undefined, limitScaling: undefined,
     });
   }
 }
 for (const r of rows) {
   const one = rows.find((o) => o.workers === 1 && o.depth === r.depth);
-  if (one && r.workers > 1) r.scaling = median(runs.get(key('host', r.workers, r.depth)).map((x, i) => x.iops / runs.get(key('host', 1, r.depth))[i].iops));
+  const ratio = (kind) => median(runs.get(key(kind, r.workers, r.depth)).map((x, i) => x.iops / runs.get(key(kind, 1, r.depth))[i].iops));
+  if (one && r.workers > 1) {
+    r.scaling = ratio('host');
+    r.limitScaling = ratio('limit');
+  }
 }
-console.log(`\n4 KiB random reads, memory namespace, loopback, ${rounds} round(s) of ${seconds} s; medians`);
-console.log('| workers | depth | host IOPS | in-process IOPS | TCP limit IOPS | host / limit | host / in-process | host N / 1 worker | p50 host / in-process / limit µs | CPU per I/O host: client + target µs | limit: client + server µs | in-process µs |');
+console.log(`\n4 KiB random reads, memory namespace, loopback, ${rounds} round(s) of ${seconds} s; medians; target I/O threads: ${ioThreadsArg}`);
+console.log('| workers | depth | host IOPS | in-process IOPS | TCP limit IOPS | host / limit | host / in-process | N / 1 worker: host, limit | p50 host / in-process / limit µs | CPU per I/O host: client + target µs | limit: client + server µs | in-process µs |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+const f2x = (x) => (x === undefined ? '-' : `${f2(x)}x`);
 for (const r of rows) {
-  console.log(`| ${r.workers} | ${r.depth} | ${k(r.host)} | ${k(r.local)} | ${k(r.limit)} | ${f2(r.hostLimit)}x | ${f2(r.hostLocal)}x | ${r.scaling === undefined ? '-' : `${f2(r.scaling)}x`} | ${f1(r.p50.host)} / ${f1(r.p50.local)} / ${f1(r.p50.limit)} | ${f2(r.cpu.hostClient)} + ${f2(r.cpu.hostServer)} | ${f2(r.cpu.limitClient)} + ${f2(r.cpu.limitServer)} | ${f2(r.cpu.local)} |`);
+  console.log(`| ${r.workers} | ${r.depth} | ${k(r.host)} | ${k(r.local)} | ${k(r.limit)} | ${f2(r.hostLimit)}x | ${f2(r.hostLocal)}x | ${r.scaling === undefined ? '-' : `${f2x(r.scaling)}, ${f2x(r.limitScaling)}`} | ${f1(r.p50.host)} / ${f1(r.p50.local)} / ${f1(r.p50.limit)} | ${f2(r.cpu.hostClient)} + ${f2(r.cpu.hostServer)} | ${f2(r.cpu.limitClient)} + ${f2(r.cpu.limitServer)} | ${f2(r.cpu.local)} |`);
 }
 console.error(`(${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 if (values.json) writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), options: values, rows, runs: Object.fromEntries(runs) }, null, 2));

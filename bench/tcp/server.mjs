@@ -1,6 +1,7 @@
 // One server process of the NVMe/TCP benchmark, forked by bench/tcp-target.mjs with an IPC channel:
 //   --kind nvmq   an Engine with one namespace (--ns memory, or --ns file on --file) and its NVMe/TCP
-//                 target, engine.listen({ port: 0, allowAnyHost: true })
+//                 target, engine.listen({ port: 0, allowAnyHost: true }); --io-threads N: the target's I/O
+//                 threads (listen's ioThreads; by default the engine's worker count, 1)
 //   --kind limit  the plain TCP request/response server (frames.mjs): answers each request at once
 // It sends { ready, port, blocks } once listening, answers { cpu } with process.cpuUsage() (every thread of
 // the process) and its read / write system calls so far and ends on { exit }.
@@ -12,7 +13,7 @@ import { FrameReader, REQUEST_HEADER, RESPONSE_HEADER } from './frames.mjs';
 const { values } = parseArgs({ options: {
   kind: { type: 'string' }, ns: { type: 'string', default: 'memory' }, file: { type: 'string' },
   'size-mib': { type: 'string', default: '256' }, digests: { type: 'boolean', default: false },
-  'coalesce-writes': { type: 'boolean', default: false },
+  'coalesce-writes': { type: 'boolean', default: false }, 'io-threads': { type: 'string' },
 } });
 const size = Number(values['size-mib']) << 20;
 const BLOCK = 4096;
@@ -24,7 +25,8 @@ if (values.kind === 'nvmq') {
   if (values['coalesce-writes']) await coalesceTargetWrites();
   const ns = values.ns === 'memory' ? { backend: 'memory', size, lbaSize: BLOCK } : { backend: 'file', path: values.file, lbaSize: BLOCK };
   const engine = await Engine.open({ namespaces: [ns], workers: 1, metrics: false });
-  const target = await engine.listen({ port: 0, allowAnyHost: true });
+  const ioThreads = values['io-threads'] === undefined ? undefined : Number(values['io-threads']);
+  const target = await engine.listen({ port: 0, allowAnyHost: true, ioThreads });
   port = target.address.port;
   close = () => engine.close();
 } else if (values.kind === 'limit') {

@@ -62,7 +62,10 @@ export async function attachGranted<Q extends IoQueuePair>(
   const namespaces = new Map(boot.namespaces.map((n) => [n.nsid, n]));
   const t = boot.timeouts;
   const deadlines = t && { timeoutMs: t.ioMs, deadlines: remoteDeadlines(t) };
-  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode, ...deadlines }, namespaces, h);
+  // Over NVMe/TCP a doorbell write only queues capsules, which go out in one write per microtask turn anyway
+  // (host-output.ts): one doorbell per turn saves a ring and a reap per command.
+  const coalesce = isTcpThreadHandle(c);
+  const queue = make({ transport, qid: h.qid, entries: h.entries, dstrd: h.dstrd, pageSize: h.pageSize, maxTransfer: h.maxTransfer, waitMode: boot.waitMode, coalesce, ...deadlines }, namespaces, h);
   transport.setInterruptHandler(grant.vector, () => queue.onInterrupt());
   return { transport, queue };
 }

@@ -89,25 +89,181 @@ Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc);
 }
 
-// ------------------------------------------------------------------ io_uring
+// ------------------------------------------------------------ eventfd watch
 
-// The native side of one ring, owned apart from its JS wrapper: the uv_poll
-// handle on the ring's eventfd must stay alive until libuv's close callback
-// has run, which can be after the wrapper is garbage or the environment (a
-// worker thread) is being torn down.
-struct RingState {
-  nvmq::Ring* ring = nullptr;
-  napi_env env = nullptr;
+// An eventfd watched on the calling thread's event loop (uv_poll): a ring's
+// completion eventfd, a VFIO interrupt vector's. When it is readable its
+// counter is cleared and the JS callback runs through napi_make_callback
+// (which runs the microtasks it queued before returning). The owner embeds
+// it, sets poll.data to itself, and frees itself from the uv_close callback
+// once Stop() said one is coming.
+struct FdWatch {
   uv_poll_t poll;
+  int fd = -1;
   bool polling = false;
   bool refed = false;
-  bool closing = false;
   napi_ref callback = nullptr;
   napi_async_context async_context = nullptr;
+
+  // Watches `fd` on env's loop, calling `fn` (held by reference); false when libuv refuses.
+  bool Start(napi_env env, int watched, napi_value fn, const char* resource, void* owner, uv_poll_cb cb) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &poll, watched) != 0) return false;
+    fd = watched;
+    poll.data = owner;
+    polling = true;
+    refed = true;
+    napi_create_reference(env, fn, 1, &callback);
+    napi_value name;
+    napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name);
+    napi_async_init(env, nullptr, name, &async_context);
+    uv_poll_start(&poll, UV_READABLE, cb);
+    return true;
+  }
+
+  // Holds the event loop open only while `want` (work in flight).
+  void SetRef(bool want) {
+    if (!polling || want == refed) return;
+    refed = want;
+    if (want) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(&poll));
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&poll));
+    }
+  }
+
+  // Clears the counter and runs the callback.
+  void Fire(napi_env env) {
+    if (callback == nullptr) return;
+    uint64_t count;
+    // A failed read only means the counter was already 0.
+    if (read(fd, &count, sizeof count) < 0) count = 0;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value fn, recv, result;
+    napi_get_reference_value(env, callback, &fn);
+    napi_get_global(env, &recv);
+    if (napi_make_callback(env, async_context, recv, fn, 0, nullptr, &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+
+  // Drops the JS references (`js` false in an environment's cleanup, which frees them itself).
+  void ReleaseJs(napi_env env, bool js) {
+    if (js) {
+      if (callback != nullptr) napi_delete_reference(env, callback);
+      if (async_context != nullptr) napi_async_destroy(env, async_context);
+    }
+    callback = nullptr;
+    async_context = nullptr;
+  }
+
+  // Stops watching; true when `closed` will run (the owner is freed there), false when nothing was watched.
+  bool Stop(uv_close_cb closed) {
+    if (!polling) return false;
+    uv_poll_stop(&poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll), closed);
+    return true;
+  }
+};
+
+// The native side of an object whose eventfd is watched (a ring, an
+// interrupt vector), owned apart from its JS wrapper: the uv_poll handle must
+// stay alive until libuv's close callback has run, which can be after the
+// wrapper is garbage or the environment (a worker thread) is being torn
+// down. Subclasses say what goes before the watch stops and after.
+struct WatchedState {
+  napi_env env = nullptr;
+  FdWatch watch;
+  bool closing = false;
   // The wrapper's pointer to this state, cleared when the state is freed
   // first (environment teardown), so the wrapper's finalizer never sees it.
-  RingState** owner = nullptr;
+  void** owner = nullptr;
   napi_async_cleanup_hook_handle hook = nullptr;
+
+  virtual ~WatchedState() = default;
+  // Before the watch stops; `js` is false in the environment's cleanup hook,
+  // where references are left for the environment to free.
+  virtual void Shutdown(bool) {}
+  // Once the watch has stopped (the fd is out of the loop's epoll set).
+  virtual void Stopped() {}
+};
+
+void FreeWatched(WatchedState* s) {
+  if (s->owner != nullptr) *s->owner = nullptr;
+  if (s->hook != nullptr) napi_remove_async_cleanup_hook(s->hook);
+  delete s;
+}
+
+void OnWatchClosed(uv_handle_t* h) { FreeWatched(static_cast<WatchedState*>(h->data)); }
+
+void Teardown(WatchedState* s, bool js) {
+  if (s->closing) return;
+  s->closing = true;
+  s->Shutdown(js);
+  s->watch.ReleaseJs(s->env, js);
+  const bool pending = s->watch.Stop(OnWatchClosed);
+  s->Stopped();
+  if (!pending) FreeWatched(s);
+}
+
+void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+  // The hook is removed once the watcher is closed (FreeWatched).
+  Teardown(static_cast<WatchedState*>(arg), false);
+}
+
+void OnReadable(uv_poll_t* h, int, int) {
+  WatchedState* s = static_cast<WatchedState*>(h->data);
+  if (s->closing) return;
+  // The microtasks the handler queued (promise resolutions of the completed commands) run before this returns.
+  s->watch.Fire(s->env);
+}
+
+// watch(fn) of a wrapper: starts watching `fd` for `s`, or throws (`what`
+// names the eventfd in the message) and returns false.
+bool WatchFromJs(const Napi::CallbackInfo& info, WatchedState* s, int fd, const char* what, const char* resource) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) {
+    Napi::TypeError::New(env, "nvmq_native: watch(fn) needs a function").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (s->watch.polling) {
+    Napi::Error::New(env, std::string("nvmq_native: the ") + what + " is already watched").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (!s->watch.Start(env, fd, info[0], resource, s, OnReadable)) {
+    Napi::Error::New(env, std::string("nvmq_native: cannot watch the ") + what + "'s eventfd").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// `s`, just made for the wrapper's `*slot`: its environment, and the pointer cleared if it is freed first.
+template <typename S>
+void Own(napi_env env, S* s, S** slot) {
+  s->env = env;
+  s->owner = reinterpret_cast<void**>(slot);
+}
+
+// The wrapper lets go of its state: torn down (or already being torn down by
+// the environment's cleanup) and freed once its watcher has closed.
+template <typename S>
+void Release(S** slot) {
+  S* s = *slot;
+  if (s == nullptr) return;
+  s->owner = nullptr;
+  *slot = nullptr;
+  Teardown(s, true);
+}
+
+// ------------------------------------------------------------------ io_uring
+
+// One ring and what its wrapper shares with the native side.
+struct RingState : WatchedState {
+  nvmq::Ring* ring = nullptr;
   // The typed arrays the native side reads and writes, kept alive here.
   napi_ref arrays[4] = {nullptr, nullptr, nullptr, nullptr};
   double* ops = nullptr;
@@ -116,81 +272,25 @@ struct RingState {
   size_t segs_len = 0;
   int32_t* cqes = nullptr;
   unsigned cq_cap = 0;
+
+  // Cancels and waits for whatever is in flight and frees the ring.
+  void Shutdown(bool js) override {
+    delete ring;  // cancels and waits for operations still in flight
+    ring = nullptr;
+    if (!js) return;
+    for (napi_ref& r : arrays) {
+      if (r != nullptr) napi_delete_reference(env, r);
+    }
+  }
 };
-
-void FreeState(RingState* s) {
-  if (s->owner != nullptr) *s->owner = nullptr;
-  if (s->hook != nullptr) napi_remove_async_cleanup_hook(s->hook);
-  delete s;
-}
-
-void OnPollClosed(uv_handle_t* h) { FreeState(static_cast<RingState*>(h->data)); }
 
 // The event loop holds a reference only while operations are in flight, so
 // an idle ring never keeps a thread alive.
 void UpdateRef(RingState* s) {
-  if (!s->polling || s->ring == nullptr) return;
-  const bool want = s->ring->inflight() > 0;
-  if (want == s->refed) return;
-  s->refed = want;
-  if (want) {
-    uv_ref(reinterpret_cast<uv_handle_t*>(&s->poll));
-  } else {
-    uv_unref(reinterpret_cast<uv_handle_t*>(&s->poll));
-  }
+  if (s->ring == nullptr) return;
+  s->watch.SetRef(s->ring->inflight() > 0);
 }
 
-// Cancels and waits for whatever is in flight, frees the ring, and closes
-// the eventfd watcher. `js` is false in the environment's cleanup hook, where
-// references are left for the environment to free.
-void Teardown(RingState* s, bool js) {
-  if (s->closing) return;
-  s->closing = true;
-  delete s->ring;  // cancels and waits for operations still in flight
-  s->ring = nullptr;
-  if (js) {
-    if (s->callback != nullptr) napi_delete_reference(s->env, s->callback);
-    if (s->async_context != nullptr) napi_async_destroy(s->env, s->async_context);
-    for (napi_ref& r : s->arrays) {
-      if (r != nullptr) napi_delete_reference(s->env, r);
-    }
-  }
-  s->callback = nullptr;
-  if (s->polling) {
-    uv_poll_stop(&s->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), OnPollClosed);
-  } else {
-    FreeState(s);
-  }
-}
-
-void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
-  // The hook is removed once the watcher is closed (FreeState).
-  Teardown(static_cast<RingState*>(arg), false);
-}
-
-void OnReadable(uv_poll_t* h, int, int) {
-  RingState* s = static_cast<RingState*>(h->data);
-  if (s->closing || s->callback == nullptr) return;
-  uint64_t count;
-  // Clears the eventfd counter; a failed read only means it was already 0.
-  if (read(s->ring->event_fd(), &count, sizeof count) < 0) count = 0;
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value fn, recv, result;
-  napi_get_reference_value(env, s->callback, &fn);
-  napi_get_global(env, &recv);
-  // make_callback runs the microtasks the handler queued (promise
-  // resolutions of the completed commands) before it returns.
-  if (napi_make_callback(env, s->async_context, recv, fn, 0, nullptr,
-                         &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_close_handle_scope(env, scope);
-}
 
 // Typed array data pointer and length in elements; throws on a mismatch.
 template <typename T>
@@ -255,8 +355,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
       return;
     }
     s_ = new RingState();
-    s_->env = env;
-    s_->owner = &s_;
+    Own(env, s_, &s_);
     uint8_t* arena;
     size_t arena_len;
     size_t cq_len;
@@ -278,7 +377,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
       e.ThrowAsJavaScriptException();
       return;
     }
-    napi_add_async_cleanup_hook(env, OnEnvCleanup, s_, &s_->hook);
+    napi_add_async_cleanup_hook(env, OnEnvCleanup, static_cast<WatchedState*>(s_), &s_->hook);
   }
 
   ~RingWrap() override { Release(); }
@@ -352,27 +451,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
   // says completions arrived.
   Napi::Value Watch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Open(env)) return env.Undefined();
-    if (!info[0].IsFunction()) {
-      Napi::TypeError::New(env, "nvmq_native: watch(fn) needs a function").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    if (s_->polling) {
-      Napi::Error::New(env, "nvmq_native: the ring is already watched").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok ||
-        uv_poll_init(loop, &s_->poll, s_->ring->event_fd()) != 0) {
-      Napi::Error::New(env, "nvmq_native: cannot watch the ring's eventfd").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    s_->poll.data = s_;
-    s_->polling = true;
-    s_->refed = true;
-    napi_create_reference(env, info[0], 1, &s_->callback);
-    napi_async_init(env, nullptr, Napi::String::New(env, "nvmq:io_uring"), &s_->async_context);
-    uv_poll_start(&s_->poll, UV_READABLE, OnReadable);
+    if (!Open(env) || !WatchFromJs(info, s_, s_->ring->event_fd(), "ring", "nvmq:io_uring")) return env.Undefined();
     UpdateRef(s_);
     return env.Undefined();
   }
@@ -394,15 +473,7 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
     return info.Env().Undefined();
   }
 
-  // Lets go of the state: it is torn down (or already being torn down by
-  // the environment's cleanup) and freed once its watcher has closed.
-  void Release() {
-    RingState* s = s_;
-    if (s == nullptr) return;
-    s->owner = nullptr;
-    s_ = nullptr;
-    Teardown(s, true);
-  }
+  void Release() { ::Release(&s_); }
 
   Napi::Value Inflight(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -599,6 +670,94 @@ class VfioBarWrap : public Napi::ObjectWrap<VfioBarWrap> {
   Napi::Reference<Napi::ArrayBuffer> ref_;
 };
 
+// The native side of one thread's interrupt vector: its own duplicate of
+// the vector's eventfd (so the device's Close() cannot pull it from under
+// the watcher) and the uv_poll on it, kept alive, like a ring's, until
+// libuv's close callback has run.
+struct IrqState : WatchedState {
+  int fd = -1;
+
+  // The watch is out of the loop's epoll set (uv_close stops the poll at
+  // once): the duplicate goes now, not a loop turn later, so a close()
+  // leaves no descriptor behind when it returns.
+  void Stopped() override {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+  ~IrqState() override { Stopped(); }
+};
+
+// new VfioInterrupt(eventfd): one MSI-X vector of a device a Vfio in this
+// process has enabled, as the thread that handles it sees it.
+class VfioInterruptWrap : public Napi::ObjectWrap<VfioInterruptWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VfioInterrupt",
+                       {InstanceMethod<&VfioInterruptWrap::Watch>("watch"),
+                        InstanceMethod<&VfioInterruptWrap::Ref>("ref"),
+                        InstanceMethod<&VfioInterruptWrap::Wait>("wait"),
+                        InstanceMethod<&VfioInterruptWrap::Close>("close")});
+  }
+
+  explicit VfioInterruptWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VfioInterruptWrap>(info) {
+    Napi::Env env = info.Env();
+    double fd;
+    if (!ReadInteger(info, 0, "eventfd", 0, std::numeric_limits<int32_t>::max(), &fd)) return;
+    const int dup = fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      const int err = errno;
+      ThrowErrno(env, std::string("cannot duplicate the interrupt eventfd: ") + std::strerror(err), -err);
+      return;
+    }
+    s_ = new IrqState();
+    Own(env, s_, &s_);
+    s_->fd = dup;
+    napi_add_async_cleanup_hook(env, OnEnvCleanup, static_cast<WatchedState*>(s_), &s_->hook);
+  }
+
+  ~VfioInterruptWrap() override { Release(); }
+
+ private:
+  bool Open(Napi::Env env) {
+    if (s_ != nullptr && !s_->closing) return true;
+    Napi::Error::New(env, "nvmq_native: the interrupt is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // watch(fn): fn() runs on this thread's event loop each time the vector
+  // fires. Unreferenced until ref(true).
+  Napi::Value Watch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env) || !WatchFromJs(info, s_, s_->fd, "interrupt", "nvmq:msix")) return env.Undefined();
+    s_->watch.SetRef(false);
+    return env.Undefined();
+  }
+
+  // ref(held): whether the watch keeps the event loop alive (commands in flight).
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (s_ != nullptr && !s_->closing) s_->watch.SetRef(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  // wait(timeoutUs) -> 1 the vector fired (counter cleared), 0 timed out, -errno.
+  Napi::Value Wait(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double us;
+    if (!ReadInteger(info, 0, "timeoutUs", 0, 3600000000.0, &us)) return env.Undefined();
+    return Napi::Number::New(env, nvmq::vfio_wait_eventfd(s_->fd, static_cast<uint64_t>(us)));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  void Release() { ::Release(&s_); }
+
+  IrqState* s_ = nullptr;
+};
+
 // new Vfio(groupPath, pciAddress): the container, group and device open.
 class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
  public:
@@ -611,6 +770,8 @@ class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
                         InstanceMethod<&VfioWrap::UnmapDma>("unmapDma"),
                         InstanceMethod<&VfioWrap::ConfigRead>("configRead"),
                         InstanceMethod<&VfioWrap::ConfigWrite>("configWrite"),
+                        InstanceMethod<&VfioWrap::MsixCount>("msixCount"),
+                        InstanceMethod<&VfioWrap::EnableMsix>("enableMsix"),
                         InstanceMethod<&VfioWrap::Close>("close")});
   }
 
@@ -744,6 +905,39 @@ class VfioWrap : public Napi::ObjectWrap<VfioWrap> {
     return Napi::Number::New(env, dev_->ConfigWrite(static_cast<uint32_t>(off), &v, static_cast<size_t>(size)));
   }
 
+  // msixCount() -> MSI-X vectors the device has (0: none); throws with errno.
+  Napi::Value MsixCount(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    uint32_t n = 0;
+    std::string why;
+    const int rc = dev_->MsixCount(&n, &why);
+    if (rc < 0) {
+      ThrowErrno(env, why, rc);
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, n);
+  }
+
+  // enableMsix(n) -> the eventfds of vectors [0, n) (Int32Array), attached;
+  // throws with errno, nothing attached. close() detaches and closes them.
+  Napi::Value EnableMsix(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    double n;
+    if (!ReadInteger(info, 0, "vectors", 1, 2048, &n)) return env.Undefined();
+    std::string why;
+    const int rc = dev_->EnableMsix(static_cast<uint32_t>(n), &why);
+    if (rc < 0) {
+      ThrowErrno(env, why, rc);
+      return env.Undefined();
+    }
+    const std::vector<int>& fds = dev_->irq_fds();
+    Napi::Int32Array out = Napi::Int32Array::New(env, fds.size());
+    for (size_t i = 0; i < fds.size(); i++) out[i] = fds[i];
+    return out;
+  }
+
   // close(): BAR0's ArrayBuffer is detached (later accesses throw) and
   // unmapped, every DMA mapping undone, every fd closed. Idempotent.
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -782,6 +976,7 @@ void RegisterVfio(Napi::Env env, Napi::Object exports) {
   exports.Set("vfioInjectFailure", Napi::Function::New(env, VfioInjectFailure, "vfioInjectFailure"));
   exports.Set("Vfio", VfioWrap::Define(env));
   exports.Set("VfioBar", VfioBarWrap::Define(env));
+  exports.Set("VfioInterrupt", VfioInterruptWrap::Define(env));
 }
 
 void RegisterRing(Napi::Env env, Napi::Object exports) {

@@ -8,6 +8,8 @@
 #define NVMQ_HAVE_VFIO 1
 #include <fcntl.h>
 #include <linux/vfio.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -54,6 +56,20 @@ int RegionInfo(int device, uint32_t index, VfioRegion* out) {
 void vfio_inject_failure(int step) {
   g_fail_at = step;
   g_step = 0;
+}
+
+int vfio_wait_eventfd(int fd, uint64_t timeout_us) {
+  struct pollfd p = {fd, POLLIN, 0};
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout_us / 1000000);
+  ts.tv_nsec = static_cast<long>((timeout_us % 1000000) * 1000);
+  const int rc = ppoll(&p, 1, &ts, nullptr);
+  if (rc < 0) return errno == EINTR ? 0 : -errno;
+  if (rc == 0) return 0;
+  uint64_t count;
+  // A failed read only means another reader cleared it first.
+  if (read(fd, &count, sizeof count) < 0) return 0;
+  return 1;
 }
 
 int Vfio::Open(const char* group_path, const char* pci, Vfio** out, std::string* why) {
@@ -138,6 +154,7 @@ void Vfio::Close() {
   // says in one place what was mapped and undoes it in order.
   for (const auto& m : dma_) UnmapDma(m.first, m.second);
   dma_.clear();
+  DisableMsix();
   if (device_ >= 0) ::close(device_);
   if (group_ >= 0) {
     ioctl(group_, VFIO_GROUP_UNSET_CONTAINER);
@@ -207,6 +224,69 @@ int Vfio::UnmapDma(uint64_t iova, uint64_t size) {
   return rc;
 }
 
+int Vfio::MsixCount(uint32_t* count, std::string* why) {
+  *count = 0;
+  if (device_ < 0) return Fail(why, "the VFIO device is closed", EBADF);
+  struct vfio_irq_info info;
+  std::memset(&info, 0, sizeof info);
+  info.argsz = sizeof info;
+  info.index = VFIO_PCI_MSIX_IRQ_INDEX;
+  if (ioctl(device_, VFIO_DEVICE_GET_IRQ_INFO, &info) < 0) return Fail(why, "VFIO_DEVICE_GET_IRQ_INFO (MSI-X)", errno);
+  if (info.flags & VFIO_IRQ_INFO_EVENTFD) *count = info.count;
+  return 0;
+}
+
+int Vfio::EnableMsix(uint32_t n, std::string* why) {
+  if (device_ < 0) return Fail(why, "the VFIO device is closed", EBADF);
+  if (!irq_fds_.empty()) return Fail(why, "MSI-X is already enabled", EBUSY);
+  if (n == 0) return Fail(why, "no MSI-X vector to enable", EINVAL);
+  for (uint32_t i = 0; i < n; i++) {
+    const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) {
+      const int err = errno;
+      DisableMsix();
+      return Fail(why, "cannot create an eventfd for an MSI-X vector", err);
+    }
+    irq_fds_.push_back(fd);
+  }
+  const size_t bytes = sizeof(struct vfio_irq_set) + n * sizeof(int32_t);
+  std::vector<uint8_t> buf(bytes);
+  auto* set = reinterpret_cast<struct vfio_irq_set*>(buf.data());
+  set->argsz = static_cast<uint32_t>(bytes);
+  set->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+  set->index = VFIO_PCI_MSIX_IRQ_INDEX;
+  set->start = 0;
+  set->count = n;
+  std::memcpy(set->data, irq_fds_.data(), n * sizeof(int32_t));
+  if (ioctl(device_, VFIO_DEVICE_SET_IRQS, set) < 0) {
+    const int err = errno;
+    for (int fd : irq_fds_) ::close(fd);
+    irq_fds_.clear();
+    return Fail(why, "VFIO_DEVICE_SET_IRQS (MSI-X eventfds)", err);
+  }
+  if (Injected(why, "MSI-X enabled")) {
+    DisableMsix();
+    return -EIO;
+  }
+  return 0;
+}
+
+void Vfio::DisableMsix() {
+  if (irq_fds_.empty()) return;
+  if (device_ >= 0) {
+    struct vfio_irq_set set;
+    std::memset(&set, 0, sizeof set);
+    set.argsz = sizeof set;
+    set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    set.index = VFIO_PCI_MSIX_IRQ_INDEX;
+    set.start = 0;
+    set.count = 0;
+    ioctl(device_, VFIO_DEVICE_SET_IRQS, &set);
+  }
+  for (int fd : irq_fds_) ::close(fd);
+  irq_fds_.clear();
+}
+
 int Vfio::ConfigRead(uint32_t offset, void* buf, size_t len) {
   if (device_ < 0) return -EBADF;
   const ssize_t n = pread(device_, buf, len, static_cast<off_t>(config_.offset + offset));
@@ -223,6 +303,7 @@ int Vfio::ConfigWrite(uint32_t offset, const void* buf, size_t len) {
 
 bool vfio_supported() { return false; }
 void vfio_inject_failure(int) {}
+int vfio_wait_eventfd(int, uint64_t) { return -ENOSYS; }
 
 int Vfio::Open(const char*, const char*, Vfio** out, std::string* why) {
   *out = nullptr;
@@ -244,6 +325,15 @@ int Vfio::MapDma(void*, uint64_t, uint64_t, std::string* why) {
   return -ENOSYS;
 }
 int Vfio::UnmapDma(uint64_t, uint64_t) { return -ENOSYS; }
+int Vfio::MsixCount(uint32_t* count, std::string*) {
+  *count = 0;
+  return 0;
+}
+int Vfio::EnableMsix(uint32_t, std::string* why) {
+  *why = "VFIO is not available on this platform";
+  return -ENOSYS;
+}
+void Vfio::DisableMsix() {}
 int Vfio::ConfigRead(uint32_t, void*, size_t) { return -ENOSYS; }
 int Vfio::ConfigWrite(uint32_t, const void*, size_t) { return -ENOSYS; }
 

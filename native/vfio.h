@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace nvmq {
 
@@ -20,8 +21,12 @@ namespace nvmq {
 bool vfio_supported();
 
 // For tests: the `step`th checkpoint (1-based) of the next Open() and the
-// MapBar0() / MapDma() after it fails with EIO, as a failure there would; 0 turns it off.
+// MapBar0() / MapDma() / EnableMsix() after it fails with EIO, as a failure there would; 0 turns it off.
 void vfio_inject_failure(int step);
+
+// Blocks until eventfd `fd` is signalled or `timeout_us` passes (ppoll), then
+// clears its counter: 1 signalled, 0 timed out (or interrupted), -errno.
+int vfio_wait_eventfd(int fd, uint64_t timeout_us);
 
 struct VfioRegion {
   uint64_t size = 0;
@@ -54,13 +59,25 @@ class Vfio {
   // pread / pwrite of the config space: bytes transferred or -errno.
   int ConfigRead(uint32_t offset, void* buf, size_t len);
   int ConfigWrite(uint32_t offset, const void* buf, size_t len);
-  // Unmaps every DMA mapping and closes the device, group and container.
+  // MSI-X vectors the device has (VFIO_DEVICE_GET_IRQ_INFO): 0 when it has none.
+  int MsixCount(uint32_t* count, std::string* why);
+  // Attaches a new eventfd to each of vectors [0, n) (VFIO_DEVICE_SET_IRQS,
+  // DATA_EVENTFD | ACTION_TRIGGER), which enables MSI-X on the device: the
+  // controller's interrupts then signal those eventfds. On failure nothing
+  // stays attached or open.
+  int EnableMsix(uint32_t n, std::string* why);
+  // Detaches the eventfds (DATA_NONE | ACTION_TRIGGER, count 0: MSI-X off)
+  // and closes them. Idempotent.
+  void DisableMsix();
+  // Unmaps every DMA mapping, turns MSI-X off and closes the device, group and container.
   void Close();
 
   const VfioRegion& bar0() const { return bar0_; }
   const VfioRegion& config() const { return config_; }
   bool is_open() const { return device_ >= 0; }
   int device_fd() const { return device_; }
+  // The eventfd of each enabled vector (empty while MSI-X is off).
+  const std::vector<int>& irq_fds() const { return irq_fds_; }
 
  private:
   Vfio() = default;
@@ -70,6 +87,7 @@ class Vfio {
   VfioRegion bar0_;
   VfioRegion config_;
   std::map<uint64_t, uint64_t> dma_;  // iova -> size
+  std::vector<int> irq_fds_;           // vector -> eventfd
 };
 
 }  // namespace nvmq

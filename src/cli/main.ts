@@ -138,7 +138,7 @@ async function inspectPci(command: 'identify' | 'smart-log', pci: string): Promi
   const c = await openPciController({ pci });
   try {
     console.log(command === 'identify' ? formatIdentify(c.driver) : formatSmartLog(await c.driver.smartLog()));
-    if (command === 'identify') console.log(`data path : VFIO, PCIe function ${pci} (completions polled)`);
+    if (command === 'identify') console.log(`data path : VFIO, PCIe function ${pci} (completions: ${c.transport.completions})`);
     return 0;
   } finally {
     await c.close();

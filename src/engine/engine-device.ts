@@ -55,7 +55,7 @@ export class RemoteEngineDevice extends ThreadOwnedQueues {
   }
 }
 
-/** A PCIe controller reached through VFIO: each thread maps BAR0 itself and polls its own queue. */
+/** A PCIe controller reached through VFIO: each thread maps BAR0 itself and handles its own queue (its MSI-X vector, or polling). */
 export class VfioEngineDevice extends ThreadOwnedQueues {
   constructor(transport: VfioTransport) {
     super(() => transport.threadHandle());

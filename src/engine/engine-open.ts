@@ -44,8 +44,9 @@ export async function openEngineDevice(opts: EngineOptions, shape: EngineShape):
 
 /**
  * A remote or PCIe controller's I/O queues are each owned by one thread (a
- * connection, or rings polled by the thread that rings them): no sharing,
- * so every worker and the main thread need one of their own.
+ * connection, or rings and an MSI-X vector handled by the thread that rings
+ * them): no sharing, so every worker and the main thread need one of their
+ * own.
  */
 export function checkOwnQueues(device: OpenedDevice, workers: number, queues: number, asked: number | undefined): void {
   const granted = device.driver.grantedIoQueues;

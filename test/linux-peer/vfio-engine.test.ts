@@ -1,7 +1,7 @@
 // Engine.open({ pci }) on QEMU's emulated NVMe controller, bound to vfio-pci behind an emulated IOMMU in a Linux
 // guest (test/fixtures/linux-peer/vfio-guest.sh), in one boot: test/fixtures/vfio-engine-guest.mjs runs the
-// engine with two workers, each ringing and polling an I/O queue pair of its own through its own mapping of
-// BAR0, step after step (a refused open, verified I/O from both workers, admin commands, main-thread FUA
+// engine with two workers, each ringing an I/O queue pair of its own through its own mapping of BAR0 and
+// handling that queue's MSI-X vector, step after step (a refused open, verified I/O from both workers, admin commands, main-thread FUA
 // write / flush / Write Zeroes / deallocate as ONCS allows, a worker dying, close with reads in flight), then
 // `nvmq bench --filename pci:... --verify crc32c --numjobs 2` runs in the same guest. The blocks the workers and
 // the main thread wrote are then compared with the controller's backing image here.
@@ -76,6 +76,11 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     // 500 ms: one spinning thread alone would be a whole core; the main thread's 10 ms poll for AERs is not).
     expect(open.idle.mainInflight).toBe(0);
     expect(open.idle.cpuShare).toBeLessThan(0.5);
+    // Completions arrive by MSI-X: once the workers have settled after their I/O (which they waited for asleep
+    // on their vectors), an idle engine wakes for nothing, not even the main thread's AER poll.
+    expect(open.msix.polled).toBe(false);
+    expect(open.msix.completions).toBe(`MSI-X interrupts (${open.msix.vectors} vectors)`);
+    expect(res.steps.idleAfterIo.cpuShare as number).toBeLessThan(0.05);
 
     // Verified writes and reads from both workers at once, each on its own queue.
     expect(workers.tasks.map((t: { qid: number }) => t.qid).sort()).toEqual([1, 2]);
@@ -131,7 +136,7 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     // nvmq bench on the same controller, after the engine closed it.
     const bench = readFileSync(join(share, 'bench.txt'), 'utf8');
     expect(readFileSync(join(share, 'bench.rc'), 'utf8').trim(), bench).toBe('0');
-    expect(bench).toMatch(/data path: VFIO, PCIe function 0000:00:0\d\.0, one I\/O queue pair per thread \(completions polled\)/);
+    expect(bench).toMatch(/data path: VFIO, PCIe function 0000:00:0\d\.0, one I\/O queue pair per thread \(completions: MSI-X interrupts \(\d+ vectors\)\)/);
     expect(bench).toMatch(/^ {2}verify: [1-9]\d* blocks checked \([1-9]\d* read back after the run\), no mismatch$/m);
     const qids = [...bench.matchAll(/^ {4}#\d qid (\d+):/gm)].map((m) => Number(m[1]));
     expect(qids).toHaveLength(2);

@@ -2,7 +2,7 @@
 // Linux guest (test/fixtures/linux-peer/vfio-guest.sh): test/fixtures/vfio-smoke.mjs runs in the guest,
 // brings the controller up (CAP.TO-bounded RDY wait, admin queue, Identify), creates an I/O queue, writes
 // and reads back verified blocks, shuts down and closes, and counts descriptors and mappings before and after
-// (failed opens included, with a failure injected at each step, and 100 open / close cycles with failures injected at each step in turn); the bytes written are then compared with the controller's backing image here.
+// (failed opens included, with a failure injected at each step, MSI-X falling back to polling when it cannot be enabled, and 100 open / close cycles with failures injected at each step in turn); the bytes written are then compared with the controller's backing image here.
 // A second guest leaves the controller on the kernel's nvme driver: opening it must say how to rebind it.
 // Each boots a guest (about 15 s under TCG), so the file runs only with NVMQ_LINUX_PEER=1; without QEMU or
 // the kernel package the fixture exits 77 and the test is skipped, saying so (in CI it fails).
@@ -18,7 +18,7 @@ afterAll(() => rmSync(share, { recursive: true, force: true }));
 const vfioGuest = (env: Record<string, string>): ReturnType<typeof guest> => guest(share, env);
 
 interface Counts {
-  fds: { total: number; vfio: number };
+  fds: { total: number; vfio: number; eventfd: number };
   maps: { total: number; vfio: number };
 }
 
@@ -43,7 +43,16 @@ describe.skipIf(!enabled)('VFIO transport on QEMU NVMe behind an emulated IOMMU 
     const identify = readFileSync(join(share, 'identify.txt'), 'utf8');
     expect(identify).toMatch(/^mn\s+: QEMU NVMe Ctrl$/m);
     expect(identify).toMatch(/^sn\s+: nvmq-lp-0001$/m);
-    expect(identify).toMatch(/^data path : VFIO, PCIe function [0-9a-f:.]+ \(completions polled\)$/m);
+    expect(identify).toMatch(/^data path : VFIO, PCIe function [0-9a-f:.]+ \(completions: MSI-X interrupts \(\d+ vectors\)\)$/m);
+    // MSI-X: an eventfd attached to each of the device's vectors (QEMU's controller has 65 by default), and
+    // the main thread's duplicate of the admin queue's (vector 0) that it watches.
+    expect(res.msix.polled).toBe(false);
+    expect(res.msix.vectors).toBeGreaterThan(1);
+    expect(res.msix.completions).toBe(`MSI-X interrupts (${res.msix.vectors} vectors)`);
+    expect(res.open.fds.eventfd - res.before.fds.eventfd).toBe(res.msix.vectors + 1);
+    // When VFIO cannot attach them (failure injected at that step), the open polls instead, says why, and holds no eventfd.
+    expect(res.msixFailed).toMatchObject({ polled: true, vectors: 0, completions: 'polled: MSI-X cannot be enabled (injected failure 9 (MSI-X enabled))' });
+    expect(res.msixFailed.fds.eventfd).toBe(res.before.fds.eventfd);
     expect(res.controller.serial).toBe('nvmq-lp-0001');
     expect(res.controller.maxTransferBytes).toBe(128 * 1024); // mdts=5, 4 KiB pages
     expect(res.namespaces).toEqual([{ nsid: 1, blocks: (64 << 20) / 512, lbaSize: 512 }]);

@@ -24,8 +24,8 @@ import type { FsTaskArgs } from './fs-task.js';
 import { normalizePciAddress } from '../../engine/transport/vfio/sysfs.js';
 
 /** Which data path moves the engine's file I/O, and why: printed once in the report header. */
-export function dataPath(controller: InProcessDevice | undefined, remote?: { target: { host: string; port: number; subnqn: string } }, vfio?: { pci: string }): string {
-  if (vfio) return `VFIO, PCIe function ${vfio.pci}, one I/O queue pair per thread (completions polled)`;
+export function dataPath(controller: InProcessDevice | undefined, remote?: { target: { host: string; port: number; subnqn: string } }, vfio?: { pci: string; completions: string }): string {
+  if (vfio) return `VFIO, PCIe function ${vfio.pci}, one I/O queue pair per thread (completions: ${vfio.completions})`;
   if (!controller) return remote ? `NVMe/TCP to ${remote.target.host}:${remote.target.port} (${remote.target.subnqn}), one connection per I/O queue` : 'remote';
   const files = [...controller.namespaces.values()].some((ns) => ns.backend.kind === 'file');
   if (!files) return 'memory (no kernel I/O)';

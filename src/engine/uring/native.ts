@@ -59,6 +59,14 @@ export interface NativeVfio {
   configWrite(offset: number, size: 1 | 2 | 4, value: number): number;
   /** The device's file descriptor: process-wide, so another thread maps BAR0 from it (NativeVfioBar). */
   deviceFd(): number;
+  /** MSI-X vectors the device has (VFIO_DEVICE_GET_IRQ_INFO; 0: none); throws an Error with `errno`. */
+  msixCount(): number;
+  /**
+   * Attaches an eventfd to each of vectors [0, n) (VFIO_DEVICE_SET_IRQS), which enables MSI-X; returns
+   * them by vector (process-wide: another thread watches its own with NativeVfioInterrupt). Throws an
+   * Error with `errno`, nothing attached. close() detaches and closes them.
+   */
+  enableMsix(n: number): Int32Array;
   /** Unmaps BAR0 and every DMA mapping, closes the device, group and container. Idempotent. */
   close(): void;
 }
@@ -68,6 +76,17 @@ export interface NativeVfioBar {
   /** The mapping as an ArrayBuffer (the same one each call); detached by close(). */
   buffer(): ArrayBuffer;
   /** Detaches the ArrayBuffer and unmaps. Idempotent. */
+  close(): void;
+}
+
+/** One MSI-X vector as the thread that handles it sees it: its own duplicate of the vector's eventfd. */
+export interface NativeVfioInterrupt {
+  /** fn() runs on this thread's event loop each time the vector fires; the watch holds the loop only while ref(true). */
+  watch(fn: () => void): void;
+  ref(held: boolean): void;
+  /** Blocks this thread until the vector fires (1, its eventfd cleared) or `timeoutUs` passes (0); -errno. */
+  wait(timeoutUs: number): number;
+  /** Stops watching and closes the duplicate. Idempotent. */
   close(): void;
 }
 
@@ -100,7 +119,9 @@ export interface NativeBinding {
   readonly Vfio?: new (groupPath: string, pci: string) => NativeVfio;
   /** Maps BAR0 again from a device fd this process holds: new VfioBar(fd, offset, size); throws an Error with `errno`. */
   readonly VfioBar?: new (deviceFd: number, offset: number, size: number) => NativeVfioBar;
-  /** Tests: checkpoint `step` (1-based) of the next VFIO open, BAR0 map or DMA map fails with EIO; 0: none. */
+  /** Watches an MSI-X vector's eventfd from this thread: new VfioInterrupt(fd) (a duplicate of it); throws an Error with `errno`. */
+  readonly VfioInterrupt?: new (eventfd: number) => NativeVfioInterrupt;
+  /** Tests: checkpoint `step` (1-based) of the next VFIO open, BAR0 map, DMA map or MSI-X enable fails with EIO; 0: none. */
   readonly vfioInjectFailure?: (step: number) => void;
 }
 
@@ -169,14 +190,19 @@ export function loadNative(): NativeBinding | null {
   return resolve().binding;
 }
 
-/** The addon's VFIO class, or why there is none (no addon, an addon built before VFIO, not Linux). */
-export function loadVfio(): { Vfio: new (groupPath: string, pci: string) => NativeVfio; VfioBar: new (deviceFd: number, offset: number, size: number) => NativeVfioBar } | { reason: string } {
+/** The addon's VFIO classes. */
+export type NativeVfioClasses = Required<Pick<NativeBinding, 'Vfio' | 'VfioBar' | 'VfioInterrupt'>>;
+
+/** The addon's VFIO classes, or why there are none (no addon, an addon built before VFIO or its interrupts, not Linux). */
+export function loadVfio(): NativeVfioClasses | { reason: string } {
   const r = resolve();
   if (r.binding === null) return { reason: r.reason ?? 'native addon unavailable' };
-  const { Vfio, VfioBar, vfio } = r.binding;
-  if (typeof Vfio !== 'function' || typeof VfioBar !== 'function' || typeof vfio !== 'boolean') return { reason: `native addon at ${ADDON_PATH} has no VFIO exports (built before VFIO support: run npm run install)` };
+  const { Vfio, VfioBar, VfioInterrupt, vfio } = r.binding;
+  if (typeof Vfio !== 'function' || typeof VfioBar !== 'function' || typeof VfioInterrupt !== 'function' || typeof vfio !== 'boolean') {
+    return { reason: `native addon at ${ADDON_PATH} has no VFIO exports (built before VFIO support: run npm run install)` };
+  }
   if (!vfio) return { reason: 'the native addon was built without VFIO (<linux/vfio.h> missing)' };
-  return { Vfio, VfioBar };
+  return { Vfio, VfioBar, VfioInterrupt };
 }
 
 /** Whether the native path is active, and if not, why. */

@@ -2,8 +2,9 @@
  * The VFIO transport of a thread attached to an engine on a PCIe controller
  * (a pool worker, an application's thread): its own mapping of BAR0, made
  * from the device fd the main thread's transport holds (file descriptors are
- * process-wide), through which it rings its granted I/O queue's doorbells and
- * polls that queue's CQ in this thread (polled-bar.ts). The main thread
+ * process-wide), through which it rings its granted I/O queue's doorbells,
+ * and that queue's MSI-X vector watched in this thread, or its CQ polled
+ * when the device has no MSI-X (bar.ts). The main thread
  * created the queue through the admin queue; the rings are in the shared DMA
  * arena, which the IOMMU mapping covers whichever thread writes it.
  *
@@ -11,10 +12,12 @@
  * to the main thread (a write to one here is dropped).
  *
  * A worker's queue pair may also wait for a completion without going back
- * to its event loop (waiter.ts): wait() spins on the phase tag of the CQE at
+ * to its event loop (waiter.ts): wait() looks at the phase tag of the CQE at
  * the CQ head, which it follows from this thread's CQ head doorbell writes
- * (the phase flips each time the head wraps, NVMe 2.0, 4.2.4). There is no
- * interrupt to sleep on, so it spins for the whole wait it is given.
+ * (the phase flips each time the head wraps, NVMe 2.0, 4.2.4), for a few
+ * microseconds, then sleeps in the kernel on its vector's eventfd until the
+ * interrupt. Without MSI-X there is nothing to sleep on: it spins for the
+ * whole wait it is given.
  */
 import type { Transport } from '../transport.js';
 import { DmaArena, type DmaArenaHandle } from '../../dma-arena.js';
@@ -22,7 +25,8 @@ import { NvmqError } from '../../errors.js';
 import { loadVfio, type NativeVfioBar } from '../../uring/native.js';
 import { DOORBELL_BASE } from '../../spec/registers.js';
 import { CQE_SIZE } from '../../spec/command.js';
-import { PolledBar } from './polled-bar.js';
+import { BarTransport } from './bar.js';
+import { MsixVectors } from './msix.js';
 
 /** What a thread needs to ring its own I/O queue on the engine's PCIe controller (structured-cloneable). */
 export interface VfioThreadHandle {
@@ -32,6 +36,8 @@ export interface VfioThreadHandle {
   deviceFd: number;
   /** BAR0's region in that fd. */
   bar0: { offset: number; size: number };
+  /** The eventfd of each MSI-X vector, by vector (empty: completions are polled). */
+  eventfds: number[];
   arena: DmaArenaHandle;
 }
 
@@ -48,12 +54,16 @@ export interface VfioRings {
 
 /** CQE dword 3 (status and phase tag, bit 16) as a 32-bit word index from the CQE's start. */
 const CQE_DW3 = 3;
+/** How long wait() looks at the CQ before it sleeps on the interrupt. */
+export const WAIT_SPIN_US = 5;
 
-export class ThreadVfioTransport extends PolledBar implements Transport {
+export class ThreadVfioTransport extends BarTransport implements Transport {
   /** This thread's CQ head doorbell, and the CQ's head and expected phase as its writes say. */
   private readonly cqDoorbell: number;
   private cqHead = 0;
   private phase = 1;
+  /** The vector whose handler this thread installed: what wait() sleeps on. */
+  private vector = -1;
 
   private constructor(
     arena: DmaArena,
@@ -81,12 +91,21 @@ export class ThreadVfioTransport extends PolledBar implements Transport {
     } catch (e) {
       throw new NvmqError('NVMQ_VFIO', `${h.pci}: this thread cannot map BAR0: ${(e as Error).message}`, { cause: e });
     }
+    let t: ThreadVfioTransport | undefined;
     try {
-      return new ThreadVfioTransport(new DmaArena({ ...h.arena, range }), bar, h.pci, rings);
+      t = new ThreadVfioTransport(new DmaArena({ ...h.arena, range }), bar, h.pci, rings);
+      if (h.eventfds.length > 0) t.useMsix(new MsixVectors(native.VfioInterrupt, h.eventfds, (v) => t!.vectors.raise(v), h.pci));
+      return t;
     } catch (e) {
+      t?.stopPolling();
       bar.close();
       throw e;
     }
+  }
+
+  override setInterruptHandler(vector: number, handler: (() => void) | undefined): void {
+    super.setInterruptHandler(vector, handler);
+    this.vector = handler ? vector : -1;
   }
 
   override write32(offset: number, value: number): void {
@@ -103,14 +122,27 @@ export class ThreadVfioTransport extends PolledBar implements Transport {
     return this.outstanding.count;
   }
 
-  /** Spins until the CQE at the head carries the current phase, or `timeoutMs` passes; the queue pair then reaps. */
+  /**
+   * Returns once the CQE at the head carries the current phase, or `timeoutMs`
+   * has passed; the queue pair then reaps. With MSI-X it looks for
+   * WAIT_SPIN_US, then sleeps on this thread's vector.
+   */
   wait(timeoutMs: number): void {
     const at = ((this.rings.cq.offset + this.cqHead * CQE_SIZE) >> 2) + CQE_DW3;
     const u32 = this.arena.u32;
-    const deadline = performance.now() + timeoutMs;
+    const ready = (): boolean => ((Atomics.load(u32, at) >>> 16) & 1) === this.phase;
+    const start = performance.now();
+    const deadline = start + timeoutMs;
+    const irq = this.msix?.interrupt(this.vector);
+    const spinEnd = irq ? Math.min(deadline, start + WAIT_SPIN_US / 1000) : deadline;
     do {
-      if (((Atomics.load(u32, at) >>> 16) & 1) === this.phase) return;
-    } while (performance.now() < deadline);
+      if (ready()) return;
+    } while (performance.now() < spinEnd);
+    if (!irq) return;
+    for (let left = deadline - performance.now(); left > 0; left = deadline - performance.now()) {
+      // 1: the vector fired (an earlier completion's, maybe: look again); 0: timed out; < 0: nothing to sleep on.
+      if (irq.wait(Math.ceil(left * 1000)) < 0 || ready()) return;
+    }
   }
 
   /** Stops polling and unmaps this thread's BAR0 (the queue itself is deleted by the main thread). */

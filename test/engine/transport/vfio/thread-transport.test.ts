@@ -21,7 +21,7 @@ describe('ThreadVfioTransport', () => {
       const arena = new DmaArena({ sizeBytes: 1 << 20 });
       const cq = arena.alloc(8 * 16);
       const before = zeroMaps();
-      const t = ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: fd, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 3, entries: 8, cq: { offset: cq.offset } });
+      const t = ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: fd, bar0: { offset: 0, size: 0x4000 }, eventfds: [], arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 3, entries: 8, cq: { offset: cq.offset } });
       expect(zeroMaps()).toBe(before + 1);
       // CAP reads 0 here: DSTRD 0, doorbells 4 bytes apart.
       t.write32(sqTailDoorbell(3, 0), 6);
@@ -69,7 +69,7 @@ describe('ThreadVfioTransport', () => {
     if ('reason' in v) throw new Error(v.reason);
     const arena = new DmaArena({ sizeBytes: 1 << 20 });
     const before = zeroMaps();
-    expect(() => ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: 987654, bar0: { offset: 0, size: 0x4000 }, arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 1, entries: 8, cq: { offset: 0 } })).toThrow(/^0000:00:04\.0: this thread cannot map BAR0: cannot mmap BAR0: Bad file descriptor$/);
+    expect(() => ThreadVfioTransport.open({ kind: 'vfio', pci: '0000:00:04.0', deviceFd: 987654, bar0: { offset: 0, size: 0x4000 }, eventfds: [], arena: arena.handle() }, { offset: 0, size: 1 << 20 }, { qid: 1, entries: 8, cq: { offset: 0 } })).toThrow(/^0000:00:04\.0: this thread cannot map BAR0: cannot mmap BAR0: Bad file descriptor$/);
     expect(() => new v.VfioBar(0, 0, 100)).toThrow(RangeError);
     expect(zeroMaps()).toBe(before);
   });

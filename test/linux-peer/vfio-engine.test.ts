@@ -40,7 +40,7 @@ function tagged(lba: number, pass: number, seed: number): Buffer {
 }
 
 describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated IOMMU (NVMQ_LINUX_PEER=1: boots a QEMU guest)', () => {
-  it('runs two workers on queue pairs of their own, admin and main-thread I/O, a worker death, close with I/O in flight, and nvmq bench', ({ skip }) => {
+  it('runs two workers on queue pairs of their own, admin and main-thread I/O, a worker death, reset and close with I/O in flight, and nvmq bench', ({ skip }) => {
     const image = join(share, 'nvme0.img');
     writeFileSync(image, '');
     truncateSync(image, 64 << 20);
@@ -56,7 +56,7 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     const res = JSON.parse(readFileSync(join(share, 'engine.json'), 'utf8')) as { steps: Record<string, Step>; before: Counts; after: Counts };
     for (const [name, s] of Object.entries(res.steps)) expect(s.ok, `${name}: ${JSON.stringify(s.error)}`).toBe(true);
     expect(readFileSync(join(share, 'engine.rc'), 'utf8').trim()).toBe('0');
-    const { refused, open, workers, admin, main, death, close } = res.steps as Record<string, any>;
+    const { refused, open, workers, admin, main, death, reset, close } = res.steps as Record<string, any>;
 
     // More workers than granted queues: one line, nothing left open or mapped.
     expect(refused.opened).toBeUndefined();
@@ -117,6 +117,20 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     expect(new Set(death.workerQids).size).toBe(2);
     expect([...death.driverQids].sort()).toEqual([1, 2, 3]);
     for (const a of death.again) expect(a).toMatchObject({ ios: 128, bad: [] });
+
+    // engine.reset() with reads in flight from both workers: each command completed exactly once, those the reset
+    // overtook with NVMQ_CONTROLLER_RESET; fresh workers then do verified I/O on queues of their own.
+    expect(reset.ok, JSON.stringify(reset.error)).toBe(true);
+    for (const t of reset.tasks) {
+      expect(t.error).toBeUndefined();
+      expect(t.submitted).toBeGreaterThan(0);
+      expect(t.once).toBe(t.submitted);
+      expect(t.never).toBe(0);
+      expect(t.twice).toBe(0);
+      expect(Object.keys(t.failures)).toEqual(['NVMQ_CONTROLLER_RESET']);
+    }
+    for (const a of reset.again) expect(a).toMatchObject({ ios: 128, bad: [] });
+    expect(new Set(reset.again.map((a: { qid: number }) => a.qid)).size).toBe(2);
 
     // close() with reads in flight from both workers: each command completed exactly once, then everything released.
     for (const t of close.tasks) {

@@ -50,6 +50,8 @@ async function remoteEngine(port: number, o: Opts, workers = 1): Promise<{ engin
   engine.on('disconnected', (e) => events.push(`disconnected ${e.code}`));
   engine.on('reconnected', (r) => events.push(`reconnected after ${r.attempts}`));
   engine.on('lost', (e) => events.push(`lost ${e.code}`));
+  // A remote controller's loss is the link's to report, never a controller out of service.
+  engine.on('failed', (e) => events.push(`failed ${e.code}`));
   return { engine, events };
 }
 

@@ -469,10 +469,10 @@ export class NvmeDriver {
     }
   }
 
-  /** A reset failed with the controller fatal (CSTS.CFS) or gone: it is out of service, said once. */
+  /** A reset failed with the controller fatal or gone: out of service, said once (a remote one's loss is its link's). */
   private outOfService(e: unknown): NvmqError | undefined {
     const known = e instanceof NvmqError && (e.code === 'NVMQ_CONTROLLER_FATAL' || e.code === 'NVMQ_CONTROLLER_GONE');
-    if (!known && !this.controllerFatal()) return undefined;
+    if (this.transport.restart || (!known && !this.controllerFatal())) return undefined;
     const why = `${known ? '' : 'the controller reports a fatal status (CSTS.CFS): '}${e instanceof Error ? e.message : String(e)}`;
     this.state = 'failed';
     this.failure = new NvmqError(known ? e.code : 'NVMQ_CONTROLLER_FATAL', `${why}; a controller reset did not clear it, so the controller is out of service`);

@@ -40,7 +40,7 @@ function tagged(lba: number, pass: number, seed: number): Buffer {
 }
 
 describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated IOMMU (NVMQ_LINUX_PEER=1: boots a QEMU guest)', () => {
-  it('runs two workers on queue pairs of their own, admin and main-thread I/O, a worker death, reset and close with I/O in flight, and nvmq bench', ({ skip }) => {
+  it('runs two workers on queue pairs of their own, admin and main-thread I/O, a worker death, an attached thread, reset and close with I/O in flight, and nvmq bench', ({ skip }) => {
     const image = join(share, 'nvme0.img');
     writeFileSync(image, '');
     truncateSync(image, 64 << 20);
@@ -56,7 +56,7 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     const res = JSON.parse(readFileSync(join(share, 'engine.json'), 'utf8')) as { steps: Record<string, Step>; before: Counts; after: Counts };
     for (const [name, s] of Object.entries(res.steps)) expect(s.ok, `${name}: ${JSON.stringify(s.error)}`).toBe(true);
     expect(readFileSync(join(share, 'engine.rc'), 'utf8').trim()).toBe('0');
-    const { refused, open, workers, admin, main, death, reset, close } = res.steps as Record<string, any>;
+    const { refused, open, workers, admin, main, death, attached, reset, close } = res.steps as Record<string, any>;
 
     // More workers than granted queues: one line, nothing left open or mapped.
     expect(refused.opened).toBeUndefined();
@@ -117,6 +117,15 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     expect(new Set(death.workerQids).size).toBe(2);
     expect([...death.driverQids].sort()).toEqual([1, 2, 3]);
     for (const a of death.again) expect(a).toMatchObject({ ios: 128, bad: [] });
+
+    // An attached application thread: a queue pair of its own (none of the workers'), verified I/O, detached.
+    expect(attached.ok, JSON.stringify(attached.error)).toBe(true);
+    expect(attached.code).toBe(0);
+    const [report, detached] = attached.messages;
+    expect(report.bad).toBe(0);
+    expect(attached.workerQids).not.toContain(report.qid);
+    expect(detached).toEqual({ detached: true, afterDetach: 'NVMQ_QUEUE_DELETED' });
+    expect(attached.driverQids).not.toContain(report.qid);
 
     // engine.reset() with reads in flight from both workers: each command completed exactly once, those the reset
     // overtook with NVMQ_CONTROLLER_RESET; fresh workers then do verified I/O on queues of their own.

@@ -39,6 +39,15 @@ function tagged(lba: number, pass: number, seed: number): Buffer {
   return b;
 }
 
+/** An inflight-task.mjs report: it ran, and each command it submitted completed exactly once. */
+function expectEachOnce(t: { error?: unknown; submitted: number; once: number; never: number; twice: number }): void {
+  expect(t.error).toBeUndefined();
+  expect(t.submitted).toBeGreaterThan(0);
+  expect(t.once).toBe(t.submitted);
+  expect(t.never).toBe(0);
+  expect(t.twice).toBe(0);
+}
+
 describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated IOMMU (NVMQ_LINUX_PEER=1: boots a QEMU guest)', () => {
   it('runs two workers on queue pairs of their own, admin and main-thread I/O, a worker death, an attached thread, reset and close with I/O in flight, and nvmq bench', ({ skip }) => {
     const image = join(share, 'nvme0.img');
@@ -131,11 +140,7 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
     // overtook with NVMQ_CONTROLLER_RESET; fresh workers then do verified I/O on queues of their own.
     expect(reset.ok, JSON.stringify(reset.error)).toBe(true);
     for (const t of reset.tasks) {
-      expect(t.error).toBeUndefined();
-      expect(t.submitted).toBeGreaterThan(0);
-      expect(t.once).toBe(t.submitted);
-      expect(t.never).toBe(0);
-      expect(t.twice).toBe(0);
+      expectEachOnce(t);
       expect(Object.keys(t.failures)).toEqual(['NVMQ_CONTROLLER_RESET']);
     }
     for (const a of reset.again) expect(a).toMatchObject({ ios: 128, bad: [] });
@@ -143,11 +148,7 @@ describe.skipIf(!enabled)('Engine.open({ pci }) on QEMU NVMe behind an emulated 
 
     // close() with reads in flight from both workers: each command completed exactly once, then everything released.
     for (const t of close.tasks) {
-      expect(t.error).toBeUndefined();
-      expect(t.submitted).toBeGreaterThan(0);
-      expect(t.once).toBe(t.submitted);
-      expect(t.never).toBe(0);
-      expect(t.twice).toBe(0);
+      expectEachOnce(t);
       // Still running when close() was called: it waited for them.
       expect(t.endedAt).toBeGreaterThan(close.closeAt);
     }

@@ -16,21 +16,27 @@ const { cleanups } = scratch();
 
 const IO_TIMEOUT_MS = 300;
 
+/** A driver with short I/O timeouts whose fatal-status reports and timeout resets are recorded. */
+async function fatalHarness(): Promise<{ h: Awaited<ReturnType<typeof bringUp>>; failed: NvmqError[]; resets: { count: number } }> {
+  const failed: NvmqError[] = [];
+  const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
+  h.driver.onFailed = (e) => failed.push(e);
+  cleanups.push(() => h.close());
+  const resets = { count: 0 };
+  const reset = h.driver.reset.bind(h.driver);
+  h.driver.resetForTimeout = () => {
+    resets.count++;
+    return reset();
+  };
+  return { h, failed, resets };
+}
+
 describe('controller fatal status', () => {
   it('a command outstanding on a fatal controller resets it without an Abort; I/O goes on afterwards', async () => {
-    const failed: NvmqError[] = [];
-    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
-    h.driver.onFailed = (e) => failed.push(e);
-    cleanups.push(() => h.close());
+    const { h, failed, resets } = await fatalHarness();
     const q = await h.driver.createIoQueuePair({ entries: 8 });
     await q.write(1, 0, 1, pattern(4096, 1));
     const aborts = recordAborts(h.driver);
-    let resets = 0;
-    const reset = h.driver.reset.bind(h.driver);
-    h.driver.resetForTimeout = () => {
-      resets++;
-      return reset();
-    };
 
     h.controller.fail('injected');
     expect(bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.CFS)).toBe(1);
@@ -41,7 +47,7 @@ describe('controller fatal status', () => {
     // The write never completes on the failed controller: its deadline brings the reset, which fails it.
     const outcome = await write;
     expect(['NVMQ_TIMEOUT', 'NVMQ_CONTROLLER_RESET']).toContain(outcome);
-    await waitFor(() => resets === 1 && bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.RDY) === 1, 'the reset', 5000);
+    await waitFor(() => resets.count === 1 && bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.RDY) === 1, 'the reset', 5000);
     expect(aborts).toHaveLength(0);
     expect(failed).toHaveLength(0);
     expect(bitsOf(h.transport.read32(Regs.CSTS.offset), Csts.CFS)).toBe(0);
@@ -55,17 +61,8 @@ describe('controller fatal status', () => {
   });
 
   it('a fatal status the reset does not clear is reported once and the controller is out of service', async () => {
-    const failed: NvmqError[] = [];
-    const h = await bringUp({ driver: { ioTimeoutMs: IO_TIMEOUT_MS } });
-    h.driver.onFailed = (e) => failed.push(e);
-    cleanups.push(() => h.close());
+    const { h, failed, resets } = await fatalHarness();
     const q = await h.driver.createIoQueuePair({ entries: 8 });
-    let resets = 0;
-    const reset = h.driver.reset.bind(h.driver);
-    h.driver.resetForTimeout = () => {
-      resets++;
-      return reset();
-    };
     // The fault persists: each time the host enables the controller again, it goes fatal again.
     const write32 = h.transport.write32.bind(h.transport);
     h.transport.write32 = (offset, value) => {
@@ -90,7 +87,7 @@ describe('controller fatal status', () => {
     await expect(h.driver.identifyNamespace(1)).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_FATAL' });
     await expect(h.driver.createIoQueuePair({ entries: 8 })).rejects.toMatchObject({ code: 'NVMQ_CONTROLLER_FATAL' });
     await new Promise((r) => setTimeout(r, IO_TIMEOUT_MS * 3));
-    expect(resets).toBe(1);
+    expect(resets.count).toBe(1);
     expect(failed).toHaveLength(1);
   });
 

@@ -16,6 +16,15 @@
  * call (and its bookkeeping) per PDU segment, and the data's DMA buffer is
  * free again as soon as it is copied. Larger data goes out as it is, by
  * reference (`send()`), in order with what was gathered.
+ *
+ * Within one cork, every WRITE_THROUGH_EVERY completions go to the socket
+ * at once rather than at the uncork: at depth 32 a host sends its commands
+ * in one chunk, and answering the whole chunk in one write would make the
+ * two ends take turns (the host idle while the target works through the
+ * chunk, then the target idle while the host answers every response). Half
+ * a chunk's responses out early lets the host issue its next commands
+ * while the target works on the rest, as a plain server's ends overlap when
+ * requests arrive in smaller chunks.
  */
 import type { Socket } from 'node:net';
 import { SEND_BACKLOG_BYTES } from './tcp-env.js';
@@ -29,6 +38,8 @@ const OUT_BYTES = 64 << 10;
 export const COPY_MAX_BYTES = 16 << 10;
 /** Output buffers kept for reuse once the socket is done with them. */
 const SPARE_OUTPUTS = 4;
+/** Completions after which what was gathered and sent goes to the socket without waiting for the uncork (see above). */
+export const WRITE_THROUGH_EVERY = 16;
 
 export class TcpSender {
   private corked = false;
@@ -44,6 +55,8 @@ export class TcpSender {
   /** Where reserveData() made room for a read's completion, and its data bytes; -1: none. */
   private placedAt = -1;
   private placedBytes = 0;
+  /** Completions since what was written last went to the socket. */
+  private completions = 0;
 
   /**
    * `reading()`: whether the connection still reads the host (it resumes
@@ -103,6 +116,7 @@ export class TcpSender {
     let at = this.alloc(dataBytes + respBytes);
     if (data !== undefined) at += putC2HData(this.out!, this.view!, at, cid, data, success, wire);
     if (!success) putCapsuleResp(this.out!, this.view!, at, cid, sqid, sqhd, status, dw0, dw1);
+    this.completed();
     return dataBytes + respBytes;
   }
 
@@ -139,6 +153,7 @@ export class TcpSender {
     }
     const n = putC2HDataHeader(this.out, this.view!, at, cid, this.placedBytes, success, wire);
     if (!success) putCapsuleResp(this.out, this.view!, at + n, cid, sqid, sqhd, status, dw0, dw1);
+    this.completed();
     return n + (success ? 0 : putCapsuleRespBytes(wire)!);
   }
 
@@ -148,7 +163,19 @@ export class TcpSender {
     const hdr = (this.headers[cid] ??= new Uint8Array(2 * MAX_HEADER_SEGMENT));
     const segments = data ? encodeC2HData({ cccid: cid, datao: 0, data, last: true, success }, wire, hdr.subarray(0, MAX_HEADER_SEGMENT)) : [];
     if (!success) segments.push(encodeCapsuleResp(encodeResponse({ status, dw0, dw1 }, cid, sqid, sqhd, this.cqe), wire, hdr.subarray(MAX_HEADER_SEGMENT)));
-    return this.send(segments, done);
+    const bytes = this.send(segments, done);
+    this.completed();
+    return bytes;
+  }
+
+  /** One more completion gathered or sent: every WRITE_THROUGH_EVERY of them, what is corked goes to the socket now. */
+  private completed(): void {
+    if (++this.completions < WRITE_THROUGH_EVERY || !this.corked) return;
+    this.completions = 0;
+    this.flush();
+    // The socket writes what it holds when its last cork is taken off; the turn's cork goes back on.
+    this.socket.uncork();
+    this.socket.cork();
   }
 
   /** Writes what was gathered out (before whatever is sent next). */
@@ -204,6 +231,7 @@ export class TcpSender {
 
   private readonly uncork = (): void => {
     this.corked = false;
+    this.completions = 0;
     this.flush();
     this.socket.uncork();
   };

@@ -113,6 +113,12 @@ export interface NativeBinding {
   readonly Ring: new (arena: Uint8Array, entries: number, ops: Float64Array, segs: Float64Array, cqes: Int32Array) => NativeRing;
   /** Address of the array's first byte modulo 4096. */
   pageOffsetOf(bytes: ArrayBufferView): number;
+  /**
+   * memcpy of `length` bytes from `src` at `srcOffset` to `dst` at `dstOffset` (offsets within the views),
+   * shared memory or not; a range outside either view throws a RangeError, copying nothing. Absent in an
+   * addon older than it.
+   */
+  readonly copyBytes?: (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number) => void;
   /** True when the addon was built with <linux/vfio.h>; absent in an addon older than VFIO. */
   readonly vfio?: boolean;
   /** Opens a device: new Vfio('/dev/vfio/1', '0000:00:01.0'); throws an Error with `errno` and a one-line reason. */

@@ -190,3 +190,31 @@ describe('data path', () => {
     expect(resolveDataPath('portable')).toBe('portable');
   });
 });
+
+describe.skipIf(skipNative)('copyBytes', () => {
+  it('copies between shared and plain memory at the views\' own offsets', () => {
+    const { copyBytes } = mustLoad();
+    const shared = new Uint8Array(new SharedArrayBuffer(8192)).subarray(100);
+    const plain = pattern(5000).subarray(10);
+    copyBytes!(shared, 50, plain, 20, 4096);
+    expect(Buffer.from(shared.subarray(50, 4146)).equals(plain.subarray(20, 4116))).toBe(true);
+    expect(shared.subarray(0, 50).every((x) => x === 0) && shared.subarray(4146).every((x) => x === 0)).toBe(true);
+    const back = new Uint8Array(4096);
+    copyBytes!(back, 0, shared, 50, 4096);
+    expect(Buffer.from(back).equals(plain.subarray(20, 4116))).toBe(true);
+  });
+
+  it('refuses a range outside either view, or what is not a Uint8Array, copying nothing', () => {
+    const { copyBytes } = mustLoad();
+    const dst = new Uint8Array(100);
+    const src = pattern(100);
+    expect(() => copyBytes!(dst, 1, src, 0, 100)).toThrow(RangeError);
+    expect(() => copyBytes!(dst, 0, src, 1, 100)).toThrow(RangeError);
+    expect(() => copyBytes!(dst, -1, src, 0, 10)).toThrow(RangeError);
+    expect(() => copyBytes!(dst, 0.5, src, 0, 10)).toThrow(RangeError);
+    expect(() => copyBytes!(dst, 0, src, 0, NaN)).toThrow(RangeError);
+    expect(() => copyBytes!(new Uint16Array(10) as unknown as Uint8Array, 0, src, 0, 10)).toThrow(TypeError);
+    expect(() => copyBytes!(dst, '0' as unknown as number, src, 0, 10)).toThrow(TypeError);
+    expect(dst.every((x) => x === 0)).toBe(true);
+  });
+});

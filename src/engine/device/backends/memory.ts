@@ -1,9 +1,17 @@
 /**
  * A namespace in RAM: one SharedArrayBuffer, so worker threads can share it.
  * Every operation completes before it returns.
+ *
+ * Data is copied with the native addon's memcpy when it is loaded: V8 moves
+ * bytes into and out of shared memory with relaxed atomic word moves, about
+ * 1.5x the time of a memcpy for a 4 KiB block here, and that copy is the
+ * namespace's whole cost per I/O. Without the addon, TypedArray.set().
  */
 import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError } from './backend.js';
+import { loadNative } from '../../uring/native.js';
+
+type CopyBytes = (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number) => void;
 
 export class MemoryBackend implements Backend {
   readonly kind = 'memory' as const;
@@ -12,6 +20,7 @@ export class MemoryBackend implements Backend {
   readonly readOnly = false;
   readonly buffer: SharedArrayBuffer;
   private readonly bytes: Uint8Array;
+  private readonly copy: CopyBytes | undefined = loadNative()?.copyBytes;
 
   constructor(opts: { size: number } | { buffer: SharedArrayBuffer }) {
     if ('buffer' in opts) {
@@ -32,7 +41,8 @@ export class MemoryBackend implements Backend {
     let p = pos;
     for (const s of segments) {
       if (p + s.length > this.size) return done(new BackendError('read', `read past the end at ${p}`));
-      s.set(this.bytes.subarray(p, p + s.length));
+      if (this.copy) this.copy(s, 0, this.bytes, p, s.length);
+      else s.set(this.bytes.subarray(p, p + s.length));
       p += s.length;
     }
     done(null);
@@ -42,7 +52,8 @@ export class MemoryBackend implements Backend {
     let p = pos;
     for (const s of segments) {
       if (p + s.length > this.size) return done(new BackendError('write', `write past the end at ${p}`));
-      this.bytes.set(s, p);
+      if (this.copy) this.copy(this.bytes, p, s, 0, s.length);
+      else this.bytes.set(s, p);
       p += s.length;
     }
     done(null);

@@ -335,7 +335,6 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
          InstanceMethod<&RingWrap::Close>("close"),
          InstanceMethod<&RingWrap::Inflight>("inflight"),
          InstanceMethod<&RingWrap::ReadNowait>("readNowait"),
-         InstanceMethod<&RingWrap::WriteNow>("writeNow"),
          InstanceMethod<&RingWrap::RegisterFiles>("registerFiles"),
          InstanceMethod<&RingWrap::RegisterBuffers>("registerBuffers"),
          InstanceMethod<&RingWrap::Wait>("wait")});
@@ -515,23 +514,6 @@ class RingWrap : public Napi::ObjectWrap<RingWrap> {
                                         info[1].As<Napi::Number>().DoubleValue(),
                                         info[2].As<Napi::Number>().DoubleValue(),
                                         info[3].As<Napi::Number>().DoubleValue());
-    return Napi::Number::New(env, rc);
-  }
-
-  // writeNow(fd, arenaOffset, length, pos) -> bytes | -errno: pwrite on this thread.
-  Napi::Value WriteNow(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!Open(env)) return env.Undefined();
-    for (size_t i = 0; i < 4; i++) {
-      if (!info[i].IsNumber()) {
-        Napi::TypeError::New(env, "nvmq_native: writeNow(fd, offset, length, pos) takes numbers").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-    }
-    const int rc = s_->ring->WriteNow(info[0].As<Napi::Number>().DoubleValue(),
-                                      info[1].As<Napi::Number>().DoubleValue(),
-                                      info[2].As<Napi::Number>().DoubleValue(),
-                                      info[3].As<Napi::Number>().DoubleValue());
     return Napi::Number::New(env, rc);
   }
 

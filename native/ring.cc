@@ -375,15 +375,6 @@ int Ring::ReadNowait(double fd, double addr, double len, double pos) {
   return n < 0 ? -errno : static_cast<int>(n);
 }
 
-int Ring::WriteNow(double fd, double addr, double len, double pos) {
-  if (!IsUint(fd, 0x7fffffff) || !IsUint(pos, kMaxSafe)) return -EINVAL;
-  if (!InArena(addr, len, arena_len_)) return -EFAULT;
-  ssize_t n;
-  do n = pwrite(static_cast<int>(fd), arena_ + static_cast<size_t>(addr), static_cast<size_t>(len), static_cast<off_t>(pos));
-  while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : static_cast<int>(n);
-}
-
 int Ring::Wait(unsigned timeout_us, unsigned spin_us) {
   io_uring* ring = &impl_->ring;
   if (inflight_ == 0 || ready() > 0) return 0;
@@ -457,7 +448,6 @@ int Ring::RegisterFiles(const int32_t*, unsigned) { return -ENOSYS; }
 int Ring::RegisterBuffers() { return -ENOSYS; }
 int Ring::Wait(unsigned, unsigned) { return -ENOSYS; }
 int Ring::ReadNowait(double, double, double, double) { return -ENOSYS; }
-int Ring::WriteNow(double, double, double, double) { return -ENOSYS; }
 void Ring::SetNotify(bool) {}
 unsigned Ring::ready() const { return 0; }
 

@@ -91,10 +91,6 @@ class Ring {
   // preadv2(RWF_NOWAIT) into the arena, on the calling thread: the bytes
   // read, -EAGAIN when the data is not in the page cache, or -errno.
   int ReadNowait(double fd, double addr, double len, double pos);
-  // pwrite(2) of `len` arena bytes at `addr` to `fd` at `pos`, on this
-  // thread: a buffered write the file system would otherwise hand to one of
-  // io_uring's worker threads. Returns bytes written or -errno.
-  int WriteNow(double fd, double addr, double len, double pos);
 
   // Registers descriptors with the ring: operations then name them by index
   // (kOpFixed), and the kernel takes no per-operation file reference (a

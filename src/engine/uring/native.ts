@@ -33,8 +33,6 @@ export interface NativeRing {
   registerBuffers(): number;
   /** preadv2(RWF_NOWAIT) into the arena: bytes, -EAGAIN when not cached, or -errno. */
   readNowait(fd: number, offset: number, length: number, pos: number): number;
-  /** pwrite from the arena on this thread: bytes, or -errno (-ENOSYS in an addon built without liburing). */
-  writeNow(fd: number, offset: number, length: number, pos: number): number;
 }
 
 /** BAR0 or config space of a VFIO device (native/vfio.h VfioRegion). */

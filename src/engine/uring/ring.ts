@@ -211,21 +211,9 @@ export class IoRing {
     if (cached) this.cachedRead = this.staged;
   }
 
-  /**
-   * With `dsync` the data is durable when `done` runs (RWF_DSYNC: NVMe FUA).
-   * `cached`: the file goes through the page cache. Its plain writes of one
-   * contiguous buffer are then a pwrite on this thread, `done` inside this
-   * call: a file system that cannot take a buffered write without blocking
-   * (ext4 here) has io_uring hand every one to a worker thread, a
-   * cross-thread round trip per write (18k writes a second at depth 1,
-   * against 730k for pwrite, fio on this machine). A short or failed pwrite
-   * completes as the ring's would (the rest goes through the ring).
-   */
-  write(fd: number, pos: number, segments: readonly Uint8Array[], dsync: boolean, done: IoDone, cached = false): void {
-    const one = segments.length === 1 ? segments[0]! : undefined;
-    if (!cached || dsync || one === undefined || one.length === 0 || this.closed) return this.stageTransfer('write', fd, pos, segments, dsync ? RWF_DSYNC : 0, done);
-    const tag = this.tag('write', fd, pos, segments, one.length, 0, done);
-    this.complete(tag, this.ring.writeNow(fd, one.byteOffset - this.skew, one.length, pos));
+  /** With `dsync` the data is durable when `done` runs (RWF_DSYNC: NVMe FUA). */
+  write(fd: number, pos: number, segments: readonly Uint8Array[], dsync: boolean, done: IoDone): void {
+    this.stageTransfer('write', fd, pos, segments, dsync ? RWF_DSYNC : 0, done);
   }
 
   fdatasync(fd: number, done: IoDone): void {

@@ -57,50 +57,6 @@ describe.runIf(DATA_PATHS.includes('io_uring'))('io_uring teardown and bounds', 
     expect(results).toHaveLength(10);
   });
 
-  it("a cached file's plain write of one buffer is a pwrite inside the call; FUA, scattered and uncached writes go through the ring", () => {
-    const arena = new DmaArena({ sizeBytes: 1 << 20 });
-    const file = path.join(dir(), 'f');
-    const fd = fs.openSync(file, 'w+');
-    defer(() => fs.closeSync(fd));
-    const r = ring(arena);
-    defer(() => r.close());
-    const a = arena.bytes.subarray(0, 4096).fill(0x11);
-    const results: Array<BackendError | null> = [];
-    r.write(fd, 8192, [a], false, (err) => results.push(err), true);
-    // Done before write() returned, nothing handed to the kernel's ring, the bytes in the file.
-    expect(results).toEqual([null]);
-    expect(r.inflight).toBe(0);
-    expect(fs.readFileSync(file).subarray(8192)).toEqual(Buffer.alloc(4096, 0x11));
-    // FUA (RWF_DSYNC), a scattered write and a write of a file not cached wait for submit(), as before.
-    const b = arena.bytes.subarray(8192, 12288).fill(0x22);
-    r.write(fd, 0, [b], true, (err) => results.push(err), true);
-    r.write(fd, 4096, [arena.bytes.subarray(16384, 18432).fill(0x33), arena.bytes.subarray(65536, 67584).fill(0x44)], false, (err) => results.push(err), true);
-    r.write(fd, 12288, [b], false, (err) => results.push(err));
-    expect(results).toHaveLength(1);
-    r.submit();
-    for (let i = 0; i < 100 && results.length < 4; i++) r.wait(100);
-    expect(results).toEqual([null, null, null, null]);
-    const bytes = fs.readFileSync(file);
-    expect(bytes.subarray(0, 4096)).toEqual(Buffer.alloc(4096, 0x22));
-    expect(bytes.subarray(4096, 8192)).toEqual(Buffer.concat([Buffer.alloc(2048, 0x33), Buffer.alloc(2048, 0x44)]));
-    expect(bytes.subarray(12288, 16384)).toEqual(Buffer.alloc(4096, 0x22));
-  });
-
-  it("a failed pwrite of a cached file's write completes with the ring's error, inside the call", () => {
-    const arena = new DmaArena({ sizeBytes: 1 << 20 });
-    const file = path.join(dir(), 'ro');
-    fs.writeFileSync(file, Buffer.alloc(8192));
-    const fd = fs.openSync(file, 'r');
-    defer(() => fs.closeSync(fd));
-    const r = ring(arena);
-    defer(() => r.close());
-    const results: Array<BackendError | null> = [];
-    r.write(fd, 0, [arena.bytes.subarray(0, 4096).fill(1)], false, (err) => results.push(err), true);
-    expect(results).toHaveLength(1);
-    expect(results[0]).toMatchObject({ kind: 'write', errno: 'EBADF' });
-    expect(fs.readFileSync(file)).toEqual(Buffer.alloc(8192));
-  });
-
   it('operations on a descriptor named by submitEach() go to the kernel one by one as a batch is staged; others wait for submit()', () => {
     const arena = new DmaArena({ sizeBytes: 1 << 20 });
     const device = stalledDevice('io_uring', dir(), 1 << 20);

@@ -186,7 +186,7 @@ export class FileBackend implements Backend {
     const closed = this.closed('write');
     if (closed) return done(closed);
     done = this.spaceErrors(pos, total(segments), done);
-    if (ring) return ring.write(this.fd, pos, segments, fua, done, !this.direct);
+    if (ring) return ring.write(this.fd, pos, segments, fua, done);
     writeAll(this.fd, [...segments], pos, (err) => {
       if (err || !fua) return done(err);
       this.flushOn(undefined, done);

@@ -202,8 +202,11 @@ export class PduReader {
   private readonly headerBuf = new Uint8Array(IcReqPdu.$size + HDGST_SIZE);
   private scratch = NO_DATA;
   private readonly reusedChunks: boolean;
-  /** The copy keepUnread() made last. */
+  /** The view of `store` keepUnread() made last (the front chunk while its bytes are unread). */
   private own: Uint8Array | undefined;
+  /** Memory of the reader's own that keepUnread() copies into, and how much of it is used (never written again once used: PDUs handed out may view it). */
+  private store = NO_DATA;
+  private stored = 0;
 
   constructor(options: PduReaderOptions) {
     const { maxPduBytes, side = 'controller', pda = 0 } = options;
@@ -246,13 +249,36 @@ export class PduReader {
     return out;
   }
 
-  /** Copies the bytes pushed and not yet returned into memory of the reader's own (`reusedChunks`). */
+  /**
+   * Copies the bytes pushed and not yet returned into memory of the reader's
+   * own (`reusedChunks`). Bytes it copied before stay where they are and
+   * only the chunks pushed since are appended, so a PDU arriving in many
+   * small chunks costs copies of its length, not of its length squared; the
+   * store grows to the pending PDU's length (or twice what is kept) when
+   * they do not fit.
+   */
   private keepUnread(): void {
     if (this.buffered === 0 || (this.first === this.chunks.length - 1 && this.chunks[this.first] === this.own)) return;
-    const rest = new Uint8Array(this.buffered);
-    this.copyOut(rest, this.buffered);
-    this.own = rest;
-    this.chunks = [rest];
+    const own = this.chunks[this.first] === this.own ? this.own! : undefined;
+    const kept = own ? own.length - this.head : 0;
+    let start: number;
+    if (own && this.store.length - this.stored >= this.buffered - kept) {
+      start = own.byteOffset + this.head;
+      for (let i = this.first + 1; i < this.chunks.length; i++) {
+        this.store.set(this.chunks[i]!, this.stored);
+        this.stored += this.chunks[i]!.length;
+      }
+    } else {
+      if (this.store.length - this.stored < this.buffered) {
+        this.store = new Uint8Array(Math.max(2 * this.buffered, this.pending?.plen ?? 0));
+        this.stored = 0;
+      }
+      start = this.stored;
+      this.copyOut(this.store.subarray(start), this.buffered);
+      this.stored += this.buffered;
+    }
+    this.own = this.store.subarray(start, this.stored);
+    this.chunks = [this.own];
     this.first = 0;
     this.head = 0;
   }

@@ -4,7 +4,7 @@
  * FES / FEI the spec wants in the termination request, digests, and a fuzz of
  * random and mutated streams.
  */
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import fc from 'fast-check';
 import { PduReader, PduError, type Pdu, type PduReaderOptions } from '../../../src/engine/target/pdu.js';
 import { decodeIcReq, decodeIcResp, decodeTermReq, decodeDataPdu, decodeR2T, capsuleEntry } from '../../../src/engine/target/pdu-fields.js';
@@ -201,6 +201,35 @@ describe('round trips: host-to-controller PDUs through a controller reader', () 
       expect(got[1]!.data).toEqual([...bytes(4096, 2)]);
       expect(got[2]!.data).toEqual([...bytes(1000, 3)]);
     }
+  });
+
+  it('reusedChunks: a PDU arriving a byte at a time is copied about once, not once per chunk', () => {
+    // 2 x 64 KiB of H2CData a byte per chunk: copying everything kept at every chunk would move 2^32 bytes.
+    const big = 64 * 1024;
+    const wire = { hdgst: false, ddgst: true };
+    const r = controller(wire, { reusedChunks: true, maxPduBytes: big + 1024 });
+    const sent = [bytes(big, 11), bytes(big, 12)];
+    const stream = concatSegments(sent.map((data, i) => concatSegments(encodeH2CData({ cccid: i, ttag: i, datao: 0, data, last: true }, wire))));
+    const into = new Uint8Array(1);
+    const got: Array<{ data: Uint8Array; digestError: boolean }> = [];
+    // Every byte the reader copies goes through TypedArray.prototype.set.
+    const set = vi.spyOn(Uint8Array.prototype, 'set');
+    let copied = 0;
+    try {
+      for (let i = 0; i < stream.length; i++) {
+        into[0] = stream[i]!;
+        r.push(into);
+        for (let p = r.next(); p !== null; p = r.next()) got.push({ data: p.data.slice(), digestError: p.dataDigestError });
+        into[0] = 0xee;
+      }
+      for (const [src] of set.mock.calls) copied += (src as ArrayLike<number>).length;
+    } finally {
+      set.mockRestore();
+    }
+    expect(got.map((p) => p.digestError)).toEqual([false, false]);
+    expect(got.map((p) => Buffer.from(p.data).equals(Buffer.from(sent[got.indexOf(p)]!)))).toEqual([true, true]);
+    // The stream once, the store's doublings, and each PDU once more where it straddles the last chunk.
+    expect(copied).toBeLessThan(8 * stream.length);
   });
 
   it('ICReq fields', () => {

@@ -20,7 +20,9 @@
  *   lies in one chunk, else of a buffer the reader reuses. Either way they
  *   stay valid until the next `next()` call only; copy what must outlive it
  *   (command data into its DMA buffer).
- * - Memory: the reader allocates at most `maxPduBytes` plus one header.
+ * - Memory: the reader holds at most two buffers of `maxPduBytes` (the one
+ *   a PDU straddling chunks is assembled in, and with `reusedChunks` the
+ *   store a partial PDU is kept in) plus one header.
  *   Once `next()` has returned null, `bufferedBytes` (a partial PDU) is
  *   below `maxPduBytes`; the chunks those bytes sit in stay referenced
  *   (copied instead with `reusedChunks`).
@@ -270,7 +272,8 @@ export class PduReader {
       }
     } else {
       if (this.store.length - this.stored < this.buffered) {
-        this.store = new Uint8Array(Math.max(2 * this.buffered, this.pending?.plen ?? 0));
+        // What is kept is part of a PDU still coming: under maxPduBytes, as is its PDU.
+        this.store = new Uint8Array(Math.min(this.maxPduBytes, Math.max(2 * this.buffered, this.pending?.plen ?? 0)));
         this.stored = 0;
       }
       start = this.stored;
@@ -481,6 +484,10 @@ export class PduReader {
     if (this.first === this.chunks.length) {
       this.chunks = [];
       this.first = 0;
+      // Nothing kept: the store goes (PDUs handed out hold their own views of it).
+      this.store = NO_DATA;
+      this.stored = 0;
+      this.own = undefined;
     } else if (this.first > 64 && this.first * 2 > this.chunks.length) {
       this.chunks = this.chunks.slice(this.first);
       this.first = 0;

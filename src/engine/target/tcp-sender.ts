@@ -48,6 +48,8 @@ export class TcpSender {
   out: Buffer | undefined;
   view: DataView | undefined;
   private used = 0;
+  /** Bytes of `out` already handed to the socket by a write-through (the buffer stays in use for the rest of the turn). */
+  private sentFrom = 0;
   private readonly spare: Buffer[] = [];
   /** Per CID, the PDU headers of a completion sent by reference (C2HData, CapsuleResp), made on first use; a scratch CQE. */
   private readonly headers: Uint8Array[] = [];
@@ -168,26 +170,39 @@ export class TcpSender {
     return bytes;
   }
 
-  /** One more completion gathered or sent: every WRITE_THROUGH_EVERY of them, what is corked goes to the socket now. */
+  /**
+   * One more completion gathered or sent: every WRITE_THROUGH_EVERY of
+   * them, what is corked goes to the socket now. The output buffer stays in
+   * use: what was gathered since the last write goes as a view of it, and
+   * the rest of the turn is gathered after it (flush() frees the buffer
+   * once the socket is done with all of it).
+   */
   private completed(): void {
     if (++this.completions < WRITE_THROUGH_EVERY || !this.corked) return;
     this.completions = 0;
-    this.flush();
+    const out = this.out;
+    if (out !== undefined && this.used > this.sentFrom) {
+      this.socket.write(out.subarray(this.sentFrom, this.used));
+      this.sentFrom = this.used;
+    }
     // The socket writes what it holds when its last cork is taken off; the turn's cork goes back on.
     this.socket.uncork();
     this.socket.cork();
+    this.throttle();
   }
 
   /** Writes what was gathered out (before whatever is sent next). */
   flush(): void {
     const out = this.out;
     if (out === undefined) return;
-    const used = this.used;
+    const { used, sentFrom } = this;
     this.out = undefined;
     this.view = undefined;
     this.used = 0;
+    this.sentFrom = 0;
     if (used === 0) return this.keep(out);
-    this.socket.write(out.subarray(0, used), () => this.keep(out));
+    // The rest (nothing, when a write-through took it all): its callback runs once the socket is done with every write of the buffer.
+    this.socket.write(out.subarray(sentFrom, used), () => this.keep(out));
     this.throttle();
   }
 
@@ -203,6 +218,7 @@ export class TcpSender {
     this.out = undefined;
     this.view = undefined;
     this.used = 0;
+    this.sentFrom = 0;
   }
 
   private keep(out: Buffer): void {

@@ -5,7 +5,7 @@
  * gathered or sent by reference alike, and the host receives every PDU, in
  * order, byte for byte.
  */
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect, afterEach, vi } from 'vitest';
 import * as net from 'node:net';
 import { TcpSender, WRITE_THROUGH_EVERY } from '../../../src/engine/target/tcp-sender.js';
 import { C2HDataPdu, TcpCommonHeader, PduType } from '../../../src/engine/spec/tcp-pdu.js';
@@ -62,11 +62,15 @@ describe('TcpSender', () => {
       const sender = new TcpSender(socket, () => true, { uncork: 'microtasks' });
       const total = 2 * WRITE_THROUGH_EVERY + 8;
       const seen: number[] = [];
+      const pending: number[] = [];
       for (let cid = 0; cid < total; cid++) {
         const data = dataOf(cid);
         if (sender.gather(wire, cid, 1, 0, 0, 0, 0, data, true) === undefined) sender.sendCompletion(wire, cid, 1, 0, 0, 0, 0, data, true, () => {});
         seen.push(uncorks());
+        pending.push(socket.writableLength);
       }
+      // What the write-through took went to the kernel at once (loopback takes it whole).
+      expect(pending[WRITE_THROUGH_EVERY - 1]).toBe(0);
       // Nothing before the WRITE_THROUGH_EVERY-th completion, then one write-through per WRITE_THROUGH_EVERY, all inside the turn.
       expect(seen[WRITE_THROUGH_EVERY - 2]).toBe(0);
       expect(seen[WRITE_THROUGH_EVERY - 1]).toBe(1);
@@ -79,6 +83,29 @@ describe('TcpSender', () => {
       expect(c2hCids(received(), wire)).toEqual(Array.from({ length: total }, (_, i) => i));
     });
   }
+
+  it('keeps one output buffer for a turn across its write-throughs', async () => {
+    const { socket, received, receivedBytes } = await pair();
+    const sender = new TcpSender(socket, () => true, { uncork: 'microtasks' });
+    const alloc = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    const total = 3 * WRITE_THROUGH_EVERY;
+    try {
+      for (let cid = 0; cid < total; cid++) sender.gather({}, cid, 1, cid, 0, cid, 0, undefined, false);
+      await new Promise((r) => setImmediate(r));
+      // A turn of responses: one buffer, however many write-throughs.
+      expect(alloc).toHaveBeenCalledTimes(1);
+    } finally {
+      alloc.mockRestore();
+    }
+    await until(() => receivedBytes() >= total * 24);
+    const bytes = received();
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    // Every CapsuleResp once, in order (CID at byte 8 + 12 of the CQE, DW0 at 8).
+    const cids = Array.from({ length: bytes.length / 24 }, (_, i) => v.getUint16(i * 24 + 8 + 12, true));
+    const dw0s = Array.from({ length: bytes.length / 24 }, (_, i) => v.getUint32(i * 24 + 8, true));
+    expect(cids).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(dw0s).toEqual(cids);
+  });
 
   it('starts counting again at each turn', async () => {
     const { socket, uncorks } = await pair();

@@ -5,7 +5,9 @@
  * Data is copied with the native addon's memcpy when it is loaded: V8 moves
  * bytes into and out of shared memory with relaxed atomic word moves, about
  * 1.5x the time of a memcpy for a 4 KiB block here, and that copy is the
- * namespace's whole cost per I/O. Without the addon, TypedArray.set().
+ * namespace's whole cost per I/O. Without the addon (or with
+ * NVMQ_DISABLE_NATIVE=1), TypedArray.set(); the engine's data path option
+ * (io_uring or portable) does not change it.
  */
 import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError } from './backend.js';

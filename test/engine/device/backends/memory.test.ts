@@ -31,6 +31,8 @@ if (loadNative()?.copyBytes) paths.push(['the native memcpy', false]);
 describe.each(paths)('MemoryBackend with %s', (_name, portable) => {
   it('writes and reads back segments at any offset, touching nothing else', () => {
     const b = made(portable);
+    // The path named is the one taken.
+    expect(typeof (b as unknown as { copy?: unknown }).copy).toBe(portable ? 'undefined' : 'function');
     const shared = new Uint8Array(new SharedArrayBuffer(300)).map((_, i) => (i * 7 + 1) & 0xff);
     const plain = Uint8Array.from({ length: 4096 }, (_, i) => (i * 13 + 5) & 0xff);
     const r = result();

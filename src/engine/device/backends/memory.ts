@@ -2,9 +2,9 @@
  * A namespace in RAM: one SharedArrayBuffer, so worker threads can share it.
  * Every operation completes before it returns.
  *
- * Data is copied with the native addon's memcpy when it is loaded: V8 moves
+ * Data is copied with the native addon's memmove when it is loaded: V8 moves
  * bytes into and out of shared memory with relaxed atomic word moves, about
- * 1.5x the time of a memcpy for a 4 KiB block here, and that copy is the
+ * 1.5x the time of a memmove for a 4 KiB block here, and that copy is the
  * namespace's whole cost per I/O. Without the addon (or with
  * NVMQ_DISABLE_NATIVE=1), TypedArray.set(); the engine's data path option
  * (io_uring or portable) does not change it.

@@ -198,3 +198,41 @@ export function h2cDataError(pdu: Pdu, h: ReturnType<typeof decodeDataPdu>, cmd:
   }
   return undefined;
 }
+
+/**
+ * The CIDs of a connection's commands in flight: a bit per 16-bit CID (8 KiB)
+ * and a count. A Map of them reallocated its hash table whenever the count
+ * swung between a chunk's worth and half of it (every write-through at
+ * depth 32): with the page faults of the fresh tables and the collections
+ * they fed, about 1% of the target process's CPU at depth 32.
+ */
+export class CidSet {
+  private readonly bits = new Uint32Array(65536 / 32);
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  has(cid: number): boolean {
+    return (this.bits[cid >>> 5]! & (1 << (cid & 31))) !== 0;
+  }
+
+  /** Adds `cid` (a 16-bit CID); no change when it is in already. */
+  add(cid: number): void {
+    const i = cid >>> 5;
+    const bit = 1 << (cid & 31);
+    if ((this.bits[i]! & bit) !== 0) return;
+    this.bits[i]! |= bit;
+    this.count++;
+  }
+
+  /** Removes `cid`; no change when it is not in. */
+  delete(cid: number): void {
+    const i = cid >>> 5;
+    const bit = 1 << (cid & 31);
+    if ((this.bits[i]! & bit) === 0) return;
+    this.bits[i]! &= ~bit;
+    this.count--;
+  }
+}

@@ -32,7 +32,7 @@ import { connectTo } from './connect.js';
 import { DataDirection, checkDataPointer, dataDirection, expectedBytes, statusResponse } from './local-io.js';
 import { SLOT_NONE, TcpField } from './tcp-metrics.js';
 import { SpareBuffers } from './spare-buffers.js';
-import { IoPath, commandRecord, h2cDataError, startCommand, type Command } from './tcp-command.js';
+import { CidSet, IoPath, commandRecord, h2cDataError, startCommand, type Command } from './tcp-command.js';
 import { TcpSender } from './tcp-sender.js';
 import { ADMIN_IN_CAPSULE_BYTES, CONNECT_TIMEOUT_MS, SQHD_DISABLED, type ConnectionEnv, type MovedQueue, type QueueOwner } from './tcp-env.js';
 
@@ -59,8 +59,8 @@ export class TcpConnection {
   private entries = 0;
   private sqhd = 0;
   private sqFlowOff = false;
-  /** Commands received and not yet answered, by CID. */
-  private readonly inflight = new Map<number, Command>();
+  /** The CIDs of commands received and not yet answered. */
+  private readonly inflight = new CidSet();
   /** R2T'd writes waiting for their data, by TTAG. */
   private readonly awaitingData = new Map<number, Command>();
   /** Commands waiting for their turn to take a DMA buffer (the bytes held are `spare.held`). */
@@ -265,7 +265,7 @@ export class TcpConnection {
     startCommand(cmd, direction, length);
     const refused = checkDataPointer(sqe, direction, pdu.data.length, this.limits, dv);
     if (refused !== undefined) return this.respond(cid, statusResponse(refused));
-    this.inflight.set(cid, cmd);
+    this.inflight.add(cid);
     if (this.state === 'connect') return this.connect(cmd, pdu.data.subarray(0, length));
     const inCapsule = sglId === SGL_ID_IN_CAPSULE ? pdu.data.subarray(0, length) : undefined;
     // The common case goes on synchronously: the pair is known, so is the buffer (the PDU's views last until the next one).

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bringUp, pattern, scratch } from '../../helpers/harness.js';
-import { IoPath, commandRecord } from '../../../src/engine/target/tcp-command.js';
+import { CidSet, IoPath, commandRecord } from '../../../src/engine/target/tcp-command.js';
 import { NvmOpcode } from '../../../src/engine/spec/opcodes.js';
 import { encodeCommandWords } from '../../../src/engine/spec/command.js';
 import { DataDirection } from '../../../src/engine/target/local-io.js';
@@ -37,5 +37,26 @@ describe('IoPath', () => {
     const back = new Uint8Array(4096);
     await fresh.read(1, 7, 1, back);
     expect(back.every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('CidSet', () => {
+  it('holds each 16-bit CID once, counts them, and forgets what is deleted', () => {
+    const s = new CidSet();
+    const cids = [0, 1, 31, 32, 33, 4095, 0x8000, 0xfffe, 0xffff];
+    for (const c of cids) s.add(c);
+    s.add(31);
+    expect(s.size).toBe(cids.length);
+    for (const c of cids) expect(s.has(c)).toBe(true);
+    for (const c of [2, 30, 34, 4094, 0x7fff, 0xfffd]) expect(s.has(c)).toBe(false);
+    s.delete(31);
+    s.delete(31);
+    s.delete(2);
+    expect(s.has(31)).toBe(false);
+    expect(s.has(32)).toBe(true);
+    expect(s.size).toBe(cids.length - 1);
+    for (const c of cids) s.delete(c);
+    expect(s.size).toBe(0);
+    expect(cids.some((c) => s.has(c))).toBe(false);
   });
 });

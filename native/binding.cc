@@ -545,38 +545,32 @@ Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
 // views copy as TypedArray.set() does. Other threads writing the same
 // shared bytes at the same time race with it as with any plain copy (the
 // namespace's commands order their own I/O).
-bool ByteView(napi_env env, napi_value v, uint8_t** data, size_t* length) {
-  bool is = false;
-  napi_typedarray_type t;
-  void* p = nullptr;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  if (napi_get_typedarray_info(env, v, &t, length, &p, nullptr, nullptr) != napi_ok || t != napi_uint8_array) return false;
-  *data = static_cast<uint8_t*>(p);
+// The Uint8Array argument `index`, or a TypeError (false).
+bool ReadBytes(const Napi::CallbackInfo& info, size_t index, const char* name, Napi::Uint8Array* out) {
+  Napi::Value v = info[index];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    Napi::TypeError::New(info.Env(), std::string("nvmq_native: ") + name + " must be a Uint8Array").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = v.As<Napi::Uint8Array>();
   return true;
 }
 
-napi_value CopyBytes(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
-  uint8_t *dst = nullptr, *src = nullptr;
-  size_t dstLen = 0, srcLen = 0;
-  double d[3] = {-1, -1, -1};
-  const napi_value nums[3] = {argv[1], argv[3], argv[4]};
-  bool ok = argc == 5 && ByteView(env, argv[0], &dst, &dstLen) && ByteView(env, argv[2], &src, &srcLen);
-  for (int i = 0; ok && i < 3; i++) ok = napi_get_value_double(env, nums[i], &d[i]) == napi_ok;
-  if (!ok) {
-    napi_throw_type_error(env, nullptr, "nvmq_native: copyBytes(dst: Uint8Array, dstOffset, src: Uint8Array, srcOffset, length)");
-    return nullptr;
+Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array dst, src;
+  double dstOff, srcOff, n;
+  if (!ReadBytes(info, 0, "dst", &dst) || !ReadInteger(info, 1, "dstOffset", 0, kMaxSafeInteger, &dstOff) ||
+      !ReadBytes(info, 2, "src", &src) || !ReadInteger(info, 3, "srcOffset", 0, kMaxSafeInteger, &srcOff) ||
+      !ReadInteger(info, 4, "length", 0, kMaxSafeInteger, &n)) {
+    return env.Undefined();
   }
-  const double dstOff = d[0], srcOff = d[1], n = d[2];
-  if (!(n >= 0 && dstOff >= 0 && srcOff >= 0 && std::trunc(n) == n && std::trunc(dstOff) == dstOff && std::trunc(srcOff) == srcOff &&
-        dstOff + n <= static_cast<double>(dstLen) && srcOff + n <= static_cast<double>(srcLen))) {
-    napi_throw_range_error(env, nullptr, "nvmq_native: copyBytes: a range outside its view");
-    return nullptr;
+  if (dstOff + n > static_cast<double>(dst.ElementLength()) || srcOff + n > static_cast<double>(src.ElementLength())) {
+    Napi::RangeError::New(env, "nvmq_native: copyBytes: a range outside its view").ThrowAsJavaScriptException();
+    return env.Undefined();
   }
-  if (n > 0) std::memmove(dst + static_cast<size_t>(dstOff), src + static_cast<size_t>(srcOff), static_cast<size_t>(n));
-  return nullptr;
+  if (n > 0) std::memmove(dst.Data() + static_cast<size_t>(dstOff), src.Data() + static_cast<size_t>(srcOff), static_cast<size_t>(n));
+  return env.Undefined();
 }
 
 // An engine's shared memory (its DMA arena, RAM namespaces) is calloc'd by
@@ -1026,11 +1020,7 @@ void RegisterRing(Napi::Env env, Napi::Object exports) {
   exports.Set("ioUring", Napi::Boolean::New(env, nvmq::ring_supported()));
   exports.Set("Ring", RingWrap::Define(env));
   exports.Set("pageOffsetOf", Napi::Function::New(env, PageOffsetOf, "pageOffsetOf"));
-  {
-    napi_value fn;
-    napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, CopyBytes, nullptr, &fn);
-    exports.Set("copyBytes", Napi::Value(env, fn));
-  }
+  exports.Set("copyBytes", Napi::Function::New(env, CopyBytes, "copyBytes"));
 }
 
 void RegisterFallocate(Napi::Env env, Napi::Object exports) {

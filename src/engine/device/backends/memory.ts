@@ -13,8 +13,6 @@ import type { Backend, BackendHandle, IoDone } from './backend.js';
 import { BackendError } from './backend.js';
 import { loadNative } from '../../uring/native.js';
 
-type CopyBytes = (dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number) => void;
-
 export class MemoryBackend implements Backend {
   readonly kind = 'memory' as const;
   readonly alignment = 1;
@@ -22,7 +20,7 @@ export class MemoryBackend implements Backend {
   readonly readOnly = false;
   readonly buffer: SharedArrayBuffer;
   private readonly bytes: Uint8Array;
-  private readonly copy: CopyBytes | undefined = loadNative()?.copyBytes;
+  private readonly copy = loadNative()?.copyBytes;
 
   constructor(opts: { size: number } | { buffer: SharedArrayBuffer }) {
     if ('buffer' in opts) {

@@ -1,5 +1,5 @@
 /**
- * The RAM namespace's reads and writes, with the native addon's memcpy and
+ * The RAM namespace's reads and writes, with the native addon's memmove and
  * with TypedArray.set() (NVMQ_DISABLE_NATIVE=1 when the backend is made):
  * the same bytes land in the same places, nothing outside the range moves,
  * and a range past the end is refused with nothing copied.
@@ -26,7 +26,7 @@ function result(): { done: IoDone; err: () => Error | null | undefined } {
 }
 
 const paths = [['TypedArray.set()', true]] as [string, boolean][];
-if (loadNative()?.copyBytes) paths.push(['the native memcpy', false]);
+if (loadNative()?.copyBytes) paths.push(['the native memmove', false]);
 
 describe.each(paths)('MemoryBackend with %s', (_name, portable) => {
   it('writes and reads back segments at any offset, touching nothing else', () => {
